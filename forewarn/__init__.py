@@ -1,0 +1,3 @@
+"""The `forewarn` command line: the composition root that wires the product packages together."""
+
+__all__: list[str] = []

@@ -1,0 +1,14 @@
+"""Benchmarks: `forewarn bench SUITE --json` prints one JSON object of measured figures.
+
+Each suite is a function returning a dict of named figures; ratios are computed against their ceilings
+within the same run, because the machines are shared and noisy.
+"""
+
+from __future__ import annotations
+
+__all__ = ["SUITES"]
+
+# Suite name -> "module:function" returning dict[str, object]; a part adds its line when it is built.
+SUITES: dict[str, str] = {
+    "contracts": "forewarn.bench.contracts:run",
+}

@@ -1,0 +1,278 @@
+"""Typed message contracts: every JSON message Forewarn sends, defined once, validated when decoded.
+
+Each message carries its kind and schema version in the `kind` tag (`"aggregate/1"`). Evolve a message by
+adding fields with defaults at the end; a breaking change is a new tag, and the old one stays decodable for
+one release. Raw sample batches have their own binary codec in `shared.raw_batch`.
+
+Each topic family has one `decode_*` function; it raises `ContractError` naming the field and value, and
+nothing else, whatever the bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypeVar
+
+import msgspec
+from msgspec import Meta, Struct
+
+from shared.errors import ContractError
+from shared.timebase import check_time_ns
+from shared.topics import IDENT_PATTERN
+
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "Aggregate",
+    "Alert",
+    "Contribution",
+    "DeploymentAck",
+    "FeatureStats",
+    "GoldenPair",
+    "MaintenanceEvent",
+    "ModelDeployment",
+    "ModelManifest",
+    "ScoreStats",
+    "Snapshot",
+    "Status",
+    "Uplink",
+    "decode_deployment",
+    "decode_event",
+    "decode_manifest",
+    "decode_uplink",
+    "encode",
+]
+
+MAX_MESSAGE_BYTES = 1 << 20
+MAX_SNAPSHOT_SAMPLES = 65_536
+
+FiniteFloat = Annotated[float, Meta(ge=-1e15, le=1e15)]  # a range check also rejects NaN and inf
+Ident = Annotated[str, Meta(pattern=IDENT_PATTERN)]
+FeatureName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]{1,96}$")]
+Seq = Annotated[int, Meta(ge=0, le=2**63 - 1)]
+TimestampNs = Annotated[int, Meta(ge=0, le=2**63 - 1)]
+Version = Annotated[int, Meta(ge=1, le=2**31 - 1)]
+Sha256Hex = Annotated[str, Meta(pattern=r"^[0-9a-f]{64}$")]
+ShortText = Annotated[str, Meta(max_length=1000)]
+ModelKind = Literal["baseline", "onnx"]
+
+
+class FeatureStats(Struct, frozen=True, array_like=True):
+    """Summary of one feature over an aggregation period, encoded as `[mean, min, max]`."""
+
+    mean: FiniteFloat
+    min: FiniteFloat
+    max: FiniteFloat
+
+
+class ScoreStats(Struct, frozen=True, kw_only=True):
+    """Summary of the anomaly scores of the windows in a period."""
+
+    mean: FiniteFloat
+    max: FiniteFloat
+    threshold: FiniteFloat
+    n_windows: Annotated[int, Meta(ge=0)]
+    n_above_threshold: Annotated[int, Meta(ge=0)]
+
+
+class Aggregate(Struct, frozen=True, kw_only=True, tag_field="kind", tag="aggregate/1"):
+    """One asset's features and anomaly scores summarised over one period (default 10 s)."""
+
+    gateway_id: Ident
+    asset_id: Ident
+    seq: Seq
+    period_start_ns: TimestampNs
+    period_end_ns: TimestampNs
+    feature_spec: ShortText
+    features: Annotated[dict[FeatureName, FeatureStats], Meta(max_length=4096)]
+    score: ScoreStats
+    model_version: ShortText
+    model_kind: ModelKind
+
+
+class Contribution(Struct, frozen=True, kw_only=True):
+    """How much one feature pushed a window's score up."""
+
+    feature: FeatureName
+    value: FiniteFloat
+    contribution: FiniteFloat
+
+
+class Alert(Struct, frozen=True, kw_only=True, tag_field="kind", tag="alert/1"):
+    """An alert raised for, or cleared on, one asset."""
+
+    gateway_id: Ident
+    asset_id: Ident
+    seq: Seq
+    alert_id: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
+    state: Literal["raised", "cleared"]
+    severity: Literal["info", "warning", "critical"]
+    ts_ns: TimestampNs
+    score: FiniteFloat
+    threshold: FiniteFloat
+    model_version: ShortText
+    model_kind: ModelKind
+    top_features: Annotated[list[Contribution], Meta(max_length=32)] = []
+    message: ShortText = ""
+
+
+class Snapshot(Struct, frozen=True, kw_only=True, tag_field="kind", tag="snapshot/1"):
+    """A short raw waveform around an alert, so an engineer can see what triggered it."""
+
+    gateway_id: Ident
+    asset_id: Ident
+    sensor: Ident
+    seq: Seq
+    alert_id: ShortText
+    start_ns: TimestampNs
+    sample_rate_hz: Annotated[float, Meta(gt=0.0, le=1e7)]
+    samples: Annotated[list[FiniteFloat], Meta(min_length=1, max_length=MAX_SNAPSHOT_SAMPLES)]
+
+
+class Status(Struct, frozen=True, kw_only=True, tag_field="kind", tag="status/1"):
+    """A gateway heartbeat (retained); with `state="offline"` it is also the gateway's MQTT last will."""
+
+    gateway_id: Ident
+    ts_ns: TimestampNs
+    state: Literal["online", "offline"]
+    seq: Seq | None = None
+    uptime_s: Annotated[float, Meta(ge=0.0, le=1e10)] = 0.0
+    metrics: Annotated[dict[FeatureName, FiniteFloat], Meta(max_length=1024)] = {}
+    model_versions: Annotated[dict[Ident, ShortText], Meta(max_length=4096)] = {}
+    cpu_percent: Annotated[float, Meta(ge=0.0, le=1e5)] = 0.0
+    memory_bytes: Annotated[int, Meta(ge=0)] = 0
+
+
+class DeploymentAck(Struct, frozen=True, kw_only=True, tag_field="kind", tag="deploy-ack/1"):
+    """A gateway's answer to a model deployment: swapped in, or refused with the reason."""
+
+    gateway_id: Ident
+    seq: Seq
+    target: Ident
+    version: Version
+    ok: bool
+    reason: ShortText
+    ts_ns: TimestampNs
+
+
+class MaintenanceEvent(Struct, frozen=True, kw_only=True, tag_field="kind", tag="event/1"):
+    """A maintenance action or a failure on an asset (from a CMMS, an operator or the simulator)."""
+
+    asset_id: Ident
+    ts_ns: TimestampNs
+    event: Literal["failure", "maintenance"]
+    mode: ShortText = ""
+    source: ShortText = ""
+    note: ShortText = ""
+
+
+class GoldenPair(Struct, frozen=True, array_like=True):
+    """A model input row and the score the model must produce for it."""
+
+    features: list[FiniteFloat]
+    score: FiniteFloat
+
+
+class ModelManifest(Struct, frozen=True, kw_only=True, tag_field="kind", tag="manifest/1"):
+    """What a model artifact is and what it expects: the edge agent scores only matching feature vectors."""
+
+    target: Ident
+    version: Version
+    model_type: ShortText
+    artifact_sha256: Sha256Hex
+    feature_spec: ShortText
+    feature_names: Annotated[list[FeatureName], Meta(min_length=1, max_length=4096)]
+    threshold: FiniteFloat
+    input_name: ShortText = "features"
+    output_name: ShortText = "score"
+    quantization: ShortText = "int8"
+    created_ns: TimestampNs = 0
+    golden: Annotated[list[GoldenPair], Meta(max_length=256)] = []
+
+
+class ModelDeployment(Struct, frozen=True, kw_only=True, tag_field="kind", tag="deployment/1"):
+    """A signed order to run a model: the manifest as signed text, its signature, and how it is chunked."""
+
+    target: Ident
+    version: Version
+    manifest_json: Annotated[str, Meta(max_length=MAX_MESSAGE_BYTES)]
+    signature_b64: Annotated[str, Meta(max_length=256)]
+    chunk_count: Annotated[int, Meta(ge=1, le=100_000)]
+    artifact_bytes: Annotated[int, Meta(ge=1)]
+    is_rollback: bool = False
+
+
+Uplink = Aggregate | Alert | Snapshot | Status | DeploymentAck
+
+_ENCODER = msgspec.json.Encoder()
+_UPLINK: msgspec.json.Decoder[Uplink] = msgspec.json.Decoder(Uplink)
+_EVENT = msgspec.json.Decoder(MaintenanceEvent)
+_DEPLOYMENT = msgspec.json.Decoder(ModelDeployment)
+_MANIFEST = msgspec.json.Decoder(ModelManifest)
+_TIMESTAMP_FIELDS = ("period_start_ns", "period_end_ns", "ts_ns", "start_ns")
+
+
+def encode(message: Struct) -> bytes:
+    """Encode any message of this module as JSON."""
+    return _ENCODER.encode(message)
+
+
+_T = TypeVar("_T")
+
+
+def _decode(decoder: msgspec.json.Decoder[_T], payload: bytes) -> _T:
+    if len(payload) > MAX_MESSAGE_BYTES:
+        raise ContractError("payload", f"{len(payload)} bytes", f"at most {MAX_MESSAGE_BYTES} bytes")
+    try:
+        return decoder.decode(payload)
+    except msgspec.ValidationError as exc:  # its text names the path, e.g. `$.seq`
+        raise ContractError.from_validation(exc, payload) from exc
+    except msgspec.DecodeError as exc:
+        raise ContractError("payload", bytes(payload[:40]), "valid JSON") from exc
+
+
+def _check_times(message: Any, reference_ns: int | None) -> None:
+    for field in _TIMESTAMP_FIELDS:
+        value = getattr(message, field, None)
+        if value is not None:
+            check_time_ns(field, value, reference_ns=reference_ns)
+    if isinstance(message, Aggregate) and message.period_end_ns < message.period_start_ns:
+        raise ContractError("period_end_ns", message.period_end_ns, "period_end_ns >= period_start_ns")
+
+
+def decode_uplink(payload: bytes, *, reference_ns: int | None = None) -> Uplink:
+    """Decode anything a gateway sends upstream.
+
+    Raises:
+        ContractError: naming the first field that breaks the contract.
+    """
+    message = _decode(_UPLINK, payload)
+    _check_times(message, reference_ns)
+    return message
+
+
+def decode_event(payload: bytes, *, reference_ns: int | None = None) -> MaintenanceEvent:
+    """Decode a maintenance or failure event.
+
+    Raises:
+        ContractError: naming the first field that breaks the contract.
+    """
+    message = _decode(_EVENT, payload)
+    _check_times(message, reference_ns)
+    return message
+
+
+def decode_deployment(payload: bytes) -> ModelDeployment:
+    """Decode a model deployment order (its signature is checked by the receiver, not here).
+
+    Raises:
+        ContractError: naming the first field that breaks the contract.
+    """
+    return _decode(_DEPLOYMENT, payload)
+
+
+def decode_manifest(payload: bytes | str) -> ModelManifest:
+    """Decode a model manifest.
+
+    Raises:
+        ContractError: naming the first field that breaks the contract.
+    """
+    return _decode(_MANIFEST, payload.encode() if isinstance(payload, str) else payload)
