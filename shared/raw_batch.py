@@ -230,8 +230,9 @@ def decode_raw_batch_json(payload: bytes, *, reference_ns: int | None = None) ->
         raise ContractError.from_validation(exc, payload) from exc
     except msgspec.DecodeError as exc:
         raise ContractError("payload", bytes(payload[:40]), "valid JSON") from exc
-    samples = np.asarray(message.samples, dtype=np.float32)
-    _check_finite(samples)  # values beyond float32's range overflow to inf here
+    with np.errstate(over="ignore"):  # values beyond float32's range become inf and are rejected next
+        samples = np.asarray(message.samples, dtype=np.float32)
+    _check_finite(samples)
     samples.flags.writeable = False
     return RawBatch(
         asset_id=message.asset_id,
