@@ -8,9 +8,10 @@ from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 import psycopg
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from forewarn.localservices import MosquittoServer, PostgresServer, wait_until
+from forewarn.localservices import MissingBinaryError, MosquittoServer, PostgresServer, _find, wait_until
 from shared import topics
 
 
@@ -67,3 +68,13 @@ def _can_connect(conninfo: str) -> bool:
             return True
     except psycopg.OperationalError:
         return False
+
+
+def test_missing_binary_says_how_to_install_it() -> None:
+    with pytest.raises(MissingBinaryError, match="apt-get install no-such-package"):
+        _find("no-such-binary-forewarn", [], "apt-get install no-such-package")
+
+
+def test_free_ports_are_not_the_standard_ones(mosquitto: MosquittoServer, postgres: PostgresServer) -> None:
+    assert mosquitto.port != 1883
+    assert postgres.port != 5432
