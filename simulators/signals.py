@@ -1,0 +1,163 @@
+"""Signal synthesis: one burst of vibration and of each slow sensor per asset, vectorised over the fleet.
+
+Vibration (acceleration, g) is the sum of what an analyst reads in a spectrum:
+
+- shaft harmonics 1x, 2x, 3x (imbalance grows 1x with the square of speed, misalignment grows 2x and 3x);
+- a type tone: vane/blade/lobe pass (`pass_order` x shaft) scaled by load, or a motor's 2x line frequency;
+- bearing defects: a tone at the defect frequency (BPFO, or BPFI with 1x sidebands) plus a train of
+  impacts at that frequency ringing a structural resonance (what raises kurtosis and crest factor early);
+- broadband noise, per unit, rising late in bearing wear (RMS grows last);
+- cavitation: band-limited high-frequency noise (2-4.5 kHz) scaled by load.
+
+Slow sensors: bearing temperature (first-order thermal lag, integrated by the engine), motor current
+(load and speed dependent), and for pumps and compressors discharge pressure and flow.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import scipy.fft
+
+__all__ = ["FleetSignals", "Severity", "vibration_burst"]
+
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+_TWO_PI = np.float32(2.0 * np.pi)
+_LINE_HZ = 50.0
+_RING_TAU_S = 0.0006
+
+
+@dataclass(frozen=True, slots=True)
+class FleetSignals:
+    """Per-asset constants the synthesis needs (arrays over the fleet, fleet order)."""
+
+    base_1x_g: F64
+    noise_g: F64
+    bpfo_order: F64
+    bpfi_order: F64
+    pass_order: F64
+    is_motor: npt.NDArray[np.bool_]
+    resonance_hz: F64
+
+
+@dataclass(frozen=True, slots=True)
+class Severity:
+    """Severity of each failure mode per asset (0 healthy, the threshold at failure)."""
+
+    outer_race: F64
+    inner_race: F64
+    imbalance: F64
+    misalignment: F64
+    overheating: F64
+    cavitation: F64
+
+
+def _add_tone(out: F32, t: F32, freq_hz: F64, amp: F64, phase: F64) -> None:
+    rows = np.flatnonzero(amp > 0)
+    if rows.size == 0:
+        return
+    arg = t[None, :] * (_TWO_PI * freq_hz[rows].astype(np.float32))[:, None]
+    arg += phase[rows].astype(np.float32)[:, None]
+    out[rows] += amp[rows].astype(np.float32)[:, None] * np.sin(arg)
+
+
+def _add_impacts(
+    out: F32, t: F32, rate_hz: F64, amp: F64, phase: F64, modulation_hz: F64, resonance_hz: F64
+) -> None:
+    """Decaying rings of a resonance, one per defect passage; amplitude-modulated at `modulation_hz`."""
+    rows = np.flatnonzero(amp > 0)
+    if rows.size == 0:
+        return
+    rate = rate_hz[rows].astype(np.float32)[:, None]
+    cycles = t[None, :] * rate + phase[rows].astype(np.float32)[:, None]
+    since = (cycles - np.floor(cycles)) / rate  # seconds since the last impact
+    ring = np.exp(since * np.float32(-1.0 / _RING_TAU_S)) * np.sin(
+        since * (_TWO_PI * resonance_hz[rows].astype(np.float32))[:, None]
+    )
+    envelope = amp[rows].astype(np.float32)[:, None] * (
+        np.float32(1.0)
+        + np.float32(0.6) * np.cos(t[None, :] * (_TWO_PI * modulation_hz[rows].astype(np.float32))[:, None])
+    )
+    out[rows] += envelope * ring
+
+
+def _add_band_noise(
+    out: F32, rate_hz: float, amp: F64, rng: np.random.Generator, low_hz: float, high_hz: float
+) -> None:
+    rows = np.flatnonzero(amp > 0)
+    if rows.size == 0:
+        return
+    n = out.shape[1]
+    freqs = scipy.fft.rfftfreq(n, d=1.0 / rate_hz)
+    band = (freqs >= low_hz) & (freqs <= min(high_hz, 0.45 * rate_hz))
+    spectrum = np.zeros((rows.size, freqs.size), dtype=np.complex64)
+    count = int(band.sum())
+    spectrum[:, band] = rng.standard_normal((rows.size, count), dtype=np.float32) + 1j * rng.standard_normal(
+        (rows.size, count), dtype=np.float32
+    )
+    noise = scipy.fft.irfft(spectrum, n=n, axis=1, workers=1).astype(np.float32)
+    scale = np.sqrt(np.mean(noise * noise, axis=1, keepdims=True)) + np.float32(1e-12)
+    out[rows] += amp[rows].astype(np.float32)[:, None] * noise / scale
+
+
+def vibration_burst(
+    fleet: FleetSignals,
+    *,
+    shaft_hz: F64,
+    load: F64,
+    severity: Severity,
+    n_samples: int,
+    rate_hz: float,
+    rng: np.random.Generator,
+) -> F32:
+    """One burst of vibration per asset (assets x samples, float32, in g).
+
+    Args:
+        fleet: per-asset constants.
+        shaft_hz: shaft frequency per asset (0 for a stopped asset: only sensor noise remains).
+        load: load per asset (0-1.2).
+        severity: per-mode severity per asset.
+        n_samples: burst length.
+        rate_hz: sample rate.
+        rng: the noise source (consumed in a fixed order: deterministic for a seed).
+    """
+    n_assets = shaft_hz.size
+    t = (np.arange(n_samples, dtype=np.float64) / rate_hz).astype(np.float32)
+    running = shaft_hz > 0
+    wear = np.maximum(severity.outer_race, severity.inner_race)
+    noise_g = fleet.noise_g * np.where(running, (1.0 + 0.3 * load) * (1.0 + 3.0 * wear**3), 0.25)
+    out = rng.standard_normal((n_assets, n_samples), dtype=np.float32)
+    out *= noise_g.astype(np.float32)[:, None]
+    phases = rng.uniform(0.0, 2.0 * np.pi, size=(9, n_assets))
+    speed_ratio = np.where(running, shaft_hz, 0.0)
+    base = np.where(running, fleet.base_1x_g, 0.0)
+    nominal = np.maximum(speed_ratio, 1e-9)
+    a1 = base * (1.0 + 6.0 * severity.imbalance) + 0.3 * base * severity.misalignment
+    _add_tone(out, t, nominal, a1, phases[0])
+    _add_tone(out, t, 2.0 * nominal, 0.35 * base * (1.0 + 5.0 * severity.misalignment), phases[1])
+    _add_tone(out, t, 3.0 * nominal, 0.12 * base * (1.0 + 2.5 * severity.misalignment), phases[2])
+    pass_hz = np.where(fleet.is_motor, 2.0 * _LINE_HZ, fleet.pass_order * nominal)
+    _add_tone(out, t, pass_hz, base * (0.2 + 0.4 * load), phases[3])
+    bpfo = fleet.bpfo_order * nominal
+    bpfi = fleet.bpfi_order * nominal
+    _add_tone(out, t, bpfo, 0.6 * base * severity.outer_race, phases[4])
+    _add_tone(out, t, bpfi, 0.5 * base * severity.inner_race, phases[5])
+    _add_tone(out, t, bpfi - nominal, 0.2 * base * severity.inner_race, phases[6])
+    _add_tone(out, t, bpfi + nominal, 0.2 * base * severity.inner_race, phases[6])
+    impact = 4.0 * fleet.base_1x_g * np.where(running, 1.0, 0.0)
+    _add_impacts(out, t, bpfo, impact * severity.outer_race, phases[7], 0.0 * nominal, fleet.resonance_hz)
+    _add_impacts(out, t, bpfi, impact * severity.inner_race, phases[8], nominal, fleet.resonance_hz)
+    cavitation = np.where(running, 2.0 * fleet.base_1x_g * severity.cavitation * (0.5 + load), 0.0)
+    _add_band_noise(out, rate_hz, cavitation, rng, 2000.0, 4500.0)
+    return out
+
+
+def slow_burst(level: F64, noise: F64, n_samples: int, rng: np.random.Generator) -> F32:
+    """A short burst of a slow signal: its level plus Gaussian sensor noise (assets x samples)."""
+    out = rng.standard_normal((level.size, n_samples), dtype=np.float32)
+    out *= noise.astype(np.float32)[:, None]
+    out += level.astype(np.float32)[:, None]
+    return out
