@@ -1,0 +1,201 @@
+"""PCA reconstruction anomaly detector over feature vectors, and its conversion to one ONNX graph.
+
+The detector learns what healthy feature vectors look like as a low-dimensional subspace:
+
+1. features that were always positive in training (band powers, RMS, frequencies) become
+   log(x + median): a fault that multiplies a band's power moves it by a constant whatever the machine's
+   scale, and the offset keeps near-empty bands (whose log is heavy-tailed) from dominating;
+2. each feature is centred on its median and divided by a robust scale: the largest of IQR / 1.349,
+   (q99 - q1) / 4.65 (both the standard deviation for a Gaussian) and a small floor;
+3. PCA keeps the components that explain `explained_variance` of the healthy variance;
+4. a row's score is the average of two classic statistics, each about 1 on healthy data: the squared
+   prediction error (SPE, the squared residual after projecting onto the subspace and back, divided by its
+   healthy median) and Hotelling's T² (the squared projection in units of each component's variance, per
+   component). SPE catches what healthy data never does (a new spectral line); T² catches healthy
+   directions pushed too far (a harmonic growing).
+
+`to_onnx` writes steps 1, 2 and 4 as ONNX nodes around the PCA graph skl2onnx converts (skl2onnx converts
+PCA's `transform`, not the reconstruction), so the graph's output is the score itself; a second output,
+`feature_error`, is each feature's share of the SPE half of the score (the contributions).
+"""
+
+from __future__ import annotations
+
+from typing import Self
+
+import numpy as np
+import numpy.typing as npt
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+from skl2onnx import convert_sklearn
+from skl2onnx.common.data_types import FloatTensorType
+from sklearn.base import BaseEstimator
+from sklearn.decomposition import PCA
+from sklearn.exceptions import NotFittedError
+
+__all__ = ["ONNX_OPSET", "PcaReconstructionDetector", "to_onnx"]
+
+ONNX_OPSET = 17
+_IQR_TO_SIGMA = 1.349
+_TAIL_SPAN_SIGMAS = 4.6527
+_LOG_FLOOR = 1e-30  # log(max(x + offset, floor)) stays finite whatever comes in
+
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+
+
+class PcaReconstructionDetector(BaseEstimator):  # type: ignore[misc]  # sklearn is untyped
+    """Scores rows by the SPE and T² of a PCA of healthy, log-and-robust-scaled features.
+
+    Args:
+        explained_variance: fraction of the healthy (scaled) variance the kept components explain.
+        max_components: upper bound on the kept components.
+        seed: seed of PCA's solver (used by randomized solvers only).
+    """
+
+    def __init__(self, *, explained_variance: float = 0.5, max_components: int = 64, seed: int = 0) -> None:
+        self.explained_variance = explained_variance
+        self.max_components = max_components
+        self.seed = seed
+
+    def fit(self, features: npt.ArrayLike) -> Self:
+        """Learn the healthy subspace from (n, F) healthy feature rows."""
+        x = np.asarray(features, dtype=np.float64)
+        if x.ndim != 2 or x.shape[0] < 8 or not np.isfinite(x).all():
+            raise ValueError(f"features must be a finite (n >= 8, F) array, got shape {x.shape}")
+        self.log_mask_ = (x > 0.0).all(axis=0)
+        self.log_offset_ = np.where(self.log_mask_, np.median(x, axis=0), 0.0)
+        t = self._logs(x)
+        q01, q25, center, q75, q99 = np.quantile(t, [0.01, 0.25, 0.5, 0.75, 0.99], axis=0)
+        floor = 1e-3 * (1.0 + np.abs(center))
+        self.center_ = center
+        self.scale_ = np.maximum.reduce([(q75 - q25) / _IQR_TO_SIGMA, (q99 - q01) / _TAIL_SPAN_SIGMAS, floor])
+        z = (t - center) / self.scale_
+        full = PCA(svd_solver="full").fit(z)
+        cumulative = np.cumsum(full.explained_variance_ratio_)
+        wanted = int(np.searchsorted(cumulative, self.explained_variance) + 1)
+        n_components = max(1, min(wanted, self.max_components, z.shape[1], z.shape[0] - 1))
+        self.pca_ = PCA(n_components=n_components, svd_solver="full", random_state=self.seed).fit(z)
+        self.n_features_in_ = x.shape[1]
+        self.spe_weight_ = 1.0
+        self.t2_weights_ = 0.5 / (n_components * np.maximum(self.pca_.explained_variance_, 1e-12))
+        spe_median = float(np.median(self._squared_residuals(z).sum(axis=1)))
+        self.spe_weight_ = 0.5 / max(spe_median, 1e-12)
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "pca_"):
+            raise NotFittedError("PcaReconstructionDetector is not fitted; call fit first")
+
+    def _logs(self, x: F64) -> F64:
+        logged = np.log(np.maximum(x + self.log_offset_, _LOG_FLOOR))
+        result: F64 = np.where(self.log_mask_, logged, x)
+        return result
+
+    def _squared_residuals(self, z: F64) -> F64:
+        residual = z - self.pca_.inverse_transform(self.pca_.transform(z))
+        squared: F64 = residual * residual
+        return squared
+
+    def scaled(self, features: npt.ArrayLike) -> F64:
+        """Steps 1 and 2: logs of positive features, robustly centred and scaled."""
+        self._check_fitted()
+        x = np.asarray(features, dtype=np.float64)
+        result: F64 = (self._logs(x) - self.center_) / self.scale_
+        return result
+
+    def feature_errors(self, features: npt.ArrayLike) -> F64:
+        """Each feature's share of the SPE half of the score, (n, F)."""
+        errors: F64 = self._squared_residuals(self.scaled(features)) * self.spe_weight_
+        return errors
+
+    def score_samples(self, features: npt.ArrayLike) -> F64:
+        """Anomaly score of each row: (SPE / healthy median SPE + T² / k) / 2, about 1 when healthy."""
+        z = self.scaled(features)
+        spe = (self._squared_residuals(z) * self.spe_weight_).sum(axis=1)
+        projection = self.pca_.transform(z)
+        scores: F64 = spe + (projection * projection * self.t2_weights_).sum(axis=1)
+        return scores
+
+
+def _const(name: str, values: npt.ArrayLike, dtype: type = np.float32) -> onnx.TensorProto:
+    return numpy_helper.from_array(np.asarray(values, dtype=dtype), name=name)
+
+
+def _pca_graph(detector: PcaReconstructionDetector, input_name: str) -> onnx.GraphProto:
+    """skl2onnx's graph of PCA.transform, reading `input_name`."""
+    model = convert_sklearn(
+        detector.pca_,
+        initial_types=[(input_name, FloatTensorType([None, int(detector.n_features_in_)]))],
+        target_opset={"": ONNX_OPSET},
+    )
+    graph: onnx.GraphProto = model.graph
+    return graph
+
+
+def to_onnx(
+    detector: PcaReconstructionDetector, *, input_name: str = "features", output_name: str = "score"
+) -> bytes:
+    """The float32 ONNX graph of `detector`: input (n, F), outputs `score` (n,) and `feature_error` (n, F).
+
+    Returns:
+        The serialized model, checked with `onnx.checker`.
+    """
+    detector._check_fitted()
+    pca_graph = _pca_graph(detector, "scaled")
+    projection = pca_graph.output[0].name
+    pca = detector.pca_
+    n_features = int(detector.n_features_in_)
+    initializers = [
+        _const("log_offset", detector.log_offset_),
+        _const("log_floor", np.full(n_features, _LOG_FLOOR)),
+        _const("log_mask", detector.log_mask_, np.bool_),
+        _const("center", detector.center_),
+        _const("inv_scale", 1.0 / detector.scale_),
+        _const("components", pca.components_),
+        _const("pca_mean", pca.mean_),
+        _const("spe_weight", [detector.spe_weight_]),
+        _const("t2_weights", detector.t2_weights_),
+        _const("sum_axes", [1], np.int64),
+    ]
+    node = helper.make_node
+    before = [
+        node("Add", [input_name, "log_offset"], ["offset"]),
+        node("Max", ["offset", "log_floor"], ["floored"]),
+        node("Log", ["floored"], ["logged"]),
+        node("Where", ["log_mask", "logged", input_name], ["transformed"]),
+        node("Sub", ["transformed", "center"], ["centred"]),
+        node("Mul", ["centred", "inv_scale"], ["scaled"]),
+    ]
+    after = [
+        node("MatMul", [projection, "components"], ["reconstructed_centred"]),
+        node("Add", ["reconstructed_centred", "pca_mean"], ["reconstructed"]),
+        node("Sub", ["scaled", "reconstructed"], ["residual"]),
+        node("Mul", ["residual", "residual"], ["squared_residual"]),
+        node("Mul", ["squared_residual", "spe_weight"], ["feature_error"]),
+        node("ReduceSum", ["feature_error", "sum_axes"], ["spe"], keepdims=0),
+        node("Mul", [projection, projection], ["projection_squared"]),
+        node("Mul", ["projection_squared", "t2_weights"], ["t2_terms"]),
+        node("ReduceSum", ["t2_terms", "sum_axes"], ["t2"], keepdims=0),
+        node("Add", ["spe", "t2"], [output_name]),
+    ]
+    graph = helper.make_graph(
+        [*before, *pca_graph.node, *after],
+        "pca_reconstruction",
+        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, [None, n_features])],
+        [
+            helper.make_tensor_value_info(output_name, TensorProto.FLOAT, [None]),
+            helper.make_tensor_value_info("feature_error", TensorProto.FLOAT, [None, n_features]),
+        ],
+        initializer=[*initializers, *pca_graph.initializer],
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", ONNX_OPSET)],
+        producer_name="forewarn",
+        doc_string="PCA SPE + T² anomaly score over log/robust-scaled features (forewarn)",
+    )
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    serialized: bytes = model.SerializeToString()
+    return serialized
