@@ -1,0 +1,296 @@
+"""The store-and-forward queue: every upstream message is committed here, with its sequence number, first.
+
+SQLite in WAL mode (stdlib `sqlite3`). Each message gets the next per-gateway `seq` when it is enqueued;
+the counter is stored in the same transaction as the rows, so a `seq` is never reused, even after a crash
+or restart. Rows leave the queue only when the forwarder saw the broker's PUBACK (`delete`), or when the
+queue is full and room must be made (`_make_room`): then the oldest aggregates go first, then snapshots,
+and alerts last; every drop is counted by kind.
+
+Durability (the `synchronous` setting):
+
+* ``FULL`` (default): every commit fsyncs the WAL. A committed message survives `kill -9`, an OS crash and
+  a power loss. Costs one fsync per commit; the agent commits a whole batch of messages at once.
+* ``NORMAL``: with WAL, a committed transaction is in the OS page cache before `commit()` returns, so it
+  survives `kill -9` of the agent, but a power loss or kernel crash may roll back the last commits
+  (the database stays consistent). Then `seq` values that were already sent and acknowledged could be
+  assigned again to new messages, and the cloud, which de-duplicates by `(gateway_id, seq)`, would discard
+  them. Choose it only on storage where fsync is very expensive and power is protected.
+
+Deletes need no such care: a delete lost in a crash only means the message is sent again (a duplicate the
+cloud absorbs).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Literal
+
+import msgspec
+
+from shared import topics
+from shared.errors import StorageError
+from shared.messages import Aggregate, Alert, Snapshot, encode
+
+__all__ = ["KINDS", "DiskQueue", "Outbound", "QueueStats", "QueuedMessage"]
+
+logger = logging.getLogger(__name__)
+
+Outbound = Aggregate | Alert | Snapshot
+Kind = Literal["aggregate", "snapshot", "alert"]
+
+# Drop order when the queue is full: lowest priority first.
+KINDS: Final[tuple[Kind, ...]] = ("aggregate", "snapshot", "alert")
+_PRIORITY: Final[dict[str, int]] = {kind: i for i, kind in enumerate(KINDS)}
+_ROW_OVERHEAD_BYTES: Final = 64  # per-row bookkeeping counted against `max_bytes` besides the payload
+_DROP_WARNING_INTERVAL_S: Final = 60.0
+_SQL_CHUNK: Final = 500  # bound on the number of `?` parameters in one statement
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY,
+    priority INTEGER NOT NULL,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    size INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_priority ON outbox (priority, seq);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedMessage:
+    """One message waiting for the broker's acknowledgement."""
+
+    seq: int
+    topic: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """A consistent view of the queue's gauges and counters."""
+
+    depth: int
+    bytes: int
+    next_seq: int
+    enqueued: int
+    deleted: int
+    dropped: dict[str, int]
+
+
+def _kind_of(message: Outbound) -> Kind:
+    if isinstance(message, Aggregate):
+        return "aggregate"
+    if isinstance(message, Snapshot):
+        return "snapshot"
+    return "alert"
+
+
+def _topic_of(kind: Kind, gateway_id: str) -> str:
+    if kind == "aggregate":
+        return topics.aggregate(gateway_id)
+    if kind == "snapshot":
+        return topics.snapshot(gateway_id)
+    return topics.alert(gateway_id)
+
+
+class DiskQueue:
+    """A durable, byte-bounded FIFO of upstream messages with per-gateway sequence numbers.
+
+    Thread-safe: the scorer enqueues while the forwarder reads and deletes; this class owns the one lock.
+
+    Args:
+        path: the SQLite database file (its directory is created).
+        gateway_id: whose topics the messages go to.
+        max_bytes: bound on the queued payload bytes (plus a small per-row overhead).
+        synchronous: SQLite's `synchronous` pragma, ``FULL`` or ``NORMAL`` (see the module docstring).
+
+    Raises:
+        StorageError: the database cannot be opened or is not a queue.
+    """
+
+    def __init__(
+        self,
+        *,
+        path: Path,
+        gateway_id: str,
+        max_bytes: int,
+        synchronous: Literal["FULL", "NORMAL"] = "FULL",
+    ) -> None:
+        self._gateway_id = topics.check_ident("gateway_id", gateway_id)
+        self._max_bytes = max_bytes
+        self._lock = threading.Lock()
+        self._dropped: dict[str, int] = dict.fromkeys(KINDS, 0)
+        self._enqueued = 0
+        self._last_drop_warning_s = -_DROP_WARNING_INTERVAL_S
+        self._deleted = 0
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._db.executescript(_SCHEMA)
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()
+            self._next_seq: int = int(row[0]) if row else 0
+            depth, total = self._db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox").fetchone()
+        except sqlite3.Error as exc:
+            raise StorageError(f"disk queue {path}", str(exc)) from exc
+        self._depth: int = int(depth)
+        self._bytes: int = int(total)
+        logger.info("disk queue opened", extra={"path": str(path), "depth": self._depth})
+
+    def close(self) -> None:
+        """Close the database (pending commits are already durable)."""
+        with self._lock:
+            self._db.close()
+
+    def put_many(self, messages: Sequence[Outbound]) -> list[Outbound]:
+        """Assign each message the next `seq` and commit them all in one transaction.
+
+        Returns:
+            The messages as stored, with their `seq`.
+
+        Raises:
+            StorageError: the commit failed (nothing of this call is stored then).
+        """
+        if not messages:
+            return []
+        with self._lock:
+            stored: list[Outbound] = []
+            rows = []
+            seq = self._next_seq
+            for message in messages:
+                kind = _kind_of(message)
+                with_seq = msgspec.structs.replace(message, seq=seq)
+                payload = encode(with_seq)
+                rows.append((seq, _PRIORITY[kind], _topic_of(kind, self._gateway_id), payload))
+                stored.append(with_seq)
+                seq += 1
+            added = sum(len(row[3]) + _ROW_OVERHEAD_BYTES for row in rows)
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                freed, n_freed = self._make_room(added)
+                self._db.executemany(
+                    "INSERT INTO outbox (seq, priority, topic, payload, size) VALUES (?, ?, ?, ?, ?)",
+                    [(*row, len(row[3]) + _ROW_OVERHEAD_BYTES) for row in rows],
+                )
+                self._db.execute(
+                    "INSERT INTO meta (key, value) VALUES ('next_seq', ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (seq,),
+                )
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise StorageError("disk queue", f"enqueue failed: {exc}") from exc
+            self._next_seq = seq
+            self._depth += len(rows) - n_freed
+            self._bytes += added - freed
+            self._enqueued += len(rows)
+            over = self._bytes - self._max_bytes
+        if over > 0:  # a single batch larger than the whole queue: shed what we just added, oldest first
+            self._shed(over)
+        return stored
+
+    def _rollback(self) -> None:
+        try:
+            self._db.execute("ROLLBACK")
+        except sqlite3.Error:
+            logger.exception("disk queue rollback failed")
+
+    def _make_room(self, needed: int) -> tuple[int, int]:
+        """Delete lowest-priority oldest rows until `needed` more bytes fit; inside a transaction."""
+        excess = self._bytes + needed - self._max_bytes
+        freed = 0
+        n_freed = 0
+        for kind in KINDS:
+            if excess - freed <= 0:
+                break
+            cursor = self._db.execute(
+                "SELECT seq, size FROM outbox WHERE priority = ? ORDER BY seq", (_PRIORITY[kind],)
+            )
+            victims = []
+            for seq, size in cursor:
+                if excess - freed <= 0:
+                    break
+                victims.append((seq,))
+                freed += int(size)
+            cursor.close()
+            self._db.executemany("DELETE FROM outbox WHERE seq = ?", victims)
+            n_freed += len(victims)
+            self._dropped[kind] += len(victims)
+            if victims:
+                self._warn_drops()
+        return freed, n_freed
+
+    def _warn_drops(self) -> None:
+        now = time.monotonic()
+        if now - self._last_drop_warning_s >= _DROP_WARNING_INTERVAL_S:
+            self._last_drop_warning_s = now
+            logger.warning("disk queue full: oldest messages dropped so far: %s", self._dropped)
+
+    def _shed(self, over: int) -> None:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                freed, n_freed = self._make_room(0)
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise StorageError("disk queue", f"shedding {over} bytes failed: {exc}") from exc
+            self._bytes -= freed
+            self._depth -= n_freed
+
+    def peek(self, *, after_seq: int, limit: int) -> list[QueuedMessage]:
+        """Up to `limit` queued messages with `seq > after_seq`, in `seq` order."""
+        with self._lock:
+            try:
+                rows = self._db.execute(
+                    "SELECT seq, topic, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+                    (after_seq, limit),
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise StorageError("disk queue", f"read failed: {exc}") from exc
+        return [QueuedMessage(int(seq), str(topic), bytes(payload)) for seq, topic, payload in rows]
+
+    def delete(self, seqs: Iterable[int]) -> int:
+        """Remove acknowledged messages (one transaction); returns how many rows were still there."""
+        keys = sorted(set(seqs))
+        if not keys:
+            return 0
+        found: list[tuple[int]] = []
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                for start in range(0, len(keys), _SQL_CHUNK):
+                    chunk = keys[start : start + _SQL_CHUNK]
+                    marks = ",".join("?" * len(chunk))
+                    statement = f"DELETE FROM outbox WHERE seq IN ({marks}) RETURNING size"  # only '?' marks
+                    found += self._db.execute(statement, chunk).fetchall()
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise StorageError("disk queue", f"delete failed: {exc}") from exc
+            self._depth -= len(found)
+            self._bytes -= sum(int(size) for (size,) in found)
+            self._deleted += len(found)
+        return len(found)
+
+    def stats(self) -> QueueStats:
+        """Depth, bytes, the next `seq`, and the counters since this process opened the queue."""
+        with self._lock:
+            return QueueStats(
+                depth=self._depth,
+                bytes=self._bytes,
+                next_seq=self._next_seq,
+                enqueued=self._enqueued,
+                deleted=self._deleted,
+                dropped=dict(self._dropped),
+            )

@@ -1,0 +1,267 @@
+"""The uplink: publishes the disk queue to the upstream broker, QoS 1, in `seq` order, deleting on PUBACK.
+
+One thread (`edge-forwarder`) owns the loop. It keeps at most `window` messages unacknowledged (paho's
+message ids are 16-bit, so the window must stay well below 65,535), maps each paho `mid` to its `seq`,
+and deletes a row only after the broker's PUBACK for it arrived. PUBACKs arrive on paho's network thread,
+which only hands the `mid` over (`on_publish` puts it on a queue); the SQLite delete runs on the forwarder's
+own thread.
+
+After a disconnect, paho itself re-sends the unacknowledged publishes of its session (with the DUP flag) when
+it reconnects, in their original order; the forwarder only stops adding new ones while disconnected. After
+a restart, the forwarder starts again from the oldest row in the queue: a row whose PUBACK arrived just
+before a crash, but whose delete was not yet committed, is sent twice; the cloud de-duplicates by
+`(gateway_id, seq)`. Nothing acknowledged is ever lost, because nothing is deleted before its PUBACK.
+
+The same client carries the gateway's retained status (`publish_status`) and its last will.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.reasoncodes import ReasonCode
+
+from edge_agent.disk_queue import DiskQueue
+from shared import topics
+from shared.config import MqttSettings
+from shared.errors import StorageError
+from shared.mqtt import LastWill, connect, make_client
+
+__all__ = ["MAX_WINDOW", "Forwarder", "ForwarderMetrics"]
+
+logger = logging.getLogger(__name__)
+
+MAX_WINDOW = 32_768  # half of paho's 16-bit id space, leaving room for status publishes
+_IDLE_WAIT_S = 0.25
+
+
+@dataclass
+class ForwarderMetrics:
+    """Counters of the uplink (written by the forwarder and paho's thread, read by the heartbeat)."""
+
+    published: int = 0
+    acked: int = 0
+    refused: int = 0
+    bytes_out: int = 0
+    status_published: int = 0
+    status_skipped_offline: int = 0
+    connects: int = 0
+    disconnects: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Ack:
+    mid: int
+    is_failure: bool
+    reason: str
+
+
+class Forwarder:
+    """Moves messages from the disk queue to the upstream broker and deletes them once acknowledged.
+
+    Args:
+        settings: the upstream broker.
+        gateway_id: the gateway, for the status topic and the client id.
+        disk_queue: where the messages wait.
+        window: most messages published but not yet acknowledged (<= `MAX_WINDOW`).
+        will: the status payload the broker publishes (retained) if we vanish.
+        session_expiry_s: how long the broker keeps our session while we are away.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: MqttSettings,
+        gateway_id: str,
+        disk_queue: DiskQueue,
+        window: int = 1000,
+        will: bytes | None = None,
+        session_expiry_s: int = 7 * 24 * 3600,
+    ) -> None:
+        if not 1 <= window <= MAX_WINDOW:
+            raise ValueError(f"window={window}: expected 1 to {MAX_WINDOW}")
+        self._settings = settings
+        self._queue = disk_queue
+        self._window = window
+        self._session_expiry_s = session_expiry_s
+        self._status_topic = topics.status(gateway_id)
+        self.metrics = ForwarderMetrics()
+        self._inflight: dict[int, int] = {}  # paho mid -> seq; forwarder thread only
+        self._last_sent_seq = -1
+        self._acks: queue.SimpleQueue[_Ack] = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._connected = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        last_will = LastWill(self._status_topic, will, qos=1, retain=True) if will is not None else None
+        self.client = make_client(settings, client_id=f"forewarn-edge-{gateway_id}-up", will=last_will)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_publish
+        self.on_connected: list[Any] = []  # callables run (on paho's thread) after each connect
+
+    # --- paho's thread: hand over and return -------------------------------------------------------
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: object, flags: Any, reason: ReasonCode, props: Any
+    ) -> None:
+        del client, userdata, props
+        if reason.is_failure:
+            logger.warning("upstream broker refused the connection: %s", reason)
+            return
+        self.metrics.connects += 1
+        self._connected.set()
+        self._wake.set()
+        logger.info("upstream connected", extra={"session_present": flags.session_present})
+        for callback in self.on_connected:
+            callback()
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: object, flags: Any, reason: ReasonCode, props: Any
+    ) -> None:
+        del client, userdata, flags, props
+        self.metrics.disconnects += 1
+        self._connected.clear()
+        logger.info("upstream disconnected: %s", reason)
+
+    def _on_publish(
+        self, client: mqtt.Client, userdata: object, mid: int, reason: ReasonCode, props: Any
+    ) -> None:
+        del client, userdata, props
+        self._acks.put(_Ack(mid, reason.is_failure, str(reason)))
+        self._wake.set()
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether the upstream session is up."""
+        return self._connected.is_set()
+
+    @property
+    def unacked(self) -> int:
+        """Messages published and not yet acknowledged."""
+        return len(self._inflight)
+
+    def start(self) -> None:
+        """Connect (asynchronously, with backoff) and start the `edge-forwarder` thread."""
+        connect(self.client, self._settings, clean_start=False, session_expiry_s=self._session_expiry_s)
+        self.client.loop_start()
+        self._thread = threading.Thread(target=self._run, name="edge-forwarder", daemon=True)
+        self._thread.start()
+
+    def notify(self) -> None:
+        """Tell the forwarder that new messages were enqueued."""
+        self._wake.set()
+
+    def drain(self, timeout_s: float) -> bool:
+        """Wait up to `timeout_s` until everything queued is acknowledged; True if it was."""
+        deadline = time.monotonic() + timeout_s
+        pause = threading.Event()  # never set: a bounded pause between checks
+        while time.monotonic() < deadline:
+            if self._queue.stats().depth == 0 and not self._inflight:
+                return True
+            self._wake.set()
+            pause.wait(0.05)
+        return False
+
+    def stop(self, *, offline_status: bytes | None = None, timeout_s: float = 5.0) -> None:
+        """Stop the thread, publish the offline status if given, and disconnect cleanly."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                logger.warning("edge-forwarder did not stop within %.1f s", timeout_s)
+        if offline_status is not None and self.is_connected:
+            info = self.client.publish(self._status_topic, offline_status, qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout=min(timeout_s, 2.0))
+            except (ValueError, RuntimeError) as exc:
+                logger.warning("offline status not published: %s", exc)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    # --- status ------------------------------------------------------------------------------------
+
+    def publish_status(self, payload: bytes) -> bool:
+        """Publish the retained status (QoS 1) if connected; a heartbeat is never queued while offline."""
+        if not self.is_connected:
+            self.metrics.status_skipped_offline += 1
+            return False
+        try:
+            info = self.client.publish(self._status_topic, payload, qos=1, retain=True)
+        except ValueError as exc:  # ERR_QUEUE_SIZE: paho's id space is full
+            self._count_error("status_publish")
+            logger.warning("status not published: %s", exc)
+            return False
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            self.metrics.status_skipped_offline += 1
+            return False
+        self.metrics.status_published += 1
+        self.metrics.bytes_out += len(payload) + len(self._status_topic)
+        return True
+
+    # --- the forwarder thread ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(_IDLE_WAIT_S)
+            self._wake.clear()
+            try:
+                self._handle_acks()
+                if self._connected.is_set():
+                    self._fill_window()
+            except StorageError:
+                self._count_error("storage")
+                logger.exception("disk queue error in the forwarder; retrying")
+                self._stop.wait(1.0)
+            except Exception:  # the loop must survive anything; logged with the traceback and counted
+                self._count_error("unexpected")
+                logger.exception("unexpected error in the forwarder; retrying")
+                self._stop.wait(1.0)
+        self._handle_acks()
+
+    def _handle_acks(self) -> None:
+        done: list[int] = []
+        while True:
+            try:
+                ack = self._acks.get_nowait()
+            except queue.Empty:
+                break
+            seq = self._inflight.pop(ack.mid, None)
+            if seq is None:
+                continue  # a status publish
+            if ack.is_failure:
+                self.metrics.refused += 1
+                logger.warning("upstream broker refused seq=%d: %s; dropping it", seq, ack.reason)
+            done.append(seq)
+        if done:
+            self._queue.delete(done)
+            self.metrics.acked += len(done)
+
+    def _fill_window(self) -> None:
+        room = self._window - len(self._inflight)
+        if room <= 0:
+            return
+        for message in self._queue.peek(after_seq=self._last_sent_seq, limit=room):
+            info = self.client.publish(message.topic, message.payload, qos=1)
+            if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:  # no free paho id: try again after acks
+                self._count_error("publish_id_space")
+                return
+            # MQTT_ERR_NO_CONN (the link just dropped) still keeps the message in paho's session:
+            # it is sent when the connection is back.
+            self._inflight[info.mid] = message.seq
+            self._last_sent_seq = message.seq
+            self.metrics.published += 1
+            self.metrics.bytes_out += len(message.payload) + len(message.topic)
+
+    def _count_error(self, kind: str) -> None:
+        self.metrics.errors[kind] = self.metrics.errors.get(kind, 0) + 1
