@@ -63,10 +63,14 @@ class ModelSettings(BaseModel, frozen=True, extra="forbid"):
     """Section `models` of the edge settings: the local model store."""
 
     store_dir: Path = Field(
-        Path("/var/lib/forewarn/edge/models"), description="Directory of the versioned local model store."
+        default=Path("/var/lib/forewarn/edge/models"),
+        description="Directory of the versioned local model store.",
     )
     intra_op_threads: int = Field(
-        1, ge=1, le=64, description="onnxruntime intra-op threads per scoring call (1 keeps a core free)."
+        default=1,
+        ge=1,
+        le=64,
+        description="onnxruntime intra-op threads per scoring call (1 keeps a core free).",
     )
     keep_versions: int = Field(
         3,

@@ -4,7 +4,7 @@ A stand-in for recorded or simulated fleet data: vibration is shaft harmonics (1
 jitter of speed, amplitude and phase, plus broadband noise; bearing temperature and motor current wander
 slowly around their operating point. `fault="bearing"` adds what an outer-race defect looks like: a train
 of impacts at the defect frequency ringing a structural resonance, and its tone; `fault="imbalance"`
-raises the 1x harmonic.
+raises the 1x harmonic (threefold at severity 1).
 """
 
 from __future__ import annotations
@@ -65,13 +65,12 @@ def synthetic_vibration(
     out = np.zeros((n_windows, window_len), dtype=np.float64)
     for harmonic, amplitude in ((1, 0.30), (2, 0.12), (3, 0.05)):
         amp = amplitude * (1.0 + 0.08 * rng.standard_normal((n_windows, 1)))
+        if harmonic == 1 and fault == "imbalance":
+            amp = amp * (1.0 + 2.0 * severity)
         phase = rng.uniform(0.0, 2.0 * np.pi, (n_windows, 1))
         out += amp * np.sin(2.0 * np.pi * harmonic * speed * t + phase)
     out += 0.04 * rng.standard_normal((n_windows, window_len))
-    if fault == "imbalance":
-        phase = rng.uniform(0.0, 2.0 * np.pi, (n_windows, 1))
-        out += 0.6 * severity * np.sin(2.0 * np.pi * speed * t + phase)
-    elif fault == "bearing":
+    if fault == "bearing":
         out += severity * _bearing_impacts(t, speed, rng)
     return out.astype(np.float32)
 
