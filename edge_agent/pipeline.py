@@ -1,0 +1,711 @@
+"""The edge data pipeline: stream checks, windows, features, scoring, alerts, snapshots and aggregates.
+
+One `Pipeline` serves every asset of a gateway and is driven by one thread (`process`, `poll`, `flush`);
+the model store may swap models from another thread at any time. Per raw batch the hot path is a handful
+of vectorised numpy calls; the expensive stages (features, scoring, alerts, aggregates) run on batches of
+windows:
+
+1. Stream checks per (asset, sensor): unknown asset or sensor, wrong sample rate, duplicate or
+   out-of-order `seq` (dropped), gaps, clock steps backwards and `seq` resets (kept, windows restart),
+   non-finite samples (the bad samples are dropped and act as a gap). Each is passed to `on_reject` and
+   counted per reason and per stream.
+2. Windows: the asset's driving sensor (its first vibration sensor) is cut into windows of `window_len`
+   samples every `hop`; each of the asset's other sensors joins every window as of its end time
+   (`windowing.JoinedHistory`: a slow sensor contributes its last `slow_window_s` of samples).
+3. Windows wait per asset until `score_batch_windows` are ready or the oldest has waited
+   `score_max_delay_ms` (checked on each `process` and `poll`), then features (`shared.features`) and
+   scores are computed for the whole batch at once. The scorer is looked up once per batch of windows:
+   the asset target's active model from the model store, else the asset's online `BaselineScorer`. A hot
+   swap therefore lands between two batches of windows; no window is dropped or scored twice.
+4. A model whose manifest names another feature spec, or features this asset does not produce, scores
+   nothing: its windows are counted as `feature_mismatch` and reported in the log.
+5. Alerts are debounced k-of-n (`alerts.AlertDebouncer`); a raised alert may bring a raw snapshot of the
+   driving sensor around it. Aggregates summarise each asset per period of data time.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from edge_agent.aggregation import PeriodAggregator, ScoredWindows
+from edge_agent.alerts import AlertDebouncer, Transition, severity
+from edge_agent.pipeline_settings import AssetSettings, PipelineSettings, SensorSettings
+from edge_agent.scoring import BaselineScorer, Scorer
+from edge_agent.windowing import JoinedHistory, SampleBuffer, StreamChecker, Verdict, Windower, Windows
+from shared.features import FeatureSpec, SensorKind, SensorSpec
+from shared.messages import Aggregate, Alert, ModelKind, ModelManifest, Snapshot
+from shared.raw_batch import RawBatch
+from shared.timebase import NS_PER_S
+
+__all__ = [
+    "REJECT_REASONS",
+    "ActiveModel",
+    "ModelSource",
+    "Outbound",
+    "Pipeline",
+    "PipelineMetrics",
+    "RejectCallback",
+]
+
+logger = logging.getLogger(__name__)
+
+Outbound = Aggregate | Alert | Snapshot
+RejectCallback = Callable[[str, RawBatch, str], None]
+FloatArray = npt.NDArray[np.float32]
+
+REJECT_REASONS = (
+    "unknown_asset",
+    "unknown_sensor",
+    "sample_rate",
+    "nonfinite",
+    "duplicate",
+    "out_of_order",
+    "gap",
+    "clock_backwards",
+    "seq_reset",
+)
+"""Every reason `on_reject` can be called with. The last four keep the batch (windows restart)."""
+
+_LIMIT = 1e15
+_LOG_INTERVAL_S = 60.0
+_SNAPSHOT_SLACK = 65_536
+
+
+class ActiveModel(Protocol):
+    """What the pipeline needs of an active model (`model_store.LoadedModel` is one)."""
+
+    @property
+    def manifest(self) -> ModelManifest:
+        """The model's manifest (feature spec and names)."""
+        ...
+
+    @property
+    def scorer(self) -> Scorer:
+        """The model's scorer."""
+        ...
+
+
+class ModelSource(Protocol):
+    """Where the active model of a target comes from (`model_store.ModelStore` is one)."""
+
+    def active(self, target: str) -> ActiveModel | None:
+        """The target's active model, or None."""
+        ...
+
+
+@dataclass
+class PipelineMetrics:
+    """Counters of one pipeline, updated in place by the pipeline's thread; read them from any thread.
+
+    `rejected` counts batches per reason; `stream_rejected` the same per `asset/sensor` (known streams
+    only, so a flood of made-up names cannot grow it). `windows_unscored` counts windows cut but not
+    scored: `incomplete` (a joined sensor had no usable data), `nonfinite_features`, `feature_mismatch`.
+    """
+
+    batches_in: int = 0
+    samples_in: int = 0
+    samples_used: int = 0
+    samples_nonfinite: int = 0
+    windows_cut: int = 0
+    windows_scored: int = 0
+    windows_unscored: dict[str, int] = field(default_factory=dict)
+    rejected: dict[str, int] = field(default_factory=dict)
+    stream_rejected: dict[str, dict[str, int]] = field(default_factory=dict)
+    alerts_raised: int = 0
+    alerts_cleared: int = 0
+    snapshots: int = 0
+    aggregates: int = 0
+    model_versions: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, float]:
+        """Flat `pipeline.*` counters, for a heartbeat's metrics or a bench report."""
+        flat: dict[str, float] = {
+            f"pipeline.{name}": float(getattr(self, name))
+            for name in (
+                "batches_in",
+                "samples_in",
+                "samples_used",
+                "samples_nonfinite",
+                "windows_cut",
+                "windows_scored",
+                "alerts_raised",
+                "alerts_cleared",
+                "snapshots",
+                "aggregates",
+            )
+        }
+        for reason, count in dict(self.rejected).items():
+            flat[f"pipeline.rejected.{reason}"] = float(count)
+        for reason, count in dict(self.windows_unscored).items():
+            flat[f"pipeline.windows_unscored.{reason}"] = float(count)
+        return flat
+
+
+class _RateLimitedLog:
+    """Logs a warning per key at most once per interval, with the count since the last one."""
+
+    def __init__(self, interval_s: float = _LOG_INTERVAL_S) -> None:
+        self._interval_s = interval_s
+        self._last: dict[str, tuple[float, int]] = {}
+
+    def warn(self, key: str, message: str, *args: object) -> None:
+        now = time.monotonic()
+        last_at, suppressed = self._last.get(key, (-math.inf, 0))
+        if now - last_at < self._interval_s:
+            self._last[key] = (last_at, suppressed + 1)
+            return
+        self._last[key] = (now, 0)
+        logger.warning("%s (%d more like it since the last report)", message % args, suppressed)
+
+
+@dataclass
+class _Sensor:
+    """One configured stream of an asset."""
+
+    settings: SensorSettings
+    spec: SensorSpec
+    key: str  # "asset/sensor"
+    checker: StreamChecker
+    windower: Windower | None = None  # the driving sensor
+    joined: JoinedHistory | None = None  # every other sensor
+    needs_restart: bool = False  # the last batch ended with dropped (non-finite) samples
+
+
+@dataclass
+class _Pending:
+    """Windows of one asset cut but not yet scored."""
+
+    driver: list[FloatArray] = field(default_factory=list)
+    end_ns: list[npt.NDArray[np.int64]] = field(default_factory=list)
+    count: int = 0
+    first_at: float = 0.0
+
+
+@dataclass
+class _SnapshotRequest:
+    alert_id: str
+    start_index: int
+    end_index: int
+
+
+@dataclass
+class _Compat:
+    """Whether the asset's vectors fit a model: the columns to pass it (None: all, in order)."""
+
+    model: ActiveModel
+    columns: npt.NDArray[np.intp] | None
+    is_match: bool
+
+
+def _concat(parts: list[FloatArray]) -> FloatArray:
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _clip(value: float) -> float:
+    return float(min(max(value, -_LIMIT), _LIMIT))
+
+
+class _Asset:
+    """Everything the pipeline keeps for one asset."""
+
+    def __init__(self, settings: AssetSettings, pipeline: PipelineSettings, gateway_id: str) -> None:
+        self.settings = settings
+        self.asset_id = settings.asset_id
+        self.target = settings.target
+        self.spec: FeatureSpec = pipeline.feature_spec(settings)
+        self.spec_id = self.spec.spec_id
+        self.feature_names = self.spec.feature_names
+        self.columns: dict[str, slice] = {}
+        start = 0
+        for sensor_spec in self.spec.sensors:
+            width = len(sensor_spec.feature_names(self.spec.n_bands))
+            self.columns[sensor_spec.name] = slice(start, start + width)
+            start += width
+        driver_name = next(
+            (s.name for s in settings.sensors if s.kind is SensorKind.VIBRATION), settings.sensors[0].name
+        )
+        self.sensors: dict[str, _Sensor] = {}
+        for sensor_settings, sensor_spec in zip(settings.sensors, self.spec.sensors, strict=True):
+            self.sensors[sensor_settings.name] = self._make_sensor(
+                sensor_settings, sensor_spec, pipeline, is_driver=sensor_settings.name == driver_name
+            )
+        self.driver = self.sensors[driver_name]
+        self.joined = [s for s in self.sensors.values() if s is not self.driver]
+        self.pending = _Pending()
+        self.baseline: BaselineScorer | None = None
+        self.compat: _Compat | None = None
+        self.debouncer = AlertDebouncer(
+            k=pipeline.alerts.k, n=pipeline.alerts.n, clear_after=pipeline.alerts.clear_after
+        )
+        self.alert_id = ""
+        self.aggregator = PeriodAggregator(
+            gateway_id=gateway_id,
+            asset_id=self.asset_id,
+            feature_names=self.feature_names,
+            feature_spec=self.spec_id,
+            period_s=pipeline.aggregation.period_s,
+        )
+        self.history: SampleBuffer | None = None
+        self.snapshot_requests: list[_SnapshotRequest] = []
+        self.history_keep = 0
+        if pipeline.snapshots.enabled:
+            rate = self.driver.settings.sample_rate_hz
+            span = round((pipeline.snapshots.before_s + pipeline.snapshots.after_s) * rate)
+            self.history_keep = (
+                min(span, pipeline.snapshots.max_samples)
+                + pipeline.sensor_window_len(self.driver.settings)
+                + pipeline.sensor_hop(self.driver.settings) * pipeline.score_batch_windows
+                + _SNAPSHOT_SLACK
+            )
+            self.history = SampleBuffer(sample_rate_hz=rate, capacity=self.history_keep + 4096)
+
+    @staticmethod
+    def _make_sensor(
+        settings: SensorSettings, spec: SensorSpec, pipeline: PipelineSettings, *, is_driver: bool
+    ) -> _Sensor:
+        sensor = _Sensor(
+            settings=settings,
+            spec=spec,
+            key="",
+            checker=StreamChecker(
+                sample_rate_hz=settings.sample_rate_hz, tolerance_s=pipeline.gap_tolerance_s
+            ),
+        )
+        window_len = pipeline.sensor_window_len(settings)
+        if is_driver:
+            sensor.windower = Windower(
+                window_len=window_len,
+                hop=pipeline.sensor_hop(settings),
+                sample_rate_hz=settings.sample_rate_hz,
+            )
+        else:
+            sensor.joined = JoinedHistory(
+                span=window_len, sample_rate_hz=settings.sample_rate_hz, max_lag_s=pipeline.join_max_lag_s
+            )
+        return sensor
+
+
+class Pipeline:
+    """Turns raw sample batches into alerts, snapshots and aggregates (all with `seq=0`).
+
+    Args:
+        settings: the `pipeline` settings section.
+        gateway_id: this gateway's id, for the messages.
+        models: where active models come from (a `ModelStore`), or None to use only the baseline.
+        on_reject: called with (reason, batch, detail) for every batch a stream check flags; see
+            `REJECT_REASONS`. It runs on the pipeline's thread and must be quick; if it raises, the error
+            is logged and the pipeline goes on.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: PipelineSettings,
+        gateway_id: str,
+        models: ModelSource | None,
+        on_reject: RejectCallback,
+    ) -> None:
+        self.settings = settings
+        self.gateway_id = gateway_id
+        self._models = models
+        self._on_reject = on_reject
+        self._metrics = PipelineMetrics()
+        self._log = _RateLimitedLog()
+        self._assets = {a.asset_id: _Asset(a, settings, gateway_id) for a in settings.assets}
+        for asset in self._assets.values():
+            for name, sensor in asset.sensors.items():
+                sensor.key = f"{asset.asset_id}/{name}"
+        self._batch_windows = settings.score_batch_windows
+        self._delay_s = settings.score_max_delay_ms / 1000.0
+        self._deadline = math.inf
+
+    @property
+    def metrics(self) -> PipelineMetrics:
+        """The live counters."""
+        return self._metrics
+
+    def feature_names(self, asset_id: str) -> tuple[str, ...]:
+        """The feature vector's column names for one configured asset."""
+        return self._assets[asset_id].feature_names
+
+    # ----------------------------------------------------------------------------------------- intake
+
+    def process(self, batch: RawBatch) -> list[Outbound]:
+        """Check, window, score and summarise one raw batch; return the messages that became ready."""
+        metrics = self._metrics
+        metrics.batches_in += 1
+        metrics.samples_in += len(batch.samples)
+        out: list[Outbound] = []
+        asset = self._assets.get(batch.asset_id)
+        sensor = asset.sensors.get(batch.sensor) if asset is not None else None
+        if asset is None:
+            self._reject("unknown_asset", batch, f"asset {batch.asset_id!r} is not configured", None)
+        elif sensor is None:
+            self._reject(
+                "unknown_sensor", batch, f"asset {batch.asset_id!r} has no sensor {batch.sensor!r}", None
+            )
+        elif abs(batch.sample_rate_hz - sensor.settings.sample_rate_hz) > (
+            self.settings.rate_tolerance * sensor.settings.sample_rate_hz
+        ):
+            detail = f"{batch.sample_rate_hz:g} Hz, expected {sensor.settings.sample_rate_hz:g} Hz"
+            self._reject("sample_rate", batch, detail, sensor)
+        else:
+            self._accept(asset, sensor, batch, out)
+        if time.monotonic() >= self._deadline:
+            self._run_due(out, force=False)
+        return out
+
+    def poll(self) -> list[Outbound]:
+        """Score windows that have waited `score_max_delay_ms`; call it when no batch arrived for a while."""
+        out: list[Outbound] = []
+        if time.monotonic() >= self._deadline:
+            self._run_due(out, force=False)
+        return out
+
+    def flush(self) -> list[Outbound]:
+        """Score every waiting window, send partial snapshots and close every open aggregation period."""
+        out: list[Outbound] = []
+        self._run_due(out, force=True)
+        for asset in self._assets.values():
+            self._finish_snapshots(asset, out, force=True)
+            aggregates = asset.aggregator.flush()
+            self._metrics.aggregates += len(aggregates)
+            out.extend(aggregates)
+        return out
+
+    def _reject(self, reason: str, batch: RawBatch, detail: str, sensor: _Sensor | None) -> None:
+        metrics = self._metrics
+        metrics.rejected[reason] = metrics.rejected.get(reason, 0) + 1
+        if sensor is not None:
+            per_stream = metrics.stream_rejected.setdefault(sensor.key, {})
+            per_stream[reason] = per_stream.get(reason, 0) + 1
+        self._log.warn(
+            reason, "raw batch %s/%s seq=%d: %s: %s", batch.asset_id, batch.sensor, batch.seq, reason, detail
+        )
+        try:
+            self._on_reject(reason, batch, detail)
+        except Exception:  # the caller's callback must not stop the pipeline
+            logger.exception("on_reject callback failed for reason %s", reason)
+
+    def _accept(self, asset: _Asset, sensor: _Sensor, batch: RawBatch, out: list[Outbound]) -> None:
+        verdict, offset_ns = sensor.checker.check(batch)
+        if not verdict.is_accepted:
+            self._reject(verdict.value, batch, f"seq {batch.seq} after {sensor.checker.last_seq}", sensor)
+            return
+        if verdict is not Verdict.FIRST and verdict.is_restart:
+            self._reject(verdict.value, batch, f"{offset_ns / 1e6:+.3f} ms from the expected start", sensor)
+        restart = verdict.is_restart or sensor.needs_restart
+        samples = batch.samples
+        if math.isfinite(float(samples.sum(dtype=np.float64))):
+            sensor.needs_restart = False
+            self._ingest(asset, sensor, samples, batch.start_ns, restart, out)
+            return
+        self._ingest_finite_runs(asset, sensor, batch, restart, out)
+
+    def _ingest_finite_runs(
+        self, asset: _Asset, sensor: _Sensor, batch: RawBatch, restart: bool, out: list[Outbound]
+    ) -> None:
+        """Drop the non-finite samples of a batch; each run of finite samples restarts the windows."""
+        samples = batch.samples
+        bad = ~np.isfinite(samples)
+        n_bad = int(np.count_nonzero(bad))
+        self._metrics.samples_nonfinite += n_bad
+        self._reject("nonfinite", batch, f"{n_bad} of {len(samples)} samples are NaN or inf", sensor)
+        edges = np.flatnonzero(np.diff(np.concatenate(([True], bad, [True])).astype(np.int8)))
+        ns_per_sample = NS_PER_S / batch.sample_rate_hz
+        for lo, hi in zip(edges[0::2].tolist(), edges[1::2].tolist(), strict=True):
+            start_ns = batch.start_ns + round(lo * ns_per_sample)
+            self._ingest(asset, sensor, samples[lo:hi], start_ns, restart or lo > 0, out)
+        sensor.needs_restart = bool(bad[-1])
+
+    def _ingest(  # noqa: PLR0917 - private hot-path helper, keyword calls would cost per batch
+        self,
+        asset: _Asset,
+        sensor: _Sensor,
+        samples: FloatArray,
+        start_ns: int,
+        restart: bool,
+        out: list[Outbound],
+    ) -> None:
+        self._metrics.samples_used += len(samples)
+        if sensor.joined is not None:
+            if restart:
+                sensor.joined.restart()
+            sensor.joined.push(samples, start_ns)
+            return
+        windower = sensor.windower
+        if windower is None:  # every sensor is either joined or the driver
+            return
+        if restart:
+            windower.restart()
+            if asset.history is not None:
+                self._finish_snapshots(asset, out, force=True)
+                asset.history.restart()
+        windows = windower.push(samples, start_ns)
+        if asset.history is not None:
+            asset.history.append(samples, start_ns)
+            asset.history.keep_last(asset.history_keep)
+            if asset.snapshot_requests:
+                self._finish_snapshots(asset, out, force=False)
+        if len(windows):
+            self._add_pending(asset, windows, out)
+
+    # -------------------------------------------------------------------------------------- batching
+
+    def _add_pending(self, asset: _Asset, windows: Windows, out: list[Outbound]) -> None:
+        pending = asset.pending
+        if pending.count == 0:
+            pending.first_at = time.monotonic()
+            self._deadline = min(self._deadline, pending.first_at + self._delay_s)
+        pending.driver.append(windows.samples)
+        pending.end_ns.append(windows.end_ns)
+        pending.count += len(windows)
+        self._metrics.windows_cut += len(windows)
+        if pending.count >= self._batch_windows:
+            self._compute(asset, out)
+            self._update_deadline()
+
+    def _run_due(self, out: list[Outbound], *, force: bool) -> None:
+        now = time.monotonic()
+        for asset in self._assets.values():
+            if asset.pending.count and (force or asset.pending.first_at + self._delay_s <= now):
+                self._compute(asset, out)
+        self._update_deadline()
+
+    def _update_deadline(self) -> None:
+        firsts = [a.pending.first_at for a in self._assets.values() if a.pending.count]
+        self._deadline = min(firsts) + self._delay_s if firsts else math.inf
+
+    # ------------------------------------------------------------------------------------ features
+
+    def _features(self, asset: _Asset, pending: _Pending) -> tuple[FloatArray, npt.NDArray[np.int64]]:
+        """The feature matrix of the pending windows (NaN rows where a joined sensor had no data)."""
+        end_ns = pending.end_ns[0] if len(pending.end_ns) == 1 else np.concatenate(pending.end_ns)
+        n = len(end_ns)
+        matrix = np.empty((n, len(asset.feature_names)), dtype=np.float32)
+        driver = asset.driver
+        matrix[:, asset.columns[driver.settings.name]] = asset.spec.sensor_features(
+            driver.spec, _concat(pending.driver), driver.settings.sample_rate_hz
+        )
+        for sensor in asset.joined:
+            if sensor.joined is None:  # every sensor is either joined or the driver
+                continue
+            windows, valid = sensor.joined.take(end_ns)
+            columns = asset.columns[sensor.settings.name]
+            if not valid.all():
+                matrix[:, columns] = np.nan
+            if len(windows):
+                features = asset.spec.sensor_features(sensor.spec, windows, sensor.settings.sample_rate_hz)
+                if valid.all():
+                    matrix[:, columns] = features
+                else:
+                    matrix[np.flatnonzero(valid), columns] = features
+        return matrix, end_ns
+
+    # ------------------------------------------------------------------------------------- scoring
+
+    def _scorer(self, asset: _Asset) -> tuple[Scorer, npt.NDArray[np.intp] | None, bool]:
+        """The scorer for the next batch of windows, the columns it takes, and whether it fits them."""
+        model = self._models.active(asset.target) if self._models is not None else None
+        if model is None:
+            if asset.baseline is None:
+                baseline = self.settings.baseline
+                asset.baseline = BaselineScorer(
+                    feature_names=asset.feature_names,
+                    threshold=baseline.threshold,
+                    warmup_windows=baseline.warmup_windows,
+                    seed=baseline.seed,
+                )
+            return asset.baseline, None, True
+        compat = asset.compat
+        if compat is None or compat.model is not model:
+            compat = self._check_model(asset, model)
+            asset.compat = compat
+        return model.scorer, compat.columns, compat.is_match
+
+    def _check_model(self, asset: _Asset, model: ActiveModel) -> _Compat:
+        manifest = model.manifest
+        names = tuple(model.scorer.feature_names)
+        index = {name: j for j, name in enumerate(asset.feature_names)}
+        missing = [name for name in names if name not in index]
+        if manifest.feature_spec != asset.spec_id or missing:
+            logger.warning(
+                "model %s does not fit asset %s (spec %s, asset spec %s, missing features %s): "
+                "its windows are not scored",
+                model.scorer.version,
+                asset.asset_id,
+                manifest.feature_spec,
+                asset.spec_id,
+                missing[:5],
+            )
+            return _Compat(model, None, is_match=False)
+        if names == asset.feature_names:
+            return _Compat(model, None, is_match=True)
+        return _Compat(model, np.array([index[name] for name in names], dtype=np.intp), is_match=True)
+
+    def _compute(self, asset: _Asset, out: list[Outbound]) -> None:
+        """Features, scores, alerts and aggregates of every pending window of one asset."""
+        pending, asset.pending = asset.pending, _Pending()
+        matrix, end_ns = self._features(asset, pending)
+        finite = np.isfinite(matrix).all(axis=1)
+        metrics = self._metrics
+        all_finite = bool(finite.all())
+        if not all_finite:
+            complete = ~np.isnan(matrix).any(axis=1)
+            self._count_unscored("incomplete", int(np.count_nonzero(~complete)))
+            self._count_unscored("nonfinite_features", int(np.count_nonzero(complete & ~finite)))
+            matrix[~finite] = np.nan
+        scorer, columns, is_match = self._scorer(asset)
+        metrics.model_versions[asset.asset_id] = scorer.version
+        scores = np.full(len(end_ns), np.nan, dtype=np.float32)
+        scored_rows = np.flatnonzero(finite)
+        if not is_match:
+            self._count_unscored("feature_mismatch", len(scored_rows))
+        elif len(scored_rows):
+            rows = matrix if all_finite else matrix[scored_rows]
+            if columns is not None:
+                rows = rows[:, columns]
+            row_scores = scorer.score(np.ascontiguousarray(rows))
+            scores[scored_rows] = row_scores
+            metrics.windows_scored += len(row_scores)
+            if scorer is asset.baseline:
+                self._learn(asset.baseline, rows, row_scores)
+            self._alerts(asset, scorer, rows, row_scores, end_ns[scored_rows], out)
+        aggregates = asset.aggregator.add(
+            ScoredWindows(
+                end_ns=end_ns,
+                features=matrix,
+                scores=scores,
+                threshold=scorer.threshold,
+                model_version=scorer.version,
+                model_kind=_kind(scorer),
+            )
+        )
+        metrics.aggregates += len(aggregates)
+        out.extend(aggregates)
+
+    def _count_unscored(self, reason: str, count: int) -> None:
+        if count:
+            unscored = self._metrics.windows_unscored
+            unscored[reason] = unscored.get(reason, 0) + count
+
+    def _learn(self, baseline: BaselineScorer, rows: FloatArray, scores: FloatArray) -> None:
+        if not baseline.is_warmed_up:
+            baseline.update(rows)
+        elif self.settings.baseline.keep_learning:
+            normal = scores <= baseline.threshold
+            baseline.update(rows if normal.all() else rows[normal])
+
+    # -------------------------------------------------------------------------------------- alerts
+
+    def _alerts(  # noqa: PLR0917 - private helper over parallel arrays of one batch
+        self,
+        asset: _Asset,
+        scorer: Scorer,
+        rows: FloatArray,
+        scores: FloatArray,
+        end_ns: npt.NDArray[np.int64],
+        out: list[Outbound],
+    ) -> None:
+        for transition in asset.debouncer.update(scores > scorer.threshold):
+            alert = self._alert(asset, scorer, transition, rows, scores, end_ns)
+            out.append(alert)
+            if transition.state == "raised":
+                self._metrics.alerts_raised += 1
+                self._request_snapshot(asset, alert, out)
+            else:
+                self._metrics.alerts_cleared += 1
+
+    def _alert(  # noqa: PLR0917 - private helper over parallel arrays of one batch
+        self,
+        asset: _Asset,
+        scorer: Scorer,
+        transition: Transition,
+        rows: FloatArray,
+        scores: FloatArray,
+        end_ns: npt.NDArray[np.int64],
+    ) -> Alert:
+        settings = self.settings.alerts
+        i = transition.index
+        score = float(scores[i])
+        ts_ns = int(end_ns[i])
+        if transition.state == "raised":
+            asset.alert_id = f"{asset.asset_id}:{ts_ns}"
+            level = severity(score, scorer.threshold, settings)
+            top = scorer.contributions(np.ascontiguousarray(rows[i : i + 1]), settings.top_features)
+            message = f"{settings.k} of the last {settings.n} windows scored above {scorer.threshold:.4g}"
+        else:
+            level, top = "info", []
+            message = f"{settings.clear_after} consecutive windows scored normal"
+        return Alert(
+            gateway_id=self.gateway_id,
+            asset_id=asset.asset_id,
+            seq=0,
+            alert_id=asset.alert_id,
+            state=transition.state,
+            severity=level,
+            ts_ns=ts_ns,
+            score=_clip(score),
+            threshold=_clip(scorer.threshold),
+            model_version=scorer.version,
+            model_kind=_kind(scorer),
+            top_features=top,
+            message=message,
+        )
+
+    # ----------------------------------------------------------------------------------- snapshots
+
+    def _request_snapshot(self, asset: _Asset, alert: Alert, out: list[Outbound]) -> None:
+        history = asset.history
+        if history is None or history.is_empty_stream:
+            return
+        snap = self.settings.snapshots
+        rate = history.sample_rate_hz
+        before, after = round(snap.before_s * rate), round(snap.after_s * rate)
+        if before + after > snap.max_samples:
+            before = snap.max_samples * before // (before + after)
+            after = snap.max_samples - before
+        end = int(history.index_before(np.array([alert.ts_ns], dtype=np.int64))[0])
+        asset.snapshot_requests.append(_SnapshotRequest(alert.alert_id, end - before, end + after))
+        self._finish_snapshots(asset, out, force=False)
+
+    def _finish_snapshots(self, asset: _Asset, out: list[Outbound], *, force: bool) -> None:
+        """Send the snapshots whose samples are all in (or, with `force`, the part still in) the history."""
+        history = asset.history
+        if history is None or not asset.snapshot_requests:
+            return
+        waiting: list[_SnapshotRequest] = []
+        for request in asset.snapshot_requests:
+            if not force and history.end_index < request.end_index:
+                waiting.append(request)
+                continue
+            samples = history.slice(request.start_index, request.end_index)
+            if len(samples) == 0:
+                continue
+            first = max(request.start_index, history.first_index)
+            out.append(
+                Snapshot(
+                    gateway_id=self.gateway_id,
+                    asset_id=asset.asset_id,
+                    sensor=asset.driver.settings.name,
+                    seq=0,
+                    alert_id=request.alert_id,
+                    start_ns=int(history.time_ns(first)),
+                    sample_rate_hz=history.sample_rate_hz,
+                    samples=samples.tolist(),
+                )
+            )
+            self._metrics.snapshots += 1
+        asset.snapshot_requests = waiting
+
+
+def _kind(scorer: Scorer) -> ModelKind:
+    return "baseline" if scorer.kind == "baseline" else "onnx"
