@@ -14,13 +14,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from shared.messages import MaintenanceEvent
 from shared.timebase import NS_PER_S
-
 from simulators.assets import ASSET_TYPES, FAST_SENSOR, FailureMode, Unit, draw_unit
 from simulators.scenario import FailureSpec, Scenario, SensorFaultSpec, iso_time
 from simulators.signals import F32, F64, FleetSignals, Severity, slow_burst, vibration_burst
@@ -31,6 +31,7 @@ SENSORS = (FAST_SENSOR, "temperature", "current", "pressure", "flow")
 _MODES = tuple(FailureMode)
 _NS_PER_H = 3600 * NS_PER_S
 _SOURCE = "simulator"
+EventKind = Literal["failure", "maintenance"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,10 +170,10 @@ class _Fleet:
 
     # --- events ---------------------------------------------------------------------------------------
 
-    def _event(self, i: int, t_ns: int, kind: str, mode: str, note: str) -> MaintenanceEvent:
+    def _event(self, i: int, t_ns: int, kind: EventKind, mode: str, note: str) -> MaintenanceEvent:
         return MaintenanceEvent(
             asset_id=self.units[i].asset_id, ts_ns=t_ns, event=kind, mode=mode, source=_SOURCE, note=note
-        )  # type: ignore[arg-type]  # kind is "failure" or "maintenance"
+        )
 
     def _maintain(self, i: int, t_ns: int, note: str) -> tuple[MaintenanceEvent, TruthRecord]:
         state = self.states[i]
@@ -213,18 +214,26 @@ class _Fleet:
             start = self.scenario.start_ns
             while state.pending and start + round(state.pending[0].onset_h * _NS_PER_H) <= t_ns:
                 spec = state.pending.pop(0)
-                self._activate(i, t_ns, FailureMode(spec.mode), spec.time_to_failure_h, spec, truth)
+                self._activate(
+                    i,
+                    t_ns=t_ns,
+                    mode=FailureMode(spec.mode),
+                    ttf_h=spec.time_to_failure_h,
+                    spec=spec,
+                    truth=truth,
+                )
             if p_onset > 0 and draws[i, 0] < p_onset:
                 allowed = [m for m in random.modes if FailureMode(m) in self.units[i].type.modes]
                 if allowed:
                     mode = FailureMode(allowed[int(draws[i, 1] * len(allowed)) % len(allowed)])
                     low, high = random.time_to_failure_h
                     ttf_h = low + (high - low) * float(draws[i, 2])
-                    self._activate(i, t_ns, mode, ttf_h, None, truth)
+                    self._activate(i, t_ns=t_ns, mode=mode, ttf_h=ttf_h, spec=None, truth=truth)
 
     def _activate(
         self,
         i: int,
+        *,
         t_ns: int,
         mode: FailureMode,
         ttf_h: float,
@@ -265,7 +274,9 @@ class _Fleet:
                     state.repair_at_ns = t_ns + round(self.spec.maintenance.repair_h * _NS_PER_H)
                     note = f"{active.mode.value} reached its threshold"
                     events.append(self._event(i, t_ns, "failure", active.mode.value, note))
-                    truth.append(TruthRecord(self.units[i].asset_id, t_ns, "failure", active.mode.value, note))
+                    truth.append(
+                        TruthRecord(self.units[i].asset_id, t_ns, "failure", active.mode.value, note)
+                    )
             if state.failed:
                 self.running[i] = False
         return sev
@@ -277,7 +288,9 @@ class _Fleet:
         rise = np.array([u.type.temp_rise_c for u in self.units])
         offset = np.array([u.temp_offset_c for u in self.units])
         wear = np.maximum(sev.outer_race, sev.inner_race)
-        heat = rise * (0.4 + 0.6 * load**2) + 15.0 * sev.misalignment + 45.0 * sev.overheating + 12.0 * wear**2
+        heat = (
+            rise * (0.4 + 0.6 * load**2) + 15.0 * sev.misalignment + 45.0 * sev.overheating + 12.0 * wear**2
+        )
         target = ambient + offset + np.where(self.running, heat, 0.0)
         alpha = 1.0 - np.exp(-self.spec.time.step_s / self.tau_s)
         self.temperature += alpha * (target - self.temperature)
@@ -344,12 +357,13 @@ class _Fleet:
                 continue
             i = self.index[fault.asset]
             row = signals[fault.sensor][i]
-            self._apply_fault(number, fault, row, i, emitted, skew)
+            self._apply_fault(number, fault=fault, row=row, i=i, emitted=emitted, skew=skew)
         return skew
 
     def _apply_fault(
         self,
         number: int,
+        *,
         fault: SensorFaultSpec,
         row: F32,
         i: int,
@@ -387,7 +401,9 @@ def _static_truth(scenario: Scenario) -> list[tuple[int, TruthRecord]]:
         start = scenario.start_ns + round(transport.start_h * _NS_PER_H)
         until = iso_time(start + round(transport.duration_h * _NS_PER_H))
         detail = f"sensor={transport.sensor};until={until};probability={transport.probability:g}"
-        records.append((start, TruthRecord(transport.asset, start, "transport_fault", transport.kind, detail)))
+        records.append(
+            (start, TruthRecord(transport.asset, start, "transport_fault", transport.kind, detail))
+        )
     return sorted(records, key=lambda item: item[0])
 
 

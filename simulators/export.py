@@ -31,7 +31,6 @@ import numpy as np
 import numpy.typing as npt
 
 from shared.features import DEFAULT_SPEC, SLOW_FEATURES, slow_features, vibration_features
-
 from simulators.assets import FAST_SENSOR
 from simulators.engine import SENSORS, Step, TruthRecord, fleet_units, simulate
 from simulators.scenario import Scenario, iso_time
@@ -140,8 +139,9 @@ def _write_raw(scenario: Scenario, step: Step, rows: list[int], writers: _Writer
 
 
 def _truth_line(record: TruthRecord) -> str:
+    mode = record.mode.replace(",", ";")
     detail = record.detail.replace(",", ";")
-    return f"{record.asset_id},{iso_time(record.ts_ns)},{record.event},{record.mode.replace(',', ';')},{detail}\n"
+    return f"{record.asset_id},{iso_time(record.ts_ns)},{record.event},{mode},{detail}\n"
 
 
 def _write_assets(scenario: Scenario, out_dir: Path) -> None:
@@ -187,9 +187,7 @@ def export_scenario(
             ]
             writers.write("features", "".join(lines))
             counts["features"] += len(lines)
-            counts["samples"] += sum(
-                int(step.emitted[s].sum()) * step.signals[s].shape[1] for s in SENSORS
-            )
+            counts["samples"] += sum(int(step.emitted[s].sum()) * step.signals[s].shape[1] for s in SENSORS)
             for event in step.events:
                 writers.write("events", f"{event.asset_id},{iso_time(event.ts_ns)},{event.event}\n")
                 counts["events"] += 1
@@ -203,7 +201,12 @@ def export_scenario(
     finally:
         writers.close()
     result = ExportResult(
-        out_dir, scenario.n_steps, counts["features"], counts["raw"], counts["samples"], counts["events"],
+        out_dir,
+        scenario.n_steps,
+        counts["features"],
+        counts["raw"],
+        counts["samples"],
+        counts["events"],
         counts["truth"],
     )
     _write_manifest(scenario, result)

@@ -22,8 +22,7 @@ from shared.features import DEFAULT_SPEC
 from shared.raw_batch import MAX_SAMPLES_PER_BATCH
 from shared.timebase import MAX_FUTURE_SKEW_NS, NS_PER_S, check_time_ns, now_ns
 from shared.topics import IDENT_PATTERN, check_ident
-
-from simulators.assets import ASSET_TYPES, FAST_SENSOR, FailureMode
+from simulators.assets import ASSET_TYPES, FailureMode
 
 __all__ = [
     "AssetGroup",
@@ -47,11 +46,15 @@ class TimeSection(BaseModel):
     """`[time]`: when the simulated plant runs and how fast."""
 
     model_config = _Model
-    start: str = Field("2026-01-01T00:00:00Z", description="Simulated start, ISO 8601 with a time zone.")
-    duration_h: float = Field(3.0, gt=0, le=24 * 3660, description="Simulated duration in hours.")
-    step_s: float = Field(10.0, gt=0, le=86400, description="Simulated seconds between bursts.")
+    start: str = Field(
+        default="2026-01-01T00:00:00Z", description="Simulated start, ISO 8601 with a time zone."
+    )
+    duration_h: float = Field(default=3.0, gt=0, le=24 * 3660, description="Simulated duration in hours.")
+    step_s: float = Field(default=10.0, gt=0, le=86400, description="Simulated seconds between bursts.")
     speed: float = Field(
-        0.0, ge=0, description="Simulated seconds per wall second for `sim run`; 0: as fast as possible."
+        default=0.0,
+        ge=0,
+        description="Simulated seconds per wall second for `sim run`; 0: as fast as possible.",
     )
 
 
@@ -59,32 +62,48 @@ class SignalsSection(BaseModel):
     """`[signals]`: sample rates and burst sizes."""
 
     model_config = _Model
-    vibration_rate_hz: float = Field(10_000.0, gt=0, le=200_000, description="Vibration sample rate.")
-    burst_samples: int = Field(4096, ge=1024, description="Vibration samples per asset per step.")
-    batch_samples: int = Field(4096, ge=64, le=MAX_SAMPLES_PER_BATCH, description="Samples per batch.")
-    slow_rate_hz: float = Field(1.0, gt=0, le=1000, description="Rate of the slow sensors.")
-    slow_samples: int = Field(10, ge=2, le=100_000, description="Slow-sensor samples per asset per step.")
-    ambient_c: float = Field(22.0, ge=-40, le=60, description="Mean ambient temperature.")
-    daily_swing_c: float = Field(5.0, ge=0, le=30, description="Amplitude of the daily temperature cycle.")
+    vibration_rate_hz: float = Field(default=10_000.0, gt=0, le=200_000, description="Vibration sample rate.")
+    burst_samples: int = Field(default=4096, ge=1024, description="Vibration samples per asset per step.")
+    batch_samples: int = Field(
+        default=4096, ge=64, le=MAX_SAMPLES_PER_BATCH, description="Samples per batch."
+    )
+    slow_rate_hz: float = Field(default=1.0, gt=0, le=1000, description="Rate of the slow sensors.")
+    slow_samples: int = Field(
+        default=10, ge=2, le=100_000, description="Slow-sensor samples per asset per step."
+    )
+    ambient_c: float = Field(default=22.0, ge=-40, le=60, description="Mean ambient temperature.")
+    daily_swing_c: float = Field(
+        default=5.0, ge=0, le=30, description="Amplitude of the daily temperature cycle."
+    )
 
 
 class OperationSection(BaseModel):
     """`[operation]`: regime changes and start/stop cycles (not faults)."""
 
     model_config = _Model
-    regime_mean_h: float = Field(2.0, gt=0, description="Mean time between load/speed setpoint changes.")
-    loads: list[float] = Field([0.6, 0.8, 1.0], min_length=1, description="Load setpoints (0-1.2).")
-    speed_factors: list[float] = Field([0.85, 1.0], min_length=1, description="VFD speed setpoints.")
-    stop_probability: float = Field(0.1, ge=0, le=1, description="Chance a regime change is a stop.")
-    stop_mean_h: float = Field(0.5, gt=0, description="Mean length of a stop.")
+    regime_mean_h: float = Field(
+        default=2.0, gt=0, description="Mean time between load/speed setpoint changes."
+    )
+    loads: tuple[float, ...] = Field(
+        default=(0.6, 0.8, 1.0), min_length=1, description="Load setpoints (0-1.2)."
+    )
+    speed_factors: tuple[float, ...] = Field(
+        default=(0.85, 1.0), min_length=1, description="VFD speed setpoints."
+    )
+    stop_probability: float = Field(default=0.1, ge=0, le=1, description="Chance a regime change is a stop.")
+    stop_mean_h: float = Field(default=0.5, gt=0, description="Mean length of a stop.")
 
 
 class MaintenanceSection(BaseModel):
     """`[maintenance]`: repairs after failures and planned maintenance."""
 
     model_config = _Model
-    repair_h: float = Field(4.0, gt=0, description="Time from a failure to the maintenance that restores.")
-    preventive_interval_h: float = Field(0.0, ge=0, description="Planned maintenance interval; 0: none.")
+    repair_h: float = Field(
+        default=4.0, gt=0, description="Time from a failure to the maintenance that restores."
+    )
+    preventive_interval_h: float = Field(
+        default=0.0, ge=0, description="Planned maintenance interval; 0: none."
+    )
 
 
 class AssetGroup(BaseModel):
@@ -92,8 +111,8 @@ class AssetGroup(BaseModel):
 
     model_config = _Model
     type: str = Field(description="centrifugal_pump, electric_motor, fan or compressor.")
-    count: int = Field(1, ge=1, le=10_000)
-    id_prefix: str = Field("", description="Id prefix; default: the type name with - instead of _.")
+    count: int = Field(default=1, ge=1, le=10_000)
+    id_prefix: str = Field(default="", description="Id prefix; default: the type name with - instead of _.")
 
 
 class FailureSpec(BaseModel):
@@ -105,15 +124,15 @@ class FailureSpec(BaseModel):
     onset_h: float = Field(ge=0)
     time_to_failure_h: float = Field(gt=0, description="From onset to the failure threshold.")
     progression: Progression = "exponential"
-    threshold: float = Field(1.0, gt=0, le=10)
+    threshold: float = Field(default=1.0, gt=0, le=10)
 
 
 class RandomFailuresSection(BaseModel):
     """`[random_failures]`: onsets drawn from the seed (a Poisson process per asset)."""
 
     model_config = _Model
-    rate_per_asset_year: float = Field(0.0, ge=0, le=1000)
-    modes: list[str] = Field(default_factory=list)
+    rate_per_asset_year: float = Field(default=0.0, ge=0, le=1000)
+    modes: tuple[str, ...] = ()
     time_to_failure_h: tuple[float, float] = (48.0, 480.0)
     progression: Progression = "exponential"
 
@@ -127,8 +146,10 @@ class SensorFaultSpec(BaseModel):
     kind: SensorFaultKind
     start_h: float = Field(ge=0)
     duration_h: float = Field(gt=0)
-    rate: float = Field(0.01, gt=0, le=1, description="spikes/nan/inf: fraction of samples hit.")
-    magnitude: float = Field(10.0, description="spikes: size in units of the signal's std; clock_skew: s.")
+    rate: float = Field(default=0.01, gt=0, le=1, description="spikes/nan/inf: fraction of samples hit.")
+    magnitude: float = Field(
+        default=10.0, description="spikes: size in units of the signal's std; clock_skew: s."
+    )
 
 
 class TransportFaultSpec(BaseModel):
@@ -138,17 +159,17 @@ class TransportFaultSpec(BaseModel):
     kind: TransportFaultKind
     asset: str = "*"
     sensor: str = "*"
-    start_h: float = Field(0.0, ge=0)
+    start_h: float = Field(default=0.0, ge=0)
     duration_h: float = Field(gt=0)
-    probability: float = Field(0.05, gt=0, le=1, description="Fraction of matching batches hit.")
+    probability: float = Field(default=0.05, gt=0, le=1, description="Fraction of matching batches hit.")
 
 
 class ExportSection(BaseModel):
     """`[export]`: what `sim export` writes besides features and ground truth."""
 
     model_config = _Model
-    raw_assets: list[str] = Field(default_factory=list, description="Assets whose raw samples are written.")
-    raw_every: int = Field(1, ge=1, description="Write raw samples of every n-th step.")
+    raw_assets: tuple[str, ...] = Field(default=(), description="Assets whose raw samples are written.")
+    raw_every: int = Field(default=1, ge=1, description="Write raw samples of every n-th step.")
 
 
 class ScenarioFile(BaseModel):
@@ -157,17 +178,17 @@ class ScenarioFile(BaseModel):
     model_config = _Model
     name: str = Field(pattern=IDENT_PATTERN)
     description: str = ""
-    seed: int = Field(0, ge=0, le=2**63 - 1)
-    time: TimeSection = TimeSection()
-    signals: SignalsSection = SignalsSection()
-    operation: OperationSection = OperationSection()
-    maintenance: MaintenanceSection = MaintenanceSection()
+    seed: int = Field(default=0, ge=0, le=2**63 - 1)
+    time: TimeSection = Field(default_factory=TimeSection)
+    signals: SignalsSection = Field(default_factory=SignalsSection)
+    operation: OperationSection = Field(default_factory=OperationSection)
+    maintenance: MaintenanceSection = Field(default_factory=MaintenanceSection)
     assets: list[AssetGroup] = Field(min_length=1)
     failures: list[FailureSpec] = Field(default_factory=list)
-    random_failures: RandomFailuresSection = RandomFailuresSection()
+    random_failures: RandomFailuresSection = Field(default_factory=RandomFailuresSection)
     sensor_faults: list[SensorFaultSpec] = Field(default_factory=list)
     transport_faults: list[TransportFaultSpec] = Field(default_factory=list)
-    export: ExportSection = ExportSection()
+    export: ExportSection = Field(default_factory=ExportSection)
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,10 +228,17 @@ class Scenario:
         """Simulated end (exclusive)."""
         return self.start_ns + self.n_steps * self.step_ns
 
-    def with_changes(self, *, seed: int | None = None, start_ns: int | None = None) -> Scenario:
-        """A copy with another seed or start time (e.g. `sim run --start now`)."""
+    def with_changes(
+        self, *, seed: int | None = None, start_ns: int | None = None, n_steps: int | None = None
+    ) -> Scenario:
+        """A copy with another seed, start time (e.g. `sim run --start now`) or number of steps."""
         spec = self.spec if seed is None else self.spec.model_copy(update={"seed": seed})
-        return replace(self, spec=spec, start_ns=self.start_ns if start_ns is None else start_ns)
+        return replace(
+            self,
+            spec=spec,
+            start_ns=self.start_ns if start_ns is None else start_ns,
+            n_steps=self.n_steps if n_steps is None else max(1, n_steps),
+        )
 
     def check_not_future(self, *, reference_ns: int | None = None) -> None:
         """Raise `ConfigError` if the scenario's timestamps would be rejected as too far in the future."""
@@ -392,7 +420,9 @@ def _check_failures(scenario: Scenario) -> None:
             raise _fail(scenario, f"failures[{i}].asset", failure.asset, "an asset of this scenario")
         _check_mode(scenario, f"failures[{i}].mode", types[failure.asset], failure.mode)
         if failure.onset_h >= duration_h:
-            raise _fail(scenario, f"failures[{i}].onset_h", failure.onset_h, f"< time.duration_h ({duration_h})")
+            raise _fail(
+                scenario, f"failures[{i}].onset_h", failure.onset_h, f"< time.duration_h ({duration_h})"
+            )
     random = scenario.spec.random_failures
     for i, mode in enumerate(random.modes):
         _check_mode(scenario, f"random_failures.modes[{i}]", None, mode)

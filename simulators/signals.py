@@ -65,7 +65,7 @@ def _add_tone(out: F32, t: F32, freq_hz: F64, amp: F64, phase: F64) -> None:
 
 
 def _add_impacts(
-    out: F32, t: F32, rate_hz: F64, amp: F64, phase: F64, modulation_hz: F64, resonance_hz: F64
+    out: F32, t: F32, *, rate_hz: F64, amp: F64, phase: F64, modulation_hz: F64, resonance_hz: F64
 ) -> None:
     """Decaying rings of a resonance, one per defect passage; amplitude-modulated at `modulation_hz`."""
     rows = np.flatnonzero(amp > 0)
@@ -85,7 +85,7 @@ def _add_impacts(
 
 
 def _add_band_noise(
-    out: F32, rate_hz: float, amp: F64, rng: np.random.Generator, low_hz: float, high_hz: float
+    out: F32, *, rate_hz: float, amp: F64, rng: np.random.Generator, low_hz: float, high_hz: float
 ) -> None:
     rows = np.flatnonzero(amp > 0)
     if rows.size == 0:
@@ -148,10 +148,26 @@ def vibration_burst(
     _add_tone(out, t, bpfi - nominal, 0.2 * base * severity.inner_race, phases[6])
     _add_tone(out, t, bpfi + nominal, 0.2 * base * severity.inner_race, phases[6])
     impact = 4.0 * fleet.base_1x_g * np.where(running, 1.0, 0.0)
-    _add_impacts(out, t, bpfo, impact * severity.outer_race, phases[7], 0.0 * nominal, fleet.resonance_hz)
-    _add_impacts(out, t, bpfi, impact * severity.inner_race, phases[8], nominal, fleet.resonance_hz)
+    _add_impacts(
+        out,
+        t,
+        rate_hz=bpfo,
+        amp=impact * severity.outer_race,
+        phase=phases[7],
+        modulation_hz=0.0 * nominal,
+        resonance_hz=fleet.resonance_hz,
+    )
+    _add_impacts(
+        out,
+        t,
+        rate_hz=bpfi,
+        amp=impact * severity.inner_race,
+        phase=phases[8],
+        modulation_hz=nominal,
+        resonance_hz=fleet.resonance_hz,
+    )
     cavitation = np.where(running, 2.0 * fleet.base_1x_g * severity.cavitation * (0.5 + load), 0.0)
-    _add_band_noise(out, rate_hz, cavitation, rng, 2000.0, 4500.0)
+    _add_band_noise(out, rate_hz=rate_hz, amp=cavitation, rng=rng, low_hz=2000.0, high_hz=4500.0)
     return out
 
 

@@ -9,7 +9,7 @@ payloads (a valid batch with its body cut short).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,11 +18,18 @@ from shared import topics
 from shared.messages import MaintenanceEvent, encode
 from shared.raw_batch import RawBatch, encode_raw_batch
 from shared.timebase import NS_PER_S
-
-from simulators.engine import SENSORS, Step, simulate
+from simulators.engine import SENSORS, Step, TruthRecord, simulate
 from simulators.scenario import Scenario, TransportFaultSpec
 
-__all__ = ["Message", "iter_batches", "iter_items", "iter_messages", "step_batches"]
+__all__ = [
+    "Message",
+    "event_message",
+    "iter_batches",
+    "iter_items",
+    "iter_messages",
+    "raw_message",
+    "step_batches",
+]
 
 _NS_PER_H = 3600 * NS_PER_S
 QOS_RAW = 0
@@ -83,10 +90,20 @@ def step_batches(scenario: Scenario, step: Step, seqs: _SeqCounter) -> list[RawB
     return [item[3] for item in out]
 
 
-def iter_items(scenario: Scenario) -> Iterator[RawBatch | MaintenanceEvent]:
-    """Every raw batch and every maintenance/failure event of the scenario, in time order."""
+def iter_items(
+    scenario: Scenario, *, on_truth: Callable[[TruthRecord], None] | None = None
+) -> Iterator[RawBatch | MaintenanceEvent]:
+    """Every raw batch and every maintenance/failure event of the scenario, in time order.
+
+    Args:
+        scenario: what to simulate.
+        on_truth: called with each ground-truth record as the simulation reaches it.
+    """
     seqs = _SeqCounter()
     for step in simulate(scenario):
+        if on_truth is not None:
+            for record in step.truth:
+                on_truth(record)
         yield from step.events
         yield from step_batches(scenario, step, seqs)
 
@@ -108,7 +125,8 @@ def _applies(fault: TransportFaultSpec, scenario: Scenario, batch: RawBatch) -> 
     )
 
 
-def _raw_message(batch: RawBatch, fault: str = "") -> Message:
+def raw_message(batch: RawBatch, fault: str = "") -> Message:
+    """The MQTT message of a raw batch (binary encoding, QoS 0)."""
     return Message(
         topics.raw(batch.asset_id, batch.sensor),
         encode_raw_batch(batch),
@@ -119,23 +137,33 @@ def _raw_message(batch: RawBatch, fault: str = "") -> Message:
     )
 
 
-def _event_message(event: MaintenanceEvent) -> Message:
+def event_message(event: MaintenanceEvent) -> Message:
+    """The MQTT message of a maintenance/failure event (JSON, QoS 1)."""
     return Message(topics.event(event.asset_id), encode(event), QOS_EVENT, event.ts_ns)
 
 
 def iter_messages(
-    scenario: Scenario, items: Iterable[RawBatch | MaintenanceEvent] | None = None
+    scenario: Scenario,
+    items: Iterable[RawBatch | MaintenanceEvent] | None = None,
+    *,
+    on_truth: Callable[[TruthRecord], None] | None = None,
 ) -> Iterator[Message]:
-    """The MQTT messages of a scenario, with its transport faults injected (deterministic for the seed)."""
+    """The MQTT messages of a scenario, with its transport faults injected (deterministic for the seed).
+
+    Args:
+        scenario: what to simulate.
+        items: the batches and events to send (default: the scenario's own, `iter_items`).
+        on_truth: passed to `iter_items`.
+    """
     rng = np.random.default_rng([scenario.seed, 5])
     faults = scenario.spec.transport_faults
     held: dict[tuple[str, str], Message] = {}
-    for item in iter_items(scenario) if items is None else items:
+    for item in iter_items(scenario, on_truth=on_truth) if items is None else items:
         if isinstance(item, MaintenanceEvent):
-            yield _event_message(item)
+            yield event_message(item)
             continue
         key = (item.asset_id, item.sensor)
-        message = _raw_message(item)
+        message = raw_message(item)
         kinds = [f.kind for f in faults if _applies(f, scenario, item) and rng.uniform() < f.probability]
         if "malformed" in kinds:
             message = Message(message.topic, message.payload[:-6], QOS_RAW, message.ts_ns, 0, "malformed")
