@@ -12,7 +12,9 @@ from shared.config import ComponentSettings, load_settings, render_settings
 __all__ = ["SETTINGS_CLASSES", "register", "settings_class"]
 
 # Component name -> "module:Class" of its settings; a part adds its line when it is built.
-SETTINGS_CLASSES: dict[str, str] = {}
+SETTINGS_CLASSES: dict[str, str] = {
+    "sim": "simulators.settings:SimSettings",
+}
 
 
 def settings_class(component: str) -> type[ComponentSettings]:

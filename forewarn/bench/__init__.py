@@ -11,4 +11,5 @@ __all__ = ["SUITES"]
 # Suite name -> "module:function" returning dict[str, object]; a part adds its line when it is built.
 SUITES: dict[str, str] = {
     "contracts": "forewarn.bench.contracts:run",
+    "sim": "forewarn.bench.sim:run",
 }
