@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "forewarn.config_cmd",
     "forewarn.bench.cli",
     "forewarn.sim_cmd",
+    "forewarn.forecast_cmd",
 )
 
 

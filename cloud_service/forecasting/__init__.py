@@ -1,0 +1,29 @@
+"""Failure forecasting: remaining useful life with an interval, and P(failure within a horizon).
+
+A job (or the offline CLI) builds a `History` of telemetry and events, then calls `fit(history)` to get a
+`Forecaster` and `predict(model, history)` for forecasts; `save_model`/`load_model` keep a model in a
+versioned directory. See docs/forecasting.md.
+"""
+
+from __future__ import annotations
+
+from cloud_service.forecasting.data import AssetSeries, Event, EventKind, History, PredictionRow, TimeKind
+from cloud_service.forecasting.errors import DataFileError, ForecastDataError, ModelFormatError
+from cloud_service.forecasting.model import FORMAT_VERSION, ForecastConfig, Forecaster, fit, predict
+
+__all__ = [
+    "FORMAT_VERSION",
+    "AssetSeries",
+    "DataFileError",
+    "Event",
+    "EventKind",
+    "ForecastConfig",
+    "ForecastDataError",
+    "Forecaster",
+    "History",
+    "ModelFormatError",
+    "PredictionRow",
+    "TimeKind",
+    "fit",
+    "predict",
+]

@@ -1,0 +1,599 @@
+"""The failure forecaster: remaining useful life (RUL) with an interval, and P(failure within a horizon).
+
+Method (see docs/forecasting.md for the reasoning):
+
+1. Each asset's history is cut into lives at its failure and maintenance events. A life that ends in a
+   failure gives the exact RUL of each of its rows; any other life is right-censored (RUL is at least the
+   time left to its end).
+2. Sensors are z-scored per operating regime (`RegimeNormalizer`), and trailing-window features are computed
+   per life (`trailing_features`).
+3. RUL target: piecewise-linear, capped at `cap` (early in life the RUL is not observable from sensors, so
+   the model learns "healthy: at least `cap`"). Candidate caps are fractions of the median run-to-failure
+   life, plus no cap; the cap and the regressor's hyper-parameters are chosen by grouped cross-validation
+   (whole assets held out), scored by RMSE against the true, uncapped RUL with each held-out life weighted
+   equally. Censored rows join the training set only where their capped target is known exactly (time
+   left >= cap).
+4. Interval: conformalised residual quantiles. The out-of-fold residuals (true RUL - prediction) of the
+   chosen configuration are binned by predicted RUL, and each bin stores the 10th and 90th percentiles
+   (by default), so the interval covers the true RUL, not the capped one.
+5. P(failure within horizon): a gradient-boosted classifier, calibrated (isotonic, or sigmoid with few
+   positives) by `CalibratedClassifierCV` over the same asset-grouped folds. Censored rows are used where
+   the label is known (the life went on for at least the horizon after the row).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time as _time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+from sklearn.model_selection import GroupKFold
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]  # no stubs
+
+from cloud_service.forecasting.data import History, Life, PredictionRow, TimeKind, split_lives
+from cloud_service.forecasting.errors import ForecastDataError
+from cloud_service.forecasting.features import feature_names, trailing_features
+from cloud_service.forecasting.regimes import RegimeNormalizer
+
+__all__ = ["FORMAT_VERSION", "ForecastConfig", "Forecaster", "fit", "predict"]
+
+logger = logging.getLogger(__name__)
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+Progress = Callable[[str], None]
+
+FORMAT_VERSION = 1
+MIN_FAILURES = 3
+HOURS_PER_WEEK = 168.0
+# Regressor settings tried by grouped CV; the first also chooses the cap.
+REGRESSOR_GRID: tuple[dict[str, float], ...] = (
+    {
+        "learning_rate": 0.06,
+        "max_iter": 200,
+        "max_leaf_nodes": 15,
+        "min_samples_leaf": 40,
+        "l2_regularization": 1.0,
+    },
+    {
+        "learning_rate": 0.06,
+        "max_iter": 200,
+        "max_leaf_nodes": 31,
+        "min_samples_leaf": 20,
+        "l2_regularization": 0.1,
+    },
+)
+CLASSIFIER_PARAMS: dict[str, float] = {
+    "learning_rate": 0.08,
+    "max_iter": 120,
+    "max_leaf_nodes": 15,
+    "min_samples_leaf": 40,
+    "l2_regularization": 1.0,
+}
+
+
+@dataclass(frozen=True)
+class ForecastConfig:
+    """What to learn and how hard to search.
+
+    Args:
+        condition_columns: columns describing the operating condition (load, speed, ...): used to find
+            regimes, not as sensors.
+        sensor_columns: value columns used as sensors (default: every column not a condition column).
+        horizon: the failure-probability horizon in the data's time unit (hours for ISO 8601 time).
+        interval: the lower and upper quantile of the RUL interval.
+        min_history_rows: assets with fewer rows are left out of training and flagged at prediction.
+        cap_fractions: candidate RUL caps as fractions of the median run-to-failure life (no cap is always
+            a candidate too).
+        cv_folds: grouped cross-validation folds (fewer if there are fewer run-to-failure assets).
+        max_cv_rows: training rows sampled per cross-validation fit (speed).
+        max_fit_rows: training rows sampled for the final fits (speed).
+        threads: OpenMP threads for the gradient boosting (None: every core). One is the default: on a
+            shared 2-core machine two threads made small fits up to 7x slower (measured).
+        seed: seed of every random choice.
+    """
+
+    condition_columns: tuple[str, ...] = ()
+    sensor_columns: tuple[str, ...] | None = None
+    horizon: float = HOURS_PER_WEEK
+    interval: tuple[float, float] = (0.1, 0.9)
+    min_history_rows: int = 5
+    cap_fractions: tuple[float, ...] = (0.5, 0.65, 0.8)
+    cv_folds: int = 3
+    max_cv_rows: int = 40_000
+    max_fit_rows: int = 150_000
+    threads: int | None = 1
+    seed: int = 0
+
+
+@dataclass
+class Forecaster:
+    """A fitted forecaster: everything `predict` needs, plus what was learned about the data."""
+
+    sensor_columns: tuple[str, ...]
+    condition_columns: tuple[str, ...]
+    time_kind: TimeKind
+    horizon: float
+    interval: tuple[float, float]
+    rul_cap: float | None
+    min_history_rows: int
+    normalizer: RegimeNormalizer
+    regressor: HistGradientBoostingRegressor
+    classifier: Any  # a calibrated classifier, or None when every training label was the same
+    constant_p_fail: float
+    interval_edges: list[float]
+    interval_low: list[float]
+    interval_high: list[float]
+    max_life: float
+    feature_names: list[str]
+    summary: dict[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+
+
+@dataclass
+class _Table:
+    """Features and targets of every row of a history, rows grouped by asset then life."""
+
+    x: npt.NDArray[np.float32]
+    asset: IntArray
+    life: IntArray
+    time: FloatArray
+    time_left: FloatArray  # time to the life's end: exact RUL if failed, else a lower bound
+    failed: npt.NDArray[np.bool_]
+    life_rows: FloatArray  # rows in the row's life (for per-life weights)
+    last_row: IntArray  # index of each asset's last row
+
+
+def _say(progress: Progress | None, message: str, *args: object) -> None:
+    logger.info(message, *args)
+    if progress is not None:
+        progress(message % args if args else message)
+
+
+def fit(
+    history: History, config: ForecastConfig | None = None, *, progress: Progress | None = None
+) -> Forecaster:
+    """Learn a forecaster from run-to-failure and censored histories.
+
+    Raises:
+        ForecastDataError: with fewer than 3 run-to-failure lives, or unknown condition columns.
+    """
+    config = config or ForecastConfig()
+    with threadpool_limits(limits=config.threads):
+        return _fit(history, config, progress)
+
+
+def _fit(history: History, config: ForecastConfig, progress: Progress | None) -> Forecaster:
+    started = _time.monotonic()
+    sensors, conditions = _split_columns(history, config)
+    kept = _usable_assets(history, config.min_history_rows, progress)
+    lives = split_lives(kept)
+    failed_lives = [life for life in lives if life.failed]
+    if len(failed_lives) < MIN_FAILURES:
+        raise ForecastDataError(
+            f"{history.source}: {len(failed_lives)} run-to-failure histories (failure events matching "
+            f"telemetry); at least {MIN_FAILURES} are needed to learn remaining useful life"
+        )
+    sensor_idx, condition_idx = kept.column_index(sensors), kept.column_index(conditions)
+    raw = np.concatenate([asset.values for asset in kept.assets])
+    normalizer = RegimeNormalizer(seed=config.seed).fit(raw[:, condition_idx], raw[:, sensor_idx])
+    _say(
+        progress,
+        "fit: %d assets, %d rows, %d failures, %d regimes",
+        len(kept.assets),
+        kept.n_rows,
+        len(failed_lives),
+        normalizer.n_regimes_,
+    )
+    table = _build_table(kept, lives, normalizer, sensor_idx, condition_idx)
+    lengths = np.array([life.end_time - life.start_time for life in failed_lives])
+    search = _search(table, config, float(np.median(lengths)), progress)
+    final_rows = _regression_rows(table, search.cap, exclude_groups=None)
+    final_rows = _subsample(final_rows, config.max_fit_rows, config.seed)
+    _say(progress, "fit: final regressor on %d rows (cap %s)", final_rows.size, _cap_text(search.cap))
+    regressor = _regressor(search.params, config.seed)
+    regressor.fit(table.x[final_rows], _target(table, final_rows, search.cap))
+    _say(progress, "fit: calibrated failure classifier, horizon %g", config.horizon)
+    classifier, constant_p, base_rate = _fit_classifier(table, config)
+    edges, low, high = _interval_bins(search.oof_pred, search.oof_true, search.oof_weight, config.interval)
+    failed_rows = np.flatnonzero(table.failed)
+    summary = {
+        "n_assets": len(kept.assets),
+        "n_rows": kept.n_rows,
+        "n_failures": len(failed_lives),
+        "n_censored_lives": len(lives) - len(failed_lives),
+        "n_assets_too_short": len(history.assets) - len(kept.assets),
+        "median_life": round(float(np.median(lengths)), 4),
+        "train_mean_rul": round(float(table.time_left[failed_rows].mean()), 4),
+        "base_rate": round(base_rate, 6),
+        "cv": search.report,
+        "fit_s": round(_time.monotonic() - started, 2),
+    }
+    _say(
+        progress,
+        "fit: done in %.1f s (cap %s, CV RMSE %.4g)",
+        summary["fit_s"],
+        _cap_text(search.cap),
+        search.score,
+    )
+    return Forecaster(
+        sensor_columns=tuple(sensors),
+        condition_columns=tuple(conditions),
+        time_kind=history.time_kind,
+        horizon=config.horizon,
+        interval=config.interval,
+        rul_cap=None if math.isinf(search.cap) else search.cap,
+        min_history_rows=config.min_history_rows,
+        normalizer=normalizer,
+        regressor=regressor,
+        classifier=classifier,
+        constant_p_fail=constant_p,
+        interval_edges=edges,
+        interval_low=low,
+        interval_high=high,
+        max_life=float(lengths.max()),
+        feature_names=feature_names(sensors),
+        summary=summary,
+    )
+
+
+def predict(
+    model: Forecaster, history: History, *, all_times: bool = False, progress: Progress | None = None
+) -> list[PredictionRow]:
+    """Forecast each asset at its last time (or at every time).
+
+    Maintenance and failure events in `history` restart an asset's life (its age and windows). Assets with
+    fewer than `model.min_history_rows` rows are forecast too, flagged `short_history`, with the interval
+    widened to [0, the longest training life].
+
+    Raises:
+        ForecastDataError: if the history lacks a column the model uses, or uses another time kind.
+    """
+    with threadpool_limits(limits=1):
+        return _predict(model, history, all_times=all_times, progress=progress)
+
+
+def _predict(
+    model: Forecaster, history: History, *, all_times: bool, progress: Progress | None
+) -> list[PredictionRow]:
+    started = _time.monotonic()
+    if history.time_kind is not model.time_kind and history.n_rows:
+        raise ForecastDataError(
+            f"{history.source}: time is {history.time_kind}, "
+            f"but the model was fitted on {model.time_kind} time"
+        )
+    try:
+        sensor_idx = history.column_index(model.sensor_columns)
+        condition_idx = history.column_index(model.condition_columns)
+    except KeyError as exc:
+        raise ForecastDataError(
+            f"{history.source}: missing column {exc.args[0]!r}, which the model uses"
+        ) from exc
+    if not history.assets:
+        return []
+    lives = split_lives(history)
+    table = _build_table(history, lives, model.normalizer, sensor_idx, condition_idx)
+    rows = np.arange(table.x.shape[0]) if all_times else table.last_row
+    rul = np.maximum(model.regressor.predict(table.x[rows]), 0.0)
+    low, high = _apply_interval(model, rul)
+    p_fail = _p_fail(model, table.x[rows])
+    short = np.array([len(asset) < model.min_history_rows for asset in history.assets])[table.asset[rows]]
+    low = np.where(short, 0.0, low)
+    high = np.where(short, np.maximum(high, model.max_life), high)
+    result = [
+        PredictionRow(
+            asset_id=history.assets[table.asset[row]].asset_id,
+            time_label=history.assets[table.asset[row]].label(
+                int(row - _asset_offset(table, table.asset[row]))
+            ),
+            time=float(table.time[row]),
+            rul=float(rul[i]),
+            rul_low=float(low[i]),
+            rul_high=float(high[i]),
+            p_fail=float(p_fail[i]),
+            horizon=model.horizon,
+            short_history=bool(short[i]),
+        )
+        for i, row in enumerate(rows)
+    ]
+    _say(
+        progress,
+        "predict: %d forecasts for %d assets (%d short) in %.2f s",
+        len(result),
+        len(history.assets),
+        int(short[np.unique(table.asset[rows], return_index=True)[1]].sum()),
+        _time.monotonic() - started,
+    )
+    return result
+
+
+# --- data preparation -------------------------------------------------------------------------------------
+
+
+def _split_columns(history: History, config: ForecastConfig) -> tuple[list[str], list[str]]:
+    conditions = list(config.condition_columns)
+    unknown = [name for name in conditions if name not in history.columns]
+    if unknown:
+        raise ForecastDataError(
+            f"{history.source}: condition column {unknown[0]!r} is not in the telemetry "
+            f"(columns: {', '.join(history.columns)})"
+        )
+    if config.sensor_columns is not None:
+        sensors = list(config.sensor_columns)
+        missing = [name for name in sensors if name not in history.columns]
+        if missing:
+            raise ForecastDataError(f"{history.source}: sensor column {missing[0]!r} is not in the telemetry")
+    else:
+        sensors = [name for name in history.columns if name not in conditions]
+    if not sensors:
+        raise ForecastDataError(f"{history.source}: no sensor columns left besides the condition columns")
+    return sensors, conditions
+
+
+def _usable_assets(history: History, min_rows: int, progress: Progress | None) -> History:
+    kept = tuple(asset for asset in history.assets if len(asset) >= min_rows)
+    dropped = len(history.assets) - len(kept)
+    if dropped:
+        _say(
+            progress, "fit: %d assets have fewer than %d rows and are left out of training", dropped, min_rows
+        )
+    known = {asset.asset_id for asset in kept}
+    orphan = sum(1 for event in history.events if event.asset_id not in known)
+    if orphan:
+        _say(progress, "fit: %d events name assets without (enough) telemetry and are ignored", orphan)
+    return History(history.columns, kept, history.events, history.time_kind, history.source)
+
+
+def _build_table(
+    history: History,
+    lives: Sequence[Life],
+    normalizer: RegimeNormalizer,
+    sensor_idx: list[int],
+    condition_idx: list[int],
+) -> _Table:
+    offsets = np.cumsum([0] + [len(asset) for asset in history.assets])
+    raw = np.concatenate([asset.values for asset in history.assets])
+    time = np.concatenate([asset.time for asset in history.assets])
+    z = normalizer.transform(raw[:, condition_idx], raw[:, sensor_idx])
+    n = time.shape[0]
+    life_start = np.zeros(n, dtype=np.int64)
+    life_start_time = np.zeros(n)
+    life_index = np.zeros(n, dtype=np.int64)
+    time_left = np.zeros(n)
+    failed = np.zeros(n, dtype=bool)
+    life_rows = np.ones(n)
+    for number, life in enumerate(lives):
+        first, stop = offsets[life.asset_index] + life.start, offsets[life.asset_index] + life.stop
+        life_start[first:stop] = first
+        life_start_time[first:stop] = life.start_time
+        life_index[first:stop] = number
+        time_left[first:stop] = np.maximum(life.end_time - time[first:stop], 0.0)
+        failed[first:stop] = life.failed
+        life_rows[first:stop] = stop - first
+    asset = np.repeat(np.arange(len(history.assets)), np.diff(offsets))
+    x = trailing_features(z, time, life_start, life_start_time)
+    return _Table(x, asset, life_index, time, time_left, failed, life_rows, offsets[1:] - 1)
+
+
+def _asset_offset(table: _Table, asset_index: int) -> int:
+    return int(table.last_row[asset_index - 1] + 1) if asset_index > 0 else 0
+
+
+def _subsample(rows: IntArray, limit: int, seed: int) -> IntArray:
+    if rows.size <= limit:
+        return rows
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(rows, limit, replace=False))
+
+
+def _regression_rows(table: _Table, cap: float, exclude_groups: IntArray | None) -> IntArray:
+    """Rows whose (capped) target is known: failed lives, and censored rows with time left >= cap."""
+    known = table.failed | (table.time_left >= cap)
+    if exclude_groups is not None:
+        known &= ~np.isin(table.asset, exclude_groups)
+    return np.flatnonzero(known)
+
+
+def _target(table: _Table, rows: IntArray, cap: float) -> FloatArray:
+    return np.minimum(table.time_left[rows], cap)
+
+
+def _regressor(params: dict[str, float], seed: int) -> HistGradientBoostingRegressor:
+    return HistGradientBoostingRegressor(
+        learning_rate=params["learning_rate"],
+        max_iter=int(params["max_iter"]),
+        max_leaf_nodes=int(params["max_leaf_nodes"]),
+        min_samples_leaf=int(params["min_samples_leaf"]),
+        l2_regularization=params["l2_regularization"],
+        early_stopping=False,
+        random_state=seed,
+    )
+
+
+def _cap_text(cap: float) -> str:
+    return "none" if math.isinf(cap) else f"{cap:.4g}"
+
+
+# --- model selection by grouped cross-validation ----------------------------------------------------------
+
+
+@dataclass
+class _Search:
+    cap: float
+    params: dict[str, float]
+    score: float
+    oof_pred: FloatArray
+    oof_true: FloatArray
+    oof_weight: FloatArray
+    report: dict[str, Any]
+
+
+def _folds(table: _Table, n_folds: int) -> list[tuple[IntArray, IntArray]]:
+    """(held-out asset ids, held-out failed rows) per fold; folds hold out whole run-to-failure assets."""
+    failed_rows = np.flatnonzero(table.failed)
+    groups = table.asset[failed_rows]
+    n_groups = np.unique(groups).size
+    n_splits = max(2, min(n_folds, n_groups))
+    result = []
+    for _, test in GroupKFold(n_splits=n_splits).split(failed_rows, groups=groups):
+        result.append((np.unique(groups[test]), failed_rows[test]))
+    return result
+
+
+def _cv_predictions(
+    table: _Table,
+    folds: list[tuple[IntArray, IntArray]],
+    cap: float,
+    params: dict[str, float],
+    config: ForecastConfig,
+) -> FloatArray:
+    prediction = np.full(table.x.shape[0], np.nan)
+    for held_out, test_rows in folds:
+        train = _subsample(_regression_rows(table, cap, held_out), config.max_cv_rows, config.seed)
+        model = _regressor(params, config.seed).fit(table.x[train], _target(table, train, cap))
+        prediction[test_rows] = np.maximum(model.predict(table.x[test_rows]), 0.0)
+    return prediction
+
+
+def _weighted_rmse(table: _Table, rows: IntArray, prediction: FloatArray) -> float:
+    weight = 1.0 / table.life_rows[rows]
+    error = prediction[rows] - table.time_left[rows]
+    return float(np.sqrt(np.sum(weight * error * error) / np.sum(weight)))
+
+
+def _search(table: _Table, config: ForecastConfig, median_life: float, progress: Progress | None) -> _Search:
+    folds = _folds(table, config.cv_folds)
+    rows = np.concatenate([test for _, test in folds])
+    caps = sorted({round(fraction * median_life, 6) for fraction in config.cap_fractions if fraction > 0})
+    candidates = [*caps, math.inf]
+    scores: dict[str, float] = {}
+    best: tuple[float, float, dict[str, float], FloatArray] | None = None
+    for number, cap in enumerate(candidates, start=1):
+        prediction = _cv_predictions(table, folds, cap, REGRESSOR_GRID[0], config)
+        score = _weighted_rmse(table, rows, prediction)
+        scores[_cap_text(cap)] = round(score, 4)
+        _say(
+            progress,
+            "fit: CV cap %d/%d = %s: RMSE %.4g (%d folds)",
+            number,
+            len(candidates),
+            _cap_text(cap),
+            score,
+            len(folds),
+        )
+        if best is None or score < best[0]:
+            best = (score, cap, REGRESSOR_GRID[0], prediction)
+    if best is None:
+        raise ForecastDataError("no RUL cap candidate")  # unreachable: "no cap" is always a candidate
+    param_scores = {"0": round(best[0], 4)}
+    for number, params in enumerate(REGRESSOR_GRID[1:], start=1):
+        prediction = _cv_predictions(table, folds, best[1], params, config)
+        score = _weighted_rmse(table, rows, prediction)
+        param_scores[str(number)] = round(score, 4)
+        _say(progress, "fit: CV regressor setting %d: RMSE %.4g", number, score)
+        if score < best[0]:
+            best = (score, best[1], params, prediction)
+    score, cap, params, prediction = best
+    report = {
+        "folds": len(folds),
+        "metric": "RMSE of true RUL, out of fold, each held-out life weighted equally",
+        "rmse_by_cap": scores,
+        "rmse_by_setting": param_scores,
+        "chosen_cap": None if math.isinf(cap) else cap,
+        "chosen_setting": params,
+        "rmse": round(score, 4),
+    }
+    return _Search(
+        cap, params, score, prediction[rows], table.time_left[rows], 1.0 / table.life_rows[rows], report
+    )
+
+
+# --- interval ---------------------------------------------------------------------------------------------
+
+
+def _weighted_quantile(values: FloatArray, weights: FloatArray, q: float) -> float:
+    order = np.argsort(values)
+    cumulative = np.cumsum(weights[order])
+    position = q * cumulative[-1]
+    return float(values[order][min(int(np.searchsorted(cumulative, position)), values.size - 1)])
+
+
+def _interval_bins(
+    prediction: FloatArray, truth: FloatArray, weight: FloatArray, interval: tuple[float, float]
+) -> tuple[list[float], list[float], list[float]]:
+    """Residual quantiles per bin of predicted RUL (bins of equal count, at least 200 rows each)."""
+    n_bins = int(np.clip(prediction.size // 200, 1, 10))
+    edges = np.unique(np.quantile(prediction, np.linspace(0, 1, n_bins + 1)[1:-1]))
+    bins = np.searchsorted(edges, prediction, side="right")
+    residual = truth - prediction
+    low, high = [], []
+    for number in range(edges.size + 1):
+        mask = bins == number
+        if not mask.any():
+            mask = np.ones_like(mask)
+        low.append(_weighted_quantile(residual[mask], weight[mask], interval[0]))
+        high.append(_weighted_quantile(residual[mask], weight[mask], interval[1]))
+    return [float(e) for e in edges], low, high
+
+
+def _apply_interval(model: Forecaster, rul: FloatArray) -> tuple[FloatArray, FloatArray]:
+    bins = np.searchsorted(np.asarray(model.interval_edges), rul, side="right")
+    low = np.maximum(rul + np.asarray(model.interval_low)[bins], 0.0)
+    high = rul + np.asarray(model.interval_high)[bins]
+    return np.minimum(low, rul), np.maximum(high, rul)
+
+
+# --- failure probability ----------------------------------------------------------------------------------
+
+
+def _fit_classifier(table: _Table, config: ForecastConfig) -> tuple[Any, float, float]:
+    """The calibrated classifier (or None), the constant probability used without one, the base rate."""
+    horizon = config.horizon
+    known = table.failed | (table.time_left > horizon)
+    rows = _subsample(np.flatnonzero(known), config.max_fit_rows, config.seed)
+    label = (table.failed[rows] & (table.time_left[rows] <= horizon)).astype(np.int64)
+    base_rate = float(label.mean()) if label.size else 0.0
+    if label.size == 0 or label.min() == label.max():
+        logger.warning(
+            "every known label within horizon %g is %d: P(failure) is a constant",
+            horizon,
+            int(base_rate > 0.5),
+        )
+        return None, base_rate, base_rate
+    groups = table.asset[rows]
+    n_splits = min(config.cv_folds, np.unique(groups).size)
+    splits = [
+        (train, test)
+        for train, test in GroupKFold(n_splits=max(2, n_splits)).split(rows, label, groups)
+        if np.unique(label[train]).size == 2
+    ]
+    method = "isotonic" if label.sum() >= 500 else "sigmoid"
+    estimator = HistGradientBoostingClassifier(
+        learning_rate=CLASSIFIER_PARAMS["learning_rate"],
+        max_iter=int(CLASSIFIER_PARAMS["max_iter"]),
+        max_leaf_nodes=int(CLASSIFIER_PARAMS["max_leaf_nodes"]),
+        min_samples_leaf=int(CLASSIFIER_PARAMS["min_samples_leaf"]),
+        l2_regularization=CLASSIFIER_PARAMS["l2_regularization"],
+        early_stopping=False,
+        random_state=config.seed,
+    )
+    if len(splits) >= 2:
+        classifier: Any = CalibratedClassifierCV(estimator, method=method, cv=splits)
+    else:
+        logger.warning("too few assets on both sides of the horizon for calibration: uncalibrated classifier")
+        classifier = estimator
+    classifier.fit(table.x[rows], label)
+    return classifier, base_rate, base_rate
+
+
+def _p_fail(model: Forecaster, x: npt.NDArray[np.float32]) -> FloatArray:
+    if model.classifier is None:
+        return np.full(x.shape[0], model.constant_p_fail)
+    return np.asarray(model.classifier.predict_proba(x)[:, 1], dtype=np.float64)

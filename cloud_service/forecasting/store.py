@@ -1,0 +1,136 @@
+"""The model directory: `model.joblib` (the fitted estimators) plus `metadata.json` (documented format).
+
+`metadata.json` holds `format` ("forewarn-forecaster"), `format_version`, the columns, time kind, horizon,
+interval, RUL cap, regimes, interval bins, the training summary (with the cross-validation report) and the
+SHA-256 of `model.joblib`. Loading checks the format, the version and the digest before unpickling.
+Unpickling runs code: load only model directories you trust (ones you or your own job wrote).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import joblib  # type: ignore[import-untyped]  # no stubs
+
+from cloud_service.forecasting.data import TimeKind
+from cloud_service.forecasting.errors import ModelFormatError
+from cloud_service.forecasting.model import FORMAT_VERSION, Forecaster
+
+__all__ = ["FORMAT_NAME", "load_model", "save_model"]
+
+logger = logging.getLogger(__name__)
+
+FORMAT_NAME = "forewarn-forecaster"
+_ESTIMATORS = "model.joblib"
+_METADATA = "metadata.json"
+
+
+def _digest(path: Path) -> str:
+    sha = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
+
+
+def save_model(model: Forecaster, directory: str | Path) -> Path:
+    """Write `model` into `directory` (created if needed); returns the metadata file's path."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        estimators = directory / _ESTIMATORS
+        joblib.dump(
+            {"normalizer": model.normalizer, "regressor": model.regressor, "classifier": model.classifier},
+            estimators,
+            compress=3,
+        )
+        metadata = {
+            "format": FORMAT_NAME,
+            "format_version": model.format_version,
+            "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "sensor_columns": list(model.sensor_columns),
+            "condition_columns": list(model.condition_columns),
+            "time_kind": model.time_kind.value,
+            "horizon": model.horizon,
+            "interval": list(model.interval),
+            "rul_cap": model.rul_cap,
+            "min_history_rows": model.min_history_rows,
+            "constant_p_fail": model.constant_p_fail,
+            "interval_edges": model.interval_edges,
+            "interval_low": model.interval_low,
+            "interval_high": model.interval_high,
+            "max_life": model.max_life,
+            "feature_names": model.feature_names,
+            "regimes": model.normalizer.describe(model.condition_columns),
+            "summary": model.summary,
+            "estimators_sha256": _digest(estimators),
+        }
+        path = directory / _METADATA
+        path.write_text(json.dumps(metadata, indent=2) + "\n")
+    except OSError as exc:
+        raise ModelFormatError(directory, f"cannot write the model ({exc.strerror})") from exc
+    logger.info("saved forecaster to %s", directory)
+    return path
+
+
+def load_model(directory: str | Path) -> Forecaster:
+    """Read a model directory written by `save_model`.
+
+    Raises:
+        ModelFormatError: if a file is missing or damaged, the format or version is not this one, or the
+            estimators' digest does not match the metadata.
+    """
+    directory = Path(directory)
+    metadata = _read_metadata(directory)
+    estimators_path = directory / _ESTIMATORS
+    if not estimators_path.is_file():
+        raise ModelFormatError(directory, f"{_ESTIMATORS} is missing")
+    if _digest(estimators_path) != metadata.get("estimators_sha256"):
+        raise ModelFormatError(directory, f"{_ESTIMATORS} does not match the digest in {_METADATA}")
+    try:
+        estimators = joblib.load(estimators_path)
+        return Forecaster(
+            sensor_columns=tuple(metadata["sensor_columns"]),
+            condition_columns=tuple(metadata["condition_columns"]),
+            time_kind=TimeKind(metadata["time_kind"]),
+            horizon=float(metadata["horizon"]),
+            interval=(float(metadata["interval"][0]), float(metadata["interval"][1])),
+            rul_cap=None if metadata["rul_cap"] is None else float(metadata["rul_cap"]),
+            min_history_rows=int(metadata["min_history_rows"]),
+            normalizer=estimators["normalizer"],
+            regressor=estimators["regressor"],
+            classifier=estimators["classifier"],
+            constant_p_fail=float(metadata["constant_p_fail"]),
+            interval_edges=[float(v) for v in metadata["interval_edges"]],
+            interval_low=[float(v) for v in metadata["interval_low"]],
+            interval_high=[float(v) for v in metadata["interval_high"]],
+            max_life=float(metadata["max_life"]),
+            feature_names=list(metadata["feature_names"]),
+            summary=dict(metadata["summary"]),
+            format_version=int(metadata["format_version"]),
+        )
+    except (KeyError, TypeError, ValueError, EOFError) as exc:
+        raise ModelFormatError(directory, f"damaged model ({type(exc).__name__}: {exc})") from exc
+
+
+def _read_metadata(directory: Path) -> dict[str, Any]:
+    path = directory / _METADATA
+    try:
+        metadata = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ModelFormatError(directory, f"not a model directory ({_METADATA} is missing)") from exc
+    except (OSError, ValueError) as exc:
+        raise ModelFormatError(directory, f"{_METADATA} is unreadable ({exc})") from exc
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT_NAME:
+        raise ModelFormatError(directory, f"{_METADATA} is not a {FORMAT_NAME} model")
+    version = metadata.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ModelFormatError(
+            directory, f"model format version {version!r}; this Forewarn reads version {FORMAT_VERSION}"
+        )
+    return metadata

@@ -1,0 +1,212 @@
+"""`forewarn forecast fit|predict|evaluate`: the failure forecaster on your own CSV files.
+
+The logic lives in `cloud_service.forecasting`; this module parses arguments, shows progress on stderr and
+prints results. Bad files end in one line naming the file, row and column, with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from cloud_service.forecasting import ForecastConfig, fit, predict
+from cloud_service.forecasting.csvio import (
+    read_events,
+    read_predictions,
+    read_telemetry,
+    read_truth,
+    write_predictions,
+)
+from cloud_service.forecasting.data import History
+from cloud_service.forecasting.metrics import evaluate_predictions
+from cloud_service.forecasting.store import load_model, save_model
+from shared.errors import ConfigError
+
+__all__ = ["register"]
+
+
+def _progress(args: argparse.Namespace) -> Any:
+    if args.quiet:
+        return None
+
+    def show(message: str) -> None:
+        print(f"forecast: {message}", file=sys.stderr, flush=True)
+
+    return show
+
+
+def _columns(text: str | None, option: str) -> tuple[str, ...]:
+    if not text:
+        return ()
+    names = tuple(name.strip() for name in text.split(","))
+    if any(not name for name in names):
+        raise ConfigError(option, text, "a comma-separated list of column names", "the command line")
+    return names
+
+
+def _interval(text: str) -> tuple[float, float]:
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        low, high = -1.0, -1.0
+    if not 0.0 < low < high < 1.0:
+        raise ConfigError(
+            "--interval", text, "two quantiles LOW,HIGH with 0 < LOW < HIGH < 1", "the command line"
+        )
+    return low, high
+
+
+def _fit(args: argparse.Namespace) -> int:
+    progress = _progress(args)
+    if args.horizon <= 0:
+        raise ConfigError(
+            "--horizon", args.horizon, "must be > 0 (in the data's time unit)", "the command line"
+        )
+    config = ForecastConfig(
+        condition_columns=_columns(args.condition_columns, "--condition-columns"),
+        horizon=args.horizon,
+        interval=_interval(args.interval),
+        min_history_rows=args.min_history_rows,
+        cv_folds=args.cv_folds,
+        seed=args.seed,
+    )
+    telemetry = read_telemetry(
+        args.telemetry, id_column=args.id_column, time_column=args.time_column, progress=progress
+    )
+    events = read_events(
+        args.events, time_kind=telemetry.time_kind, id_column=args.id_column, time_column=args.time_column
+    )
+    history = History(
+        telemetry.columns, telemetry.assets, tuple(events), telemetry.time_kind, telemetry.source
+    )
+    model = fit(history, config, progress=progress)
+    save_model(model, args.out)
+    cv = model.summary["cv"]
+    print(
+        f"model written to {args.out}: {model.summary['n_assets']} assets, "
+        f"{model.summary['n_failures']} failures, "
+        f"{model.normalizer.n_regimes_} regime(s), RUL cap {model.rul_cap if model.rul_cap else 'none'}, "
+        f"cross-validated RMSE {cv['rmse']:.4g}, horizon {model.horizon:g}"
+    )
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    progress = _progress(args)
+    model = load_model(args.model)
+    telemetry = read_telemetry(
+        args.telemetry,
+        id_column=args.id_column,
+        time_column=args.time_column,
+        columns=[*model.sensor_columns, *model.condition_columns],
+        time_kind=model.time_kind,
+        progress=progress,
+    )
+    events = (
+        read_events(
+            args.events, time_kind=model.time_kind, id_column=args.id_column, time_column=args.time_column
+        )
+        if args.events
+        else []
+    )
+    history = History(
+        telemetry.columns, telemetry.assets, tuple(events), telemetry.time_kind, telemetry.source
+    )
+    forecasts = predict(model, history, all_times=args.all_times, progress=progress)
+    write_predictions(args.out, forecasts)
+    short = len({row.asset_id for row in forecasts if row.short_history})
+    note = (
+        f" ({short} assets with too little history: flagged short_history=1, wide interval)" if short else ""
+    )
+    print(f"wrote {len(forecasts)} forecasts for {len(history.assets)} assets to {args.out}{note}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    predictions = read_predictions(args.predictions)
+    truth = read_truth(args.truth)
+    figures = evaluate_predictions(
+        predictions, truth, horizon=args.horizon, alarm_threshold=args.alarm_threshold
+    )
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        for key, value in figures.items():
+            print(f"{key:24s} {value}")
+    return 0
+
+
+def _add_columns(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--id-column", default="asset_id", help="Asset id column (default: asset_id).")
+    parser.add_argument("--time-column", default="time", help="Time column (default: time).")
+    parser.add_argument("--quiet", action="store_true", help="No progress lines on stderr.")
+
+
+def register(subparsers: Any) -> None:
+    """Add `forecast` to the command line."""
+    parser = subparsers.add_parser("forecast", help="Forecast remaining useful life and failure probability.")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    fit_parser = actions.add_parser(
+        "fit", help="Learn a forecaster from telemetry and failure/maintenance events."
+    )
+    fit_parser.add_argument(
+        "--telemetry", type=Path, required=True, help="CSV: asset_id,time,<numeric columns>."
+    )
+    fit_parser.add_argument(
+        "--events", type=Path, required=True, help="CSV: asset_id,time,event (failure|maintenance)."
+    )
+    fit_parser.add_argument(
+        "--condition-columns", default="", help="Operating-condition columns, comma-separated."
+    )
+    fit_parser.add_argument(
+        "--horizon",
+        type=float,
+        default=168.0,
+        help="P(failure) horizon in the data's time unit; ISO 8601 time is in hours (default: 168 = 7 days).",
+    )
+    fit_parser.add_argument(
+        "--interval", default="0.1,0.9", help="RUL interval quantiles (default: 0.1,0.9)."
+    )
+    fit_parser.add_argument(
+        "--min-history-rows", type=int, default=5, help="Fewer rows: too short (default: 5)."
+    )
+    fit_parser.add_argument("--cv-folds", type=int, default=4, help="Grouped CV folds (default: 4).")
+    fit_parser.add_argument("--seed", type=int, default=0, help="Random seed (default: 0).")
+    fit_parser.add_argument("--out", type=Path, required=True, help="Model directory to write.")
+    _add_columns(fit_parser)
+    fit_parser.set_defaults(handler=_fit)
+
+    predict_parser = actions.add_parser(
+        "predict", help="Forecast each asset at its last time (or every time)."
+    )
+    predict_parser.add_argument("--model", type=Path, required=True, help="Model directory from `fit`.")
+    predict_parser.add_argument("--telemetry", type=Path, required=True, help="CSV with the model's columns.")
+    predict_parser.add_argument(
+        "--events", type=Path, default=None, help="Optional events CSV (restarts lives)."
+    )
+    predict_parser.add_argument("--out", type=Path, required=True, help="Predictions CSV to write.")
+    predict_parser.add_argument(
+        "--all-times", action="store_true", help="A forecast at every row, not only the last."
+    )
+    _add_columns(predict_parser)
+    predict_parser.set_defaults(handler=_predict)
+
+    evaluate_parser = actions.add_parser("evaluate", help="Score predictions against the true RUL.")
+    evaluate_parser.add_argument(
+        "--predictions", type=Path, required=True, help="Predictions CSV from `predict`."
+    )
+    evaluate_parser.add_argument(
+        "--truth", type=Path, required=True, help="CSV: asset_id,rul (at the last time)."
+    )
+    evaluate_parser.add_argument(
+        "--horizon", type=float, default=None, help="Override the predictions' horizon."
+    )
+    evaluate_parser.add_argument(
+        "--alarm-threshold", type=float, default=0.5, help="p_fail alarm level (0.5)."
+    )
+    evaluate_parser.add_argument("--json", action="store_true", help="Print one JSON object.")
+    evaluate_parser.set_defaults(handler=_evaluate)
