@@ -27,7 +27,7 @@ F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 _TWO_PI = np.float32(2.0 * np.pi)
 _LINE_HZ = 50.0
-_RING_TAU_S = 0.0006
+_RING_TAU_S = 0.00025
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,12 +147,12 @@ def vibration_burst(
     _add_tone(out, t, bpfi, 0.5 * base * severity.inner_race, phases[5])
     _add_tone(out, t, bpfi - nominal, 0.2 * base * severity.inner_race, phases[6])
     _add_tone(out, t, bpfi + nominal, 0.2 * base * severity.inner_race, phases[6])
-    impact = 4.0 * fleet.base_1x_g * np.where(running, 1.0, 0.0)
+    impact = 12.0 * fleet.base_1x_g * np.where(running, 1.0, 0.0)
     _add_impacts(
         out,
         t,
         rate_hz=bpfo,
-        amp=impact * severity.outer_race,
+        amp=impact * severity.outer_race**0.8,
         phase=phases[7],
         modulation_hz=0.0 * nominal,
         resonance_hz=fleet.resonance_hz,
@@ -161,7 +161,7 @@ def vibration_burst(
         out,
         t,
         rate_hz=bpfi,
-        amp=impact * severity.inner_race,
+        amp=impact * severity.inner_race**0.8,
         phase=phases[8],
         modulation_hz=nominal,
         resonance_hz=fleet.resonance_hz,
