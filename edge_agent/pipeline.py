@@ -53,12 +53,14 @@ __all__ = [
     "Pipeline",
     "PipelineMetrics",
     "RejectCallback",
+    "WindowsCallback",
 ]
 
 logger = logging.getLogger(__name__)
 
 Outbound = Aggregate | Alert | Snapshot
 RejectCallback = Callable[[str, RawBatch, str], None]
+WindowsCallback = Callable[[str, ScoredWindows], None]
 FloatArray = npt.NDArray[np.float32]
 
 REJECT_REASONS = (
@@ -303,6 +305,8 @@ class Pipeline:
         on_reject: called with (reason, batch, detail) for every batch a stream check flags; see
             `REJECT_REASONS`. It runs on the pipeline's thread and must be quick; if it raises, the error
             is logged and the pipeline goes on.
+        on_windows: optional, called with (asset_id, windows) for every batch of windows scored (or
+            refused), before the alerts they cause; offline scoring writes its per-window rows from it.
     """
 
     def __init__(
@@ -312,11 +316,13 @@ class Pipeline:
         gateway_id: str,
         models: ModelSource | None,
         on_reject: RejectCallback,
+        on_windows: WindowsCallback | None = None,
     ) -> None:
         self.settings = settings
         self.gateway_id = gateway_id
         self._models = models
         self._on_reject = on_reject
+        self._on_windows = on_windows
         self._metrics = PipelineMetrics()
         self._log = _RateLimitedLog()
         self._assets = {a.asset_id: _Asset(a, settings, gateway_id) for a in settings.assets}
@@ -465,6 +471,9 @@ class Pipeline:
         if pending.count == 0:
             pending.first_at = time.monotonic()
             self._deadline = min(self._deadline, pending.first_at + self._delay_s)
+            for sensor in asset.joined:
+                if sensor.joined is not None:
+                    sensor.joined.pin(int(windows.end_ns[0]))
         pending.driver.append(windows.samples)
         pending.end_ns.append(windows.end_ns)
         pending.count += len(windows)
@@ -499,6 +508,7 @@ class Pipeline:
             if sensor.joined is None:  # every sensor is either joined or the driver
                 continue
             windows, valid = sensor.joined.take(end_ns)
+            sensor.joined.unpin()
             columns = asset.columns[sensor.settings.name]
             if not valid.all():
                 matrix[:, columns] = np.nan
@@ -567,28 +577,32 @@ class Pipeline:
         metrics.model_versions[asset.asset_id] = scorer.version
         scores = np.full(len(end_ns), np.nan, dtype=np.float32)
         scored_rows = np.flatnonzero(finite)
+        rows = matrix
         if not is_match:
             self._count_unscored("feature_mismatch", len(scored_rows))
         elif len(scored_rows):
             rows = matrix if all_finite else matrix[scored_rows]
             if columns is not None:
                 rows = rows[:, columns]
-            row_scores = scorer.score(np.ascontiguousarray(rows))
-            scores[scored_rows] = row_scores
-            metrics.windows_scored += len(row_scores)
+            rows = np.ascontiguousarray(rows)
+            scores[scored_rows] = scorer.score(rows)
+            metrics.windows_scored += len(scored_rows)
+        windows = ScoredWindows(
+            end_ns=end_ns,
+            features=matrix,
+            scores=scores,
+            threshold=scorer.threshold,
+            model_version=scorer.version,
+            model_kind=_kind(scorer),
+        )
+        if self._on_windows is not None:
+            self._on_windows(asset.asset_id, windows)
+        if is_match and len(scored_rows):
+            row_scores = scores[scored_rows]
             if scorer is asset.baseline:
                 self._learn(asset.baseline, rows, row_scores)
             self._alerts(asset, scorer, rows, row_scores, end_ns[scored_rows], out)
-        aggregates = asset.aggregator.add(
-            ScoredWindows(
-                end_ns=end_ns,
-                features=matrix,
-                scores=scores,
-                threshold=scorer.threshold,
-                model_version=scorer.version,
-                model_kind=_kind(scorer),
-            )
-        )
+        aggregates = asset.aggregator.add(windows)
         metrics.aggregates += len(aggregates)
         out.extend(aggregates)
 

@@ -278,17 +278,39 @@ class JoinedHistory:
     def __init__(self, *, span: int, sample_rate_hz: float, max_lag_s: float) -> None:
         self.span = span
         self.max_lag_ns = max_lag_s * NS_PER_S
+        self._ns_per_sample = NS_PER_S / sample_rate_hz
         self._keep = span + math.ceil((max_lag_s + 1.0) * sample_rate_hz)
+        self._pin_ns: int | None = None
         self.buffer = SampleBuffer(sample_rate_hz=sample_rate_hz, capacity=self._keep + 4096)
 
     def restart(self) -> None:
         """Forget the history (after a gap or a clock step in this sensor)."""
         self.buffer.restart()
 
+    def pin(self, end_ns: int) -> None:
+        """Keep the samples a driving window ending at `end_ns` may join, until `unpin`."""
+        if self._pin_ns is None or end_ns < self._pin_ns:
+            self._pin_ns = end_ns
+
+    def unpin(self) -> None:
+        """The pinned windows were joined: keep only the usual history again."""
+        self._pin_ns = None
+
     def push(self, samples: FloatArray, start_ns: int) -> None:
-        """Add contiguous samples, keeping only the history joins can still use."""
-        self.buffer.append(samples, start_ns)
-        self.buffer.keep_last(self._keep)
+        """Add contiguous samples, keeping the history joins can still use (one batch more than needed).
+
+        The history holds `span` samples plus `max_lag_s` + 1 s plus this batch, so that a sensor whose
+        batches run ahead of the driving sensor still covers the driving windows; while windows are
+        pinned it also holds everything they may join.
+        """
+        buffer = self.buffer
+        buffer.append(samples, start_ns)
+        keep_from = buffer.end_index - self._keep - len(samples)
+        if self._pin_ns is not None:
+            oldest_ns = self._pin_ns - self.max_lag_ns - buffer.anchor_ns
+            oldest = buffer.anchor_index + math.floor(oldest_ns / self._ns_per_sample) - self.span
+            keep_from = min(keep_from, oldest)
+        buffer.discard_before(keep_from)
 
     def take(self, end_ns: IntArray) -> tuple[FloatArray, BoolArray]:
         """Joined windows for driving windows ending at `end_ns`: (valid count x span) and the valid mask."""
