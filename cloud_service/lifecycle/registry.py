@@ -1,0 +1,306 @@
+"""The model registry in PostgreSQL (tables of migration `0100_model_registry.sql`): all SQL of the lifecycle.
+
+A model row is created when a candidate is trained (status `candidate`, or `rejected` with the reason when a
+gate fails), becomes `approved` (automatically or by `forewarn models approve`), then `deployed` when it is
+pushed (the previously deployed version of the target becomes `retired`). Versions come from
+`model_versions` and only grow per target. Per-gateway state is the `model_gateway_state` view over the
+acknowledgements the ingest service stores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from shared.errors import StorageError
+
+__all__ = [
+    "GatewayState",
+    "ModelRecord",
+    "ModelStatus",
+    "allocate_version",
+    "deployed_model",
+    "gateway_states",
+    "get_model",
+    "insert_model",
+    "list_models",
+    "mark_deployed",
+    "record_drift",
+    "set_status",
+]
+
+ModelStatus = Literal["candidate", "approved", "deployed", "rejected", "retired"]
+Conn = psycopg.Connection[Any]
+
+_COLUMNS = (
+    "target, version, model_type, sha256, manifest_json, signature_b64, feature_spec, feature_names, "
+    "threshold, assets, train_start, train_end, n_train_rows, metrics, gates, reference, status, reason, "
+    "created_at, updated_at, deployed_at"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRecord:
+    """One registered model (its artifact only when asked for)."""
+
+    target: str
+    version: int
+    model_type: str
+    sha256: str
+    manifest_json: str
+    signature_b64: str
+    feature_spec: str
+    feature_names: list[str]
+    threshold: float
+    assets: list[str]
+    train_start: datetime | None
+    train_end: datetime | None
+    n_train_rows: int
+    metrics: dict[str, Any]
+    gates: dict[str, Any]
+    reference: dict[str, Any]
+    status: ModelStatus
+    reason: str
+    created_at: datetime
+    updated_at: datetime
+    deployed_at: datetime | None
+    artifact: bytes = b""
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-friendly view for `forewarn models list|show` (no artifact, no reference histograms)."""
+        return {
+            "target": self.target,
+            "version": self.version,
+            "model_type": self.model_type,
+            "status": self.status,
+            "reason": self.reason,
+            "sha256": self.sha256,
+            "feature_spec": self.feature_spec,
+            "n_features": len(self.feature_names),
+            "threshold": self.threshold,
+            "assets": len(self.assets),
+            "train_start": self.train_start.isoformat() if self.train_start else None,
+            "train_end": self.train_end.isoformat() if self.train_end else None,
+            "n_train_rows": self.n_train_rows,
+            "metrics": self.metrics,
+            "gates": self.gates,
+            "created_at": self.created_at.isoformat(),
+            "deployed_at": self.deployed_at.isoformat() if self.deployed_at else None,
+        }
+
+
+def _record(row: Sequence[Any], artifact: bytes = b"") -> ModelRecord:
+    record = ModelRecord(*row)
+    return dataclasses.replace(record, artifact=artifact) if artifact else record
+
+
+def allocate_version(conn: Conn, target: str) -> int:
+    """The next version of `target` (1, 2, ...), never handed out twice, even by concurrent trainings."""
+    row = conn.execute(
+        """
+        INSERT INTO model_versions (target, last_version)
+        VALUES (%s, 1 + coalesce((SELECT max(version) FROM models WHERE target = %s), 0))
+        ON CONFLICT (target) DO UPDATE SET last_version = model_versions.last_version + 1
+        RETURNING last_version
+        """,
+        (target, target),
+    ).fetchone()
+    conn.commit()
+    if row is None:
+        raise StorageError("models", f"no version allocated for {target}")
+    return int(row[0])
+
+
+def insert_model(
+    conn: Conn,
+    *,
+    target: str,
+    version: int,
+    model_type: str,
+    sha256: str,
+    artifact: bytes,
+    manifest_json: str,
+    signature_b64: str,
+    feature_spec: str,
+    feature_names: Sequence[str],
+    threshold: float,
+    assets: Sequence[str],
+    train_start: datetime | None,
+    train_end: datetime | None,
+    n_train_rows: int,
+    metrics: dict[str, Any],
+    gates: dict[str, Any],
+    reference: dict[str, Any],
+    status: ModelStatus,
+    reason: str = "",
+) -> None:
+    """Add a model to the registry (committed)."""
+    conn.execute(
+        """
+        INSERT INTO models (target, version, model_type, sha256, artifact, manifest_json, signature_b64,
+                            feature_spec, feature_names, threshold, assets, train_start, train_end,
+                            n_train_rows, metrics, gates, reference, status, reason)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+        """,
+        (
+            target,
+            version,
+            model_type,
+            sha256,
+            artifact,
+            manifest_json,
+            signature_b64,
+            feature_spec,
+            list(feature_names),
+            threshold,
+            list(assets),
+            train_start,
+            train_end,
+            n_train_rows,
+            Jsonb(metrics),
+            Jsonb(gates),
+            Jsonb(reference),
+            status,
+            reason,
+        ),
+    )
+    conn.commit()
+
+
+def get_model(conn: Conn, target: str, version: int, *, with_artifact: bool = False) -> ModelRecord | None:
+    """One model, or None."""
+    extra = ", artifact" if with_artifact else ""
+    row = conn.execute(
+        f"SELECT {_COLUMNS}{extra} FROM models WHERE target = %s AND version = %s",
+        (target, version),
+    ).fetchone()
+    conn.commit()
+    if row is None:
+        return None
+    return _record(row[:21], bytes(row[21]) if with_artifact else b"")
+
+
+def list_models(conn: Conn, *, target: str | None = None) -> list[ModelRecord]:
+    """Models, newest first per target (all targets unless `target` is given)."""
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM models WHERE %(target)s::text IS NULL OR target = %(target)s "
+        "ORDER BY target, version DESC",
+        {"target": target},
+    ).fetchall()
+    conn.commit()
+    return [_record(row) for row in rows]
+
+
+def deployed_model(conn: Conn, target: str, *, with_artifact: bool = False) -> ModelRecord | None:
+    """The model deployed for `target` now (the champion), or None."""
+    row = conn.execute(
+        "SELECT version FROM models WHERE target = %s AND status = 'deployed'", (target,)
+    ).fetchone()
+    conn.commit()
+    return None if row is None else get_model(conn, target, int(row[0]), with_artifact=with_artifact)
+
+
+def set_status(conn: Conn, target: str, version: int, status: ModelStatus, reason: str = "") -> None:
+    """Change a model's status and reason (committed).
+
+    Raises:
+        StorageError: no such model.
+    """
+    cur = conn.execute(
+        "UPDATE models SET status = %s, reason = %s, updated_at = now() WHERE target = %s AND version = %s",
+        (status, reason, target, version),
+    )
+    conn.commit()
+    if cur.rowcount != 1:
+        raise StorageError("models", f"no model {target} v{version}")
+
+
+def mark_deployed(conn: Conn, target: str, version: int, *, reason: str = "") -> int | None:
+    """Make `version` the deployed model of `target`; the one deployed before becomes `retired`.
+
+    Returns:
+        The version deployed before, if any.
+    """
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('forewarn-models:' || %s))", (target,))
+        previous = conn.execute(
+            "UPDATE models SET status = 'retired', updated_at = now() "
+            "WHERE target = %s AND status = 'deployed' AND version <> %s RETURNING version",
+            (target, version),
+        ).fetchone()
+        cur = conn.execute(
+            "UPDATE models SET status = 'deployed', reason = %s, deployed_at = now(), updated_at = now() "
+            "WHERE target = %s AND version = %s",
+            (reason, target, version),
+        )
+        if cur.rowcount != 1:
+            raise StorageError("models", f"no model {target} v{version}")
+    return int(previous[0]) if previous else None
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayState:
+    """What one gateway said about one model version (its latest acknowledgement)."""
+
+    target: str
+    version: int
+    gateway_id: str
+    state: Literal["active", "refused", "rolled_back"]
+    reason: str
+    updated_at: datetime
+
+
+def gateway_states(conn: Conn, target: str, *, version: int | None = None) -> list[GatewayState]:
+    """Per gateway and version, the latest acknowledgement for `target` (newest version first)."""
+    rows = conn.execute(
+        "SELECT target, version, gateway_id, state, reason, updated_at FROM model_gateway_state "
+        "WHERE target = %(target)s AND (%(version)s::int IS NULL OR version = %(version)s) "
+        "ORDER BY version DESC, gateway_id",
+        {"target": target, "version": version},
+    ).fetchall()
+    conn.commit()
+    return [GatewayState(*row) for row in rows]
+
+
+def record_drift(
+    conn: Conn,
+    *,
+    asset_id: str,
+    checked_at: datetime,
+    target: str,
+    version: int,
+    n_recent: int,
+    feature_psi: dict[str, float],
+    score_psi: float | None,
+    is_drifted: bool,
+) -> None:
+    """Store one asset's drift check (committed)."""
+    worst = max(feature_psi, key=lambda name: feature_psi[name]) if feature_psi else ""
+    conn.execute(
+        """
+        INSERT INTO drift (asset_id, checked_at, target, version, n_recent, max_psi, worst_feature, score_psi,
+                           feature_psi, is_drifted)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+        ON CONFLICT (asset_id, checked_at) DO NOTHING
+        """,
+        (
+            asset_id,
+            checked_at,
+            target,
+            version,
+            n_recent,
+            feature_psi.get(worst, 0.0),
+            worst,
+            score_psi,
+            Jsonb(json.loads(json.dumps(feature_psi))),
+            is_drifted,
+        ),
+    )
+    conn.commit()
