@@ -81,6 +81,16 @@ def test_int8_and_float_decisions_agree(artifact: ModelArtifact, faulty: np.ndar
     assert artifact.metrics["model_bytes_int8"] < artifact.metrics["model_bytes_float"]
 
 
+def test_default_int8_scores_do_not_depend_on_the_rest_of_the_batch(faulty: np.ndarray) -> None:
+    """Static QDQ has fixed activation scales: a faulty window cannot change its neighbours' scores."""
+    healthy = synthetic_features(600, seed=1)
+    model = build_anomaly_model(healthy, NAMES, feature_spec=SPECTRAL_SPEC.spec_id, target="t", version=1)
+    assert model.manifest.quantization == "int8-static-qdq"
+    rows = np.vstack([synthetic_features(20, seed=61), faulty[:5] * 50.0])
+    alone = np.concatenate([onnx_scores(model.onnx_int8, rows[i : i + 1]) for i in range(len(rows))])
+    np.testing.assert_allclose(onnx_scores(model.onnx_int8, rows), alone, rtol=1e-3, atol=1e-3)
+
+
 def test_faults_score_above_the_threshold_and_healthy_rows_below(artifact: ModelArtifact) -> None:
     threshold = artifact.manifest.threshold
     healthy = onnx_scores(artifact.onnx_int8, synthetic_features(1000, seed=41))

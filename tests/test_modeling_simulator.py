@@ -19,11 +19,16 @@ def smoke_rows() -> dict[str, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def models() -> dict[str, ModelArtifact]:
+def models(smoke_rows: dict[str, np.ndarray]) -> dict[str, ModelArtifact]:
     healthy = simulator_features(healthy_scenario("smoke", duration_h=4.0), SPECTRAL_SPEC)
     return {
         asset: build_anomaly_model(
-            rows, SPECTRAL_SPEC.feature_names, feature_spec=SPECTRAL_SPEC.spec_id, target=asset, version=1
+            rows,
+            SPECTRAL_SPEC.feature_names,
+            feature_spec=SPECTRAL_SPEC.spec_id,
+            target=asset,
+            version=1,
+            validation_features=smoke_rows[asset],  # healthy, wearing, failed and repaired windows
         )
         for asset, rows in healthy.items()
         if asset in ("pump-001", "fan-001")

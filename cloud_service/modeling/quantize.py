@@ -1,9 +1,11 @@
 """int8 quantization of float ONNX models with onnxruntime's tools.
 
 `quantize_static_qdq` quantizes the MatMuls (weights per tensor, activations calibrated on healthy rows)
-in QDQ format; the element-wise scoring tail (residuals, squares, sums) stays float, so saturating an
-out-of-range anomalous input can only make its residual larger, never hide it. `quantize_dynamic_int8`
-is the calibration-free alternative, kept for comparison in the benchmark.
+in QDQ format; the element-wise scoring tail (residuals, squares, sums) stays float, and the residual is
+taken from the float input, so saturating an out-of-range anomalous input moves its excess into the
+residual instead of hiding it. Fixed scales also make each row's score independent of the rest of its
+batch. `quantize_dynamic_int8` (activation scales computed per call over the whole batch, so one
+anomalous row coarsens the others' scores) is kept for comparison in the benchmark.
 """
 
 from __future__ import annotations

@@ -110,7 +110,7 @@ def build_anomaly_model(
     target: str,
     version: int,
     seed: int = 0,
-    quantization: Quantization = "int8-dynamic",
+    quantization: Quantization = "int8-static-qdq",
     explained_variance: float = 0.5,
     holdout_fraction: float = 0.25,
     threshold_quantile: float = 0.999,
@@ -126,7 +126,10 @@ def build_anomaly_model(
         target: the model target (an asset or asset type id).
         version: the model version for this target (>= 1).
         seed: seeds the split and the golden-pair perturbations.
-        quantization: `int8-dynamic` or `int8-static-qdq` (calibrated on the fitting rows).
+        quantization: `int8-static-qdq` (calibrated on the fitting rows; the default, because a row's
+            score then does not depend on the other rows of its batch) or `int8-dynamic` (activation
+            scales computed per call over the whole batch: one anomalous window coarsens its neighbours'
+            scores; measured 95 % float agreement on a batch of the smoke pump's windows, vs 99.9 %).
         explained_variance: healthy variance the PCA subspace keeps.
         holdout_fraction: share of rows held out for the threshold and the agreement check.
         threshold_quantile: quantile of held-out int8 scores the threshold starts from.

@@ -1,10 +1,10 @@
 """Edge model figures: int8 vs float ONNX Runtime vs scikit-learn latency, model sizes, decision agreement.
 
 Called by `forewarn bench edge` (E3's suite). Everything is measured in one run on one thread: a model is
-trained on seeded synthetic healthy features of `SPECTRAL_SPEC` (145 features: 128 log bands), converted,
-quantized both ways (dynamic and static QDQ int8), and timed scoring one window (best of several runs) and
-a batch of 256 windows (per window). Agreement is float vs int8 decisions at the model's threshold on fresh
-healthy rows plus bearing and imbalance faults.
+trained on the simulator's healthy pump (the smoke scenario with its faults removed) over `SPECTRAL_SPEC`
+(145 features: 128 log bands), converted, quantized both ways (dynamic and static QDQ int8), and timed
+scoring one window (best of several runs) and a batch of 256 windows (per window). Agreement is float vs
+int8 decisions at the model's threshold on the smoke scenario's pump: healthy, wearing, failed, repaired.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from cloud_service.modeling import (
     decision_agreement,
     onnx_scores,
     quantize_int8,
-    synthetic_features,
 )
 from edge_agent.scoring import make_session
 from forewarn.bench.timing import best_rate
@@ -103,8 +102,10 @@ def _ort_call(model: bytes, rows: npt.NDArray[np.float32]) -> Callable[[], objec
     return lambda: session.run(["score"], feed)
 
 
-def _train(quick: bool) -> ModelArtifact:
-    healthy = synthetic_features(600 if quick else 2400, seed=1)
+BENCH_ASSET = "pump-001"
+
+
+def _train(healthy: FeatureMatrix) -> ModelArtifact:
     return build_anomaly_model(
         healthy,
         SPECTRAL_SPEC.feature_names,
@@ -118,11 +119,13 @@ def _train(quick: bool) -> ModelArtifact:
 def measure(*, quick: bool = False) -> dict[str, Any]:
     """Train the edge model once, then time it as sklearn, ORT float and ORT int8 (dynamic and static)."""
     repeats, min_time_s = (3, 0.05) if quick else (7, 0.3)
-    artifact = _train(quick)
-    one = synthetic_features(1, seed=2)
-    batch = synthetic_features(BATCH_WINDOWS, seed=3)
-    calibration = synthetic_features(256, seed=4)
-    static = quantize_int8(artifact.onnx_float, calibration, method="int8-static-qdq")
+    healthy = simulator_features(healthy_scenario("smoke", duration_h=1.0 if quick else 4.0), SPECTRAL_SPEC)
+    artifact = _train(healthy[BENCH_ASSET])
+    smoke = simulator_features(load_scenario("smoke"), SPECTRAL_SPEC)[BENCH_ASSET]
+    one = np.ascontiguousarray(smoke[:1])
+    batch = np.ascontiguousarray(smoke[:BATCH_WINDOWS])
+    calibration = healthy[BENCH_ASSET][:1024]
+    static = artifact.onnx_int8  # the deployed model: static QDQ calibrated on its fitting rows
     dynamic = quantize_int8(artifact.onnx_float, calibration, method="int8-dynamic")
     timing = (repeats, min_time_s)
     single = {
@@ -134,14 +137,7 @@ def measure(*, quick: bool = False) -> dict[str, Any]:
         for name, model in (("float", artifact.onnx_float), ("dynamic", dynamic), ("static", static))
     }
     sklearn_us = _latency_us(lambda: artifact.sklearn_model.score_samples(one), calls=5, timing=timing)
-    chosen = "dynamic" if artifact.manifest.quantization == "int8-dynamic" else "static"
-    validation = np.vstack(
-        [
-            synthetic_features(2000 if not quick else 400, seed=5),
-            synthetic_features(200, fault="bearing", seed=6),
-            synthetic_features(200, fault="imbalance", seed=7),
-        ]
-    )
+    validation = smoke  # three simulated hours of the pump: healthy, wearing, failed, repaired
     threshold = artifact.manifest.threshold
     float_scores = onnx_scores(artifact.onnx_float, validation)
     return {
@@ -149,10 +145,10 @@ def measure(*, quick: bool = False) -> dict[str, Any]:
         "model_quantization": artifact.manifest.quantization,
         "model_n_features": len(artifact.manifest.feature_names),
         "model_n_components": int(artifact.metrics["n_components"]),
-        "ort_int8_window_latency_us": round(single[chosen], 2),
+        "ort_int8_window_latency_us": round(single["static"], 2),
         "ort_float_window_latency_us": round(single["float"], 2),
         "sklearn_window_latency_us": round(sklearn_us, 2),
-        "sklearn_over_ort_int8_speedup": round(sklearn_us / single[chosen], 1),
+        "sklearn_over_ort_int8_speedup": round(sklearn_us / single["static"], 1),
         "ort_int8_dynamic_window_latency_us": round(single["dynamic"], 2),
         "ort_int8_static_qdq_window_latency_us": round(single["static"], 2),
         "ort_float_batch256_per_window_us": round(per_window_batch["float"], 3),
@@ -160,12 +156,14 @@ def measure(*, quick: bool = False) -> dict[str, Any]:
         "ort_int8_static_qdq_batch256_per_window_us": round(per_window_batch["static"], 3),
         "model_bytes_float": len(artifact.onnx_float),
         "model_bytes_int8": len(artifact.onnx_int8),
-        "model_bytes_int8_static_qdq": len(static),
+        "model_bytes_int8_dynamic": len(dynamic),
         "int8_float_decision_agreement": decision_agreement(
             float_scores, onnx_scores(artifact.onnx_int8, validation), threshold
         ),
-        "int8_static_qdq_float_decision_agreement": decision_agreement(
-            float_scores, onnx_scores(static, validation), threshold
+        "int8_dynamic_float_decision_agreement": decision_agreement(
+            float_scores, onnx_scores(dynamic, validation), threshold
         ),
         "agreement_rows": len(validation),
+        "smoke_pump_alarm_fraction": round(float(np.mean(float_scores > threshold)), 4),
+        "training_rows": len(healthy[BENCH_ASSET]),
     }
