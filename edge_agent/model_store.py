@@ -400,7 +400,16 @@ class ModelStore:
         self._history[target] = [v for v in history if v in kept]
 
     def _restore(self, target: str) -> None:
-        """Reload the active model of `target` after a restart, falling back through its history."""
+        """Reload the active model of `target` after a restart, falling back through its history.
+
+        Leftovers of an install or pointer write cut short by a crash (dot-prefixed temporaries) go first.
+        """
+        for leftover in (self._root / target).glob(".*"):
+            logger.warning("removing %s, left by an interrupted write", leftover)
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
         pointer = self._root / target / _ACTIVE_FILE
         try:
             raw = json.loads(pointer.read_bytes())

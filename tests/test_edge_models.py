@@ -90,10 +90,15 @@ def test_activation_and_rollback_survive_a_restart(
         store.activate(TARGET, version)
     assert _active_version(ModelStore(settings)) == 2  # a fresh store (a restart) reloads v2
 
+    leftover = settings.store_dir / TARGET / ".v3.crashed"  # an install cut short by a crash
+    leftover.mkdir()
+    (leftover / "model.onnx").write_bytes(b"half")
     rolled = store.rollback(TARGET)
     assert rolled.manifest.version == 1
     restarted = ModelStore(settings)
     assert _active_version(restarted) == 1
+    assert not leftover.exists()
+    assert restarted.versions(TARGET) == [1, 2]
     expected = OnnxScorer(models[1].onnx_int8, models[1].manifest).score(rows)
     np.testing.assert_array_equal(restarted.active(TARGET).scorer.score(rows), expected)  # type: ignore[union-attr]
     with pytest.raises(ModelVerificationError) as caught:
