@@ -78,6 +78,7 @@ class Intake:
         self.metrics = IntakeMetrics()
         self._connected = threading.Event()
         self._subscribed = threading.Event()
+        self._paused = threading.Event()
         self.client = make_client(settings, client_id=f"forewarn-edge-{gateway_id}-plant")
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -97,7 +98,7 @@ class Intake:
             return
         self.metrics.connects += 1
         self._connected.set()
-        if self._filters:
+        if self._filters and not self._paused.is_set():
             client.subscribe([(topic_filter, 0) for topic_filter in self._filters])
         else:
             self._subscribed.set()
@@ -141,6 +142,12 @@ class Intake:
         """Connect asynchronously (paho retries with backoff) and start paho's network thread."""
         connect(self.client, self._settings, clean_start=False, session_expiry_s=self._session_expiry_s)
         self.client.loop_start()
+
+    def pause(self) -> None:
+        """Stop taking raw batches (unsubscribe) but stay connected, so alerts can still be published."""
+        self._paused.set()
+        if self._filters:
+            self.client.unsubscribe(self._filters)
 
     def stop(self) -> None:
         """Disconnect cleanly and stop paho's thread."""

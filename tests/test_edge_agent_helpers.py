@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edge_agent.pipeline_settings import AssetSettings, PipelineSettings, SensorSettings
+from edge_agent.settings import EdgeSettings
 from forewarn.localservices import MosquittoServer, running, wait_until
+from shared import topics
+from shared.config import load_settings
+from shared.features import SensorKind
 from shared.messages import (
     Aggregate,
     Alert,
@@ -22,7 +29,11 @@ from shared.messages import (
     Uplink,
     decode_uplink,
 )
-from shared.timebase import now_ns
+from shared.raw_batch import RawBatch, encode_raw_batch
+from shared.timebase import NS_PER_S, now_ns
+from simulators.assets import FAST_SENSOR
+from simulators.engine import fleet_units
+from simulators.scenario import Scenario
 
 
 class Collector:
@@ -146,3 +157,135 @@ def snapshot(gateway_id: str, asset_id: str = "a1", n: int = 0) -> Snapshot:
         sample_rate_hz=25_600.0,
         samples=[0.0] * 64,
     )
+
+
+def scenario_assets(scenario: Scenario) -> tuple[AssetSettings, ...]:
+    """Pipeline asset settings matching a simulator scenario (vibration first, then its slow sensors)."""
+    signals = scenario.spec.signals
+    assets = []
+    for unit in fleet_units(scenario):
+        sensors = [
+            SensorSettings(
+                name=name,
+                kind=SensorKind.VIBRATION if name == FAST_SENSOR else SensorKind.SLOW,
+                sample_rate_hz=signals.vibration_rate_hz if name == FAST_SENSOR else signals.slow_rate_hz,
+            )
+            for name in unit.type.sensors
+        ]
+        assets.append(AssetSettings(asset_id=unit.asset_id, sensors=tuple(sensors)))
+    return tuple(assets)
+
+
+def edge_settings(
+    workdir: Path,
+    *,
+    gateway_id: str,
+    plant: MosquittoServer,
+    upstream: MosquittoServer,
+    pipeline: PipelineSettings,
+    **changes: Any,
+) -> EdgeSettings:
+    """Edge settings for a test: its own directories, fast reconnects, short heartbeats."""
+    mqtt_fast = {"reconnect_min_s": 0.5, "reconnect_max_s": 1.0, "keepalive_s": 5}
+    overrides: dict[str, Any] = {
+        "gateway_id": gateway_id,
+        "heartbeat_interval_s": 0.5,
+        "intake_queue_size": 20_000,
+        "shutdown_ack_wait_s": 5.0,
+        "plant_mqtt": {"host": plant.host, "port": plant.port, **mqtt_fast},
+        "upstream_mqtt": {"host": upstream.host, "port": upstream.port, **mqtt_fast},
+        "pipeline": pipeline,
+        "models": {"store_dir": str(workdir / "models")},
+        "queue": {"dir": str(workdir / "queue")},
+        "quarantine": {"dir": str(workdir / "quarantine")},
+    }
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(overrides.get(key), dict):
+            overrides[key] = {**overrides[key], **value}
+        else:
+            overrides[key] = value
+    return load_settings(EdgeSettings, environ={}, overrides=overrides)
+
+
+class RawPublisher:
+    """Publishes raw batches (QoS 0) to the plant broker, pacing itself on a consumer's backlog."""
+
+    def __init__(self, broker: MosquittoServer, client_id: str) -> None:
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        self.published = 0
+
+    def publish(self, batch: RawBatch) -> None:
+        """Publish one batch on its raw topic."""
+        self.publish_payload(topics.raw(batch.asset_id, batch.sensor), encode_raw_batch(batch))
+
+    def publish_payload(self, topic: str, payload: bytes) -> None:
+        """Publish any bytes on a topic (for bad payloads)."""
+        self.client.publish(topic, payload, qos=0)
+        self.published += 1
+
+    def close(self) -> None:
+        """Disconnect."""
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def feed(
+    publisher: RawPublisher,
+    batches: Iterable[RawBatch],
+    backlog: Callable[[], int],
+    *,
+    max_backlog: int = 400,
+) -> int:
+    """Publish every batch, pausing while the consumer's backlog exceeds `max_backlog`; returns the count."""
+    n = 0
+    for batch in batches:
+        publisher.publish(batch)
+        n += 1
+        if n % 50 == 0:
+            wait_until(lambda: backlog() < max_backlog, timeout_s=60, interval_s=0.005)
+    return n
+
+
+VIB_RATE_HZ = 8192.0
+
+
+def vibration_asset(asset_id: str) -> AssetSettings:
+    """An asset with one vibration sensor at `VIB_RATE_HZ`."""
+    sensor = SensorSettings(name="vibration", kind=SensorKind.VIBRATION, sample_rate_hz=VIB_RATE_HZ)
+    return AssetSettings(asset_id=asset_id, sensors=(sensor,))
+
+
+def vibration_batches(
+    asset_id: str,
+    *,
+    n_batches: int,
+    batch_samples: int = 8192,
+    start_ns: int | None = None,
+    first_seq: int = 0,
+    seed: int = 0,
+    defect: Callable[[int], float] = lambda i: 0.0,
+) -> Iterator[RawBatch]:
+    """A continuous vibration stream: a 30 Hz shaft tone, a harmonic and noise, plus a 1234 Hz bearing tone
+    of amplitude `defect(batch_index)`. Batches follow each other without gaps."""
+    rng = np.random.default_rng(seed)
+    t0_ns = (now_ns() - 3600 * NS_PER_S) if start_ns is None else start_ns
+    t0_ns -= t0_ns % (10 * NS_PER_S)
+    batch_ns = round(batch_samples * NS_PER_S / VIB_RATE_HZ)
+    for i in range(n_batches):
+        t = (np.arange(batch_samples) + (first_seq + i) * batch_samples) / VIB_RATE_HZ
+        signal = (
+            np.sin(2 * np.pi * 30 * t)
+            + 0.3 * np.sin(2 * np.pi * 60 * t)
+            + rng.normal(0.0, 0.2, batch_samples)
+            + defect(i) * np.sin(2 * np.pi * 1234 * t)
+        )
+        yield RawBatch(
+            asset_id=asset_id,
+            sensor="vibration",
+            seq=first_seq + i,
+            start_ns=t0_ns + (first_seq + i) * batch_ns,
+            sample_rate_hz=VIB_RATE_HZ,
+            samples=signal.astype(np.float32),
+        )

@@ -1,0 +1,362 @@
+"""The edge agent process: plant broker -> decode -> pipeline -> local alerts + disk queue -> upstream.
+
+Threads, each with one job, stopped through `threading.Event`s and joined with timeouts:
+
+* paho's network thread of the plant client: raw batches into the bounded intake queue (`edge_agent.intake`);
+* `edge-scorer`: takes batches from the intake queue, decodes them (`ContractError` -> quarantine, counted by
+  reason), runs `Pipeline.process`, publishes alerts at once to the plant broker, and commits every outbound
+  message to the disk queue, one transaction per group of up to `queue.batch_max` batches;
+* `edge-forwarder` (and paho's thread of the upstream client): the disk queue to the upstream broker;
+* `edge-heartbeat`: the retained status.
+
+`stop()` is orderly: stop taking raw batches (unsubscribe), score what is already queued, flush the
+pipeline (closing open aggregation periods), wait up to `shutdown_ack_wait_s` for the broker to
+acknowledge the queue, publish the offline status, disconnect. Whatever is not acknowledged by then stays
+in the disk queue for the next start.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import queue
+import threading
+from collections.abc import Callable, Mapping
+from typing import Protocol
+
+from edge_agent.disk_queue import DiskQueue, Outbound
+from edge_agent.forwarder import Forwarder
+from edge_agent.heartbeat import Heartbeat, Readings, offline_status
+from edge_agent.intake import Intake, Received
+from edge_agent.model_store import ModelStore
+from edge_agent.pipeline import Pipeline
+from edge_agent.quarantine import Quarantine
+from edge_agent.settings import EdgeSettings
+from shared import topics
+from shared.errors import ContractError, StorageError
+from shared.messages import Alert, encode
+from shared.raw_batch import RawBatch, decode_raw_batch, encode_raw_batch
+
+__all__ = ["AgentMetrics", "EdgeAgent", "PipelineLike", "RejectCallback"]
+
+logger = logging.getLogger(__name__)
+
+RejectCallback = Callable[[str, RawBatch, str], None]
+_GET_TIMEOUT_S = 0.1
+QUEUE_FILE = "outbox.sqlite"
+
+
+class PipelineLike(Protocol):
+    """What the agent needs of `edge_agent.pipeline.Pipeline`."""
+
+    def process(self, batch: RawBatch) -> list[Outbound]:
+        """Score one raw batch; returns outbound messages with `seq=0`."""
+        ...
+
+    def poll(self) -> list[Outbound]:
+        """Score windows that waited long enough (called when no batch arrived for a while)."""
+        ...
+
+    def flush(self) -> list[Outbound]:
+        """Close open aggregation periods."""
+        ...
+
+    @property
+    def metrics(self) -> object:
+        """Counters (a dataclass or an object with numeric attributes)."""
+        ...
+
+
+PipelineFactory = Callable[[RejectCallback], PipelineLike]
+
+
+@dataclasses.dataclass
+class AgentMetrics:
+    """Counters of the scorer thread."""
+
+    batches_decoded: int = 0
+    samples_in: int = 0
+    outbound_enqueued: int = 0
+    alerts_out: int = 0
+    enqueue_failed: int = 0
+    scorer_errors: int = 0
+
+
+@functools.lru_cache(maxsize=4096)
+def _topic_source(topic: str) -> tuple[str, str] | None:
+    try:
+        parsed = topics.parse(topic)
+    except ContractError:
+        return None
+    return parsed.asset_id, parsed.sensor
+
+
+def _flatten(prefix: str, value: object, into: dict[str, float]) -> None:
+    if isinstance(value, (bool, int, float)):
+        into[prefix] = float(value)
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            _flatten(f"{prefix}.{key}", item, into)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for item in dataclasses.fields(value):
+            _flatten(f"{prefix}.{item.name}", getattr(value, item.name), into)
+
+
+class EdgeAgent:
+    """The edge agent, built from its settings; `start()`, then `stop()` (or `run(stop_event)`).
+
+    Args:
+        settings: the agent's settings.
+        pipeline_factory: builds the pipeline given the reject callback (default: `edge_agent.pipeline`).
+    """
+
+    def __init__(self, settings: EdgeSettings, *, pipeline_factory: PipelineFactory | None = None) -> None:
+        self.settings = settings
+        gateway_id = settings.gateway_id
+        self.metrics = AgentMetrics()
+        self.quarantine = Quarantine(
+            directory=settings.quarantine.dir,
+            max_files=settings.quarantine.max_files,
+            max_bytes=settings.quarantine.max_bytes,
+            max_per_reason_per_min=settings.quarantine.max_per_reason_per_min,
+        )
+        self.disk_queue = DiskQueue(
+            path=settings.queue.dir / QUEUE_FILE,
+            gateway_id=gateway_id,
+            max_bytes=settings.queue.max_bytes,
+            synchronous=settings.queue.synchronous,
+        )
+        self.models = ModelStore(settings.models)
+        factory = pipeline_factory or self._default_pipeline
+        self.pipeline = factory(self._on_pipeline_reject)
+        self.intake = Intake(
+            settings=settings.plant_mqtt,
+            gateway_id=gateway_id,
+            asset_ids=[asset.asset_id for asset in settings.pipeline.assets],
+            maxsize=settings.intake_queue_size,
+            session_expiry_s=settings.session_expiry_s,
+        )
+        self.forwarder = Forwarder(
+            settings=settings.upstream_mqtt,
+            gateway_id=gateway_id,
+            disk_queue=self.disk_queue,
+            window=settings.queue.window,
+            will=offline_status(gateway_id),
+            session_expiry_s=settings.session_expiry_s,
+        )
+        self.heartbeat = Heartbeat(
+            gateway_id=gateway_id,
+            interval_s=settings.heartbeat_interval_s,
+            collect=self.readings,
+            publish=self.forwarder.publish_status,
+            rate_keys=("samples_in", "windows", "intake.received_bytes", "uplink.bytes_out"),
+        )
+        self.forwarder.on_connected.append(self.heartbeat.trigger)
+        self._stop_scoring = threading.Event()
+        self._scorer: threading.Thread | None = None
+        self._started = False
+
+    def _default_pipeline(self, on_reject: RejectCallback) -> PipelineLike:
+        return Pipeline(
+            settings=self.settings.pipeline,
+            gateway_id=self.settings.gateway_id,
+            models=self.models,
+            on_reject=on_reject,
+        )
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect both brokers and start every thread."""
+        self.forwarder.start()
+        self.heartbeat.start()
+        self._scorer = threading.Thread(target=self._score_loop, name="edge-scorer", daemon=True)
+        self._scorer.start()
+        self.intake.start()
+        self._started = True
+        logger.info("edge agent started", extra={"gateway_id": self.settings.gateway_id})
+
+    def stop(self, *, join_timeout_s: float = 10.0) -> None:
+        """Orderly stop: drain intake and pipeline, wait briefly for acks, go offline, close the queue."""
+        if not self._started:
+            self.disk_queue.close()
+            return
+        self._started = False
+        self.intake.pause()
+        self._stop_scoring.set()
+        if self._scorer is not None:
+            self._scorer.join(join_timeout_s)
+            if self._scorer.is_alive():
+                logger.warning("edge-scorer did not stop within %.1f s", join_timeout_s)
+        self.intake.stop()
+        if not self.forwarder.drain(self.settings.shutdown_ack_wait_s):
+            logger.info(
+                "stopping with %d message(s) not yet acknowledged; they are sent after the next start",
+                self.disk_queue.stats().depth,
+            )
+        self.heartbeat.stop()
+        self.forwarder.stop(offline_status=offline_status(self.settings.gateway_id))
+        self.disk_queue.close()
+        logger.info("edge agent stopped")
+
+    def run(self, stop_event: threading.Event) -> None:
+        """Start, run until `stop_event` is set (e.g. by SIGTERM), then stop in order."""
+        self.start()
+        try:
+            while not stop_event.wait(1.0):
+                pass
+        finally:
+            self.stop()
+
+    # --- the scorer thread ------------------------------------------------------------------------
+
+    def _score_loop(self) -> None:
+        batch_max = self.settings.queue.batch_max
+        intake = self.intake.queue
+        idle_wait_s = min(_GET_TIMEOUT_S, max(self.settings.pipeline.score_max_delay_ms / 1000.0, 0.001))
+        while True:
+            try:
+                first = intake.get(timeout=idle_wait_s)
+            except queue.Empty:
+                self._commit(self._poll_pipeline())
+                if self._stop_scoring.is_set():
+                    break
+                continue
+            items = [first]
+            while len(items) < batch_max:
+                try:
+                    items.append(intake.get_nowait())
+                except queue.Empty:
+                    break
+            outbound: list[Outbound] = []
+            for item in items:
+                outbound.extend(self._handle(item))
+            self._commit(outbound)
+        self._commit(self._flush_pipeline())
+
+    def _poll_pipeline(self) -> list[Outbound]:
+        try:
+            outbound = self.pipeline.poll()
+        except Exception:  # scoring must go on; logged with the traceback and counted
+            self.metrics.scorer_errors += 1
+            logger.exception("pipeline poll failed")
+            return []
+        self._publish_alerts(outbound)
+        return outbound
+
+    def _flush_pipeline(self) -> list[Outbound]:
+        try:
+            outbound = self.pipeline.flush()
+        except Exception:  # shutdown must go on; logged with the traceback and counted
+            self.metrics.scorer_errors += 1
+            logger.exception("pipeline flush failed")
+            return []
+        self._publish_alerts(outbound)
+        return outbound
+
+    def _handle(self, item: Received) -> list[Outbound]:
+        """Decode and score one raw message; never raises."""
+        try:
+            batch = decode_raw_batch(item.payload, allow_nonfinite=True)
+        except ContractError as exc:
+            self.quarantine.reject(topic=item.topic, reason=exc.reason, detail=str(exc), payload=item.payload)
+            return []
+        source = _topic_source(item.topic)
+        if source is None or source != (batch.asset_id, batch.sensor):
+            detail = f"topic {item.topic} carries a batch of {batch.asset_id}/{batch.sensor}"
+            self.quarantine.reject(topic=item.topic, reason="topic", detail=detail, payload=item.payload)
+            return []
+        self.metrics.batches_decoded += 1
+        self.metrics.samples_in += len(batch.samples)
+        try:
+            outbound = self.pipeline.process(batch)
+        except Exception:  # a bug on one batch must not stop scoring; logged with the traceback and counted
+            self.metrics.scorer_errors += 1
+            logger.exception("pipeline failed on a batch", extra={"asset_id": batch.asset_id})
+            return []
+        self._publish_alerts(outbound)
+        return outbound
+
+    def _publish_alerts(self, outbound: list[Outbound]) -> None:
+        """Alerts go to the plant broker at once (with `seq=0`: the seq is the uplink's, given at enqueue)."""
+        for message in outbound:
+            if isinstance(message, Alert):
+                self.intake.publish_alert(message.asset_id, encode(message))
+                self.metrics.alerts_out += 1
+
+    def _commit(self, outbound: list[Outbound]) -> None:
+        if not outbound:
+            return
+        try:
+            self.disk_queue.put_many(outbound)
+        except StorageError:
+            self.metrics.enqueue_failed += len(outbound)
+            logger.exception("could not enqueue %d upstream message(s)", len(outbound))
+            return
+        self.metrics.outbound_enqueued += len(outbound)
+        self.forwarder.notify()
+
+    def _on_pipeline_reject(self, reason: str, batch: RawBatch, detail: str) -> None:
+        """The pipeline's reject callback: count and sample the batch (re-encoded: a memory copy)."""
+        self.quarantine.reject(
+            topic=topics.raw(batch.asset_id, batch.sensor),
+            reason=reason,
+            detail=detail,
+            payload=encode_raw_batch(batch),
+        )
+
+    # --- health ------------------------------------------------------------------------------------
+
+    def model_versions(self) -> dict[str, str]:
+        """The model version scoring each asset (`baseline` until a model is active)."""
+        versions = {}
+        for asset in self.settings.pipeline.assets:
+            target = asset.model_target or asset.asset_id
+            loaded = self.models.active(target)
+            versions[asset.asset_id] = (
+                f"{loaded.manifest.target}:v{loaded.manifest.version}" if loaded else "baseline"
+            )
+        return versions
+
+    def readings(self) -> Readings:
+        """Counters and gauges for the heartbeat (flat names)."""
+        metrics: dict[str, float] = {}
+        _flatten("agent", self.metrics, metrics)
+        _flatten("intake", self.intake.metrics, metrics)
+        metrics["intake.queue_depth"] = float(self.intake.queue.qsize())
+        pipeline_metrics = self.pipeline.metrics
+        as_dict = getattr(pipeline_metrics, "as_dict", None)
+        if callable(as_dict):
+            metrics.update(as_dict())
+        else:
+            _flatten("pipeline", pipeline_metrics, metrics)
+        stats = self.disk_queue.stats()
+        metrics["queue.depth"] = float(stats.depth)
+        metrics["queue.bytes"] = float(stats.bytes)
+        metrics["queue.next_seq"] = float(stats.next_seq)
+        for kind, count in stats.dropped.items():
+            metrics[f"queue.dropped.{kind}"] = float(count)
+        forwarder = self.forwarder.metrics
+        metrics["uplink.published"] = float(forwarder.published)
+        metrics["uplink.acked"] = float(forwarder.acked)
+        metrics["uplink.unacked"] = float(self.forwarder.unacked)
+        metrics["uplink.refused"] = float(forwarder.refused)
+        metrics["uplink.bytes_out"] = float(forwarder.bytes_out)
+        metrics["uplink.connected"] = float(self.forwarder.is_connected)
+        for reason, count in self.quarantine.counts.items():
+            metrics[f"rejected.{reason}"] = float(count)
+        metrics["rejected.total"] = float(sum(self.quarantine.counts.values()))
+        metrics["quarantine.kept"] = float(self.quarantine.kept)
+        metrics["samples_in"] = float(self.metrics.samples_in)
+        metrics["windows"] = _windows(metrics)
+        raw_bytes = self.intake.metrics.received_bytes
+        metrics["upstream_bytes_per_raw_byte"] = forwarder.bytes_out / raw_bytes if raw_bytes else 0.0
+        return Readings(metrics=metrics, model_versions=self.model_versions())
+
+
+def _windows(metrics: Mapping[str, float]) -> float:
+    for key in ("pipeline.windows_scored", "pipeline.windows"):
+        if key in metrics:
+            return metrics[key]
+    return 0.0
