@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 COMMAND_MODULES: tuple[str, ...] = (
     "forewarn.config_cmd",
     "forewarn.bench.cli",
+    "forewarn.cloud_cmd",
     "forewarn.sim_cmd",
     "forewarn.forecast_cmd",
 )

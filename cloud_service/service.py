@@ -1,0 +1,363 @@
+"""The ingest service: N worker processes, each an MQTT client in a shared subscription with a writer.
+
+A worker takes messages from its intake queue in batches (by count or time), validates them, writes the
+batch in one transaction and only then acknowledges it to the broker. While the database is down it keeps
+its batch, acknowledges nothing (the broker keeps the rest in the persistent session), retries with
+backoff, and says so in the log. paho reconnects to the broker by itself; acknowledgements of messages
+received on an earlier connection are skipped, since the broker redelivers those.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import queue
+import signal
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import psycopg
+
+from cloud_service.deadletter import DeadLetter
+from cloud_service.ingest import Accepted, IngestMetrics, Intake, Received, decode_received
+from cloud_service.migrate import migrate
+from cloud_service.settings import CloudSettings
+from cloud_service.upkeep import UpkeepLoop, apply_storage_policies
+from cloud_service.writer import BatchWriter, WriteResult, is_outage
+from shared.mqtt import connect, make_client
+
+__all__ = ["IngestWorker", "prepare_database", "run_service", "worker_client_id"]
+
+logger = logging.getLogger(__name__)
+
+_OUTAGE_LOG_EVERY_S = 30.0
+_JOIN_TIMEOUT_S = 15.0
+
+
+def worker_client_id(settings: CloudSettings, index: int) -> str:
+    """The stable MQTT client id of worker `index` on this machine (its persistent session's name)."""
+    prefix = settings.ingest.client_id_prefix or f"forewarn-cloud-{socket.gethostname()}"
+    return f"{prefix}-{index}"
+
+
+def prepare_database(settings: CloudSettings) -> None:
+    """Apply migrations and (TimescaleDB) storage policies; safe to run from several processes at once."""
+    conninfo = settings.db.conninfo()
+    report = migrate(conninfo, allow_timescale=settings.storage.timescaledb == "auto")
+    if report.applied:
+        logger.info("database migrated (%s): %s", report.backend.value, ", ".join(report.applied))
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        apply_storage_policies(conn, settings.storage)
+
+
+@dataclass(frozen=True, slots=True)
+class _Decoded:
+    received: Received
+    message: Accepted | DeadLetter
+
+
+class IngestWorker:
+    """One MQTT client in the shared subscription, one database connection, one writer thread.
+
+    Args:
+        settings: the cloud settings.
+        client_id: this worker's stable MQTT client id.
+    """
+
+    def __init__(self, settings: CloudSettings, *, client_id: str) -> None:
+        self.settings = settings
+        self.client_id = client_id
+        self.metrics = IngestMetrics()
+        self._intake = Intake(
+            maxsize=settings.ingest.queue_size, group=settings.ingest.group, metrics=self.metrics
+        )
+        self._stop = threading.Event()
+        self._client: mqtt.Client | None = None
+        self._thread: threading.Thread | None = None
+        self._conn: psycopg.Connection[Any] | None = None
+        self._writer: BatchWriter | None = None
+        self._started_at = time.time()
+        self._last_metrics = 0.0
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Connect to the broker and start the writer thread."""
+        client = make_client(self.settings.mqtt, client_id=self.client_id, manual_ack=True)
+        self._intake.attach(client)
+        connect(client, self.settings.mqtt, clean_start=False)
+        client.loop_start()
+        self._client = client
+        self._thread = threading.Thread(target=self._run, name="ingest-writer", daemon=True)
+        self._thread.start()
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        """Wait until the worker is connected and subscribed."""
+        return self._intake.connected.wait(timeout_s)
+
+    def stop(self) -> None:
+        """Finish the batch in hand, then disconnect; unacknowledged messages stay with the broker."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(_JOIN_TIMEOUT_S)
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+        self._close_db()
+
+    # -- the writer thread --------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                batch = self._collect()
+                if batch:
+                    self._process(batch)
+                self._maybe_record_metrics()
+            except Exception:  # the top of a worker loop must survive: log, count, go on
+                logger.exception("ingest worker error; continuing")
+                self.metrics.db_errors += 1
+                self._stop.wait(self.settings.ingest.db_retry_min_s)
+
+    def _collect(self) -> list[Received]:
+        # Nothing more can arrive once every message the broker may have in flight to us is in hand.
+        limit = min(self.settings.ingest.batch_max_rows, self.settings.mqtt.receive_maximum)
+        try:
+            first = self._intake.queue.get(timeout=0.2)
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self.settings.ingest.batch_max_s
+        while len(batch) < limit:
+            try:
+                batch.append(self._intake.queue.get_nowait())
+                continue
+            except queue.Empty:
+                pass
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                batch.append(self._intake.queue.get(timeout=remaining))
+            except queue.Empty:
+                break
+        self.metrics.queue_depth = self._intake.queue.qsize()
+        return batch
+
+    def _process(self, batch: list[Received]) -> None:
+        decoded = [_Decoded(r, decode_received(r.topic, r.payload)) for r in batch]
+        dead = [d.message for d in decoded if isinstance(d.message, DeadLetter)]
+        self.metrics.decoded += len(decoded) - len(dead)
+        if not self._write_with_retry(decoded):
+            return  # stopping with the database down: nothing acknowledged, the broker redelivers
+        for letter in dead:
+            self.metrics.dead_lettered[letter.label] += 1
+        self._ack(batch)
+
+    def _write_with_retry(self, decoded: Sequence[_Decoded]) -> bool:
+        failures = 0
+        outage_since = 0.0
+        last_log = 0.0
+        while not self._stop.is_set():
+            try:
+                result = self._write(decoded)
+            except psycopg.Error as exc:
+                if not is_outage(exc):
+                    raise
+                failures += 1
+                self.metrics.db_errors += 1
+                self.metrics.db_available = False
+                self._close_db()
+                delay = min(
+                    self.settings.ingest.db_retry_max_s,
+                    self.settings.ingest.db_retry_min_s * 2 ** (failures - 1),
+                )
+                now = time.monotonic()
+                if failures == 1:
+                    outage_since = now
+                if now - last_log >= _OUTAGE_LOG_EVERY_S:
+                    last_log = now
+                    logger.warning(
+                        "database unavailable (%s); holding %d messages unacknowledged, retrying in %.1f s",
+                        str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                        len(decoded),
+                        delay,
+                    )
+                self._stop.wait(delay)
+                continue
+            if failures:
+                logger.warning(
+                    "database available again after %.1f s; ingest resumed", time.monotonic() - outage_since
+                )
+            self.metrics.db_available = True
+            self.metrics.batches += 1
+            self.metrics.rows_inserted += result.rows_inserted
+            self.metrics.duplicates += result.duplicates
+            return True
+        return False
+
+    def _write(self, decoded: Sequence[_Decoded]) -> WriteResult:
+        writer = self._ensure_writer()
+        messages = [d.message for d in decoded if not isinstance(d.message, DeadLetter)]
+        dead = [d.message for d in decoded if isinstance(d.message, DeadLetter)]
+        try:
+            return writer.write(messages, dead)
+        except psycopg.Error as exc:
+            if is_outage(exc) or (self._conn is not None and self._conn.broken):
+                raise
+            logger.warning("batch of %d failed to store (%s); storing message by message", len(decoded), exc)
+            return self._write_one_by_one(writer, decoded)
+
+    def _write_one_by_one(self, writer: BatchWriter, decoded: Sequence[_Decoded]) -> WriteResult:
+        total = WriteResult()
+        for item in decoded:
+            message = item.message
+            try:
+                if isinstance(message, DeadLetter):
+                    result = writer.write([], [message])
+                else:
+                    result = writer.write([message])
+            except psycopg.Error as exc:
+                if is_outage(exc):
+                    raise
+                letter = DeadLetter(
+                    item.received.topic, item.received.payload, f"storage: {exc}"[:2000], "storage"
+                )
+                result = writer.write([], [letter])
+                self.metrics.dead_lettered[letter.label] += 1
+            total.duplicates += result.duplicates
+            total.dead_lettered += result.dead_lettered
+            for table, count in result.inserted.items():
+                total.inserted[table] = total.inserted.get(table, 0) + count
+        return total
+
+    def _ack(self, batch: Sequence[Received]) -> None:
+        client = self._client
+        if client is None:
+            return
+        generation = self._intake.generation
+        for received in batch:
+            if received.qos == 0:
+                continue
+            if received.generation != generation:
+                self.metrics.acks_skipped_reconnected += 1
+                continue
+            client.ack(received.mid, received.qos)
+            self.metrics.acked += 1
+
+    # -- database connection ----------------------------------------------------------------------
+
+    def _ensure_writer(self) -> BatchWriter:
+        if self._writer is None or self._conn is None or self._conn.closed:
+            self._close_db()
+            self._conn = psycopg.connect(self.settings.db.conninfo())
+            self._writer = BatchWriter(self._conn)
+        return self._writer
+
+    def _close_db(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except psycopg.Error:
+                logger.debug("closing a broken database connection failed", exc_info=True)
+        self._conn = None
+        self._writer = None
+
+    def _maybe_record_metrics(self) -> None:
+        now = time.monotonic()
+        if now - self._last_metrics < self.settings.ingest.metrics_interval_s or self._conn is None:
+            return
+        self._last_metrics = now
+        self.metrics.queue_depth = self._intake.queue.qsize()
+        try:
+            with self._conn.transaction():
+                self._conn.execute(
+                    "INSERT INTO ingest_workers (worker_id, started_at, updated_at, metrics) "
+                    "VALUES (%s, to_timestamp(%s), now(), %s::jsonb) ON CONFLICT (worker_id) DO UPDATE SET "
+                    "started_at = EXCLUDED.started_at, updated_at = now(), metrics = EXCLUDED.metrics",
+                    (self.client_id, self._started_at, json.dumps(self.metrics.as_dict())),
+                )
+        except psycopg.Error as exc:
+            logger.debug("could not record worker metrics: %s", exc)
+            if is_outage(exc):
+                self._close_db()
+
+
+def _worker_process(settings: CloudSettings, client_id: str, log_level: int) -> None:
+    """Entry point of a worker process: run one worker until SIGTERM or the parent's death."""
+    logging.basicConfig(
+        level=log_level, format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    parent = os.getppid()
+    worker = IngestWorker(settings, client_id=client_id)
+    worker.start()
+    while not stop.wait(1.0):
+        if os.getppid() != parent:
+            logger.warning("parent process gone; worker %s stopping", client_id)
+            break
+    worker.stop()
+
+
+def run_service(settings: CloudSettings, stop: threading.Event) -> None:
+    """Migrate, then run the workers and the storage upkeep until `stop` is set.
+
+    With one worker, it runs in this process; with more, each runs in its own process (the GIL would
+    otherwise cap them at one core), and a worker that dies is started again with the same client id, so
+    its persistent session and unacknowledged messages are picked up where they were left.
+    """
+    prepare_database(settings)
+    upkeep = UpkeepLoop(conninfo=settings.db.conninfo(), storage=settings.storage)
+    upkeep.start()
+    try:
+        if settings.ingest.workers == 1:
+            worker = IngestWorker(settings, client_id=worker_client_id(settings, 0))
+            worker.start()
+            logger.info("ingest running with 1 worker")
+            stop.wait()
+            worker.stop()
+        else:
+            _run_processes(settings, stop)
+    finally:
+        upkeep.stop()
+
+
+def _run_processes(settings: CloudSettings, stop: threading.Event) -> None:
+    context = multiprocessing.get_context("spawn")
+    level = logging.getLogger().getEffectiveLevel()
+    ids = [worker_client_id(settings, index) for index in range(settings.ingest.workers)]
+    processes: dict[str, Any] = {}
+
+    def launch(client_id: str) -> None:
+        process = context.Process(
+            target=_worker_process,
+            args=(settings, client_id, level),
+            name=f"ingest-{client_id}",
+            daemon=False,
+        )
+        process.start()
+        processes[client_id] = process
+
+    for client_id in ids:
+        launch(client_id)
+    logger.info("ingest running with %d worker processes", len(ids))
+    while not stop.wait(1.0):
+        for client_id, process in list(processes.items()):
+            if not process.is_alive():
+                logger.warning("worker %s exited (code %s); starting it again", client_id, process.exitcode)
+                launch(client_id)
+    for process in processes.values():
+        process.terminate()
+    for process in processes.values():
+        process.join(_JOIN_TIMEOUT_S)
+        if process.is_alive():
+            process.kill()

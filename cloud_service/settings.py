@@ -1,0 +1,91 @@
+"""Settings of the cloud service (`forewarn cloud`): broker, database, ingest workers and storage."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from shared.config import ComponentSettings, DatabaseSettings, MqttSettings
+
+__all__ = ["CloudSettings", "IngestSettings", "StorageSettings"]
+
+
+class IngestSettings(BaseModel, frozen=True, extra="forbid"):
+    """How MQTT messages are taken in and written."""
+
+    workers: int = Field(2, ge=1, le=64, description="Ingest worker processes on this machine.")
+    group: str = Field(
+        "forewarn-ingest",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="MQTT 5 shared-subscription group; every ingest process of one deployment uses the same.",
+    )
+    client_id_prefix: str = Field(
+        "",
+        max_length=100,
+        description="Stable MQTT client id prefix (worker index appended); empty uses forewarn-cloud-<host>.",
+    )
+    queue_size: int = Field(
+        4096,
+        ge=1,
+        le=65535,
+        description="Messages a worker holds between paho and the writer (>= receive max).",
+    )
+    batch_max_rows: int = Field(1000, ge=1, le=100_000, description="Most messages written per transaction.")
+    batch_max_s: float = Field(0.1, gt=0, le=60, description="Longest wait to fill a batch, in seconds.")
+    db_retry_min_s: float = Field(0.5, gt=0, le=60, description="First delay after a database error.")
+    db_retry_max_s: float = Field(10.0, gt=0, le=600, description="Longest delay between database retries.")
+    metrics_interval_s: float = Field(
+        5.0, gt=0, le=3600, description="How often each worker records its counters in the database."
+    )
+
+
+class StorageSettings(BaseModel, frozen=True, extra="forbid"):
+    """How time series are kept: backend, partitions, rollups, compression and retention."""
+
+    timescaledb: Literal["auto", "off"] = Field(
+        "auto",
+        description="auto: TimescaleDB if installed and preloaded (decided at the first migration); off.",
+    )
+    retention_days: int = Field(
+        365, ge=1, description="Aggregates and heartbeats older than this are dropped."
+    )
+    compress_after_days: int = Field(
+        7, ge=1, description="TimescaleDB only: compress chunks older than this."
+    )
+    partitions_ahead_days: int = Field(
+        14, ge=1, le=366, description="Plain PostgreSQL: weekly partitions created this far ahead."
+    )
+    rollup_refresh_s: float = Field(
+        300.0, gt=0, description="How often `forewarn cloud` refreshes rollups and partitions."
+    )
+    rollup_lookback_h: int = Field(
+        48, ge=1, description="Each refresh recomputes the rollups of this many recent hours."
+    )
+
+
+class CloudSettings(ComponentSettings):
+    """Settings of the cloud service."""
+
+    model_config = SettingsConfigDict(env_prefix="FOREWARN_CLOUD_")
+    component: ClassVar[str] = "cloud"
+
+    mqtt: MqttSettings = Field(
+        MqttSettings.model_validate({"receive_maximum": 2048}),
+        description="The cloud MQTT broker (receive_maximum about 2x ingest.batch_max_rows keeps it busy).",
+    )
+    db: DatabaseSettings = Field(DatabaseSettings.model_validate({}), description="The PostgreSQL database.")
+    ingest: IngestSettings = Field(IngestSettings.model_validate({}), description="Ingest workers.")
+    storage: StorageSettings = Field(
+        StorageSettings.model_validate({}), description="Storage layout and upkeep."
+    )
+
+    @model_validator(mode="after")
+    def _receive_maximum_fits_queue(self) -> CloudSettings:
+        if self.mqtt.receive_maximum > self.ingest.queue_size:
+            raise ValueError(
+                f"mqtt.receive_maximum ({self.mqtt.receive_maximum}) must be <= ingest.queue_size "
+                f"({self.ingest.queue_size}) so the broker never sends more than a worker can hold"
+            )
+        return self

@@ -1,0 +1,529 @@
+"""The idempotent write path: one batch of validated messages (and dead letters), one transaction.
+
+Aggregates, the high-volume kind, go by binary COPY (`FORMAT BINARY` with declared types) into a
+temporary staging table, then `INSERT ... SELECT ... ON CONFLICT DO NOTHING` into the time-series table.
+The other kinds are few and go by `executemany`. Every kind is idempotent: a redelivered message leaves
+the table as it was. Gateways, assets, feature sets and (plain PostgreSQL) weekly partitions are created
+on first sight, before the batch, in their own short transactions.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from itertools import chain
+from typing import Any
+
+import msgspec
+import numpy as np
+import psycopg
+from msgspec.structs import astuple
+from psycopg.abc import Buffer
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
+
+from cloud_service.deadletter import DeadLetter, write_dead_letters
+from cloud_service.ingest import Accepted
+from cloud_service.schema import Backend, current_backend
+from shared.messages import Aggregate, Alert, DeploymentAck, MaintenanceEvent, Snapshot, Status
+
+__all__ = ["BatchWriter", "WriteResult", "is_outage", "ns_to_datetime"]
+
+logger = logging.getLogger(__name__)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_WEEK_NS = 7 * 24 * 3600 * 1_000_000_000
+_JSON = msgspec.json.Encoder()
+
+_STAGE_COLUMNS = (
+    ("gateway_id", "text"),
+    ("seq", "int8"),
+    ("asset_id", "text"),
+    ("period_start_ns", "int8"),
+    ("period_end_ns", "int8"),
+    ("feature_set_id", "int4"),
+    ("feature_mean", "float4[]"),
+    ("feature_min", "float4[]"),
+    ("feature_max", "float4[]"),
+    ("score_mean", "float4"),
+    ("score_max", "float4"),
+    ("threshold", "float4"),
+    ("n_windows", "int8"),
+    ("n_above", "int8"),
+    ("model_version", "text"),
+    ("model_kind", "text"),
+)
+_STAGE_TYPES = [sql_type for _, sql_type in _STAGE_COLUMNS]
+_FLOAT4_OID = 700
+_FLOAT4_ARRAY_OID = 1021
+_ARRAY_HEADER = struct.Struct(">iiiii")
+_STAGE_NAMES = ", ".join(name for name, _ in _STAGE_COLUMNS)
+_CREATE_STAGE = (
+    "CREATE TEMPORARY TABLE IF NOT EXISTS stage_aggregates ("
+    + ", ".join(f"{name} {sql_type.replace('float4', 'real')}" for name, sql_type in _STAGE_COLUMNS)
+    + ") ON COMMIT DELETE ROWS"
+)
+_COPY_STAGE = f"COPY stage_aggregates ({_STAGE_NAMES}) FROM STDIN (FORMAT BINARY)"
+_NS_TO_TS = "(TIMESTAMPTZ 'epoch' + ({0} / 1000) * INTERVAL '1 microsecond')"
+_INSERT_AGGREGATES = f"""
+INSERT INTO aggregates (gateway_id, seq, asset_id, period_start, period_end, feature_set_id, feature_mean,
+                        feature_min, feature_max, score_mean, score_max, threshold, n_windows, n_above,
+                        model_version, model_kind, received_at)
+SELECT gateway_id, seq, asset_id, {_NS_TO_TS.format("period_start_ns")}, {_NS_TO_TS.format("period_end_ns")},
+       feature_set_id, feature_mean, feature_min, feature_max, score_mean, score_max, threshold, n_windows,
+       n_above, model_version, model_kind, statement_timestamp()
+FROM stage_aggregates
+ON CONFLICT (gateway_id, seq, period_start) DO NOTHING
+"""
+_INSERT_HEARTBEAT = """
+INSERT INTO heartbeats (gateway_id, ts, state, seq, uptime_s, cpu_percent, memory_bytes, metrics,
+                        model_versions)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb)
+ON CONFLICT (gateway_id, ts) DO NOTHING
+"""
+_UPSERT_GATEWAY_STATUS = """
+INSERT INTO gateways (gateway_id, state, status_ts, status_seq, uptime_s, cpu_percent, memory_bytes, metrics,
+                      model_versions, status_received_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, now())
+ON CONFLICT (gateway_id) DO UPDATE SET
+    state = EXCLUDED.state, status_ts = EXCLUDED.status_ts, status_seq = EXCLUDED.status_seq,
+    uptime_s = EXCLUDED.uptime_s, cpu_percent = EXCLUDED.cpu_percent, memory_bytes = EXCLUDED.memory_bytes,
+    metrics = EXCLUDED.metrics, model_versions = EXCLUDED.model_versions,
+    status_received_at = EXCLUDED.status_received_at
+WHERE gateways.status_ts IS NULL OR gateways.status_ts < EXCLUDED.status_ts
+"""
+_INSERT_ALERT_MESSAGE = """
+INSERT INTO alert_messages (gateway_id, seq, alert_id, asset_id, state, severity, ts, score, threshold,
+                            model_version, model_kind, top_features, message)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s)
+ON CONFLICT (gateway_id, seq) DO NOTHING
+"""
+_ALERT_RAISED = """
+INSERT INTO alerts (gateway_id, alert_id, asset_id, state, severity, raised_at, score, threshold,
+                    model_version, model_kind, top_features, message)
+VALUES (%s, %s, %s, 'open', %s, %s, %s, %s, %s, %s, %s::jsonb, %s)
+ON CONFLICT (gateway_id, alert_id) DO UPDATE SET
+    raised_at = EXCLUDED.raised_at, severity = EXCLUDED.severity, score = EXCLUDED.score,
+    threshold = EXCLUDED.threshold, model_version = EXCLUDED.model_version,
+    model_kind = EXCLUDED.model_kind, top_features = EXCLUDED.top_features, message = EXCLUDED.message,
+    updated_at = now()
+WHERE alerts.raised_at IS NULL
+"""
+_ALERT_CLEARED = """
+INSERT INTO alerts (gateway_id, alert_id, asset_id, state, severity, cleared_at, score, threshold,
+                    model_version, model_kind, message)
+VALUES (%s, %s, %s, 'cleared', %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (gateway_id, alert_id) DO UPDATE SET
+    state = 'cleared', cleared_at = EXCLUDED.cleared_at, updated_at = now()
+"""
+_INSERT_SNAPSHOT = """
+INSERT INTO snapshots (gateway_id, seq, asset_id, sensor, alert_id, start_at, sample_rate_hz, samples)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s::real[])
+ON CONFLICT (gateway_id, seq) DO NOTHING
+"""
+_INSERT_ACK = """
+INSERT INTO deployment_acks (gateway_id, seq, target, version, ok, reason, ts)
+VALUES (%s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (gateway_id, seq) DO NOTHING
+"""
+_INSERT_EVENT = """
+INSERT INTO maintenance_events (asset_id, ts, event, mode, source, note)
+VALUES (%s, %s, %s, %s, %s, %s)
+ON CONFLICT (asset_id, ts, event) DO NOTHING
+"""
+_REGISTER_GATEWAYS = """
+INSERT INTO gateways (gateway_id) SELECT unnest(%s::text[]) ORDER BY 1 ON CONFLICT (gateway_id) DO NOTHING
+"""
+_REGISTER_ASSETS = """
+INSERT INTO assets (asset_id, gateway_id)
+SELECT a, NULLIF(g, '') FROM unnest(%s::text[], %s::text[]) AS u (a, g) ORDER BY 1
+ON CONFLICT (asset_id) DO NOTHING
+"""
+_FEATURE_SET = """
+INSERT INTO feature_sets (feature_spec, feature_names) VALUES (%s, %s)
+ON CONFLICT (feature_spec, feature_names) DO UPDATE SET feature_spec = EXCLUDED.feature_spec
+RETURNING feature_set_id
+"""
+
+
+class _PreEncodedFloat4ArrayDumper(Dumper):
+    """Passes through `real[]` values already in PostgreSQL's binary array format (see `_float4_arrays`)."""
+
+    format = Format.BINARY
+    oid = _FLOAT4_ARRAY_OID
+
+    def dump(self, obj: Any) -> Buffer:
+        """Return the pre-encoded bytes unchanged."""
+        return bytes(obj)
+
+
+def _by_feature_count(
+    aggregates: Sequence[Aggregate], ids: Sequence[int]
+) -> Iterator[tuple[list[Aggregate], list[int]]]:
+    groups: dict[int, tuple[list[Aggregate], list[int]]] = {}
+    for message, feature_set_id in zip(aggregates, ids, strict=True):
+        group = groups.setdefault(len(message.features), ([], []))
+        group[0].append(message)
+        group[1].append(feature_set_id)
+    yield from groups.values()
+
+
+def _float4_arrays(group: Sequence[Aggregate]) -> list[tuple[bytes, bytes, bytes]]:
+    """Mean, min and max feature arrays of each message, in PostgreSQL's binary `real[]` format.
+
+    Vectorised over the group (messages with the same number of features): building arrays element by
+    element in Python costs several times more than the COPY itself.
+    """
+    n = len(group[0].features)
+    flat = np.fromiter(
+        chain.from_iterable(map(astuple, chain.from_iterable(m.features.values() for m in group))),
+        dtype=np.float32,
+        count=len(group) * n * 3,
+    )
+    values = flat.reshape(len(group), n, 3).transpose(0, 2, 1).astype(">f4")
+    cells = np.empty((*values.shape, 2), dtype=">i4")
+    cells[..., 0] = 4  # each element: its length in bytes, then its value
+    cells[..., 1] = values.view(">i4")
+    header = _ARRAY_HEADER.pack(1, 0, _FLOAT4_OID, n, 1)  # ndim, has-nulls, element type, length, lower bound
+    return [
+        (header + row[0].tobytes(), header + row[1].tobytes(), header + row[2].tobytes()) for row in cells
+    ]
+
+
+def ns_to_datetime(ts_ns: int) -> datetime:
+    """UTC epoch nanoseconds as an aware datetime (microsecond precision, as PostgreSQL keeps)."""
+    return _EPOCH + timedelta(microseconds=ts_ns // 1000)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether a database error means "the database is unreachable" (retry) rather than "bad row"."""
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+
+
+@dataclass(slots=True)
+class WriteResult:
+    """What one committed batch did."""
+
+    inserted: dict[str, int] = field(default_factory=dict)
+    duplicates: int = 0
+    dead_lettered: int = 0
+
+    @property
+    def rows_inserted(self) -> int:
+        """Rows inserted into data tables (dead letters not included)."""
+        return sum(self.inserted.values())
+
+
+@dataclass(slots=True)
+class _Sorted:
+    aggregates: list[Aggregate] = field(default_factory=list)
+    statuses: list[Status] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    snapshots: list[Snapshot] = field(default_factory=list)
+    acks: list[DeploymentAck] = field(default_factory=list)
+    events: list[MaintenanceEvent] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, messages: Iterable[Accepted]) -> _Sorted:
+        out = cls()
+        for message in messages:
+            match message:
+                case Aggregate():
+                    out.aggregates.append(message)
+                case Status():
+                    out.statuses.append(message)
+                case Alert():
+                    out.alerts.append(message)
+                case Snapshot():
+                    out.snapshots.append(message)
+                case DeploymentAck():
+                    out.acks.append(message)
+                case MaintenanceEvent():
+                    out.events.append(message)
+        return out
+
+
+class BatchWriter:
+    """Writes batches on one connection, which it owns; create a new writer after reconnecting.
+
+    Args:
+        conn: an open connection (not in autocommit mode) to a migrated database.
+    """
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+        conn.adapters.register_dumper(None, _PreEncodedFloat4ArrayDumper)  # by oid: only for staging COPY
+        self._backend = current_backend(conn)
+        conn.commit()
+        self._feature_sets: dict[tuple[str, tuple[str, ...]], int] = {}
+        self._partitions: set[tuple[str, int]] = set()
+        self._gateways: set[str] = set()
+        self._assets: set[str] = set()
+        self._stage_ready = False
+
+    @property
+    def backend(self) -> Backend:
+        """The storage backend of the database."""
+        return self._backend
+
+    def write(self, messages: Sequence[Accepted], dead_letters: Sequence[DeadLetter] = ()) -> WriteResult:
+        """Store `messages` and `dead_letters` in one transaction and commit it.
+
+        Raises:
+            psycopg.Error: the batch was not committed (nothing of it is stored).
+        """
+        batch = _Sorted.of(messages)
+        feature_set_ids = self._prepare(batch)
+        result = WriteResult()
+        gateways = self._new_gateways(messages)
+        assets = self._new_assets(messages)
+        with self._conn.transaction(), self._conn.cursor() as cur:
+            if gateways:
+                cur.execute(_REGISTER_GATEWAYS, (sorted(gateways),))
+            if assets:
+                ids = sorted(assets)
+                cur.execute(_REGISTER_ASSETS, (ids, [assets[asset_id] for asset_id in ids]))
+            self._write_aggregates(cur, batch.aggregates, feature_set_ids, result)
+            self._write_statuses(cur, batch.statuses, result)
+            self._write_alerts(cur, batch.alerts, result)
+            self._write_others(cur, batch, result)
+            result.dead_lettered = write_dead_letters(cur, dead_letters)
+        self._gateways.update(gateways)
+        self._assets.update(assets)
+        return result
+
+    # -- preparation, in short transactions of their own -------------------------------------------
+
+    def _prepare(self, batch: _Sorted) -> list[int]:
+        ids = [self._feature_set_id(message) for message in batch.aggregates]
+        if self._backend is Backend.POSTGRES:
+            self._ensure_partitions("aggregates", (m.period_start_ns for m in batch.aggregates))
+            self._ensure_partitions("heartbeats", (m.ts_ns for m in batch.statuses))
+        return ids
+
+    def _feature_set_id(self, message: Aggregate) -> int:
+        key = (message.feature_spec, tuple(message.features))
+        known = self._feature_sets.get(key)
+        if known is not None:
+            return known
+        with self._conn.transaction():
+            row = self._conn.execute(_FEATURE_SET, (key[0], list(key[1]))).fetchone()
+        if row is None:  # pragma: no cover - RETURNING always yields the row
+            raise psycopg.DataError("feature set not returned")
+        self._feature_sets[key] = int(row[0])
+        return int(row[0])
+
+    def _ensure_partitions(self, table: str, times_ns: Iterable[int]) -> None:
+        weeks = {(table, ts_ns // _WEEK_NS) for ts_ns in times_ns} - self._partitions
+        for week in sorted(weeks):
+            # Any instant of the week picks it; the database aligns partitions on Mondays (UTC).
+            sample = ns_to_datetime(week[1] * _WEEK_NS)
+            with self._conn.transaction():
+                self._conn.execute("SELECT forewarn_ensure_partition(%s, %s)", (table, sample))
+                self._conn.execute(
+                    "SELECT forewarn_ensure_partition(%s, %s)", (table, sample + timedelta(days=6, hours=23))
+                )
+            self._partitions.add(week)
+
+    def _new_gateways(self, messages: Iterable[Accepted]) -> set[str]:
+        found = {m.gateway_id for m in messages if not isinstance(m, MaintenanceEvent)}
+        return found - self._gateways
+
+    def _new_assets(self, messages: Iterable[Accepted]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for m in messages:
+            if isinstance(m, Status | DeploymentAck) or m.asset_id in self._assets:
+                continue
+            found[m.asset_id] = "" if isinstance(m, MaintenanceEvent) else m.gateway_id
+        return found
+
+    # -- per kind ------------------------------------------------------------------------------------
+
+    def _write_aggregates(
+        self,
+        cur: psycopg.Cursor[Any],
+        aggregates: Sequence[Aggregate],
+        ids: Sequence[int],
+        result: WriteResult,
+    ) -> None:
+        if not aggregates:
+            return
+        if not self._stage_ready:
+            cur.execute(_CREATE_STAGE)
+            self._stage_ready = True
+        with cur.copy(_COPY_STAGE) as copy:
+            copy.set_types(_STAGE_TYPES)
+            for group, group_ids in _by_feature_count(aggregates, ids):
+                arrays = _float4_arrays(group)
+                for message, feature_set_id, (means, mins, maxs) in zip(
+                    group, group_ids, arrays, strict=True
+                ):
+                    score = message.score
+                    copy.write_row(
+                        (
+                            message.gateway_id,
+                            message.seq,
+                            message.asset_id,
+                            message.period_start_ns,
+                            message.period_end_ns,
+                            feature_set_id,
+                            means,
+                            mins,
+                            maxs,
+                            score.mean,
+                            score.max,
+                            score.threshold,
+                            score.n_windows,
+                            score.n_above_threshold,
+                            message.model_version,
+                            message.model_kind,
+                        )
+                    )
+        cur.execute(_INSERT_AGGREGATES)
+        self._count(result, "aggregates", cur.rowcount, len(aggregates))
+
+    def _write_statuses(
+        self, cur: psycopg.Cursor[Any], statuses: Sequence[Status], result: WriteResult
+    ) -> None:
+        if not statuses:
+            return
+        rows = [
+            (
+                s.gateway_id,
+                ns_to_datetime(s.ts_ns),
+                s.state,
+                s.seq,
+                s.uptime_s,
+                s.cpu_percent,
+                s.memory_bytes,
+                _JSON.encode(s.metrics).decode(),
+                _JSON.encode(s.model_versions).decode(),
+            )
+            for s in sorted(statuses, key=lambda s: (s.gateway_id, s.ts_ns))
+        ]
+        inserted = 0
+        for row in rows:
+            cur.execute(_INSERT_HEARTBEAT, row)
+            inserted += max(cur.rowcount, 0)
+        cur.executemany(_UPSERT_GATEWAY_STATUS, [_status_row(row) for row in rows])
+        self._count(result, "heartbeats", inserted, len(rows))
+
+    def _write_alerts(self, cur: psycopg.Cursor[Any], alerts: Sequence[Alert], result: WriteResult) -> None:
+        if not alerts:
+            return
+        inserted = 0
+        for a in alerts:
+            ts = ns_to_datetime(a.ts_ns)
+            top = _JSON.encode(a.top_features).decode()
+            cur.execute(
+                _INSERT_ALERT_MESSAGE,
+                (
+                    a.gateway_id,
+                    a.seq,
+                    a.alert_id,
+                    a.asset_id,
+                    a.state,
+                    a.severity,
+                    ts,
+                    a.score,
+                    a.threshold,
+                    a.model_version,
+                    a.model_kind,
+                    top,
+                    a.message,
+                ),
+            )
+            if cur.rowcount != 1:
+                continue
+            inserted += 1
+            if a.state == "raised":
+                cur.execute(
+                    _ALERT_RAISED,
+                    (
+                        a.gateway_id,
+                        a.alert_id,
+                        a.asset_id,
+                        a.severity,
+                        ts,
+                        a.score,
+                        a.threshold,
+                        a.model_version,
+                        a.model_kind,
+                        top,
+                        a.message,
+                    ),
+                )
+            else:
+                cur.execute(
+                    _ALERT_CLEARED,
+                    (
+                        a.gateway_id,
+                        a.alert_id,
+                        a.asset_id,
+                        a.severity,
+                        ts,
+                        a.score,
+                        a.threshold,
+                        a.model_version,
+                        a.model_kind,
+                        a.message,
+                    ),
+                )
+        self._count(result, "alert_messages", inserted, len(alerts))
+
+    def _write_others(self, cur: psycopg.Cursor[Any], batch: _Sorted, result: WriteResult) -> None:
+        kinds: list[tuple[str, str, list[tuple[Any, ...]]]] = [
+            (
+                "snapshots",
+                _INSERT_SNAPSHOT,
+                [
+                    (
+                        s.gateway_id,
+                        s.seq,
+                        s.asset_id,
+                        s.sensor,
+                        s.alert_id,
+                        ns_to_datetime(s.start_ns),
+                        s.sample_rate_hz,
+                        s.samples,
+                    )
+                    for s in batch.snapshots
+                ],
+            ),
+            (
+                "deployment_acks",
+                _INSERT_ACK,
+                [
+                    (a.gateway_id, a.seq, a.target, a.version, a.ok, a.reason, ns_to_datetime(a.ts_ns))
+                    for a in batch.acks
+                ],
+            ),
+            (
+                "maintenance_events",
+                _INSERT_EVENT,
+                [
+                    (e.asset_id, ns_to_datetime(e.ts_ns), e.event, e.mode, e.source, e.note)
+                    for e in batch.events
+                ],
+            ),
+        ]
+        for table, statement, rows in kinds:
+            inserted = 0
+            for row in rows:
+                cur.execute(statement, row)
+                inserted += max(cur.rowcount, 0)
+            if rows:
+                self._count(result, table, inserted, len(rows))
+
+    @staticmethod
+    def _count(result: WriteResult, table: str, inserted: int, offered: int) -> None:
+        result.inserted[table] = result.inserted.get(table, 0) + inserted
+        result.duplicates += offered - inserted
+
+
+def _status_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    gateway_id, ts, state, seq, uptime_s, cpu_percent, memory_bytes, metrics, model_versions = row
+    return (gateway_id, state, ts, seq, uptime_s, cpu_percent, memory_bytes, metrics, model_versions)
