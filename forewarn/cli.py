@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "forewarn.cloud_cmd",
     "forewarn.sim_cmd",
     "forewarn.forecast_cmd",
+    "forewarn.edge_cmd",
 )
 
 

@@ -1,0 +1,98 @@
+"""`forewarn edge --config gateway.toml` (the edge agent) and `forewarn edge score` (offline scoring)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from shared.config import load_settings
+
+__all__ = ["register"]
+
+
+def _run_agent(args: argparse.Namespace) -> int:
+    from edge_agent.agent import EdgeAgent  # noqa: PLC0415 - keep `forewarn --help` fast
+    from edge_agent.settings import EdgeSettings  # noqa: PLC0415
+
+    settings = load_settings(EdgeSettings, toml_path=args.config)
+    agent = EdgeAgent(settings)
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        del frame
+        print(f"forewarn edge: {signal.Signals(signum).name}, stopping", flush=True)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    print(f"forewarn edge: gateway {settings.gateway_id} running (SIGTERM or Ctrl-C stops)", flush=True)
+    agent.run(stop)
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    from edge_agent.offline import score_csv  # noqa: PLC0415 - keep `forewarn --help` fast
+    from edge_agent.settings import EdgeSettings  # noqa: PLC0415
+
+    settings = load_settings(EdgeSettings, toml_path=args.config)
+    summary = score_csv(
+        csv_path=args.csv,
+        out_path=args.out,
+        model_path=args.model,
+        settings=settings.pipeline,
+        sample_rate_hz=args.sample_rate_hz,
+        intra_op_threads=settings.models.intra_op_threads,
+    )
+    print(
+        f"forewarn edge score: {summary.windows_scored} of {summary.windows} windows scored "
+        f"({', '.join(summary.assets)}) with {summary.model_version}; "
+        f"{summary.alerts_raised} alert(s) raised, {summary.alerts_cleared} cleared; "
+        f"wrote {summary.out_path}"
+    )
+    if summary.rejected:
+        print(f"forewarn edge score: batches flagged by stream checks: {dict(summary.rejected)}")
+    return 0
+
+
+def _handler(args: argparse.Namespace) -> int:
+    if getattr(args, "edge_action", None) == "score":
+        return _score(args)
+    if args.config is None:
+        args.parser.error("--config is required to run the agent")
+    return _run_agent(args)
+
+
+def register(subparsers: Any) -> None:
+    """Add `edge` (run the agent) and `edge score` to the command line."""
+    parser = subparsers.add_parser(
+        "edge",
+        help="Run the edge agent (`forewarn edge --config gateway.toml`), or score a CSV offline.",
+        description="Run the edge agent until SIGTERM/SIGINT, or `score` a recorded CSV offline.",
+    )
+    parser.add_argument("--config", type=Path, default=None, help="The gateway's TOML file.")
+    parser.set_defaults(handler=_handler, parser=parser, edge_action=None)
+    actions = parser.add_subparsers(dest="edge_action", metavar="ACTION")
+    run = actions.add_parser("run", help="Run the agent (the same as `forewarn edge --config ...`).")
+    run.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="The gateway's TOML file.")
+    score = actions.add_parser("score", help="Score a recorded raw CSV with the edge pipeline, offline.")
+    score.add_argument(
+        "--model", type=Path, default=None, help="A model directory or .onnx file (default: the baseline)."
+    )
+    score.add_argument("--csv", type=Path, required=True, help="The simulator's raw CSV (file or directory).")
+    score.add_argument(
+        "--sample-rate-hz",
+        type=float,
+        default=None,
+        help="Vibration rate if not configured (default: inferred).",
+    )
+    score.add_argument("--out", type=Path, required=True, help="Where to write per-window scores (CSV).")
+    score.add_argument(
+        "--config",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="Gateway TOML for the pipeline settings (optional).",
+    )
