@@ -243,6 +243,7 @@ class _Asset:
         self.joined = [s for s in self.sensors.values() if s is not self.driver]
         self.pending = _Pending()
         self.baseline: BaselineScorer | None = None
+        self.learned_slot = -1  # the last `learn_interval_s` slot the baseline learned from
         self.compat: _Compat | None = None
         self.debouncer = AlertDebouncer(
             k=pipeline.alerts.k, n=pipeline.alerts.n, clear_after=pipeline.alerts.clear_after
@@ -600,7 +601,7 @@ class Pipeline:
         if is_match and len(scored_rows):
             row_scores = scores[scored_rows]
             if scorer is asset.baseline:
-                self._learn(asset.baseline, rows, row_scores)
+                self._learn(asset, asset.baseline, rows, row_scores, end_ns[scored_rows])
             self._alerts(asset, scorer, rows, row_scores, end_ns[scored_rows], out)
         aggregates = asset.aggregator.add(windows)
         metrics.aggregates += len(aggregates)
@@ -611,12 +612,27 @@ class Pipeline:
             unscored = self._metrics.windows_unscored
             unscored[reason] = unscored.get(reason, 0) + count
 
-    def _learn(self, baseline: BaselineScorer, rows: FloatArray, scores: FloatArray) -> None:
-        if not baseline.is_warmed_up:
-            baseline.update(rows)
-        elif self.settings.baseline.keep_learning:
-            normal = scores <= baseline.threshold
-            baseline.update(rows if normal.all() else rows[normal])
+    def _learn(
+        self,
+        asset: _Asset,
+        baseline: BaselineScorer,
+        rows: FloatArray,
+        scores: FloatArray,
+        end_ns: npt.NDArray[np.int64],
+    ) -> None:
+        """Teach the baseline at most one window per `learn_interval_s`: normal ones once warmed up."""
+        settings = self.settings.baseline
+        if baseline.is_warmed_up and not settings.keep_learning:
+            return
+        keep = np.ones(len(rows), dtype=np.bool_)
+        if settings.learn_interval_s > 0:
+            slots = end_ns // round(settings.learn_interval_s * NS_PER_S)
+            keep = np.diff(np.concatenate(([asset.learned_slot], slots))) > 0
+            asset.learned_slot = int(max(asset.learned_slot, slots.max()))
+        if baseline.is_warmed_up:
+            keep &= scores <= baseline.threshold
+        if keep.any():
+            baseline.update(rows if keep.all() else rows[keep])
 
     # -------------------------------------------------------------------------------------- alerts
 

@@ -156,6 +156,14 @@ class BaselineSettings(BaseModel, frozen=True, extra="forbid"):
         default=True,
         description="After warm-up keep learning from windows scored normal (never from anomalous ones).",
     )
+    learn_interval_s: float = Field(
+        default=1.0,
+        ge=0.0,
+        description=(
+            "Learn from at most one window per this much data time, so warm-up and the learned spread "
+            "cover minutes of slow-sensor behaviour, not a few overlapping windows (0: every window)."
+        ),
+    )
     seed: int = Field(default=0, description="Seed of the baseline's reservoir sampling.")
 
 
@@ -190,9 +198,9 @@ class PipelineSettings(BaseModel, frozen=True, extra="forbid"):
         description="A joined sensor lagging a window's end by more than this leaves the window unscored.",
     )
     gap_tolerance_s: float = Field(
-        default=0.001,
+        default=0.0,
         ge=0.0,
-        description="Timestamp jitter tolerated between batches (at least half a sample period).",
+        description="Timestamp jitter tolerated between batches; never less than half a sample period.",
     )
     rate_tolerance: float = Field(
         default=1e-3, ge=0.0, lt=1.0, description="Relative sample-rate difference accepted from a batch."

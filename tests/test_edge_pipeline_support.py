@@ -49,7 +49,7 @@ def settings(
         score_max_delay_ms=1e9,
         slow_window_s=2.0,
         alerts=AlertSettings(k=3, n=5, clear_after=6),
-        baseline=BaselineSettings(warmup_windows=warmup),
+        baseline=BaselineSettings(warmup_windows=warmup, learn_interval_s=0.25),
     )
     return base.model_copy(update=changes)
 
