@@ -55,13 +55,26 @@ class Severity:
     cavitation: F64
 
 
-def _add_tone(out: F32, t: F32, freq_hz: F64, amp: F64, phase: F64) -> None:
-    rows = np.flatnonzero(amp > 0)
-    if rows.size == 0:
-        return
-    arg = t[None, :] * (_TWO_PI * freq_hz[rows].astype(np.float32))[:, None]
-    arg += phase[rows].astype(np.float32)[:, None]
-    out[rows] += amp[rows].astype(np.float32)[:, None] * np.sin(arg)
+_BLOCK = 64
+
+
+def _add_tones(out: F32, rate_hz: float, freq_hz: F64, amp: F64, phase: F64) -> None:
+    """Add `sum_k amp[:, k] * sin(2 pi freq[:, k] t + phase[:, k])` to every row (args: assets x tones).
+
+    With t = block start + offset, sin(a + b) = sin a cos b + cos a sin b turns the sum over tones into
+    one batched matrix product, (blocks x 2K) @ (2K x block length) per asset, so only
+    2K (n / _BLOCK + _BLOCK) sines are evaluated per asset (angles in float64: exact phases).
+    """
+    n = out.shape[1]
+    n_blocks = -(-n // _BLOCK)
+    omega = 2.0 * np.pi * freq_hz / rate_hz  # assets x K
+    coarse = omega[:, :, None] * (np.arange(n_blocks) * _BLOCK)[None, None, :] + phase[:, :, None]
+    fine = omega[:, :, None] * np.arange(_BLOCK)[None, None, :]
+    a = amp[:, :, None]
+    left = np.concatenate([a * np.sin(coarse), a * np.cos(coarse)], axis=1).astype(np.float32)
+    right = np.concatenate([np.cos(fine), np.sin(fine)], axis=1).astype(np.float32)
+    waves = np.matmul(left.transpose(0, 2, 1), right)  # assets x blocks x _BLOCK
+    out += waves.reshape(out.shape[0], n_blocks * _BLOCK)[:, :n]
 
 
 def _add_impacts(
@@ -136,17 +149,27 @@ def vibration_burst(
     base = np.where(running, fleet.base_1x_g, 0.0)
     nominal = np.maximum(speed_ratio, 1e-9)
     a1 = base * (1.0 + 6.0 * severity.imbalance) + 0.3 * base * severity.misalignment
-    _add_tone(out, t, nominal, a1, phases[0])
-    _add_tone(out, t, 2.0 * nominal, 0.35 * base * (1.0 + 5.0 * severity.misalignment), phases[1])
-    _add_tone(out, t, 3.0 * nominal, 0.12 * base * (1.0 + 2.5 * severity.misalignment), phases[2])
     pass_hz = np.where(fleet.is_motor, 2.0 * _LINE_HZ, fleet.pass_order * nominal)
-    _add_tone(out, t, pass_hz, base * (0.2 + 0.4 * load), phases[3])
     bpfo = fleet.bpfo_order * nominal
     bpfi = fleet.bpfi_order * nominal
-    _add_tone(out, t, bpfo, 0.6 * base * severity.outer_race, phases[4])
-    _add_tone(out, t, bpfi, 0.5 * base * severity.inner_race, phases[5])
-    _add_tone(out, t, bpfi - nominal, 0.2 * base * severity.inner_race, phases[6])
-    _add_tone(out, t, bpfi + nominal, 0.2 * base * severity.inner_race, phases[6])
+    mis = severity.misalignment
+    tones = [  # (frequency, amplitude, phase) per asset
+        (nominal, a1, phases[0]),
+        (2.0 * nominal, 0.35 * base * (1.0 + 5.0 * mis), phases[1]),
+        (3.0 * nominal, 0.12 * base * (1.0 + 2.5 * mis), phases[2]),
+        (pass_hz, base * (0.2 + 0.4 * load), phases[3]),
+        (bpfo, 0.6 * base * severity.outer_race, phases[4]),
+        (bpfi, 0.5 * base * severity.inner_race, phases[5]),
+        (bpfi - nominal, 0.2 * base * severity.inner_race, phases[6]),
+        (bpfi + nominal, 0.2 * base * severity.inner_race, phases[6]),
+    ]
+    _add_tones(
+        out,
+        rate_hz,
+        np.stack([f for f, _a, _p in tones], axis=1),
+        np.stack([a for _f, a, _p in tones], axis=1),
+        np.stack([p for _f, _a, p in tones], axis=1),
+    )
     impact = 12.0 * fleet.base_1x_g * np.where(running, 1.0, 0.0)
     _add_impacts(
         out,
