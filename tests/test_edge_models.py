@@ -218,7 +218,7 @@ def test_hot_swap_under_concurrent_scoring_never_fails_or_mixes_models(
     settings: ModelSettings, models: dict[int, ModelArtifact], rows: np.ndarray
 ) -> None:
     """A scoring thread sees, for every batch, exactly one complete model's scores."""
-    expected = {v: OnnxScorer(models[v].onnx_int8, models[v].manifest).score(rows) for v in (1, 2, 3)}
+    expected = {v: OnnxScorer(models[v].onnx_int8, models[v].manifest).score(rows) for v in (1, 2, 3, 4)}
     store = ModelStore(settings)
     for version in (1, 2, 3):
         _install(store, models[version])
@@ -246,11 +246,15 @@ def test_hot_swap_under_concurrent_scoring_never_fails_or_mixes_models(
             if round_ % 4 == 3:
                 store.rollback(TARGET)
             wait_until(_progressed(seen, errors), timeout_s=10)
+        _install(store, models[4])  # installing while scoring: nothing half-written is ever served
+        wait_until(_progressed(seen, errors), timeout_s=10)
+        store.activate(TARGET, 4)
+        wait_until(_progressed(seen, errors), timeout_s=10)
     finally:
         stop.set()
         scorer_thread.join(timeout=10)
     assert not errors
-    assert set(seen) == {1, 2, 3}
+    assert set(seen) == {1, 2, 3, 4}
 
 
 def test_load_model_reads_a_directory_or_its_files(tmp_path: Path, models: dict[int, ModelArtifact]) -> None:
