@@ -26,7 +26,10 @@ __all__ = [
     "ModelRecord",
     "ModelStatus",
     "allocate_version",
+    "assets_of_target",
     "deployed_model",
+    "drift_history",
+    "events_of",
     "gateway_states",
     "get_model",
     "insert_model",
@@ -304,3 +307,49 @@ def record_drift(
         ),
     )
     conn.commit()
+
+
+def assets_of_target(conn: Conn, target: str) -> list[str]:
+    """Assets a model target covers: the asset named `target`, or every asset whose type is `target`."""
+    rows = conn.execute(
+        "SELECT asset_id FROM assets WHERE asset_id = %(t)s OR asset_type = %(t)s ORDER BY asset_id",
+        {"t": target},
+    ).fetchall()
+    conn.commit()
+    return [str(row[0]) for row in rows]
+
+
+def events_of(
+    conn: Conn, asset_ids: Sequence[str], *, start: datetime, end: datetime
+) -> list[tuple[str, datetime, str]]:
+    """Failure and maintenance events `(asset_id, ts, event)` of assets within `[start, end)`."""
+    rows = conn.execute(
+        "SELECT asset_id, ts, event FROM maintenance_events "
+        "WHERE asset_id = ANY(%s) AND ts >= %s AND ts < %s ORDER BY asset_id, ts",
+        (list(asset_ids), start, end),
+    ).fetchall()
+    conn.commit()
+    return [(str(a), ts, str(e)) for a, ts, e in rows]
+
+
+def drift_history(conn: Conn, *, target: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    """The latest drift checks (newest first), for `forewarn models show` and the dashboard."""
+    rows = conn.execute(
+        "SELECT asset_id, checked_at, target, version, n_recent, max_psi, worst_feature, score_psi, "
+        "is_drifted FROM drift WHERE %(target)s::text IS NULL OR target = %(target)s "
+        "ORDER BY checked_at DESC LIMIT %(n)s",
+        {"target": target, "n": limit},
+    ).fetchall()
+    conn.commit()
+    keys = (
+        "asset_id",
+        "checked_at",
+        "target",
+        "version",
+        "n_recent",
+        "max_psi",
+        "worst_feature",
+        "score_psi",
+        "is_drifted",
+    )
+    return [dict(zip(keys, row, strict=True)) for row in rows]

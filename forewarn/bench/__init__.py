@@ -12,4 +12,5 @@ __all__ = ["SUITES"]
 SUITES: dict[str, str] = {
     "contracts": "forewarn.bench.contracts:run",
     "sim": "forewarn.bench.sim:run",
+    "retrain": "forewarn.bench.retrain:run",
 }
