@@ -21,7 +21,7 @@ from shared.messages import Aggregate, Alert, Contribution, Snapshot
 from shared.raw_batch import RawBatch
 from shared.timebase import NS_PER_S
 
-T0_NS = 1_800_000_000 * NS_PER_S  # 2027-01-15, a multiple of 10 s
+T0_NS = 1_790_000_000 * NS_PER_S  # 2026-09-21T14:13:20Z, in the past and a multiple of 10 s
 VIB_RATE = 8192.0
 TEMP_RATE = 10.0
 Signal = Callable[[npt.NDArray[np.float64]], npt.NDArray[np.float64]]
