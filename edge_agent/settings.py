@@ -13,6 +13,7 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, Field
 from pydantic_settings import SettingsConfigDict
 
+from edge_agent.deployment import DeploymentSettings
 from edge_agent.model_store import ModelSettings
 from edge_agent.pipeline_settings import PipelineSettings
 from shared.config import ComponentSettings, MqttSettings
@@ -93,6 +94,15 @@ class EdgeSettings(ComponentSettings):
         ge=0,
         description="How long the brokers keep our sessions (and unacked messages) while we are away.",
     )
+    blas_threads: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description=(
+            "Threads numpy's BLAS may use (process-wide). 1 keeps the scorer on one core; more threads "
+            "were 30x slower on a busy 2-core gateway (threads spinning against each other)."
+        ),
+    )
     shutdown_ack_wait_s: float = Field(
         default=3.0,
         ge=0.0,
@@ -117,3 +127,4 @@ class EdgeSettings(ComponentSettings):
     quarantine: QuarantineSettings = Field(
         default=QuarantineSettings(), description="Rejected payload samples."
     )
+    deployment: DeploymentSettings = Field(DeploymentSettings.model_validate({}), description="Model push.")
