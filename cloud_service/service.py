@@ -272,13 +272,17 @@ class IngestWorker:
 
     def _maybe_record_metrics(self) -> None:
         now = time.monotonic()
-        if now - self._last_metrics < self.settings.ingest.metrics_interval_s or self._conn is None:
+        if now - self._last_metrics < self.settings.ingest.metrics_interval_s:
             return
         self._last_metrics = now
         self.metrics.queue_depth = self._intake.queue.qsize()
         try:
-            with self._conn.transaction():
-                self._conn.execute(
+            self._ensure_writer()
+            conn = self._conn
+            if conn is None:  # pragma: no cover - _ensure_writer connected or raised
+                return
+            with conn.transaction():
+                conn.execute(
                     "INSERT INTO ingest_workers (worker_id, started_at, updated_at, metrics) "
                     "VALUES (%s, to_timestamp(%s), now(), %s::jsonb) ON CONFLICT (worker_id) DO UPDATE SET "
                     "started_at = EXCLUDED.started_at, updated_at = now(), metrics = EXCLUDED.metrics",

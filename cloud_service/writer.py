@@ -140,7 +140,8 @@ INSERT INTO gateways (gateway_id) SELECT unnest(%s::text[]) ORDER BY 1 ON CONFLI
 _REGISTER_ASSETS = """
 INSERT INTO assets (asset_id, gateway_id)
 SELECT a, NULLIF(g, '') FROM unnest(%s::text[], %s::text[]) AS u (a, g) ORDER BY 1
-ON CONFLICT (asset_id) DO NOTHING
+ON CONFLICT (asset_id) DO UPDATE SET gateway_id = EXCLUDED.gateway_id
+WHERE assets.gateway_id IS NULL AND EXCLUDED.gateway_id IS NOT NULL
 """
 _FEATURE_SET = """
 INSERT INTO feature_sets (feature_spec, feature_names) VALUES (%s, %s)
@@ -337,7 +338,9 @@ class BatchWriter:
         for m in messages:
             if isinstance(m, Status | DeploymentAck) or m.asset_id in self._assets:
                 continue
-            found[m.asset_id] = "" if isinstance(m, MaintenanceEvent) else m.gateway_id
+            gateway_id = "" if isinstance(m, MaintenanceEvent) else m.gateway_id
+            if gateway_id or m.asset_id not in found:
+                found[m.asset_id] = gateway_id
         return found
 
     # -- per kind ------------------------------------------------------------------------------------

@@ -7,9 +7,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 
+from cloud_service.migrate import migrate
 from forewarn.localservices import MosquittoServer, PostgresServer, running, temporary_directory
 
 TEMPLATE_DB = "forewarn_template"
@@ -40,9 +40,8 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServe
 
 
 def prepare_template(conninfo: str) -> None:
-    """Load the schema every test database starts with (the cloud service's migrations, once they exist)."""
-    with psycopg.connect(conninfo, autocommit=True) as conn:
-        conn.execute("SELECT 1")
+    """Load the schema every test database starts with: the cloud service's migrations."""
+    migrate(conninfo)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,317 @@
+"""Cloud ingest end to end over a real Mosquitto and PostgreSQL: every kind lands, exactly once, whatever
+fails (replays, a second worker, a 20 s database outage, `kill -9`), and bad input is dead-lettered."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import psycopg
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from psycopg.conninfo import conninfo_to_dict
+
+from cloud_service.service import IngestWorker
+from cloud_service.settings import CloudSettings
+from forewarn.localservices import MosquittoServer, PostgresServer, wait_until
+from shared import topics
+from shared.config import load_settings
+from shared.messages import MaintenanceEvent, Status, encode
+from shared.timebase import now_ns
+from tests.test_cloud_storage import PERIOD_NS, aggregate, counts, one_of_each
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def cloud_settings(broker: MosquittoServer, conninfo: str, group: str, **ingest: object) -> CloudSettings:
+    """Settings for a test worker: the fixtures' broker and database, a group of its own, quick batches."""
+    params = conninfo_to_dict(conninfo)
+    return load_settings(
+        CloudSettings,
+        environ={},
+        overrides={
+            "mqtt": {"host": broker.host, "port": broker.port, "receive_maximum": 256},
+            "db": {"host": params["host"], "port": int(str(params["port"])), "dbname": params["dbname"]},
+            "ingest": {
+                "group": group,
+                "client_id_prefix": group,
+                "batch_max_rows": 200,
+                "batch_max_s": 0.05,
+                "queue_size": 512,
+                "db_retry_min_s": 0.2,
+                "db_retry_max_s": 1.0,
+                "metrics_interval_s": 0.5,
+                **ingest,
+            },
+        },
+    )
+
+
+class Publisher:
+    """A QoS 1 publisher that waits until the broker has every message."""
+
+    def __init__(self, broker: MosquittoServer, client_id: str) -> None:
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        self.client.max_inflight_messages_set(200)
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+
+    def publish(self, items: list[tuple[str, bytes]], *, pace_s: float = 0.0) -> None:
+        infos = []
+        for topic, payload in items:
+            infos.append(self.client.publish(topic, payload, qos=1))
+            if pace_s:
+                time.sleep(pace_s)  # pacing a load generator, not synchronisation
+        for info in infos:
+            info.wait_for_publish(timeout=60)
+            assert info.is_published()
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def publisher(broker: MosquittoServer, unique_id: Callable[[str], str]) -> Iterator[Publisher]:
+    pub = Publisher(broker, unique_id("pub"))
+    yield pub
+    pub.close()
+
+
+def uplink(messages: list[Any]) -> list[tuple[str, bytes]]:
+    """(topic, payload) of each message, on the topic its kind belongs to."""
+    builders = {
+        "Aggregate": topics.aggregate,
+        "Alert": topics.alert,
+        "Snapshot": topics.snapshot,
+        "Status": topics.status,
+        "DeploymentAck": topics.deploy_ack,
+    }
+    out = []
+    for message in messages:
+        if isinstance(message, MaintenanceEvent):
+            out.append((topics.event(message.asset_id), encode(message)))
+        else:
+            out.append((builders[type(message).__name__](message.gateway_id), encode(message)))
+    return out
+
+
+def aggregates(gateway_id: str, n: int, *, assets: int = 5) -> list[tuple[str, bytes]]:
+    """`n` aggregates of one gateway, spread over a few assets."""
+    start = now_ns() - n * PERIOD_NS
+    return uplink(
+        [
+            aggregate(gateway_id, f"{gateway_id}-a{seq % assets}", seq, start + seq * PERIOD_NS)
+            for seq in range(n)
+        ]
+    )
+
+
+def row_count(conninfo: str, gateway_id: str) -> int:
+    """Aggregates of a gateway in the database (0 while the database is down)."""
+    try:
+        with psycopg.connect(conninfo, connect_timeout=2) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM aggregates WHERE gateway_id = %s", (gateway_id,)
+            ).fetchone()
+            return int(row[0]) if row else 0
+    except psycopg.OperationalError:
+        return 0
+
+
+def exactly_once(conninfo: str, gateway_id: str, n: int) -> None:
+    """Every seq 0..n-1 of the gateway is stored once."""
+    with psycopg.connect(conninfo) as conn:
+        seqs = [
+            row[0]
+            for row in conn.execute(
+                "SELECT seq FROM aggregates WHERE gateway_id = %s ORDER BY seq", (gateway_id,)
+            )
+        ]
+    assert seqs == list(range(n))
+
+
+@pytest.fixture
+def worker_factory(
+    broker: MosquittoServer, db: str, unique_id: Callable[[str], str]
+) -> Iterator[Callable[..., IngestWorker]]:
+    group = unique_id("g")
+    started: list[IngestWorker] = []
+
+    def start(index: int = 0, **ingest: object) -> IngestWorker:
+        settings = cloud_settings(broker, db, group, **ingest)
+        worker = IngestWorker(settings, client_id=f"{group}-{index}")
+        worker.start()
+        assert worker.wait_connected(10)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def test_every_kind_lands_in_its_table_and_a_replay_adds_nothing(
+    db: str, publisher: Publisher, worker_factory: Callable[..., IngestWorker]
+) -> None:
+    worker = worker_factory()
+    items = uplink(one_of_each("gw-e2e", "pump-e2e"))
+    publisher.publish(items)
+    wait_until(lambda: worker.metrics.acked == len(items), timeout_s=15)
+    publisher.publish(items)  # the same messages again: a redelivery
+    wait_until(lambda: worker.metrics.acked == 2 * len(items), timeout_s=15)
+    assert counts(db) == {
+        "aggregates": 1,
+        "alert_messages": 1,
+        "alerts": 1,
+        "snapshots": 1,
+        "heartbeats": 2,
+        "deployment_acks": 1,
+        "maintenance_events": 1,
+        "assets": 1,
+        "gateways": 1,
+    }
+    assert worker.metrics.rows_inserted == 7
+    assert worker.metrics.duplicates == 7
+    assert worker.metrics.dead_lettered == {}
+
+
+def test_malformed_and_wrong_version_messages_are_dead_lettered_with_reason(
+    db: str, publisher: Publisher, worker_factory: Callable[..., IngestWorker]
+) -> None:
+    worker = worker_factory()
+    good = aggregate("gw-bad", "pump-bad", 1, now_ns())
+    wrong_version = encode(good).replace(b'"aggregate/1"', b'"aggregate/9"')
+    negative_seq = encode(good).replace(b'"seq":1', b'"seq":-3')
+    future = encode(aggregate("gw-bad", "pump-bad", 2, now_ns() + 10 * 24 * 3600 * 10**9))
+    status_on_aggregate_topic = encode(Status(gateway_id="gw-bad", ts_ns=now_ns(), state="online"))
+    cases = [
+        (topics.aggregate("gw-bad"), b"\x00garbage", "payload"),
+        (topics.aggregate("gw-bad"), wrong_version, "kind"),
+        (topics.aggregate("gw-bad"), negative_seq, "seq"),
+        (topics.aggregate("gw-bad"), future, "period_start_ns"),
+        (topics.aggregate("gw-other"), encode(good), "gateway_id"),
+        (topics.aggregate("gw-bad"), status_on_aggregate_topic, "kind"),
+        (topics.event("pump-bad"), b'{"kind":"event/1","asset_id":"pump-bad"}', "ts_ns"),
+    ]
+    publisher.publish([(topic, payload) for topic, payload, _ in cases] + uplink([good]))
+    wait_until(lambda: worker.metrics.acked == len(cases) + 1, timeout_s=15)
+    with psycopg.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT topic, payload, reason, field FROM dead_letters ORDER BY dead_letter_id"
+        ).fetchall()
+    assert [(topic, payload) for topic, payload, _, _ in rows] == [(t, p) for t, p, _ in cases]
+    for (_, _, reason, field), (_, _, expected) in zip(rows, cases, strict=True):
+        assert expected in field
+        assert expected in reason
+    assert sum(worker.metrics.dead_lettered.values()) == len(cases)
+    assert worker.metrics.dead_lettered["kind"] == 2
+    assert row_count(db, "gw-bad") == 1  # the good one still landed
+
+
+def test_two_workers_in_a_shared_subscription_split_the_load_and_lose_nothing(
+    db: str, publisher: Publisher, worker_factory: Callable[..., IngestWorker]
+) -> None:
+    first, second = worker_factory(0), worker_factory(1)
+    n = 3000
+    publisher.publish(aggregates("gw-split", n))
+    wait_until(lambda: row_count(db, "gw-split") >= n, timeout_s=60)
+    wait_until(lambda: first.metrics.acked + second.metrics.acked == n, timeout_s=15)
+    exactly_once(db, "gw-split", n)
+    assert first.metrics.rows_inserted > n // 10
+    assert second.metrics.rows_inserted > n // 10
+    assert first.metrics.rows_inserted + second.metrics.rows_inserted == n
+
+
+def test_database_stopped_for_20_s_under_load_then_every_message_once(
+    postgres: PostgresServer, db: str, publisher: Publisher, worker_factory: Callable[..., IngestWorker]
+) -> None:
+    worker = worker_factory()
+    n = 4000
+    items = aggregates("gw-dbdown", n)
+    sender = threading.Thread(target=publisher.publish, args=(items,), kwargs={"pace_s": 0.0015})
+    sender.start()
+    wait_until(lambda: row_count(db, "gw-dbdown") > 300, timeout_s=30)
+    postgres.stop()
+    try:
+        stopped_at = time.monotonic()
+        wait_until(lambda: not worker.metrics.db_available, timeout_s=10)
+        acked_during_outage = worker.metrics.acked
+        wait_until(lambda: time.monotonic() - stopped_at >= 20, timeout_s=30, interval_s=0.5)
+        assert worker.metrics.acked == acked_during_outage  # nothing acknowledged while down
+    finally:
+        postgres.start()
+    sender.join(60)
+    wait_until(lambda: row_count(db, "gw-dbdown") >= n, timeout_s=60)
+    exactly_once(db, "gw-dbdown", n)
+    assert worker.metrics.db_available
+    assert worker.metrics.db_errors >= 1
+
+
+def _run_cloud(settings: CloudSettings, workdir: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "FOREWARN_CLOUD_MQTT__HOST": settings.mqtt.host,
+            "FOREWARN_CLOUD_MQTT__PORT": str(settings.mqtt.port),
+            "FOREWARN_CLOUD_MQTT__RECEIVE_MAXIMUM": str(settings.mqtt.receive_maximum),
+            "FOREWARN_CLOUD_DB__HOST": settings.db.host,
+            "FOREWARN_CLOUD_DB__PORT": str(settings.db.port),
+            "FOREWARN_CLOUD_DB__DBNAME": settings.db.dbname,
+            "FOREWARN_CLOUD_INGEST__GROUP": settings.ingest.group,
+            "FOREWARN_CLOUD_INGEST__CLIENT_ID_PREFIX": settings.ingest.client_id_prefix,
+            "FOREWARN_CLOUD_INGEST__QUEUE_SIZE": str(settings.ingest.queue_size),
+            "FOREWARN_CLOUD_INGEST__BATCH_MAX_ROWS": str(settings.ingest.batch_max_rows),
+            "FOREWARN_CLOUD_INGEST__METRICS_INTERVAL_S": "0.5",
+            "PYTHONPATH": str(REPO),
+        }
+    )
+    log = (workdir / "cloud.log").open("ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "forewarn.cloud_cmd", "run", "--workers", "1"],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def test_worker_killed_with_sigkill_under_load_then_restarted_stores_every_message_once(
+    broker: MosquittoServer, db: str, publisher: Publisher, unique_id: Callable[[str], str], workdir: Path
+) -> None:
+    settings = cloud_settings(broker, db, unique_id("g"))
+    process = _run_cloud(settings, workdir)
+    try:
+        wait_until(lambda: _worker_recorded(db), timeout_s=30)
+        n = 4000
+        sender = threading.Thread(
+            target=publisher.publish, args=(aggregates("gw-kill", n),), kwargs={"pace_s": 0.001}
+        )
+        sender.start()
+        wait_until(lambda: row_count(db, "gw-kill") > 500, timeout_s=30)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(10)
+        killed_at = row_count(db, "gw-kill")
+        assert killed_at < n
+        process = _run_cloud(settings, workdir)
+        sender.join(60)
+        wait_until(lambda: row_count(db, "gw-kill") >= n, timeout_s=60)
+        exactly_once(db, "gw-kill", n)
+    finally:
+        process.terminate()
+        process.wait(15)
+    assert "Traceback" not in (workdir / "cloud.log").read_text()
+
+
+def _worker_recorded(conninfo: str) -> bool:
+    with psycopg.connect(conninfo) as conn:
+        row = conn.execute("SELECT count(*) FROM ingest_workers").fetchone()
+        return bool(row and row[0])

@@ -1,0 +1,355 @@
+"""Cloud storage on a real PostgreSQL: migrations, the idempotent write path, rollups and queries."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+import psycopg
+import pytest
+
+from cloud_service.deadletter import DeadLetter
+from cloud_service.migrate import migrate
+from cloud_service.queries import (
+    acknowledge_alert,
+    asset_series,
+    feature_matrix,
+    fleet_status,
+    gateway_health,
+    open_alerts,
+    update_asset,
+    upsert_site,
+)
+from cloud_service.rollups import refresh_rollups
+from cloud_service.settings import CloudSettings, StorageSettings
+from cloud_service.upkeep import run_upkeep
+from cloud_service.writer import BatchWriter
+from forewarn.localservices import PostgresServer
+from shared.config import load_settings
+from shared.errors import ConfigError, ContractError
+from shared.features import DEFAULT_SPEC
+from shared.messages import (
+    Aggregate,
+    Alert,
+    DeploymentAck,
+    FeatureStats,
+    MaintenanceEvent,
+    ScoreStats,
+    Snapshot,
+    Status,
+)
+from shared.timebase import now_ns
+
+NS_PER_S = 1_000_000_000
+PERIOD_NS = 10 * NS_PER_S
+
+
+def aggregate(gateway_id: str, asset_id: str, seq: int, start_ns: int, *, score: float = 0.5) -> Aggregate:
+    """An aggregate of the default feature spec whose features depend on `seq`."""
+    features = {
+        name: FeatureStats(float(seq % 97) + i, float(seq % 97) + i - 1.0, float(seq % 97) + i + 1.0)
+        for i, name in enumerate(DEFAULT_SPEC.feature_names)
+    }
+    return Aggregate(
+        gateway_id=gateway_id,
+        asset_id=asset_id,
+        seq=seq,
+        period_start_ns=start_ns,
+        period_end_ns=start_ns + PERIOD_NS,
+        feature_spec=DEFAULT_SPEC.spec_id,
+        features=features,
+        score=ScoreStats(mean=score, max=score * 2, threshold=1.0, n_windows=10, n_above_threshold=seq % 3),
+        model_version="3",
+        model_kind="onnx",
+    )
+
+
+def one_of_each(gateway_id: str, asset_id: str, *, seq0: int = 0, ts_ns: int | None = None) -> list[Any]:
+    """One message of every kind the cloud ingests."""
+    ts = ts_ns or now_ns()
+    return [
+        aggregate(gateway_id, asset_id, seq0, ts),
+        Alert(
+            gateway_id=gateway_id,
+            asset_id=asset_id,
+            seq=seq0 + 1,
+            alert_id=f"{asset_id}-a1",
+            state="raised",
+            severity="warning",
+            ts_ns=ts,
+            score=2.5,
+            threshold=1.0,
+            model_version="3",
+            model_kind="onnx",
+            message="bearing",
+        ),
+        Snapshot(
+            gateway_id=gateway_id,
+            asset_id=asset_id,
+            sensor="vibration",
+            seq=seq0 + 2,
+            alert_id=f"{asset_id}-a1",
+            start_ns=ts,
+            sample_rate_hz=1000.0,
+            samples=[0.5, -0.25, 1.0],
+        ),
+        Status(gateway_id=gateway_id, ts_ns=ts, state="online", uptime_s=12.0, metrics={"received": 5.0}),
+        Status(gateway_id=gateway_id, ts_ns=ts + 1000, state="online", seq=seq0 + 3),
+        DeploymentAck(
+            gateway_id=gateway_id, seq=seq0 + 4, target="pump", version=2, ok=False, reason="sha256", ts_ns=ts
+        ),
+        MaintenanceEvent(asset_id=asset_id, ts_ns=ts, event="failure", mode="bearing", source="cmms"),
+    ]
+
+
+TABLES = (
+    "aggregates",
+    "alert_messages",
+    "alerts",
+    "snapshots",
+    "heartbeats",
+    "deployment_acks",
+    "maintenance_events",
+    "assets",
+    "gateways",
+)
+
+
+def counts(conninfo: str) -> dict[str, int]:
+    """Rows per table."""
+    with psycopg.connect(conninfo) as conn:
+        return {table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in TABLES}  # type: ignore[index]
+
+
+def test_migrations_run_twice_and_concurrently_are_harmless(postgres: PostgresServer, db: str) -> None:
+    again = migrate(db)
+    assert again.applied == []
+    assert again.already_applied >= 3
+    fresh = postgres.create_database("t_migrate_concurrent")
+    try:
+        reports = []
+        threads = [threading.Thread(target=lambda: reports.append(migrate(fresh))) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert sum(len(report.applied) for report in reports) == len(reports[0].applied) + len(
+            reports[1].applied
+        ) + len(reports[2].applied)
+        assert sorted(len(report.applied) for report in reports)[0] == 0  # only one run did the work
+        with psycopg.connect(fresh) as conn:
+            versions = [row[0] for row in conn.execute("SELECT version FROM schema_migrations ORDER BY 1")]
+        assert versions[:3] == [1, 2, 3]
+        assert versions == sorted(set(versions))
+    finally:
+        postgres.drop_database("t_migrate_concurrent")
+
+
+def test_every_kind_is_written_once_even_when_replayed(db: str) -> None:
+    messages = one_of_each("gw-s1", "pump-s1")
+    with psycopg.connect(db) as conn:
+        writer = BatchWriter(conn)
+        first = writer.write(messages)
+        second = writer.write(messages)
+        assert BatchWriter(conn).write(messages).rows_inserted == 0
+    assert first.rows_inserted == 7
+    assert second.rows_inserted == 0
+    assert second.duplicates == 7
+    assert counts(db) == {
+        "aggregates": 1,
+        "alert_messages": 1,
+        "alerts": 1,
+        "snapshots": 1,
+        "heartbeats": 2,
+        "deployment_acks": 1,
+        "maintenance_events": 1,
+        "assets": 1,
+        "gateways": 1,
+    }
+
+
+def test_dead_letters_keep_topic_bytes_reason_and_field(db: str) -> None:
+    letter = DeadLetter(
+        "forewarn/v1/gw/g1/aggregate", b"\x00\xffnot json", "payload=...: expected valid JSON", "payload"
+    )
+    with psycopg.connect(db) as conn:
+        BatchWriter(conn).write([], [letter])
+        row = conn.execute("SELECT topic, payload, reason, field, received_at FROM dead_letters").fetchone()
+    assert row is not None
+    assert row[:4] == (letter.topic, letter.payload, letter.reason, "payload")
+    assert row[4] is not None
+
+
+def test_alert_lifecycle_raised_acknowledged_cleared(db: str) -> None:
+    ts = now_ns()
+    raised, *_ = (m for m in one_of_each("gw-a", "pump-a", ts_ns=ts) if isinstance(m, Alert))
+    cleared = Alert(
+        gateway_id="gw-a",
+        asset_id="pump-a",
+        seq=50,
+        alert_id=raised.alert_id,
+        state="cleared",
+        severity="warning",
+        ts_ns=ts + 60 * NS_PER_S,
+        score=0.2,
+        threshold=1.0,
+        model_version="3",
+        model_kind="onnx",
+    )
+    early_clear = Alert(
+        gateway_id="gw-a",
+        asset_id="pump-a",
+        seq=60,
+        alert_id="late-raise",
+        state="cleared",
+        severity="info",
+        ts_ns=ts,
+        score=0.1,
+        threshold=1.0,
+        model_version="3",
+        model_kind="onnx",
+    )
+    with psycopg.connect(db) as conn:
+        writer = BatchWriter(conn)
+        writer.write([raised])
+        assert [a.state for a in open_alerts(conn)] == ["open"]
+        assert acknowledge_alert(
+            conn, gateway_id="gw-a", alert_id=raised.alert_id, by="ana", comment="looking"
+        )
+        assert not acknowledge_alert(conn, gateway_id="gw-a", alert_id=raised.alert_id, by="bob")
+        with pytest.raises(ContractError):
+            acknowledge_alert(conn, gateway_id="gw-a", alert_id=raised.alert_id, by=" ")
+        (alert,) = open_alerts(conn, asset_id="pump-a")
+        assert (alert.state, alert.acknowledged_by, alert.comment) == ("acknowledged", "ana", "looking")
+        writer.write([cleared, cleared])
+        assert open_alerts(conn) == []
+        writer.write([early_clear])
+        writer.write([msgspec.structs.replace(raised, alert_id="late-raise", seq=61)])
+        state = conn.execute("SELECT state, raised_at IS NOT NULL FROM alerts WHERE alert_id = 'late-raise'")
+        assert state.fetchone() == ("cleared", True)  # a late "raised" fills details, never reopens
+
+
+def _history(conninfo: str, *, days: int) -> datetime:
+    start = datetime(2026, 3, 2, tzinfo=UTC)  # a Monday
+    start_ns = int(start.timestamp()) * NS_PER_S
+    per_day = 24 * 3600 // 600  # one period every 10 minutes
+    messages = []
+    for asset_index, asset_id in enumerate(("pump-h1", "fan-h2")):
+        for i in range(days * per_day):
+            seq = asset_index * 100_000 + i
+            messages.append(
+                aggregate("gw-h", asset_id, seq, start_ns + i * 600 * NS_PER_S, score=((i * 7) % 13) / 10)
+            )
+    with psycopg.connect(conninfo) as conn:
+        writer = BatchWriter(conn)
+        for chunk in range(0, len(messages), 500):
+            writer.write(messages[chunk : chunk + 500])
+    return start
+
+
+def test_series_are_the_same_from_raw_data_and_rollups(db: str) -> None:
+    start = _history(db, days=3)
+    end = start + timedelta(days=3)
+    with psycopg.connect(db, autocommit=True) as conn:
+        refresh_rollups(conn, start=start, end=end)
+        for resolution in (timedelta(hours=1), timedelta(hours=6), timedelta(days=1)):
+            raw = asset_series(conn, "pump-h1", start=start, end=end, resolution=resolution, source="raw")
+            rolled = asset_series(
+                conn, "pump-h1", start=start, end=end, resolution=resolution, source="rollup"
+            )
+            assert raw.source == "raw"
+            assert rolled.source == ("rollup_daily" if resolution == timedelta(days=1) else "rollup_hourly")
+            assert len(raw.points) == (end - start) // resolution
+            assert [p.bucket for p in raw.points] == [p.bucket for p in rolled.points]
+            for a, b in zip(raw.points, rolled.points, strict=True):
+                assert (a.n_periods, a.n_windows, a.n_above) == (b.n_periods, b.n_windows, b.n_above)
+                assert a.score_max == b.score_max
+                assert a.score_mean == pytest.approx(b.score_mean, rel=1e-9)
+        auto = asset_series(conn, "pump-h1", start=start, end=end, resolution=timedelta(hours=1))
+        assert auto.source == "rollup_hourly"
+        short = asset_series(
+            conn, "pump-h1", start=start, end=start + timedelta(hours=5), resolution=timedelta(minutes=30)
+        )
+        assert short.source == "raw"
+        assert sum(p.n_periods for p in short.points) == 30
+        # a refresh is idempotent and picks up late rows
+        refresh_rollups(conn, start=start, end=end)
+        again = asset_series(
+            conn, "pump-h1", start=start, end=end, resolution=timedelta(days=1), source="rollup"
+        )
+        assert [p.n_periods for p in again.points] == [144, 144, 144]
+        with pytest.raises(ContractError):
+            asset_series(
+                conn, "pump-h1", start=start, end=end, resolution=timedelta(minutes=5), source="rollup"
+            )
+
+
+def test_feature_matrix_reads_back_what_was_written(db: str) -> None:
+    ts = now_ns() - 3600 * NS_PER_S
+    messages = [aggregate("gw-f", "pump-f", seq, ts + seq * PERIOD_NS) for seq in range(50)]
+    with psycopg.connect(db) as conn:
+        BatchWriter(conn).write(messages)
+        matrix = feature_matrix(
+            conn, ["pump-f"], start=datetime.fromtimestamp(ts / NS_PER_S - 1, UTC), end=datetime.now(UTC)
+        )
+    assert matrix.feature_names == DEFAULT_SPEC.feature_names
+    assert matrix.values.shape == (50, len(DEFAULT_SPEC.feature_names))
+    assert matrix.values[7, 2] == pytest.approx(messages[7].features[DEFAULT_SPEC.feature_names[2]].mean)
+    assert list(matrix.period_start_ns[:2]) == [ts // 1000 * 1000, (ts + PERIOD_NS) // 1000 * 1000]
+
+
+def test_fleet_status_gateway_health_and_asset_metadata(db: str) -> None:
+    with psycopg.connect(db) as conn:
+        BatchWriter(conn).write(one_of_each("gw-q", "pump-q"))
+        upsert_site(conn, "plant-1", name="Plant 1")
+        assert update_asset(
+            conn, "pump-q", asset_type="pump", line="L2", criticality="high", site_id="plant-1"
+        )
+        assert not update_asset(conn, "nope", line="L1")
+        with pytest.raises(ContractError):
+            update_asset(conn, "pump-q", criticality="extreme")
+        (status,) = fleet_status(conn)
+        assert (status.asset_id, status.asset_type, status.line, status.criticality) == (
+            "pump-q",
+            "pump",
+            "L2",
+            "high",
+        )
+        assert (status.site_id, status.gateway_id, status.gateway_state) == ("plant-1", "gw-q", "online")
+        assert status.open_alerts == 1
+        assert status.last_score_mean == pytest.approx(0.5)
+        (health,) = gateway_health(conn)
+        assert health.state == "online"
+        assert not health.is_stale
+        assert health.metrics == {}  # the newer heartbeat (with seq) is the latest state
+        (stale,) = gateway_health(conn, now=datetime.now(UTC) + timedelta(hours=1))
+        assert stale.is_stale
+
+
+def test_upkeep_creates_partitions_ahead_and_drops_expired_ones(db: str) -> None:
+    old = now_ns() - 400 * 24 * 3600 * NS_PER_S
+    with psycopg.connect(db) as conn:
+        BatchWriter(conn).write([aggregate("gw-r", "pump-r", 1, old)])
+    storage = StorageSettings.model_validate({"retention_days": 365, "partitions_ahead_days": 14})
+    with psycopg.connect(db, autocommit=True) as conn:
+        run_upkeep(conn, storage)
+        names = [
+            row[0]
+            for row in conn.execute(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = 'aggregates'::regclass ORDER BY 1"
+            )
+        ]
+        assert conn.execute("SELECT count(*) FROM aggregates").fetchone() == (0,)
+    assert len(names) == 3  # this week and the two ahead; the expired one is gone
+
+
+def test_receive_maximum_above_queue_size_is_refused() -> None:
+    with pytest.raises(ConfigError, match="receive_maximum"):
+        load_settings(
+            CloudSettings,
+            environ={},
+            overrides={"mqtt": {"receive_maximum": 100}, "ingest": {"queue_size": 50}},
+        )
