@@ -25,12 +25,14 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]  # ships no type hints
+
 from edge_agent.disk_queue import DiskQueue, Outbound
 from edge_agent.forwarder import Forwarder
 from edge_agent.heartbeat import Heartbeat, Readings, offline_status
 from edge_agent.intake import Intake, Received
 from edge_agent.model_store import ModelStore
-from edge_agent.pipeline import Pipeline
+from edge_agent.pipeline import Pipeline, PipelineMetrics
 from edge_agent.quarantine import Quarantine
 from edge_agent.settings import EdgeSettings
 from shared import topics
@@ -63,8 +65,8 @@ class PipelineLike(Protocol):
         ...
 
     @property
-    def metrics(self) -> object:
-        """Counters (a dataclass or an object with numeric attributes)."""
+    def metrics(self) -> PipelineMetrics:
+        """The pipeline's counters."""
         ...
 
 
@@ -168,7 +170,8 @@ class EdgeAgent:
     # --- lifecycle ---------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Connect both brokers and start every thread."""
+        """Connect both brokers and start every thread (limits the process's BLAS threads first)."""
+        threadpool_limits(limits=self.settings.blas_threads, user_api="blas")
         self.forwarder.start()
         self.heartbeat.start()
         self._scorer = threading.Thread(target=self._score_loop, name="edge-scorer", daemon=True)
@@ -325,12 +328,7 @@ class EdgeAgent:
         _flatten("agent", self.metrics, metrics)
         _flatten("intake", self.intake.metrics, metrics)
         metrics["intake.queue_depth"] = float(self.intake.queue.qsize())
-        pipeline_metrics = self.pipeline.metrics
-        as_dict = getattr(pipeline_metrics, "as_dict", None)
-        if callable(as_dict):
-            metrics.update(as_dict())
-        else:
-            _flatten("pipeline", pipeline_metrics, metrics)
+        metrics.update(self.pipeline.metrics.as_dict())
         stats = self.disk_queue.stats()
         metrics["queue.depth"] = float(stats.depth)
         metrics["queue.bytes"] = float(stats.bytes)

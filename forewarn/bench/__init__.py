@@ -12,5 +12,6 @@ __all__ = ["SUITES"]
 SUITES: dict[str, str] = {
     "contracts": "forewarn.bench.contracts:run",
     "sim": "forewarn.bench.sim:run",
+    "edge": "forewarn.bench.edge:run",
     "retrain": "forewarn.bench.retrain:run",
 }
