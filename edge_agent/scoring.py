@@ -16,6 +16,7 @@ Neither scorer mutates shared state while scoring, so a scorer can be swapped by
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from typing import Literal, Protocol
@@ -28,7 +29,9 @@ from shared.errors import ContractError, ModelVerificationError
 from shared.messages import Contribution, ModelManifest
 
 __all__ = [
+    "FEATURE_CENTER_KEY",
     "FEATURE_ERROR_OUTPUT",
+    "FEATURE_SCALE_KEY",
     "BaselineScorer",
     "OnnxScorer",
     "Scorer",
@@ -39,6 +42,10 @@ logger = logging.getLogger(__name__)
 
 FEATURE_ERROR_OUTPUT = "feature_error"
 """Name of the optional graph output with each feature's share of the score, shape (n, F)."""
+FEATURE_CENTER_KEY = "forewarn.feature_center"
+FEATURE_SCALE_KEY = "forewarn.feature_scale"
+"""Optional ONNX metadata: JSON lists of each feature's training median and robust scale (the fallback
+for contributions when the graph has no `feature_error` output)."""
 
 _MAX_ABS = 1e12  # scores and contributions are clipped to this, so they always fit a message's FiniteFloat
 _MAX_Z = 1e6
@@ -260,8 +267,10 @@ class OnnxScorer:
     """Scores with a model whose ONNX graph computes the anomaly score itself.
 
     The graph takes `manifest.input_name` (n, F) float32 and returns `manifest.output_name`, (n,) or (n, 1).
-    If it also returns `feature_error` (n, F), contributions are each feature's share of the score. The
-    session is created once and never changed; onnxruntime allows concurrent `run` calls on one session.
+    If it also returns `feature_error` (n, F), contributions are each feature's share of the score; else,
+    if its metadata holds the training statistics (`forewarn.feature_center`, `forewarn.feature_scale`),
+    they are robust z-scores against them; else there are none. The session is created once and never
+    changed; onnxruntime allows concurrent `run` calls on one session.
 
     Args:
         model: the serialized ONNX model (the artifact whose sha256 the manifest names).
@@ -301,6 +310,25 @@ class OnnxScorer:
                 "features", f"the graph takes {width} features, the manifest names {len(self.feature_names)}"
             )
         self._has_feature_error = FEATURE_ERROR_OUTPUT in outputs
+        self._center, self._scale = self._training_statistics()
+
+    def _training_statistics(self) -> tuple[npt.NDArray[np.float64] | None, npt.NDArray[np.float64] | None]:
+        """The per-feature training median and scale from the model's metadata, if present and sane."""
+        props = self._session.get_modelmeta().custom_metadata_map
+        try:
+            center = np.array(json.loads(props[FEATURE_CENTER_KEY]), dtype=np.float64)
+            scale = np.array(json.loads(props[FEATURE_SCALE_KEY]), dtype=np.float64)
+        except (KeyError, ValueError, TypeError):
+            return None, None
+        width = len(self.feature_names)
+        if (
+            center.shape != (width,)
+            or scale.shape != (width,)
+            or not (np.isfinite(center).all() and (scale > 0).all())
+        ):
+            logger.warning("model %s has unusable training statistics in its metadata; ignored", self.version)
+            return None, None
+        return center, scale
 
     def score(self, features: FloatArray) -> FloatArray:
         """Scores of a (n, F) float32 batch, shape (n,); non-finite results become +1e12."""
@@ -312,12 +340,15 @@ class OnnxScorer:
         )
 
     def contributions(self, row: FloatArray, top_k: int = 3) -> list[Contribution]:
-        """Features with the largest per-feature error, if the graph exposes it; else an empty list."""
+        """Features with the largest per-feature error, else the largest robust z, else an empty list."""
         batch = _as_batch(row, len(self.feature_names))
-        if not self._has_feature_error:
-            return []
-        (errors,) = self._session.run([FEATURE_ERROR_OUTPUT], {self.manifest.input_name: batch[:1]})
-        weights = np.asarray(errors, dtype=np.float64).reshape(-1)
-        if weights.shape[0] != len(self.feature_names):
-            return []
-        return _top_contributions(self.feature_names, batch[0], weights, top_k)
+        if self._has_feature_error:
+            (errors,) = self._session.run([FEATURE_ERROR_OUTPUT], {self.manifest.input_name: batch[:1]})
+            weights = np.asarray(errors, dtype=np.float64).reshape(-1)
+            if weights.shape[0] == len(self.feature_names):
+                return _top_contributions(self.feature_names, batch[0], weights, top_k)
+        if self._center is not None and self._scale is not None:
+            z = (batch[0].astype(np.float64) - self._center) / self._scale
+            z = np.clip(np.nan_to_num(z, nan=_MAX_Z, posinf=_MAX_Z, neginf=-_MAX_Z), -_MAX_Z, _MAX_Z)
+            return _top_contributions(self.feature_names, batch[0], z, top_k)
+        return []

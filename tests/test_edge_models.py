@@ -9,6 +9,7 @@ from pathlib import Path
 
 import msgspec
 import numpy as np
+import onnx
 import pytest
 
 from cloud_service.modeling import (
@@ -273,6 +274,34 @@ def test_onnx_scorer_refuses_rows_of_the_wrong_width(models: dict[int, ModelArti
     with pytest.raises(ContractError) as caught:
         loaded.scorer.score(np.zeros((2, 5), dtype=np.float32))
     assert caught.value.field == "features"
+
+
+def _without_feature_error(model: bytes, *, keep_metadata: bool) -> bytes:
+    proto = onnx.load_from_string(model)
+    kept = [output for output in proto.graph.output if output.name != "feature_error"]
+    del proto.graph.output[:]
+    proto.graph.output.extend(kept)
+    if not keep_metadata:
+        del proto.metadata_props[:]
+    serialized: bytes = proto.SerializeToString()
+    return serialized
+
+
+def _scorer_without_feature_error(artifact: ModelArtifact, *, keep_metadata: bool) -> OnnxScorer:
+    blob = _without_feature_error(artifact.onnx_int8, keep_metadata=keep_metadata)
+    manifest = msgspec.structs.replace(artifact.manifest, artifact_sha256=hashlib.sha256(blob).hexdigest())
+    return verify_model(manifest, blob).scorer
+
+
+def test_contributions_fall_back_to_robust_z_from_the_model_metadata(
+    models: dict[int, ModelArtifact],
+) -> None:
+    row = synthetic_features(1, fault="imbalance", severity=2.0, seed=7)[0]
+    top = _scorer_without_feature_error(models[1], keep_metadata=True).contributions(row, top_k=3)
+    assert len(top) == 3
+    assert top[0].feature.startswith("vibration.")
+    assert abs(top[0].contribution) > 3.0
+    assert _scorer_without_feature_error(models[1], keep_metadata=False).contributions(row) == []
 
 
 # -- BaselineScorer ------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ PCA's `transform`, not the reconstruction), so the graph's output is the score i
 
 from __future__ import annotations
 
+import json
 from typing import Self
 
 import numpy as np
@@ -33,7 +34,12 @@ from sklearn.base import BaseEstimator
 from sklearn.decomposition import PCA
 from sklearn.exceptions import NotFittedError
 
-__all__ = ["ONNX_OPSET", "PcaReconstructionDetector", "to_onnx"]
+__all__ = ["FEATURE_CENTER_KEY", "FEATURE_SCALE_KEY", "ONNX_OPSET", "PcaReconstructionDetector", "to_onnx"]
+
+FEATURE_CENTER_KEY = "forewarn.feature_center"
+FEATURE_SCALE_KEY = "forewarn.feature_scale"
+"""ONNX metadata keys: JSON lists of each raw feature's training median and robust scale, so a scorer can
+explain a score by robust z even for a graph without a `feature_error` output."""
 
 ONNX_OPSET = 17
 _IQR_TO_SIGMA = 1.349
@@ -42,6 +48,17 @@ _LOG_FLOOR = 1e-30  # log(max(x + offset, floor)) stays finite whatever comes in
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
+
+
+def _robust_scale(values: F64, center: F64) -> F64:
+    """Per column: max(IQR / 1.349, (q99 - q1) / 4.65, 1e-3 (1 + |center|)).
+
+    The first two are both a Gaussian's standard deviation; the second keeps heavy tails from scoring high.
+    """
+    q01, q25, q75, q99 = np.quantile(values, [0.01, 0.25, 0.75, 0.99], axis=0)
+    floor = 1e-3 * (1.0 + np.abs(center))
+    scale: F64 = np.maximum.reduce([(q75 - q25) / _IQR_TO_SIGMA, (q99 - q01) / _TAIL_SPAN_SIGMAS, floor])
+    return scale
 
 
 class PcaReconstructionDetector(BaseEstimator):  # type: ignore[misc]  # sklearn is untyped
@@ -63,14 +80,14 @@ class PcaReconstructionDetector(BaseEstimator):  # type: ignore[misc]  # sklearn
         x = np.asarray(features, dtype=np.float64)
         if x.ndim != 2 or x.shape[0] < 8 or not np.isfinite(x).all():
             raise ValueError(f"features must be a finite (n >= 8, F) array, got shape {x.shape}")
+        self.raw_center_ = np.median(x, axis=0)
+        self.raw_scale_ = _robust_scale(x, self.raw_center_)
         self.log_mask_ = (x > 0.0).all(axis=0)
         self.log_offset_ = np.where(self.log_mask_, np.median(x, axis=0), 0.0)
         t = self._logs(x)
-        q01, q25, center, q75, q99 = np.quantile(t, [0.01, 0.25, 0.5, 0.75, 0.99], axis=0)
-        floor = 1e-3 * (1.0 + np.abs(center))
-        self.center_ = center
-        self.scale_ = np.maximum.reduce([(q75 - q25) / _IQR_TO_SIGMA, (q99 - q01) / _TAIL_SPAN_SIGMAS, floor])
-        z = (t - center) / self.scale_
+        self.center_ = np.median(t, axis=0)
+        self.scale_ = _robust_scale(t, self.center_)
+        z = (t - self.center_) / self.scale_
         full = PCA(svd_solver="full").fit(z)
         cumulative = np.cumsum(full.explained_variance_ratio_)
         wanted = int(np.searchsorted(cumulative, self.explained_variance) + 1)
@@ -196,6 +213,13 @@ def to_onnx(
         doc_string="PCA SPE + T² anomaly score over log/robust-scaled features (forewarn)",
     )
     model.ir_version = 8
+    helper.set_model_props(
+        model,
+        {
+            FEATURE_CENTER_KEY: json.dumps([float(v) for v in detector.raw_center_]),
+            FEATURE_SCALE_KEY: json.dumps([float(v) for v in detector.raw_scale_]),
+        },
+    )
     onnx.checker.check_model(model, full_check=True)
     serialized: bytes = model.SerializeToString()
     return serialized
