@@ -59,6 +59,14 @@ def _scenario(args: argparse.Namespace) -> Scenario:
     return scenario.with_changes(seed=args.seed, start_ns=start_ns)
 
 
+def _speed(value: float) -> float:
+    if not value >= 0.0 or value == float("inf"):
+        raise ConfigError(
+            "--speed", value, "a finite factor >= 0 (0: as fast as possible)", "the command line"
+        )
+    return value
+
+
 def _progress_line(label: str, stats: PublishStats, fraction: float | None) -> None:
     done = f"{100 * fraction:5.1f}% " if fraction is not None else ""
     at = iso_time(stats.last_ts_ns) if stats.last_ts_ns else "-"
@@ -83,7 +91,7 @@ def _run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     scenario = _scenario(args)
     scenario.check_not_future()
-    speed = scenario.spec.time.speed if args.speed is None else args.speed
+    speed = scenario.spec.time.speed if args.speed is None else _speed(args.speed)
     span_ns = max(1, scenario.end_ns - scenario.start_ns)
     truth_file = args.truth.open("w", encoding="utf-8") if args.truth else None
 
@@ -170,7 +178,7 @@ def _replay(args: argparse.Namespace) -> int:
         stats = publish_stream(
             messages,
             publisher,
-            speed=args.speed,
+            speed=_speed(args.speed),
             progress=progress,
             progress_interval_s=settings.progress_interval_s,
         )
