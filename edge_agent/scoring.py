@@ -189,24 +189,25 @@ class BaselineScorer:
         """Learn from a (n, F) batch of rows; rows with NaN or inf are ignored."""
         batch = _as_batch(features, len(self.feature_names)).astype(np.float64)
         batch = batch[np.isfinite(batch).all(axis=1)]
-        for row in batch:
-            self._add(row)
+        self._add(batch)
         self._since_fit += len(batch)
         if self._n_seen >= self.warmup_windows and (
             self.center_ is None or self._since_fit >= self.refit_every
         ):
             self._fit()
 
-    def _add(self, row: npt.NDArray[np.float64]) -> None:
-        """Reservoir sampling (algorithm R): every row seen has the same chance to be kept."""
+    def _add(self, rows: npt.NDArray[np.float64]) -> None:
+        """Reservoir sampling (algorithm R), vectorised: every row seen has the same chance to be kept."""
         capacity = len(self._reservoir)
-        if self._n_seen < capacity:
-            self._reservoir[self._n_seen] = row
-        else:
-            slot = int(self._rng.integers(0, self._n_seen + 1))
-            if slot < capacity:
-                self._reservoir[slot] = row
-        self._n_seen += 1
+        n_fill = max(0, min(capacity - self._n_seen, len(rows)))
+        self._reservoir[self._n_seen : self._n_seen + n_fill] = rows[:n_fill]
+        rest = rows[n_fill:]
+        if len(rest):
+            seen_before = self._n_seen + n_fill + np.arange(len(rest))  # rows seen before each of `rest`
+            slots = (self._rng.random(len(rest)) * (seen_before + 1)).astype(np.int64)
+            kept = slots < capacity
+            self._reservoir[slots[kept]] = rest[kept]  # later rows win a shared slot, as sequentially
+        self._n_seen += len(rows)
 
     def _fit(self) -> None:
         sample = self._reservoir[: min(self._n_seen, len(self._reservoir))]
