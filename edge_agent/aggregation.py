@@ -2,7 +2,8 @@
 
 Periods are aligned to multiples of the period since the epoch. A window belongs to the period holding
 its last sample. A period is emitted when a window of a different period arrives (normally the next one;
-after a clock step backwards an earlier one, which then starts a new period of its own) or on `flush`.
+after a clock step backwards an earlier one, which then starts a new period of its own), on `flush`, or
+(driven by the pipeline) when other assets' data has moved a whole period past its end.
 Accumulation is vectorised over each run of consecutive windows of one period.
 """
 
@@ -132,6 +133,11 @@ class PeriodAggregator:
         if self._open is None:
             self._open = _Period(index, len(self.feature_names))
         self._open.add(windows, lo, hi)
+
+    @property
+    def open_end_ns(self) -> int | None:
+        """End of the open period (None if no period is open)."""
+        return None if self._open is None else (self._open.index + 1) * self.period_ns
 
     def flush(self) -> list[Aggregate]:
         """Emit the open period, if any."""

@@ -604,8 +604,20 @@ class Pipeline:
                 self._learn(asset, asset.baseline, rows, row_scores, end_ns[scored_rows])
             self._alerts(asset, scorer, rows, row_scores, end_ns[scored_rows], out)
         aggregates = asset.aggregator.add(windows)
+        self._close_stale_periods(int(end_ns.max()), aggregates)
         metrics.aggregates += len(aggregates)
         out.extend(aggregates)
+
+    def _close_stale_periods(self, latest_ns: int, out: list[Aggregate]) -> None:
+        """Emit the open periods of silent assets once the gateway's data is a whole period past them.
+
+        An asset with windows still waiting to be scored is left alone: they may belong to its open period.
+        """
+        for asset in self._assets.values():
+            end_ns = asset.aggregator.open_end_ns
+            is_stale = end_ns is not None and end_ns + asset.aggregator.period_ns <= latest_ns
+            if is_stale and not asset.pending.count:
+                out.extend(asset.aggregator.flush())
 
     def _count_unscored(self, reason: str, count: int) -> None:
         if count:

@@ -527,3 +527,22 @@ def test_settings_reject_duplicate_sensors_and_k_above_n() -> None:
         )
     with pytest.raises(ValueError, match="k"):
         settings().alerts.model_validate({"k": 6, "n": 5})
+
+
+def test_a_silent_assets_period_is_closed_once_other_data_is_a_period_past_it() -> None:
+    rng = np.random.default_rng(10)
+    assets = [
+        asset_settings("pump-1", with_temperature=False),
+        asset_settings("pump-2", with_temperature=False),
+    ]
+    run = Run()
+    pipeline = Pipeline(settings=settings(assets), gateway_id="gw-1", models=None, on_reject=run.on_reject)
+    pump1 = Stream("pump-1", "vibration", VIB_RATE, healthy(rng), 8192)
+    pump2 = Stream("pump-2", "vibration", VIB_RATE, healthy(rng), 8192)
+    run.feed(pipeline, [pump1.next(), pump2.next()])  # both send 1 s, then pump-1 falls silent
+    run.feed(pipeline, [pump2.next() for _ in range(19)])  # pump-2 goes on to 20 s
+    assert [(a.asset_id, a.period_start_ns - T0_NS) for a in run.aggregates] == [
+        ("pump-2", 0),
+        ("pump-1", 0),  # closed once pump-2's data reached 20 s, a whole period after it ended
+    ]
+    assert run.aggregates[1].score.n_windows == 8
