@@ -210,6 +210,8 @@ def test_unreachable_broker_is_a_clear_error(capsys: pytest.CaptureFixture[str])
         publisher.publish(Message("x", b"", 0, 0))
     assert main(["sim", "run", "--scenario", "smoke", "--broker", "http://nowhere"]) == 2
     assert "mqtt://" in capsys.readouterr().err
+    assert main(["sim", "run", "--scenario", "smoke", "--speed", "-2", "--broker", "mqtt://127.0.0.1:1"]) == 2
+    assert "--speed" in capsys.readouterr().err
 
 
 def test_bench_sim_reports_publish_and_export_rates() -> None:
