@@ -1,0 +1,1 @@
+"""Bundled scenario files (`smoke`, `plant`, `stress`), shipped as package data."""
