@@ -109,7 +109,8 @@ class PipelineMetrics:
 
     `rejected` counts batches per reason; `stream_rejected` the same per `asset/sensor` (known streams
     only, so a flood of made-up names cannot grow it). `windows_unscored` counts windows cut but not
-    scored: `incomplete` (a joined sensor had no usable data), `nonfinite_features`, `feature_mismatch`.
+    scored: `incomplete` (a joined sensor had no usable data), `nonfinite_features`, `feature_mismatch`,
+    `scorer_error` (the model raised; logged with its traceback).
     """
 
     batches_in: int = 0
@@ -452,6 +453,9 @@ class Pipeline:
         if windower is None:  # every sensor is either joined or the driver
             return
         if restart:
+            if asset.pending.count:  # score them while the history their snapshots need is there
+                self._compute(asset, out)
+                self._update_deadline()
             windower.restart()
             if asset.history is not None:
                 self._finish_snapshots(asset, out, force=True)
@@ -586,7 +590,14 @@ class Pipeline:
             if columns is not None:
                 rows = rows[:, columns]
             rows = np.ascontiguousarray(rows)
-            scores[scored_rows] = scorer.score(rows)
+            try:
+                scores[scored_rows] = scorer.score(rows)
+            except Exception:  # a broken model must not stop the pipeline: the windows stay unscored
+                logger.exception(
+                    "scorer %s failed on %d windows of %s", scorer.version, len(rows), asset.asset_id
+                )
+                self._count_unscored("scorer_error", len(scored_rows))
+                scored_rows = scored_rows[:0]
             metrics.windows_scored += len(scored_rows)
         windows = ScoredWindows(
             end_ns=end_ns,
@@ -716,6 +727,8 @@ class Pipeline:
             before = snap.max_samples * before // (before + after)
             after = snap.max_samples - before
         end = int(history.index_before(np.array([alert.ts_ns], dtype=np.int64))[0])
+        if end <= history.first_index:  # the alert's window is no longer in the history
+            return
         asset.snapshot_requests.append(_SnapshotRequest(alert.alert_id, end - before, end + after))
         self._finish_snapshots(asset, out, force=False)
 

@@ -546,3 +546,25 @@ def test_a_silent_assets_period_is_closed_once_other_data_is_a_period_past_it() 
         ("pump-1", 0),  # closed once pump-2's data reached 20 s, a whole period after it ended
     ]
     assert run.aggregates[1].score.n_windows == 8
+
+
+def test_a_model_that_raises_leaves_its_windows_unscored_and_the_pipeline_running() -> None:
+    rng = np.random.default_rng(12)
+    models = SwitchableModels()
+    run = Run()
+    pipeline = Pipeline(
+        settings=settings([_vibration_only()]), gateway_id="gw-1", models=models, on_reject=run.on_reject
+    )
+
+    class Broken(RecordingScorer):
+        def score(self, features: F32) -> F32:
+            raise RuntimeError("onnxruntime says no")
+
+    models.activate(Broken(pipeline.feature_names("pump-1"), version="pump-1:v9"))
+    vib = Stream("pump-1", "vibration", VIB_RATE, healthy(rng), 1024)
+    run.feed(pipeline, [vib.next() for _ in range(5)])
+    assert pipeline.metrics.windows_unscored == {"scorer_error": 5}
+    working = RecordingScorer(pipeline.feature_names("pump-1"), version="pump-1:v10")
+    models.activate(working)
+    run.feed(pipeline, [vib.next() for _ in range(5)])
+    assert working.n_rows == pipeline.metrics.windows_scored == 5
