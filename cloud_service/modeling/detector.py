@@ -109,8 +109,10 @@ class PcaReconstructionDetector(BaseEstimator):  # type: ignore[misc]  # sklearn
         result: F64 = np.where(self.log_mask_, logged, x)
         return result
 
-    def _squared_residuals(self, z: F64) -> F64:
-        residual = z - self.pca_.inverse_transform(self.pca_.transform(z))
+    def _squared_residuals(self, z: F64, projection: F64 | None = None) -> F64:
+        if projection is None:
+            projection = self.pca_.transform(z)
+        residual = z - self.pca_.inverse_transform(projection)
         squared: F64 = residual * residual
         return squared
 
@@ -129,8 +131,8 @@ class PcaReconstructionDetector(BaseEstimator):  # type: ignore[misc]  # sklearn
     def score_samples(self, features: npt.ArrayLike) -> F64:
         """Anomaly score of each row: (SPE / healthy median SPE + T² / k) / 2, about 1 when healthy."""
         z = self.scaled(features)
-        spe = (self._squared_residuals(z) * self.spe_weight_).sum(axis=1)
         projection = self.pca_.transform(z)
+        spe = (self._squared_residuals(z, projection) * self.spe_weight_).sum(axis=1)
         scores: F64 = spe + (projection * projection * self.t2_weights_).sum(axis=1)
         return scores
 
