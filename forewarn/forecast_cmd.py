@@ -21,6 +21,7 @@ from cloud_service.forecasting.csvio import (
     write_predictions,
 )
 from cloud_service.forecasting.data import History
+from cloud_service.forecasting.errors import DataFileError
 from cloud_service.forecasting.metrics import evaluate_predictions
 from cloud_service.forecasting.store import load_model, save_model
 from shared.errors import ConfigError
@@ -76,6 +77,11 @@ def _fit(args: argparse.Namespace) -> int:
     telemetry = read_telemetry(
         args.telemetry, id_column=args.id_column, time_column=args.time_column, progress=progress
     )
+    for name in config.condition_columns:
+        if name not in telemetry.columns:
+            raise DataFileError(
+                args.telemetry, 1, name, "condition column (--condition-columns) not in the header"
+            )
     events = read_events(
         args.events, time_kind=telemetry.time_kind, id_column=args.id_column, time_column=args.time_column
     )

@@ -21,7 +21,6 @@ __all__ = ["PER_SENSOR_FEATURES", "feature_names", "trailing_features"]
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
-MEAN_WINDOWS = (5, 20)
 STD_WINDOW = 20
 SLOPE_WINDOWS = (20, 60)
 BASELINE_ROWS = 10
@@ -47,28 +46,32 @@ def trailing_features(
         life_start_time: for each row, the time its life started.
     """
     n, k = z.shape
+    stride = len(PER_SENSOR_FEATURES)
+    out = np.empty((n, k * stride + len(GLOBAL_FEATURES)), dtype=np.float32)
     index = np.arange(n)
     filled = _forward_fill(z, life_start)
-    age = time - life_start_time
-    columns: dict[str, FloatArray] = {"value": filled}
-    for window in MEAN_WINDOWS:
-        columns[f"mean{window}"] = _window_mean(filled, _window_start(index, life_start, window))
-    start = _window_start(index, life_start, STD_WINDOW)
-    columns[f"std{STD_WINDOW}"] = _window_std(filled, start)
     local_time = time - time[life_start]
-    for window in SLOPE_WINDOWS:
-        columns[f"slope{window}"] = _window_slope(
-            filled, local_time, _window_start(index, life_start, window)
-        )
-    baseline_end = np.minimum(index, life_start + BASELINE_ROWS - 1)
-    baseline = _range_mean(filled, life_start, baseline_end)
-    columns["drift"] = columns["mean20"] - baseline
-    out = np.empty((n, k * len(PER_SENSOR_FEATURES) + len(GLOBAL_FEATURES)), dtype=np.float32)
+    mean20 = _window_mean(filled, _window_start(index, life_start, 20))
+    baseline = _range_mean(filled, life_start, np.minimum(index, life_start + BASELINE_ROWS - 1))
+    drift = mean20 - baseline
+    columns = {
+        "value": lambda: filled,
+        "mean5": lambda: _window_mean(filled, _window_start(index, life_start, 5)),
+        "mean20": lambda: mean20,
+        "std20": lambda: _window_std(filled, _window_start(index, life_start, STD_WINDOW)),
+        "slope20": lambda: _window_slope(
+            filled, local_time, _window_start(index, life_start, SLOPE_WINDOWS[0])
+        ),
+        "slope60": lambda: _window_slope(
+            filled, local_time, _window_start(index, life_start, SLOPE_WINDOWS[1])
+        ),
+        "drift": lambda: drift,
+    }
     for position, name in enumerate(PER_SENSOR_FEATURES):
-        out[:, position : k * len(PER_SENSOR_FEATURES) : len(PER_SENSOR_FEATURES)] = columns[name]
-    base = k * len(PER_SENSOR_FEATURES)
-    out[:, base] = np.abs(columns["drift"]).mean(axis=1) if k else 0.0
-    out[:, base + 1] = age
+        out[:, position : k * stride : stride] = columns[name]()  # one block at a time: bounded memory
+    base = k * stride
+    out[:, base] = np.abs(drift).mean(axis=1) if k else 0.0
+    out[:, base + 1] = time - life_start_time
     out[:, base + 2] = index - life_start + 1
     return out
 

@@ -135,7 +135,9 @@ def evaluate_predictions(
         alarm_threshold: p_fail at or above which an asset is in alarm (lead time).
 
     Raises:
-        ForecastDataError: if no asset is in both, or the horizon is unknown.
+        ForecastDataError: if no asset is in both.
+
+    Without a horizon (no `horizon` column, no `horizon` argument) the probability metrics are None.
     """
     forecasts: dict[str, list[PredictionRow]] = {}
     for row in predictions:
@@ -149,13 +151,9 @@ def evaluate_predictions(
     true = np.array([truth[asset_id] for asset_id in matched])
     rul = np.array([row.rul for row in last])
     h = horizon if horizon is not None else last[0].horizon
-    if h is None or not math.isfinite(h):
-        raise ForecastDataError("the predictions have no horizon column: give --horizon")
     if horizon is not None:
         forecasts = {key: [_with_horizon(row, horizon) for row in rows] for key, rows in forecasts.items()}
-    outcome = (true <= h).astype(np.float64)
-    base_rate = float(outcome.mean())
-    return {
+    figures = {
         "n_assets": len(matched),
         "n_missing": len(truth) - len(matched),
         "n_short_history": sum(row.short_history for row in last),
@@ -163,6 +161,12 @@ def evaluate_predictions(
         "mae": round(mae(rul, true), 4),
         "prognostic_score": round(prognostic_score(rul, true), 4),
         "coverage": round(coverage([row.rul_low for row in last], [row.rul_high for row in last], true), 4),
+    }
+    if not math.isfinite(h):  # no horizon column and no --horizon: no probability metrics
+        return figures | {"horizon": None, "brier": None, "brier_base_rate": None, "failure_rate": None}
+    outcome = (true <= h).astype(np.float64)
+    base_rate = float(outcome.mean())
+    return figures | {
         "horizon": h,
         "brier": round(brier([row.p_fail for row in last], outcome), 6),
         "brier_base_rate": round(base_rate * (1.0 - base_rate), 6),

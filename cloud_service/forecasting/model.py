@@ -108,7 +108,7 @@ class ForecastConfig:
     cap_fractions: tuple[float, ...] = (0.5, 0.65, 0.8)
     cv_folds: int = 3
     max_cv_rows: int = 40_000
-    max_fit_rows: int = 150_000
+    max_fit_rows: int = 80_000
     threads: int | None = 1
     seed: int = 0
 

@@ -14,4 +14,5 @@ SUITES: dict[str, str] = {
     "sim": "forewarn.bench.sim:run",
     "edge": "forewarn.bench.edge:run",
     "retrain": "forewarn.bench.retrain:run",
+    "forecast": "forewarn.bench.forecast:run",
 }

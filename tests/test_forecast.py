@@ -1,0 +1,174 @@
+"""The failure forecaster: metrics on hand-computed cases, regime normalisation, lives, the in-memory API."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cloud_service.forecasting import (
+    Event,
+    EventKind,
+    ForecastConfig,
+    ForecastDataError,
+    History,
+    ModelFormatError,
+    fit,
+    predict,
+)
+from cloud_service.forecasting.csvio import parse_time
+from cloud_service.forecasting.data import TimeKind, split_lives
+from cloud_service.forecasting.features import feature_names, trailing_features
+from cloud_service.forecasting.metrics import (
+    brier,
+    coverage,
+    evaluate_predictions,
+    mae,
+    prognostic_score,
+    rmse,
+)
+from cloud_service.forecasting.regimes import RegimeNormalizer
+from cloud_service.forecasting.store import load_model, save_model
+from cloud_service.forecasting.synthetic import make_fleet
+
+# --- metrics, on hand-computed examples -------------------------------------------------------------------
+
+
+def test_prognostic_score_penalises_late_more_than_early() -> None:
+    assert prognostic_score([110.0], [100.0]) == pytest.approx(math.e - 1)  # 10 late: exp(10/10) - 1
+    assert prognostic_score([87.0], [100.0]) == pytest.approx(math.e - 1)  # 13 early: exp(13/13) - 1
+    assert prognostic_score([100.0, 110.0, 87.0], [100.0, 100.0, 100.0]) == pytest.approx(2 * (math.e - 1))
+    assert prognostic_score([90.0], [100.0]) < prognostic_score([110.0], [100.0])
+
+
+def test_rmse_mae_coverage_brier_on_hand_computed_cases() -> None:
+    assert rmse([3.0, -4.0], [0.0, 0.0]) == pytest.approx(math.sqrt(12.5))
+    assert mae([3.0, -4.0], [0.0, 0.0]) == pytest.approx(3.5)
+    assert coverage([0.0, 5.0, 1.0], [10.0, 6.0, 2.0], [10.0, 7.0, 1.5]) == pytest.approx(2 / 3)
+    assert brier([0.8, 0.1], [1, 0]) == pytest.approx((0.04 + 0.01) / 2)
+
+
+def test_evaluate_uses_each_assets_last_forecast_and_lead_time() -> None:
+    from cloud_service.forecasting.data import PredictionRow  # noqa: PLC0415
+
+    def row(asset: str, t: float, rul: float, p: float) -> PredictionRow:
+        return PredictionRow(asset, str(t), t, rul, rul - 5, rul + 5, p, 10.0, False)
+
+    rows = [row("a", 1, 50, 0.1), row("a", 2, 8, 0.7), row("a", 3, 7, 0.9), row("b", 5, 30, 0.2)]
+    figures = evaluate_predictions(rows, {"a": 7.0, "b": 20.0})
+    assert figures["n_assets"] == 2
+    assert figures["rmse"] == pytest.approx(math.sqrt((0 + 100) / 2), rel=1e-4)
+    assert figures["coverage"] == pytest.approx(0.5)
+    assert figures["brier"] == pytest.approx((0.01 + 0.04) / 2, rel=1e-4)  # a fails within 10, b does not
+    assert figures["brier_base_rate"] == pytest.approx(0.25)
+    # a: alarm (p >= 0.5) since t=2, fails at 3 + 7 = 10, so the warning came 8 time units ahead.
+    assert figures["lead_time_mean"] == pytest.approx(8.0)
+    assert figures["warned_fraction"] == pytest.approx(1.0)
+
+
+# --- regimes, features, lives ----------------------------------------------------------------------------
+
+
+def test_regime_normalisation_removes_a_condition_driven_offset() -> None:
+    rng = np.random.default_rng(3)
+    regime = rng.integers(0, 3, size=3000)
+    conditions = np.stack([regime * 10.0, 100.0 - regime * 20.0], axis=1) + rng.normal(0, 0.1, (3000, 2))
+    offset = np.array([0.0, 50.0, -30.0])[regime]
+    sensors = np.stack([offset + rng.normal(0, 1, 3000), 2 * offset + rng.normal(0, 2, 3000)], axis=1)
+    normalizer = RegimeNormalizer(seed=0).fit(conditions, sensors)
+    z = normalizer.transform(conditions, sensors)
+    assert normalizer.n_regimes_ == 3
+    for r in range(3):
+        assert np.abs(z[regime == r].mean(axis=0)).max() < 0.1
+    assert z.std(axis=0) == pytest.approx(
+        [1.0, 1.0], abs=0.05
+    )  # without regimes it would be ~35 and ~70 / std
+
+
+def test_constant_conditions_mean_one_regime() -> None:
+    sensors = np.random.default_rng(0).normal(5.0, 2.0, size=(500, 1))
+    normalizer = RegimeNormalizer().fit(np.ones((500, 2)), sensors)
+    assert normalizer.n_regimes_ == 1
+    assert normalizer.transform(np.ones((500, 2)), sensors).mean() == pytest.approx(0.0, abs=1e-9)
+
+
+def test_trailing_features_are_causal_and_restart_with_each_life() -> None:
+    z = np.arange(8, dtype=np.float64)[:, None]
+    time = np.arange(8, dtype=np.float64)
+    life_start = np.array([0, 0, 0, 0, 4, 4, 4, 4])
+    x = trailing_features(z, time, life_start, time[life_start])
+    names = feature_names(["s"])
+    column = {name: x[:, i] for i, name in enumerate(names)}
+    assert column["s:mean5"][3] == pytest.approx(1.5)  # rows 0..3
+    assert column["s:mean5"][4] == pytest.approx(4.0)  # a new life: only row 4
+    assert column["s:slope20"][3] == pytest.approx(1.0)
+    assert column["s:slope20"][4] == pytest.approx(0.0)  # a single row has no slope
+    assert column["age"].tolist() == [0, 1, 2, 3, 0, 1, 2, 3]
+
+
+def test_lives_are_cut_at_maintenance_and_failure() -> None:
+    history = History.from_arrays(
+        ["a"] * 6,
+        [1, 2, 3, 4, 5, 6],
+        np.zeros((6, 1)),
+        columns=["s"],
+        events=[Event("a", 2.5, EventKind.MAINTENANCE), Event("a", 5.0, EventKind.FAILURE)],
+    )
+    lives = split_lives(history)
+    assert [(life.start, life.stop, life.failed) for life in lives] == [
+        (0, 2, False),
+        (2, 5, True),
+        (5, 6, False),
+    ]
+    assert lives[1].start_time == 2.5
+    assert lives[1].end_time == 5.0
+
+
+def test_iso_time_is_hours_since_the_epoch_and_naive_means_utc() -> None:
+    one, kind = parse_time("2026-01-01T01:00:00Z", None) or (0.0, TimeKind.NUMERIC)
+    zero, _ = parse_time("2026-01-01T00:00:00", None) or (0.0, TimeKind.NUMERIC)
+    assert kind is TimeKind.ISO
+    assert one - zero == pytest.approx(1.0)
+    assert parse_time("12.5", None) == (12.5, TimeKind.NUMERIC)
+    assert parse_time("2026-01-01", TimeKind.NUMERIC) is None
+
+
+# --- the in-memory API a scheduled job uses ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_model() -> tuple[object, History]:
+    fleet = make_fleet(16, mean_life=80.0, censored_fraction=0.2, maintained_fraction=0.2, seed=5)
+    model = fit(fleet.history, ForecastConfig(condition_columns=fleet.condition_columns, horizon=15.0))
+    return model, fleet.history
+
+
+def test_fit_and_predict_on_in_memory_history(small_model: tuple[object, History]) -> None:
+    model, history = small_model
+    forecasts = predict(model, history)  # type: ignore[arg-type]
+    assert len(forecasts) == len(history.assets)
+    for item in forecasts:
+        assert 0.0 <= item.rul_low <= item.rul <= item.rul_high
+        assert 0.0 <= item.p_fail <= 1.0
+    every = predict(model, history, all_times=True)  # type: ignore[arg-type]
+    assert len(every) == history.n_rows
+
+
+def test_model_directory_round_trip_and_version_check(
+    small_model: tuple[object, History], tmp_path: Path
+) -> None:
+    model, history = small_model
+    metadata = save_model(model, tmp_path / "m")  # type: ignore[arg-type]
+    loaded = load_model(tmp_path / "m")
+    assert [f.rul for f in predict(loaded, history)] == [f.rul for f in predict(model, history)]  # type: ignore[arg-type]
+    metadata.write_text(metadata.read_text().replace('"format_version": 1', '"format_version": 99'))
+    with pytest.raises(ModelFormatError, match="format version 99"):
+        load_model(tmp_path / "m")
+
+
+def test_too_few_failures_is_a_clear_error() -> None:
+    fleet = make_fleet(5, mean_life=40.0, censored_fraction=1.0, seed=1)
+    with pytest.raises(ForecastDataError, match="run-to-failure"):
+        fit(fleet.history)
