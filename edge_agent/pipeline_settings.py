@@ -128,7 +128,7 @@ class SnapshotSettings(BaseModel, frozen=True, extra="forbid"):
         default=16_384,
         ge=1,
         le=65_536,
-        description="At most this many samples per snapshot (the latest are kept).",
+        description="At most this many samples per snapshot (before and after shrink in proportion).",
     )
 
 
