@@ -82,7 +82,8 @@ def _summary(label: str, stats: PublishStats) -> None:
     print(
         f"{label}: done: {stats.messages} messages ({stats.events} events), {stats.samples} samples,"
         f" {stats.bytes} bytes in {stats.elapsed_s:.1f} s ({stats.samples_per_s / 1e6:.2f} M samples/s);"
-        f" not connected: {stats.not_connected}; transport faults injected: {faults}",
+        f" dropped while disconnected: {stats.not_connected + stats.lost_on_disconnect};"
+        f" transport faults injected: {faults}",
         file=sys.stderr,
     )
 

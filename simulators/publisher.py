@@ -51,6 +51,7 @@ class PublishStats:
     bytes: int = 0
     events: int = 0
     not_connected: int = 0
+    lost_on_disconnect: int = 0
     faults: dict[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
     last_ts_ns: int = 0
@@ -59,6 +60,13 @@ class PublishStats:
     def samples_per_s(self) -> float:
         """Samples published per wall second."""
         return self.samples / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    info: mqtt.MQTTMessageInfo
+    qos: int
+    epoch: int
 
 
 class Publisher:
@@ -78,8 +86,10 @@ class Publisher:
         self._connect_timeout_s = connect_timeout_s
         self._client: mqtt.Client | None = None
         self._connected = threading.Event()
-        self._pending: collections.deque[mqtt.MQTTMessageInfo] = collections.deque()
+        self._pending: collections.deque[_Pending] = collections.deque()
         self._closing = False
+        self._epoch = 0  # connections lost so far
+        self.lost_on_disconnect = 0
 
     def _on_connect(
         self, client: mqtt.Client, userdata: object, flags: object, reason: ReasonCode, props: object
@@ -93,6 +103,7 @@ class Publisher:
     ) -> None:
         del client, userdata, flags, props
         self._connected.clear()
+        self._epoch += 1
         if not self._closing:
             logger.warning("disconnected from the MQTT broker: %s", reason)
 
@@ -100,7 +111,6 @@ class Publisher:
         client = make_client(self._settings, client_id=self._client_id)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
-        client.max_inflight_messages_set(max(self._settings.max_inflight, 1024))
         connect(client, self._settings, clean_start=True, session_expiry_s=0)
         client.loop_start()
         self._client = client
@@ -135,29 +145,38 @@ class Publisher:
         return self._connected.is_set()
 
     def publish(self, message: Message) -> bool:
-        """Hand one message to the client; False if it could not be queued (not connected, QoS 0)."""
+        """Hand one message to the client; False if it was dropped (QoS 0 while disconnected).
+
+        A QoS 1 message published while disconnected stays queued in the client and goes out after the
+        reconnect. Waits (bounded) while more than `max_unpublished` messages are not yet written.
+
+        Raises:
+            BrokerUnavailableError: a message could not be written within `connect_timeout_s`.
+        """
         client = self._client
         if client is None:
             raise RuntimeError("Publisher used outside its `with` block")
         info = client.publish(message.topic, message.payload, qos=message.qos)
-        if info.rc != mqtt.MQTT_ERR_SUCCESS and message.qos == 0:
-            return False
-        self._pending.append(info)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            return message.qos > 0
+        self._pending.append(_Pending(info, message.qos, self._epoch))
         while len(self._pending) > self._max_unpublished:
             self._wait_oldest()
         return True
 
     def _wait_oldest(self) -> None:
-        info = self._pending.popleft()
+        pending = self._pending.popleft()
         deadline = time.monotonic() + self._connect_timeout_s
-        while not info.is_published():
+        while not pending.info.is_published():
+            if pending.epoch != self._epoch:  # the connection it was queued on is gone
+                if pending.qos == 0:
+                    self.lost_on_disconnect += 1  # paho drops unsent QoS 0 messages with the connection
+                return  # QoS 1: paho sends it again after the reconnect
             if time.monotonic() > deadline:
                 raise BrokerUnavailableError(
                     self._settings.host, self._settings.port, "messages not sent within the timeout"
                 )
-            if not self._connected.is_set() and info.rc != mqtt.MQTT_ERR_SUCCESS:
-                return
-            info.wait_for_publish(timeout=0.1)
+            pending.info.wait_for_publish(timeout=0.05)
 
     def flush(self) -> None:
         """Wait until everything handed over has been written (bounded by the connect timeout each)."""
@@ -211,4 +230,5 @@ def publish_stream(
             next_progress = now + progress_interval_s
     publisher.flush()
     stats.elapsed_s = time.monotonic() - start
+    stats.lost_on_disconnect = publisher.lost_on_disconnect
     return stats

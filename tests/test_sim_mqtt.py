@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -24,10 +25,12 @@ from shared.raw_batch import decode_raw_batch
 from simulators import (
     BrokerUnavailableError,
     Publisher,
+    PublishStats,
     export_scenario,
     iter_items,
     iter_messages,
     load_scenario,
+    publish_stream,
 )
 from simulators.stream import Message
 
@@ -219,3 +222,30 @@ def test_bench_sim_reports_publish_and_export_rates() -> None:
     assert figures["publish_samples_per_s"] > 0
     assert figures["export_samples_per_s"] > 0
     assert figures["publish_samples"] == figures["export_samples"]
+
+
+def test_run_survives_a_broker_restart(broker: MosquittoServer) -> None:
+    scenario = load_scenario("smoke")
+    settings = MqttSettings.model_validate({"host": broker.host, "port": broker.port, "reconnect_max_s": 1.0})
+    outcome: dict[str, object] = {}
+    with Publisher(settings=settings, client_id="t-restart", connect_timeout_s=10.0) as publisher:
+
+        def publish() -> None:
+            try:
+                outcome["stats"] = publish_stream(iter_messages(scenario), publisher, speed=1800.0)
+            except Exception as exc:  # noqa: BLE001 - handed to the test thread
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=publish, name="sim-publish")
+        worker.start()
+        broker.stop()
+        wait_until(lambda: not publisher.is_connected, timeout_s=10)
+        broker.start()
+        wait_until(lambda: publisher.is_connected, timeout_s=15)
+        worker.join(timeout=60)
+        assert not worker.is_alive()
+    assert "error" not in outcome, outcome
+    stats = outcome["stats"]
+    assert isinstance(stats, PublishStats)
+    assert stats.messages > 0
+    assert stats.not_connected + stats.lost_on_disconnect > 0  # raw batches dropped while down, counted
