@@ -568,3 +568,32 @@ def test_a_model_that_raises_leaves_its_windows_unscored_and_the_pipeline_runnin
     models.activate(working)
     run.feed(pipeline, [vib.next() for _ in range(5)])
     assert working.n_rows == pipeline.metrics.windows_scored == 5
+
+
+def test_an_asset_with_only_slow_sensors_is_driven_by_its_first_one() -> None:
+    asset = AssetSettings(
+        asset_id="tank-1",
+        sensors=(
+            SensorSettings(name="temperature", kind=SensorKind.SLOW, sample_rate_hz=TEMP_RATE),
+            SensorSettings(name="pressure", kind=SensorKind.SLOW, sample_rate_hz=TEMP_RATE),
+        ),
+    )
+    models = SwitchableModels()
+    run = Run()
+    pipeline = Pipeline(settings=settings([asset]), gateway_id="gw-1", models=models, on_reject=run.on_reject)
+    scorer = RecordingScorer(pipeline.feature_names("tank-1"), version="tank-1:v1")
+    models.activate(scorer)
+    temp = Stream("tank-1", "temperature", TEMP_RATE, temperature, 10)
+    pressure = Stream("tank-1", "pressure", TEMP_RATE, lambda t: 2.0 + 0.01 * t, 10)
+    sent = list(interleave([pressure, temp], 10.0))
+    run.feed(pipeline, sent)
+    # slow_window_s = 2 s: 20-sample windows of temperature, every 20 samples; pressure joins each one
+    assert pipeline.feature_names("tank-1")[:4] == tuple(
+        f"temperature.{f}" for f in ("mean", "slope", "min", "max")
+    )
+    temps = np.concatenate([b.samples for b in sent if b.sensor == "temperature"])
+    pressures = np.concatenate([b.samples for b in sent if b.sensor == "pressure"])
+    expected = np.hstack(
+        [slow_features(temps.reshape(5, 20), TEMP_RATE), slow_features(pressures.reshape(5, 20), TEMP_RATE)]
+    )
+    np.testing.assert_allclose(np.concatenate(scorer.rows), expected, rtol=1e-6)
