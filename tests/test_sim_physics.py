@@ -261,9 +261,7 @@ def test_injected_sensor_faults_appear_where_the_smoke_scenario_says() -> None:
     assert min(p for inside, p in peaks if inside) > 0.5  # 20-sigma spikes at 0.1 % of samples
     assert not [t for t in fan_current_times if dropout[0] <= t < dropout[1]]
     assert [t for t in fan_current_times if t < dropout[0]]
-    assert [
-        t for t in fan_current_times if t >= dropout[1]
-    ]
+    assert [t for t in fan_current_times if t >= dropout[1]]
 
 
 def test_clock_skew_and_inf_samples_are_injected_in_their_window() -> None:
@@ -342,3 +340,43 @@ def test_events_go_out_as_maintenance_event_messages() -> None:
     decoded = [decode_event(m.payload, reference_ns=m.ts_ns) for m in messages]
     assert decoded == events
     assert all(m.topic == f"forewarn/v1/events/{e.asset_id}" for m, e in zip(messages, events, strict=True))
+
+
+def test_random_failures_and_planned_maintenance_over_a_year() -> None:
+    scenario = parse_scenario(
+        {
+            "name": "year",
+            "seed": 5,
+            "time": {"duration_h": 24 * 365, "step_s": 6 * 3600},
+            "maintenance": {"repair_h": 24, "preventive_interval_h": 24 * 90},
+            "random_failures": {
+                "rate_per_asset_year": 3.0,
+                "modes": ["cavitation", "imbalance", "outer_race"],
+                "time_to_failure_h": [48, 480],
+            },
+            "assets": [
+                {"type": "electric_motor", "count": 4, "id_prefix": "m"},
+                {"type": "centrifugal_pump", "count": 4, "id_prefix": "p"},
+            ],
+        }
+    )
+    truth = [record for step in simulate(scenario) for record in step.truth]
+    onsets = [r for r in truth if r.event == "onset"]
+    assert len(onsets) > 8
+    assert all(r.detail.endswith("random") for r in onsets)
+    assert not [r for r in onsets if r.asset_id.startswith("m-") and r.mode == "cavitation"]
+    assert {r.mode for r in onsets} == {"cavitation", "imbalance", "outer_race"}
+    failures = [r for r in truth if r.event == "failure"]
+    assert failures
+    repairs = {
+        (r.asset_id, r.ts_ns)
+        for r in truth
+        if r.event == "maintenance" and r.detail == "repair after failure"
+    }
+    for failure in failures:
+        assert (
+            failure.asset_id,
+            failure.ts_ns + 24 * HOUR_NS,
+        ) in repairs or failure.ts_ns + 24 * HOUR_NS >= scenario.end_ns
+    planned = {r.ts_ns for r in truth if r.detail == "planned maintenance"}
+    assert {(t - scenario.start_ns) // HOUR_NS for t in planned} == {24 * 90, 24 * 180, 24 * 270, 24 * 360}
