@@ -185,13 +185,12 @@ class _Fleet:
         return self._event(i, t_ns, "maintenance", modes, note), truth
 
     def maintenance(self, t_ns: int, events: list[MaintenanceEvent], truth: list[TruthRecord]) -> None:
-        interval_h = self.spec.maintenance.preventive_interval_h
-        k = (t_ns - self.scenario.start_ns) // self.scenario.step_ns
-        preventive = (
-            interval_h > 0
-            and k > 0
-            and (t_ns - self.scenario.start_ns) // round(interval_h * _NS_PER_H)
-            != (t_ns - self.scenario.step_ns - self.scenario.start_ns) // round(interval_h * _NS_PER_H)
+        interval_ns = round(self.spec.maintenance.preventive_interval_h * _NS_PER_H)
+        elapsed_ns = t_ns - self.scenario.start_ns
+        preventive = (  # the first step at or after each multiple of the interval
+            interval_ns > 0
+            and elapsed_ns > 0
+            and elapsed_ns // interval_ns != (elapsed_ns - self.scenario.step_ns) // interval_ns
         )
         for i, state in enumerate(self.states):
             if state.failed and t_ns >= state.repair_at_ns:

@@ -177,7 +177,7 @@ def vibration_burst(
         rate_hz=bpfo,
         amp=impact * severity.outer_race**0.8,
         phase=phases[7],
-        modulation_hz=0.0 * nominal,
+        modulation_hz=np.zeros_like(nominal),  # outer race: fixed in the load zone
         resonance_hz=fleet.resonance_hz,
     )
     _add_impacts(
