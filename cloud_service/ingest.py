@@ -8,6 +8,7 @@ settings keep at or below the queue size, so the queue cannot overflow for QoS 1
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
@@ -63,6 +64,10 @@ _EXPECTED_TYPE: dict[TopicKind, type[Any]] = {
     TopicKind.DEPLOY_ACK: DeploymentAck,
     TopicKind.EVENT: MaintenanceEvent,
 }
+
+
+# Topics repeat (a handful per gateway): parse each once. Invalid topics raise and are not cached.
+_parse_topic = functools.lru_cache(maxsize=16_384)(topics.parse)
 
 
 def subscriptions(group: str) -> list[str]:
@@ -133,7 +138,7 @@ def _check_topic(kind: TopicKind, parsed: topics.ParsedTopic, message: Accepted)
 def decode_received(topic: str, payload: bytes) -> Accepted | DeadLetter:
     """Validate one message against its topic's contract: the typed message, or its dead letter."""
     try:
-        parsed = topics.parse(topic)
+        parsed = _parse_topic(topic)
         if parsed.kind not in _EXPECTED_TYPE:
             raise ContractError("topic", topic, "a topic the cloud ingests")
         message: Accepted

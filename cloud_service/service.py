@@ -33,7 +33,7 @@ from cloud_service.upkeep import UpkeepLoop, apply_storage_policies
 from cloud_service.writer import BatchWriter, WriteResult, is_outage
 from shared.mqtt import connect, make_client
 
-__all__ = ["IngestWorker", "prepare_database", "run_service", "worker_client_id"]
+__all__ = ["IngestWorker", "prepare_database", "run_service", "worker_client_id", "worker_process_main"]
 
 logger = logging.getLogger(__name__)
 
@@ -294,7 +294,7 @@ class IngestWorker:
                 self._close_db()
 
 
-def _worker_process(settings: CloudSettings, client_id: str, log_level: int) -> None:
+def worker_process_main(settings: CloudSettings, client_id: str, log_level: int) -> None:
     """Entry point of a worker process: run one worker until SIGTERM or the parent's death."""
     logging.basicConfig(
         level=log_level, format="%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
@@ -343,7 +343,7 @@ def _run_processes(settings: CloudSettings, stop: threading.Event) -> None:
 
     def launch(client_id: str) -> None:
         process = context.Process(
-            target=_worker_process,
+            target=worker_process_main,
             args=(settings, client_id, level),
             name=f"ingest-{client_id}",
             daemon=False,

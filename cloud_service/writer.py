@@ -30,7 +30,14 @@ from cloud_service.ingest import Accepted
 from cloud_service.schema import Backend, current_backend
 from shared.messages import Aggregate, Alert, DeploymentAck, MaintenanceEvent, Snapshot, Status
 
-__all__ = ["BatchWriter", "WriteResult", "is_outage", "ns_to_datetime"]
+__all__ = [
+    "BatchWriter",
+    "WriteResult",
+    "feature_arrays",
+    "is_outage",
+    "ns_to_datetime",
+    "register_array_dumper",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +158,7 @@ RETURNING feature_set_id
 
 
 class _PreEncodedFloat4ArrayDumper(Dumper):
-    """Passes through `real[]` values already in PostgreSQL's binary array format (see `_float4_arrays`)."""
+    """Passes through `real[]` values already in PostgreSQL's binary array format (see `feature_arrays`)."""
 
     format = Format.BINARY
     oid = _FLOAT4_ARRAY_OID
@@ -172,7 +179,7 @@ def _by_feature_count(
     yield from groups.values()
 
 
-def _float4_arrays(group: Sequence[Aggregate]) -> list[tuple[bytes, bytes, bytes]]:
+def feature_arrays(group: Sequence[Aggregate]) -> list[tuple[bytes, bytes, bytes]]:
     """Mean, min and max feature arrays of each message, in PostgreSQL's binary `real[]` format.
 
     Vectorised over the group (messages with the same number of features): building arrays element by
@@ -192,6 +199,14 @@ def _float4_arrays(group: Sequence[Aggregate]) -> list[tuple[bytes, bytes, bytes
     return [
         (header + row[0].tobytes(), header + row[1].tobytes(), header + row[2].tobytes()) for row in cells
     ]
+
+
+def register_array_dumper(conn: psycopg.Connection[Any]) -> None:
+    """Let COPY with `set_types([... "float4[]" ...])` take `feature_arrays` output on this connection.
+
+    Registered by oid only, so it applies where a column's type is declared (binary COPY), nowhere else.
+    """
+    conn.adapters.register_dumper(None, _PreEncodedFloat4ArrayDumper)
 
 
 def ns_to_datetime(ts_ns: int) -> datetime:
@@ -256,7 +271,7 @@ class BatchWriter:
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self._conn = conn
-        conn.adapters.register_dumper(None, _PreEncodedFloat4ArrayDumper)  # by oid: only for staging COPY
+        register_array_dumper(conn)
         self._backend = current_backend(conn)
         conn.commit()
         self._feature_sets: dict[tuple[str, tuple[str, ...]], int] = {}
@@ -360,7 +375,7 @@ class BatchWriter:
         with cur.copy(_COPY_STAGE) as copy:
             copy.set_types(_STAGE_TYPES)
             for group, group_ids in _by_feature_count(aggregates, ids):
-                arrays = _float4_arrays(group)
+                arrays = feature_arrays(group)
                 for message, feature_set_id, (means, mins, maxs) in zip(
                     group, group_ids, arrays, strict=True
                 ):

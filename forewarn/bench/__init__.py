@@ -11,6 +11,7 @@ __all__ = ["SUITES"]
 # Suite name -> "module:function" returning dict[str, object]; a part adds its line when it is built.
 SUITES: dict[str, str] = {
     "contracts": "forewarn.bench.contracts:run",
+    "ingest": "forewarn.bench.ingest:run",
     "sim": "forewarn.bench.sim:run",
     "edge": "forewarn.bench.edge:run",
     "retrain": "forewarn.bench.retrain:run",
