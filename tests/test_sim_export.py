@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -169,3 +170,14 @@ def test_cli_export_and_bad_scenario(workdir: Path, capsys: pytest.CaptureFixtur
     err = capsys.readouterr().err
     assert "scenario.assets[0].type" in err
     assert "windmill" in err
+
+
+def test_export_memory_stays_flat_as_the_scenario_grows(workdir: Path) -> None:
+    plant = load_scenario("plant")
+    peaks = []
+    for n_steps in (40, 160):
+        tracemalloc.start()
+        export_scenario(plant.with_changes(n_steps=n_steps), workdir / f"p{n_steps}", raw_assets=())
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert peaks[1] < 1.3 * peaks[0], peaks  # 4x the steps, about the same peak
