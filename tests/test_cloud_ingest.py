@@ -315,3 +315,19 @@ def _worker_recorded(conninfo: str) -> bool:
     with psycopg.connect(conninfo) as conn:
         row = conn.execute("SELECT count(*) FROM ingest_workers").fetchone()
         return bool(row and row[0])
+
+
+def test_bench_ingest_quick_reports_every_figure() -> None:
+    from forewarn.bench.ingest import run  # noqa: PLC0415 - imported where it is exercised
+
+    figures = run(quick=True)
+    for key in (
+        "raw_copy_rows_per_s",
+        "write_path_rows_per_s",
+        "ingest_rows_per_s",
+        "ingest_to_write_path_ratio",
+        "e2e_latency_p99_ms",
+    ):
+        assert isinstance(figures[key], int | float)
+        assert figures[key] > 0, key
+    assert figures["workers"] == 2

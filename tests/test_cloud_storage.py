@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
 import psycopg
+import psycopg.conninfo
 import pytest
 
 from cloud_service.deadletter import DeadLetter
@@ -23,9 +25,11 @@ from cloud_service.queries import (
     upsert_site,
 )
 from cloud_service.rollups import refresh_rollups
+from cloud_service.schema import Backend, current_backend, detect_backend
 from cloud_service.settings import CloudSettings, StorageSettings
 from cloud_service.upkeep import run_upkeep
 from cloud_service.writer import BatchWriter
+from forewarn import cloud_cmd
 from forewarn.localservices import PostgresServer
 from shared.config import load_settings
 from shared.errors import ConfigError, ContractError
@@ -353,3 +357,37 @@ def test_receive_maximum_above_queue_size_is_refused() -> None:
             environ={},
             overrides={"mqtt": {"receive_maximum": 100}, "ingest": {"queue_size": 50}},
         )
+
+
+def _cli_env(monkeypatch: pytest.MonkeyPatch, conninfo: str) -> None:
+    params = psycopg.conninfo.conninfo_to_dict(conninfo)
+    monkeypatch.setenv("FOREWARN_CLOUD_DB__HOST", str(params["host"]))
+    monkeypatch.setenv("FOREWARN_CLOUD_DB__PORT", str(params["port"]))
+    monkeypatch.setenv("FOREWARN_CLOUD_DB__DBNAME", str(params["dbname"]))
+
+
+def test_cloud_migrate_and_status_commands(
+    db: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _cli_env(monkeypatch, db)
+    assert cloud_cmd.main(["migrate"]) == 0
+    assert "backend: postgresql; applied: none (up to date)" in capsys.readouterr().out
+    with psycopg.connect(db) as conn:
+        writer = BatchWriter(conn)
+        writer.write(one_of_each("gw-st", "pump-st"), [DeadLetter("t", b"x", "seq=-1: expected >= 0", "seq")])
+    assert cloud_cmd.main(["status", "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["backend"] == "postgresql"
+    assert status["schema_version"] >= 3
+    assert status["aggregates_last_minute"] == 1
+    assert status["dead_letters_total"] == 1
+    assert status["dead_letters_last_day"] == {"seq": 1}
+    assert cloud_cmd.main(["status"]) == 0
+    assert "dead_letters_total" in capsys.readouterr().out
+
+
+def test_backend_is_plain_postgresql_without_a_preloaded_timescaledb(db: str) -> None:
+    with psycopg.connect(db) as conn:
+        assert detect_backend(conn) is Backend.POSTGRES
+        assert detect_backend(conn, allow_timescale=False) is Backend.POSTGRES
+        assert current_backend(conn) is Backend.POSTGRES

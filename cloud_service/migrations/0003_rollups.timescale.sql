@@ -1,7 +1,7 @@
 -- Forewarn cloud schema, part 3 (TimescaleDB 2.x): hourly and daily rollups per asset as continuous
 -- aggregates, refreshed by TimescaleDB's own policies. Same columns as the plain-PostgreSQL tables.
 
-CREATE MATERIALIZED VIEW IF NOT EXISTS rollup_hourly
+CREATE MATERIALIZED VIEW rollup_hourly
 WITH (timescaledb.continuous) AS
 SELECT asset_id,
        time_bucket(INTERVAL '1 hour', period_start) AS bucket,
@@ -14,7 +14,7 @@ FROM aggregates
 GROUP BY asset_id, time_bucket(INTERVAL '1 hour', period_start)
 WITH NO DATA;
 
-CREATE MATERIALIZED VIEW IF NOT EXISTS rollup_daily
+CREATE MATERIALIZED VIEW rollup_daily
 WITH (timescaledb.continuous) AS
 SELECT asset_id,
        time_bucket(INTERVAL '1 day', period_start) AS bucket,
