@@ -244,7 +244,10 @@ class _Asset:
         self.joined = [s for s in self.sensors.values() if s is not self.driver]
         self.pending = _Pending()
         self.baseline: BaselineScorer | None = None
-        self.learned_slot = -1  # the last `learn_interval_s` slot the baseline learned from
+        driver_hop_s = pipeline.sensor_hop(self.driver.settings) / self.driver.settings.sample_rate_hz
+        interval_s = pipeline.baseline.learn_interval_s
+        self.learn_probability = min(1.0, driver_hop_s / interval_s) if interval_s > 0 else 1.0
+        self.learn_rng = np.random.default_rng([pipeline.baseline.seed, *settings.asset_id.encode()])
         self.compat: _Compat | None = None
         self.debouncer = AlertDebouncer(
             k=pipeline.alerts.k, n=pipeline.alerts.n, clear_after=pipeline.alerts.clear_after
@@ -612,7 +615,7 @@ class Pipeline:
         if is_match and len(scored_rows):
             row_scores = scores[scored_rows]
             if scorer is asset.baseline:
-                self._learn(asset, asset.baseline, rows, row_scores, end_ns[scored_rows])
+                self._learn(asset, asset.baseline, rows, row_scores)
             self._alerts(asset, scorer, rows, row_scores, end_ns[scored_rows], out)
         aggregates = asset.aggregator.add(windows)
         self._close_stale_periods(int(end_ns.max()), aggregates)
@@ -641,17 +644,14 @@ class Pipeline:
         baseline: BaselineScorer,
         rows: FloatArray,
         scores: FloatArray,
-        end_ns: npt.NDArray[np.int64],
     ) -> None:
-        """Teach the baseline at most one window per `learn_interval_s`: normal ones once warmed up."""
+        """Teach the baseline about one window per `learn_interval_s`: normal ones once warmed up."""
         settings = self.settings.baseline
         if baseline.is_warmed_up and not settings.keep_learning:
             return
         keep = np.ones(len(rows), dtype=np.bool_)
-        if settings.learn_interval_s > 0:
-            slots = end_ns // round(settings.learn_interval_s * NS_PER_S)
-            keep = np.diff(np.concatenate(([asset.learned_slot], slots))) > 0
-            asset.learned_slot = int(max(asset.learned_slot, slots.max()))
+        if asset.learn_probability < 1.0:  # random, not every k-th: a fixed stride can alias with the signal
+            keep = asset.learn_rng.random(len(rows)) < asset.learn_probability
         if baseline.is_warmed_up:
             keep &= scores <= baseline.threshold
         if keep.any():

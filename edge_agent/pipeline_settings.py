@@ -160,8 +160,9 @@ class BaselineSettings(BaseModel, frozen=True, extra="forbid"):
         default=1.0,
         ge=0.0,
         description=(
-            "Learn from at most one window per this much data time, so warm-up and the learned spread "
-            "cover minutes of slow-sensor behaviour, not a few overlapping windows (0: every window)."
+            "Learn from about one window per this much data time (each window with probability hop time / "
+            "this), so warm-up spans minutes of slow-sensor behaviour, not a few overlapping windows "
+            "(0: every window)."
         ),
     )
     seed: int = Field(default=0, description="Seed of the baseline's reservoir sampling.")
