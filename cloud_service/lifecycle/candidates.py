@@ -34,7 +34,14 @@ from cloud_service.modeling import build_anomaly_model, onnx_scores, quantize_in
 from shared.messages import GoldenPair, ModelManifest
 from shared.timebase import now_ns
 
-__all__ = ["BUILDERS", "Candidate", "MlpAutoencoderDetector", "build_candidate", "mlp_to_onnx"]
+__all__ = [
+    "BUILDERS",
+    "MLP_MAX_FIT_ROWS",
+    "Candidate",
+    "MlpAutoencoderDetector",
+    "build_candidate",
+    "mlp_to_onnx",
+]
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -42,6 +49,9 @@ ONNX_OPSET = 17
 _IQR_TO_SIGMA = 1.349
 _LOG_FLOOR = 1e-30
 _N_GOLDEN = 8
+MLP_MAX_FIT_ROWS = 10_000
+"""The autoencoder is fitted on at most this many rows (evenly spaced): 25 features need no more, and
+its training time grows linearly with rows (36,000 rows took 33 s here, 8,000 rows 3 s)."""
 
 
 @dataclass(frozen=True)
@@ -202,7 +212,8 @@ def _golden(int8: bytes, rows: F32, rng: np.random.Generator) -> list[GoldenPair
 def _build_mlp(
     fit: F32, holdout: F32, names: Sequence[str], *, feature_spec: str, target: str, version: int, seed: int
 ) -> Candidate:
-    detector = MlpAutoencoderDetector(seed=seed).fit(fit)
+    step = max(1, -(-len(fit) // MLP_MAX_FIT_ROWS))
+    detector = MlpAutoencoderDetector(seed=seed).fit(fit[::step])
     onnx_float = mlp_to_onnx(detector)
     onnx_int8 = quantize_int8(onnx_float, fit[:1024], method="int8-dynamic")
     manifest = ModelManifest(

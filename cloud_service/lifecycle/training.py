@@ -265,6 +265,7 @@ def reference_histograms(
     edges = np.quantile(rows.astype(np.float64), _DECILES, axis=0).T  # (F, 9)
     score_edges = np.quantile(np.asarray(scores, dtype=np.float64), _DECILES)
     return {
+        "n_rows": len(rows),
         "feature_names": list(names),
         "edges": edges.tolist(),
         "props": [_proportions(rows[:, i], edges[i]) for i in range(len(names))],

@@ -1,0 +1,95 @@
+"""The lifecycle jobs wired to the cloud settings: what the scheduler runs, and `forewarn models` uses."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+
+from cloud_service.lifecycle import operations
+from cloud_service.lifecycle.drift import check_drift
+from cloud_service.lifecycle.scheduler import LifecycleScheduler, lifecycle_jobs
+from cloud_service.lifecycle.signing import load_private_key
+from cloud_service.lifecycle.training import TrainingReport, TrainingSkippedError, train_target
+from cloud_service.rollups import refresh_rollups
+from cloud_service.schema import Backend, current_backend
+from cloud_service.settings import CloudSettings
+
+__all__ = ["LifecycleService"]
+
+logger = logging.getLogger(__name__)
+
+
+class LifecycleService:
+    """Training, deployment, drift and rollup jobs for one cloud process.
+
+    Args:
+        settings: the cloud settings (database, broker, `lifecycle`, `storage`).
+        runner_id: this process's name in the job table.
+    """
+
+    def __init__(self, settings: CloudSettings, *, runner_id: str = "cloud") -> None:
+        self.settings = settings
+        self.lifecycle = settings.lifecycle
+        self.conninfo = settings.db.conninfo()
+        self.runner_id = runner_id
+
+    def train(self, target: str) -> TrainingReport:
+        """Train `target` now; with auto approval the winner is deployed.
+
+        Raises:
+            TrainingSkippedError: not enough usable data.
+            ConfigError: the signing key cannot be read.
+        """
+        key = load_private_key(self.lifecycle.signing_key)
+        with psycopg.connect(self.conninfo) as conn:
+            return train_target(conn, self.lifecycle, target, private_key=key, deploy=self.deploy)
+
+    def deploy(self, target: str, version: int) -> None:
+        """Push an approved model to the gateways."""
+        with psycopg.connect(self.conninfo) as conn:
+            operations.deploy(
+                conn, self.settings.mqtt, target, version, chunk_bytes=self.lifecycle.chunk_bytes
+            )
+
+    def retrain_all(self) -> None:
+        """The scheduled retraining: every configured target, one after the other."""
+        for target in self.lifecycle.targets:
+            try:
+                self.train(target)
+            except TrainingSkippedError as exc:
+                logger.warning("%s", exc)
+
+    def check_drift_all(self) -> None:
+        """The scheduled drift check; a drifted target is retrained at once when configured."""
+        for target in self.lifecycle.targets:
+            with psycopg.connect(self.conninfo) as conn:
+                results = check_drift(conn, self.lifecycle, target)
+            if self.lifecycle.drift_triggers_retraining and any(r.is_drifted for r in results):
+                logger.warning("retraining %s after drift", target)
+                try:
+                    self.train(target)
+                except TrainingSkippedError as exc:
+                    logger.warning("%s", exc)
+
+    def refresh_rollups(self) -> None:
+        """Refresh the plain-PostgreSQL rollups of recent hours (TimescaleDB refreshes its own)."""
+        with psycopg.connect(self.conninfo, autocommit=True) as conn:
+            if current_backend(conn) is Backend.TIMESCALE:
+                return
+            now = datetime.now(UTC)
+            refresh_rollups(
+                conn, start=now - timedelta(hours=self.settings.storage.rollup_lookback_h), end=now
+            )
+
+    def scheduler(self) -> LifecycleScheduler:
+        """A scheduler of the standard jobs (not started)."""
+        jobs = lifecycle_jobs(
+            self.lifecycle,
+            retrain=self.retrain_all,
+            drift=self.check_drift_all,
+            refresh_rollups=self.refresh_rollups,
+            rollup_interval_s=self.settings.storage.rollup_refresh_s,
+        )
+        return LifecycleScheduler(conninfo=self.conninfo, jobs=jobs, runner_id=self.runner_id)
