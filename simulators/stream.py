@@ -28,7 +28,6 @@ __all__ = [
     "iter_items",
     "iter_messages",
     "raw_message",
-    "step_batches",
 ]
 
 _NS_PER_H = 3600 * NS_PER_S
@@ -59,7 +58,7 @@ class _SeqCounter:
         return seq
 
 
-def step_batches(scenario: Scenario, step: Step, seqs: _SeqCounter) -> list[RawBatch]:
+def _step_batches(scenario: Scenario, step: Step, seqs: _SeqCounter) -> list[RawBatch]:
     """The raw batches of one step, sorted by start time, then asset, then sensor."""
     signals = scenario.spec.signals
     out: list[tuple[int, int, int, RawBatch]] = []
@@ -105,7 +104,7 @@ def iter_items(
             for record in step.truth:
                 on_truth(record)
         yield from step.events
-        yield from step_batches(scenario, step, seqs)
+        yield from _step_batches(scenario, step, seqs)
 
 
 def iter_batches(scenario: Scenario) -> Iterator[RawBatch]:
