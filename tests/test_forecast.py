@@ -154,6 +154,13 @@ def test_fit_and_predict_on_in_memory_history(small_model: tuple[object, History
         assert 0.0 <= item.p_fail <= 1.0
     every = predict(model, history, all_times=True)  # type: ignore[arg-type]
     assert len(every) == history.n_rows
+    # The last-time path reads only the current life's head and tail: it must agree with the full path.
+    last_of_every = {item.asset_id: item for item in every}
+    assert max(len(asset) for asset in history.assets) > 100
+    for item in forecasts:
+        assert item.rul == pytest.approx(last_of_every[item.asset_id].rul, rel=1e-5, abs=1e-6)
+        assert item.p_fail == pytest.approx(last_of_every[item.asset_id].p_fail, rel=1e-5, abs=1e-6)
+        assert item.time_label == last_of_every[item.asset_id].time_label
 
 
 def test_model_directory_round_trip_and_version_check(

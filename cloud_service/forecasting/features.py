@@ -24,6 +24,7 @@ IntArray = npt.NDArray[np.int64]
 STD_WINDOW = 20
 SLOPE_WINDOWS = (20, 60)
 BASELINE_ROWS = 10
+TAIL_ROWS = max(20, STD_WINDOW, *SLOPE_WINDOWS)  # the longest trailing window
 PER_SENSOR_FEATURES = ("value", "mean5", "mean20", "std20", "slope20", "slope60", "drift")
 GLOBAL_FEATURES = ("mean_abs_drift", "age", "rows_in_life")
 

@@ -37,9 +37,9 @@ from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostin
 from sklearn.model_selection import GroupKFold
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]  # no stubs
 
-from cloud_service.forecasting.data import History, Life, PredictionRow, TimeKind, split_lives
+from cloud_service.forecasting.data import AssetSeries, History, Life, PredictionRow, TimeKind, split_lives
 from cloud_service.forecasting.errors import ForecastDataError
-from cloud_service.forecasting.features import feature_names, trailing_features
+from cloud_service.forecasting.features import BASELINE_ROWS, TAIL_ROWS, feature_names, trailing_features
 from cloud_service.forecasting.regimes import RegimeNormalizer
 
 __all__ = ["FORMAT_VERSION", "ForecastConfig", "Forecaster", "fit", "predict"]
@@ -278,13 +278,18 @@ def _predict(
         ) from exc
     if not history.assets:
         return []
+    is_short = np.array([len(asset) < model.min_history_rows for asset in history.assets])
     lives = split_lives(history)
+    if not all_times:
+        history, lives, skipped = _current_lives(history, lives)
     table = _build_table(history, lives, model.normalizer, sensor_idx, condition_idx)
+    if not all_times:
+        table.x[:, -1] += skipped  # rows_in_life counts the rows left out of the middle of the life
     rows = np.arange(table.x.shape[0]) if all_times else table.last_row
     rul = np.maximum(model.regressor.predict(table.x[rows]), 0.0)
     low, high = _apply_interval(model, rul)
     p_fail = _p_fail(model, table.x[rows])
-    short = np.array([len(asset) < model.min_history_rows for asset in history.assets])[table.asset[rows]]
+    short = is_short[table.asset[rows]]
     low = np.where(short, 0.0, low)
     high = np.where(short, np.maximum(high, model.max_life), high)
     result = [
@@ -315,6 +320,31 @@ def _predict(
 
 
 # --- data preparation -------------------------------------------------------------------------------------
+
+
+def _current_lives(history: History, lives: list[Life]) -> tuple[History, list[Life], FloatArray]:
+    """Each asset's current life, trimmed to what the last row's features read.
+
+    That is the life's first `BASELINE_ROWS` rows (the drift baseline) and its last `TAIL_ROWS` rows (the
+    longest window); the rows in between only count (returned per kept row, to add to `rows_in_life`).
+    Forecasting the last row of a long history then costs the same as of a short one.
+    """
+    last_life = {life.asset_index: life for life in lives}
+    assets, kept_lives, skipped = [], [], []
+    for index, asset in enumerate(history.assets):
+        life = last_life[index]
+        head = np.arange(life.start, life.stop)
+        if len(head) > BASELINE_ROWS + TAIL_ROWS:
+            head = np.concatenate([head[:BASELINE_ROWS], head[-TAIL_ROWS:]])
+        gap = len(life) - len(head)
+        skipped.append(np.where(np.arange(len(head)) >= BASELINE_ROWS, float(gap), 0.0))
+        labels = None if asset.time_labels is None else tuple(asset.time_labels[i] for i in head)
+        assets.append(AssetSeries(asset.asset_id, asset.time[head], asset.values[head], labels))
+        kept_lives.append(
+            Life(len(assets) - 1, asset.asset_id, 0, len(head), life.start_time, life.end_time, life.failed)
+        )
+    trimmed = History(history.columns, tuple(assets), (), history.time_kind, history.source)
+    return trimmed, kept_lives, np.concatenate(skipped)
 
 
 def _split_columns(history: History, config: ForecastConfig) -> tuple[list[str], list[str]]:

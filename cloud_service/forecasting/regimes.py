@@ -1,10 +1,12 @@
 """Per-operating-regime normalisation: machines at different loads read differently.
 
-The condition columns (load, speed, altitude, ...) are standardised and clustered with k-means; the number
-of regimes k (1 to `max_regimes`) is chosen by the silhouette score on a sample of the training rows (k = 1
-when the conditions are constant or no k reaches `min_silhouette`). Each sensor is then z-scored with
-the mean and standard deviation of its regime, learned on training data. Without condition columns there is
-one regime, i.e. a global z-score.
+The condition columns (load, speed, altitude, ...) are standardised and clustered with k-means. The number
+of regimes k (2 to `max_regimes`) is chosen for the purpose: on a sample of training rows, the share of the
+(standardised) sensor variance that the regime means explain is computed for each k, and the smallest k
+within `tolerance` (0.02) of the best is kept; k = 1 when the conditions are constant or no k explains
+`min_explained` (5 %) of the variance (the conditions do not move the sensors). Each sensor is then
+z-scored with the mean and standard deviation of its regime, learned on training data. Without condition
+columns there is one regime, i.e. a global z-score.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.cluster import KMeans
 from sklearn.exceptions import NotFittedError
-from sklearn.metrics import silhouette_score
 
 __all__ = ["RegimeNormalizer"]
 
@@ -32,7 +33,8 @@ class RegimeNormalizer:
 
     Args:
         max_regimes: the largest number of regimes tried.
-        min_silhouette: a clustering must reach this silhouette score to be used (else one regime).
+        min_explained: regimes must explain at least this share of the sensor variance (else one regime).
+        tolerance: the fewest regimes explaining within this share of the best are chosen.
         sample_rows: rows sampled for choosing k.
         seed: seed of the sampling and of k-means.
     """
@@ -41,12 +43,14 @@ class RegimeNormalizer:
         self,
         *,
         max_regimes: int = 8,
-        min_silhouette: float = 0.3,
+        min_explained: float = 0.05,
+        tolerance: float = 0.02,
         sample_rows: int = 3000,
         seed: int = 0,
     ) -> None:
         self.max_regimes = max_regimes
-        self.min_silhouette = min_silhouette
+        self.min_explained = min_explained
+        self.tolerance = tolerance
         self.sample_rows = sample_rows
         self.seed = seed
 
@@ -55,13 +59,13 @@ class RegimeNormalizer:
         rng = np.random.default_rng(self.seed)
         self.n_conditions_ = int(conditions.shape[1])
         self.kmeans_: KMeans | None = None
-        self.silhouette_ = float("nan")
+        self.explained_ = 0.0
         if self.n_conditions_:
             filled = _fill_columns(conditions, np.nanmedian(conditions, axis=0))
             self.condition_center_ = filled.mean(axis=0)
             self.condition_scale_ = np.maximum(filled.std(axis=0), _MIN_STD)
             scaled = (filled - self.condition_center_) / self.condition_scale_
-            self.kmeans_, self.silhouette_ = self._choose_clustering(scaled, rng)
+            self.kmeans_, self.explained_ = self._choose_clustering(scaled, sensors, rng)
         regimes = self.regimes(conditions)
         self.n_regimes_ = 1 if self.kmeans_ is None else int(self.kmeans_.n_clusters)
         global_mean = _nan_stat(np.nanmean, sensors)
@@ -74,29 +78,36 @@ class RegimeNormalizer:
                 self.mean_[regime] = np.where(np.isnan(m := _nan_stat(np.nanmean, rows)), global_mean, m)
                 std = _nan_stat(np.nanstd, rows)
                 self.std_[regime] = np.where(np.isnan(std) | (std < _MIN_STD), global_std, std)
-        logger.info("operating regimes: %d (silhouette %.3f)", self.n_regimes_, self.silhouette_)
+        logger.info(
+            "operating regimes: %d (explaining %.3f of sensor variance)", self.n_regimes_, self.explained_
+        )
         return self
 
-    def _choose_clustering(self, scaled: FloatArray, rng: np.random.Generator) -> tuple[KMeans | None, float]:
-        sample = scaled
-        if scaled.shape[0] > self.sample_rows:
-            sample = scaled[rng.choice(scaled.shape[0], self.sample_rows, replace=False)]
+    def _choose_clustering(
+        self, scaled: FloatArray, sensors: FloatArray, rng: np.random.Generator
+    ) -> tuple[KMeans | None, float]:
+        """The clustering whose regimes explain the sensors best, with as few regimes as possible."""
+        pick = rng.choice(scaled.shape[0], min(scaled.shape[0], self.sample_rows), replace=False)
+        sample, values = scaled[pick], _standardise(sensors[pick])
+        total = float(np.sum(values * values))
         distinct = np.unique(np.round(sample, 6), axis=0).shape[0]
-        best: tuple[KMeans | None, float] = (None, float("nan"))
-        best_score = self.min_silhouette
+        if total <= 0.0 or distinct < 2:
+            return None, 0.0
+        candidates: list[tuple[KMeans, float]] = []
         for k in range(2, min(self.max_regimes, distinct) + 1):
             model = KMeans(n_clusters=k, n_init=3, random_state=self.seed).fit(sample)
-            if len(np.unique(model.labels_)) < 2:
-                continue
-            score = float(
-                silhouette_score(
-                    sample, model.labels_, sample_size=min(2000, sample.shape[0]), random_state=self.seed
-                )
+            within = sum(
+                float(np.sum((values[model.labels_ == c] - values[model.labels_ == c].mean(axis=0)) ** 2))
+                for c in np.unique(model.labels_)
             )
-            logger.debug("regimes k=%d silhouette %.3f", k, score)
-            if score > best_score + 0.01:
-                best, best_score = (model, score), score
-        return best
+            candidates.append((model, 1.0 - within / total))
+            logger.debug("regimes k=%d explain %.3f of the sensor variance", k, candidates[-1][1])
+        best = max(explained for _, explained in candidates)
+        if best < self.min_explained:
+            return None, best
+        return next(
+            (model, explained) for model, explained in candidates if explained >= best - self.tolerance
+        )
 
     def regimes(self, conditions: FloatArray) -> npt.NDArray[np.int64]:
         """The regime index (0 to n_regimes - 1) of each row."""
@@ -122,7 +133,7 @@ class RegimeNormalizer:
         return {
             "condition_columns": list(condition_columns),
             "n_regimes": self.n_regimes_,
-            "silhouette": None if np.isnan(self.silhouette_) else round(self.silhouette_, 4),
+            "explained_variance": round(self.explained_, 4),
             "centers": centers,
         }
 
@@ -132,6 +143,14 @@ def _nan_stat(stat: Callable[..., FloatArray], rows: FloatArray) -> FloatArray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=RuntimeWarning)
         return np.asarray(stat(rows, axis=0), dtype=np.float64)
+
+
+def _standardise(values: FloatArray) -> FloatArray:
+    """Columns centred and scaled to unit variance, NaN as 0; constant columns become 0."""
+    mean = _nan_stat(np.nanmean, values)
+    std = _nan_stat(np.nanstd, values)
+    scaled = (values - mean) / np.where(np.isnan(std) | (std < _MIN_STD), np.inf, std)
+    return np.where(np.isnan(scaled), 0.0, scaled)
 
 
 def _fill_columns(matrix: FloatArray, fill: FloatArray) -> FloatArray:
