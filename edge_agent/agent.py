@@ -4,8 +4,10 @@ Threads, each with one job, stopped through `threading.Event`s and joined with t
 
 * paho's network thread of the plant client: raw batches into the bounded intake queue (`edge_agent.intake`);
 * `edge-scorer`: takes batches from the intake queue, decodes them (`ContractError` -> quarantine, counted by
-  reason), runs `Pipeline.process`, publishes alerts at once to the plant broker, and commits every outbound
-  message to the disk queue, one transaction per group of up to `queue.batch_max` batches;
+  reason), runs `Pipeline.process`, publishes alerts at once to the plant broker, and hands every outbound
+  message to the queue writer, one hand-over per group of up to `queue.batch_max` batches;
+* `edge-queue-writer`: commits the scorer's outbound messages to the disk queue, several hand-overs per
+  transaction, so an fsync never delays scoring or a local alert;
 * `edge-forwarder` (and paho's thread of the upstream client): the disk queue to the upstream broker;
 * `edge-heartbeat`: the retained status.
 
@@ -17,6 +19,7 @@ in the disk queue for the next start.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
 import logging
@@ -27,6 +30,7 @@ from typing import Protocol
 
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]  # ships no type hints
 
+from edge_agent.deployment import DeploymentClient, DeploymentReceiver
 from edge_agent.disk_queue import DiskQueue, Outbound
 from edge_agent.forwarder import Forwarder
 from edge_agent.heartbeat import Heartbeat, Readings, offline_status
@@ -47,6 +51,8 @@ logger = logging.getLogger(__name__)
 RejectCallback = Callable[[str, RawBatch, str], None]
 _GET_TIMEOUT_S = 0.1
 QUEUE_FILE = "outbox.sqlite"
+_OUTBOX_SIZE = 1024  # hand-overs (lists of messages) waiting for the queue writer
+_WRITE_BATCH_MAX = 512  # messages per disk-queue transaction
 
 
 class PipelineLike(Protocol):
@@ -155,9 +161,34 @@ class EdgeAgent:
             rate_keys=("samples_in", "windows", "intake.received_bytes", "uplink.bytes_out"),
         )
         self.forwarder.on_connected.append(self.heartbeat.trigger)
+        # Model deployments from the cloud (edge_agent.deployment), when a public key is configured.
+        self.deployments = self._deployment_client() if settings.deployment.public_key else None
         self._stop_scoring = threading.Event()
         self._scorer: threading.Thread | None = None
+        # Outbound messages from the scorer to the queue writer: fsyncs never stall scoring. Bounded: if
+        # the disk cannot keep up, the scorer waits (and raw batches are shed at the intake, counted).
+        self._outbox: queue.Queue[list[Outbound] | None] = queue.Queue(maxsize=_OUTBOX_SIZE)
+        self._writer: threading.Thread | None = None
         self._started = False
+
+    def _deployment_client(self) -> DeploymentClient:
+        """The receiver of signed models for this gateway's targets, on its own upstream connection."""
+        assets = self.settings.pipeline.assets
+        self._asset_targets = {asset.asset_id: asset.target for asset in assets}
+        receiver = DeploymentReceiver(
+            settings=self.settings.deployment,
+            store=self.models,
+            gateway_id=self.settings.gateway_id,
+            targets=set(self._asset_targets.values()),
+            expected_features={a.target: self.settings.pipeline.feature_spec(a).feature_names for a in assets},
+            assets_per_target=collections.Counter(self._asset_targets.values()),
+        )
+        return DeploymentClient(
+            settings=self.settings.upstream_mqtt,
+            receiver=receiver,
+            client_id=f"{self.settings.gateway_id}-deploy",
+            session_expiry_s=self.settings.session_expiry_s,
+        )
 
     def _default_pipeline(self, on_reject: RejectCallback) -> PipelineLike:
         return Pipeline(
@@ -174,6 +205,10 @@ class EdgeAgent:
         threadpool_limits(limits=self.settings.blas_threads, user_api="blas")
         self.forwarder.start()
         self.heartbeat.start()
+        if self.deployments is not None:
+            self.deployments.start()
+        self._writer = threading.Thread(target=self._write_loop, name="edge-queue-writer", daemon=True)
+        self._writer.start()
         self._scorer = threading.Thread(target=self._score_loop, name="edge-scorer", daemon=True)
         self._scorer.start()
         self.intake.start()
@@ -192,12 +227,19 @@ class EdgeAgent:
             self._scorer.join(join_timeout_s)
             if self._scorer.is_alive():
                 logger.warning("edge-scorer did not stop within %.1f s", join_timeout_s)
+        self._outbox.put(None)  # after everything the scorer handed over
+        if self._writer is not None:
+            self._writer.join(join_timeout_s)
+            if self._writer.is_alive():
+                logger.warning("edge-queue-writer did not stop within %.1f s", join_timeout_s)
         self.intake.stop()
         if not self.forwarder.drain(self.settings.shutdown_ack_wait_s):
             logger.info(
                 "stopping with %d message(s) not yet acknowledged; they are sent after the next start",
                 self.disk_queue.stats().depth,
             )
+        if self.deployments is not None:
+            self.deployments.stop()
         self.heartbeat.stop()
         self.forwarder.stop(offline_status=offline_status(self.settings.gateway_id))
         self.disk_queue.close()
@@ -287,15 +329,47 @@ class EdgeAgent:
             if isinstance(message, Alert):
                 self.intake.publish_alert(message.asset_id, encode(message))
                 self.metrics.alerts_out += 1
+                if self.deployments is not None and message.state == "raised":  # model probation
+                    self.deployments.receiver.observe_alert(self._asset_targets.get(message.asset_id, ""))
 
     def _commit(self, outbound: list[Outbound]) -> None:
-        if not outbound:
-            return
+        """Hand outbound messages to the queue writer (blocks only if the writer is far behind)."""
+        if outbound:
+            self._outbox.put(outbound)
+
+    # --- the queue writer thread ---------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        """Commit what the scorer hands over, several hand-overs per transaction, in order."""
+        while True:
+            first = self._outbox.get()
+            if first is None:
+                return
+            pending = list(first)
+            is_last = False
+            while len(pending) < _WRITE_BATCH_MAX:
+                try:
+                    more = self._outbox.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    is_last = True
+                    break
+                pending.extend(more)
+            self._write(pending)
+            if is_last:
+                return
+
+    def _write(self, outbound: list[Outbound]) -> None:
         try:
             self.disk_queue.put_many(outbound)
         except StorageError:
             self.metrics.enqueue_failed += len(outbound)
             logger.exception("could not enqueue %d upstream message(s)", len(outbound))
+            return
+        except Exception:  # the writer must survive; logged with the traceback and counted
+            self.metrics.enqueue_failed += len(outbound)
+            logger.exception("unexpected error enqueuing %d upstream message(s)", len(outbound))
             return
         self.metrics.outbound_enqueued += len(outbound)
         self.forwarder.notify()

@@ -17,7 +17,8 @@ Durability (the `synchronous` setting):
   them. Choose it only on storage where fsync is very expensive and power is protected.
 
 Deletes need no such care: a delete lost in a crash only means the message is sent again (a duplicate the
-cloud absorbs).
+cloud absorbs), so deletes always commit with ``NORMAL`` (no fsync of their own); the next ``FULL``
+commit makes them durable too.
 """
 
 from __future__ import annotations
@@ -126,6 +127,7 @@ class DiskQueue:
     ) -> None:
         self._gateway_id = topics.check_ident("gateway_id", gateway_id)
         self._max_bytes = max_bytes
+        self._synchronous = synchronous
         self._lock = threading.Lock()
         self._dropped: dict[str, int] = dict.fromkeys(KINDS, 0)
         self._enqueued = 0
@@ -268,6 +270,7 @@ class DiskQueue:
         found: list[tuple[int]] = []
         with self._lock:
             try:
+                self._db.execute("PRAGMA synchronous=NORMAL")  # a lost delete is only a re-send
                 self._db.execute("BEGIN IMMEDIATE")
                 for start in range(0, len(keys), _SQL_CHUNK):
                     chunk = keys[start : start + _SQL_CHUNK]
@@ -278,6 +281,8 @@ class DiskQueue:
             except sqlite3.Error as exc:
                 self._rollback()
                 raise StorageError("disk queue", f"delete failed: {exc}") from exc
+            finally:
+                self._db.execute(f"PRAGMA synchronous={self._synchronous}")
             self._depth -= len(found)
             self._bytes -= sum(int(size) for (size,) in found)
             self._deleted += len(found)
