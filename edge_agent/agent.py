@@ -180,7 +180,9 @@ class EdgeAgent:
             store=self.models,
             gateway_id=self.settings.gateway_id,
             targets=set(self._asset_targets.values()),
-            expected_features={a.target: self.settings.pipeline.feature_spec(a).feature_names for a in assets},
+            expected_features={
+                a.target: self.settings.pipeline.feature_spec(a).feature_names for a in assets
+            },
             assets_per_target=collections.Counter(self._asset_targets.values()),
         )
         return DeploymentClient(

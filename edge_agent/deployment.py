@@ -84,11 +84,10 @@ _GET_TIMEOUT_S = 0.1
 class DeploymentSettings(BaseModel, frozen=True, extra="forbid"):
     """Section `deployment` of the edge settings: receiving signed models and watching them on probation."""
 
-    enabled: bool = Field(True, description="Receive model deployments from the upstream broker.")
-    public_key: Path = Field(
-        Path("/etc/forewarn/keys/forewarn-signing.pub"),
-        description="Ed25519 public key (PEM) that deployments must be signed with; the gateway never holds "
-        "the private key.",
+    public_key: Path | None = Field(
+        None,
+        description="Ed25519 public key (PEM) deployments must be signed with (the gateway never holds the "
+        "private key); not set: this gateway receives no deployments.",
     )
     state_file: Path = Field(
         Path("/var/lib/forewarn/edge/deployments.json"),
@@ -110,12 +109,14 @@ class DeploymentSettings(BaseModel, frozen=True, extra="forbid"):
     )
 
 
-def load_public_key(path: Path) -> Ed25519PublicKey:
+def load_public_key(path: Path | None) -> Ed25519PublicKey:
     """Read the Ed25519 public key deployments are verified with.
 
     Raises:
-        ConfigError: missing, unreadable, or not an Ed25519 public key.
+        ConfigError: not set, missing, unreadable, or not an Ed25519 public key.
     """
+    if path is None:
+        raise ConfigError("edge.deployment.public_key", "", "must name the deployment public key file")
     try:
         key = serialization.load_pem_public_key(path.read_bytes())
     except OSError as exc:
