@@ -28,6 +28,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "forewarn.sim_cmd",
     "forewarn.forecast_cmd",
     "forewarn.edge_cmd",
+    "forewarn.models_cmd",
+    "forewarn.keys_cmd",
 )
 
 
