@@ -130,7 +130,14 @@ def _train_model(pipeline: PipelineSettings) -> tuple[Any, str]:
     return artifact, f"{MODEL_TARGET}:v1 ({artifact.manifest.model_type}, {artifact.manifest.quantization})"
 
 
-def _settings(workdir: Path, broker: MosquittoServer, plan: _Plan) -> EdgeSettings:
+def _settings(
+    workdir: Path,
+    broker: MosquittoServer,
+    plan: _Plan,
+    *,
+    n_bands: int = N_BANDS,
+    gateway_id: str = "gw-bench",
+) -> EdgeSettings:
     sensor = SensorSettings(name="vibration", kind=SensorKind.VIBRATION, sample_rate_hz=RATE_HZ)
     pipeline = PipelineSettings(
         assets=tuple(
@@ -138,7 +145,7 @@ def _settings(workdir: Path, broker: MosquittoServer, plan: _Plan) -> EdgeSettin
         ),
         window_len=WINDOW_LEN,
         hop=WINDOW_LEN,
-        n_bands=N_BANDS,
+        n_bands=n_bands,
         feature_spec_name="bench-vibration",
         score_batch_windows=16,  # one raw batch: its windows are scored as soon as it arrives
         score_max_delay_ms=2.0,
@@ -151,7 +158,7 @@ def _settings(workdir: Path, broker: MosquittoServer, plan: _Plan) -> EdgeSettin
         EdgeSettings,
         environ={},
         overrides={
-            "gateway_id": "gw-bench",
+            "gateway_id": gateway_id,
             "heartbeat_interval_s": 1.0,
             "intake_queue_size": plan.throughput_batches * len(plan.assets) + 100,
             "plant_mqtt": mqtt_settings,
@@ -285,6 +292,21 @@ def _latency(broker: MosquittoServer, plan: _Plan, first_index: int) -> dict[str
     }
 
 
+def _bandwidth_default_features(workdir: Path, broker: MosquittoServer, plan: _Plan) -> float:
+    """Upstream bytes per raw byte with the pipeline's default 8 bands (17 features) and the baseline."""
+    settings = _settings(workdir / "default-features", broker, plan, n_bands=8, gateway_id="gw-bench-8")
+    agent = EdgeAgent(settings)
+    agent.start()
+    try:
+        wait_until(lambda: agent.intake.is_subscribed and agent.forwarder.is_connected, timeout_s=20)
+        _throughput(agent, broker, plan)
+        wait_until(lambda: agent.disk_queue.stats().depth == 0, timeout_s=60)
+        raw_bytes = agent.intake.metrics.received_bytes
+        return agent.forwarder.metrics.bytes_out / raw_bytes if raw_bytes else float("nan")
+    finally:
+        agent.stop()
+
+
 def _edge_models(quick: bool) -> dict[str, Any]:
     try:
         from forewarn.bench.edge_models import measure  # noqa: PLC0415 - E1's part of the suite
@@ -323,13 +345,17 @@ def run(*, quick: bool = False) -> dict[str, object]:
             windows_scored = agent.pipeline.metrics.windows_scored
         finally:
             agent.stop()
+        ratio_8_bands = _bandwidth_default_features(workdir, broker, plan)
     figures.update(
         {
             "samples_per_s": round(throughput["samples_per_s"]),
             "window_to_alert_p50_ms": round(latency["window_to_alert_p50_ms"], 2),
             "window_to_alert_p99_ms": round(latency["window_to_alert_p99_ms"], 2),
             "upstream_bytes_per_raw_byte": round(upstream_bytes / raw_bytes, 6) if raw_bytes else None,
+            "upstream_bytes_per_raw_byte_8_bands": round(ratio_8_bands, 6),
             "edge_model": model,
+            "edge_n_features": len(settings.pipeline.feature_spec(settings.pipeline.assets[0]).feature_names),
+            "edge_aggregation_period_s": settings.pipeline.aggregation.period_s,
             "edge_assets": len(plan.assets),
             "edge_batch_samples": BATCH_SAMPLES,
             "edge_sample_rate_hz": RATE_HZ,
