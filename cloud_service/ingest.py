@@ -95,6 +95,7 @@ class IngestMetrics:
     dead_lettered: Counter[str] = field(default_factory=Counter)
     rows_inserted: int = 0
     duplicates: int = 0
+    conflict_fallbacks: int = 0
     batches: int = 0
     acked: int = 0
     acks_skipped_reconnected: int = 0
@@ -113,6 +114,7 @@ class IngestMetrics:
             "dead_lettered": dict(self.dead_lettered),
             "rows_inserted": self.rows_inserted,
             "duplicates": self.duplicates,
+            "conflict_fallbacks": self.conflict_fallbacks,
             "batches": self.batches,
             "acked": self.acked,
             "acks_skipped_reconnected": self.acks_skipped_reconnected,

@@ -168,6 +168,13 @@ class IngestWorker:
         while not self._stop.is_set():
             try:
                 result = self._write(decoded)
+            except psycopg.errors.TransactionRollback as exc:  # deadlock or serialization failure: retry
+                if self._conn is not None and self._conn.broken:
+                    self._close_db()
+                logger.info("batch rolled back by the database (%s); retrying", type(exc).__name__)
+                self.metrics.db_errors += 1
+                self._stop.wait(0.05)
+                continue
             except psycopg.Error as exc:
                 if not is_outage(exc):
                     raise
@@ -200,6 +207,7 @@ class IngestWorker:
             self.metrics.batches += 1
             self.metrics.rows_inserted += result.rows_inserted
             self.metrics.duplicates += result.duplicates
+            self.metrics.conflict_fallbacks += result.conflict_fallbacks
             return True
         return False
 
@@ -234,6 +242,7 @@ class IngestWorker:
                 self.metrics.dead_lettered[letter.label] += 1
             total.duplicates += result.duplicates
             total.dead_lettered += result.dead_lettered
+            total.conflict_fallbacks += result.conflict_fallbacks
             for table, count in result.inserted.items():
                 total.inserted[table] = total.inserted.get(table, 0) + count
         return total

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import struct
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -31,8 +32,11 @@ from cloud_service.schema import Backend, current_backend
 from shared.messages import Aggregate, Alert, DeploymentAck, MaintenanceEvent, Snapshot, Status
 
 __all__ = [
+    "AGGREGATE_COPY_COLUMNS",
+    "AGGREGATE_COPY_TYPES",
     "BatchWriter",
     "WriteResult",
+    "aggregate_rows",
     "feature_arrays",
     "is_outage",
     "ns_to_datetime",
@@ -45,12 +49,12 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _WEEK_NS = 7 * 24 * 3600 * 1_000_000_000
 _JSON = msgspec.json.Encoder()
 
-_STAGE_COLUMNS = (
+_AGGREGATE_COLUMNS = (
     ("gateway_id", "text"),
     ("seq", "int8"),
     ("asset_id", "text"),
-    ("period_start_ns", "int8"),
-    ("period_end_ns", "int8"),
+    ("period_start", "timestamptz"),
+    ("period_end", "timestamptz"),
     ("feature_set_id", "int4"),
     ("feature_mean", "float4[]"),
     ("feature_min", "float4[]"),
@@ -62,27 +66,26 @@ _STAGE_COLUMNS = (
     ("n_above", "int8"),
     ("model_version", "text"),
     ("model_kind", "text"),
+    ("received_at", "timestamptz"),
 )
-_STAGE_TYPES = [sql_type for _, sql_type in _STAGE_COLUMNS]
+AGGREGATE_COPY_TYPES = [sql_type for _, sql_type in _AGGREGATE_COLUMNS]
+AGGREGATE_COPY_COLUMNS = ", ".join(name for name, _ in _AGGREGATE_COLUMNS)
 _FLOAT4_OID = 700
 _FLOAT4_ARRAY_OID = 1021
+_TIMESTAMPTZ_OID = 1184
 _ARRAY_HEADER = struct.Struct(">iiiii")
-_STAGE_NAMES = ", ".join(name for name, _ in _STAGE_COLUMNS)
+_INT8 = struct.Struct(">q")
+_PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z, PostgreSQL's binary timestamp origin, in Unix µs
 _CREATE_STAGE = (
     "CREATE TEMPORARY TABLE IF NOT EXISTS stage_aggregates ("
-    + ", ".join(f"{name} {sql_type.replace('float4', 'real')}" for name, sql_type in _STAGE_COLUMNS)
+    + ", ".join(f"{name} {sql_type.replace('float4', 'real')}" for name, sql_type in _AGGREGATE_COLUMNS)
     + ") ON COMMIT DELETE ROWS"
 )
-_COPY_STAGE = f"COPY stage_aggregates ({_STAGE_NAMES}) FROM STDIN (FORMAT BINARY)"
-_NS_TO_TS = "(TIMESTAMPTZ 'epoch' + ({0} / 1000) * INTERVAL '1 microsecond')"
+_COPY_DIRECT = f"COPY aggregates ({AGGREGATE_COPY_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+_COPY_STAGE = f"COPY stage_aggregates ({AGGREGATE_COPY_COLUMNS}) FROM STDIN (FORMAT BINARY)"
 _INSERT_AGGREGATES = f"""
-INSERT INTO aggregates (gateway_id, seq, asset_id, period_start, period_end, feature_set_id, feature_mean,
-                        feature_min, feature_max, score_mean, score_max, threshold, n_windows, n_above,
-                        model_version, model_kind, received_at)
-SELECT gateway_id, seq, asset_id, {_NS_TO_TS.format("period_start_ns")}, {_NS_TO_TS.format("period_end_ns")},
-       feature_set_id, feature_mean, feature_min, feature_max, score_mean, score_max, threshold, n_windows,
-       n_above, model_version, model_kind, statement_timestamp()
-FROM stage_aggregates
+INSERT INTO aggregates ({AGGREGATE_COPY_COLUMNS})
+SELECT {AGGREGATE_COPY_COLUMNS} FROM stage_aggregates
 ON CONFLICT (gateway_id, seq, period_start) DO NOTHING
 """
 _INSERT_HEARTBEAT = """
@@ -201,12 +204,59 @@ def feature_arrays(group: Sequence[Aggregate]) -> list[tuple[bytes, bytes, bytes
     ]
 
 
-def register_array_dumper(conn: psycopg.Connection[Any]) -> None:
-    """Let COPY with `set_types([... "float4[]" ...])` take `feature_arrays` output on this connection.
+class _MicrosSince2000Dumper(Dumper):
+    """Dumps an int of microseconds since 2000-01-01 UTC as a binary `timestamptz` (no datetime needed)."""
 
-    Registered by oid only, so it applies where a column's type is declared (binary COPY), nowhere else.
+    format = Format.BINARY
+    oid = _TIMESTAMPTZ_OID
+
+    def dump(self, obj: Any) -> Buffer:
+        """Pack the integer as PostgreSQL's 8-byte timestamp."""
+        return _INT8.pack(obj)
+
+
+def register_array_dumper(conn: psycopg.Connection[Any]) -> None:
+    """Let binary COPY with declared types take `feature_arrays` output for `float4[]` columns and
+    integers of microseconds since 2000-01-01 for `timestamptz` columns, on this connection.
+
+    Registered by oid only, so they apply where a column's type is declared (binary COPY), nowhere else.
     """
     conn.adapters.register_dumper(None, _PreEncodedFloat4ArrayDumper)
+    conn.adapters.register_dumper(None, _MicrosSince2000Dumper)
+
+
+def aggregate_rows(
+    aggregates: Sequence[Aggregate], ids: Sequence[int], *, received_us: int
+) -> list[tuple[Any, ...]]:
+    """Rows in `_AGGREGATE_COLUMNS` order, for a connection with `register_array_dumper`."""
+    rows: list[tuple[Any, ...]] = []
+    for group, group_ids in _by_feature_count(aggregates, ids):
+        for m, feature_set_id, (means, mins, maxs) in zip(
+            group, group_ids, feature_arrays(group), strict=True
+        ):
+            score = m.score
+            rows.append(
+                (
+                    m.gateway_id,
+                    m.seq,
+                    m.asset_id,
+                    m.period_start_ns // 1000 - _PG_EPOCH_US,
+                    m.period_end_ns // 1000 - _PG_EPOCH_US,
+                    feature_set_id,
+                    means,
+                    mins,
+                    maxs,
+                    score.mean,
+                    score.max,
+                    score.threshold,
+                    score.n_windows,
+                    score.n_above_threshold,
+                    m.model_version,
+                    m.model_kind,
+                    received_us,
+                )
+            )
+    return rows
 
 
 def ns_to_datetime(ts_ns: int) -> datetime:
@@ -226,6 +276,7 @@ class WriteResult:
     inserted: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
     dead_lettered: int = 0
+    conflict_fallbacks: int = 0
 
     @property
     def rows_inserted(self) -> int:
@@ -367,41 +418,32 @@ class BatchWriter:
         ids: Sequence[int],
         result: WriteResult,
     ) -> None:
+        """Optimistic binary COPY straight into `aggregates` inside a savepoint; if any row is already
+        there (a redelivery), roll back to the savepoint and take the idempotent path: COPY into the
+        staging table, then `INSERT ... SELECT ... ON CONFLICT DO NOTHING`. Redeliveries are rare (after a
+        crash or an outage), so nearly every batch takes the fast path, and every batch is idempotent."""
         if not aggregates:
+            return
+        rows = aggregate_rows(aggregates, ids, received_us=time.time_ns() // 1000 - _PG_EPOCH_US)
+        try:
+            with self._conn.transaction(), cur.copy(_COPY_DIRECT) as copy:
+                copy.set_types(AGGREGATE_COPY_TYPES)
+                for row in rows:
+                    copy.write_row(row)
+        except psycopg.errors.UniqueViolation:
+            result.conflict_fallbacks += 1
+        else:
+            self._count(result, "aggregates", len(rows), len(rows))
             return
         if not self._stage_ready:
             cur.execute(_CREATE_STAGE)
             self._stage_ready = True
         with cur.copy(_COPY_STAGE) as copy:
-            copy.set_types(_STAGE_TYPES)
-            for group, group_ids in _by_feature_count(aggregates, ids):
-                arrays = feature_arrays(group)
-                for message, feature_set_id, (means, mins, maxs) in zip(
-                    group, group_ids, arrays, strict=True
-                ):
-                    score = message.score
-                    copy.write_row(
-                        (
-                            message.gateway_id,
-                            message.seq,
-                            message.asset_id,
-                            message.period_start_ns,
-                            message.period_end_ns,
-                            feature_set_id,
-                            means,
-                            mins,
-                            maxs,
-                            score.mean,
-                            score.max,
-                            score.threshold,
-                            score.n_windows,
-                            score.n_above_threshold,
-                            message.model_version,
-                            message.model_kind,
-                        )
-                    )
+            copy.set_types(AGGREGATE_COPY_TYPES)
+            for row in rows:
+                copy.write_row(row)
         cur.execute(_INSERT_AGGREGATES)
-        self._count(result, "aggregates", cur.rowcount, len(aggregates))
+        self._count(result, "aggregates", cur.rowcount, len(rows))
 
     def _write_statuses(
         self, cur: psycopg.Cursor[Any], statuses: Sequence[Status], result: WriteResult

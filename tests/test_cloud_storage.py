@@ -159,8 +159,10 @@ def test_every_kind_is_written_once_even_when_replayed(db: str) -> None:
         second = writer.write(messages)
         assert BatchWriter(conn).write(messages).rows_inserted == 0
     assert first.rows_inserted == 7
+    assert first.conflict_fallbacks == 0  # new rows: straight binary COPY
     assert second.rows_inserted == 0
     assert second.duplicates == 7
+    assert second.conflict_fallbacks == 1  # replayed rows: staging + ON CONFLICT DO NOTHING
     assert counts(db) == {
         "aggregates": 1,
         "alert_messages": 1,
@@ -172,6 +174,19 @@ def test_every_kind_is_written_once_even_when_replayed(db: str) -> None:
         "assets": 1,
         "gateways": 1,
     }
+
+
+def test_a_batch_mixing_new_and_replayed_aggregates_stores_each_once(db: str) -> None:
+    ts = now_ns() - 3600 * NS_PER_S
+    messages = [aggregate("gw-mix", "pump-mix", seq, ts + seq * PERIOD_NS) for seq in range(100)]
+    with psycopg.connect(db) as conn:
+        writer = BatchWriter(conn)
+        writer.write(messages[::2])
+        result = writer.write(messages[::-1] + messages[:10])
+        seqs = [row[0] for row in conn.execute("SELECT seq FROM aggregates ORDER BY seq")]
+    assert seqs == list(range(100))
+    assert result.inserted["aggregates"] == 50
+    assert result.duplicates == 60
 
 
 def test_dead_letters_keep_topic_bytes_reason_and_field(db: str) -> None:

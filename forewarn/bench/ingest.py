@@ -26,7 +26,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 from cloud_service.migrate import migrate
 from cloud_service.service import worker_process_main
 from cloud_service.settings import CloudSettings
-from cloud_service.writer import BatchWriter, feature_arrays, register_array_dumper
+from cloud_service.writer import (
+    AGGREGATE_COPY_COLUMNS,
+    AGGREGATE_COPY_TYPES,
+    BatchWriter,
+    aggregate_rows,
+    register_array_dumper,
+)
 from forewarn.localservices import MosquittoServer, PostgresServer, running, temporary_directory, wait_until
 from shared import topics
 from shared.config import load_settings
@@ -38,15 +44,6 @@ __all__ = ["run"]
 
 _PERIOD_NS = 10_000_000_000
 _ASSETS_PER_GATEWAY = 20
-_RAW_COLUMNS = (
-    "gateway_id, seq, asset_id, period_start, period_end, feature_set_id, feature_mean, feature_min, "
-    "feature_max, score_mean, score_max, threshold, n_windows, n_above, model_version, model_kind, "
-    "received_at"
-)
-_RAW_TYPES = [
-    "text", "int8", "text", "timestamptz", "timestamptz", "int4", "float4[]", "float4[]", "float4[]",
-    "float4", "float4", "float4", "int8", "int8", "text", "text", "timestamptz",
-]  # fmt: skip
 
 
 def _aggregate(gateway_id: str, seq: int, start_ns: int, end_ns: int | None = None) -> Aggregate:
@@ -74,13 +71,8 @@ def _messages(gateway_id: str, n: int) -> list[Aggregate]:
 
 
 def _raw_copy_rate(conninfo: str, messages: list[Aggregate], *, repeats: int) -> float:
-    """Binary COPY of pre-built rows into an unindexed copy of the aggregates table."""
-    now = datetime.now(UTC)
-    arrays = feature_arrays(messages)
-    rows = [
-        (m.gateway_id, m.seq, m.asset_id, now, now, 1, *encoded, 0.4, 0.9, 1.0, 10, 0, "1", "onnx", now)
-        for m, encoded in zip(messages, arrays, strict=True)
-    ]
+    """Binary COPY of the write path's own rows, pre-built, into an unindexed copy of the aggregates table."""
+    rows = aggregate_rows(messages, [1] * len(messages), received_us=0)
     best = 0.0
     with psycopg.connect(conninfo) as conn:
         register_array_dumper(conn)
@@ -90,11 +82,9 @@ def _raw_copy_rate(conninfo: str, messages: list[Aggregate], *, repeats: int) ->
             conn.execute("TRUNCATE raw_copy")
             conn.commit()
             start = time.perf_counter()
-            with (
-                conn.cursor() as cur,
-                cur.copy(f"COPY raw_copy ({_RAW_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy,
-            ):
-                copy.set_types(_RAW_TYPES)
+            statement = f"COPY raw_copy ({AGGREGATE_COPY_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+            with conn.cursor() as cur, cur.copy(statement) as copy:
+                copy.set_types(AGGREGATE_COPY_TYPES)
                 for row in rows:
                     copy.write_row(row)
             conn.commit()
