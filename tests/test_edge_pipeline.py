@@ -597,3 +597,16 @@ def test_an_asset_with_only_slow_sensors_is_driven_by_its_first_one() -> None:
         [slow_features(temps.reshape(5, 20), TEMP_RATE), slow_features(pressures.reshape(5, 20), TEMP_RATE)]
     )
     np.testing.assert_allclose(np.concatenate(scorer.rows), expected, rtol=1e-6)
+
+
+def test_a_window_past_its_delay_is_scored_on_the_next_process_or_poll() -> None:
+    rng = np.random.default_rng(13)
+    run = Run()
+    config = settings([_vibration_only()], batch_windows=100).model_copy(update={"score_max_delay_ms": 0.0})
+    pipeline = Pipeline(settings=config, gateway_id="gw-1", models=None, on_reject=run.on_reject)
+    vib = Stream("pump-1", "vibration", VIB_RATE, healthy(rng), 1024)
+    for _ in range(3):
+        run.feed(pipeline, [vib.next()])
+        assert pipeline.metrics.windows_scored == pipeline.metrics.windows_cut  # due at once: no waiting
+    assert pipeline.poll() == []
+    assert pipeline.metrics.windows_scored == 3
