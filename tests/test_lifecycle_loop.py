@@ -1,0 +1,116 @@
+"""The whole model loop: gateway data -> ingest -> training -> signed push -> the agent acks and scores with it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+
+from cloud_service.lifecycle import operations, registry
+from cloud_service.lifecycle.settings import LifecycleSettings
+from cloud_service.lifecycle.signing import init_keys, load_private_key
+from cloud_service.lifecycle.training import train_target
+from cloud_service.migrate import migrate
+from edge_agent.agent import EdgeAgent
+from edge_agent.pipeline_settings import AggregationSettings, PipelineSettings
+from forewarn.localservices import MosquittoServer, wait_until
+from shared.config import MqttSettings
+from shared.timebase import now_ns
+from tests.test_edge_agent_helpers import (
+    RawPublisher,
+    edge_settings,
+    feed,
+    vibration_asset,
+    vibration_batches,
+)
+from tests.test_lifecycle_deployment import _ingest
+
+NS_PER_S = 10**9
+
+
+def _count(db: str, sql: str, *params: object) -> int:
+    with psycopg.connect(db) as conn:
+        row = conn.execute(sql, params).fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_gateway_data_trains_a_model_that_the_agent_installs_acknowledges_and_scores_with(
+    broker: MosquittoServer, db: str, workdir: Path, unique_id: Callable[[str], str]
+) -> None:
+    migrate(db)
+    keys = init_keys(workdir / "keys")
+    asset = unique_id("pump")
+    gateway_id = unique_id("gw")
+    pipeline = PipelineSettings(
+        assets=(vibration_asset(asset),), aggregation=AggregationSettings(period_s=0.25)
+    )  # 4 aggregates per second of data: enough training rows from a short stream
+    settings = edge_settings(
+        workdir,
+        gateway_id=gateway_id,
+        plant=broker,
+        upstream=broker,
+        pipeline=pipeline,
+        deployment={"public_key": str(keys.public_key), "state_file": str(workdir / "deployments.json")},
+    )
+    worker = _ingest(broker, db, unique_id("ingest"))
+    agent = EdgeAgent(settings)
+    agent.start()
+    publisher = RawPublisher(broker, unique_id("pub"))
+    try:
+        wait_until(lambda: agent.intake.is_subscribed, timeout_s=10)
+        start_ns = now_ns() - 3600 * NS_PER_S
+        feed(publisher, vibration_batches(asset, n_batches=70, start_ns=start_ns), agent.intake.queue.qsize)
+        wait_until(
+            lambda: _count(db, "SELECT count(*) FROM aggregates WHERE asset_id = %s", asset) >= 240,
+            timeout_s=60,
+        )
+
+        lifecycle = LifecycleSettings(
+            approval="auto",
+            min_training_rows=150,
+            model_types=("pca", "mlp_autoencoder"),
+            signing_key=keys.private_key,
+        )
+        mqtt = MqttSettings(host=broker.host, port=broker.port)
+
+        def deploy(target: str, version: int) -> None:
+            with psycopg.connect(db) as conn:
+                operations.deploy(conn, mqtt, target, version, chunk_bytes=2048)
+
+        with psycopg.connect(db) as conn:
+            report = train_target(
+                conn, lifecycle, asset, private_key=load_private_key(keys.private_key), deploy=deploy
+            )
+        assert report.selected is not None, report.as_dict()
+        assert report.deployed
+        version = report.selected
+
+        def active() -> int | None:
+            model = agent.models.active(asset)
+            return model.manifest.version if model else None
+
+        wait_until(lambda: active() == version, timeout_s=20)
+        with psycopg.connect(db) as conn:
+            states = wait_until(lambda: registry.gateway_states(conn, asset, version=version), timeout_s=20)
+            model = registry.get_model(conn, asset, version)
+        assert states[0].gateway_id == gateway_id
+        assert states[0].state == "active"
+        assert model is not None
+        assert model.status == "deployed"
+
+        # new data is scored by the deployed model, and its aggregates say so upstream
+        feed(
+            publisher,
+            vibration_batches(asset, n_batches=10, start_ns=start_ns, first_seq=70),
+            agent.intake.queue.qsize,
+        )
+        scored_by = f"{asset}:v{version}"
+        wait_until(
+            lambda: _count(db, "SELECT count(*) FROM aggregates WHERE model_version = %s", scored_by) > 0,
+            timeout_s=30,
+        )
+    finally:
+        publisher.close()
+        agent.stop()
+        worker.stop()
