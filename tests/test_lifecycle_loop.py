@@ -1,4 +1,4 @@
-"""The whole model loop: gateway data -> ingest -> training -> signed push -> the agent acks and scores with it."""
+"""The whole model loop: gateway data, ingest, training, signed push; the agent acks and scores with it."""
 
 from __future__ import annotations
 
