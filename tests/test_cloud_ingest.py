@@ -331,3 +331,26 @@ def test_bench_ingest_quick_reports_every_figure() -> None:
         assert isinstance(figures[key], int | float)
         assert figures[key] > 0, key
     assert figures["workers"] == 2
+
+
+def test_broker_restart_reconnects_and_resumes_without_loss(
+    broker: MosquittoServer,
+    db: str,
+    worker_factory: Callable[..., IngestWorker],
+    unique_id: Callable[[str], str],
+) -> None:
+    worker = worker_factory()
+    items = aggregates("gw-brk", 1000)
+    first = Publisher(broker, unique_id("pub1"))
+    first.publish(items[:500])
+    first.close()
+    wait_until(lambda: row_count(db, "gw-brk") == 500, timeout_s=30)
+    broker.stop()
+    wait_until(lambda: not worker.metrics.connected, timeout_s=10)
+    broker.start()
+    wait_until(lambda: worker.metrics.connected, timeout_s=30)
+    second = Publisher(broker, unique_id("pub2"))
+    second.publish(items[500:])
+    second.close()
+    wait_until(lambda: row_count(db, "gw-brk") >= 1000, timeout_s=30)
+    exactly_once(db, "gw-brk", 1000)
