@@ -610,3 +610,36 @@ def test_a_window_past_its_delay_is_scored_on_the_next_process_or_poll() -> None
         assert pipeline.metrics.windows_scored == pipeline.metrics.windows_cut  # due at once: no waiting
     assert pipeline.poll() == []
     assert pipeline.metrics.windows_scored == 3
+
+
+def test_a_second_vibration_sensor_joins_with_its_window_ending_at_the_same_time() -> None:
+    rng = np.random.default_rng(14)
+    asset = AssetSettings(
+        asset_id="pump-1",
+        sensors=(
+            SensorSettings(name="vibration", kind=SensorKind.VIBRATION, sample_rate_hz=VIB_RATE),
+            SensorSettings(name="vibration_y", kind=SensorKind.VIBRATION, sample_rate_hz=VIB_RATE),
+        ),
+    )
+    models = SwitchableModels()
+    run = Run()
+    pipeline = Pipeline(
+        settings=settings([asset], batch_windows=4), gateway_id="gw-1", models=models, on_reject=run.on_reject
+    )
+    scorer = RecordingScorer(pipeline.feature_names("pump-1"), version="pump-1:v1")
+    models.activate(scorer)
+    y = Stream("pump-1", "vibration_y", VIB_RATE, healthy(rng), 1024)
+    x = Stream("pump-1", "vibration", VIB_RATE, healthy(rng), 1024)
+    sent = list(interleave([y, x], 4.0))  # y first at equal times: it has reached each x window's end
+    run.feed(pipeline, sent)
+    run.out.extend(pipeline.flush())
+    xs = np.concatenate([b.samples for b in sent if b.sensor == "vibration"])
+    ys = np.concatenate([b.samples for b in sent if b.sensor == "vibration_y"])
+    expected = np.hstack(
+        [
+            vibration_features(_all_windows(xs, 1024, 1024), VIB_RATE, 8),
+            vibration_features(_all_windows(ys, 1024, 1024), VIB_RATE, 8),
+        ]
+    )
+    np.testing.assert_allclose(np.concatenate(scorer.rows), expected, rtol=1e-6)
+    assert pipeline.metrics.windows_scored == 32
