@@ -181,3 +181,19 @@ def test_export_memory_stays_flat_as_the_scenario_grows(workdir: Path) -> None:
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
     assert peaks[1] < 1.3 * peaks[0], peaks  # 4x the steps, about the same peak
+
+
+def test_cli_lists_scenarios_and_shows_sim_settings(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert main(["sim", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert all(name in listing for name in ("smoke", "plant", "stress"))
+    monkeypatch.setenv("FOREWARN_SIM_MQTT__PORT", "1884")
+    assert main(["config", "show", "sim"]) == 0
+    shown = capsys.readouterr().out
+    assert "port = 1884" in shown
+    assert "max_unpublished = 4096" in shown
+    monkeypatch.setenv("FOREWARN_SIM_MAX_UNPUBLISHED", "3")
+    assert main(["config", "show", "sim"]) == 2
+    assert "sim.max_unpublished" in capsys.readouterr().err
