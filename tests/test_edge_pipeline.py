@@ -14,7 +14,7 @@ from edge_agent.pipeline import REJECT_REASONS, Pipeline
 from edge_agent.pipeline_settings import AssetSettings, SensorSettings, SnapshotSettings
 from edge_agent.windowing import StreamChecker, Verdict, Windower
 from shared.features import SensorKind, slow_features, vibration_features
-from shared.messages import ModelManifest
+from shared.messages import ModelManifest, decode_uplink, encode
 from shared.raw_batch import RawBatch
 from shared.timebase import NS_PER_S
 from tests.test_edge_pipeline_support import (
@@ -275,6 +275,8 @@ def test_degrading_asset_raises_and_clears_while_a_healthy_asset_raises_nothing(
     assert pipeline.metrics.alerts_cleared == 1
     snapshot = run.snapshots[0]
     assert snapshot.alert_id == raised.alert_id
+    for message in run.out:  # every message honours its contract, as the cloud will decode it
+        assert decode_uplink(encode(message)) == message
     assert len(snapshot.samples) == round(0.75 * VIB_RATE)  # 0.5 s before and 0.25 s after
     assert snapshot.start_ns == raised.ts_ns - round(0.5 * VIB_RATE) * NS_PER_S // round(VIB_RATE)
 
