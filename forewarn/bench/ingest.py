@@ -8,6 +8,8 @@ Figures (a row is one asset's aggregate for one period, 24 features x mean/min/m
   handling, registration, commit) fed decoded messages from memory.
 - `ingest_rows_per_s`: MQTT publish (QoS 1, publishers in their own processes) to committed rows, through
   `workers` ingest processes in one shared subscription: decoding, validation, idempotency, acks.
+- `ingest_backlog_rows_per_s`: the same workers draining a backlog the broker held for their sessions
+  (publishers not running): the service's own rate, as when gateways are on other machines.
 - `e2e_latency_p99_ms`: publish to commit, at a paced rate below saturation (`latency_rate_msgs_per_s`).
 """
 
@@ -130,8 +132,7 @@ def _publish(port: int, gateway_id: str, n: int, rate_per_s: float) -> None:
         else:
             payload = payloads[seq]
         client.publish(topic, payload, qos=1)
-        if seq % 50 == 0:
-            client.loop(0)
+        client.loop(0)  # read PUBACKs as they come (the fastest QoS 1 publishing measured here)
     while acked[0] < n:  # every PUBACK back: the broker has them all
         client.loop(0.01)
     client.disconnect()
@@ -154,9 +155,7 @@ def _settings(pg: PostgresServer, mq: MosquittoServer, workers: int) -> CloudSet
     )
 
 
-def _ingest_rate(
-    pg: PostgresServer, mq: MosquittoServer, settings: CloudSettings, n: int, *, publishers: int
-) -> tuple[float, list[Any]]:
+def _start_workers(settings: CloudSettings) -> list[Any]:
     context = multiprocessing.get_context("spawn")
     workers = [
         context.Process(target=worker_process_main, args=(settings, f"bench-{i}", 30), daemon=True)
@@ -164,23 +163,57 @@ def _ingest_rate(
     ]
     for process in workers:
         process.start()
-    conn = psycopg.connect(pg.conninfo("bench"), autocommit=True)
-    wait_until(lambda: _workers_up(conn, len(workers)), timeout_s=60, interval_s=0.2)
-    per_publisher = n // publishers
+    return workers
+
+
+def _stop_workers(workers: list[Any]) -> None:
+    for process in workers:
+        process.terminate()  # SIGTERM: finish the batch in hand, disconnect; the sessions stay
+    for process in workers:
+        process.join(30)
+
+
+def _publish_all(mq: MosquittoServer, prefix: str, n: int, publishers: int) -> list[Any]:
+    context = multiprocessing.get_context("spawn")
     senders = [
-        context.Process(target=_publish, args=(mq.port, f"bench-in{i}", per_publisher, 0.0), daemon=True)
+        context.Process(target=_publish, args=(mq.port, f"{prefix}{i}", n // publishers, 0.0), daemon=True)
         for i in range(publishers)
     ]
-    start = time.perf_counter()
     for sender in senders:
         sender.start()
-    total = per_publisher * publishers
+    return senders
+
+
+def _ingest_rate(conn: psycopg.Connection[Any], mq: MosquittoServer, n: int, *, publishers: int) -> float:
+    """Live: publishers and workers at once, from the first publish to the last commit."""
+    start = time.perf_counter()
+    senders = _publish_all(mq, "bench-in", n, publishers)
+    total = n // publishers * publishers
     wait_until(lambda: _count(conn, "bench-in") >= total, timeout_s=600, interval_s=0.1)
     rate = total / (time.perf_counter() - start)
     for sender in senders:
         sender.join(30)
-    conn.close()
-    return rate, workers
+    return rate
+
+
+def _backlog_rate(
+    conn: psycopg.Connection[Any], mq: MosquittoServer, settings: CloudSettings, n: int, *, publishers: int
+) -> float:
+    """Backlog: the broker holds `n` messages for the (stopped) workers' sessions; time the drain.
+
+    Measured from the first to the last committed row, so process start-up is not counted; publishers
+    are not running, as gateways would not be on this machine.
+    """
+    for sender in _publish_all(mq, "bench-bl", n, publishers):
+        sender.join(600)
+    total = n // publishers * publishers
+    workers = _start_workers(settings)
+    wait_until(lambda: _count(conn, "bench-bl") > 0, timeout_s=120, interval_s=0.01)
+    first_rows, start = _count(conn, "bench-bl"), time.perf_counter()
+    wait_until(lambda: _count(conn, "bench-bl") >= total, timeout_s=600, interval_s=0.05)
+    rate = (total - first_rows) / (time.perf_counter() - start)
+    _stop_workers(workers)
+    return rate
 
 
 def _workers_up(conn: psycopg.Connection[Any], n: int) -> bool:
@@ -221,21 +254,25 @@ def run(*, quick: bool = False) -> dict[str, object]:
         raw = _raw_copy_rate(pg.conninfo("bench"), _messages("bench-raw", n_copy), repeats=repeats)
         write_path = _write_path_rate(pg.conninfo("bench"), n_write, batch=1000, repeats=repeats)
         settings = _settings(pg, mq, n_workers)
-        ingest, workers = _ingest_rate(pg, mq, settings, n_ingest, publishers=2)
+        workers = _start_workers(settings)
+        conn = psycopg.connect(pg.conninfo("bench"), autocommit=True)
+        wait_until(lambda: _workers_up(conn, n_workers), timeout_s=60, interval_s=0.2)
+        ingest = _ingest_rate(conn, mq, n_ingest, publishers=2)
         latency_rate = max(200.0, round(ingest * 0.5, -2))
         latency = _latency_p99_ms(pg, mq, min(int(latency_rate * 5), 20_000), latency_rate)
-        for process in workers:
-            process.terminate()
-        for process in workers:
-            process.join(15)
+        _stop_workers(workers)
+        backlog = _backlog_rate(conn, mq, settings, n_ingest, publishers=2)
+        conn.close()
     return {
-        "rows": {"raw_copy": n_copy, "write_path": n_write, "ingest": n_ingest},
+        "rows": {"raw_copy": n_copy, "write_path": n_write, "ingest": n_ingest, "backlog": n_ingest},
         "features_per_row": len(DEFAULT_SPEC.feature_names),
         "raw_copy_rows_per_s": round(raw),
         "write_path_rows_per_s": round(write_path),
         "ingest_rows_per_s": round(ingest),
+        "ingest_backlog_rows_per_s": round(backlog),
         "write_path_to_raw_copy_ratio": round(write_path / raw, 3),
         "ingest_to_write_path_ratio": round(ingest / write_path, 3),
+        "ingest_backlog_to_write_path_ratio": round(backlog / write_path, 3),
         "workers": n_workers,
         "publishers": 2,
         "e2e_latency_p99_ms": round(latency, 1),
