@@ -55,6 +55,7 @@ class SensorKind(enum.StrEnum):
     SLOW = "slow"
 
 
+@functools.lru_cache(maxsize=64)
 def vibration_feature_names(n_bands: int) -> tuple[str, ...]:
     """Names of the vibration features, in column order, for `n_bands` spectral bands."""
     bands = tuple(f"band_{i}" for i in range(n_bands))
@@ -77,9 +78,17 @@ def band_edges_hz(window_len: int, sample_rate_hz: float, n_bands: int) -> npt.N
     return edges
 
 
+@dataclass(frozen=True, slots=True)
+class _BandPlan:
+    """How one-sided power bins add up into bands: bins are contiguous per band, so a `reduceat` does it."""
+
+    weights: npt.NDArray[np.float32]  # Parseval weight of each bin, 1/N^2 scaled
+    starts: npt.NDArray[np.intp]  # first bin of each band (clipped for empty bands)
+    empty: npt.NDArray[np.bool_]  # bands with no bin (narrow low bands when there are many)
+
+
 @functools.lru_cache(maxsize=64)
-def _band_matrix(window_len: int, sample_rate_hz: float, n_bands: int) -> npt.NDArray[np.float32]:
-    """(bins x bands) matrix summing one-sided power bins into bands, Parseval weights folded in."""
+def _band_plan(window_len: int, sample_rate_hz: float, n_bands: int) -> _BandPlan:
     freqs = scipy.fft.rfftfreq(window_len, d=1.0 / sample_rate_hz)
     edges = band_edges_hz(window_len, sample_rate_hz, n_bands)
     band_of_bin = np.clip(np.searchsorted(edges, freqs, side="right") - 1, 0, n_bands - 1)
@@ -87,9 +96,19 @@ def _band_matrix(window_len: int, sample_rate_hz: float, n_bands: int) -> npt.ND
     weights[0] = 1.0
     if window_len % 2 == 0:
         weights[-1] = 1.0
-    matrix = np.zeros((len(freqs), n_bands), dtype=np.float64)
-    matrix[np.arange(len(freqs)), band_of_bin] = weights / float(window_len) ** 2
-    return matrix.astype(np.float32)
+    starts = np.searchsorted(band_of_bin, np.arange(n_bands))
+    empty = np.bincount(band_of_bin, minlength=n_bands) == 0
+    return _BandPlan(
+        weights=(weights / float(window_len) ** 2).astype(np.float32),
+        starts=np.minimum(starts, len(freqs) - 1),
+        empty=empty,
+    )
+
+
+def _band_powers(power: npt.NDArray[np.float32], plan: _BandPlan) -> npt.NDArray[np.float32]:
+    bands = np.add.reduceat(power * plan.weights, plan.starts, axis=1)
+    bands[:, plan.empty] = 0.0
+    return bands
 
 
 def _as_windows(windows: npt.ArrayLike, name: str) -> Windows:
@@ -152,7 +171,9 @@ def vibration_features(windows: npt.ArrayLike, sample_rate_hz: float, n_bands: i
     spectrum = scipy.fft.rfft(x, axis=1, workers=1)
     power = (spectrum.real * spectrum.real + spectrum.imag * spectrum.imag).astype(np.float32)
     n_time = len(_TIME_FEATURES)
-    out[:, n_time : n_time + n_bands] = power @ _band_matrix(length, float(sample_rate_hz), n_bands)
+    out[:, n_time : n_time + n_bands] = _band_powers(
+        power, _band_plan(length, float(sample_rate_hz), n_bands)
+    )
     freqs = scipy.fft.rfftfreq(length, d=1.0 / sample_rate_hz).astype(np.float32)
     ac_power = power[:, 1:]
     total = ac_power.sum(axis=1)
