@@ -25,6 +25,7 @@ import functools
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
@@ -89,6 +90,7 @@ class AgentMetrics:
     alerts_out: int = 0
     enqueue_failed: int = 0
     scorer_errors: int = 0
+    alert_latency_ms_max: float = 0.0  # raw batch received -> its alert handed to the plant client
 
 
 @functools.lru_cache(maxsize=4096)
@@ -123,6 +125,8 @@ class EdgeAgent:
         self.settings = settings
         gateway_id = settings.gateway_id
         self.metrics = AgentMetrics()
+        # Recent raw-batch-received -> alert-published latencies at the gateway (bench and diagnostics).
+        self.alert_latencies_ms: collections.deque[float] = collections.deque(maxlen=4096)
         self.quarantine = Quarantine(
             directory=settings.quarantine.dir,
             max_files=settings.quarantine.max_files,
@@ -322,17 +326,27 @@ class EdgeAgent:
             self.metrics.scorer_errors += 1
             logger.exception("pipeline failed on a batch", extra={"asset_id": batch.asset_id})
             return []
-        self._publish_alerts(outbound)
+        if self._publish_alerts(outbound):
+            latency_ms = (time.monotonic_ns() - item.received_mono_ns) / 1e6
+            self.alert_latencies_ms.append(latency_ms)
+            self.metrics.alert_latency_ms_max = max(self.metrics.alert_latency_ms_max, latency_ms)
         return outbound
 
-    def _publish_alerts(self, outbound: list[Outbound]) -> None:
-        """Alerts go to the plant broker at once (with `seq=0`: the seq is the uplink's, given at enqueue)."""
+    def _publish_alerts(self, outbound: list[Outbound]) -> int:
+        """Alerts go to the plant broker at once (with `seq=0`: the seq is the uplink's, given at enqueue).
+
+        Returns:
+            How many alerts were raised (not cleared) in `outbound`.
+        """
+        raised = 0
         for message in outbound:
             if isinstance(message, Alert):
+                raised += message.state == "raised"
                 self.intake.publish_alert(message.asset_id, encode(message))
                 self.metrics.alerts_out += 1
                 if self.deployments is not None and message.state == "raised":  # model probation
                     self.deployments.receiver.observe_alert(self._asset_targets.get(message.asset_id, ""))
+        return raised
 
     def _commit(self, outbound: list[Outbound]) -> None:
         """Hand outbound messages to the queue writer (blocks only if the writer is far behind)."""

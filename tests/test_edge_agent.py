@@ -157,7 +157,8 @@ def test_bad_payloads_of_every_kind_are_quarantined_and_counted_while_scoring_go
 ) -> None:
     asset_id = unique_id("a")
     pipeline = PipelineSettings(
-        assets=(vibration_asset(asset_id),), baseline=BaselineSettings(warmup_windows=20)
+        assets=(vibration_asset(asset_id),),
+        baseline=BaselineSettings(warmup_windows=20, learn_interval_s=0.0),
     )
     gateway_id = unique_id("gw")
     settings = edge_settings(workdir, gateway_id=gateway_id, plant=broker, upstream=broker, pipeline=pipeline)
@@ -198,7 +199,7 @@ def test_full_queue_drops_aggregates_before_alerts_and_counts_them(
     asset_id = unique_id("a")
     pipeline = PipelineSettings(
         assets=(vibration_asset(asset_id),),
-        baseline=BaselineSettings(warmup_windows=50),
+        baseline=BaselineSettings(warmup_windows=50, learn_interval_s=0.0),
         alerts=AlertSettings(k=3, n=5, clear_after=5),
         snapshots=SnapshotSettings(enabled=False),
     )

@@ -12,7 +12,8 @@ Three measurements in one run, on whatever machine this is (a shared 2-core box 
   pace, alternating healthy and faulty (a strong bearing tone); a subscriber on the plant broker receives
   each raised alert. Latency is from the moment the batch holding the alert's window was published (the
   earliest the window could be complete at the gateway) to the alert's arrival at the subscriber: both
-  broker hops are included.
+  broker hops are included. `gateway_batch_to_alert_*` is the agent's own share: from its receipt of the
+  batch (paho's callback) to the alert handed to its plant client.
 * **bandwidth** (`upstream_bytes_per_raw_byte`): bytes the forwarder published upstream (topic + payload
   of aggregates, alerts, snapshots and status) over raw payload bytes received, in the throughput run.
 
@@ -341,7 +342,9 @@ def run(*, quick: bool = False) -> dict[str, object]:
             wait_until(lambda: agent.disk_queue.stats().depth == 0, timeout_s=60)
             raw_bytes = agent.intake.metrics.received_bytes
             upstream_bytes = agent.forwarder.metrics.bytes_out
+            agent.alert_latencies_ms.clear()
             latency = _latency(broker, plan, first_index=plan.throughput_batches + 10)
+            gateway_ms = list(agent.alert_latencies_ms)
             windows_scored = agent.pipeline.metrics.windows_scored
         finally:
             agent.stop()
@@ -351,6 +354,8 @@ def run(*, quick: bool = False) -> dict[str, object]:
             "samples_per_s": round(throughput["samples_per_s"]),
             "window_to_alert_p50_ms": round(latency["window_to_alert_p50_ms"], 2),
             "window_to_alert_p99_ms": round(latency["window_to_alert_p99_ms"], 2),
+            "gateway_batch_to_alert_p50_ms": round(percentile(gateway_ms, 50), 2),
+            "gateway_batch_to_alert_p99_ms": round(percentile(gateway_ms, 99), 2),
             "upstream_bytes_per_raw_byte": round(upstream_bytes / raw_bytes, 6) if raw_bytes else None,
             "upstream_bytes_per_raw_byte_8_bands": round(ratio_8_bands, 6),
             "edge_model": model,
