@@ -110,6 +110,10 @@ def test_gateway_data_trains_a_model_that_the_agent_installs_acknowledges_and_sc
             lambda: _count(db, "SELECT count(*) FROM aggregates WHERE model_version = %s", scored_by) > 0,
             timeout_s=30,
         )
+        # trained on the spread of windows (not only period means), it does not flood healthy data
+        assert agent.deployments is not None
+        assert agent.deployments.receiver.metrics.rolled_back == 0
+        assert agent.pipeline.metrics.alerts_raised <= 1
     finally:
         publisher.close()
         agent.stop()

@@ -1,9 +1,10 @@
 """A training run for one model target: healthy data, candidates, threshold, gates, signing, registration.
 
-1. Data: the feature means of the target's assets (`cloud_service.queries.feature_matrix`) over the last
-   `training_days`, without the rows near failures and maintenance (`exclude_before_event_h` before,
-   `exclude_after_event_h` after). Rows in the hours before a failure are kept apart as labelled fault rows.
-   The most recent `validation_fraction` of the healthy rows is held out for validation.
+1. Data: the stored aggregates of the target's assets over the last `training_days` (per period the
+   mean, minimum and maximum of each feature over its windows: see `load_training_data`), without the
+   periods near failures and maintenance (`exclude_before_event_h` before, `exclude_after_event_h` after).
+   Periods in the hours before a failure are kept apart as labelled fault rows. The most recent
+   `validation_fraction` of the healthy periods is held out for validation.
 2. Candidates: every `model_types` entry (`candidates.BUILDERS`), trained, converted, quantized to int8.
 3. Threshold per candidate from the held-out healthy int8 scores, for the false-alarm budget: the
    budget is a per-row exceedance probability p = alarms per week / rows per week; beyond the 95th
@@ -34,7 +35,6 @@ import onnxruntime as ort
 import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from cloud_service import queries
 from cloud_service.lifecycle import registry
 from cloud_service.lifecycle.candidates import Candidate, build_candidate
 from cloud_service.lifecycle.settings import LifecycleSettings
@@ -90,6 +90,8 @@ class TrainingData:
     validation: F32
     faults: F32
     n_excluded: int = 0
+    reference_rows: F32 | None = None
+    reference_validation: F32 | None = None
 
 
 @dataclass
@@ -169,10 +171,10 @@ def label_rows(
     return healthy, fault
 
 
-def _subsample(rows: F32, limit: int) -> F32:
-    if len(rows) <= limit:
-        return rows
-    picked: F32 = rows[np.linspace(0, len(rows) - 1, limit).astype(int)]
+def _subsample_index(index: npt.NDArray[np.int64], limit: int) -> npt.NDArray[np.int64]:
+    if len(index) <= limit:
+        return index
+    picked: npt.NDArray[np.int64] = index[np.linspace(0, len(index) - 1, limit).astype(int)]
     return picked
 
 
@@ -180,6 +182,12 @@ def load_training_data(
     conn: Conn, settings: LifecycleSettings, target: str, *, now: datetime | None = None
 ) -> TrainingData:
     """Healthy, validation and fault rows of `target`'s assets, from the stored aggregates.
+
+    Gateways score single windows, but the cloud stores per-period summaries: a model trained on period
+    means alone learns a distribution far narrower than single windows (on synthetic data, nearly every
+    healthy window then scored above its threshold). So each healthy period gives three rows: the mean,
+    the minimum and the maximum of its windows' features, which span the window-to-window spread. Fault
+    rows (before a failure) are period means; drift references are built from the means.
 
     Raises:
         TrainingSkippedError: no assets, several feature sets, or too few healthy rows.
@@ -190,10 +198,9 @@ def load_training_data(
     if not assets:
         raise TrainingSkippedError(target, "no asset has this id or type")
     try:
-        matrix = queries.feature_matrix(conn, assets, start=start, end=end)
+        spread = registry.window_spread(conn, assets, start=start, end=end)
     except ForewarnError as exc:
         raise TrainingSkippedError(target, str(exc)) from exc
-    conn.commit()
     events = registry.events_of(
         conn,
         assets,
@@ -201,34 +208,43 @@ def load_training_data(
         end=end + timedelta(hours=settings.exclude_before_event_h),
     )
     healthy, fault = label_rows(
-        matrix.asset_ids,
-        matrix.period_start_ns,
+        spread.asset_ids,
+        spread.period_start_ns,
         events,
         before_h=settings.exclude_before_event_h,
         after_h=settings.exclude_after_event_h,
     )
-    finite = np.isfinite(matrix.values).all(axis=1)
-    healthy &= finite
-    order = np.argsort(matrix.period_start_ns[healthy], kind="stable")
-    rows = matrix.values[healthy][order]
-    if len(rows) < settings.min_training_rows:
+    finite = np.isfinite(spread.mean).all(axis=1) & np.isfinite(spread.min).all(axis=1)
+    finite &= np.isfinite(spread.max).all(axis=1)
+    periods = np.flatnonzero(healthy & finite)
+    periods = periods[np.argsort(spread.period_start_ns[periods], kind="stable")]
+    if 3 * len(periods) < settings.min_training_rows:
         raise TrainingSkippedError(
             target,
-            f"{len(rows)} healthy rows in {settings.training_days} days (< {settings.min_training_rows})",
+            f"{3 * len(periods)} healthy rows in {settings.training_days} days "
+            f"(< {settings.min_training_rows})",
         )
-    rows = _subsample(rows, settings.max_training_rows)
-    n_validation = max(1, round(len(rows) * settings.validation_fraction))
+    periods = _subsample_index(periods, settings.max_training_rows // 3)
+    n_validation = max(1, round(len(periods) * settings.validation_fraction))
+    fit, validation = periods[:-n_validation], periods[-n_validation:]
+
+    def rows(index: npt.NDArray[np.int64]) -> F32:
+        return np.ascontiguousarray(np.vstack([spread.mean[index], spread.min[index], spread.max[index]]))
+
+    fault_periods = _subsample_index(np.flatnonzero(fault & finite), settings.max_training_rows)
     return TrainingData(
         target=target,
-        assets=sorted(set(matrix.asset_ids)),
-        feature_spec=matrix.feature_spec,
-        feature_names=matrix.feature_names,
+        assets=sorted(set(spread.asset_ids)),
+        feature_spec=spread.feature_spec,
+        feature_names=spread.feature_names,
         start=start,
         end=end,
-        fit=np.ascontiguousarray(rows[:-n_validation]),
-        validation=np.ascontiguousarray(rows[-n_validation:]),
-        faults=np.ascontiguousarray(_subsample(matrix.values[fault & finite], settings.max_training_rows)),
+        fit=rows(fit),
+        validation=rows(validation),
+        faults=np.ascontiguousarray(spread.mean[fault_periods]),
         n_excluded=int((~healthy).sum()),
+        reference_rows=np.ascontiguousarray(spread.mean[fit]),
+        reference_validation=np.ascontiguousarray(spread.mean[validation]),
     )
 
 
@@ -461,8 +477,10 @@ def train_on_data(
     if selected is not None and settings.approval == "auto":
         next(r for _, r in built if r.version == selected).status = "approved"
     for candidate, result in built:
+        means = data.fit if data.reference_rows is None else data.reference_rows
+        held_out = data.validation if data.reference_validation is None else data.reference_validation
         reference = reference_histograms(
-            data.fit, data.feature_names, onnx_scores(candidate.onnx_int8, data.validation)
+            means, data.feature_names, onnx_scores(candidate.onnx_int8, held_out)
         )
         _register(conn, data, candidate, result, reference=reference, private_key=private_key)
     deployed = False

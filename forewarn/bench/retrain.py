@@ -57,15 +57,18 @@ _WRITE_BATCH = 5000
 def _aggregates(  # noqa: PLR0917 - a private helper of one caller
     gateway_id: str,
     asset_id: str,
-    rows: np.ndarray[Any, Any],
+    windows: np.ndarray[Any, Any],
     start: datetime,
     spec: FeatureSpec,
     first_seq: int,
 ) -> list[Aggregate]:
+    """One aggregate per period from its windows' features, shape (periods, windows, features)."""
     names = spec.feature_names
     base_ns = int(start.timestamp()) * 10**9
+    means, lows, highs = windows.mean(axis=1), windows.min(axis=1), windows.max(axis=1)
     out = []
-    for i, row in enumerate(rows.astype(float)):
+    for i in range(len(windows)):
+        stats = zip(names, means[i].tolist(), lows[i].tolist(), highs[i].tolist(), strict=True)
         t0 = base_ns + i * PERIOD_S * 10**9
         out.append(
             Aggregate(
@@ -75,7 +78,7 @@ def _aggregates(  # noqa: PLR0917 - a private helper of one caller
                 period_start_ns=t0,
                 period_end_ns=t0 + PERIOD_S * 10**9,
                 feature_spec=spec.spec_id,
-                features={n: FeatureStats(v, v, v) for n, v in zip(names, row, strict=True)},
+                features={n: FeatureStats(mean, low, high) for n, mean, low, high in stats},
                 score=ScoreStats(mean=0.5, max=0.8, threshold=6.0, n_windows=100, n_above_threshold=0),
                 model_version="baseline",
                 model_kind="baseline",
@@ -93,12 +96,14 @@ def seed_fleet(
     end: datetime | None = None,
     failing_asset: str | None = None,
     spec: FeatureSpec = DEFAULT_SPEC,
+    windows_per_period: int = 4,
     seed: int = 0,
 ) -> datetime:
     """Store `rows_per_asset` healthy 10 s aggregates per asset (ending at `end`), typed `asset_type`.
 
-    With `failing_asset`, its last quarter of rows shows a growing bearing fault and a failure event is
-    stored at the end of its data. Returns the start time of the data.
+    Each period summarises `windows_per_period` synthetic windows (mean, min, max of each feature). With
+    `failing_asset`, its last quarter of periods shows a bearing fault and a failure event is stored at
+    the end of its data. Returns the start time of the data.
     """
     end = (end or datetime.now(UTC)).replace(microsecond=0)
     start = end - timedelta(seconds=PERIOD_S * rows_per_asset)
@@ -106,13 +111,15 @@ def seed_fleet(
         writer = BatchWriter(conn)
         pending: list[Aggregate | MaintenanceEvent] = []
         for index, asset_id in enumerate(asset_ids):
-            rows = synthetic_features(rows_per_asset, spec=spec, seed=seed * 10_000 + index)
+            n_windows = rows_per_asset * windows_per_period
+            rows = synthetic_features(n_windows, spec=spec, seed=seed * 10_000 + index)
             if asset_id == failing_asset:
-                n_fault = rows_per_asset // 4
+                n_fault = n_windows // 4
                 rows[-n_fault:] = synthetic_features(n_fault, spec=spec, fault="bearing", seed=seed + 77)
                 pending.append(
                     MaintenanceEvent(asset_id=asset_id, ts_ns=int(end.timestamp()) * 10**9, event="failure")
                 )
+            rows = rows.reshape(rows_per_asset, windows_per_period, -1)
             pending.extend(
                 _aggregates(f"gw-{index // 25:03d}", asset_id, rows, start, spec, 1 + index * rows_per_asset)
             )
