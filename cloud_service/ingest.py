@@ -160,6 +160,7 @@ class Intake:
         self._group = group
         self._metrics = metrics
         self.connected = threading.Event()
+        self.closing = False
         self.last_connect_monotonic = 0.0
 
     def attach(self, client: mqtt.Client) -> None:
@@ -190,7 +191,10 @@ class Intake:
         del client, userdata, flags, properties
         self._metrics.connected = False
         self.connected.clear()
-        logger.warning("disconnected from MQTT broker (%s); reconnecting", reason_code)
+        if self.closing:
+            logger.info("disconnected from MQTT broker")
+        else:
+            logger.warning("disconnected from MQTT broker (%s); reconnecting", reason_code)
 
     def on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         """Copy and enqueue; runs on paho's thread."""

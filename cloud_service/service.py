@@ -108,6 +108,7 @@ class IngestWorker:
         if self._thread is not None:
             self._thread.join(_JOIN_TIMEOUT_S)
         if self._client is not None:
+            self._intake.closing = True
             self._client.disconnect()
             self._client.loop_stop()
         self._close_db()

@@ -87,11 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     """Run `forewarn cloud` alone (`python -m forewarn.cloud_cmd ...`), e.g. as a supervised subprocess."""
     from forewarn.logs import configure_logging  # noqa: PLC0415 - only this entry point configures logging
 
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    options, rest = pre.parse_known_args(argv or [])
     parser = argparse.ArgumentParser(prog="forewarn-cloud")
-    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["cloud", *(argv or [])])
-    configure_logging(args.log_level, "text")
+    args = parser.parse_args(["cloud", *rest])
+    configure_logging(options.log_level, "text")
     return int(args.handler(args))
 
 
