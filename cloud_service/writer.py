@@ -1,10 +1,12 @@
 """The idempotent write path: one batch of validated messages (and dead letters), one transaction.
 
-Aggregates, the high-volume kind, go by binary COPY (`FORMAT BINARY` with declared types) into a
-temporary staging table, then `INSERT ... SELECT ... ON CONFLICT DO NOTHING` into the time-series table.
-The other kinds are few and go by `executemany`. Every kind is idempotent: a redelivered message leaves
-the table as it was. Gateways, assets, feature sets and (plain PostgreSQL) weekly partitions are created
-on first sight, before the batch, in their own short transactions.
+Aggregates, the high-volume kind, go by binary COPY (`FORMAT BINARY` with declared types): straight into
+the time-series table inside a savepoint, and if any row of the batch is already stored (a redelivery),
+into a temporary staging table instead, then `INSERT ... SELECT ... ON CONFLICT DO NOTHING`. Feature
+arrays and timestamps are encoded to PostgreSQL's binary format in bulk with numpy, which costs less than
+the COPY itself. The other kinds are few and go by single-row statements. Every kind is idempotent: a
+redelivered message leaves the table as it was. Gateways, assets, feature sets and (plain PostgreSQL)
+weekly partitions are created on first sight, before the batch, in their own short transactions.
 """
 
 from __future__ import annotations
