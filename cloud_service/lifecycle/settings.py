@@ -45,7 +45,7 @@ class LifecycleSettings(BaseModel, frozen=True, extra="forbid"):
     windows_per_asset_per_week: float = Field(
         60_480.0,
         gt=0,
-        description="Scored rows per asset per week (one per 10 s aggregation period by default).",
+        description="Rows per asset per week the alert budget is spread over (default: one per 10 s period).",
     )
     threshold_margin: float = Field(
         1.1, ge=1.0, le=10.0, description="Threshold multiplier above the healthy budget quantile."
@@ -60,7 +60,6 @@ class LifecycleSettings(BaseModel, frozen=True, extra="forbid"):
         2_000.0, gt=0, description="Gate: most int8 onnxruntime microseconds per single window."
     )
     max_model_bytes: int = Field(8 << 20, ge=1024, description="Gate: largest int8 artifact in bytes.")
-    golden_pairs: int = Field(16, ge=1, le=256, description="Golden input/output pairs in each manifest.")
     chunk_bytes: int = Field(
         256 * 1024, ge=1024, le=1 << 20, description="Artifact bytes per retained MQTT chunk message."
     )
