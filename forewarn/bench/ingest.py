@@ -78,7 +78,7 @@ def _raw_copy_rate(conninfo: str, messages: list[Aggregate], *, repeats: int) ->
     best = 0.0
     with psycopg.connect(conninfo) as conn:
         register_array_dumper(conn)
-        conn.execute("CREATE UNLOGGED TABLE IF NOT EXISTS raw_copy (LIKE aggregates)")
+        conn.execute("CREATE TABLE IF NOT EXISTS raw_copy (LIKE aggregates)")  # no indexes, not partitioned
         conn.commit()
         for _ in range(repeats):
             conn.execute("TRUNCATE raw_copy")
