@@ -5,8 +5,9 @@ the time-series table inside a savepoint, and if any row of the batch is already
 into a temporary staging table instead, then `INSERT ... SELECT ... ON CONFLICT DO NOTHING`. Feature
 arrays and timestamps are encoded to PostgreSQL's binary format in bulk with numpy, which costs less than
 the COPY itself. The other kinds are few and go by single-row statements. Every kind is idempotent: a
-redelivered message leaves the table as it was. Gateways, assets, feature sets and (plain PostgreSQL)
-weekly partitions are created on first sight, before the batch, in their own short transactions.
+redelivered message leaves the table as it was. Feature sets and (plain PostgreSQL) weekly partitions
+are created on first sight, before the batch, in short transactions of their own; gateways and assets
+are registered on first sight inside the batch's transaction.
 """
 
 from __future__ import annotations
