@@ -5,17 +5,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import msgspec
 import psycopg
 
 from cloud_service.lifecycle import operations, registry
+from cloud_service.lifecycle.publisher import build_order, publish_order
 from cloud_service.lifecycle.settings import LifecycleSettings
-from cloud_service.lifecycle.signing import init_keys, load_private_key
+from cloud_service.lifecycle.signing import init_keys, load_private_key, sign_manifest
 from cloud_service.lifecycle.training import train_target
 from cloud_service.migrate import migrate
+from cloud_service.modeling import build_anomaly_model, synthetic_features
 from edge_agent.agent import EdgeAgent
 from edge_agent.pipeline_settings import AggregationSettings, PipelineSettings
 from forewarn.localservices import MosquittoServer, wait_until
 from shared.config import MqttSettings
+from shared.messages import encode
 from shared.timebase import now_ns
 from tests.test_edge_agent_helpers import (
     RawPublisher,
@@ -118,3 +122,73 @@ def test_gateway_data_trains_a_model_that_the_agent_installs_acknowledges_and_sc
         publisher.close()
         agent.stop()
         worker.stop()
+
+
+def test_a_model_that_floods_alerts_is_rolled_back_by_the_running_agent(
+    broker: MosquittoServer, db: str, workdir: Path, unique_id: Callable[[str], str]
+) -> None:
+    migrate(db)
+    keys = init_keys(workdir / "keys")
+    key = load_private_key(keys.private_key)
+    target = unique_id("pumps")
+    assets = (unique_id("pa"), unique_id("pb"))
+    pipeline = PipelineSettings(
+        assets=tuple(vibration_asset(a).model_copy(update={"model_target": target}) for a in assets)
+    )
+    settings = edge_settings(
+        workdir,
+        gateway_id=unique_id("gw"),
+        plant=broker,
+        upstream=broker,
+        pipeline=pipeline,
+        deployment={
+            "public_key": str(keys.public_key),
+            "state_file": str(workdir / "deployments.json"),
+            "probation_min_alerts": 1,
+        },
+    )
+    names = list(pipeline.feature_spec(pipeline.assets[0]).feature_names)
+    spec = pipeline.feature_spec(pipeline.assets[0])
+    rows = synthetic_features(200, spec=spec, seed=3)
+    model = build_anomaly_model(rows, names, feature_spec=spec.spec_id, target=target, version=1)
+    quiet = msgspec.structs.replace(model.manifest, threshold=1e9)  # never alerts
+    noisy = msgspec.structs.replace(model.manifest, version=2, threshold=-1e9)  # alerts on every window
+    worker = _ingest(broker, db, unique_id("ingest"))
+    agent = EdgeAgent(settings)
+    agent.start()
+    publisher = RawPublisher(broker, unique_id("pub"))
+    mqtt = MqttSettings(host=broker.host, port=broker.port)
+    try:
+        wait_until(lambda: agent.intake.is_subscribed, timeout_s=10)
+        for manifest in (quiet, noisy):
+            text = encode(manifest).decode()
+            order = build_order(
+                manifest_json=text,
+                signature_b64=sign_manifest(key, text),
+                artifact=model.onnx_int8,
+                target=target,
+                version=manifest.version,
+                chunk_bytes=4096,
+            )
+            publish_order(order, mqtt)
+            wait_until(lambda v=manifest.version: _active(agent, target) == v, timeout_s=20)
+        start_ns = now_ns() - 3600 * NS_PER_S
+        for index, asset in enumerate(assets):
+            batches = vibration_batches(asset, n_batches=12, start_ns=start_ns, seed=index)
+            feed(publisher, batches, agent.intake.queue.qsize)
+        wait_until(lambda: _active(agent, target) == 1, timeout_s=30)  # probation rolled it back
+        with psycopg.connect(db) as conn:
+            state = wait_until(lambda: registry.gateway_states(conn, target, version=2), timeout_s=20)
+        assert state[0].state == "rolled_back"
+        assert state[0].reason.startswith("probation:")
+        assert agent.deployments is not None
+        assert agent.deployments.receiver.metrics.rolled_back == 1
+    finally:
+        publisher.close()
+        agent.stop()
+        worker.stop()
+
+
+def _active(agent: EdgeAgent, target: str) -> int | None:
+    model = agent.models.active(target)
+    return model.manifest.version if model else None
