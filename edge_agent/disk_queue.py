@@ -178,7 +178,6 @@ class DiskQueue:
             added = sum(len(row[3]) + _ROW_OVERHEAD_BYTES for row in rows)
             try:
                 self._db.execute("BEGIN IMMEDIATE")
-                freed, n_freed = self._make_room(added)
                 self._db.executemany(
                     "INSERT INTO outbox (seq, priority, topic, payload, size) VALUES (?, ?, ?, ?, ?)",
                     [(*row, len(row[3]) + _ROW_OVERHEAD_BYTES) for row in rows],
@@ -188,17 +187,20 @@ class DiskQueue:
                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                     (seq,),
                 )
+                # The new rows compete for room like the old ones: by priority, then oldest first.
+                freed, dropped = self._make_room(self._bytes + added - self._max_bytes)
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback()
                 raise StorageError("disk queue", f"enqueue failed: {exc}") from exc
             self._next_seq = seq
-            self._depth += len(rows) - n_freed
+            self._depth += len(rows) - sum(dropped.values())
             self._bytes += added - freed
             self._enqueued += len(rows)
-            over = self._bytes - self._max_bytes
-        if over > 0:  # a single batch larger than the whole queue: shed what we just added, oldest first
-            self._shed(over)
+            for dropped_kind, count in dropped.items():
+                self._dropped[dropped_kind] += count
+            if dropped:
+                self._warn_drops()
         return stored
 
     def _rollback(self) -> None:
@@ -207,48 +209,37 @@ class DiskQueue:
         except sqlite3.Error:
             logger.exception("disk queue rollback failed")
 
-    def _make_room(self, needed: int) -> tuple[int, int]:
-        """Delete lowest-priority oldest rows until `needed` more bytes fit; inside a transaction."""
-        excess = self._bytes + needed - self._max_bytes
+    def _make_room(self, excess: int) -> tuple[int, dict[str, int]]:
+        """Inside a transaction, delete the lowest-priority, oldest rows until `excess` bytes are freed.
+
+        Returns:
+            Bytes freed, and rows deleted per kind (only kinds with deletions).
+        """
         freed = 0
-        n_freed = 0
+        dropped: dict[str, int] = {}
         for kind in KINDS:
-            if excess - freed <= 0:
+            if freed >= excess:
                 break
             cursor = self._db.execute(
                 "SELECT seq, size FROM outbox WHERE priority = ? ORDER BY seq", (_PRIORITY[kind],)
             )
             victims = []
             for seq, size in cursor:
-                if excess - freed <= 0:
+                if freed >= excess:
                     break
                 victims.append((seq,))
                 freed += int(size)
             cursor.close()
-            self._db.executemany("DELETE FROM outbox WHERE seq = ?", victims)
-            n_freed += len(victims)
-            self._dropped[kind] += len(victims)
             if victims:
-                self._warn_drops()
-        return freed, n_freed
+                self._db.executemany("DELETE FROM outbox WHERE seq = ?", victims)
+                dropped[kind] = len(victims)
+        return freed, dropped
 
     def _warn_drops(self) -> None:
         now = time.monotonic()
         if now - self._last_drop_warning_s >= _DROP_WARNING_INTERVAL_S:
             self._last_drop_warning_s = now
             logger.warning("disk queue full: oldest messages dropped so far: %s", self._dropped)
-
-    def _shed(self, over: int) -> None:
-        with self._lock:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                freed, n_freed = self._make_room(0)
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._rollback()
-                raise StorageError("disk queue", f"shedding {over} bytes failed: {exc}") from exc
-            self._bytes -= freed
-            self._depth -= n_freed
 
     def peek(self, *, after_seq: int, limit: int) -> list[QueuedMessage]:
         """Up to `limit` queued messages with `seq > after_seq`, in `seq` order."""

@@ -212,3 +212,20 @@ def test_both_durability_modes_open_in_wal(workdir: Path, synchronous: str) -> N
     assert (workdir / "q.sqlite").exists()
     with sqlite3.connect(workdir / "q.sqlite") as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_one_large_commit_sheds_its_own_aggregates_before_older_alerts(workdir: Path) -> None:
+    """Room is made by priority across old and new rows: a burst of aggregates larger than the free space
+    never pushes out an alert while an aggregate (even one of the burst) is left to drop."""
+    queue = _queue(workdir, max_bytes=12_000)
+    queue.put_many([alert("gw1", n=i) for i in range(4)])
+    queue.put_many([aggregate("gw1", n=i) for i in range(40)])  # one transaction, far more than fits
+    stats = queue.stats()
+    assert stats.dropped["alert"] == 0
+    assert stats.dropped["aggregate"] > 0
+    assert stats.bytes <= 12_000
+    rows = queue.peek(after_seq=-1, limit=100)
+    assert [row.seq for row in rows if row.topic == topics.alert("gw1")] == [0, 1, 2, 3]
+    kept = [row.seq for row in rows if row.topic == topics.aggregate("gw1")]
+    assert kept == list(range(44 - len(kept), 44))  # the newest aggregates of the burst survive
+    queue.close()
