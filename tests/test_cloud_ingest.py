@@ -354,3 +354,25 @@ def test_broker_restart_reconnects_and_resumes_without_loss(
     second.close()
     wait_until(lambda: row_count(db, "gw-brk") >= 1000, timeout_s=30)
     exactly_once(db, "gw-brk", 1000)
+
+
+def test_a_message_the_database_rejects_is_dead_lettered_and_the_rest_of_its_batch_stored(
+    db: str, publisher: Publisher, worker_factory: Callable[..., IngestWorker]
+) -> None:
+    worker = worker_factory(batch_max_s=1.0)
+    ts = now_ns() - 3600 * 10**9
+    good = [aggregate("gw-nul", "pump-nul", seq, ts + seq * PERIOD_NS) for seq in range(20)]
+    # Valid JSON and a valid contract, but PostgreSQL text cannot hold a NUL character.
+    nul = encode(aggregate("gw-nul", "pump-nul", 99, ts)).replace(
+        b'"model_version":"3"', b'"model_version":"3\\u0000"'
+    )
+    publisher.publish([*uplink(good[:10]), (topics.aggregate("gw-nul"), nul), *uplink(good[10:])])
+    wait_until(lambda: worker.metrics.acked == 21, timeout_s=15)
+    exactly_once(db, "gw-nul", 20)
+    with psycopg.connect(db) as conn:
+        row = conn.execute("SELECT field, reason, payload FROM dead_letters").fetchone()
+    assert row is not None
+    assert row[0] == "storage"
+    assert row[1].startswith("storage: ")
+    assert row[2] == nul
+    assert worker.metrics.dead_lettered["storage"] == 1
