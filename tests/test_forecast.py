@@ -18,7 +18,7 @@ from cloud_service.forecasting import (
     fit,
     predict,
 )
-from cloud_service.forecasting.csvio import parse_time
+from cloud_service.forecasting.csvio import parse_time, read_telemetry
 from cloud_service.forecasting.data import TimeKind, split_lives
 from cloud_service.forecasting.features import feature_names, trailing_features
 from cloud_service.forecasting.metrics import (
@@ -92,6 +92,27 @@ def test_constant_conditions_mean_one_regime() -> None:
     normalizer = RegimeNormalizer().fit(np.ones((500, 2)), sensors)
     assert normalizer.n_regimes_ == 1
     assert normalizer.transform(np.ones((500, 2)), sensors).mean() == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_sensor_constant_in_training_reads_zero_later() -> None:
+    sensors = np.column_stack([np.full(200, 100.0), np.random.default_rng(1).normal(size=200)])
+    normalizer = RegimeNormalizer().fit(np.zeros((200, 0)), sensors)
+    z = normalizer.transform(np.zeros((2, 0)), np.array([[100.01, 0.0], [100.0, 1e12]]))
+    assert z[0, 0] == 0.0
+    assert z[1, 1] == 100.0  # clipped: one broken reading cannot dominate the pooled drift
+
+
+def test_iso_telemetry_is_read_in_hours_and_labels_are_kept(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text(
+        "time,machine,s\n2026-01-01T00:00:00Z,m1,1\n2026-01-01T00:30:00Z,m1,\n2026-01-01T02:00:00Z,m1,3\n"
+    )
+    history = read_telemetry(path, id_column="machine")
+    asset = history.assets[0]
+    assert history.time_kind is TimeKind.ISO
+    assert (asset.time - asset.time[0]).tolist() == [0.0, 0.5, 2.0]
+    assert np.isnan(asset.values[1, 0])  # an empty cell is a missing value
+    assert asset.label(2) == "2026-01-01T02:00:00Z"
 
 
 def test_trailing_features_are_causal_and_restart_with_each_life() -> None:

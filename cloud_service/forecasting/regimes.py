@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
 _MIN_STD = 1e-9
+MAX_Z = 100.0  # values this far out are clipped: a broken sensor must not dominate the pooled drift
 
 
 class RegimeNormalizer:
@@ -69,7 +70,11 @@ class RegimeNormalizer:
         regimes = self.regimes(conditions)
         self.n_regimes_ = 1 if self.kmeans_ is None else int(self.kmeans_.n_clusters)
         global_mean = _nan_stat(np.nanmean, sensors)
-        global_std = np.maximum(_nan_stat(np.nanstd, sensors), _MIN_STD)
+        global_std = _nan_stat(np.nanstd, sensors)
+        # A sensor constant in training carries no information: it reads 0 whatever it reads later, so a
+        # tiny change on new data cannot become a huge z-score.
+        scale = np.maximum(np.abs(np.nan_to_num(global_mean)), 1.0)
+        global_std = np.where(np.isnan(global_std) | (global_std < _MIN_STD * scale), np.inf, global_std)
         self.mean_ = np.tile(global_mean, (self.n_regimes_, 1))
         self.std_ = np.tile(global_std, (self.n_regimes_, 1))
         for regime in range(self.n_regimes_):
@@ -120,9 +125,11 @@ class RegimeNormalizer:
         return np.asarray(labels, dtype=np.int64)
 
     def transform(self, conditions: FloatArray, sensors: FloatArray) -> FloatArray:
-        """Sensors z-scored per regime (NaN stays NaN)."""
+        """Sensors z-scored per regime, clipped to +-`MAX_Z` (NaN stays NaN; constant sensors read 0)."""
         regimes = self.regimes(conditions)
-        return np.asarray((sensors - self.mean_[regimes]) / self.std_[regimes], dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            z = (sensors - self.mean_[regimes]) / self.std_[regimes]
+        return np.asarray(np.clip(z, -MAX_Z, MAX_Z), dtype=np.float64)
 
     def describe(self, condition_columns: Sequence[str]) -> dict[str, object]:
         """A JSON-able summary for the model metadata."""
