@@ -256,7 +256,7 @@ def test_database_stopped_for_20_s_under_load_then_every_message_once(
     assert worker.metrics.db_errors >= 1
 
 
-def _run_cloud(settings: CloudSettings, workdir: Path) -> subprocess.Popen[bytes]:
+def _run_cloud(settings: CloudSettings, workdir: Path, *, workers: int = 1) -> subprocess.Popen[bytes]:
     env = dict(os.environ)
     env.update(
         {
@@ -276,7 +276,7 @@ def _run_cloud(settings: CloudSettings, workdir: Path) -> subprocess.Popen[bytes
     )
     log = (workdir / "cloud.log").open("ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "forewarn.cloud_cmd", "run", "--workers", "1"],
+        [sys.executable, "-m", "forewarn.cloud_cmd", "run", "--workers", str(workers), "--log-level", "INFO"],
         cwd=REPO,
         env=env,
         stdout=log,
@@ -376,3 +376,36 @@ def test_a_message_the_database_rejects_is_dead_lettered_and_the_rest_of_its_bat
     assert row[1].startswith("storage: ")
     assert row[2] == nul
     assert worker.metrics.dead_lettered["storage"] == 1
+
+
+def _worker_children(pid: int) -> list[int]:
+    children = []
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        if b"spawn_main" in cmdline:
+            children.append(int(child))
+    return children
+
+
+def test_cloud_restarts_a_worker_process_that_died_and_nothing_is_lost(
+    broker: MosquittoServer, db: str, publisher: Publisher, unique_id: Callable[[str], str], workdir: Path
+) -> None:
+    settings = cloud_settings(broker, db, unique_id("g"))
+    process = _run_cloud(settings, workdir, workers=2)
+    try:
+        children = wait_until(
+            lambda: len(_worker_children(process.pid)) == 2 and _worker_children(process.pid)
+        )
+        wait_until(lambda: _worker_recorded(db), timeout_s=30)
+        os.kill(children[0], signal.SIGKILL)
+        wait_until(lambda: "starting it again" in (workdir / "cloud.log").read_text(), timeout_s=15)
+        replacement = wait_until(lambda: set(_worker_children(process.pid)) - set(children), timeout_s=15)
+        assert len(replacement) == 1
+        n = 2000
+        publisher.publish(aggregates("gw-sup", n))
+        wait_until(lambda: row_count(db, "gw-sup") >= n, timeout_s=60)
+        exactly_once(db, "gw-sup", n)
+    finally:
+        process.terminate()
+        process.wait(30)
+    assert not [pid for pid in children if Path(f"/proc/{pid}").exists()]
