@@ -572,7 +572,9 @@ class DeploymentClient:
     """The receiver's own MQTT connection to the upstream broker: subscriptions in, acknowledgements out.
 
     Acknowledgements are published QoS 1 on `topics.deploy_ack(gateway_id)` with a `seq` unique per gateway
-    (microseconds since the epoch, strictly increasing), so the cloud keeps every one of them.
+    (microseconds since the epoch, strictly increasing), so the cloud keeps every one of them. Until the
+    broker acknowledges one, it is kept in a small file next to `state_file` (`<stem>-acks.json`) and
+    published again after a restart; the cloud stores it once, as `(gateway_id, seq)` is unique there.
 
     Args:
         settings: the upstream broker.
@@ -595,8 +597,15 @@ class DeploymentClient:
         self._client = make_client(self.settings, client_id=client_id, manual_ack=True)
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
+        self._client.on_publish = self._on_publish
+        state = receiver.settings.state_file
+        self._outbox_path = state.with_name(f"{state.stem}-acks.json")
+        self._lock = threading.Lock()
         self._last_seq = 0
-        self._seq_lock = threading.Lock()
+        self._pending: dict[int, str] = self._read_outbox()  # seq -> encoded ack, until the broker has it
+        self._in_flight: dict[int, int] = {}  # paho mid -> seq
+        self._early: set[int] = set()  # mids the broker acknowledged before `_publish` recorded them
+        self._resend = set(self._pending)
         self.acks_published = 0
         receiver.add_ack_listener(self.publish_ack)
 
@@ -613,25 +622,96 @@ class DeploymentClient:
         self._client.loop_stop()
         self.receiver.stop()
 
+    @property
+    def is_connected(self) -> bool:
+        """Whether the upstream connection is up."""
+        return bool(self._client.is_connected())
+
+    @property
+    def pending_acks(self) -> int:
+        """Acknowledgements not yet acknowledged by the broker."""
+        return len(self._pending)
+
     def _on_connect(
         self, client: mqtt.Client, userdata: object, flags: object, reason: ReasonCode, properties: object
     ) -> None:
         if reason.is_failure:
             logger.warning("deployment client: connection refused (%s)", reason)
             return
-        client.subscribe([(topic, 1) for topic in self.receiver.subscriptions()])
+        filters = self.receiver.subscriptions()
+        if filters:
+            client.subscribe([(topic, 1) for topic in filters])
+        with self._lock:
+            resend, self._resend = sorted(self._resend), set()
+        for seq in resend:  # left over from before a restart (paho itself resends within one process)
+            self._publish(seq)
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         mid, qos = msg.mid, msg.qos
         self.receiver.on_message(msg.topic, bytes(msg.payload), lambda: client.ack(mid, qos))
 
+    def _on_publish(
+        self, client: mqtt.Client, userdata: object, mid: int, reason: ReasonCode, properties: object
+    ) -> None:
+        with self._lock:
+            seq = self._in_flight.pop(mid, None)
+            if seq is None:
+                self._early.add(mid)
+                return
+            if self._pending.pop(seq, None) is not None:
+                self._write_outbox(sync=False)  # a lost removal only means one more (idempotent) resend
+
     def _next_seq(self) -> int:
-        with self._seq_lock:
-            self._last_seq = max(self._last_seq + 1, time.time_ns() // 1000)
-            return self._last_seq
+        self._last_seq = max(self._last_seq + 1, time.time_ns() // 1000, *self._pending)
+        return self._last_seq
 
     def publish_ack(self, ack: DeploymentAck) -> None:
-        """Publish an acknowledgement upstream (QoS 1) with a fresh per-gateway `seq`."""
-        message = msgspec.structs.replace(ack, seq=self._next_seq())
-        self._client.publish(topics.deploy_ack(ack.gateway_id), encode(message), qos=1)
+        """Keep an acknowledgement until the broker has it, and publish it (QoS 1) with a fresh `seq`."""
+        with self._lock:
+            seq = self._next_seq()
+            self._pending[seq] = encode(msgspec.structs.replace(ack, seq=seq)).decode()
+            self._write_outbox(sync=True)
+        self._publish(seq)
         self.acks_published += 1
+
+    def _publish(self, seq: int) -> None:
+        # Never call paho while holding our lock: its network thread holds paho's locks when it calls
+        # `_on_publish`, which takes ours.
+        with self._lock:
+            payload = self._pending.get(seq)
+        if payload is None:
+            return
+        info = self._client.publish(topics.deploy_ack(self.receiver.gateway_id), payload.encode(), qos=1)
+        with self._lock:
+            if info.mid in self._early:  # the broker acknowledged before we got here
+                self._early.discard(info.mid)
+                self._pending.pop(seq, None)
+                self._write_outbox(sync=False)
+            else:
+                self._in_flight[info.mid] = seq
+
+    def _read_outbox(self) -> dict[int, str]:
+        try:
+            raw = json.loads(self._outbox_path.read_bytes())
+            return {int(seq): str(payload) for seq, payload in raw.items()}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            logger.error(
+                "deployment ack outbox %s is unreadable (%s); starting empty", self._outbox_path, exc
+            )
+            return {}
+
+    def _write_outbox(self, *, sync: bool) -> None:
+        data = json.dumps({str(seq): payload for seq, payload in self._pending.items()}).encode()
+        try:
+            self._outbox_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._outbox_path.with_name(self._outbox_path.name + ".tmp")
+            with tmp.open("wb") as handle:
+                handle.write(data)
+                if sync:
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            tmp.replace(self._outbox_path)
+        except OSError as exc:
+            logger.error("cannot write deployment ack outbox %s: %s", self._outbox_path, exc)

@@ -31,6 +31,7 @@ from shared.config import MqttSettings, load_settings
 from shared.errors import ConfigError
 from shared.features import DEFAULT_SPEC
 from shared.messages import DeploymentAck, GoldenPair, ModelManifest, decode_uplink, encode
+from shared.timebase import now_ns
 
 NAMES = list(DEFAULT_SPEC.feature_names)
 
@@ -390,3 +391,47 @@ def test_probation_counts_alerts_only_within_its_period() -> None:
     assert not probation.observe(True, 105.0)
     late = Probation(target="t", version=2, started_s=0.0, period_s=10.0, allowed_alerts=0)
     assert not late.observe(True, 11.0)  # probation is over: never trips
+
+
+def test_an_ack_produced_while_the_uplink_is_down_survives_a_restart_and_is_sent_once_up(
+    broker: MosquittoServer,
+    gateway_factory: Callable[..., Gateway],
+    unique_id: Callable[[str], str],
+) -> None:
+    target = unique_id("t")
+    gateway = gateway_factory(target)
+    wait_until(lambda: gateway.client.is_connected, timeout_s=10)
+    broker.stop()
+    ack = DeploymentAck(
+        gateway_id=gateway.receiver.gateway_id,
+        seq=0,
+        target=target,
+        version=7,
+        ok=False,
+        reason="golden: test",
+        ts_ns=now_ns(),
+    )
+    gateway.client.publish_ack(ack)
+    assert gateway.client.pending_acks == 1
+    gateway.client.stop()  # the agent dies before the uplink is back
+    broker.start()
+    seen: list[DeploymentAck] = []
+    listener = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    listener.on_message = lambda c, u, m: seen.append(decode_uplink(m.payload))  # type: ignore[arg-type]
+    listener.connect(broker.host, broker.port)
+    listener.subscribe(topics.deploy_ack(gateway.receiver.gateway_id), qos=1)
+    listener.loop_start()
+    restarted = DeploymentClient(
+        settings=mqtt_settings(broker), receiver=gateway.receiver, client_id=gateway.receiver.gateway_id + "x"
+    )
+    assert restarted.pending_acks == 1
+    restarted.start()
+    try:
+        got = wait_until(lambda: [a for a in seen if a.version == 7], timeout_s=10)
+        assert got[0].reason == "golden: test"
+        assert got[0].seq > 0
+        wait_until(lambda: restarted.pending_acks == 0, timeout_s=5)
+    finally:
+        restarted.stop()
+        listener.loop_stop()
+        listener.disconnect()

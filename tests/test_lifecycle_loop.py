@@ -178,8 +178,13 @@ def test_a_model_that_floods_alerts_is_rolled_back_by_the_running_agent(
             feed(publisher, batches, agent.intake.queue.qsize)
         wait_until(lambda: _active(agent, target) == 1, timeout_s=30)  # probation rolled it back
         with psycopg.connect(db) as conn:
-            state = wait_until(lambda: registry.gateway_states(conn, target, version=2), timeout_s=20)
-        assert state[0].state == "rolled_back"
+
+            def rolled_back() -> list[registry.GatewayState]:
+                return [
+                    s for s in registry.gateway_states(conn, target, version=2) if s.state == "rolled_back"
+                ]
+
+            state = wait_until(rolled_back, timeout_s=20)
         assert state[0].reason.startswith("probation:")
         assert agent.deployments is not None
         assert agent.deployments.receiver.metrics.rolled_back == 1
