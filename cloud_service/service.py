@@ -223,6 +223,9 @@ class IngestWorker:
                 raise
             logger.warning("batch of %d failed to store (%s); storing message by message", len(decoded), exc)
             return self._write_one_by_one(writer, decoded)
+        except Exception:  # a boundary: a bug must not stall the worker with unacknowledged messages
+            logger.exception("batch of %d failed to store; storing message by message", len(decoded))
+            return self._write_one_by_one(writer, decoded)
 
     def _write_one_by_one(self, writer: BatchWriter, decoded: Sequence[_Decoded]) -> WriteResult:
         total = WriteResult()
@@ -233,8 +236,8 @@ class IngestWorker:
                     result = writer.write([], [message])
                 else:
                     result = writer.write([message])
-            except psycopg.Error as exc:
-                if is_outage(exc):
+            except Exception as exc:  # a boundary: whatever one message breaks, keep it as a dead letter
+                if isinstance(exc, psycopg.Error) and is_outage(exc):
                     raise
                 letter = DeadLetter(
                     item.received.topic, item.received.payload, f"storage: {exc}"[:2000], "storage"
