@@ -7,6 +7,7 @@ Modules, in data-flow order:
   aggregates), `scoring` and `model_store` (baseline and ONNX scorers, versioned models, hot swap);
 * `disk_queue` (store-and-forward, per-gateway `seq`), `forwarder` (QoS 1 upstream, delete on PUBACK),
   `heartbeat` (retained status, last will);
+* `deployment` (signed model deployments from the cloud, when configured);
 * `settings` (`EdgeSettings`) and `agent` (`EdgeAgent`, the threads wiring it all), run by
   `forewarn edge --config gateway.toml`; `offline` (`forewarn edge score`).
 
