@@ -9,10 +9,10 @@ Flow for each target the gateway serves (see `shared.model_transfer` for the wir
 Checks, in order, each refusal acknowledged with `ok=false` and a reason starting with the check's name:
 `signature` (Ed25519 over the manifest text, with the public key only), `manifest` (it decodes and names
 the deployment's target and version), `version` (newer than the active one; a rollback order, signed as
-such, must name an older version and be newer than the active model's manifest, so an old order replayed
-later is refused), `size` (the chunks add up to the announced size), then the model store's own checks:
-`sha256`, `features` (the pipeline's feature names for the target), `load`/`io`, `golden`. A refused
-model never replaces the one serving.
+such, may name an older version but must be issued after the active model's manifest, so an old order
+replayed later is refused), `size` (the chunks add up to the announced size), then the model store's
+own checks: `sha256`, `features` (the pipeline's feature names for the target), `load`/`io`, `golden`.
+A refused model never replaces the one serving.
 
 Probation: after a swap, `observe_alert(target)` counts the alerts the new model raises; if they exceed
 `probation_alert_multiple` times the expected rate (at least `probation_min_alerts`) within `probation_s`,
@@ -455,13 +455,15 @@ class DeploymentReceiver:
         return manifest
 
     def _check_version(self, order: ModelDeployment, manifest: ModelManifest) -> int | None:
+        """The running version, if the order may replace it; else a `version` refusal.
+
+        An ordinary order must be newer. A rollback order (signed as such) may name any version, but must
+        have been issued after the running model's manifest, so an old order replayed later is refused;
+        on a gateway without a model, or one older than the order's, it simply installs that version.
+        """
         active = self.store.active(order.target)
         current = active.manifest.version if active is not None else None
         if order.is_rollback:
-            if current is None or manifest.version >= current:
-                raise _RefusedError(
-                    "version", f"rollback to v{manifest.version} while running v{current}: not older"
-                )
             if active is not None and manifest.created_ns <= active.manifest.created_ns:
                 raise _RefusedError(
                     "version", "rollback order is older than the model running now (a replay)"
@@ -477,13 +479,17 @@ class DeploymentReceiver:
             raise _RefusedError(
                 "size", f"received {len(artifact)} bytes, the order announced {order.artifact_bytes}"
             )
+        if order.is_rollback and current == manifest.version:
+            self._probation.pop(order.target, None)
+            return f"already running v{current} (rollback order)"
         self.store.install(manifest, artifact, expected_feature_names=self._expected.get(order.target))
         self.store.activate(order.target, manifest.version)
+        was = f"v{current}" if current is not None else "none"
         if order.is_rollback:
             self._probation.pop(order.target, None)
-            return f"rolled back to v{manifest.version} by order (was v{current})"
+            return f"rolled back to v{manifest.version} by order (was {was})"
         self._start_probation(order.target, manifest.version)
-        return f"activated v{manifest.version} (was {'v' + str(current) if current else 'none'})"
+        return f"activated v{manifest.version} (was {was})"
 
     def _start_probation(self, target: str, version: int) -> None:
         s = self.settings

@@ -335,6 +335,11 @@ def test_rollback_order_must_be_signed_as_such(
     ack = gateway.wait_ack(1)
     assert ack.ok, ack.reason
     assert gateway.active_version(target) == 1
+    # a gateway that connects later, with no model yet, installs what the retained rollback order names
+    fresh = gateway_factory(target, name="late")
+    late = fresh.wait_ack(1)
+    assert late.ok, late.reason
+    assert fresh.active_version(target) == 1
 
 
 def test_a_model_that_floods_alerts_is_rolled_back_by_probation(
