@@ -52,7 +52,9 @@ def _show(args: argparse.Namespace) -> int:
         if model is None:
             raise StorageError("models", f"no model {args.target} v{args.version}")
         states = registry.gateway_states(conn, args.target, version=args.version)
+        drift = registry.drift_history(conn, target=args.target, limit=50)
     summary = model.summary()
+    summary["drift"] = [row for row in drift if row["version"] == args.version]
     summary["gateways"] = [
         {
             "gateway_id": s.gateway_id,
