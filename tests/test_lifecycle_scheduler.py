@@ -13,12 +13,15 @@ from apscheduler.triggers.interval import IntervalTrigger
 from cloud_service.lifecycle import registry
 from cloud_service.lifecycle.drift import check_drift, psi
 from cloud_service.lifecycle.scheduler import JobSpec, LifecycleScheduler
+from cloud_service.lifecycle.service import LifecycleService
 from cloud_service.lifecycle.settings import LifecycleSettings
 from cloud_service.lifecycle.signing import init_keys, load_private_key
 from cloud_service.lifecycle.training import train_target
 from cloud_service.migrate import migrate
+from cloud_service.settings import CloudSettings
 from forewarn.bench.retrain import seed_fleet
 from forewarn.localservices import wait_until
+from shared.config import load_settings
 
 FAST = LifecycleSettings(min_training_rows=100, model_types=("pca",), approval="manual")
 
@@ -145,3 +148,45 @@ def test_drift_is_stored_per_asset_and_flags_a_changed_asset(
     assert results[assets[1]].is_drifted
     assert len(stored) == 2
     assert {row["asset_id"] for row in stored if row["is_drifted"]} == {assets[1]}
+
+
+def test_the_cloud_service_schedules_retraining_drift_and_rollups(
+    db: str, workdir: Path, unique_id: Callable[[str], str]
+) -> None:
+    migrate(db)
+    target = unique_id("pump")
+    seed_fleet(db, asset_ids=[f"{target}-0"], asset_type=target, rows_per_asset=150)
+    keys = init_keys(workdir / "keys")
+    params = psycopg.conninfo.conninfo_to_dict(db)
+    settings = load_settings(
+        CloudSettings,
+        environ={},
+        overrides={
+            "db": {"host": params["host"], "port": int(params["port"]), "dbname": params["dbname"]},
+            "lifecycle": {
+                "signing_key": str(keys.private_key),
+                "targets": [target],
+                "model_types": ["pca"],
+                "min_training_rows": 100,
+            },
+        },
+    )
+    service = LifecycleService(settings, runner_id="test")
+    scheduler = service.scheduler()
+    scheduler.start()
+    try:
+        assert set(scheduler.next_run_times()) == {"retrain", "drift", "rollups"}
+    finally:
+        scheduler.stop()
+    service.retrain_all()  # what the nightly job runs
+    service.check_drift_all()  # nothing deployed yet: no drift rows
+    service.refresh_rollups()
+    with psycopg.connect(db) as conn:
+        (model,) = registry.list_models(conn, target=target)
+        assert model.status == "candidate"
+        assert registry.drift_history(conn, target=target) == []
+        rolled = conn.execute("SELECT count(*) FROM rollup_hourly").fetchone()
+        jobs = conn.execute("SELECT job_id FROM lifecycle_jobs ORDER BY job_id").fetchall()
+    assert rolled is not None
+    assert rolled[0] > 0
+    assert [j[0] for j in jobs] == ["drift", "retrain", "rollups"]
