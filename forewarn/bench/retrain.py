@@ -8,7 +8,7 @@ Against throwaway local PostgreSQL and Mosquitto (`forewarn.localservices`):
   the database, every candidate type trained, converted to ONNX, quantized to int8, thresholded, gated,
   signed and registered);
 * `deploy_to_ack_s`: publishing the winner (retained chunks and the signed order) until a running edge
-  `DeploymentReceiver` on the broker has verified, installed, swapped and acknowledged it (median of a few).
+  agent on the broker has verified, installed, swapped and acknowledged it (median of a few).
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from cloud_service.lifecycle.training import train_target
 from cloud_service.migrate import migrate
 from cloud_service.modeling import synthetic_features
 from cloud_service.writer import BatchWriter
-from edge_agent.deployment import DeploymentClient, DeploymentReceiver, DeploymentSettings
-from edge_agent.model_store import ModelSettings, ModelStore
+from edge_agent.agent import EdgeAgent
+from edge_agent.settings import EdgeSettings
 from forewarn.localservices import (
     MosquittoServer,
     PostgresServer,
@@ -44,7 +44,7 @@ from forewarn.localservices import (
     temporary_directory,
     wait_until,
 )
-from shared.config import MqttSettings
+from shared.config import MqttSettings, load_settings
 from shared.features import DEFAULT_SPEC, FeatureSpec
 from shared.messages import Aggregate, DeploymentAck, FeatureStats, MaintenanceEvent, ScoreStats, encode
 
@@ -138,30 +138,48 @@ def _mqtt(broker: MosquittoServer) -> MqttSettings:
     return MqttSettings.model_validate({"host": broker.host, "port": broker.port})
 
 
-def _receiver(
+def _agent(
     broker: MosquittoServer, workdir: Path, public_key: Path, target: str, acks: list[DeploymentAck]
-) -> DeploymentClient:
-    settings = DeploymentSettings.model_validate(
-        {"public_key": public_key, "state_file": workdir / "edge" / "deployments.json"}
+) -> EdgeAgent:
+    """A running edge agent serving one pump of `target` (the model's features: vibration, temperature,
+    current), receiving deployments from the broker."""
+    mqtt = {"host": broker.host, "port": broker.port}
+    asset = {
+        "asset_id": "pump-bench",
+        "model_target": target,
+        "sensors": [
+            {"name": "vibration", "kind": "vibration", "sample_rate_hz": 10_240.0},
+            {"name": "temperature", "kind": "slow", "sample_rate_hz": 10.0},
+            {"name": "current", "kind": "slow", "sample_rate_hz": 10.0},
+        ],
+    }
+    settings = load_settings(
+        EdgeSettings,
+        environ={},
+        overrides={
+            "gateway_id": "gw-bench",
+            "plant_mqtt": mqtt,
+            "upstream_mqtt": mqtt,
+            "pipeline": {"assets": [asset]},
+            "models": {"store_dir": str(workdir / "edge" / "models")},
+            "queue": {"dir": str(workdir / "edge" / "queue")},
+            "quarantine": {"dir": str(workdir / "edge" / "quarantine")},
+            "deployment": {"public_key": str(public_key), "state_file": str(workdir / "edge" / "state.json")},
+        },
     )
-    store = ModelStore(ModelSettings.model_validate({"store_dir": workdir / "edge" / "models"}))
-    receiver = DeploymentReceiver(
-        settings=settings,
-        store=store,
-        gateway_id="gw-bench",
-        targets=[target],
-        expected_features={target: DEFAULT_SPEC.feature_names},
-    )
+    agent = EdgeAgent(settings)
+    if agent.deployments is None:
+        raise RuntimeError("the bench agent has no deployment receiver")
     lock = threading.Lock()
 
     def keep(ack: DeploymentAck) -> None:
         with lock:
             acks.append(ack)
 
-    receiver.add_ack_listener(keep)
-    client = DeploymentClient(settings=_mqtt(broker), receiver=receiver, client_id="gw-bench")
-    client.start()
-    return client
+    agent.deployments.receiver.add_ack_listener(keep)
+    agent.start()
+    wait_until(lambda: agent.deployments is not None and agent.deployments.is_connected, timeout_s=30)
+    return agent
 
 
 def _ack_of(acks: list[DeploymentAck], version: int) -> DeploymentAck | None:
@@ -226,11 +244,11 @@ def run(*, quick: bool = False) -> dict[str, object]:
         if record is None:
             raise RuntimeError("the selected model vanished from the registry")
         acks: list[DeploymentAck] = []
-        client = _receiver(broker, workdir, keys.public_key, target, acks)
+        agent = _agent(broker, workdir, keys.public_key, target, acks)
         try:
             timings = _deploy_to_ack(broker, record, keys.private_key, acks, 3 if quick else 5)
         finally:
-            client.stop()
+            agent.stop()
     return {
         "assets": n_assets,
         "rows_per_asset": rows_per_asset,
