@@ -168,6 +168,7 @@ class Intake:
         client.on_message = self.on_message
         client.on_connect = self.on_connect
         client.on_disconnect = self.on_disconnect
+        client.on_subscribe = self.on_subscribe
 
     def on_connect(
         self, client: mqtt.Client, userdata: object, flags: Any, reason_code: Any, properties: Any
@@ -180,9 +181,19 @@ class Intake:
         self.generation += 1
         self.last_connect_monotonic = time.monotonic()
         client.subscribe([(topic_filter, 1) for topic_filter in subscriptions(self._group)])
+        logger.info("connected to MQTT broker; subscribing as group %s", self._group)
+
+    def on_subscribe(
+        self, client: mqtt.Client, userdata: object, mid: int, reason_codes: Any, properties: Any
+    ) -> None:
+        """The broker confirmed the subscriptions: from now on nothing published is missed."""
+        del client, userdata, mid, properties
+        refused = [code for code in reason_codes if code.is_failure]
+        if refused:
+            logger.error("MQTT subscriptions refused: %s", refused)
+            return
         self._metrics.connected = True
         self.connected.set()
-        logger.info("connected to MQTT broker; subscribed as group %s", self._group)
 
     def on_disconnect(
         self, client: mqtt.Client, userdata: object, flags: Any, reason_code: Any, properties: Any

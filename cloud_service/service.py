@@ -99,7 +99,7 @@ class IngestWorker:
         self._thread.start()
 
     def wait_connected(self, timeout_s: float) -> bool:
-        """Wait until the worker is connected and subscribed."""
+        """Wait until the worker is connected and the broker confirmed its subscriptions."""
         return self._intake.connected.wait(timeout_s)
 
     def stop(self) -> None:

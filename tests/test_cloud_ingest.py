@@ -313,7 +313,9 @@ def test_worker_killed_with_sigkill_under_load_then_restarted_stores_every_messa
 
 def _worker_recorded(conninfo: str) -> bool:
     with psycopg.connect(conninfo) as conn:
-        row = conn.execute("SELECT count(*) FROM ingest_workers").fetchone()
+        row = conn.execute(
+            "SELECT count(*) FROM ingest_workers WHERE (metrics->>'connected')::boolean"
+        ).fetchone()
         return bool(row and row[0])
 
 

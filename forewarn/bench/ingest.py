@@ -217,7 +217,9 @@ def _backlog_rate(
 
 
 def _workers_up(conn: psycopg.Connection[Any], n: int) -> bool:
-    row = conn.execute("SELECT count(*) FROM ingest_workers").fetchone()
+    row = conn.execute(
+        "SELECT count(*) FROM ingest_workers WHERE (metrics->>'connected')::boolean"
+    ).fetchone()
     return bool(row and row[0] >= n)
 
 
