@@ -187,6 +187,7 @@ class EdgeAgent:
             expected_features={
                 a.target: self.settings.pipeline.feature_spec(a).feature_names for a in assets
             },
+            expected_specs={a.target: self.settings.pipeline.feature_spec(a).spec_id for a in assets},
             assets_per_target=collections.Counter(self._asset_targets.values()),
         )
         return DeploymentClient(

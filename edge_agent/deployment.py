@@ -238,6 +238,7 @@ class DeploymentReceiver:
         gateway_id: this gateway.
         targets: model targets this gateway serves.
         expected_features: per target, the feature names the pipeline computes (checked before install).
+        expected_specs: per target, the feature spec id the pipeline computes (checked before install).
         assets_per_target: per target, how many assets it scores (scales the probation allowance).
         public_key: the verification key (default: read from `settings.public_key`).
         clock: monotonic seconds (tests may pass their own).
@@ -251,6 +252,7 @@ class DeploymentReceiver:
         gateway_id: str,
         targets: Iterable[str],
         expected_features: Mapping[str, Sequence[str]] | None = None,
+        expected_specs: Mapping[str, str] | None = None,
         assets_per_target: Mapping[str, int] | None = None,
         public_key: Ed25519PublicKey | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -261,6 +263,7 @@ class DeploymentReceiver:
         self.targets = frozenset(topics.check_ident("target", t) for t in targets)
         self.metrics = DeploymentMetrics()
         self._expected = {k: list(v) for k, v in (expected_features or {}).items()}
+        self._specs = dict(expected_specs or {})
         self._assets = dict(assets_per_target or {})
         self._public_key = public_key if public_key is not None else load_public_key(settings.public_key)
         self._clock = clock
@@ -478,6 +481,11 @@ class DeploymentReceiver:
         if len(artifact) != order.artifact_bytes:
             raise _RefusedError(
                 "size", f"received {len(artifact)} bytes, the order announced {order.artifact_bytes}"
+            )
+        spec = self._specs.get(order.target)
+        if spec is not None and manifest.feature_spec != spec:
+            raise _RefusedError(
+                "features", f"feature spec {manifest.feature_spec!r} is not the pipeline's {spec!r}"
             )
         if order.is_rollback and current == manifest.version:
             self._probation.pop(order.target, None)

@@ -92,3 +92,21 @@ model_types = ["pca"]
     assert shown["gateways"] == []  # no gateway has acknowledged in this test
     assert main([*base, "show", "--config", str(config), target, "2", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["status"] == "retired"
+
+
+def test_bench_retrain_quick_reports_every_figure_within_its_target() -> None:
+    from forewarn.bench.retrain import run  # noqa: PLC0415 - heavy imports only for this test
+
+    figures = run(quick=True)
+    for key in (
+        "assets",
+        "train_convert_quantize_validate_sign_s",
+        "int8_float_decision_agreement",
+        "model_bytes_float",
+        "model_bytes_int8",
+        "deploy_to_ack_s",
+    ):
+        assert key in figures
+    assert float(figures["int8_float_decision_agreement"]) >= 0.995  # type: ignore[arg-type]
+    assert float(figures["deploy_to_ack_s"]) < 2.0  # type: ignore[arg-type]
+    assert float(figures["train_convert_quantize_validate_sign_s"]) < 60.0  # type: ignore[arg-type]

@@ -440,3 +440,34 @@ def test_an_ack_produced_while_the_uplink_is_down_survives_a_restart_and_is_sent
         restarted.stop()
         listener.loop_stop()
         listener.disconnect()
+
+
+def test_a_model_for_another_feature_spec_is_refused_before_install(
+    workdir: Path, keys: tuple[Ed25519PrivateKey, Path]
+) -> None:
+    target = "spec-target"
+    receiver = DeploymentReceiver(
+        settings=DeploymentSettings(public_key=keys[1], state_file=workdir / "state.json"),
+        store=ModelStore(ModelSettings(store_dir=workdir / "models")),
+        gateway_id="gw-spec",
+        targets=[target],
+        expected_specs={target: "vib-temp-current-spectral@1"},
+    )
+    acks: list[DeploymentAck] = []
+    receiver.add_ack_listener(acks.append)
+    model = make_model(target, 1)
+    text, signature = signed(model.manifest, keys[0])
+    order = build_order(
+        manifest_json=text,
+        signature_b64=signature,
+        artifact=model.onnx_int8,
+        target=target,
+        version=1,
+        chunk_bytes=1500,
+    )
+    for index, chunk in enumerate(order.chunks):
+        receiver.handle(topics.model_chunk(target, index), chunk)
+    receiver.handle(topics.model_deployment(target), encode(order.message))
+    assert [a.ok for a in acks] == [False]
+    assert acks[0].reason.startswith("features: feature spec")
+    assert receiver.store.active(target) is None
