@@ -155,7 +155,10 @@ def test_the_cloud_service_schedules_retraining_drift_and_rollups(
 ) -> None:
     migrate(db)
     target = unique_id("pump")
-    seed_fleet(db, asset_ids=[f"{target}-0"], asset_type=target, rows_per_asset=150)
+    now = datetime.now(UTC)
+    seed_fleet(
+        db, asset_ids=[f"{target}-0"], asset_type=target, rows_per_asset=150, end=now - timedelta(hours=1)
+    )
     keys = init_keys(workdir / "keys")
     params = psycopg.conninfo.conninfo_to_dict(db)
     settings = load_settings(
@@ -168,6 +171,8 @@ def test_the_cloud_service_schedules_retraining_drift_and_rollups(
                 "targets": [target],
                 "model_types": ["pca"],
                 "min_training_rows": 100,
+                "drift_recent_h": 0.5,
+                "exclude_before_event_h": 0.5,  # the failure at the end does not exclude the older data
             },
         },
     )
@@ -190,3 +195,16 @@ def test_the_cloud_service_schedules_retraining_drift_and_rollups(
     assert rolled is not None
     assert rolled[0] > 0
     assert [j[0] for j in jobs] == ["drift", "retrain", "rollups"]
+    # once deployed, a drifting asset (a bearing fault in the last half hour) triggers a retraining
+    with psycopg.connect(db) as conn:
+        registry.set_status(conn, target, model.version, "approved")
+        registry.mark_deployed(conn, target, model.version)
+    seed_fleet(
+        db, asset_ids=[f"{target}-0"], asset_type=target, rows_per_asset=160, failing_asset=f"{target}-0"
+    )
+    service.check_drift_all()
+    with psycopg.connect(db) as conn:
+        drift = registry.drift_history(conn, target=target)
+        versions = [m.version for m in registry.list_models(conn, target=target)]
+    assert [row["is_drifted"] for row in drift] == [True]
+    assert versions == [model.version + 1, model.version]
