@@ -28,6 +28,8 @@ from shared.errors import ConfigError
 
 __all__ = ["register"]
 
+_DEFAULTS = ForecastConfig()
+
 
 def _progress(args: argparse.Namespace) -> Any:
     if args.quiet:
@@ -171,16 +173,21 @@ def register(subparsers: Any) -> None:
     fit_parser.add_argument(
         "--horizon",
         type=float,
-        default=168.0,
+        default=_DEFAULTS.horizon,
         help="P(failure) horizon in the data's time unit; ISO 8601 time is in hours (default: 168 = 7 days).",
     )
     fit_parser.add_argument(
         "--interval", default="0.1,0.9", help="RUL interval quantiles (default: 0.1,0.9)."
     )
     fit_parser.add_argument(
-        "--min-history-rows", type=int, default=5, help="Fewer rows: too short (default: 5)."
+        "--min-history-rows",
+        type=int,
+        default=_DEFAULTS.min_history_rows,
+        help="Fewer rows: too short (default: 5).",
     )
-    fit_parser.add_argument("--cv-folds", type=int, default=4, help="Grouped CV folds (default: 4).")
+    fit_parser.add_argument(
+        "--cv-folds", type=int, default=_DEFAULTS.cv_folds, help="Grouped CV folds (default: 3)."
+    )
     fit_parser.add_argument("--seed", type=int, default=0, help="Random seed (default: 0).")
     fit_parser.add_argument("--out", type=Path, required=True, help="Model directory to write.")
     _add_columns(fit_parser)

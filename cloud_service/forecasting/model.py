@@ -14,8 +14,8 @@ Method (see docs/forecasting.md for the reasoning):
    equally. Censored rows join the training set only where their capped target is known exactly (time
    left >= cap).
 4. Interval: conformalised residual quantiles. The out-of-fold residuals (true RUL - prediction) of the
-   chosen configuration are binned by predicted RUL, and each bin stores the 10th and 90th percentiles
-   (by default), so the interval covers the true RUL, not the capped one.
+   chosen configuration are binned by predicted RUL (at least 10 lives per bin), and each bin stores the
+   10th and 90th percentiles (by default), so the interval covers the true RUL, not the capped one.
 5. P(failure within horizon): a gradient-boosted classifier, calibrated (isotonic, or sigmoid with few
    positives) by `CalibratedClassifierCV` over the same asset-grouped folds. Censored rows are used where
    the label is known (the life went on for at least the horizon after the row).
@@ -52,6 +52,7 @@ Progress = Callable[[str], None]
 
 FORMAT_VERSION = 1
 MIN_FAILURES = 3
+LIVES_PER_BIN = 10  # run-to-failure lives per interval bin, at least
 HOURS_PER_WEEK = 168.0
 # Regressor settings tried by grouped CV; the first also chooses the cap.
 REGRESSOR_GRID: tuple[dict[str, float], ...] = (
@@ -202,7 +203,10 @@ def _fit(history: History, config: ForecastConfig, progress: Progress | None) ->
     regressor.fit(table.x[final_rows], _target(table, final_rows, search.cap))
     _say(progress, "fit: calibrated failure classifier, horizon %g", config.horizon)
     classifier, constant_p, base_rate = _fit_classifier(table, config)
-    edges, low, high = _interval_bins(search.oof_pred, search.oof_true, search.oof_weight, config.interval)
+    n_lives = len(failed_lives)
+    edges, low, high = _interval_bins(
+        search.oof_pred, search.oof_true, search.oof_weight, config.interval, n_lives=n_lives
+    )
     failed_rows = np.flatnonzero(table.failed)
     summary = {
         "n_assets": len(kept.assets),
@@ -556,10 +560,16 @@ def _weighted_quantile(values: FloatArray, weights: FloatArray, q: float) -> flo
 
 
 def _interval_bins(
-    prediction: FloatArray, truth: FloatArray, weight: FloatArray, interval: tuple[float, float]
+    prediction: FloatArray,
+    truth: FloatArray,
+    weight: FloatArray,
+    interval: tuple[float, float],
+    *,
+    n_lives: int,
 ) -> tuple[list[float], list[float], list[float]]:
-    """Residual quantiles per bin of predicted RUL (bins of equal count, at least 200 rows each)."""
-    n_bins = int(np.clip(prediction.size // 200, 1, 10))
+    """Residual quantiles per bin of predicted RUL (equal-count bins, >= 200 rows and 10 lives each)."""
+    # Rows of one life are strongly correlated: the number of lives, not of rows, is the sample size.
+    n_bins = int(np.clip(min(prediction.size // 200, n_lives // LIVES_PER_BIN), 1, 10))
     edges = np.unique(np.quantile(prediction, np.linspace(0, 1, n_bins + 1)[1:-1]))
     bins = np.searchsorted(edges, prediction, side="right")
     residual = truth - prediction
@@ -619,7 +629,11 @@ def _fit_classifier(table: _Table, config: ForecastConfig) -> tuple[Any, float, 
     else:
         logger.warning("too few assets on both sides of the horizon for calibration: uncalibrated classifier")
         classifier = estimator
-    classifier.fit(table.x[rows], label)
+    try:
+        classifier.fit(table.x[rows], label)
+    except ValueError as exc:  # a degenerate calibration fold (e.g. one class only): keep the raw classifier
+        logger.warning("calibration failed (%s): uncalibrated classifier", exc)
+        classifier = estimator.fit(table.x[rows], label)
     return classifier, base_rate, base_rate
 
 
