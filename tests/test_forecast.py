@@ -200,3 +200,13 @@ def test_too_few_failures_is_a_clear_error() -> None:
     fleet = make_fleet(5, mean_life=40.0, censored_fraction=1.0, seed=1)
     with pytest.raises(ForecastDataError, match="run-to-failure"):
         fit(fleet.history)
+
+
+def test_metric_docstring_examples_hold() -> None:
+    import doctest  # noqa: PLC0415
+
+    from cloud_service.forecasting import metrics  # noqa: PLC0415
+
+    result = doctest.testmod(metrics)
+    assert result.attempted >= 5
+    assert result.failed == 0
