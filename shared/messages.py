@@ -34,10 +34,12 @@ __all__ = [
     "Snapshot",
     "Status",
     "Uplink",
+    "UplinkBatch",
     "decode_deployment",
     "decode_event",
     "decode_manifest",
     "decode_uplink",
+    "decode_uplink_batch",
     "encode",
 ]
 
@@ -201,9 +203,24 @@ class ModelDeployment(Struct, frozen=True, kw_only=True, tag_field="kind", tag="
 
 
 Uplink = Aggregate | Alert | Snapshot | Status | DeploymentAck
+MAX_BATCH_MESSAGES = 10_000
+
+
+class UplinkBatch(Struct, frozen=True, kw_only=True, tag_field="kind", tag="batch/1"):
+    """Several of one gateway's uplink messages, in `seq` order, in one MQTT message.
+
+    A gateway with a backlog, or many assets per period, sends fewer, larger messages: the cost of MQTT and
+    of acknowledging is per message, so batching is what lets ingest keep up with a fleet. Each member keeps
+    its own `seq`, so idempotent ingest works per member exactly as for single messages.
+    """
+
+    gateway_id: Ident
+    messages: Annotated[list[Uplink], Meta(min_length=1, max_length=MAX_BATCH_MESSAGES)]
+
 
 _ENCODER = msgspec.json.Encoder()
 _UPLINK: msgspec.json.Decoder[Uplink] = msgspec.json.Decoder(Uplink)
+_BATCH = msgspec.json.Decoder(UplinkBatch)
 _EVENT = msgspec.json.Decoder(MaintenanceEvent)
 _DEPLOYMENT = msgspec.json.Decoder(ModelDeployment)
 _MANIFEST = msgspec.json.Decoder(ModelManifest)
@@ -247,6 +264,27 @@ def decode_uplink(payload: bytes, *, reference_ns: int | None = None) -> Uplink:
     message = _decode(_UPLINK, payload)
     _check_times(message, reference_ns)
     return message
+
+
+def decode_uplink_batch(payload: bytes, *, reference_ns: int | None = None) -> UplinkBatch:
+    """Decode a gateway's uplink batch; every member must name the batch's gateway.
+
+    Raises:
+        ContractError: naming the first field that breaks the contract (`messages[3].seq`, ...).
+    """
+    batch = _decode(_BATCH, payload)
+    for index, message in enumerate(batch.messages):
+        if message.gateway_id != batch.gateway_id:
+            raise ContractError(
+                f"messages[{index}].gateway_id",
+                message.gateway_id,
+                f"the batch's gateway {batch.gateway_id!r}",
+            )
+        try:
+            _check_times(message, reference_ns)
+        except ContractError as exc:
+            raise ContractError(f"messages[{index}].{exc.field}", exc.value, exc.expected) from exc
+    return batch
 
 
 def decode_event(payload: bytes, *, reference_ns: int | None = None) -> MaintenanceEvent:

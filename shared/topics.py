@@ -10,6 +10,7 @@ All topics live under ``forewarn/v1``::
     forewarn/v1/gw/{gateway_id}/snapshot         raw waveform around an alert (upstream, QoS 1)
     forewarn/v1/gw/{gateway_id}/status           heartbeat, retained; also the MQTT last will
     forewarn/v1/gw/{gateway_id}/deploy-ack       model deployment acknowledgements (upstream, QoS 1)
+    forewarn/v1/gw/{gateway_id}/batch            several of the above in one message (upstream, QoS 1)
     forewarn/v1/models/{target}/deployment       signed model deployment order (retained per target)
     forewarn/v1/models/{target}/chunk/{index}    artifact chunks of a deployment (retained)
 
@@ -31,6 +32,7 @@ __all__ = [
     "TopicKind",
     "aggregate",
     "alert",
+    "batch",
     "check_ident",
     "deploy_ack",
     "event",
@@ -62,6 +64,7 @@ class TopicKind(enum.StrEnum):
     SNAPSHOT = "snapshot"
     STATUS = "status"
     DEPLOY_ACK = "deploy-ack"
+    BATCH = "batch"
     DEPLOYMENT = "deployment"
     MODEL_CHUNK = "chunk"
 
@@ -72,6 +75,7 @@ _GATEWAY_KINDS = (
     TopicKind.SNAPSHOT,
     TopicKind.STATUS,
     TopicKind.DEPLOY_ACK,
+    TopicKind.BATCH,
 )
 
 
@@ -143,6 +147,11 @@ def status(gateway_id: str) -> str:
 def deploy_ack(gateway_id: str) -> str:
     """Topic of a gateway's model deployment acknowledgements."""
     return _gateway(gateway_id, TopicKind.DEPLOY_ACK)
+
+
+def batch(gateway_id: str) -> str:
+    """Topic of a gateway's uplink batches (several queued messages in one MQTT message)."""
+    return _gateway(gateway_id, TopicKind.BATCH)
 
 
 def model_deployment(target: str) -> str:

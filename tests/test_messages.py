@@ -23,10 +23,12 @@ from shared.messages import (
     ScoreStats,
     Snapshot,
     Status,
+    UplinkBatch,
     decode_deployment,
     decode_event,
     decode_manifest,
     decode_uplink,
+    decode_uplink_batch,
     encode,
 )
 from shared.timebase import MIN_TIMESTAMP_NS, NS_PER_S, now_ns
@@ -250,3 +252,34 @@ def test_period_must_not_end_before_it_starts() -> None:
 
 def test_feature_stats_are_compact_arrays() -> None:
     assert b'"vibration.rms":[1.0,0.5,2.0]' in GOOD
+
+
+@given(gateway=idents, members=st.lists(st.one_of(aggregates, alerts, statuses), min_size=1, max_size=4))
+def test_uplink_batch_round_trip(gateway: str, members: list[msgspec.Struct]) -> None:
+    own = [msgspec.structs.replace(member, gateway_id=gateway) for member in members]
+    batch = UplinkBatch(gateway_id=gateway, messages=own)  # type: ignore[arg-type]
+    assert decode_uplink_batch(encode(batch), reference_ns=NOW) == batch
+
+
+def _batch_of(payloads: list[bytes]) -> bytes:
+    return b'{"kind":"batch/1","gateway_id":"gw-1","messages":[' + b",".join(payloads) + b"]}"
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        (_batch_of([]), "messages"),
+        (
+            _batch_of([GOOD, GOOD.replace(b'"gateway_id":"gw-1"', b'"gateway_id":"gw-2"')]),
+            "messages[1].gateway_id",
+        ),
+        (_batch_of([GOOD, GOOD.replace(b'"seq":3', b'"seq":-3')]), "messages[1].seq"),
+        (_batch_of([GOOD.replace(b'"aggregate/1"', b'"aggregate/7"')]), "messages[0].kind"),
+        (_batch_of([GOOD.replace(str(NOW).encode(), str(FAR_FUTURE).encode())]), "messages[0].period_end_ns"),
+        (_batch_of([GOOD])[:-5], "payload"),
+    ],
+)
+def test_bad_uplink_batches_name_the_member_and_field(payload: bytes, field: str) -> None:
+    with pytest.raises(ContractError) as caught:
+        decode_uplink_batch(payload, reference_ns=NOW)
+    assert caught.value.field == field

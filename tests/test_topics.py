@@ -28,6 +28,7 @@ def test_gateway_topics_round_trip(gateway: str) -> None:
         TopicKind.SNAPSHOT: topics.snapshot,
         TopicKind.STATUS: topics.status,
         TopicKind.DEPLOY_ACK: topics.deploy_ack,
+        TopicKind.BATCH: topics.batch,
     }
     for kind, build in builders.items():
         assert topics.parse(build(gateway)) == ParsedTopic(kind, gateway_id=gateway)
