@@ -10,6 +10,7 @@ from __future__ import annotations
 from cloud_service.forecasting.data import AssetSeries, Event, EventKind, History, PredictionRow, TimeKind
 from cloud_service.forecasting.errors import DataFileError, ForecastDataError, ModelFormatError
 from cloud_service.forecasting.model import FORMAT_VERSION, ForecastConfig, Forecaster, fit, predict
+from cloud_service.forecasting.store import load_model, save_model
 
 __all__ = [
     "FORMAT_VERSION",
@@ -25,5 +26,7 @@ __all__ = [
     "PredictionRow",
     "TimeKind",
     "fit",
+    "load_model",
     "predict",
+    "save_model",
 ]
