@@ -15,6 +15,7 @@ from typing import Any
 from cloud_service.forecasting import ForecastConfig, fit, predict
 from cloud_service.forecasting.csvio import (
     read_events,
+    read_header,
     read_predictions,
     read_telemetry,
     read_truth,
@@ -76,8 +77,17 @@ def _fit(args: argparse.Namespace) -> int:
         cv_folds=args.cv_folds,
         seed=args.seed,
     )
+    ignored = set(_columns(args.ignore_columns, "--ignore-columns"))
+    header = read_header(args.telemetry)
+    for name in sorted(ignored - set(header)):
+        raise DataFileError(args.telemetry, 1, name, "column to ignore (--ignore-columns) not in the header")
+    keep = [name for name in header if name not in {args.id_column, args.time_column, *ignored}]
     telemetry = read_telemetry(
-        args.telemetry, id_column=args.id_column, time_column=args.time_column, progress=progress
+        args.telemetry,
+        id_column=args.id_column,
+        time_column=args.time_column,
+        columns=keep,
+        progress=progress,
     )
     for name in config.condition_columns:
         if name not in telemetry.columns:
@@ -169,6 +179,9 @@ def register(subparsers: Any) -> None:
     )
     fit_parser.add_argument(
         "--condition-columns", default="", help="Operating-condition columns, comma-separated."
+    )
+    fit_parser.add_argument(
+        "--ignore-columns", default="", help="Columns to leave out (e.g. text columns), comma-separated."
     )
     fit_parser.add_argument(
         "--horizon",

@@ -213,3 +213,19 @@ def test_evaluate_bad_truth_names_row_and_column(
     assert code == 2
     assert f"{truth}, row 2, column 'rul'" in line
     del fitted
+
+
+def test_a_text_column_is_named_and_can_be_ignored(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fleet = make_fleet(6, mean_life=40.0, n_regimes=0, n_sensors=3, seed=4)
+    telemetry, events, _ = write_csv(fleet, tmp_path)
+    lines = telemetry.read_text().splitlines()
+    telemetry.write_text("\n".join([lines[0] + ",site", *(line + ",hall-a" for line in lines[1:])]) + "\n")
+    code, line = _run(_fit_args(telemetry, events, tmp_path / "m"), capsys)
+    assert code == 2
+    assert "row 2, column 'site'" in line
+    assert "--ignore-columns" in line
+    code, line = _run(_fit_args(telemetry, events, tmp_path / "m", "--ignore-columns", "site"), capsys)
+    assert code == 0
+    assert json.loads((tmp_path / "m" / "metadata.json").read_text())["sensor_columns"] == ["s0", "s1", "s2"]

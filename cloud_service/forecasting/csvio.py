@@ -13,7 +13,7 @@ import csv
 import datetime as dt
 import logging
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +26,7 @@ __all__ = [
     "PREDICTION_COLUMNS",
     "parse_time",
     "read_events",
+    "read_header",
     "read_predictions",
     "read_telemetry",
     "read_truth",
@@ -39,7 +40,7 @@ _MISSING = frozenset({"", "nan", "na", "n/a", "null", "none"})
 _PROGRESS_ROWS = 50_000
 
 
-def _open(path: Path) -> Iterator[list[str]]:
+def _open(path: Path) -> Generator[list[str], None, None]:
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             yield from csv.reader(handle)
@@ -77,6 +78,20 @@ def _require(path: Path, header: Sequence[str], names: Sequence[str]) -> list[in
     return positions
 
 
+def read_header(path: str | Path) -> list[str]:
+    """The column names of a CSV file's header row.
+
+    Raises:
+        DataFileError: if the file cannot be read or its header is empty or repeats a name.
+    """
+    path = Path(path)
+    rows = _open(path)
+    try:
+        return _header(path, rows)
+    finally:
+        rows.close()  # closes the file
+
+
 def parse_time(text: str, kind: TimeKind | None) -> tuple[float, TimeKind] | None:
     """Parse a time cell: a finite number, or ISO 8601 converted to hours since the epoch (UTC).
 
@@ -108,7 +123,12 @@ def _number(path: Path, row: int, column: str, text: str) -> float:
     try:
         value = float(stripped)
     except ValueError:
-        raise DataFileError(path, row, column, f"{stripped[:40]!r} is not a number") from None
+        raise DataFileError(
+            path,
+            row,
+            column,
+            f"{stripped[:40]!r} is not a number (leave a text column out with --ignore-columns)",
+        ) from None
     if not math.isfinite(value):
         raise DataFileError(path, row, column, f"{stripped!r} is not a finite number")
     return value
