@@ -154,6 +154,8 @@ class EdgeAgent:
             gateway_id=gateway_id,
             disk_queue=self.disk_queue,
             window=settings.queue.window,
+            batch_max_messages=settings.queue.batch_max_messages,
+            batch_max_bytes=settings.queue.batch_max_bytes,
             will=offline_status(gateway_id),
             session_expiry_s=settings.session_expiry_s,
         )

@@ -1,10 +1,14 @@
 """The uplink: publishes the disk queue to the upstream broker, QoS 1, in `seq` order, deleting on PUBACK.
 
-One thread (`edge-forwarder`) owns the loop. It keeps at most `window` messages unacknowledged (paho's
-message ids are 16-bit, so the window must stay well below 65,535), maps each paho `mid` to its `seq`,
-and deletes a row only after the broker's PUBACK for it arrived. PUBACKs arrive on paho's network thread,
-which only hands the `mid` over (`on_publish` puts it on a queue); the SQLite delete runs on the forwarder's
-own thread.
+One thread (`edge-forwarder`) owns the loop. When two or more queued rows are ready, it packs consecutive
+rows (at most `batch_max_messages` rows and `batch_max_bytes` bytes) into one `shared.messages.UplinkBatch`
+on `topics.batch(gateway)`, built by concatenating the stored JSON payloads (no re-encoding); a single
+ready row goes alone on its own kind's topic, so an idle gateway's alert is never held back. It keeps at
+most `window` *rows* unacknowledged; each MQTT publish carries at least one row, so paho's 16-bit message
+ids (at most `window` <= 32,768 in use, plus the status) can never run out. It maps each paho `mid` to the
+`seq`s it carries and deletes those rows only after the broker's PUBACK for that message arrived. PUBACKs
+arrive on paho's network thread, which only hands the `mid` over (`on_publish` puts it on a queue); the
+SQLite delete runs on the forwarder's own thread.
 
 After a disconnect, paho itself re-sends the unacknowledged publishes of its session (with the DUP flag) when
 it reconnects, in their original order; the forwarder only stops adding new ones while disconnected. After
@@ -12,42 +16,74 @@ a restart, the forwarder starts again from the oldest row in the queue: a row wh
 before a crash, but whose delete was not yet committed, is sent twice; the cloud de-duplicates by
 `(gateway_id, seq)`. Nothing acknowledged is ever lost, because nothing is deleted before its PUBACK.
 
-The same client carries the gateway's retained status (`publish_status`) and its last will.
+The same client carries the gateway's retained status (`publish_status`) and its last will; they are
+never batched: a retained message must stay alone on its own topic.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge_agent.disk_queue import DiskQueue
+from edge_agent.disk_queue import DiskQueue, QueuedMessage
 from shared import topics
 from shared.config import MqttSettings
 from shared.errors import StorageError
+from shared.messages import MAX_BATCH_MESSAGES as _CONTRACT_MAX_BATCH_MESSAGES
+from shared.messages import MAX_MESSAGE_BYTES
 from shared.mqtt import LastWill, connect, make_client
 
-__all__ = ["MAX_WINDOW", "Forwarder", "ForwarderMetrics"]
+__all__ = [
+    "MAX_BATCH_BYTES",
+    "MAX_BATCH_MESSAGES",
+    "MAX_WINDOW",
+    "Forwarder",
+    "ForwarderMetrics",
+    "batch_payload",
+]
 
 logger = logging.getLogger(__name__)
 
 MAX_WINDOW = 32_768  # half of paho's 16-bit id space, leaving room for status publishes
+MAX_BATCH_MESSAGES = _CONTRACT_MAX_BATCH_MESSAGES
+MAX_BATCH_BYTES = MAX_MESSAGE_BYTES  # what `decode_uplink_batch` accepts
 _IDLE_WAIT_S = 0.25
+_BATCH_CLOSE = b"]}"
+
+# Topics repeat (a handful per gateway): parse each once.
+_gateway_of_topic = functools.lru_cache(maxsize=1024)(lambda topic: topics.parse(topic).gateway_id)
+
+
+def _batch_open(gateway_id: str) -> bytes:
+    # `gateway_id` is an identifier (checked by `topics`): nothing in it needs JSON escaping.
+    return b'{"kind":"batch/1","gateway_id":"' + gateway_id.encode() + b'","messages":['
+
+
+def batch_payload(gateway_id: str, payloads: Sequence[bytes]) -> bytes:
+    """An `UplinkBatch` of already encoded uplink messages, by concatenation (no decoding, no re-encoding)."""
+    return b"".join(
+        (_batch_open(topics.check_ident("gateway_id", gateway_id)), b",".join(payloads), _BATCH_CLOSE)
+    )
 
 
 @dataclass
 class ForwarderMetrics:
     """Counters of the uplink (written by the forwarder and paho's thread, read by the heartbeat)."""
 
-    published: int = 0
-    acked: int = 0
-    refused: int = 0
+    published: int = 0  # queued rows published (alone or in a batch)
+    batches: int = 0  # batch messages published
+    batched: int = 0  # rows published inside batches
+    acked: int = 0  # rows acknowledged (and deleted)
+    refused: int = 0  # rows whose message the broker refused
     bytes_out: int = 0
     status_published: int = 0
     status_skipped_offline: int = 0
@@ -70,7 +106,9 @@ class Forwarder:
         settings: the upstream broker.
         gateway_id: the gateway, for the status topic and the client id.
         disk_queue: where the messages wait.
-        window: most messages published but not yet acknowledged (<= `MAX_WINDOW`).
+        window: most queued rows published but not yet acknowledged (<= `MAX_WINDOW`).
+        batch_max_messages: most rows packed into one batch message (1 turns batching off).
+        batch_max_bytes: most bytes of one batch message's payload; a larger row goes alone.
         will: the status payload the broker publishes (retained) if we vanish.
         session_expiry_s: how long the broker keeps our session while we are away.
     """
@@ -82,18 +120,27 @@ class Forwarder:
         gateway_id: str,
         disk_queue: DiskQueue,
         window: int = 1000,
+        batch_max_messages: int = 256,
+        batch_max_bytes: int = 256 * 1024,
         will: bytes | None = None,
         session_expiry_s: int = 7 * 24 * 3600,
     ) -> None:
         if not 1 <= window <= MAX_WINDOW:
             raise ValueError(f"window={window}: expected 1 to {MAX_WINDOW}")
+        if not 1 <= batch_max_messages <= MAX_BATCH_MESSAGES:
+            raise ValueError(f"batch_max_messages={batch_max_messages}: expected 1 to {MAX_BATCH_MESSAGES}")
+        if not 1024 <= batch_max_bytes <= MAX_BATCH_BYTES:
+            raise ValueError(f"batch_max_bytes={batch_max_bytes}: expected 1024 to {MAX_BATCH_BYTES}")
         self._settings = settings
         self._queue = disk_queue
         self._window = window
+        self._batch_max_messages = min(batch_max_messages, window)
+        self._batch_max_bytes = batch_max_bytes
         self._session_expiry_s = session_expiry_s
         self._status_topic = topics.status(gateway_id)
         self.metrics = ForwarderMetrics()
-        self._inflight: dict[int, int] = {}  # paho mid -> seq; forwarder thread only
+        self._inflight: dict[int, tuple[int, ...]] = {}  # paho mid -> seqs it carries; forwarder thread only
+        self._inflight_rows = 0
         self._last_sent_seq = -1
         self._acks: queue.SimpleQueue[_Ack] = queue.SimpleQueue()
         self._wake = threading.Event()
@@ -147,7 +194,12 @@ class Forwarder:
 
     @property
     def unacked(self) -> int:
-        """Messages published and not yet acknowledged."""
+        """Queued rows published and not yet acknowledged."""
+        return self._inflight_rows
+
+    @property
+    def unacked_messages(self) -> int:
+        """MQTT messages (batches and single rows) published and not yet acknowledged."""
         return len(self._inflight)
 
     def start(self) -> None:
@@ -236,32 +288,80 @@ class Forwarder:
                 ack = self._acks.get_nowait()
             except queue.Empty:
                 break
-            seq = self._inflight.pop(ack.mid, None)
-            if seq is None:
+            seqs = self._inflight.pop(ack.mid, None)
+            if seqs is None:
                 continue  # a status publish
+            self._inflight_rows -= len(seqs)
             if ack.is_failure:
-                self.metrics.refused += 1
-                logger.warning("upstream broker refused seq=%d: %s; dropping it", seq, ack.reason)
-            done.append(seq)
+                self.metrics.refused += len(seqs)
+                logger.warning(
+                    "upstream broker refused seq=%d..%d: %s; dropping them", seqs[0], seqs[-1], ack.reason
+                )
+            done.extend(seqs)
         if done:
             self._queue.delete(done)
             self.metrics.acked += len(done)
 
     def _fill_window(self) -> None:
-        room = self._window - len(self._inflight)
+        room = self._window - self._inflight_rows
         if room <= 0:
             return
-        for message in self._queue.peek(after_seq=self._last_sent_seq, limit=room):
-            info = self.client.publish(message.topic, message.payload, qos=1)
-            if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:  # no free paho id: try again after acks
-                self._count_error("publish_id_space")
+        rows = self._queue.peek(after_seq=self._last_sent_seq, limit=room + 1)
+        has_more = len(rows) > room  # rows beyond the window wait for acknowledgements
+        for group, is_full in self._groups(rows[:room]):
+            if not is_full and has_more and self._inflight:
+                return  # a backlog: wait for room to send a full batch rather than a small one
+            if not self._publish(group):
                 return
-            # MQTT_ERR_NO_CONN (the link just dropped) still keeps the message in paho's session:
-            # it is sent when the connection is back.
-            self._inflight[info.mid] = message.seq
-            self._last_sent_seq = message.seq
-            self.metrics.published += 1
-            self.metrics.bytes_out += len(message.payload) + len(message.topic)
+
+    def _groups(self, rows: Sequence[QueuedMessage]) -> list[tuple[list[QueuedMessage], bool]]:
+        """Consecutive rows of one gateway cut into batches by count and bytes; whether each is full."""
+        groups: list[tuple[list[QueuedMessage], bool]] = []
+        current: list[QueuedMessage] = []
+        size = 0
+        gateway = ""
+        for row in rows:
+            row_gateway = _gateway_of_topic(row.topic)
+            added = len(row.payload) + 1  # the comma
+            if current and (
+                row_gateway != gateway
+                or len(current) >= self._batch_max_messages
+                or size + added > self._batch_max_bytes
+            ):
+                groups.append((current, True))
+                current, size = [], 0
+            if not current:
+                gateway = row_gateway
+                size = len(_batch_open(gateway)) + len(_BATCH_CLOSE) - 1
+            current.append(row)
+            size += added
+        if current:
+            groups.append((current, len(current) >= self._batch_max_messages))
+        return groups
+
+    def _publish(self, group: Sequence[QueuedMessage]) -> bool:
+        """Publish one row alone or several as a batch; False when paho has no free message id."""
+        if len(group) == 1:
+            topic, payload = group[0].topic, group[0].payload
+        else:
+            gateway = _gateway_of_topic(group[0].topic)
+            topic = topics.batch(gateway)
+            payload = batch_payload(gateway, [row.payload for row in group])
+        info = self.client.publish(topic, payload, qos=1)
+        if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:  # no free paho id: try again after acks
+            self._count_error("publish_id_space")
+            return False
+        # MQTT_ERR_NO_CONN (the link just dropped) still keeps the message in paho's session:
+        # it is sent when the connection is back.
+        self._inflight[info.mid] = tuple(row.seq for row in group)
+        self._inflight_rows += len(group)
+        self._last_sent_seq = group[-1].seq
+        self.metrics.published += len(group)
+        if len(group) > 1:
+            self.metrics.batches += 1
+            self.metrics.batched += len(group)
+        self.metrics.bytes_out += len(payload) + len(topic)
+        return True
 
     def _count_error(self, kind: str) -> None:
         self.metrics.errors[kind] = self.metrics.errors.get(kind, 0) + 1

@@ -45,7 +45,24 @@ class QueueSettings(BaseModel, frozen=True, extra="forbid"):
         default=1000,
         ge=1,
         le=32_768,
-        description="Most upstream messages published but not yet acknowledged.",
+        description=(
+            "Most queued messages (rows) published upstream but not yet acknowledged, batched or not."
+        ),
+    )
+    batch_max_messages: int = Field(
+        default=256,
+        ge=1,
+        le=10_000,
+        description=(
+            "Most queued messages packed into one uplink batch (topic .../batch) when several are ready; "
+            "1 sends every message alone on its own topic."
+        ),
+    )
+    batch_max_bytes: int = Field(
+        default=256 * 1024,
+        ge=1024,
+        le=1 << 20,
+        description="Most payload bytes of one uplink batch; a larger message is sent alone.",
     )
     batch_max: int = Field(
         default=256,

@@ -367,7 +367,8 @@ def test_hot_swap_under_load_drops_no_window(
     artifact = build_anomaly_model(features, names, feature_spec=spec_id, target=asset_id, version=1)
     gateway_id = unique_id("gw")
     settings = edge_settings(workdir, gateway_id=gateway_id, plant=broker, upstream=broker, pipeline=pipeline)
-    with collecting(broker.host, broker.port, topics.aggregate(gateway_id), unique_id("sub")) as sub:
+    own_topics = [topics.aggregate(gateway_id), topics.batch(gateway_id)]
+    with collecting(broker.host, broker.port, own_topics, unique_id("sub")) as sub:
         agent = running_agent(EdgeAgent(settings))
         publisher = RawPublisher(broker, unique_id("pub"))
         batches = vibration_batches(asset_id, n_batches=400)
@@ -378,12 +379,12 @@ def test_hot_swap_under_load_drops_no_window(
         wait_until(lambda: agent.pipeline.metrics.batches_in >= 400, timeout_s=30)
         agent.stop()
         publisher.close()
-        wait_until(lambda: len(sub.messages) >= agent.pipeline.metrics.aggregates, timeout_s=10)
+        wait_until(lambda: len(sub.uplinks()) >= agent.pipeline.metrics.aggregates, timeout_s=10)
     metrics = agent.pipeline.metrics
     assert agent.intake.metrics.dropped_queue_full == 0
     assert metrics.windows_cut == 400 * 8
     assert metrics.windows_scored == metrics.windows_cut  # none dropped, none unscored
-    aggregates = [m for m in (decode_uplink(p) for _, p in sub.messages) if isinstance(m, Aggregate)]
+    aggregates = [m for m in sub.uplinks() if isinstance(m, Aggregate)]
     assert sum(a.score.n_windows for a in aggregates) == metrics.windows_scored  # none scored twice
     kinds = [a.model_kind for a in sorted(aggregates, key=lambda a: a.period_start_ns)]
     assert kinds[0] == "baseline"

@@ -28,6 +28,7 @@ from shared.messages import (
     Snapshot,
     Uplink,
     decode_uplink,
+    decode_uplink_batch,
 )
 from shared.raw_batch import RawBatch, encode_raw_batch
 from shared.timebase import NS_PER_S, now_ns
@@ -39,11 +40,11 @@ from simulators.scenario import Scenario
 class Collector:
     """A QoS 1 subscriber with a persistent session: it receives everything, across broker restarts."""
 
-    def __init__(self, host: str, port: int, topic_filter: str, client_id: str) -> None:
+    def __init__(self, host: str, port: int, topic_filter: str | list[str], client_id: str) -> None:
         self.messages: list[tuple[str, bytes]] = []
         self.dup_flags: list[bool] = []
         self._lock = threading.Lock()
-        self._filter = topic_filter
+        self._filters = [topic_filter] if isinstance(topic_filter, str) else list(topic_filter)
         self._subscribed = threading.Event()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         self.client.on_connect = self._on_connect
@@ -58,18 +59,28 @@ class Collector:
         wait_until(self._subscribed.is_set, timeout_s=10)
 
     def _on_connect(self, client: mqtt.Client, *args: object) -> None:
-        client.subscribe(self._filter, qos=1)
+        client.subscribe([(topic_filter, 1) for topic_filter in self._filters])
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         with self._lock:
             self.messages.append((message.topic, bytes(message.payload)))
             self.dup_flags.append(bool(message.dup))
 
+    def _flat(self) -> list[tuple[Uplink, bool]]:
+        """Every received message decoded, batches flattened into their members, with the DUP flag."""
+        with self._lock:
+            received = list(zip(self.messages, self.dup_flags, strict=True))
+        return [(message, dup) for (topic, payload), dup in received for message in flatten(topic, payload)]
+
     def uplinks(self) -> list[Uplink]:
-        """Every received message decoded."""
+        """Every received message decoded, batches flattened into their members (in seq order)."""
+        return [message for message, _ in self._flat()]
+
+    def batch_sizes(self) -> list[int]:
+        """Per received MQTT message, how many queued messages it carried (1 for a lone message)."""
         with self._lock:
             received = list(self.messages)
-        return [decode_uplink(payload) for _, payload in received]
+        return [len(flatten(topic, payload)) for topic, payload in received]
 
     def seqs(self) -> list[int]:
         """The `seq` of every received message that has one, in arrival order."""
@@ -83,10 +94,7 @@ class Collector:
         broker-to-subscriber effect that says nothing about the publisher. A duplicate *publish* (the
         publisher sending a message twice) reaches us as a new delivery, without DUP: it shows here.
         """
-        with self._lock:
-            flags = list(self.dup_flags)
-        uplinks = self.uplinks()
-        return [m.seq for m, dup in zip(uplinks, flags, strict=False) if not dup and m.seq is not None]
+        return [m.seq for m, dup in self._flat() if not dup and m.seq is not None]
 
     def close(self) -> None:
         """Disconnect."""
@@ -94,8 +102,15 @@ class Collector:
         self.client.loop_stop()
 
 
+def flatten(topic: str, payload: bytes) -> list[Uplink]:
+    """The uplink messages of one MQTT message: a batch's members in order, or the message itself."""
+    if topics.parse(topic).kind is topics.TopicKind.BATCH:
+        return list(decode_uplink_batch(payload).messages)
+    return [decode_uplink(payload)]
+
+
 @contextmanager
-def collecting(host: str, port: int, topic_filter: str, client_id: str) -> Iterator[Collector]:
+def collecting(host: str, port: int, topic_filter: str | list[str], client_id: str) -> Iterator[Collector]:
     """A `Collector` for the duration of a block."""
     collector = Collector(host, port, topic_filter, client_id)
     try:

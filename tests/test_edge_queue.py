@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from edge_agent.disk_queue import DiskQueue
-from edge_agent.forwarder import Forwarder
+from edge_agent.forwarder import Forwarder, batch_payload
 from edge_agent.quarantine import Quarantine
 from forewarn.localservices import MosquittoServer, wait_until
 from shared import topics
 from shared.config import MqttSettings
-from shared.messages import Aggregate, Alert, decode_uplink
+from shared.messages import Aggregate, Alert, Uplink, UplinkBatch, decode_uplink, decode_uplink_batch
 from tests.test_edge_agent_helpers import aggregate, alert, collecting, snapshot, throwaway_broker
 
 
@@ -94,9 +94,24 @@ def test_queue_survives_reopen_with_rows_and_counts(workdir: Path) -> None:
     reopened.close()
 
 
-def _forwarder(broker: MosquittoServer, queue: DiskQueue, gateway_id: str, window: int = 1000) -> Forwarder:
+def _forwarder(
+    broker: MosquittoServer,
+    queue: DiskQueue,
+    gateway_id: str,
+    window: int = 1000,
+    *,
+    batch_max_messages: int = 256,
+    batch_max_bytes: int = 256 * 1024,
+) -> Forwarder:
     settings = MqttSettings(host=broker.host, port=broker.port, reconnect_min_s=0.5, reconnect_max_s=1.0)
-    return Forwarder(settings=settings, gateway_id=gateway_id, disk_queue=queue, window=window)
+    return Forwarder(
+        settings=settings,
+        gateway_id=gateway_id,
+        disk_queue=queue,
+        window=window,
+        batch_max_messages=batch_max_messages,
+        batch_max_bytes=batch_max_bytes,
+    )
 
 
 def test_forwarder_publishes_in_order_and_deletes_only_acknowledged(
@@ -228,4 +243,47 @@ def test_one_large_commit_sheds_its_own_aggregates_before_older_alerts(workdir: 
     assert [row.seq for row in rows if row.topic == topics.alert("gw1")] == [0, 1, 2, 3]
     kept = [row.seq for row in rows if row.topic == topics.aggregate("gw1")]
     assert kept == list(range(44 - len(kept), 44))  # the newest aggregates of the burst survive
+    queue.close()
+
+
+def test_a_backlog_goes_out_in_bounded_batches_and_a_lone_alert_alone(
+    broker: MosquittoServer, workdir: Path, unique_id: Callable[[str], str]
+) -> None:
+    """600 queued rows leave in few batch messages (each within its count and byte bounds, members in seq
+    order, built from the stored bytes); later, a single alert is sent at once, alone, on the alert topic."""
+    gateway_id = unique_id("gw")
+    queue = _queue(workdir, gateway_id=gateway_id)
+    stored = queue.put_many([aggregate(gateway_id, n=i) for i in range(600)])
+    row_bytes = len(queue.peek(after_seq=-1, limit=1)[0].payload)
+    forwarder = _forwarder(
+        broker, queue, gateway_id, window=500, batch_max_messages=100, batch_max_bytes=40_000
+    )
+    with collecting(broker.host, broker.port, f"forewarn/v1/gw/{gateway_id}/+", unique_id("sub")) as sub:
+        forwarder.start()
+        wait_until(lambda: queue.stats().depth == 0, timeout_s=20)
+        wait_until(lambda: len(sub.seqs()) >= 600, timeout_s=10)
+        assert sub.uplinks() == stored  # every member as stored, in seq order, once
+        sizes = sub.batch_sizes()
+        assert all(1 < size <= min(100, 40_000 // row_bytes) for size in sizes)
+        assert len(sizes) <= 600 // min(100, 40_000 // (row_bytes + 1)) + 2
+        assert all(topics.parse(topic).kind is topics.TopicKind.BATCH for topic, _ in sub.messages)
+        assert all(len(payload) <= 40_000 for _, payload in sub.messages)
+        assert forwarder.metrics.batches == len(sizes)
+        assert forwarder.metrics.published == forwarder.metrics.batched == forwarder.metrics.acked == 600
+        lone = queue.put_many([alert(gateway_id)])
+        forwarder.notify()
+        wait_until(lambda: len(sub.messages) == len(sizes) + 1, timeout_s=5)
+        assert sub.messages[-1][0] == topics.alert(gateway_id)
+        assert decode_uplink(sub.messages[-1][1]) == lone[0]
+        wait_until(lambda: queue.stats().depth == 0, timeout_s=5)
+        forwarder.stop()
+    queue.close()
+
+
+def test_batch_payload_is_a_valid_uplink_batch_of_the_stored_bytes(workdir: Path) -> None:
+    queue = _queue(workdir, gateway_id="gw1")
+    stored = queue.put_many([aggregate("gw1", n=0), alert("gw1"), snapshot("gw1")])
+    payload = batch_payload("gw1", [row.payload for row in queue.peek(after_seq=-1, limit=10)])
+    batch = decode_uplink_batch(payload)
+    assert batch == UplinkBatch(gateway_id="gw1", messages=list[Uplink](stored))
     queue.close()
