@@ -7,6 +7,7 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from cloud_service.forecast_settings import ForecastSettings
 from cloud_service.lifecycle.settings import LifecycleSettings
 from shared.config import ComponentSettings, DatabaseSettings, MqttSettings
 
@@ -82,6 +83,7 @@ class CloudSettings(ComponentSettings):
         StorageSettings.model_validate({}), description="Storage layout and upkeep."
     )
     lifecycle: LifecycleSettings = Field(LifecycleSettings.model_validate({}), description="Model lifecycle.")
+    forecast: ForecastSettings = Field(ForecastSettings.model_validate({}), description="Failure forecaster.")
 
     @model_validator(mode="after")
     def _receive_maximum_fits_queue(self) -> CloudSettings:
