@@ -1,4 +1,4 @@
-"""`forewarn forecast fit|predict|evaluate`: the failure forecaster on your own CSV files.
+"""`forewarn forecast fit|predict|evaluate|live`: the failure forecaster on CSV files, and its live jobs.
 
 The logic lives in `cloud_service.forecasting`; this module parses arguments, shows progress on stderr and
 prints results. Bad files end in one line naming the file, row and column, with exit code 2.
@@ -12,7 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cloud_service.forecasting import ForecastConfig, fit, predict
+import psycopg
+
+from cloud_service.forecasting import ForecastConfig, fit, live, predict
 from cloud_service.forecasting.csvio import (
     read_events,
     read_header,
@@ -25,7 +27,9 @@ from cloud_service.forecasting.data import History
 from cloud_service.forecasting.errors import DataFileError
 from cloud_service.forecasting.metrics import evaluate_predictions
 from cloud_service.forecasting.store import load_model, save_model
-from shared.errors import ConfigError
+from cloud_service.settings import CloudSettings
+from shared.config import load_settings
+from shared.errors import ConfigError, StorageError
 
 __all__ = ["register"]
 
@@ -157,6 +161,38 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _live(args: argparse.Namespace) -> int:
+    """Run a live job now: `refit` (exit 1 if skipped) or `recompute` (exit 1 without a forecaster)."""
+    settings = load_settings(CloudSettings, toml_path=args.config)
+    try:
+        conn = psycopg.connect(settings.db.conninfo(), autocommit=True)
+    except psycopg.Error as exc:
+        raise StorageError("database", str(exc).strip()) from exc
+    with conn:
+        if args.live_action == "refit":
+            refit_report = live.refit(conn, settings.forecast)
+            figures, ok = refit_report.as_dict(), refit_report.version is not None
+            text = (
+                f"forecaster v{refit_report.version} stored: {refit_report.n_assets} assets, "
+                f"{refit_report.n_rows} hours, {refit_report.n_failures} failures, {refit_report.fit_s:.1f} s"
+                if ok
+                else f"refit skipped: {refit_report.skipped_reason}; kept forecaster "
+                f"{refit_report.kept_version if refit_report.kept_version is not None else '(none yet)'}"
+            )
+        else:
+            recompute_report = live.recompute(conn, settings.forecast)
+            figures = recompute_report.as_dict()
+            ok = recompute_report.forecaster_version is not None
+            text = (
+                f"{recompute_report.n_forecasts} forecasts stored with forecaster "
+                f"v{recompute_report.forecaster_version} ({recompute_report.n_short_history} short history)"
+                if ok
+                else "no forecaster yet: run `forewarn forecast live refit` first"
+            )
+    print(json.dumps(figures) if args.json else text)
+    return 0 if ok else 1
+
+
 def _add_columns(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--id-column", default="asset_id", help="Asset id column (default: asset_id).")
     parser.add_argument("--time-column", default="time", help="Time column (default: time).")
@@ -236,3 +272,15 @@ def register(subparsers: Any) -> None:
     )
     evaluate_parser.add_argument("--json", action="store_true", help="Print one JSON object.")
     evaluate_parser.set_defaults(handler=_evaluate)
+
+    live_parser = actions.add_parser(
+        "live", help="Run the live forecaster's jobs now, on the cloud database (see [forecast] settings)."
+    )
+    live_parser.add_argument(
+        "live_action",
+        choices=("refit", "recompute"),
+        help="refit: fit a forecaster on the stored history; recompute: forecast every asset.",
+    )
+    live_parser.add_argument("--config", type=Path, default=None, help="The cloud service's TOML file.")
+    live_parser.add_argument("--json", action="store_true", help="Print the job's report as JSON.")
+    live_parser.set_defaults(handler=_live)

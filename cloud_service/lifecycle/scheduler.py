@@ -28,6 +28,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from cloud_service.forecast_settings import ForecastSettings
 from cloud_service.lifecycle.settings import LifecycleSettings
 
 __all__ = ["JobSpec", "LifecycleScheduler", "SchedulerMetrics", "lifecycle_jobs"]
@@ -182,8 +183,12 @@ def lifecycle_jobs(
     drift: Callable[[], object],
     refresh_rollups: Callable[[], object] | None,
     rollup_interval_s: float = 300.0,
+    forecast: ForecastSettings | None = None,
+    refit_forecaster: Callable[[], object] | None = None,
+    recompute_forecasts: Callable[[], object] | None = None,
 ) -> list[JobSpec]:
-    """The standard jobs from the settings: nightly retraining, hourly drift checks, rollup refresh."""
+    """The standard jobs from the settings: nightly retraining, hourly drift checks, rollup refresh, and
+    (with `forecast` enabled and both functions given) the forecaster refit and the forecast recompute."""
     jobs = [
         JobSpec(
             "retrain", CronTrigger.from_crontab(settings.retrain_cron, timezone=UTC), retrain, "retraining"
@@ -199,6 +204,24 @@ def lifecycle_jobs(
                 IntervalTrigger(seconds=rollup_interval_s, timezone=UTC),
                 refresh_rollups,
                 "rollups",
+            )
+        )
+    # --- live failure forecasting (cloud_service.forecasting.live) ---
+    if forecast is not None and forecast.enabled and refit_forecaster and recompute_forecasts:
+        jobs.append(
+            JobSpec(
+                "forecast-refit",
+                CronTrigger.from_crontab(forecast.refit_cron, timezone=UTC),
+                refit_forecaster,
+                "forecaster refit",
+            )
+        )
+        jobs.append(
+            JobSpec(
+                "forecast-recompute",
+                IntervalTrigger(seconds=forecast.recompute_interval_s, timezone=UTC),
+                recompute_forecasts,
+                "forecast recompute",
             )
         )
     return jobs

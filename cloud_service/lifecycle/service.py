@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
+from cloud_service.forecasting import live as forecast_live
 from cloud_service.lifecycle import operations
 from cloud_service.lifecycle.drift import check_drift
 from cloud_service.lifecycle.scheduler import LifecycleScheduler, lifecycle_jobs
@@ -83,6 +84,18 @@ class LifecycleService:
                 conn, start=now - timedelta(hours=self.settings.storage.rollup_lookback_h), end=now
             )
 
+    # --- live failure forecasting (cloud_service.forecasting.live) ---
+
+    def refit_forecaster(self) -> forecast_live.RefitReport:
+        """Refit the failure forecaster from the stored history (too few failures: skipped, old one kept)."""
+        with psycopg.connect(self.conninfo, autocommit=True) as conn:
+            return forecast_live.refit(conn, self.settings.forecast)
+
+    def recompute_forecasts(self) -> forecast_live.RecomputeReport:
+        """Recompute and store every asset's forecast with the active forecaster."""
+        with psycopg.connect(self.conninfo, autocommit=True) as conn:
+            return forecast_live.recompute(conn, self.settings.forecast)
+
     def scheduler(self) -> LifecycleScheduler:
         """A scheduler of the standard jobs (not started)."""
         jobs = lifecycle_jobs(
@@ -91,5 +104,8 @@ class LifecycleService:
             drift=self.check_drift_all,
             refresh_rollups=self.refresh_rollups,
             rollup_interval_s=self.settings.storage.rollup_refresh_s,
+            forecast=self.settings.forecast,
+            refit_forecaster=self.refit_forecaster,
+            recompute_forecasts=self.recompute_forecasts,
         )
         return LifecycleScheduler(conninfo=self.conninfo, jobs=jobs, runner_id=self.runner_id)
