@@ -15,7 +15,9 @@ __all__ = ["ForecastSettings"]
 class ForecastSettings(BaseModel, frozen=True, extra="forbid"):
     """The scheduled refit of the forecaster and the recompute of every asset's forecast."""
 
-    enabled: bool = Field(True, description="Run the refit and recompute jobs in `forewarn models schedule`.")
+    enabled: bool = Field(
+        False, description="Run the refit and recompute jobs in `forewarn models schedule` (off by default)."
+    )
     refit_cron: str = Field(
         "30 3 * * *", description="Crontab (UTC) of the scheduled refit: nightly at 03:30 by default."
     )

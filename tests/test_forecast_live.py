@@ -1,0 +1,215 @@
+"""The live forecaster on a real PostgreSQL: refit from stored history, recompute, versions, scheduling."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import psycopg
+import pytest
+
+from cloud_service.forecast_settings import ForecastSettings
+from cloud_service.forecasting import live
+from cloud_service.forecasting.repository import (
+    active_forecaster,
+    import_hourly_history,
+    latest_forecasts,
+    list_forecasters,
+)
+from cloud_service.forecasting.synthetic import make_fleet
+from cloud_service.lifecycle.service import LifecycleService
+from cloud_service.settings import CloudSettings
+from shared.config import load_settings
+
+NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+FAST = {"cv_folds": 2, "min_history_h": 5}
+
+
+def store_fleet(
+    conninfo: str, prefix: str, *, n_assets: int, censored_fraction: float, seed: int = 0
+) -> list[str]:
+    """Store a synthetic fleet as one-hour aggregates ending an hour before NOW; its asset ids."""
+    fleet = make_fleet(
+        n_assets,
+        n_sensors=4,
+        n_regimes=0,
+        mean_life=80.0,
+        censored_fraction=censored_fraction,
+        seed=seed,
+        id_prefix=prefix,
+    )
+    end_hour = int(NOW.timestamp()) // 3600 - 1
+    ids: list[str] = []
+    hours: list[int] = []
+    rows: list[np.ndarray] = []
+    for asset in fleet.history.assets:
+        # each asset's last row is one hour before NOW: a running fleet (or one that just failed)
+        offset = end_hour - int(asset.time[-1])
+        ids.extend([asset.asset_id] * len(asset))
+        hours.extend(int(t) + offset for t in asset.time)
+        rows.append(asset.values)
+    last = {a.asset_id: int(a.time[-1]) for a in fleet.history.assets}
+    events = [
+        (e.asset_id, int(e.time) + end_hour - last[e.asset_id], e.kind.value) for e in fleet.history.events
+    ]
+    values = np.vstack(rows)
+    scores = np.abs(values[:, -1]) / 10.0
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        import_hourly_history(
+            conn,
+            asset_ids=ids,
+            hours=np.asarray(hours, dtype=np.int64),
+            features=values,
+            feature_names=[f"sim.{c}" for c in fleet.history.columns],
+            scores=scores,
+            events=events,
+        )
+    return [a.asset_id for a in fleet.history.assets]
+
+
+def test_refit_then_recompute_stores_a_versioned_forecast_for_every_asset(
+    db: str, unique_id: Callable[[str], str]
+) -> None:
+    assets = store_fleet(db, unique_id("pump"), n_assets=14, censored_fraction=0.4)
+    settings = ForecastSettings.model_validate(FAST)
+    with psycopg.connect(db, autocommit=True) as conn:
+        report = live.refit(conn, settings, now=NOW)
+        assert report.version is not None, report.skipped_reason
+        assert report.n_failures >= 3
+        (stored,) = list_forecasters(conn)
+        assert (stored.version, stored.status) == (report.version, "active")
+        assert stored.horizon_h == 168.0
+        assert stored.n_assets == len(assets)
+        assert "rmse" in stored.cv_metrics
+
+        done = live.recompute(conn, settings, now=NOW)
+        assert done.forecaster_version == report.version
+        forecasts = latest_forecasts(conn)
+    assert sorted(f.asset_id for f in forecasts) == sorted(assets)
+    for f in forecasts:
+        assert f.forecaster_version == report.version
+        assert f.computed_at == NOW
+        assert NOW - timedelta(hours=2) <= f.as_of <= NOW
+        assert 0.0 <= f.rul_low_h <= f.rul_h <= f.rul_high_h
+        assert 0.0 <= f.p_fail <= 1.0
+        assert f.horizon_h == 168.0
+
+
+def test_too_few_failures_skip_the_refit_and_keep_the_previous_forecaster(
+    db: str, unique_id: Callable[[str], str], caplog: pytest.LogCaptureFixture
+) -> None:
+    store_fleet(db, unique_id("fan"), n_assets=10, censored_fraction=0.3)
+    settings = ForecastSettings.model_validate(FAST)
+    later = NOW + timedelta(hours=1)
+    with psycopg.connect(db, autocommit=True) as conn:
+        first = live.refit(conn, settings, now=NOW)
+        assert first.version is not None
+        strict = ForecastSettings.model_validate({**FAST, "min_failures": 1000})
+        with caplog.at_level("WARNING", logger="cloud_service.forecasting.live"):
+            skipped = live.refit(conn, strict, now=later)
+        assert skipped.version is None
+        assert skipped.kept_version == first.version
+        assert "at least 1000 needed" in skipped.skipped_reason
+        assert f"keeping forecaster v{first.version}" in caplog.text
+        current = active_forecaster(conn)
+        assert current is not None
+        assert current.version == first.version
+        assert len(list_forecasters(conn)) == 1
+        # forecasts still come from the kept forecaster
+        done = live.recompute(conn, settings, now=later)
+        assert done.forecaster_version == first.version
+        assert {f.forecaster_version for f in latest_forecasts(conn)} == {first.version}
+
+
+def test_a_fleet_without_enough_failures_gets_no_forecaster_and_no_forecasts(
+    db: str, unique_id: Callable[[str], str]
+) -> None:
+    store_fleet(db, unique_id("mill"), n_assets=3, censored_fraction=1.0)
+    settings = ForecastSettings.model_validate(FAST)
+    with psycopg.connect(db, autocommit=True) as conn:
+        report = live.refit(conn, settings, now=NOW)
+        assert report.version is None
+        assert report.kept_version is None
+        assert report.n_failures == 0
+        assert active_forecaster(conn) is None
+        done = live.recompute(conn, settings, now=NOW)
+        assert done.forecaster_version is None
+        assert done.n_forecasts == 0
+        assert latest_forecasts(conn) == []
+
+
+def test_history_is_hourly_with_scores_and_gaps_carried_forward(db: str) -> None:
+    hour0 = int(NOW.timestamp()) // 3600 - 10
+    with psycopg.connect(db, autocommit=True) as conn:
+        import_hourly_history(
+            conn,
+            asset_ids=["a-1", "a-1", "a-1"],
+            hours=np.array([hour0, hour0 + 1, hour0 + 2], dtype=np.int64),
+            features=np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]),
+            feature_names=["x.one", "x.two"],
+            scores=np.array([0.1, 0.2, 0.3]),
+            events=[("a-1", hour0 + 1, "maintenance")],
+        )
+        # a second feature set without `x.two` in the last hour: that hour carries x.two forward
+        import_hourly_history(
+            conn,
+            asset_ids=["a-1"],
+            hours=np.array([hour0 + 3], dtype=np.int64),
+            features=np.array([[7.0]]),
+            feature_names=["x.one"],
+            scores=np.array([0.4]),
+            feature_spec="other/1",
+            gateway_id="import2",
+        )
+        result = live.build_history(conn, ForecastSettings(), end=NOW)
+    history = result.history
+    assert history.columns == ("x.one", "x.two", "score.mean", "score.max")
+    (asset,) = history.assets
+    assert asset.time.tolist() == [float(hour0 + h) for h in range(4)]
+    assert asset.values[:, 0].tolist() == [1.0, 3.0, 5.0, 7.0]
+    assert asset.values[:, 1].tolist() == [2.0, 4.0, 6.0, 6.0]
+    assert np.allclose(asset.values[:, 2], [0.1, 0.2, 0.3, 0.4])
+    assert [(e.asset_id, e.time, e.kind.value) for e in history.events] == [
+        ("a-1", float(hour0 + 1), "maintenance")
+    ]
+    assert result.as_of["a-1"] == datetime.fromtimestamp((hour0 + 4) * 3600, tz=UTC)
+
+
+def _cloud_settings(conninfo: str, *, enabled: bool) -> CloudSettings:
+    params = psycopg.conninfo.conninfo_to_dict(conninfo)
+    return load_settings(
+        CloudSettings,
+        environ={},
+        overrides={
+            "db": {"host": params["host"], "port": int(str(params["port"])), "dbname": params["dbname"]},
+            "forecast": {"enabled": enabled, **FAST},
+        },
+    )
+
+
+def test_the_scheduler_runs_the_forecast_jobs_with_their_state_in_the_job_table(db: str) -> None:
+    assert {"forecast-refit", "forecast-recompute"}.isdisjoint(
+        LifecycleService(_cloud_settings(db, enabled=False)).scheduler().jobs
+    )
+    service = LifecycleService(_cloud_settings(db, enabled=True), runner_id="test")
+    scheduler = service.scheduler()
+    assert {"forecast-refit", "forecast-recompute"} <= set(scheduler.jobs)
+    scheduler.start()
+    try:
+        assert {"forecast-refit", "forecast-recompute"} <= set(scheduler.next_run_times())
+    finally:
+        scheduler.stop()
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute("UPDATE lifecycle_jobs SET next_run_at = now() - interval '1 minute'")
+    assert scheduler.run_job("forecast-refit")  # an empty database: skipped, which is not a failure
+    assert scheduler.run_job("forecast-recompute")
+    with psycopg.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT job_id, last_status, runs, last_runner, next_run_at > now() FROM lifecycle_jobs "
+            "WHERE job_id LIKE 'forecast-%' ORDER BY job_id"
+        ).fetchall()
+    assert rows == [
+        ("forecast-recompute", "ok", 1, "test", True),
+        ("forecast-refit", "ok", 1, "test", True),
+    ]
