@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import psycopg
@@ -20,6 +22,7 @@ from cloud_service.forecasting.repository import (
 from cloud_service.forecasting.synthetic import make_fleet
 from cloud_service.lifecycle.service import LifecycleService
 from cloud_service.settings import CloudSettings
+from forewarn.cli import main
 from shared.config import load_settings
 
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
@@ -213,3 +216,22 @@ def test_the_scheduler_runs_the_forecast_jobs_with_their_state_in_the_job_table(
         ("forecast-recompute", "ok", 1, "test", True),
         ("forecast-refit", "ok", 1, "test", True),
     ]
+
+
+def test_forewarn_forecast_live_runs_refit_and_recompute_now(
+    db: str, unique_id: Callable[[str], str], workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    params = psycopg.conninfo.conninfo_to_dict(db)
+    config = workdir / "cloud.toml"
+    config.write_text(
+        f'[db]\nhost = "{params["host"]}"\nport = {params["port"]}\ndbname = "{params["dbname"]}"\n'
+        "[forecast]\ncv_folds = 2\n"
+    )
+    assert main(["forecast", "live", "recompute", "--config", str(config)]) == 1  # no forecaster yet
+    assert "no forecaster yet" in capsys.readouterr().out
+    assets = store_fleet(db, unique_id("press"), n_assets=10, censored_fraction=0.3)
+    assert main(["forecast", "live", "refit", "--config", str(config), "--json"]) == 0
+    refit = json.loads(capsys.readouterr().out)
+    assert refit["version"] == 1
+    assert main(["forecast", "live", "recompute", "--config", str(config)]) == 0
+    assert f"{len(assets)} forecasts stored with forecaster v1" in capsys.readouterr().out
