@@ -35,6 +35,11 @@ class ForecastSettings(BaseModel, frozen=True, extra="forbid"):
     history_days: float = Field(
         180.0, gt=0, description="Days of stored history a refit learns from and a recompute reads."
     )
+    late_data_h: float = Field(
+        48.0,
+        ge=0,
+        description="Each job re-summarises this many hours before its last run (late aggregates).",
+    )
     features: tuple[str, ...] = Field(
         (), description="Feature names (e.g. vibration.rms) to use; empty: every feature every asset has."
     )

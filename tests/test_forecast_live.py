@@ -142,8 +142,9 @@ def test_a_fleet_without_enough_failures_gets_no_forecaster_and_no_forecasts(
         assert latest_forecasts(conn) == []
 
 
-def test_history_is_hourly_with_scores_and_gaps_carried_forward(db: str) -> None:
+def test_history_is_hourly_with_scores_merged_feature_sets_and_gaps_carried_forward(db: str) -> None:
     hour0 = int(NOW.timestamp()) // 3600 - 10
+    settings = ForecastSettings()
     with psycopg.connect(db, autocommit=True) as conn:
         import_hourly_history(
             conn,
@@ -154,25 +155,29 @@ def test_history_is_hourly_with_scores_and_gaps_carried_forward(db: str) -> None
             scores=np.array([0.1, 0.2, 0.3]),
             events=[("a-1", hour0 + 1, "maintenance")],
         )
-        # a second feature set without `x.two` in the last hour: that hour carries x.two forward
+        assert live.refresh_input(conn, settings, end=NOW) == 3
+        # late data from a gateway with another feature set (no x.two): hour0 + 2 gets a second period,
+        # hour0 + 3 carries x.two forward
         import_hourly_history(
             conn,
-            asset_ids=["a-1"],
-            hours=np.array([hour0 + 3], dtype=np.int64),
-            features=np.array([[7.0]]),
+            asset_ids=["a-1", "a-1"],
+            hours=np.array([hour0 + 2, hour0 + 3], dtype=np.int64),
+            features=np.array([[9.0], [7.0]]),
             feature_names=["x.one"],
-            scores=np.array([0.4]),
+            scores=np.array([0.5, 0.4]),
             feature_spec="other/1",
             gateway_id="import2",
         )
-        result = live.build_history(conn, ForecastSettings(), end=NOW)
+        assert live.refresh_input(conn, settings, end=NOW) == 4  # the late-data window covers them
+        result = live.build_history(conn, settings, end=NOW)
     history = result.history
     assert history.columns == ("x.one", "x.two", "score.mean", "score.max")
     (asset,) = history.assets
     assert asset.time.tolist() == [float(hour0 + h) for h in range(4)]
-    assert asset.values[:, 0].tolist() == [1.0, 3.0, 5.0, 7.0]
+    assert asset.values[:, 0].tolist() == [1.0, 3.0, 7.0, 7.0]  # (5 + 9) / 2 in hour0 + 2
     assert asset.values[:, 1].tolist() == [2.0, 4.0, 6.0, 6.0]
-    assert np.allclose(asset.values[:, 2], [0.1, 0.2, 0.3, 0.4])
+    assert np.allclose(asset.values[:, 2], [0.1, 0.2, 0.4, 0.4])
+    assert np.allclose(asset.values[:, 3], [0.1, 0.2, 0.5, 0.4])
     assert [(e.asset_id, e.time, e.kind.value) for e in history.events] == [
         ("a-1", float(hour0 + 1), "maintenance")
     ]

@@ -1,6 +1,7 @@
 """The live forecaster: refit from the stored history, recompute every asset's forecast, store both.
 
-History comes from the database in **hours**: per asset and hour (since 1970-01-01 UTC), the mean of each
+History comes from the database in **hours**: per asset and hour (since 1970-01-01 UTC; the table
+`forecast_hourly`, brought up to date from `aggregates` at the start of each job), the mean of each
 aggregate feature mean and, with `include_scores`, the mean and max anomaly score (columns `score.mean`,
 `score.max`), plus the failure and maintenance events of `maintenance_events`. A refit fits the offline
 forecaster (`fit`) on the last `history_days` and stores it as a new version in `forecasters` (the model
@@ -34,9 +35,12 @@ from cloud_service.forecasting.repository import (
     StoredForecaster,
     active_forecaster,
     delete_forecasts_before,
+    delete_hourly_before,
     hourly_history,
+    hourly_refreshed_through,
     insert_forecaster,
     insert_forecasts,
+    refresh_hourly,
     stored_events,
 )
 from cloud_service.forecasting.store import load_model, save_model
@@ -51,12 +55,14 @@ __all__ = [
     "load_stored",
     "recompute",
     "refit",
+    "refresh_input",
 ]
 
 logger = logging.getLogger(__name__)
 
 SCORE_COLUMNS = ("score.mean", "score.max")
 _SECONDS_PER_HOUR = 3600.0
+_REFRESH_CHUNK = timedelta(days=1)  # hours of aggregates summarised per transaction
 # The model directory's files (see docs/forecasting.md, "Model directory").
 _METADATA_FILE = "metadata.json"
 _ESTIMATORS_FILE = "model.joblib"
@@ -127,6 +133,36 @@ class RecomputeReport:
 # --- history from the database ----------------------------------------------------------------------------
 
 
+def refresh_input(conn: psycopg.Connection[Any], settings: ForecastSettings, *, end: datetime) -> int:
+    """Bring `forecast_hourly` up to the whole hours before `end`; asset-hours written.
+
+    Recomputes from `settings.late_data_h` before the previous refresh (late aggregates, e.g. a gateway's
+    backlog) or, the first time, from the start of the history window, one day per transaction; hours
+    older than the window are dropped.
+    """
+    window_start = end - timedelta(days=settings.history_days)
+    through = hourly_refreshed_through(conn)
+    start = (
+        window_start
+        if through is None
+        else max(window_start, through - timedelta(hours=settings.late_data_h))
+    )
+    written = 0
+    chunk = start
+    while chunk < end:
+        stop = min(chunk + _REFRESH_CHUNK, end)
+        written += refresh_hourly(conn, start=chunk, end=stop)
+        chunk = stop
+    dropped = delete_hourly_before(conn, window_start - _REFRESH_CHUNK)
+    logger.info(
+        "forecast: hourly input refreshed from %s (%d asset-hours written, %d old dropped)",
+        start.isoformat(timespec="minutes"),
+        written,
+        dropped,
+    )
+    return written
+
+
 def build_history(
     conn: psycopg.Connection[Any],
     settings: ForecastSettings,
@@ -135,6 +171,8 @@ def build_history(
     columns: Sequence[str] | None = None,
 ) -> LiveHistory:
     """The stored history of the last `settings.history_days` before `end`, hourly, as a `History`.
+
+    Reads `forecast_hourly` (see `refresh_input`) and `maintenance_events`.
 
     Args:
         columns: the value columns wanted (a stored forecaster's); None: `settings.features` (or every
@@ -259,6 +297,7 @@ def refit(
     refit is skipped with a warning and the previous forecaster stays active.
     """
     end = now or datetime.now(UTC)
+    refresh_input(conn, settings, end=end)
     live = build_history(conn, settings, end=end)
     history = live.history
     current = active_forecaster(conn)
@@ -358,6 +397,7 @@ def recompute(
         logger.warning("forecast recompute: no forecaster yet (run `forewarn forecast live refit`)")
         return report
     model = load_stored(stored)
+    refresh_input(conn, settings, end=computed_at)
     live = build_history(
         conn, settings, end=computed_at, columns=(*model.sensor_columns, *model.condition_columns)
     )

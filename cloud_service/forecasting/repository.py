@@ -1,8 +1,9 @@
 """Every SQL statement of the live forecaster: hourly history in, forecasters and forecasts out.
 
-Tables (migration `0200_forecasts.sql`): `forecasters` (versioned fitted models, at most one `active`) and
-`forecasts` (per asset and recompute run). History is read from `aggregates`, `feature_sets` and
-`maintenance_events`. Functions take an open connection; writes commit their own transaction.
+Tables (migration `0200_forecasts.sql`): `forecast_hourly` (the hourly input, kept from `aggregates`),
+`forecasters` (versioned fitted models, at most one `active`) and `forecasts` (per asset and recompute
+run). History comes from `aggregates`, `feature_sets` and `maintenance_events`. Functions take an open
+connection; writes commit their own transaction.
 """
 
 from __future__ import annotations
@@ -27,12 +28,15 @@ __all__ = [
     "StoredForecaster",
     "active_forecaster",
     "delete_forecasts_before",
+    "delete_hourly_before",
     "hourly_history",
+    "hourly_refreshed_through",
     "import_hourly_history",
     "insert_forecaster",
     "insert_forecasts",
     "latest_forecasts",
     "list_forecasters",
+    "refresh_hourly",
     "stored_events",
 ]
 
@@ -52,49 +56,136 @@ class HourlyRow:
     values: list[float]
 
 
-_HOURLY = """
-WITH a AS (
-    SELECT asset_id, floor(extract(epoch FROM period_start) / 3600)::bigint AS hour,
-           feature_set_id, feature_mean, score_mean, score_max, period_end
-    FROM aggregates
-    WHERE period_start >= %(start)s AND period_start < %(end)s
-),
-scores AS (
-    SELECT asset_id, hour, avg(score_mean)::float8 AS score_mean, max(score_max)::float8 AS score_max,
-           max(period_end) AS last_end
-    FROM a GROUP BY asset_id, hour
-),
-feats AS (
-    SELECT a.asset_id, a.hour, f.feature_names[u.i] AS name, avg(u.v)::float8 AS value
-    FROM a JOIN feature_sets f USING (feature_set_id)
-    CROSS JOIN LATERAL unnest(a.feature_mean) WITH ORDINALITY AS u (v, i)
-    WHERE %(names)s::text[] IS NULL OR f.feature_names[u.i] = ANY(%(names)s::text[])
-    GROUP BY 1, 2, 3
-),
-packed AS (
-    SELECT asset_id, hour, array_agg(name ORDER BY name) AS names, array_agg(value ORDER BY name) AS vals
-    FROM feats GROUP BY asset_id, hour
-)
-SELECT s.asset_id, s.hour, s.score_mean, s.score_max, s.last_end,
-       coalesce(p.names, '{}'::text[]), coalesce(p.vals, '{}'::float8[])
-FROM scores s LEFT JOIN packed p USING (asset_id, hour)
-ORDER BY s.asset_id, s.hour
+_HOURLY_LOCK = 0x4657_464F_5245_4341  # "FWFORECA": serialises refreshes of forecast_hourly
+_THROUGH_KEY = "forecast_hourly_through"  # forewarn_meta: the end of the latest refresh (ISO 8601)
+
+# One pass over the range: positional means (a NULL past a shorter feature set's end is ignored by avg).
+_HOURLY_FROM_AGGREGATES = """
+SELECT asset_id, floor(extract(epoch FROM period_start) / 3600)::bigint AS hour, feature_set_id,
+       ARRAY[{positions}]::float8[], avg(score_mean)::float8, max(score_max)::float8, count(*),
+       max(period_end)
+FROM aggregates
+WHERE period_start >= %(start)s AND period_start < %(end)s
+GROUP BY 1, 2, 3
 """
+
+
+def refresh_hourly(conn: psycopg.Connection[Any], *, start: datetime, end: datetime) -> int:
+    """Recompute `forecast_hourly` for the whole hours of `[start, end)` from `aggregates`; rows written.
+
+    One transaction, serialised with other refreshes by an advisory lock. Feature means are averaged by
+    position per feature set (no unnesting: about 20x faster), then merged by name, weighted by periods.
+    """
+    start = _hour_floor(start)
+    end = _hour_floor(end)
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_HOURLY_LOCK,))
+        sets = {
+            int(i): list(n) for i, n in conn.execute("SELECT feature_set_id, feature_names FROM feature_sets")
+        }
+        width = max((len(n) for n in sets.values()), default=0)
+        positions = ", ".join(f"avg(feature_mean[{i}])" for i in range(1, width + 1)) or "NULL"
+        rows = conn.execute(
+            _HOURLY_FROM_AGGREGATES.format(positions=positions),  # positions: generated numbers only
+            {"start": start, "end": end},
+        ).fetchall()
+        merged = _merge_feature_sets(rows, sets)
+        conn.execute("DELETE FROM forecast_hourly WHERE hour >= %s AND hour < %s", (start, end))
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                "COPY forecast_hourly (asset_id, hour, names, means, score_mean, score_max, n_periods, "
+                "last_end) FROM STDIN"
+            ) as copy,
+        ):
+            for row in merged:
+                copy.write_row(row)
+        previous = hourly_refreshed_through(conn)
+        if previous is None or end > previous:
+            conn.execute(
+                "INSERT INTO forewarn_meta (key, value) VALUES (%s, %s) "
+                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                (_THROUGH_KEY, end.isoformat()),
+            )
+    return len(merged)
+
+
+def _hour_floor(ts: datetime) -> datetime:
+    return datetime.fromtimestamp(int(ts.timestamp()) // 3600 * 3600, tz=UTC)
+
+
+def _merge_feature_sets(rows: Sequence[tuple[Any, ...]], sets: dict[int, list[str]]) -> list[tuple[Any, ...]]:
+    """Rows per (asset, hour, feature set) merged into one per (asset, hour), features by name."""
+    groups: dict[tuple[str, int], list[tuple[Any, ...]]] = {}
+    for row in rows:
+        groups.setdefault((str(row[0]), int(row[1])), []).append(row)
+    merged = []
+    for (asset_id, hour), parts in sorted(groups.items()):
+        sums: dict[str, float] = {}
+        weights: dict[str, int] = {}
+        n_total = sum(int(p[6]) for p in parts)
+        for _, _, set_id, means, _, _, n, _ in parts:
+            for name, value in zip(sets.get(int(set_id), []), means, strict=False):
+                if value is not None:
+                    sums[name] = sums.get(name, 0.0) + float(value) * int(n)
+                    weights[name] = weights.get(name, 0) + int(n)
+        names = sorted(sums)
+        merged.append(
+            (
+                asset_id,
+                datetime.fromtimestamp(hour * 3600, tz=UTC),
+                names,
+                [sums[name] / weights[name] for name in names],
+                sum(float(p[4]) * int(p[6]) for p in parts) / n_total,
+                max(float(p[5]) for p in parts),
+                n_total,
+                max(p[7] for p in parts),
+            )
+        )
+    return merged
+
+
+def hourly_refreshed_through(conn: psycopg.Connection[Any]) -> datetime | None:
+    """Up to when `forecast_hourly` was last refreshed (None: never)."""
+    row = conn.execute("SELECT value FROM forewarn_meta WHERE key = %s", (_THROUGH_KEY,)).fetchone()
+    return datetime.fromisoformat(row[0]) if row else None
+
+
+def delete_hourly_before(conn: psycopg.Connection[Any], before: datetime) -> int:
+    """Drop `forecast_hourly` rows older than `before`; the number deleted."""
+    with conn.transaction():
+        cur = conn.execute("DELETE FROM forecast_hourly WHERE hour < %s", (before,))
+    return cur.rowcount
 
 
 def hourly_history(
     conn: psycopg.Connection[Any], *, start: datetime, end: datetime, names: Sequence[str] | None = None
 ) -> list[HourlyRow]:
-    """Per asset and hour of `[start, end)`: the mean of each feature mean, and the score mean and max.
+    """Per asset and hour of `[start, end)` from `forecast_hourly` (refresh it first), by asset and hour.
 
     Args:
         names: only these features (None: every feature stored).
     """
-    params = {"start": start, "end": end, "names": list(names) if names is not None else None}
-    return [
-        HourlyRow(str(r[0]), int(r[1]), float(r[2]), float(r[3]), r[4], list(r[5]), [float(v) for v in r[6]])
-        for r in conn.execute(_HOURLY, params)
-    ]
+    wanted = set(names) if names is not None else None
+    result = []
+    for r in conn.execute(
+        "SELECT asset_id, hour, score_mean, score_max, last_end, names, means FROM forecast_hourly "
+        "WHERE hour >= %s AND hour < %s ORDER BY asset_id, hour",
+        (start, end),
+    ):
+        pairs = [(n, float(v)) for n, v in zip(r[5], r[6], strict=True) if wanted is None or n in wanted]
+        result.append(
+            HourlyRow(
+                str(r[0]),
+                int(r[1].timestamp()) // 3600,
+                float(r[2]),
+                float(r[3]),
+                r[4],
+                [n for n, _ in pairs],
+                [v for _, v in pairs],
+            )
+        )
+    return result
 
 
 def stored_events(

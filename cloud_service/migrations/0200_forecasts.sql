@@ -2,6 +2,22 @@
 -- process can predict) and the forecasts computed with them, per asset.
 -- Plain SQL, identical on plain PostgreSQL and on TimescaleDB (small tables: no hypertables).
 
+-- The forecaster's input: per asset and hour, the mean of each aggregate feature mean (`means`, aligned with
+-- `names`, sorted by name), the score mean and max, the periods and the last period end. Maintained
+-- incrementally from `aggregates` by the refit and recompute jobs (recent hours recomputed for late data).
+CREATE TABLE IF NOT EXISTS forecast_hourly (
+    asset_id    text NOT NULL,
+    hour        timestamptz NOT NULL,
+    names       text[] NOT NULL,
+    means       double precision[] NOT NULL,
+    score_mean  double precision NOT NULL,
+    score_max   double precision NOT NULL,
+    n_periods   bigint NOT NULL,
+    last_end    timestamptz NOT NULL,
+    PRIMARY KEY (asset_id, hour)
+);
+CREATE INDEX IF NOT EXISTS forecast_hourly_hour ON forecast_hourly (hour);
+
 -- Every fitted forecaster. The model directory is stored as its two files: `metadata_json` (metadata.json)
 -- and `estimators` (model.joblib); loading checks the estimators' SHA-256 recorded in the metadata.
 CREATE TABLE IF NOT EXISTS forecasters (
