@@ -18,7 +18,9 @@ windows:
    the asset target's active model from the model store, else the asset's online `BaselineScorer`. A hot
    swap therefore lands between two batches of windows; no window is dropped or scored twice.
 4. A model whose manifest names another feature spec, or features this asset does not produce, scores
-   nothing: its windows are counted as `feature_mismatch` and reported in the log.
+   nothing: its windows are counted as `feature_mismatch` and reported in the log. The baseline neither
+   scores nor learns windows where the machine is stopped or in a transient (`_OperatingState`, from the
+   driving sensor's RMS and a `current` sensor's mean): they are counted as `stopped` / `transient`.
 5. Alerts are debounced k-of-n (`alerts.AlertDebouncer`); a raised alert may bring a raw snapshot of the
    driving sensor around it. Aggregates summarise each asset per period of data time.
 """
@@ -79,6 +81,13 @@ REJECT_REASONS = (
 _LIMIT = 1e15
 _LOG_INTERVAL_S = 60.0
 _SNAPSHOT_SLACK = 65_536
+_STATE_HISTORY = 4096  # windows whose levels define an asset's running level
+_STATE_MIN_WINDOWS = 16  # before this many, no window is judged stopped
+_STATE_REFIT_EVERY = 64
+_RUNNING_QUANTILE = 0.9  # the running level: this quantile of the recent levels
+_RECENT_WINDOWS = 8  # a level change is measured against the median of this many running windows
+CURRENT_SENSOR = "current"
+"""A slow sensor of this name is the motor current: its mean is an operating-state level (0 when stopped)."""
 
 
 class ActiveModel(Protocol):
@@ -182,6 +191,126 @@ class _Sensor:
     needs_restart: bool = False  # the last batch ended with dropped (non-finite) samples
 
 
+class _OperatingState:
+    """Tells, per window, whether the machine is stopped or in a transient, from level features.
+
+    Levels: the driving sensor's RMS and, if the asset has one, the `current` sensor's mean. The running
+    level of each is the 90th percentile of its last 4096 windows (so a machine running at least 10 % of
+    the time has one). A window is *stopped* when a level is below `stopped_ratio` x its running level,
+    and *transient* within `settle_s` of data time after a start (a stopped window followed by a running
+    one) or a load change (the current's level off the median of the last 8 running windows by more than
+    `change_ratio`, relative): start-up, run-down and load or speed steps, when shapes and spectra move for
+    reasons that are not the machine's condition. Only the current detects load changes: a developing
+    fault raises the vibration RMS too, and must not be mistaken for a transient.
+
+    Args:
+        columns: the level columns (the driving sensor's RMS first, then the current's mean, if any).
+        change_columns: those of `columns` (positions in it) that detect load changes.
+        stopped_ratio: a level below this fraction of its running level means stopped.
+        change_ratio: a relative level change above this starts a transient.
+        settle_s: data seconds a transient lasts.
+    """
+
+    def __init__(
+        self,
+        columns: npt.NDArray[np.intp],
+        *,
+        change_columns: npt.NDArray[np.intp],
+        stopped_ratio: float,
+        change_ratio: float,
+        settle_s: float,
+    ) -> None:
+        self.columns = columns
+        self.change_columns = change_columns
+        self.stopped_ratio = stopped_ratio
+        self.change_ratio = change_ratio
+        self.settle_ns = round(settle_s * NS_PER_S)
+        self._history = np.full((_STATE_HISTORY, len(columns)), np.nan)
+        self._pos = 0
+        self._count = 0
+        self._since_refit = 0
+        self._running: npt.NDArray[np.float64] | None = None
+        self._recent = np.full((_RECENT_WINDOWS, len(change_columns)), np.nan)
+        self._recent_pos = 0
+        self._was_stopped = False
+        self._last_change_ns = -(1 << 62)
+
+    def classify(
+        self, matrix: FloatArray, end_ns: npt.NDArray[np.int64], finite: npt.NDArray[np.bool_]
+    ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+        """(stopped, transient) flags of a batch of windows, in order; learns their levels."""
+        n = len(end_ns)
+        stopped = np.zeros(n, dtype=np.bool_)
+        transient = np.zeros(n, dtype=np.bool_)
+        if len(self.columns) == 0 or not finite.any():
+            return stopped, transient
+        levels = matrix[:, self.columns].astype(np.float64)
+        running = self._running
+        if running is not None and self.stopped_ratio > 0:
+            stopped = finite & (levels < self.stopped_ratio * running).any(axis=1)
+        change = np.zeros(n, dtype=np.bool_)
+        previous_stopped = np.concatenate(([self._was_stopped], stopped[:-1]))
+        change |= finite & ~stopped & previous_stopped
+        if len(self.change_columns):
+            change |= self._level_changed(levels[:, self.change_columns], finite & ~stopped)
+        changed_at = np.where(change, end_ns, -(1 << 62))
+        last_change = np.maximum(np.maximum.accumulate(changed_at), self._last_change_ns)
+        transient = finite & ~stopped & (end_ns - last_change < self.settle_ns)
+        if finite.any():
+            self._was_stopped = bool(stopped[np.flatnonzero(finite)[-1]])
+        self._last_change_ns = int(last_change[-1])
+        self._remember(levels[finite])
+        return stopped, transient
+
+    def _level_changed(
+        self, levels: npt.NDArray[np.float64], is_running: npt.NDArray[np.bool_]
+    ) -> npt.NDArray[np.bool_]:
+        """Windows whose level is off the recent running median by more than `change_ratio`."""
+        changed = np.zeros(len(levels), dtype=np.bool_)
+        for i in np.flatnonzero(is_running).tolist():  # sequential: each window moves the recent median
+            recent = self._recent[np.isfinite(self._recent).all(axis=1)]
+            if len(recent) >= _RECENT_WINDOWS // 2:
+                reference = np.median(recent, axis=0)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    ratio = np.abs(levels[i] - reference) / np.abs(reference)
+                if bool((ratio > self.change_ratio).any()):
+                    changed[i] = True
+                    self._recent[:] = np.nan  # the new level becomes the reference
+            self._recent[self._recent_pos] = levels[i]
+            self._recent_pos = (self._recent_pos + 1) % _RECENT_WINDOWS
+        return changed
+
+    def _remember(self, levels: npt.NDArray[np.float64]) -> None:
+        for row in levels[-_STATE_HISTORY:]:
+            self._history[self._pos] = row
+            self._pos = (self._pos + 1) % _STATE_HISTORY
+        self._count += len(levels)
+        self._since_refit += len(levels)
+        if self._count >= _STATE_MIN_WINDOWS and (
+            self._running is None or self._since_refit >= _STATE_REFIT_EVERY
+        ):
+            known = self._history[: min(self._count, _STATE_HISTORY)]
+            self._running = np.quantile(known, _RUNNING_QUANTILE, axis=0)
+            self._since_refit = 0
+
+
+def _operating_state(
+    feature_names: tuple[str, ...], driver_name: str, pipeline: PipelineSettings
+) -> _OperatingState:
+    """The operating-state tracker of an asset: its driving sensor's RMS and its current's mean, if any."""
+    index = {name: j for j, name in enumerate(feature_names)}
+    rms, current = f"{driver_name}.rms", f"{CURRENT_SENSOR}.mean"
+    names = [name for name in (rms, current) if name in index]
+    baseline = pipeline.baseline
+    return _OperatingState(
+        np.array([index[name] for name in names], dtype=np.intp),
+        change_columns=np.array([j for j, name in enumerate(names) if name == current], dtype=np.intp),
+        stopped_ratio=baseline.stopped_ratio,
+        change_ratio=baseline.change_ratio,
+        settle_s=baseline.settle_s,
+    )
+
+
 @dataclass
 class _Pending:
     """Windows of one asset cut but not yet scored."""
@@ -244,9 +373,9 @@ class _Asset:
         self.joined = [s for s in self.sensors.values() if s is not self.driver]
         self.pending = _Pending()
         self.baseline: BaselineScorer | None = None
-        driver_hop_s = pipeline.sensor_hop(self.driver.settings) / self.driver.settings.sample_rate_hz
-        interval_s = pipeline.baseline.learn_interval_s
-        self.learn_probability = min(1.0, driver_hop_s / interval_s) if interval_s > 0 else 1.0
+        self.state = _operating_state(self.feature_names, driver_name, pipeline)
+        self.learn_interval_ns = round(pipeline.baseline.learn_interval_s * NS_PER_S)
+        self.next_learn_ns = -(1 << 62)
         self.learn_rng = np.random.default_rng([pipeline.baseline.seed, *settings.asset_id.encode()])
         self.compat: _Compat | None = None
         self.debouncer = AlertDebouncer(
@@ -541,6 +670,8 @@ class Pipeline:
                     threshold=baseline.threshold,
                     warmup_windows=baseline.warmup_windows,
                     seed=baseline.seed,
+                    features=baseline.features,
+                    combine_top=baseline.combine_top,
                 )
             return asset.baseline, None, True
         compat = asset.compat
@@ -582,6 +713,12 @@ class Pipeline:
             self._count_unscored("nonfinite_features", int(np.count_nonzero(complete & ~finite)))
             matrix[~finite] = np.nan
         scorer, columns, is_match = self._scorer(asset)
+        stopped, transient = asset.state.classify(matrix, end_ns, finite)
+        if scorer is asset.baseline and (stopped.any() or transient.any()):
+            self._count_unscored("stopped", int(np.count_nonzero(stopped)))
+            self._count_unscored("transient", int(np.count_nonzero(transient)))
+            finite = finite & ~stopped & ~transient
+            all_finite = bool(finite.all())
         metrics.model_versions[asset.asset_id] = scorer.version
         scores = np.full(len(end_ns), np.nan, dtype=np.float32)
         scored_rows = np.flatnonzero(finite)
@@ -615,7 +752,7 @@ class Pipeline:
         if is_match and len(scored_rows):
             row_scores = scores[scored_rows]
             if scorer is asset.baseline:
-                self._learn(asset, asset.baseline, rows, row_scores)
+                self._learn(asset, asset.baseline, rows, row_scores, end_ns[scored_rows])
             self._alerts(asset, scorer, rows, row_scores, end_ns[scored_rows], out)
         aggregates = asset.aggregator.add(windows)
         self._close_stale_periods(int(end_ns.max()), aggregates)
@@ -644,14 +781,29 @@ class Pipeline:
         baseline: BaselineScorer,
         rows: FloatArray,
         scores: FloatArray,
+        end_ns: npt.NDArray[np.int64],
     ) -> None:
-        """Teach the baseline about one window per `learn_interval_s`: normal ones once warmed up."""
+        """Teach the baseline about one window per `learn_interval_s`: normal ones once warmed up.
+
+        The next window learned is the first one ending at least a random 0.5-1.5 `learn_interval_s` of
+        data time after the last one: about one per interval on a continuous stream, one per burst for a
+        sensor sending short bursts less often. Random, not every k-th: a fixed stride can alias with a
+        periodic signal.
+        """
         settings = self.settings.baseline
         if baseline.is_warmed_up and not settings.keep_learning:
             return
         keep = np.ones(len(rows), dtype=np.bool_)
-        if asset.learn_probability < 1.0:  # random, not every k-th: a fixed stride can alias with the signal
-            keep = asset.learn_rng.random(len(rows)) < asset.learn_probability
+        interval_ns = asset.learn_interval_ns
+        if interval_ns > 0:
+            keep[:] = False
+            jitter = asset.learn_rng.uniform(0.5, 1.5, len(rows))
+            for i, ts_ns in enumerate(end_ns.tolist()):
+                if (
+                    ts_ns >= asset.next_learn_ns or ts_ns < asset.next_learn_ns - 2 * interval_ns
+                ):  # or clock step
+                    keep[i] = True
+                    asset.next_learn_ns = ts_ns + round(interval_ns * float(jitter[i]))
         if baseline.is_warmed_up:
             keep &= scores <= baseline.threshold
         if keep.any():

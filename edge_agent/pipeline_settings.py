@@ -7,7 +7,7 @@ rejected and counted.
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -166,6 +166,43 @@ class BaselineSettings(BaseModel, frozen=True, extra="forbid"):
         ),
     )
     seed: int = Field(default=0, description="Seed of the baseline's reservoir sampling.")
+    features: Literal["all", "shape"] = Field(
+        default="shape",
+        description=(
+            "`shape`: score only load-invariant features (crest factor, kurtosis, skewness, spectral "
+            "centroid, each band's share of the band power), not levels that move with load and ambient "
+            "temperature (RMS, peaks, slow sensors' mean/min/max/slope); `all`: every feature."
+        ),
+    )
+    combine_top: int = Field(
+        default=3,
+        ge=1,
+        le=64,
+        description="A window's score is the mean of its this many largest |z| (1: the largest alone).",
+    )
+    stopped_ratio: float = Field(
+        default=0.2,
+        ge=0.0,
+        lt=1.0,
+        description=(
+            "A window is `stopped` (counted, not scored, not learned) when the driving sensor's RMS or a "
+            "`current` sensor's mean is below this fraction of its running level (0: never)."
+        ),
+    )
+    change_ratio: float = Field(
+        default=0.2,
+        gt=0.0,
+        description=(
+            "A start, or a relative change of the RMS or current level by more than this from the recent "
+            "windows' median, begins a `transient` (counted, not scored, not learned)."
+        ),
+    )
+    settle_s: float = Field(
+        default=60.0,
+        ge=0.0,
+        le=86_400.0,
+        description="Data seconds after a start or a level change during which windows are `transient`.",
+    )
 
 
 class PipelineSettings(BaseModel, frozen=True, extra="forbid"):

@@ -5,8 +5,10 @@ a row is anomalous when its score is above `threshold`. Two implementations:
 
 * `BaselineScorer`: learned online per asset before any model is deployed. Robust z-scores of each feature
   against a median and a robust scale estimated on a seeded reservoir sample of the windows seen so far;
-  the score is the largest |z| of a row. Positive features (powers, RMS, frequencies) are compared in log
-  space, where their spread is close to symmetric.
+  the score is the mean of the `combine_top` largest |z| of a row (1: the largest). Positive features
+  (powers, RMS, frequencies) are compared in log space, where their spread is close to symmetric. With
+  `features="shape"` only load-invariant features count: shape features (crest factor, kurtosis, skewness,
+  spectral centroid) and each band's share of its sensor's band power, not absolute levels.
 * `OnnxScorer`: a trained model (normally int8-quantized) in an `onnxruntime.InferenceSession`, whose graph
   computes the score itself. If the graph also exposes a per-feature error output, contributions come from
   it.
@@ -32,6 +34,8 @@ __all__ = [
     "FEATURE_CENTER_KEY",
     "FEATURE_ERROR_OUTPUT",
     "FEATURE_SCALE_KEY",
+    "LEVEL_FEATURES",
+    "BaselineFeatures",
     "BaselineScorer",
     "OnnxScorer",
     "Scorer",
@@ -54,6 +58,15 @@ _MAD_TO_SIGMA = 1.4826  # MAD of a Gaussian times this is its standard deviation
 _TAIL_SPAN_SIGMAS = 4.6527  # q99 - q1 of a Gaussian, in standard deviations
 
 FloatArray = npt.NDArray[np.float32]
+BaselineFeatures = Literal["all", "shape"]
+
+LEVEL_FEATURES = frozenset(
+    {"rms", "peak", "peak_to_peak", "std", "mean", "min", "max", "slope", "dominant_freq_hz"}
+)
+"""Feature suffixes a `features="shape"` baseline does not score: absolute levels that move with load,
+speed and ambient temperature (RMS, peaks, a slow sensor's mean/min/max/slope) and the dominant frequency
+(it jumps between shaft harmonics when their amplitudes trade places with load)."""
+_BAND_PREFIX = "band_"
 
 
 class Scorer(Protocol):
@@ -127,13 +140,22 @@ class BaselineScorer:
     the second keeping discrete or heavy-tailed features from scoring huge z on ordinary values. Features
     that were always positive are compared in log space.
 
+    With `features="shape"`, features named `<sensor>.<suffix>` with a suffix in `LEVEL_FEATURES` get
+    z = 0 (they move with load and ambient temperature, so a baseline learned in one regime would flag the
+    next one), and each `<sensor>.band_j` is replaced by its share of the sensor's total band power, which
+    stays put when the whole spectrum scales with load. The score is the mean of the `combine_top` largest
+    |z| of a row: one noisy feature among ~20 no longer raises a window alone, a real fault (which moves
+    several shape features together, e.g. kurtosis, crest factor and a high band) still does.
+
     Args:
         feature_names: the column order of the rows.
-        threshold: a row is anomalous when its largest |z| is above this.
+        threshold: a row is anomalous when its score is above this.
         warmup_windows: rows to learn from before scoring.
         seed: seed of the reservoir sampling.
         reservoir_size: rows kept to estimate the statistics.
         refit_every: rows between re-estimations after warm-up.
+        features: `all` (every feature as it is) or `shape` (load-invariant features only, see above).
+        combine_top: the score is the mean of this many largest |z| of a row (at most the features scored).
 
     >>> rng = np.random.default_rng(0)
     >>> scorer = BaselineScorer(feature_names=["a", "b"], warmup_windows=50)
@@ -155,6 +177,8 @@ class BaselineScorer:
         seed: int = 0,
         reservoir_size: int = 1024,
         refit_every: int = 200,
+        features: BaselineFeatures = "all",
+        combine_top: int = 1,
     ) -> None:
         self.feature_names = tuple(feature_names)
         self.threshold = float(threshold)
@@ -162,6 +186,8 @@ class BaselineScorer:
         self.seed = seed
         self.reservoir_size = reservoir_size
         self.refit_every = refit_every
+        self.features = features
+        self.combine_top = combine_top
         self.reset()
 
     def reset(self) -> None:
@@ -174,6 +200,14 @@ class BaselineScorer:
         self.center_: npt.NDArray[np.float64] | None = None
         self.scale_: npt.NDArray[np.float64] | None = None
         self.log_mask_: npt.NDArray[np.bool_] | None = None
+        self._scored, self._band_groups = _shape_layout(self.feature_names, self.features)
+
+    @property
+    def scored_features(self) -> tuple[str, ...]:
+        """The features whose z-scores count towards the score (every feature with `features="all"`)."""
+        return tuple(
+            name for name, is_scored in zip(self.feature_names, self._scored, strict=True) if is_scored
+        )
 
     @property
     def n_seen(self) -> int:
@@ -185,9 +219,18 @@ class BaselineScorer:
         """Whether enough rows were seen for `score` to return real scores."""
         return self.center_ is not None
 
+    def _transform(self, features: FloatArray) -> npt.NDArray[np.float64]:
+        """The rows as float64, each band replaced by its share of its sensor's band power (shape mode)."""
+        batch = _as_batch(features, len(self.feature_names)).astype(np.float64)
+        for columns in self._band_groups:
+            total = batch[:, columns].sum(axis=1, keepdims=True)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                batch[:, columns] = batch[:, columns] / total
+        return batch
+
     def update(self, features: FloatArray) -> None:
         """Learn from a (n, F) batch of rows; rows with NaN or inf are ignored."""
-        batch = _as_batch(features, len(self.feature_names)).astype(np.float64)
+        batch = self._transform(features)
         batch = batch[np.isfinite(batch).all(axis=1)]
         self._add(batch)
         self._since_fit += len(batch)
@@ -222,21 +265,29 @@ class BaselineScorer:
         self._since_fit = 0
 
     def z_scores(self, features: FloatArray) -> npt.NDArray[np.float64]:
-        """Robust z-score of every feature of every row (zeros before warm-up), clipped to +-1e6."""
-        batch = _as_batch(features, len(self.feature_names)).astype(np.float64)
+        """Robust z-score of every feature of every row, clipped to +-1e6.
+
+        Zeros before warm-up, and for the features that are not scored (levels, with `features="shape"`).
+        """
+        batch = self._transform(features)
         if self.center_ is None or self.scale_ is None or self.log_mask_ is None:
             return np.zeros_like(batch)
         values = np.where(self.log_mask_, np.log(np.maximum(batch, _LOG_FLOOR)), batch)
         z = (values - self.center_) / self.scale_
-        return np.clip(np.nan_to_num(z, nan=_MAX_Z, posinf=_MAX_Z, neginf=-_MAX_Z), -_MAX_Z, _MAX_Z)
+        z = np.clip(np.nan_to_num(z, nan=_MAX_Z, posinf=_MAX_Z, neginf=-_MAX_Z), -_MAX_Z, _MAX_Z)
+        z[:, ~self._scored] = 0.0
+        return z
 
     def score(self, features: FloatArray) -> FloatArray:
-        """The largest |z| of each row, shape (n,); zeros before warm-up."""
-        z = self.z_scores(features)
-        if z.shape[1] == 0:
+        """The mean of each row's `combine_top` largest |z|, shape (n,); zeros before warm-up."""
+        z = np.abs(self.z_scores(features)[:, self._scored])
+        top = min(max(self.combine_top, 1), z.shape[1])
+        if top == 0:
             return np.zeros(z.shape[0], dtype=np.float32)
-        scores: FloatArray = np.abs(z).max(axis=1).astype(np.float32)
-        return scores
+        if top == 1:
+            return np.asarray(z.max(axis=1), dtype=np.float32)
+        largest = np.partition(z, z.shape[1] - top, axis=1)[:, z.shape[1] - top :]
+        return np.asarray(largest.mean(axis=1), dtype=np.float32)
 
     def contributions(self, row: FloatArray, top_k: int = 3) -> list[Contribution]:
         """Features with the largest |z| (the signed z is the contribution); empty before warm-up."""
@@ -244,6 +295,28 @@ class BaselineScorer:
             return []
         batch = _as_batch(row, len(self.feature_names))
         return _top_contributions(self.feature_names, batch[0], self.z_scores(batch)[0], top_k)
+
+
+def _shape_layout(
+    names: Sequence[str], features: BaselineFeatures
+) -> tuple[npt.NDArray[np.bool_], list[npt.NDArray[np.intp]]]:
+    """Which columns a baseline scores, and the band columns of each sensor (normalised to shares).
+
+    With `features="all"` every column is scored as it is; with `shape`, level features are not scored and
+    the `band_j` columns of each sensor (two or more) become shares of that sensor's band power.
+    """
+    scored = np.ones(len(names), dtype=np.bool_)
+    if features == "all":
+        return scored, []
+    bands: dict[str, list[int]] = {}
+    for j, name in enumerate(names):
+        sensor, _, suffix = name.rpartition(".")
+        if suffix in LEVEL_FEATURES:
+            scored[j] = False
+        elif suffix.startswith(_BAND_PREFIX):
+            bands.setdefault(sensor, []).append(j)
+    groups = [np.array(columns, dtype=np.intp) for columns in bands.values() if len(columns) > 1]
+    return scored, groups
 
 
 def make_session(model: bytes, *, intra_op_threads: int = 1) -> ort.InferenceSession:
