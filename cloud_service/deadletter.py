@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,7 @@ from shared.errors import ContractError
 __all__ = ["DeadLetter", "from_contract_error", "write_dead_letters"]
 
 MAX_REASON_CHARS = 2000
+_BATCH_MEMBER = re.compile(r"^(\$\.)?messages\[\d+\]\.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,8 +28,10 @@ class DeadLetter:
 
     @property
     def label(self) -> str:
-        """A short, stable label for counting (the top-level field, or `storage`)."""
-        return self.field.removeprefix("$.").split(".", 1)[0].split("[", 1)[0] or "payload"
+        """A short, stable label for counting (the top-level field, or `storage`); for a batch, the
+        member's field (`messages[3].seq` counts as `seq`)."""
+        field = _BATCH_MEMBER.sub("", self.field)
+        return field.removeprefix("$.").split(".", 1)[0].split("[", 1)[0] or "payload"
 
 
 def from_contract_error(topic: str, payload: bytes, error: ContractError) -> DeadLetter:

@@ -1,5 +1,9 @@
 """Intake: from paho's network thread to a bounded queue, and from raw bytes to validated messages.
 
+A gateway sends either one message per MQTT message (on its kind's topic) or an `UplinkBatch` of many
+(`topics.batch`): both are decoded here, once, into the same typed messages; a batch is validated whole
+(`decode_uplink_batch`, one msgspec call) and dead-lettered whole if any member breaks the contract.
+
 paho's callbacks only copy and enqueue. The worker's writer thread decodes, writes and acknowledges.
 QoS 1 messages are acknowledged by the writer (paho `manual_ack`) only after their batch is committed; the
 broker never has more unacknowledged messages in flight to us than MQTT 5 Receive Maximum, which the
@@ -14,6 +18,7 @@ import queue
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +37,7 @@ from shared.messages import (
     Uplink,
     decode_event,
     decode_uplink,
+    decode_uplink_batch,
 )
 from shared.topics import TopicKind
 
@@ -55,6 +61,7 @@ SUBSCRIBED_KINDS = (
     TopicKind.STATUS,
     TopicKind.DEPLOY_ACK,
     TopicKind.EVENT,
+    TopicKind.BATCH,
 )
 _EXPECTED_TYPE: dict[TopicKind, type[Any]] = {
     TopicKind.AGGREGATE: Aggregate,
@@ -90,9 +97,11 @@ class Received:
 class IngestMetrics:
     """Counters of one ingest worker (plain integers: each is written by one thread)."""
 
-    received: int = 0
-    decoded: int = 0
-    dead_lettered: Counter[str] = field(default_factory=Counter)
+    received: int = 0  # MQTT messages
+    decoded: int = 0  # MQTT messages that passed their contract (a batch counts once)
+    batch_messages: int = 0  # of those, uplink batches
+    rows_decoded: int = 0  # messages carried: one per single message, every member of a batch
+    dead_lettered: Counter[str] = field(default_factory=Counter)  # MQTT messages, by field
     rows_inserted: int = 0
     duplicates: int = 0
     conflict_fallbacks: int = 0
@@ -111,6 +120,8 @@ class IngestMetrics:
         return {
             "received": self.received,
             "decoded": self.decoded,
+            "batch_messages": self.batch_messages,
+            "rows_decoded": self.rows_decoded,
             "dead_lettered": dict(self.dead_lettered),
             "rows_inserted": self.rows_inserted,
             "duplicates": self.duplicates,
@@ -137,10 +148,22 @@ def _check_topic(kind: TopicKind, parsed: topics.ParsedTopic, message: Accepted)
         raise ContractError("gateway_id", message.gateway_id, f"the topic's gateway {parsed.gateway_id!r}")
 
 
-def decode_received(topic: str, payload: bytes) -> Accepted | DeadLetter:
-    """Validate one message against its topic's contract: the typed message, or its dead letter."""
+def decode_received(topic: str, payload: bytes) -> Sequence[Accepted] | DeadLetter:
+    """Validate one MQTT message against its topic's contract.
+
+    Returns:
+        The typed messages it carries (one, or every member of an uplink batch in order), or its dead
+        letter (a batch with any bad member is dead-lettered whole, its field naming the member).
+    """
     try:
         parsed = _parse_topic(topic)
+        if parsed.kind is TopicKind.BATCH:
+            batch = decode_uplink_batch(payload)
+            if batch.gateway_id != parsed.gateway_id:
+                raise ContractError(
+                    "gateway_id", batch.gateway_id, f"the topic's gateway {parsed.gateway_id!r}"
+                )
+            return batch.messages
         if parsed.kind not in _EXPECTED_TYPE:
             raise ContractError("topic", topic, "a topic the cloud ingests")
         message: Accepted
@@ -148,7 +171,7 @@ def decode_received(topic: str, payload: bytes) -> Accepted | DeadLetter:
         _check_topic(parsed.kind, parsed, message)
     except ContractError as exc:
         return from_contract_error(topic, payload, exc)
-    return message
+    return (message,)
 
 
 class Intake:

@@ -1,10 +1,12 @@
 """The ingest service: N worker processes, each an MQTT client in a shared subscription with a writer.
 
-A worker takes messages from its intake queue in batches (by count or time), validates them, writes the
-batch in one transaction and only then acknowledges it to the broker. While the database is down it keeps
-its batch, acknowledges nothing (the broker keeps the rest in the persistent session), retries with
-backoff, and says so in the log. paho reconnects to the broker by itself; acknowledgements of messages
-received on an earlier connection are skipped, since the broker redelivers those.
+A worker takes messages from its intake queue in batches (by rows or time), validates them (an uplink
+batch message carries many rows), writes the batch in one transaction and only then acknowledges its MQTT
+messages to the broker: a batch message is acknowledged only after every one of its members is committed.
+While the database is down it keeps its batch, acknowledges nothing (the broker keeps the rest in the
+persistent session), retries with backoff, and says so in the log. paho reconnects to the broker by
+itself; acknowledgements of messages received on an earlier connection are skipped, since the broker
+redelivers those.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +33,7 @@ from cloud_service.migrate import migrate
 from cloud_service.settings import CloudSettings
 from cloud_service.upkeep import UpkeepLoop, apply_storage_policies
 from cloud_service.writer import BatchWriter, WriteResult, is_outage
+from shared.messages import encode
 from shared.mqtt import connect, make_client
 
 __all__ = ["IngestWorker", "prepare_database", "run_service", "worker_client_id", "worker_process_main"]
@@ -60,7 +63,21 @@ def prepare_database(settings: CloudSettings) -> None:
 @dataclass(frozen=True, slots=True)
 class _Decoded:
     received: Received
-    message: Accepted | DeadLetter
+    messages: Sequence[Accepted] | DeadLetter  # one, or a batch's members; or the whole message's dead letter
+
+    @property
+    def rows(self) -> int:
+        return 1 if isinstance(self.messages, DeadLetter) else len(self.messages)
+
+
+def _members(decoded: Sequence[_Decoded]) -> Iterator[Accepted]:
+    for item in decoded:
+        if not isinstance(item.messages, DeadLetter):
+            yield from item.messages
+
+
+def _dead(decoded: Sequence[_Decoded]) -> list[DeadLetter]:
+    return [item.messages for item in decoded if isinstance(item.messages, DeadLetter)]
 
 
 class IngestWorker:
@@ -127,40 +144,49 @@ class IngestWorker:
                 self.metrics.db_errors += 1
                 self._stop.wait(self.settings.ingest.db_retry_min_s)
 
-    def _collect(self) -> list[Received]:
-        # Nothing more can arrive once every message the broker may have in flight to us is in hand.
-        limit = min(self.settings.ingest.batch_max_rows, self.settings.mqtt.receive_maximum)
+    def _collect(self) -> list[_Decoded]:
+        """Take messages (decoding each as it comes) until `batch_max_rows` rows, the time limit, or every
+        message the broker may have in flight to us is in hand (nothing more can arrive before an ack)."""
+        max_rows = self.settings.ingest.batch_max_rows
+        max_messages = self.settings.mqtt.receive_maximum
         try:
             first = self._intake.queue.get(timeout=0.2)
         except queue.Empty:
             return []
-        batch = [first]
+        batch = [self._decode(first)]
+        rows = batch[0].rows
         deadline = time.monotonic() + self.settings.ingest.batch_max_s
-        while len(batch) < limit:
+        while rows < max_rows and len(batch) < max_messages:
             try:
-                batch.append(self._intake.queue.get_nowait())
-                continue
+                received = self._intake.queue.get_nowait()
             except queue.Empty:
-                pass
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                batch.append(self._intake.queue.get(timeout=remaining))
-            except queue.Empty:
-                break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    received = self._intake.queue.get(timeout=remaining)
+                except queue.Empty:
+                    break
+            batch.append(self._decode(received))
+            rows += batch[-1].rows
         self.metrics.queue_depth = self._intake.queue.qsize()
         return batch
 
-    def _process(self, batch: list[Received]) -> None:
-        decoded = [_Decoded(r, decode_received(r.topic, r.payload)) for r in batch]
-        dead = [d.message for d in decoded if isinstance(d.message, DeadLetter)]
-        self.metrics.decoded += len(decoded) - len(dead)
-        if not self._write_with_retry(decoded):
+    def _decode(self, received: Received) -> _Decoded:
+        decoded = _Decoded(received, decode_received(received.topic, received.payload))
+        if not isinstance(decoded.messages, DeadLetter):
+            self.metrics.decoded += 1
+            self.metrics.rows_decoded += len(decoded.messages)
+            if len(decoded.messages) != 1 or decoded.received.topic.endswith("/batch"):
+                self.metrics.batch_messages += 1
+        return decoded
+
+    def _process(self, batch: list[_Decoded]) -> None:
+        if not self._write_with_retry(batch):
             return  # stopping with the database down: nothing acknowledged, the broker redelivers
-        for letter in dead:
+        for letter in _dead(batch):
             self.metrics.dead_lettered[letter.label] += 1
-        self._ack(batch)
+        self._ack([item.received for item in batch])
 
     def _write_with_retry(self, decoded: Sequence[_Decoded]) -> bool:
         failures = 0
@@ -214,10 +240,8 @@ class IngestWorker:
 
     def _write(self, decoded: Sequence[_Decoded]) -> WriteResult:
         writer = self._ensure_writer()
-        messages = [d.message for d in decoded if not isinstance(d.message, DeadLetter)]
-        dead = [d.message for d in decoded if isinstance(d.message, DeadLetter)]
         try:
-            return writer.write(messages, dead)
+            return writer.write(list(_members(decoded)), _dead(decoded))
         except psycopg.Error as exc:
             if is_outage(exc) or (self._conn is not None and self._conn.broken):
                 raise
@@ -228,28 +252,36 @@ class IngestWorker:
             return self._write_one_by_one(writer, decoded)
 
     def _write_one_by_one(self, writer: BatchWriter, decoded: Sequence[_Decoded]) -> WriteResult:
+        """Each MQTT message in a transaction of its own; a batch that still fails, member by member."""
         total = WriteResult()
         for item in decoded:
-            message = item.message
+            if isinstance(item.messages, DeadLetter):
+                _add(total, writer.write([], [item.messages]))
+                continue
             try:
-                if isinstance(message, DeadLetter):
-                    result = writer.write([], [message])
-                else:
-                    result = writer.write([message])
+                _add(total, writer.write(item.messages))
             except Exception as exc:  # a boundary: whatever one message breaks, keep it as a dead letter
                 if isinstance(exc, psycopg.Error) and is_outage(exc):
                     raise
-                letter = DeadLetter(
-                    item.received.topic, item.received.payload, f"storage: {exc}"[:2000], "storage"
-                )
-                result = writer.write([], [letter])
-                self.metrics.dead_lettered[letter.label] += 1
-            total.duplicates += result.duplicates
-            total.dead_lettered += result.dead_lettered
-            total.conflict_fallbacks += result.conflict_fallbacks
-            for table, count in result.inserted.items():
-                total.inserted[table] = total.inserted.get(table, 0) + count
+                if len(item.messages) == 1:
+                    _add(total, self._store_failed(writer, item.received.topic, item.received.payload, exc))
+                    continue
+                for member in item.messages:
+                    try:
+                        _add(total, writer.write([member]))
+                    except Exception as member_exc:  # a boundary, as above, for one member of a batch
+                        if isinstance(member_exc, psycopg.Error) and is_outage(member_exc):
+                            raise
+                        _add(
+                            total, self._store_failed(writer, item.received.topic, encode(member), member_exc)
+                        )
         return total
+
+    def _store_failed(self, writer: BatchWriter, topic: str, payload: bytes, exc: Exception) -> WriteResult:
+        """Dead-letter a message the database refused (for a batch member: the member's own JSON)."""
+        letter = DeadLetter(topic, payload, f"storage: {exc}"[:2000], "storage")
+        self.metrics.dead_lettered[letter.label] += 1
+        return writer.write([], [letter])
 
     def _ack(self, batch: Sequence[Received]) -> None:
         client = self._client
@@ -305,6 +337,14 @@ class IngestWorker:
             logger.debug("could not record worker metrics: %s", exc)
             if is_outage(exc):
                 self._close_db()
+
+
+def _add(total: WriteResult, result: WriteResult) -> None:
+    total.duplicates += result.duplicates
+    total.dead_lettered += result.dead_lettered
+    total.conflict_fallbacks += result.conflict_fallbacks
+    for table, count in result.inserted.items():
+        total.inserted[table] = total.inserted.get(table, 0) + count
 
 
 def worker_process_main(settings: CloudSettings, client_id: str, log_level: int) -> None:

@@ -34,7 +34,15 @@ class IngestSettings(BaseModel, frozen=True, extra="forbid"):
         le=65535,
         description="Messages a worker holds between paho and the writer (>= receive max).",
     )
-    batch_max_rows: int = Field(1000, ge=1, le=100_000, description="Most messages written per transaction.")
+    batch_max_rows: int = Field(
+        1000,
+        ge=1,
+        le=100_000,
+        description=(
+            "Rows (single messages and members of uplink batches) after which a transaction is written; "
+            "an uplink batch is never split, so a transaction may exceed it by one batch."
+        ),
+    )
     batch_max_s: float = Field(0.1, gt=0, le=60, description="Longest wait to fill a batch, in seconds.")
     db_retry_min_s: float = Field(0.5, gt=0, le=60, description="First delay after a database error.")
     db_retry_max_s: float = Field(10.0, gt=0, le=600, description="Longest delay between database retries.")

@@ -24,7 +24,7 @@ from cloud_service.settings import CloudSettings
 from forewarn.localservices import MosquittoServer, PostgresServer, wait_until
 from shared import topics
 from shared.config import load_settings
-from shared.messages import MaintenanceEvent, Status, encode
+from shared.messages import MaintenanceEvent, Status, Uplink, UplinkBatch, encode
 from shared.timebase import now_ns
 from tests.test_cloud_storage import PERIOD_NS, aggregate, counts, one_of_each
 
@@ -113,6 +113,23 @@ def aggregates(gateway_id: str, n: int, *, assets: int = 5) -> list[tuple[str, b
             for seq in range(n)
         ]
     )
+
+
+def batched(gateway_id: str, members: list[Any], *, size: int) -> list[tuple[str, bytes]]:
+    """`members` (uplink messages of one gateway, in seq order) as uplink batches of up to `size`."""
+    return [
+        (topics.batch(gateway_id), encode(UplinkBatch(gateway_id=gateway_id, messages=members[i : i + size])))
+        for i in range(0, len(members), size)
+    ]
+
+
+def aggregate_members(gateway_id: str, n: int, *, assets: int = 5, first: int = 0) -> list[Uplink]:
+    """Aggregates `first`..`n-1` of one gateway, spread over a few assets."""
+    start = now_ns() - n * PERIOD_NS
+    return [
+        aggregate(gateway_id, f"{gateway_id}-a{seq % assets}", seq, start + seq * PERIOD_NS)
+        for seq in range(first, n)
+    ]
 
 
 def row_count(conninfo: str, gateway_id: str) -> int:
@@ -411,3 +428,99 @@ def test_cloud_restarts_a_worker_process_that_died_and_nothing_is_lost(
         process.terminate()
         process.wait(30)
     assert not [pid for pid in children if Path(f"/proc/{pid}").exists()]
+
+
+def test_uplink_batches_land_every_kind_once_and_a_replayed_batch_adds_nothing(
+    db: str, publisher: Publisher, worker_factory: Callable[..., IngestWorker]
+) -> None:
+    worker = worker_factory()
+    kinds = one_of_each("gw-batch", "pump-batch", seq0=1000)[1:-1]  # alert, snapshot, 2 statuses, deploy ack
+    items = batched("gw-batch", aggregate_members("gw-batch", 600), size=200) + batched(
+        "gw-batch", kinds, size=10
+    )
+    publisher.publish(items)
+    wait_until(lambda: worker.metrics.acked == len(items), timeout_s=30)
+    exactly_once(db, "gw-batch", 600)
+    publisher.publish(items)  # the same batches again: a redelivery
+    wait_until(lambda: worker.metrics.acked == 2 * len(items), timeout_s=30)
+    exactly_once(db, "gw-batch", 600)
+    stored = counts(db)
+    assert (stored["alert_messages"], stored["snapshots"], stored["deployment_acks"]) == (1, 1, 1)
+    assert stored["heartbeats"] == 2
+    rows = 600 + len(kinds)
+    assert worker.metrics.rows_inserted == rows
+    assert worker.metrics.duplicates == rows
+    assert worker.metrics.batch_messages == worker.metrics.decoded == 2 * len(items)  # messages...
+    assert worker.metrics.rows_decoded == 2 * rows  # ...and rows, counted apart
+    assert worker.metrics.dead_lettered == {}
+
+
+def test_a_batch_mixing_new_and_stored_members_stores_each_once(
+    db: str, publisher: Publisher, worker_factory: Callable[..., IngestWorker]
+) -> None:
+    worker = worker_factory()
+    members = aggregate_members("gw-mix", 300)
+    singles = uplink(members[100:150])  # some members were already stored one by one
+    publisher.publish(singles)
+    wait_until(lambda: row_count(db, "gw-mix") == 50, timeout_s=15)
+    items = batched("gw-mix", members, size=300)
+    publisher.publish(items)
+    wait_until(lambda: worker.metrics.acked == len(singles) + len(items), timeout_s=15)
+    exactly_once(db, "gw-mix", 300)
+    assert worker.metrics.duplicates == 50
+    assert worker.metrics.conflict_fallbacks >= 1
+
+
+def test_a_bad_batch_is_dead_lettered_whole_with_its_field_and_the_rest_lands(
+    db: str, publisher: Publisher, worker_factory: Callable[..., IngestWorker]
+) -> None:
+    worker = worker_factory()
+    members = aggregate_members("gw-badb", 30)
+    good_first, bad, good_last = batched("gw-badb", members, size=10)
+    bad_payload = bad[1].replace(b'"seq":12', b'"seq":-3')
+    other_gateway = batched("gw-other", aggregate_members("gw-other", 3), size=3)[0][1]
+    cases = [
+        (bad[0], bad_payload, "messages[2].seq"),
+        (topics.batch("gw-badb"), other_gateway, "gateway_id"),
+        (topics.batch("gw-badb"), b'{"kind":"batch/1","gateway_id":"gw-badb","messages":[]}', "messages"),
+        (topics.batch("gw-badb"), bad[1][:-7], "payload"),
+    ]
+    publisher.publish([good_first, *[(t, p) for t, p, _ in cases], good_last])
+    wait_until(lambda: worker.metrics.acked == len(cases) + 2, timeout_s=15)
+    with psycopg.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT topic, payload, reason, field FROM dead_letters ORDER BY dead_letter_id"
+        ).fetchall()
+    assert [(topic, payload, field) for topic, payload, _, field in rows] == cases  # whole, nothing lost
+    assert all(field in reason for _, _, reason, field in rows)
+    assert worker.metrics.dead_lettered == {"seq": 1, "gateway_id": 1, "messages": 1, "payload": 1}
+    with psycopg.connect(db) as conn:
+        seqs = [
+            r[0] for r in conn.execute("SELECT seq FROM aggregates WHERE gateway_id = 'gw-badb' ORDER BY 1")
+        ]
+    assert seqs == [*range(10), *range(20, 30)]  # the good batches landed; the bad one is not split
+
+
+def test_database_stopped_under_a_load_of_batches_then_every_row_once(
+    postgres: PostgresServer, db: str, publisher: Publisher, worker_factory: Callable[..., IngestWorker]
+) -> None:
+    worker = worker_factory()
+    n = 20_000
+    items = batched("gw-bdown", aggregate_members("gw-bdown", n), size=100)
+    sender = threading.Thread(target=publisher.publish, args=(items,), kwargs={"pace_s": 0.02})
+    sender.start()
+    wait_until(lambda: row_count(db, "gw-bdown") > 1000, timeout_s=30)
+    postgres.stop()
+    try:
+        wait_until(lambda: not worker.metrics.db_available, timeout_s=10)
+        acked_during_outage = worker.metrics.acked
+        stopped_at = time.monotonic()
+        wait_until(lambda: time.monotonic() - stopped_at >= 5, timeout_s=10, interval_s=0.5)
+        assert worker.metrics.acked == acked_during_outage  # nothing acknowledged while down
+    finally:
+        postgres.start()
+    sender.join(60)
+    wait_until(lambda: row_count(db, "gw-bdown") >= n, timeout_s=60)
+    exactly_once(db, "gw-bdown", n)
+    assert worker.metrics.acked == len(items)
+    assert worker.metrics.db_errors >= 1

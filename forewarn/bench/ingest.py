@@ -1,21 +1,27 @@
 """`forewarn bench ingest`: the cloud write path against its ceilings, on throwaway Mosquitto and PostgreSQL.
 
-Figures (a row is one asset's aggregate for one period, 24 features x mean/min/max):
+Figures (a row is one asset's aggregate for one period, 25 features x mean/min/max). Publishers send what
+a gateway sends: each publisher process is a gateway whose `rows_per_message` assets' aggregates for one
+period go out as one uplink batch (`topics.batch`, the stored JSON concatenated, as the edge forwarder
+builds it); `rows_per_message=1` is one MQTT message per row, as before batching.
 
-- `raw_copy_rows_per_s`: binary COPY of pre-built rows from memory into an unindexed, unpartitioned copy of
-  the aggregates table: the database's ceiling.
+- `raw_copy_rows_per_s`: binary COPY of the write path's own COPY stream, pre-built in memory, into an
+  unindexed, unpartitioned copy of the aggregates table: the database's ceiling.
 - `write_path_rows_per_s`: the service's own idempotent write path (`BatchWriter`: staging COPY, conflict
   handling, registration, commit) fed decoded messages from memory.
 - `ingest_rows_per_s`: MQTT publish (QoS 1, publishers in their own processes) to committed rows, through
   `workers` ingest processes in one shared subscription: decoding, validation, idempotency, acks.
 - `ingest_backlog_rows_per_s`: the same workers draining a backlog the broker held for their sessions
   (publishers not running): the service's own rate, as when gateways are on other machines.
-- `e2e_latency_p99_ms`: publish to commit, at a paced rate below saturation (`latency_rate_msgs_per_s`).
+- `e2e_latency_p99_ms`: a member's period end (set when its batch is built and published) to its commit, at
+  a paced rate below saturation (`latency_rate_rows_per_s`).
+- `decode_us_per_row`: `decode_uplink_batch` alone, per member, on this machine (the contract's own cost).
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,34 +31,32 @@ import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
+from cloud_service.ingest import decode_received
 from cloud_service.migrate import migrate
 from cloud_service.service import worker_process_main
 from cloud_service.settings import CloudSettings
-from cloud_service.writer import (
-    AGGREGATE_COPY_COLUMNS,
-    AGGREGATE_COPY_TYPES,
-    BatchWriter,
-    aggregate_rows,
-    register_array_dumper,
-)
+from cloud_service.writer import AGGREGATE_BULK_COLUMNS, BatchWriter, aggregate_copy_data
 from forewarn.localservices import MosquittoServer, PostgresServer, running, temporary_directory, wait_until
 from shared import topics
 from shared.config import load_settings
 from shared.features import DEFAULT_SPEC
-from shared.messages import Aggregate, FeatureStats, ScoreStats, encode
+from shared.messages import Aggregate, FeatureStats, ScoreStats, UplinkBatch, encode
 from shared.timebase import now_ns
 
 __all__ = ["run"]
 
 _PERIOD_NS = 10_000_000_000
 _ASSETS_PER_GATEWAY = 20
+_ROWS_PER_MESSAGE = 256
 
 
-def _aggregate(gateway_id: str, seq: int, start_ns: int, end_ns: int | None = None) -> Aggregate:
+def _aggregate(
+    gateway_id: str, seq: int, start_ns: int, end_ns: int | None = None, *, assets: int = _ASSETS_PER_GATEWAY
+) -> Aggregate:
     base = float(seq % 101)
     return Aggregate(
         gateway_id=gateway_id,
-        asset_id=f"{gateway_id}-a{seq % _ASSETS_PER_GATEWAY}",
+        asset_id=f"{gateway_id}-a{seq % assets}",
         seq=seq,
         period_start_ns=start_ns,
         period_end_ns=end_ns if end_ns is not None else start_ns + _PERIOD_NS,
@@ -67,30 +71,52 @@ def _aggregate(gateway_id: str, seq: int, start_ns: int, end_ns: int | None = No
     )
 
 
-def _messages(gateway_id: str, n: int) -> list[Aggregate]:
-    start = now_ns() - n * _PERIOD_NS
-    return [_aggregate(gateway_id, seq, start + seq * _PERIOD_NS) for seq in range(n)]
+def _messages(gateway_id: str, n: int, *, assets: int = _ASSETS_PER_GATEWAY) -> list[Aggregate]:
+    """`n` rows of one gateway: `assets` assets per period, period after period (seq order)."""
+    start = now_ns() - (n // assets + 1) * _PERIOD_NS
+    return [
+        _aggregate(gateway_id, seq, start + seq // assets * _PERIOD_NS, assets=assets) for seq in range(n)
+    ]
+
+
+def _payloads(gateway_id: str, rows: list[bytes], rows_per_message: int) -> list[tuple[str, bytes]]:
+    """(topic, payload) of encoded rows as a gateway sends them: uplink batches, or one row per message."""
+    if rows_per_message == 1:
+        return [(topics.aggregate(gateway_id), row) for row in rows]
+    head = encode(UplinkBatch(gateway_id=gateway_id, messages=[_aggregate(gateway_id, 0, now_ns())]))
+    head = head[: head.index(b"[") + 1]  # `{"kind":"batch/1","gateway_id":...,"messages":[`
+    topic = topics.batch(gateway_id)
+    return [
+        (topic, b"".join((head, b",".join(rows[i : i + rows_per_message]), b"]}")))
+        for i in range(0, len(rows), rows_per_message)
+    ]
+
+
+def _decode_us_per_row(rows_per_message: int) -> float:
+    payloads = _payloads("bench-dec", [encode(m) for m in _messages("bench-dec", 4096)], rows_per_message)
+    start = time.perf_counter()
+    for topic, payload in payloads:
+        decode_received(topic, payload)
+    return (time.perf_counter() - start) / 4096 * 1e6
 
 
 def _raw_copy_rate(conninfo: str, messages: list[Aggregate], *, repeats: int) -> float:
-    """Binary COPY of the write path's own rows, pre-built, into an unindexed copy of the aggregates table."""
-    rows = aggregate_rows(messages, [1] * len(messages), received_us=0)
+    """Binary COPY of the write path's own COPY stream, pre-built, into an unindexed copy of the aggregates
+    table: the database's ceiling (no client work is timed)."""
+    data = aggregate_copy_data(messages, [1] * len(messages), received_us=0)
     best = 0.0
     with psycopg.connect(conninfo) as conn:
-        register_array_dumper(conn)
         conn.execute("CREATE TABLE IF NOT EXISTS raw_copy (LIKE aggregates)")  # no indexes, not partitioned
         conn.commit()
         for _ in range(repeats):
             conn.execute("TRUNCATE raw_copy")
             conn.commit()
             start = time.perf_counter()
-            statement = f"COPY raw_copy ({AGGREGATE_COPY_COLUMNS}) FROM STDIN (FORMAT BINARY)"
+            statement = f"COPY raw_copy ({AGGREGATE_BULK_COLUMNS}) FROM STDIN (FORMAT BINARY)"
             with conn.cursor() as cur, cur.copy(statement) as copy:
-                copy.set_types(AGGREGATE_COPY_TYPES)
-                for row in rows:
-                    copy.write_row(row)
+                copy.write(data)
             conn.commit()
-            best = max(best, len(rows) / (time.perf_counter() - start))
+            best = max(best, len(messages) / (time.perf_counter() - start))
         conn.execute("DROP TABLE raw_copy")
         conn.commit()
     return best
@@ -110,47 +136,95 @@ def _write_path_rate(conninfo: str, n: int, *, batch: int, repeats: int) -> floa
     return best
 
 
-def _publish(port: int, gateway_id: str, n: int, rate_per_s: float) -> None:
-    """Publish `n` aggregates at QoS 1 (paced at `rate_per_s`, or as fast as possible if 0)."""
+def _publish(port: int, gateway_id: str, n: int, rate_per_s: float, rows_per_message: int) -> None:
+    """Publish `n` rows at QoS 1, `rows_per_message` per MQTT message (paced at `rate_per_s` rows per
+    second, each row's period ending when its message is built; or pre-built, as fast as possible, if 0)."""
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{gateway_id}", protocol=mqtt.MQTTv5
     )
-    client.max_inflight_messages_set(1000)
+    client.max_inflight_messages_set(1000 if rows_per_message == 1 else 64)
     acked = [0]
     client.on_publish = lambda *_: acked.__setitem__(0, acked[0] + 1)
     client.connect("127.0.0.1", port)
-    topic = topics.aggregate(gateway_id)
-    first = now_ns() - n * _PERIOD_NS
     paced = rate_per_s > 0
-    payloads = [] if paced else [encode(m) for m in _messages(gateway_id, n)]
+    assets = rows_per_message if rows_per_message > 1 else _ASSETS_PER_GATEWAY
+    first = now_ns() - (n // assets + 1) * _PERIOD_NS
+    ready = (
+        []
+        if paced
+        else _payloads(
+            gateway_id, [encode(m) for m in _messages(gateway_id, n, assets=assets)], rows_per_message
+        )
+    )
     start = time.monotonic()
-    for seq in range(n):
+    sent = 0
+    for seq in range(0, n, rows_per_message):
         if paced:
             while time.monotonic() - start < seq / rate_per_s:
                 client.loop(0.0005)
-            payload = encode(_aggregate(gateway_id, seq, first + seq * _PERIOD_NS, end_ns=now_ns()))
+            end_ns = now_ns()
+            rows = [
+                encode(
+                    _aggregate(gateway_id, s, first + s // assets * _PERIOD_NS, end_ns=end_ns, assets=assets)
+                )
+                for s in range(seq, min(seq + rows_per_message, n))
+            ]
+            topic, payload = _payloads(gateway_id, rows, rows_per_message)[0]
         else:
-            payload = payloads[seq]
+            topic, payload = ready[seq // rows_per_message]
         client.publish(topic, payload, qos=1)
+        sent += 1
         client.loop(0)  # read PUBACKs as they come (the fastest QoS 1 publishing measured here)
-    while acked[0] < n:  # every PUBACK back: the broker has them all
+    while acked[0] < sent:  # every PUBACK back: the broker has them all
         client.loop(0.01)
     client.disconnect()
 
 
 def _count(conn: psycopg.Connection[Any], prefix: str) -> int:
+    """Rows stored for the publishers of `prefix` (a full count: call it rarely, it scans)."""
     row = conn.execute("SELECT count(*) FROM aggregates WHERE gateway_id LIKE %s", (prefix + "%",)).fetchone()
     return int(row[0]) if row else 0
 
 
-def _settings(pg: PostgresServer, mq: MosquittoServer, workers: int) -> CloudSettings:
+def _wait_stored(conn: psycopg.Connection[Any], prefix: str, publishers: int, per_publisher: int) -> None:
+    """Wait until every row of `prefix`'s publishers is stored, polling cheaply: an index lookup of each
+    publisher's last row first (the polling must not load the database it measures), then a full count."""
+    gateways = [f"{prefix}{i}" for i in range(publishers)]
+
+    def last_rows_in() -> bool:
+        row = conn.execute(
+            "SELECT count(*) FROM aggregates WHERE gateway_id = ANY(%s) AND seq = %s",
+            (gateways, per_publisher - 1),
+        ).fetchone()
+        return bool(row and row[0] == publishers)
+
+    wait_until(last_rows_in, timeout_s=600, interval_s=0.02)
+    wait_until(lambda: _count(conn, prefix) >= publishers * per_publisher, timeout_s=600, interval_s=0.02)
+
+
+def _any_stored(conn: psycopg.Connection[Any], prefix: str, publishers: int) -> bool:
+    gateways = [f"{prefix}{i}" for i in range(publishers)]
+    row = conn.execute("SELECT EXISTS (SELECT 1 FROM aggregates WHERE gateway_id = ANY(%s))", (gateways,))
+    found = row.fetchone()
+    return bool(found and found[0])
+
+
+def _settings(pg: PostgresServer, mq: MosquittoServer, workers: int, rows_per_message: int) -> CloudSettings:
+    # Receive Maximum bounds the messages (not rows) a worker holds: with batches, a few dozen are plenty.
+    receive_maximum = 2048 if rows_per_message == 1 else max(16, 8192 // rows_per_message)
     return load_settings(
         CloudSettings,
         environ={},
         overrides={
-            "mqtt": {"port": mq.port, "receive_maximum": 2048},
+            "mqtt": {"port": mq.port, "receive_maximum": receive_maximum},
             "db": {"port": pg.port, "dbname": "bench"},
-            "ingest": {"workers": workers, "group": "bench", "client_id_prefix": "bench", "queue_size": 4096},
+            "ingest": {
+                "workers": workers,
+                "group": "bench",
+                "client_id_prefix": "bench",
+                "queue_size": max(receive_maximum, 64),
+                "batch_max_rows": 2048,
+            },
         },
     )
 
@@ -173,10 +247,16 @@ def _stop_workers(workers: list[Any]) -> None:
         process.join(30)
 
 
-def _publish_all(mq: MosquittoServer, prefix: str, n: int, publishers: int) -> list[Any]:
+def _publish_all(
+    mq: MosquittoServer, prefix: str, n: int, publishers: int, rows_per_message: int
+) -> list[Any]:
     context = multiprocessing.get_context("spawn")
     senders = [
-        context.Process(target=_publish, args=(mq.port, f"{prefix}{i}", n // publishers, 0.0), daemon=True)
+        context.Process(
+            target=_publish,
+            args=(mq.port, f"{prefix}{i}", n // publishers, 0.0, rows_per_message),
+            daemon=True,
+        )
         for i in range(publishers)
     ]
     for sender in senders:
@@ -184,12 +264,14 @@ def _publish_all(mq: MosquittoServer, prefix: str, n: int, publishers: int) -> l
     return senders
 
 
-def _ingest_rate(conn: psycopg.Connection[Any], mq: MosquittoServer, n: int, *, publishers: int) -> float:
+def _ingest_rate(
+    conn: psycopg.Connection[Any], mq: MosquittoServer, n: int, *, publishers: int, rows_per_message: int
+) -> float:
     """Live: publishers and workers at once, from the first publish to the last commit."""
     start = time.perf_counter()
-    senders = _publish_all(mq, "bench-in", n, publishers)
+    senders = _publish_all(mq, "bench-in", n, publishers, rows_per_message)
     total = n // publishers * publishers
-    wait_until(lambda: _count(conn, "bench-in") >= total, timeout_s=600, interval_s=0.1)
+    _wait_stored(conn, "bench-in", publishers, n // publishers)
     rate = total / (time.perf_counter() - start)
     for sender in senders:
         sender.join(30)
@@ -197,20 +279,27 @@ def _ingest_rate(conn: psycopg.Connection[Any], mq: MosquittoServer, n: int, *, 
 
 
 def _backlog_rate(
-    conn: psycopg.Connection[Any], mq: MosquittoServer, settings: CloudSettings, n: int, *, publishers: int
+    conn: psycopg.Connection[Any],
+    mq: MosquittoServer,
+    settings: CloudSettings,
+    n: int,
+    *,
+    publishers: int,
+    rows_per_message: int,
 ) -> float:
     """Backlog: the broker holds `n` messages for the (stopped) workers' sessions; time the drain.
 
     Measured from the first to the last committed row, so process start-up is not counted; publishers
     are not running, as gateways would not be on this machine.
     """
-    for sender in _publish_all(mq, "bench-bl", n, publishers):
+    for sender in _publish_all(mq, "bench-bl", n, publishers, rows_per_message):
         sender.join(600)
     total = n // publishers * publishers
     workers = _start_workers(settings)
-    wait_until(lambda: _count(conn, "bench-bl") > 0, timeout_s=120, interval_s=0.01)
-    first_rows, start = _count(conn, "bench-bl"), time.perf_counter()
-    wait_until(lambda: _count(conn, "bench-bl") >= total, timeout_s=600, interval_s=0.05)
+    wait_until(lambda: _any_stored(conn, "bench-bl", publishers), timeout_s=120, interval_s=0.01)
+    start = time.perf_counter()
+    first_rows = _count(conn, "bench-bl")
+    _wait_stored(conn, "bench-bl", publishers, n // publishers)
     rate = (total - first_rows) / (time.perf_counter() - start)
     _stop_workers(workers)
     return rate
@@ -223,28 +312,41 @@ def _workers_up(conn: psycopg.Connection[Any], n: int) -> bool:
     return bool(row and row[0] >= n)
 
 
-def _latency_p99_ms(pg: PostgresServer, mq: MosquittoServer, n: int, rate: float) -> float:
+def _latency_p99_ms(
+    pg: PostgresServer, mq: MosquittoServer, n: int, rate: float, rows_per_message: int
+) -> float:
     context = multiprocessing.get_context("spawn")
-    sender = context.Process(target=_publish, args=(mq.port, "bench-lat", n, rate), daemon=True)
+    sender = context.Process(
+        target=_publish, args=(mq.port, "bench-lat0", n, rate, rows_per_message), daemon=True
+    )
     sender.start()
     with psycopg.connect(pg.conninfo("bench"), autocommit=True) as conn:
-        wait_until(lambda: _count(conn, "bench-lat") >= n, timeout_s=120, interval_s=0.1)
+        _wait_stored(conn, "bench-lat", 1, n)
         row = conn.execute(
             "SELECT percentile_cont(0.99) WITHIN GROUP "
             "(ORDER BY extract(epoch FROM received_at - period_end)) "
-            "FROM aggregates WHERE gateway_id = 'bench-lat'"
+            "FROM aggregates WHERE gateway_id = 'bench-lat0'"
         ).fetchone()
     sender.join(30)
     return float(row[0]) * 1000.0 if row and row[0] is not None else float("nan")
 
 
-def run(*, quick: bool = False) -> dict[str, object]:
-    """Measure raw COPY, the write path and end-to-end ingest on throwaway local services."""
+def run(*, quick: bool = False, rows_per_message: int = _ROWS_PER_MESSAGE) -> dict[str, object]:
+    """Measure raw COPY, the write path and end-to-end ingest on throwaway local services.
+
+    Args:
+        quick: fewer rows and one repeat (for tests).
+        rows_per_message: rows per MQTT message the publishers send (1: no batching).
+    """
     n_copy = 20_000 if quick else 100_000
     n_write = 10_000 if quick else 50_000
-    n_ingest = 10_000 if quick else 60_000
+    n_ingest = 20_000 if quick else 200_000
     repeats = 1 if quick else 3
     n_workers = 2
+    publishers = 2
+    if rows_per_message == 1:
+        n_ingest = 10_000 if quick else 60_000
+    decode_us = _decode_us_per_row(rows_per_message)
     with (
         temporary_directory("forewarn-bench-pg-") as pg_dir,
         temporary_directory("forewarn-bench-mq-") as mq_dir,
@@ -254,31 +356,38 @@ def run(*, quick: bool = False) -> dict[str, object]:
         pg.create_database("bench")
         migrate(pg.conninfo("bench"))
         raw = _raw_copy_rate(pg.conninfo("bench"), _messages("bench-raw", n_copy), repeats=repeats)
-        write_path = _write_path_rate(pg.conninfo("bench"), n_write, batch=1000, repeats=repeats)
-        settings = _settings(pg, mq, n_workers)
+        write_path = _write_path_rate(pg.conninfo("bench"), n_write, batch=2048, repeats=repeats)
+        settings = _settings(pg, mq, n_workers, rows_per_message)
         workers = _start_workers(settings)
         conn = psycopg.connect(pg.conninfo("bench"), autocommit=True)
-        wait_until(lambda: _workers_up(conn, n_workers), timeout_s=60, interval_s=0.2)
-        ingest = _ingest_rate(conn, mq, n_ingest, publishers=2)
+        wait_until(lambda: _workers_up(conn, n_workers), timeout_s=60)
+        ingest = _ingest_rate(conn, mq, n_ingest, publishers=publishers, rows_per_message=rows_per_message)
         latency_rate = max(200.0, round(ingest * 0.5, -2))
-        latency = _latency_p99_ms(pg, mq, min(int(latency_rate * 5), 20_000), latency_rate)
+        n_latency = min(int(latency_rate * 5), 100_000) // rows_per_message * rows_per_message
+        latency = _latency_p99_ms(pg, mq, n_latency, latency_rate, rows_per_message)
         _stop_workers(workers)
-        backlog = _backlog_rate(conn, mq, settings, n_ingest, publishers=2)
+        backlog = _backlog_rate(
+            conn, mq, settings, n_ingest, publishers=publishers, rows_per_message=rows_per_message
+        )
         conn.close()
     return {
         "rows": {"raw_copy": n_copy, "write_path": n_write, "ingest": n_ingest, "backlog": n_ingest},
         "features_per_row": len(DEFAULT_SPEC.feature_names),
+        "rows_per_message": rows_per_message,
         "raw_copy_rows_per_s": round(raw),
         "write_path_rows_per_s": round(write_path),
         "ingest_rows_per_s": round(ingest),
+        "ingest_messages_per_s": round(ingest / rows_per_message),
         "ingest_backlog_rows_per_s": round(backlog),
         "write_path_to_raw_copy_ratio": round(write_path / raw, 3),
         "ingest_to_write_path_ratio": round(ingest / write_path, 3),
         "ingest_backlog_to_write_path_ratio": round(backlog / write_path, 3),
+        "decode_us_per_row": round(decode_us, 1),
         "workers": n_workers,
-        "publishers": 2,
+        "publishers": publishers,
         "e2e_latency_p99_ms": round(latency, 1),
-        "latency_rate_msgs_per_s": latency_rate,
+        "latency_rate_rows_per_s": latency_rate,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "note": "broker, database, publishers and workers share this machine's cores",
         "when": datetime.now(UTC).replace(microsecond=0).isoformat(),
         "period_s": timedelta(seconds=_PERIOD_NS / 1e9).total_seconds(),
