@@ -118,6 +118,13 @@ def test_too_few_failures_skip_the_refit_and_keep_the_previous_forecaster(
         current = active_forecaster(conn)
         assert current is not None
         assert current.version == first.version
+        # data the forecaster refuses (an unknown condition feature) is skipped the same way
+        refused = live.refit(
+            conn, ForecastSettings.model_validate({**FAST, "condition_features": ["no.such"]}), now=later
+        )
+        assert refused.version is None
+        assert "no.such" in refused.skipped_reason
+        assert refused.kept_version == first.version
         assert len(list_forecasters(conn)) == 1
         # forecasts still come from the kept forecaster
         done = live.recompute(conn, settings, now=later)
