@@ -56,6 +56,7 @@ __all__ = [
     "PipelineMetrics",
     "RejectCallback",
     "WindowsCallback",
+    "spiky_windows",
 ]
 
 logger = logging.getLogger(__name__)
@@ -86,6 +87,8 @@ _STATE_MIN_WINDOWS = 16  # before this many, no window is judged stopped
 _STATE_REFIT_EVERY = 64
 _RUNNING_QUANTILE = 0.9  # the running level: this quantile of the recent levels
 _RECENT_WINDOWS = 8  # a level change is measured against the median of this many running windows
+_SPIKE_SIGMAS = 8.0  # a sample this many standard deviations off its window's mean may be a spike
+_SPIKE_NEIGHBOUR_RATIO = 0.25  # ... if its two neighbours on each side are within this fraction of it
 CURRENT_SENSOR = "current"
 """A slow sensor of this name is the motor current: its mean is an operating-state level (0 when stopped)."""
 
@@ -292,6 +295,36 @@ class _OperatingState:
             known = self._history[: min(self._count, _STATE_HISTORY)]
             self._running = np.quantile(known, _RUNNING_QUANTILE, axis=0)
             self._since_refit = 0
+
+
+def spiky_windows(windows: FloatArray) -> npt.NDArray[np.bool_]:
+    """Which windows (rows) hold an isolated spike: a sensor or wiring fault, not a machine condition.
+
+    A spike is a sample more than 8 standard deviations off its window's mean while its two neighbours
+    on each side stay within a quarter of its deviation: a single-sample event. Gaussian noise never
+    does this (8 sigma), nor does a machine: impacts ring a structural resonance, so the samples next
+    to their peak are large too (a ringing at any frequency below fs/4 keeps some neighbour within
+    two samples above a quarter of the peak).
+
+    >>> x = np.sin(np.linspace(0, 60, 1024, dtype=np.float32))[None, :].repeat(2, axis=0)
+    >>> x[1, 500] = 40.0
+    >>> spiky_windows(x).tolist()
+    [False, True]
+    """
+    deviation = np.abs(windows - windows.mean(axis=1, keepdims=True))
+    sigma = windows.std(axis=1, keepdims=True)
+    rows, cols = np.nonzero(deviation > _SPIKE_SIGMAS * sigma)
+    spiky = np.zeros(len(windows), dtype=np.bool_)
+    if len(rows) == 0:
+        return spiky
+    width = windows.shape[1]
+    peak = deviation[rows, cols]
+    neighbours = np.zeros_like(peak)
+    for offset in (-2, -1, 1, 2):
+        at = np.clip(cols + offset, 0, width - 1)
+        neighbours = np.maximum(neighbours, np.where(at == cols, 0.0, deviation[rows, at]))
+    spiky[rows[neighbours < _SPIKE_NEIGHBOUR_RATIO * peak]] = True
+    return spiky
 
 
 def _operating_state(
@@ -632,15 +665,23 @@ class Pipeline:
 
     # ------------------------------------------------------------------------------------ features
 
-    def _features(self, asset: _Asset, pending: _Pending) -> tuple[FloatArray, npt.NDArray[np.int64]]:
-        """The feature matrix of the pending windows (NaN rows where a joined sensor had no data)."""
+    def _features(
+        self, asset: _Asset, pending: _Pending
+    ) -> tuple[FloatArray, npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
+        """The feature matrix of the pending windows (NaN rows where a joined sensor had no data), their
+        end times, and which of them hold spikes of the driving (vibration) sensor."""
         end_ns = pending.end_ns[0] if len(pending.end_ns) == 1 else np.concatenate(pending.end_ns)
         n = len(end_ns)
         matrix = np.empty((n, len(asset.feature_names)), dtype=np.float32)
         driver = asset.driver
+        driver_windows = _concat(pending.driver)
         matrix[:, asset.columns[driver.settings.name]] = asset.spec.sensor_features(
-            driver.spec, _concat(pending.driver), driver.settings.sample_rate_hz
+            driver.spec, driver_windows, driver.settings.sample_rate_hz
         )
+        if driver.settings.kind is SensorKind.VIBRATION and self.settings.baseline.spike_check:
+            spiky = spiky_windows(driver_windows)
+        else:
+            spiky = np.zeros(n, dtype=np.bool_)
         for sensor in asset.joined:
             if sensor.joined is None:  # every sensor is either joined or the driver
                 continue
@@ -655,7 +696,7 @@ class Pipeline:
                     matrix[:, columns] = features
                 else:
                     matrix[np.flatnonzero(valid), columns] = features
-        return matrix, end_ns
+        return matrix, end_ns, spiky
 
     # ------------------------------------------------------------------------------------- scoring
 
@@ -703,8 +744,8 @@ class Pipeline:
     def _compute(self, asset: _Asset, out: list[Outbound]) -> None:
         """Features, scores, alerts and aggregates of every pending window of one asset."""
         pending, asset.pending = asset.pending, _Pending()
-        matrix, end_ns = self._features(asset, pending)
-        finite = np.isfinite(matrix).all(axis=1)
+        matrix, end_ns, spiky = self._features(asset, pending)
+        finite = np.asarray(np.isfinite(matrix).all(axis=1), dtype=np.bool_)
         metrics = self._metrics
         all_finite = bool(finite.all())
         if not all_finite:
@@ -713,11 +754,13 @@ class Pipeline:
             self._count_unscored("nonfinite_features", int(np.count_nonzero(complete & ~finite)))
             matrix[~finite] = np.nan
         scorer, columns, is_match = self._scorer(asset)
-        stopped, transient = asset.state.classify(matrix, end_ns, finite)
-        if scorer is asset.baseline and (stopped.any() or transient.any()):
+        stopped, transient = asset.state.classify(matrix, end_ns, finite & ~spiky)
+        if scorer is asset.baseline and (stopped.any() or transient.any() or spiky.any()):
+            spiky &= finite
+            self._count_unscored("sensor_spikes", int(np.count_nonzero(spiky)))
             self._count_unscored("stopped", int(np.count_nonzero(stopped)))
             self._count_unscored("transient", int(np.count_nonzero(transient)))
-            finite = finite & ~stopped & ~transient
+            finite = finite & ~stopped & ~transient & ~spiky
             all_finite = bool(finite.all())
         metrics.model_versions[asset.asset_id] = scorer.version
         scores = np.full(len(end_ns), np.nan, dtype=np.float32)

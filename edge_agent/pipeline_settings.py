@@ -197,6 +197,13 @@ class BaselineSettings(BaseModel, frozen=True, extra="forbid"):
             "windows' median, begins a `transient` (counted, not scored, not learned)."
         ),
     )
+    spike_check: bool = Field(
+        default=True,
+        description=(
+            "Windows of the driving vibration sensor holding isolated single-sample spikes (a sensor or "
+            "wiring fault) are counted as `sensor_spikes`, not scored and not learned by the baseline."
+        ),
+    )
     settle_s: float = Field(
         default=60.0,
         ge=0.0,
