@@ -136,9 +136,12 @@ def _write_path_rate(conninfo: str, n: int, *, batch: int, repeats: int) -> floa
     return best
 
 
-def _publish(port: int, gateway_id: str, n: int, rate_per_s: float, rows_per_message: int) -> None:
+def _publish(  # noqa: PLR0917 - a process target takes its arguments by position
+    port: int, gateway_id: str, n: int, rate_per_s: float, rows_per_message: int, ready: Any = None
+) -> None:
     """Publish `n` rows at QoS 1, `rows_per_message` per MQTT message (paced at `rate_per_s` rows per
-    second, each row's period ending when its message is built; or pre-built, as fast as possible, if 0)."""
+    second, each row's period ending when its message is built; or pre-built, as fast as possible, if 0).
+    With a `ready` barrier, wait on it once the payloads are built (a gateway's rows are already encoded)."""
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2, client_id=f"bench-pub-{gateway_id}", protocol=mqtt.MQTTv5
     )
@@ -149,13 +152,15 @@ def _publish(port: int, gateway_id: str, n: int, rate_per_s: float, rows_per_mes
     paced = rate_per_s > 0
     assets = rows_per_message if rows_per_message > 1 else _ASSETS_PER_GATEWAY
     first = now_ns() - (n // assets + 1) * _PERIOD_NS
-    ready = (
+    prebuilt = (
         []
         if paced
         else _payloads(
             gateway_id, [encode(m) for m in _messages(gateway_id, n, assets=assets)], rows_per_message
         )
     )
+    if ready is not None:
+        ready.wait()
     start = time.monotonic()
     sent = 0
     for seq in range(0, n, rows_per_message):
@@ -171,7 +176,7 @@ def _publish(port: int, gateway_id: str, n: int, rate_per_s: float, rows_per_mes
             ]
             topic, payload = _payloads(gateway_id, rows, rows_per_message)[0]
         else:
-            topic, payload = ready[seq // rows_per_message]
+            topic, payload = prebuilt[seq // rows_per_message]
         client.publish(topic, payload, qos=1)
         sent += 1
         client.loop(0)  # read PUBACKs as they come (the fastest QoS 1 publishing measured here)
@@ -250,17 +255,20 @@ def _stop_workers(workers: list[Any]) -> None:
 def _publish_all(
     mq: MosquittoServer, prefix: str, n: int, publishers: int, rows_per_message: int
 ) -> list[Any]:
+    """Start the publishers; returns once every one has built its payloads and starts publishing."""
     context = multiprocessing.get_context("spawn")
+    ready = context.Barrier(publishers + 1)
     senders = [
         context.Process(
             target=_publish,
-            args=(mq.port, f"{prefix}{i}", n // publishers, 0.0, rows_per_message),
+            args=(mq.port, f"{prefix}{i}", n // publishers, 0.0, rows_per_message, ready),
             daemon=True,
         )
         for i in range(publishers)
     ]
     for sender in senders:
         sender.start()
+    ready.wait(timeout=300)
     return senders
 
 
@@ -268,8 +276,8 @@ def _ingest_rate(
     conn: psycopg.Connection[Any], mq: MosquittoServer, n: int, *, publishers: int, rows_per_message: int
 ) -> float:
     """Live: publishers and workers at once, from the first publish to the last commit."""
-    start = time.perf_counter()
     senders = _publish_all(mq, "bench-in", n, publishers, rows_per_message)
+    start = time.perf_counter()
     total = n // publishers * publishers
     _wait_stored(conn, "bench-in", publishers, n // publishers)
     rate = total / (time.perf_counter() - start)
