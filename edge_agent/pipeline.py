@@ -233,8 +233,7 @@ class _OperatingState:
         self._count = 0
         self._since_refit = 0
         self._running: npt.NDArray[np.float64] | None = None
-        self._recent = np.full((_RECENT_WINDOWS, len(change_columns)), np.nan)
-        self._recent_pos = 0
+        self._recent = np.empty((0, len(change_columns)))  # levels of the last running windows
         self._was_stopped = False
         self._last_change_ns = -(1 << 62)
 
@@ -268,25 +267,36 @@ class _OperatingState:
     def _level_changed(
         self, levels: npt.NDArray[np.float64], is_running: npt.NDArray[np.bool_]
     ) -> npt.NDArray[np.bool_]:
-        """Windows whose level is off the recent running median by more than `change_ratio`."""
+        """Windows whose level is off the recent running median by more than `change_ratio`.
+
+        Vectorised per batch of windows: each is compared with the median of the running windows before
+        the batch; after a change the new level becomes the reference (the batch's windows from the
+        change on), so within one batch only the first change is flagged.
+        """
         changed = np.zeros(len(levels), dtype=np.bool_)
-        for i in np.flatnonzero(is_running).tolist():  # sequential: each window moves the recent median
-            recent = self._recent[np.isfinite(self._recent).all(axis=1)]
-            if len(recent) >= _RECENT_WINDOWS // 2:
-                reference = np.median(recent, axis=0)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    ratio = np.abs(levels[i] - reference) / np.abs(reference)
-                if bool((ratio > self.change_ratio).any()):
-                    changed[i] = True
-                    self._recent[:] = np.nan  # the new level becomes the reference
-            self._recent[self._recent_pos] = levels[i]
-            self._recent_pos = (self._recent_pos + 1) % _RECENT_WINDOWS
+        running = np.flatnonzero(is_running)
+        if len(running) == 0:
+            return changed
+        recent = self._recent
+        if len(recent) >= _RECENT_WINDOWS // 2:
+            reference = np.sort(recent, axis=0)[len(recent) // 2]  # the (upper) median, cheaply
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = np.abs(levels[running] - reference) / np.abs(reference)
+            off = np.flatnonzero((ratio > self.change_ratio).any(axis=1))
+            if len(off):
+                first = int(off[0])
+                changed[running[first]] = True
+                self._recent = levels[running[first:]][-_RECENT_WINDOWS:]
+                return changed
+        self._recent = np.concatenate((recent, levels[running]))[-_RECENT_WINDOWS:]
         return changed
 
     def _remember(self, levels: npt.NDArray[np.float64]) -> None:
-        for row in levels[-_STATE_HISTORY:]:
-            self._history[self._pos] = row
-            self._pos = (self._pos + 1) % _STATE_HISTORY
+        """Keep the last `_STATE_HISTORY` windows' levels; re-estimate the running level now and then."""
+        rows = levels[-_STATE_HISTORY:]
+        slots = (self._pos + np.arange(len(rows))) % _STATE_HISTORY
+        self._history[slots] = rows
+        self._pos = (self._pos + len(rows)) % _STATE_HISTORY
         self._count += len(levels)
         self._since_refit += len(levels)
         if self._count >= _STATE_MIN_WINDOWS and (
@@ -407,6 +417,13 @@ class _Asset:
         self.pending = _Pending()
         self.baseline: BaselineScorer | None = None
         self.state = _operating_state(self.feature_names, driver_name, pipeline)
+        index = {name: j for j, name in enumerate(self.feature_names)}
+        p2p, std = f"{driver_name}.peak_to_peak", f"{driver_name}.std"
+        self.spike_columns = (
+            (index[p2p], index[std])
+            if pipeline.baseline.spike_check and p2p in index and std in index
+            else None
+        )
         self.learn_interval_ns = round(pipeline.baseline.learn_interval_s * NS_PER_S)
         self.next_learn_ns = -(1 << 62)
         self.learn_rng = np.random.default_rng([pipeline.baseline.seed, *settings.asset_id.encode()])
@@ -678,10 +695,13 @@ class Pipeline:
         matrix[:, asset.columns[driver.settings.name]] = asset.spec.sensor_features(
             driver.spec, driver_windows, driver.settings.sample_rate_hz
         )
-        if driver.settings.kind is SensorKind.VIBRATION and self.settings.baseline.spike_check:
-            spiky = spiky_windows(driver_windows)
-        else:
-            spiky = np.zeros(n, dtype=np.bool_)
+        spiky = np.zeros(n, dtype=np.bool_)
+        if asset.spike_columns is not None:
+            # |x - mean| <= peak-to-peak: only windows whose peak-to-peak exceeds 8 std can hold a spike
+            p2p, std = asset.spike_columns
+            candidates = np.flatnonzero(matrix[:, p2p] > _SPIKE_SIGMAS * matrix[:, std])
+            if len(candidates):
+                spiky[candidates] = spiky_windows(driver_windows[candidates])
         for sensor in asset.joined:
             if sensor.joined is None:  # every sensor is either joined or the driver
                 continue
@@ -840,13 +860,16 @@ class Pipeline:
         interval_ns = asset.learn_interval_ns
         if interval_ns > 0:
             keep[:] = False
-            jitter = asset.learn_rng.uniform(0.5, 1.5, len(rows))
+            if (
+                asset.next_learn_ns - 2 * interval_ns <= int(end_ns[0])
+                and int(end_ns[-1]) < asset.next_learn_ns
+            ):
+                return  # the common case: no window of this batch is due
             for i, ts_ns in enumerate(end_ns.tolist()):
-                if (
-                    ts_ns >= asset.next_learn_ns or ts_ns < asset.next_learn_ns - 2 * interval_ns
-                ):  # or clock step
+                # due, or the clock stepped back by more than two intervals
+                if ts_ns >= asset.next_learn_ns or ts_ns < asset.next_learn_ns - 2 * interval_ns:
                     keep[i] = True
-                    asset.next_learn_ns = ts_ns + round(interval_ns * float(jitter[i]))
+                    asset.next_learn_ns = ts_ns + round(interval_ns * asset.learn_rng.uniform(0.5, 1.5))
         if baseline.is_warmed_up:
             keep &= scores <= baseline.threshold
         if keep.any():
