@@ -122,7 +122,8 @@ class PipelineMetrics:
     `rejected` counts batches per reason; `stream_rejected` the same per `asset/sensor` (known streams
     only, so a flood of made-up names cannot grow it). `windows_unscored` counts windows cut but not
     scored: `incomplete` (a joined sensor had no usable data), `nonfinite_features`, `feature_mismatch`,
-    `scorer_error` (the model raised; logged with its traceback).
+    `scorer_error` (the model raised; logged with its traceback), and, when the baseline scores, `stopped`,
+    `transient` (the machine's operating state) and `sensor_spikes` (isolated spikes: a sensor fault).
     """
 
     batches_in: int = 0

@@ -160,9 +160,9 @@ class BaselineSettings(BaseModel, frozen=True, extra="forbid"):
         default=1.0,
         ge=0.0,
         description=(
-            "Learn from about one window per this much data time (each window with probability hop time / "
-            "this), so warm-up spans minutes of slow-sensor behaviour, not a few overlapping windows "
-            "(0: every window)."
+            "Learn one window per this much data time (the first ending a random 0.5-1.5 intervals after "
+            "the last one learned; one per burst for a sensor sending short bursts), so warm-up spans "
+            "minutes of slow-sensor behaviour, not a few overlapping windows (0: every window)."
         ),
     )
     seed: int = Field(default=0, description="Seed of the baseline's reservoir sampling.")

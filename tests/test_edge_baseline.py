@@ -22,7 +22,7 @@ from shared.raw_batch import RawBatch
 from shared.timebase import NS_PER_S
 from simulators import TruthRecord, iter_items, load_scenario
 from tests.test_edge_agent_helpers import scenario_assets
-from tests.test_edge_pipeline_support import VIB_RATE, Run, Stream, asset_settings, healthy, interleave
+from tests.test_edge_pipeline_support import T0_NS, VIB_RATE, Run, Stream, asset_settings, healthy, interleave
 
 NS_PER_H = 3600 * NS_PER_S
 DEGRADING = "pump-001"
@@ -238,3 +238,30 @@ def test_spikes_are_found_and_impacts_are_not() -> None:
     assert np.abs(impacts - impacts.mean()).max() > 8.0 * impacts.std()
     windows = np.stack([spikes, impacts, noise[2]]).astype(np.float32)
     assert spiky_windows(windows).tolist() == [True, False, False]
+
+
+def test_a_bursty_sensor_teaches_the_baseline_one_window_per_burst() -> None:
+    """0.5 s bursts every 10 s (a wireless sensor): one learned window per burst, not one per 10 bursts."""
+    rng = np.random.default_rng(4)
+    signal = healthy(rng)
+    pipeline = Pipeline(
+        settings=PipelineSettings(
+            assets=(asset_settings("pump-1", with_temperature=False),),
+            score_max_delay_ms=1e9,
+        ),
+        gateway_id="gw-1",
+        models=None,
+        on_reject=lambda reason, batch, detail: None,
+    )
+    n_bursts, burst_len = 60, 4096
+    for i in range(n_bursts):
+        t = 10.0 * i + np.arange(burst_len) / VIB_RATE
+        batch = RawBatch(
+            "pump-1", "vibration", i, T0_NS + 10 * i * NS_PER_S, VIB_RATE, signal(t).astype(np.float32)
+        )
+        pipeline.process(batch)
+    pipeline.flush()
+    assert pipeline.metrics.windows_cut == n_bursts * burst_len // 1024
+    baseline = pipeline._assets["pump-1"].baseline  # private: what the baseline learned is not public
+    assert baseline is not None
+    assert baseline.n_seen == n_bursts
