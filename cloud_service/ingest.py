@@ -48,6 +48,7 @@ __all__ = [
     "Intake",
     "Received",
     "decode_received",
+    "is_batch_topic",
     "subscriptions",
 ]
 
@@ -146,6 +147,14 @@ def _check_topic(kind: TopicKind, parsed: topics.ParsedTopic, message: Accepted)
             raise ContractError("asset_id", message.asset_id, f"the topic's asset {parsed.asset_id!r}")
     elif message.gateway_id != parsed.gateway_id:
         raise ContractError("gateway_id", message.gateway_id, f"the topic's gateway {parsed.gateway_id!r}")
+
+
+def is_batch_topic(topic: str) -> bool:
+    """Whether `topic` is a gateway's uplink-batch topic (False for any topic outside the tree)."""
+    try:
+        return _parse_topic(topic).kind is TopicKind.BATCH
+    except ContractError:
+        return False
 
 
 def decode_received(topic: str, payload: bytes) -> Sequence[Accepted] | DeadLetter:

@@ -28,7 +28,7 @@ import paho.mqtt.client as mqtt
 import psycopg
 
 from cloud_service.deadletter import DeadLetter
-from cloud_service.ingest import Accepted, IngestMetrics, Intake, Received, decode_received
+from cloud_service.ingest import Accepted, IngestMetrics, Intake, Received, decode_received, is_batch_topic
 from cloud_service.migrate import migrate
 from cloud_service.settings import CloudSettings
 from cloud_service.upkeep import UpkeepLoop, apply_storage_policies
@@ -177,7 +177,7 @@ class IngestWorker:
         if not isinstance(decoded.messages, DeadLetter):
             self.metrics.decoded += 1
             self.metrics.rows_decoded += len(decoded.messages)
-            if len(decoded.messages) != 1 or decoded.received.topic.endswith("/batch"):
+            if is_batch_topic(received.topic):
                 self.metrics.batch_messages += 1
         return decoded
 
