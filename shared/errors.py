@@ -21,7 +21,7 @@ def _short_repr(value: object) -> str:
     return text if len(text) <= _MAX_VALUE_REPR else text[: _MAX_VALUE_REPR - 3] + "..."
 
 
-_PATH = re.compile(r" - at `(\$[^`]*)`$")
+_PATH = re.compile(r" - at (?:`key` in )?`(\$[^`]*)`$")
 _MISSING = re.compile(r"missing required field `([^`]+)`")
 _STEP = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
 

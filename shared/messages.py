@@ -10,13 +10,15 @@ nothing else, whatever the bytes.
 
 from __future__ import annotations
 
+import functools
+import re
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 from msgspec import Meta, Struct
 
 from shared.errors import ContractError
-from shared.timebase import check_time_ns
+from shared.timebase import MAX_FUTURE_SKEW_NS, MIN_TIMESTAMP_NS, check_time_ns, now_ns
 from shared.topics import IDENT_PATTERN
 
 __all__ = [
@@ -48,7 +50,12 @@ MAX_SNAPSHOT_SAMPLES = 65_536
 
 FiniteFloat = Annotated[float, Meta(ge=-1e15, le=1e15)]  # a range check also rejects NaN and inf
 Ident = Annotated[str, Meta(pattern=IDENT_PATTERN)]
-FeatureName = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]{1,96}$")]
+FEATURE_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,96}$"
+FeatureName = Annotated[str, Meta(pattern=FEATURE_NAME_PATTERN)]
+# Aggregate feature keys: a length check while decoding, the pattern once per distinct set of names after
+# (a gateway repeats the same names in every aggregate; a regex per key per row was half the decode time).
+_FeatureKey = Annotated[str, Meta(min_length=1, max_length=96)]
+_FEATURE_NAME = re.compile(FEATURE_NAME_PATTERN)
 Seq = Annotated[int, Meta(ge=0, le=2**63 - 1)]
 TimestampNs = Annotated[int, Meta(ge=0, le=2**63 - 1)]
 Version = Annotated[int, Meta(ge=1, le=2**31 - 1)]
@@ -84,7 +91,7 @@ class Aggregate(Struct, frozen=True, kw_only=True, tag_field="kind", tag="aggreg
     period_start_ns: TimestampNs
     period_end_ns: TimestampNs
     feature_spec: ShortText
-    features: Annotated[dict[FeatureName, FeatureStats], Meta(max_length=4096)]
+    features: Annotated[dict[_FeatureKey, FeatureStats], Meta(max_length=4096)]
     score: ScoreStats
     model_version: ShortText
     model_kind: ModelKind
@@ -224,7 +231,6 @@ _BATCH = msgspec.json.Decoder(UplinkBatch)
 _EVENT = msgspec.json.Decoder(MaintenanceEvent)
 _DEPLOYMENT = msgspec.json.Decoder(ModelDeployment)
 _MANIFEST = msgspec.json.Decoder(ModelManifest)
-_TIMESTAMP_FIELDS = ("period_start_ns", "period_end_ns", "ts_ns", "start_ns")
 
 
 def encode(message: Struct) -> bytes:
@@ -246,11 +252,36 @@ def _decode(decoder: msgspec.json.Decoder[_T], payload: bytes) -> _T:
         raise ContractError("payload", bytes(payload[:40]), "valid JSON") from exc
 
 
+@functools.lru_cache(maxsize=1024)
+def _bad_feature_name(names: tuple[str, ...]) -> str | None:
+    """The first name of `names` that breaks the feature-name pattern, or None (cached per set of names)."""
+    return next((name for name in names if not _FEATURE_NAME.match(name)), None)
+
+
+def _check_feature_names(message: Any) -> None:
+    if isinstance(message, Aggregate):
+        bad = _bad_feature_name(tuple(message.features))
+        if bad is not None:
+            raise ContractError("features", bad, f"feature names matching {FEATURE_NAME_PATTERN}")
+
+
+_TIME_FIELDS: dict[type, tuple[str, ...]] = {
+    Aggregate: ("period_start_ns", "period_end_ns"),
+    Alert: ("ts_ns",),
+    Snapshot: ("start_ns",),
+    Status: ("ts_ns",),
+    DeploymentAck: ("ts_ns",),
+    MaintenanceEvent: ("ts_ns",),
+}
+
+
 def _check_times(message: Any, reference_ns: int | None) -> None:
-    for field in _TIMESTAMP_FIELDS:
-        value = getattr(message, field, None)
-        if value is not None:
-            check_time_ns(field, value, reference_ns=reference_ns)
+    """Every timestamp of `message` is plausible (see `shared.timebase`); periods do not run backwards."""
+    latest = (now_ns() if reference_ns is None else reference_ns) + MAX_FUTURE_SKEW_NS
+    for field in _TIME_FIELDS.get(type(message), ()):
+        value = getattr(message, field)
+        if not MIN_TIMESTAMP_NS <= value <= latest:
+            check_time_ns(field, value, reference_ns=reference_ns)  # raises, naming the field and the rule
     if isinstance(message, Aggregate) and message.period_end_ns < message.period_start_ns:
         raise ContractError("period_end_ns", message.period_end_ns, "period_end_ns >= period_start_ns")
 
@@ -263,6 +294,7 @@ def decode_uplink(payload: bytes, *, reference_ns: int | None = None) -> Uplink:
     """
     message = _decode(_UPLINK, payload)
     _check_times(message, reference_ns)
+    _check_feature_names(message)
     return message
 
 
@@ -273,6 +305,7 @@ def decode_uplink_batch(payload: bytes, *, reference_ns: int | None = None) -> U
         ContractError: naming the first field that breaks the contract (`messages[3].seq`, ...).
     """
     batch = _decode(_BATCH, payload)
+    reference_ns = now_ns() if reference_ns is None else reference_ns
     for index, message in enumerate(batch.messages):
         if message.gateway_id != batch.gateway_id:
             raise ContractError(
@@ -282,6 +315,7 @@ def decode_uplink_batch(payload: bytes, *, reference_ns: int | None = None) -> U
             )
         try:
             _check_times(message, reference_ns)
+            _check_feature_names(message)
         except ContractError as exc:
             raise ContractError(f"messages[{index}].{exc.field}", exc.value, exc.expected) from exc
     return batch

@@ -224,6 +224,8 @@ BAD_UPLINKS = [
     (GOOD.replace(b"[1.0,0.5,2.0]", b"[1e999,0.5,2.0]"), "features[...][0]"),  # inf
     (GOOD.replace(b"[1.0,0.5,2.0]", b"[null,0.5,2.0]"), "features[...][0]"),  # NaN encodes as null
     (GOOD.replace(b'"model_kind":"baseline"', b'"model_kind":"magic"'), "model_kind"),
+    (GOOD.replace(b'"vibration.rms"', b'"vibration rms"'), "features"),  # bad feature name
+    (GOOD.replace(b'"vibration.rms"', b'""'), "features"),
     (GOOD.replace(str(NOW).encode(), str(FAR_FUTURE).encode()), "period_end_ns"),  # far future
     (GOOD.replace(str(NOW - 10 * NS_PER_S).encode(), b"1000"), "period_start_ns"),  # far past
 ]
@@ -277,6 +279,7 @@ def _batch_of(payloads: list[bytes]) -> bytes:
         (_batch_of([GOOD.replace(b'"aggregate/1"', b'"aggregate/7"')]), "messages[0].kind"),
         (_batch_of([GOOD.replace(str(NOW).encode(), str(FAR_FUTURE).encode())]), "messages[0].period_end_ns"),
         (_batch_of([GOOD])[:-5], "payload"),
+        (_batch_of([GOOD, GOOD.replace(b'"vibration.rms"', b'"vib/rms"')]), "messages[1].features"),
     ],
 )
 def test_bad_uplink_batches_name_the_member_and_field(payload: bytes, field: str) -> None:
