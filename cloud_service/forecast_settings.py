@@ -16,7 +16,9 @@ class ForecastSettings(BaseModel, frozen=True, extra="forbid"):
     """The scheduled refit of the forecaster and the recompute of every asset's forecast."""
 
     enabled: bool = Field(
-        False, description="Run the refit and recompute jobs in `forewarn models schedule` (off by default)."
+        True,
+        description="Run the refit and recompute jobs with the cloud's scheduler (a refit without enough "
+        "failure histories is skipped and logged).",
     )
     refit_cron: str = Field(
         "30 3 * * *", description="Crontab (UTC) of the scheduled refit: nightly at 03:30 by default."

@@ -365,16 +365,19 @@ def worker_process_main(settings: CloudSettings, client_id: str, log_level: int)
     worker.stop()
 
 
-def run_service(settings: CloudSettings, stop: threading.Event) -> None:
-    """Migrate, then run the workers and the storage upkeep until `stop` is set.
+def run_service(settings: CloudSettings, stop: threading.Event, *, upkeep_loop: bool = True) -> None:
+    """Migrate, then run the workers (and, with `upkeep_loop`, the storage upkeep timer) until `stop` is set.
+
+    Without `upkeep_loop` the caller schedules the upkeep itself (the lifecycle scheduler's `rollups` job).
 
     With one worker, it runs in this process; with more, each runs in its own process (the GIL would
     otherwise cap them at one core), and a worker that dies is started again with the same client id, so
     its persistent session and unacknowledged messages are picked up where they were left.
     """
     prepare_database(settings)
-    upkeep = UpkeepLoop(conninfo=settings.db.conninfo(), storage=settings.storage)
-    upkeep.start()
+    upkeep = UpkeepLoop(conninfo=settings.db.conninfo(), storage=settings.storage) if upkeep_loop else None
+    if upkeep is not None:
+        upkeep.start()
     try:
         if settings.ingest.workers == 1:
             worker = IngestWorker(settings, client_id=worker_client_id(settings, 0))
@@ -385,7 +388,8 @@ def run_service(settings: CloudSettings, stop: threading.Event) -> None:
         else:
             _run_processes(settings, stop)
     finally:
-        upkeep.stop()
+        if upkeep is not None:
+            upkeep.stop()
 
 
 def _run_processes(settings: CloudSettings, stop: threading.Event) -> None:

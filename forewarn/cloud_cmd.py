@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import signal
+import socket
 import threading
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from cloud_service.lifecycle.service import LifecycleService
 from cloud_service.migrate import migrate
 from cloud_service.queries import ingest_status
 from cloud_service.service import prepare_database, run_service
@@ -34,7 +37,19 @@ def _run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    run_service(settings, stop)
+    if not settings.lifecycle.scheduler:
+        run_service(settings, stop)
+        return 0
+    # The scheduler's job table must exist before it starts; prepare_database is idempotent.
+    prepare_database(settings)
+    service = LifecycleService(settings, runner_id=f"cloud-{socket.gethostname()}-{os.getpid()}")
+    service.refresh_rollups()  # storage upkeep at start (partitions ahead), then on the scheduler's timer
+    scheduler = service.scheduler()
+    scheduler.start()
+    try:
+        run_service(settings, stop, upkeep_loop=False)  # the scheduler's `rollups` job does the upkeep
+    finally:
+        scheduler.stop()
     return 0
 
 

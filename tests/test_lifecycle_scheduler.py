@@ -180,7 +180,13 @@ def test_the_cloud_service_schedules_retraining_drift_and_rollups(
     scheduler = service.scheduler()
     scheduler.start()
     try:
-        assert set(scheduler.next_run_times()) == {"retrain", "drift", "rollups"}
+        assert set(scheduler.next_run_times()) == {
+            "retrain",
+            "drift",
+            "rollups",
+            "forecast-refit",
+            "forecast-recompute",
+        }
     finally:
         scheduler.stop()
     service.retrain_all()  # what the nightly job runs
@@ -194,7 +200,7 @@ def test_the_cloud_service_schedules_retraining_drift_and_rollups(
         jobs = conn.execute("SELECT job_id FROM lifecycle_jobs ORDER BY job_id").fetchall()
     assert rolled is not None
     assert rolled[0] > 0
-    assert [j[0] for j in jobs] == ["drift", "retrain", "rollups"]
+    assert [j[0] for j in jobs] == ["drift", "forecast-recompute", "forecast-refit", "retrain", "rollups"]
     # once deployed, a drifting asset (a bearing fault in the last half hour) triggers a retraining
     with psycopg.connect(db) as conn:
         registry.set_status(conn, target, model.version, "approved")

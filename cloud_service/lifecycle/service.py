@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
 
 import psycopg
 
@@ -13,9 +12,8 @@ from cloud_service.lifecycle.drift import check_drift
 from cloud_service.lifecycle.scheduler import LifecycleScheduler, lifecycle_jobs
 from cloud_service.lifecycle.signing import load_private_key
 from cloud_service.lifecycle.training import TrainingReport, TrainingSkippedError, train_target
-from cloud_service.rollups import refresh_rollups
-from cloud_service.schema import Backend, current_backend
 from cloud_service.settings import CloudSettings
+from cloud_service.upkeep import run_upkeep
 
 __all__ = ["LifecycleService"]
 
@@ -75,14 +73,9 @@ class LifecycleService:
                     logger.warning("%s", exc)
 
     def refresh_rollups(self) -> None:
-        """Refresh the plain-PostgreSQL rollups of recent hours (TimescaleDB refreshes its own)."""
+        """Storage upkeep: partitions ahead and retention (plain PostgreSQL), rollups of recent hours."""
         with psycopg.connect(self.conninfo, autocommit=True) as conn:
-            if current_backend(conn) is Backend.TIMESCALE:
-                return
-            now = datetime.now(UTC)
-            refresh_rollups(
-                conn, start=now - timedelta(hours=self.settings.storage.rollup_lookback_h), end=now
-            )
+            run_upkeep(conn, self.settings.storage)
 
     # --- live failure forecasting (cloud_service.forecasting.live) ---
 

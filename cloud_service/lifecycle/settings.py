@@ -75,6 +75,11 @@ class LifecycleSettings(BaseModel, frozen=True, extra="forbid"):
         True, description="Retrain a target at once when one of its assets drifted."
     )
     rollup_refresh: bool = Field(
-        True, description="Refresh the plain-PostgreSQL rollups on schedule (skipped on TimescaleDB)."
+        True,
+        description="Storage upkeep on schedule: partitions ahead, retention, plain-PostgreSQL rollups.",
+    )
+    scheduler: bool = Field(
+        True,
+        description="Run the scheduled jobs inside `forewarn cloud` (each runs once across cloud processes).",
     )
     seed: int = Field(0, description="Seed of every stochastic training step.")
