@@ -235,11 +235,9 @@ def load_settings(
         _CURRENT.reset(token)
 
 
-def _render_value(value: Any) -> str:  # noqa: PLR0911 - one return per TOML value type
+def _render_value(value: Any) -> str:
     if isinstance(value, SecretStr):
         return '"**********"' if value.get_secret_value() else '""'
-    if value is None:
-        return '""  # not set'
     if isinstance(value, Path):
         return json.dumps(str(value))
     if isinstance(value, (list, tuple)):
@@ -253,23 +251,29 @@ def _render_value(value: Any) -> str:  # noqa: PLR0911 - one return per TOML val
 
 def _render_model(model: BaseModel, path: list[str], lines: list[str]) -> None:
     fields = type(model).model_fields
-    nested: list[tuple[str, BaseModel]] = []
+    nested: list[tuple[str, BaseModel | list[BaseModel]]] = []
     for name, info in fields.items():
         value = getattr(model, name)
-        if isinstance(value, BaseModel):
-            nested.append((name, value))
+        is_table_array = isinstance(value, (list, tuple)) and bool(value)
+        if isinstance(value, BaseModel) or (is_table_array and all(isinstance(v, BaseModel) for v in value)):
+            nested.append((name, value if isinstance(value, BaseModel) else list(value)))
             continue
         if info.description:
             lines.append(f"# {info.description}")
-        lines.append(f"{name} = {_render_value(value)}")
+        lines.append(f"# {name} is not set" if value is None else f"{name} = {_render_value(value)}")
     for name, value in nested:
-        lines.append("")
-        lines.append(f"[{'.'.join([*path, name])}]")
-        _render_model(value, [*path, name], lines)
+        key = ".".join([*path, name])
+        for item in [value] if isinstance(value, BaseModel) else value:
+            lines.append("")
+            lines.append(f"[{key}]" if isinstance(value, BaseModel) else f"[[{key}]]")
+            _render_model(item, [*path, name], lines)
 
 
 def render_settings(settings: ComponentSettings) -> str:
-    """The effective settings as TOML, each key preceded by its description; secrets are masked."""
+    """The effective settings as TOML, each key preceded by its description; secrets are masked.
+
+    Loading the output back (with the secrets filled in) gives the same settings.
+    """
     lines = [f"# Effective settings of `{settings.component}`", ""]
     _render_model(settings, [], lines)
     return "\n".join(lines) + "\n"

@@ -18,6 +18,11 @@ class QueueSection(BaseModel, frozen=True, extra="forbid"):
     max_bytes: int = Field(1000, gt=0, description="Queue bound in bytes.")
 
 
+class SensorSection(BaseModel, frozen=True, extra="forbid"):
+    name: str = Field("vibration", description="Sensor name.")
+    window_len: int | None = Field(None, description="Samples per window; empty: the default.")
+
+
 class ExampleSettings(ComponentSettings):
     model_config = SettingsConfigDict(env_prefix="FOREWARN_EXAMPLE_")
     component = "example"
@@ -26,6 +31,7 @@ class ExampleSettings(ComponentSettings):
     mqtt: MqttSettings = MqttSettings()
     db: DatabaseSettings = DatabaseSettings()
     queue: QueueSection = QueueSection()
+    sensors: tuple[SensorSection, ...] = Field((), description="Sensors.")
 
 
 @pytest.fixture
@@ -149,3 +155,15 @@ def test_config_show_reports_bad_value_in_one_line(
         "forewarn config: error: example.queue.max_bytes = '0': must be greater than 0 "
         "(from FOREWARN_EXAMPLE_QUEUE__MAX_BYTES)"
     )
+
+
+def test_rendered_settings_load_back_to_the_same_settings(tmp_path: Path) -> None:
+    settings = load_settings(
+        ExampleSettings,
+        environ={"FOREWARN_EXAMPLE_MQTT__PORT": "1999"},
+        overrides={"sensors": [{"name": "vibration", "window_len": 2048}, {"name": "temperature"}]},
+    )
+    path = tmp_path / "rendered.toml"
+    path.write_text(render_settings(settings))
+    assert "[[sensors]]" in path.read_text()
+    assert load_settings(ExampleSettings, toml_path=path, environ={}) == settings
