@@ -61,7 +61,7 @@ class AssetSettings(BaseModel, frozen=True, extra="forbid"):
     """One asset the gateway serves and its sensors.
 
     The first vibration sensor (or the first sensor, if none is a vibration sensor) drives the asset: each
-    of its windows makes one feature vector; the other sensors join it (see `docs/edge-pipeline.md`).
+    of its windows makes one feature vector; the other sensors join it (see README.md, "Edge pipeline").
     """
 
     asset_id: str = Field(pattern=IDENT_PATTERN, description="Asset id, as in the raw topics.")

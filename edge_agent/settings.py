@@ -38,7 +38,7 @@ class QueueSettings(BaseModel, frozen=True, extra="forbid"):
         default="FULL",
         description=(
             "SQLite synchronous mode: FULL survives power loss; NORMAL survives kill -9 only "
-            "(see docs/edge-agent.md)."
+            "(see README.md, section Edge agent)."
         ),
     )
     window: int = Field(

@@ -2,7 +2,7 @@
 
 A job (or the offline CLI) builds a `History` of telemetry and events, then calls `fit(history)` to get a
 `Forecaster` and `predict(model, history)` for forecasts; `save_model`/`load_model` keep a model in a
-versioned directory. See docs/forecasting.md.
+versioned directory. See README.md, "Failure forecasting".
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The failure forecaster: remaining useful life (RUL) with an interval, and P(failure within a horizon).
 
-Method (see docs/forecasting.md for the reasoning):
+Method (see README.md, "Failure forecasting" for the reasoning):
 
 1. Each asset's history is cut into lives at its failure and maintenance events. A life that ends in a
    failure gives the exact RUL of each of its rows; any other life is right-censored (RUL is at least the
