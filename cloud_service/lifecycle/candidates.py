@@ -22,8 +22,7 @@ from typing import Self
 
 import numpy as np
 import numpy.typing as npt
-import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType
 from sklearn.base import BaseEstimator
@@ -31,6 +30,14 @@ from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.neural_network import MLPRegressor
 
 from cloud_service.modeling import build_anomaly_model, onnx_scores, quantize_int8
+from cloud_service.modeling.graph import (
+    LOG_FLOOR,
+    ONNX_OPSET,
+    SCALED,
+    assemble_scoring_model,
+    const,
+    input_transform,
+)
 from shared.messages import GoldenPair, ModelManifest
 from shared.timebase import now_ns
 
@@ -45,9 +52,7 @@ __all__ = [
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
-ONNX_OPSET = 17
 _IQR_TO_SIGMA = 1.349
-_LOG_FLOOR = 1e-30
 _N_GOLDEN = 8
 MLP_MAX_FIT_ROWS = 10_000
 """The autoencoder is fitted on at most this many rows (evenly spaced): 25 features need no more, and
@@ -115,7 +120,7 @@ class MlpAutoencoderDetector(BaseEstimator):  # type: ignore[misc]  # sklearn is
             raise NotFittedError("MlpAutoencoderDetector is not fitted; call fit first")
 
     def _logs(self, x: F64) -> F64:
-        logged = np.log(np.maximum(x + self.log_offset_, _LOG_FLOOR))
+        logged = np.log(np.maximum(x + self.log_offset_, LOG_FLOOR))
         result: F64 = np.where(self.log_mask_, logged, x)
         return result
 
@@ -132,10 +137,6 @@ class MlpAutoencoderDetector(BaseEstimator):  # type: ignore[misc]  # sklearn is
         return scores
 
 
-def _const(name: str, values: npt.ArrayLike, dtype: type = np.float32) -> onnx.TensorProto:
-    return numpy_helper.from_array(np.asarray(values, dtype=dtype), name=name)
-
-
 def mlp_to_onnx(
     detector: MlpAutoencoderDetector, *, input_name: str = "features", output_name: str = "score"
 ) -> bytes:
@@ -144,56 +145,39 @@ def mlp_to_onnx(
     width = int(detector.n_features_in_)
     network = convert_sklearn(
         detector.network_,
-        initial_types=[("scaled", FloatTensorType([None, width]))],
+        initial_types=[(SCALED, FloatTensorType([None, width]))],
         target_opset={"": ONNX_OPSET},
     ).graph
     flat = network.output[0].name  # skl2onnx flattens a multi-output MLPRegressor to (n * F, 1)
+    before, transform_constants = input_transform(
+        input_name,
+        log_offset=detector.log_offset_,
+        log_mask=detector.log_mask_,
+        center=detector.center_,
+        scale=detector.scale_,
+    )
     node = helper.make_node
-    before = [
-        node("Add", [input_name, "log_offset"], ["offset"]),
-        node("Max", ["offset", "log_floor"], ["floored"]),
-        node("Log", ["floored"], ["logged"]),
-        node("Where", ["log_mask", "logged", input_name], ["transformed"]),
-        node("Sub", ["transformed", "center"], ["centred"]),
-        node("Mul", ["centred", "inv_scale"], ["scaled"]),
-    ]
     after = [
         node("Reshape", [flat, "row_shape"], ["reconstructed"]),
-        node("Sub", ["scaled", "reconstructed"], ["residual"]),
+        node("Sub", [SCALED, "reconstructed"], ["residual"]),
         node("Mul", ["residual", "residual"], ["squared_residual"]),
         node("Mul", ["squared_residual", "error_weight"], ["feature_error"]),
         node("ReduceSum", ["feature_error", "sum_axes"], [output_name], keepdims=0),
     ]
-    initializers = [
-        _const("log_offset", detector.log_offset_),
-        _const("log_floor", np.full(width, _LOG_FLOOR)),
-        _const("log_mask", detector.log_mask_, np.bool_),
-        _const("center", detector.center_),
-        _const("inv_scale", 1.0 / detector.scale_),
-        _const("row_shape", [-1, width], np.int64),
-        _const("error_weight", [detector.error_weight_]),
-        _const("sum_axes", [1], np.int64),
+    constants = [
+        const("row_shape", [-1, width], np.int64),
+        const("error_weight", [detector.error_weight_]),
+        const("sum_axes", [1], np.int64),
     ]
-    graph = helper.make_graph(
-        [*before, *network.node, *after],
-        "mlp_autoencoder",
-        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, [None, width])],
-        [
-            helper.make_tensor_value_info(output_name, TensorProto.FLOAT, [None]),
-            helper.make_tensor_value_info("feature_error", TensorProto.FLOAT, [None, width]),
-        ],
-        initializer=[*initializers, *network.initializer],
+    return assemble_scoring_model(
+        name="mlp_autoencoder",
+        doc="MLP autoencoder reconstruction error over log/robust-scaled features (forewarn)",
+        input_name=input_name,
+        output_name=output_name,
+        n_features=width,
+        nodes=[*before, *network.node, *after],
+        initializers=[*transform_constants, *constants, *network.initializer],
     )
-    model = helper.make_model(
-        graph,
-        opset_imports=[helper.make_opsetid("", ONNX_OPSET)],
-        producer_name="forewarn",
-        doc_string="MLP autoencoder reconstruction error over log/robust-scaled features (forewarn)",
-    )
-    model.ir_version = 8
-    onnx.checker.check_model(model, full_check=True)
-    serialized: bytes = model.SerializeToString()
-    return serialized
 
 
 def _golden(int8: bytes, rows: F32, rng: np.random.Generator) -> list[GoldenPair]:

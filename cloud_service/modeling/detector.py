@@ -27,12 +27,21 @@ from typing import Self
 import numpy as np
 import numpy.typing as npt
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType
 from sklearn.base import BaseEstimator
 from sklearn.decomposition import PCA
 from sklearn.exceptions import NotFittedError
+
+from cloud_service.modeling.graph import (
+    LOG_FLOOR,
+    ONNX_OPSET,
+    SCALED,
+    assemble_scoring_model,
+    const,
+    input_transform,
+)
 
 __all__ = ["FEATURE_CENTER_KEY", "FEATURE_SCALE_KEY", "ONNX_OPSET", "PcaReconstructionDetector", "to_onnx"]
 
@@ -41,10 +50,8 @@ FEATURE_SCALE_KEY = "forewarn.feature_scale"
 """ONNX metadata keys: JSON lists of each raw feature's training median and robust scale, so a scorer can
 explain a score by robust z even for a graph without a `feature_error` output."""
 
-ONNX_OPSET = 17
 _IQR_TO_SIGMA = 1.349
 _TAIL_SPAN_SIGMAS = 4.6527
-_LOG_FLOOR = 1e-30  # log(max(x + offset, floor)) stays finite whatever comes in
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -105,7 +112,7 @@ class PcaReconstructionDetector(BaseEstimator):  # type: ignore[misc]  # sklearn
             raise NotFittedError("PcaReconstructionDetector is not fitted; call fit first")
 
     def _logs(self, x: F64) -> F64:
-        logged = np.log(np.maximum(x + self.log_offset_, _LOG_FLOOR))
+        logged = np.log(np.maximum(x + self.log_offset_, LOG_FLOOR))
         result: F64 = np.where(self.log_mask_, logged, x)
         return result
 
@@ -137,10 +144,6 @@ class PcaReconstructionDetector(BaseEstimator):  # type: ignore[misc]  # sklearn
         return scores
 
 
-def _const(name: str, values: npt.ArrayLike, dtype: type = np.float32) -> onnx.TensorProto:
-    return numpy_helper.from_array(np.asarray(values, dtype=dtype), name=name)
-
-
 def _pca_graph(detector: PcaReconstructionDetector, input_name: str) -> onnx.GraphProto:
     """skl2onnx's graph of PCA.transform, reading `input_name`."""
     model = convert_sklearn(
@@ -161,35 +164,21 @@ def to_onnx(
         The serialized model, checked with `onnx.checker`.
     """
     detector._check_fitted()
-    pca_graph = _pca_graph(detector, "scaled")
+    pca_graph = _pca_graph(detector, SCALED)
     projection = pca_graph.output[0].name
     pca = detector.pca_
-    n_features = int(detector.n_features_in_)
-    initializers = [
-        _const("log_offset", detector.log_offset_),
-        _const("log_floor", np.full(n_features, _LOG_FLOOR)),
-        _const("log_mask", detector.log_mask_, np.bool_),
-        _const("center", detector.center_),
-        _const("inv_scale", 1.0 / detector.scale_),
-        _const("components", pca.components_),
-        _const("pca_mean", pca.mean_),
-        _const("spe_weight", [detector.spe_weight_]),
-        _const("t2_weights", detector.t2_weights_),
-        _const("sum_axes", [1], np.int64),
-    ]
+    before, transform_constants = input_transform(
+        input_name,
+        log_offset=detector.log_offset_,
+        log_mask=detector.log_mask_,
+        center=detector.center_,
+        scale=detector.scale_,
+    )
     node = helper.make_node
-    before = [
-        node("Add", [input_name, "log_offset"], ["offset"]),
-        node("Max", ["offset", "log_floor"], ["floored"]),
-        node("Log", ["floored"], ["logged"]),
-        node("Where", ["log_mask", "logged", input_name], ["transformed"]),
-        node("Sub", ["transformed", "center"], ["centred"]),
-        node("Mul", ["centred", "inv_scale"], ["scaled"]),
-    ]
     after = [
         node("MatMul", [projection, "components"], ["reconstructed_centred"]),
         node("Add", ["reconstructed_centred", "pca_mean"], ["reconstructed"]),
-        node("Sub", ["scaled", "reconstructed"], ["residual"]),
+        node("Sub", [SCALED, "reconstructed"], ["residual"]),
         node("Mul", ["residual", "residual"], ["squared_residual"]),
         node("Mul", ["squared_residual", "spe_weight"], ["feature_error"]),
         node("ReduceSum", ["feature_error", "sum_axes"], ["spe"], keepdims=0),
@@ -198,30 +187,23 @@ def to_onnx(
         node("ReduceSum", ["t2_terms", "sum_axes"], ["t2"], keepdims=0),
         node("Add", ["spe", "t2"], [output_name]),
     ]
-    graph = helper.make_graph(
-        [*before, *pca_graph.node, *after],
-        "pca_reconstruction",
-        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, [None, n_features])],
-        [
-            helper.make_tensor_value_info(output_name, TensorProto.FLOAT, [None]),
-            helper.make_tensor_value_info("feature_error", TensorProto.FLOAT, [None, n_features]),
-        ],
-        initializer=[*initializers, *pca_graph.initializer],
-    )
-    model = helper.make_model(
-        graph,
-        opset_imports=[helper.make_opsetid("", ONNX_OPSET)],
-        producer_name="forewarn",
-        doc_string="PCA SPE + T² anomaly score over log/robust-scaled features (forewarn)",
-    )
-    model.ir_version = 8
-    helper.set_model_props(
-        model,
-        {
+    constants = [
+        const("components", pca.components_),
+        const("pca_mean", pca.mean_),
+        const("spe_weight", [detector.spe_weight_]),
+        const("t2_weights", detector.t2_weights_),
+        const("sum_axes", [1], np.int64),
+    ]
+    return assemble_scoring_model(
+        name="pca_reconstruction",
+        doc="PCA SPE + T² anomaly score over log/robust-scaled features (forewarn)",
+        input_name=input_name,
+        output_name=output_name,
+        n_features=int(detector.n_features_in_),
+        nodes=[*before, *pca_graph.node, *after],
+        initializers=[*transform_constants, *constants, *pca_graph.initializer],
+        properties={
             FEATURE_CENTER_KEY: json.dumps([float(v) for v in detector.raw_center_]),
             FEATURE_SCALE_KEY: json.dumps([float(v) for v in detector.raw_scale_]),
         },
     )
-    onnx.checker.check_model(model, full_check=True)
-    serialized: bytes = model.SerializeToString()
-    return serialized
