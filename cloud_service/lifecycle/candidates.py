@@ -31,11 +31,12 @@ from sklearn.neural_network import MLPRegressor
 
 from cloud_service.modeling import build_anomaly_model, onnx_scores, quantize_int8
 from cloud_service.modeling.graph import (
-    LOG_FLOOR,
     ONNX_OPSET,
     SCALED,
+    apply_logs,
     assemble_scoring_model,
     const,
+    fit_logs,
     input_transform,
 )
 from shared.messages import GoldenPair, ModelManifest
@@ -89,8 +90,7 @@ class MlpAutoencoderDetector(BaseEstimator):  # type: ignore[misc]  # sklearn is
         x = np.asarray(features, dtype=np.float64)
         if x.ndim != 2 or x.shape[0] < 16 or not np.isfinite(x).all():
             raise ValueError(f"features must be a finite (n >= 16, F) array, got shape {x.shape}")
-        self.log_mask_ = (x > 0.0).all(axis=0)
-        self.log_offset_ = np.where(self.log_mask_, np.median(x, axis=0), 0.0)
+        self.log_mask_, self.log_offset_ = fit_logs(x)
         t = self._logs(x)
         q25, center, q75 = np.quantile(t, [0.25, 0.5, 0.75], axis=0)
         self.center_ = center
@@ -120,9 +120,7 @@ class MlpAutoencoderDetector(BaseEstimator):  # type: ignore[misc]  # sklearn is
             raise NotFittedError("MlpAutoencoderDetector is not fitted; call fit first")
 
     def _logs(self, x: F64) -> F64:
-        logged = np.log(np.maximum(x + self.log_offset_, LOG_FLOOR))
-        result: F64 = np.where(self.log_mask_, logged, x)
-        return result
+        return apply_logs(x, self.log_mask_, self.log_offset_)
 
     def _squared_errors(self, z: F64) -> F64:
         residual = z - self.network_.predict(z)

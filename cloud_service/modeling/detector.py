@@ -35,11 +35,12 @@ from sklearn.decomposition import PCA
 from sklearn.exceptions import NotFittedError
 
 from cloud_service.modeling.graph import (
-    LOG_FLOOR,
     ONNX_OPSET,
     SCALED,
+    apply_logs,
     assemble_scoring_model,
     const,
+    fit_logs,
     input_transform,
 )
 
@@ -89,8 +90,7 @@ class PcaReconstructionDetector(BaseEstimator):  # type: ignore[misc]  # sklearn
             raise ValueError(f"features must be a finite (n >= 8, F) array, got shape {x.shape}")
         self.raw_center_ = np.median(x, axis=0)
         self.raw_scale_ = _robust_scale(x, self.raw_center_)
-        self.log_mask_ = (x > 0.0).all(axis=0)
-        self.log_offset_ = np.where(self.log_mask_, np.median(x, axis=0), 0.0)
+        self.log_mask_, self.log_offset_ = fit_logs(x)
         t = self._logs(x)
         self.center_ = np.median(t, axis=0)
         self.scale_ = _robust_scale(t, self.center_)
@@ -112,9 +112,7 @@ class PcaReconstructionDetector(BaseEstimator):  # type: ignore[misc]  # sklearn
             raise NotFittedError("PcaReconstructionDetector is not fitted; call fit first")
 
     def _logs(self, x: F64) -> F64:
-        logged = np.log(np.maximum(x + self.log_offset_, LOG_FLOOR))
-        result: F64 = np.where(self.log_mask_, logged, x)
-        return result
+        return apply_logs(x, self.log_mask_, self.log_offset_)
 
     def _squared_residuals(self, z: F64, projection: F64 | None = None) -> F64:
         if projection is None:

@@ -14,11 +14,36 @@ import numpy.typing as npt
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-__all__ = ["LOG_FLOOR", "ONNX_OPSET", "SCALED", "assemble_scoring_model", "const", "input_transform"]
+__all__ = [
+    "LOG_FLOOR",
+    "ONNX_OPSET",
+    "SCALED",
+    "apply_logs",
+    "assemble_scoring_model",
+    "const",
+    "fit_logs",
+    "input_transform",
+]
 
 ONNX_OPSET = 17
 LOG_FLOOR = 1e-30  # log(max(x + offset, floor)) stays finite whatever comes in
 SCALED = "scaled"  # name of the transformed, robust-scaled features inside the graph
+
+
+def fit_logs(x: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64]]:
+    """Which columns are always positive in training (compared as logs), and their log offsets (medians)."""
+    log_mask: npt.NDArray[np.bool_] = np.asarray((x > 0.0).all(axis=0))
+    log_offset: npt.NDArray[np.float64] = np.where(log_mask, np.median(x, axis=0), 0.0)
+    return log_mask, log_offset
+
+
+def apply_logs(
+    x: npt.NDArray[np.float64], log_mask: npt.NDArray[np.bool_], log_offset: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """The numpy twin of the graph's log step: log(max(x + offset, floor)) where masked, x elsewhere."""
+    logged = np.log(np.maximum(x + log_offset, LOG_FLOOR))
+    result: npt.NDArray[np.float64] = np.where(log_mask, logged, x)
+    return result
 
 
 def const(name: str, values: npt.ArrayLike, dtype: type = np.float32) -> onnx.TensorProto:
