@@ -27,6 +27,7 @@ __all__ = [
     "IngestStatus",
     "Series",
     "SeriesPoint",
+    "StoredCounts",
     "acknowledge_alert",
     "asset_series",
     "feature_matrix",
@@ -34,6 +35,7 @@ __all__ = [
     "gateway_health",
     "ingest_status",
     "open_alerts",
+    "stored_counts",
     "update_asset",
     "upsert_site",
 ]
@@ -393,3 +395,22 @@ def ingest_status(conn: psycopg.Connection[Any], *, now: datetime | None = None)
         dead_letters_last_day={str(row[0]): int(row[1]) for row in by_field},
         workers=[{"worker_id": row[0], "updated_at": row[1].isoformat(), **row[2]} for row in workers],
     )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCounts:
+    """How many rows ingest has stored, in total."""
+
+    aggregates: int
+    alerts: int
+    dead_letters: int
+
+
+def stored_counts(conn: psycopg.Connection[Any]) -> StoredCounts:
+    """Total aggregates, alerts and dead letters stored (full counts: for demos and checks)."""
+    row = conn.execute(
+        "SELECT (SELECT count(*) FROM aggregates), (SELECT count(*) FROM alerts), "
+        "(SELECT count(*) FROM dead_letters)"
+    ).fetchone()
+    aggregates, alerts, dead_letters = row if row else (0, 0, 0)
+    return StoredCounts(int(aggregates), int(alerts), int(dead_letters))

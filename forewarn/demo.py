@@ -36,7 +36,7 @@ import psycopg
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from cloud_service.queries import fleet_status
+from cloud_service.queries import StoredCounts, fleet_status, stored_counts
 from cloud_service.service import prepare_database
 from cloud_service.settings import CloudSettings
 from forewarn.localservices import MosquittoServer, PostgresServer, temporary_directory
@@ -267,10 +267,9 @@ class _Watcher:
         self._client.disconnect()
 
 
-def _count(conninfo: str, table: str) -> int:
+def _counts(conninfo: str) -> StoredCounts:
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        row = conn.execute(f"SELECT count(*) FROM {table}").fetchone()
-    return int(row[0]) if row else 0
+        return stored_counts(conn)
 
 
 def _drain(conninfo: str, timeout_s: float) -> None:
@@ -279,7 +278,8 @@ def _drain(conninfo: str, timeout_s: float) -> None:
     last: tuple[int, int] = (-1, -1)
     stable_since = time.monotonic()
     while time.monotonic() < deadline:
-        counts = (_count(conninfo, "aggregates"), _count(conninfo, "alerts"))
+        stored = _counts(conninfo)
+        counts = (stored.aggregates, stored.alerts)
         if counts != last:
             last, stable_since = counts, time.monotonic()
         elif time.monotonic() - stable_since >= 3.0:
@@ -387,9 +387,10 @@ def run_demo(settings: DemoSettings, *, out: TextIO = sys.stdout) -> DemoReport:
         _drain(conninfo, settings.drain_timeout_s)
         while not watcher.alerts.empty():
             report.plant_alerts.append(watcher.alerts.get_nowait())
-        report.aggregates_stored = _count(conninfo, "aggregates")
-        report.alerts_stored = _count(conninfo, "alerts")
-        report.dead_letters = _count(conninfo, "dead_letters")
+        stored = _counts(conninfo)
+        report.aggregates_stored = stored.aggregates
+        report.alerts_stored = stored.alerts
+        report.dead_letters = stored.dead_letters
         report.lead_times_h = _lead_times(report)
         _print_report(report, conninfo, out)
     return report
