@@ -29,6 +29,7 @@ from shared import topics
 from shared.errors import ContractError
 from shared.messages import (
     Aggregate,
+    AggregateBlock,
     Alert,
     DeploymentAck,
     MaintenanceEvent,
@@ -64,13 +65,13 @@ SUBSCRIBED_KINDS = (
     TopicKind.EVENT,
     TopicKind.BATCH,
 )
-_EXPECTED_TYPE: dict[TopicKind, type[Any]] = {
-    TopicKind.AGGREGATE: Aggregate,
-    TopicKind.ALERT: Alert,
-    TopicKind.SNAPSHOT: Snapshot,
-    TopicKind.STATUS: Status,
-    TopicKind.DEPLOY_ACK: DeploymentAck,
-    TopicKind.EVENT: MaintenanceEvent,
+_EXPECTED_TYPE: dict[TopicKind, tuple[type[Any], ...]] = {
+    TopicKind.AGGREGATE: (Aggregate, AggregateBlock),
+    TopicKind.ALERT: (Alert,),
+    TopicKind.SNAPSHOT: (Snapshot,),
+    TopicKind.STATUS: (Status,),
+    TopicKind.DEPLOY_ACK: (DeploymentAck,),
+    TopicKind.EVENT: (MaintenanceEvent,),
 }
 
 
@@ -101,7 +102,7 @@ class IngestMetrics:
     received: int = 0  # MQTT messages
     decoded: int = 0  # MQTT messages that passed their contract (a batch counts once)
     batch_messages: int = 0  # of those, uplink batches
-    rows_decoded: int = 0  # messages carried: one per single message, every member of a batch
+    rows_decoded: int = 0  # rows carried: one per single message, every row of a batch (a block: its rows)
     dead_lettered: Counter[str] = field(default_factory=Counter)  # MQTT messages, by field
     rows_inserted: int = 0
     duplicates: int = 0

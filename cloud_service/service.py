@@ -33,7 +33,7 @@ from cloud_service.migrate import migrate
 from cloud_service.settings import CloudSettings
 from cloud_service.upkeep import UpkeepLoop, apply_storage_policies
 from cloud_service.writer import BatchWriter, WriteResult, is_outage
-from shared.messages import encode
+from shared.messages import encode, uplink_rows
 from shared.mqtt import connect, make_client
 
 __all__ = ["IngestWorker", "prepare_database", "run_service", "worker_client_id", "worker_process_main"]
@@ -67,7 +67,7 @@ class _Decoded:
 
     @property
     def rows(self) -> int:
-        return 1 if isinstance(self.messages, DeadLetter) else len(self.messages)
+        return 1 if isinstance(self.messages, DeadLetter) else sum(map(uplink_rows, self.messages))
 
 
 def _members(decoded: Sequence[_Decoded]) -> Iterator[Accepted]:
@@ -176,7 +176,7 @@ class IngestWorker:
         decoded = _Decoded(received, decode_received(received.topic, received.payload))
         if not isinstance(decoded.messages, DeadLetter):
             self.metrics.decoded += 1
-            self.metrics.rows_decoded += len(decoded.messages)
+            self.metrics.rows_decoded += decoded.rows
             if is_batch_topic(received.topic):
                 self.metrics.batch_messages += 1
         return decoded

@@ -3,52 +3,53 @@
 Aggregates, the high-volume kind, go by binary COPY (`FORMAT BINARY`): straight into the time-series
 table inside a savepoint, and if any row of the batch is already stored (a redelivery), into a temporary
 staging table instead, then `INSERT ... SELECT ... ON CONFLICT DO NOTHING`. The COPY stream is built
-in bulk (`aggregate_copy_data`): every fixed-width column (numbers, timestamps, the three feature arrays)
-of a group of rows is laid out at once in one numpy structured array in PostgreSQL's binary tuple format,
-and each row only appends its four text columns (encoded once per distinct value), so the per-row Python
-work is one slice and one join; building rows value by value cost more than the COPY itself. The other
-kinds are few and go by single-row statements. Every kind is idempotent: a redelivered message leaves the
-table as it was. Feature sets and (plain PostgreSQL) weekly partitions are created on first sight, before
-the batch, in short transactions of their own; gateways and assets are registered on first sight inside
-the batch's transaction.
+column by column from `AggregateBlock`s (single `Aggregate`s are packed into blocks first): every
+fixed-width column (numbers, timestamps, the three feature arrays) of a block is laid out at once in one
+numpy structured array in PostgreSQL's binary tuple format, and each row only appends its text columns
+(encoded once per block), so the per-row Python work is one slice and one join; building rows value by
+value cost more than the COPY itself. The other kinds are few and go by single-row statements. Every kind
+is idempotent: a redelivered message leaves the table as it was. Feature sets and (plain PostgreSQL) weekly
+partitions are created on first sight, before the batch, in short transactions of their own; gateways and
+assets are registered on first sight inside the batch's transaction.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import struct
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from itertools import chain
 from typing import Any
 
 import msgspec
 import numpy as np
 import psycopg
-from msgspec.structs import astuple
-from psycopg.abc import Buffer
-from psycopg.adapt import Dumper
-from psycopg.pq import Format
 
 from cloud_service.deadletter import DeadLetter, write_dead_letters
 from cloud_service.ingest import Accepted
 from cloud_service.schema import Backend, current_backend
-from shared.messages import Aggregate, Alert, DeploymentAck, MaintenanceEvent, Snapshot, Status
+from shared.aggregate_block import block_stats, pack_aggregates
+from shared.messages import (
+    Aggregate,
+    AggregateBlock,
+    Alert,
+    DeploymentAck,
+    MaintenanceEvent,
+    Snapshot,
+    Status,
+)
 
 __all__ = [
     "AGGREGATE_BULK_COLUMNS",
     "AGGREGATE_COPY_COLUMNS",
-    "AGGREGATE_COPY_TYPES",
     "BatchWriter",
     "WriteResult",
     "aggregate_copy_data",
-    "aggregate_rows",
-    "feature_arrays",
     "is_outage",
     "ns_to_datetime",
-    "register_array_dumper",
 ]
 
 logger = logging.getLogger(__name__)
@@ -76,13 +77,8 @@ _AGGREGATE_COLUMNS = (
     ("model_kind", "text"),
     ("received_at", "timestamptz"),
 )
-AGGREGATE_COPY_TYPES = [sql_type for _, sql_type in _AGGREGATE_COLUMNS]
 AGGREGATE_COPY_COLUMNS = ", ".join(name for name, _ in _AGGREGATE_COLUMNS)
 _FLOAT4_OID = 700
-_FLOAT4_ARRAY_OID = 1021
-_TIMESTAMPTZ_OID = 1184
-_ARRAY_HEADER = struct.Struct(">iiiii")
-_INT8 = struct.Struct(">q")
 _PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z, PostgreSQL's binary timestamp origin, in Unix µs
 # The same columns, fixed-width ones first, so that a group's fixed part is one numpy record per row.
 _TEXT_COLUMNS = ("gateway_id", "asset_id", "model_version", "model_kind")
@@ -190,105 +186,6 @@ RETURNING feature_set_id
 """
 
 
-class _PreEncodedFloat4ArrayDumper(Dumper):
-    """Passes through `real[]` values already in PostgreSQL's binary array format (see `feature_arrays`)."""
-
-    format = Format.BINARY
-    oid = _FLOAT4_ARRAY_OID
-
-    def dump(self, obj: Any) -> Buffer:
-        """Return the pre-encoded bytes unchanged."""
-        return bytes(obj)
-
-
-def _by_feature_count(
-    aggregates: Sequence[Aggregate], ids: Sequence[int]
-) -> Iterator[tuple[list[Aggregate], list[int]]]:
-    groups: dict[int, tuple[list[Aggregate], list[int]]] = {}
-    for message, feature_set_id in zip(aggregates, ids, strict=True):
-        group = groups.setdefault(len(message.features), ([], []))
-        group[0].append(message)
-        group[1].append(feature_set_id)
-    yield from groups.values()
-
-
-def feature_arrays(group: Sequence[Aggregate]) -> list[tuple[bytes, bytes, bytes]]:
-    """Mean, min and max feature arrays of each message, in PostgreSQL's binary `real[]` format.
-
-    Vectorised over the group (messages with the same number of features): building arrays element by
-    element in Python costs several times more than the COPY itself.
-    """
-    n = len(group[0].features)
-    flat = np.fromiter(
-        chain.from_iterable(map(astuple, chain.from_iterable(m.features.values() for m in group))),
-        dtype=np.float32,
-        count=len(group) * n * 3,
-    )
-    values = flat.reshape(len(group), n, 3).transpose(0, 2, 1).astype(">f4")
-    cells = np.empty((*values.shape, 2), dtype=">i4")
-    cells[..., 0] = 4  # each element: its length in bytes, then its value
-    cells[..., 1] = values.view(">i4")
-    header = _ARRAY_HEADER.pack(1, 0, _FLOAT4_OID, n, 1)  # ndim, has-nulls, element type, length, lower bound
-    return [
-        (header + row[0].tobytes(), header + row[1].tobytes(), header + row[2].tobytes()) for row in cells
-    ]
-
-
-class _MicrosSince2000Dumper(Dumper):
-    """Dumps an int of microseconds since 2000-01-01 UTC as a binary `timestamptz` (no datetime needed)."""
-
-    format = Format.BINARY
-    oid = _TIMESTAMPTZ_OID
-
-    def dump(self, obj: Any) -> Buffer:
-        """Pack the integer as PostgreSQL's 8-byte timestamp."""
-        return _INT8.pack(obj)
-
-
-def register_array_dumper(conn: psycopg.Connection[Any]) -> None:
-    """Let binary COPY with declared types take `feature_arrays` output for `float4[]` columns and
-    integers of microseconds since 2000-01-01 for `timestamptz` columns, on this connection.
-
-    Registered by oid only, so they apply where a column's type is declared (binary COPY), nowhere else.
-    """
-    conn.adapters.register_dumper(None, _PreEncodedFloat4ArrayDumper)
-    conn.adapters.register_dumper(None, _MicrosSince2000Dumper)
-
-
-def aggregate_rows(
-    aggregates: Sequence[Aggregate], ids: Sequence[int], *, received_us: int
-) -> list[tuple[Any, ...]]:
-    """Rows in `_AGGREGATE_COLUMNS` order, for a connection with `register_array_dumper`."""
-    rows: list[tuple[Any, ...]] = []
-    for group, group_ids in _by_feature_count(aggregates, ids):
-        for m, feature_set_id, (means, mins, maxs) in zip(
-            group, group_ids, feature_arrays(group), strict=True
-        ):
-            score = m.score
-            rows.append(
-                (
-                    m.gateway_id,
-                    m.seq,
-                    m.asset_id,
-                    m.period_start_ns // 1000 - _PG_EPOCH_US,
-                    m.period_end_ns // 1000 - _PG_EPOCH_US,
-                    feature_set_id,
-                    means,
-                    mins,
-                    maxs,
-                    score.mean,
-                    score.max,
-                    score.threshold,
-                    score.n_windows,
-                    score.n_above_threshold,
-                    m.model_version,
-                    m.model_kind,
-                    received_us,
-                )
-            )
-    return rows
-
-
 def _fixed_dtype(n: int) -> np.dtype[Any]:
     """One row's fixed-width part in PostgreSQL's binary COPY format: field count, then each column as a
     4-byte length and its value (`float4[]`: array header and `n` length-prefixed elements)."""
@@ -310,79 +207,64 @@ def _fixed_dtype(n: int) -> np.dtype[Any]:
     return np.dtype(fields)
 
 
-_fixed_dtypes: dict[int, np.dtype[Any]] = {}
-
-
-def _fixed_part(group: Sequence[Aggregate], ids: Sequence[int], received_us: int) -> np.ndarray:
-    n = len(group[0].features)
-    dtype = _fixed_dtypes.get(n)
-    if dtype is None:
-        dtype = _fixed_dtypes.setdefault(n, _fixed_dtype(n))
-    out = np.empty(len(group), dtype=dtype)
-    out["n_fields"] = len(_BULK_ORDER)
+@functools.lru_cache(maxsize=64)
+def _fixed_template(n: int) -> np.ndarray:
+    """One row's fixed-width part with every constant (field count, lengths, array headers) filled in."""
+    row = np.zeros(1, dtype=_fixed_dtype(n))
+    row["n_fields"] = len(_BULK_ORDER)
     for name, size in (("seq", 8), ("start", 8), ("end", 8), ("feature_set_id", 4), ("score_mean", 4)):
-        out[f"{name}_len"] = size
+        row[f"{name}_len"] = size
     for name, size in (("score_max", 4), ("threshold", 4), ("n_windows", 8), ("n_above", 8), ("received", 8)):
-        out[f"{name}_len"] = size
-    out["seq"] = [m.seq for m in group]
-    out["start"] = np.array([m.period_start_ns for m in group], dtype=np.int64) // 1000 - _PG_EPOCH_US
-    out["end"] = np.array([m.period_end_ns for m in group], dtype=np.int64) // 1000 - _PG_EPOCH_US
-    out["feature_set_id"] = ids
-    scores = [m.score for m in group]
-    out["score_mean"] = [score.mean for score in scores]
-    out["score_max"] = [score.max for score in scores]
-    out["threshold"] = [score.threshold for score in scores]
-    out["n_windows"] = [score.n_windows for score in scores]
-    out["n_above"] = [score.n_above_threshold for score in scores]
+        row[f"{name}_len"] = size
+    for name in ("mean", "min", "max"):
+        row[f"{name}_len"] = 20 + 8 * n
+        # ndim, has-nulls, element type, length, lower bound
+        row[f"{name}_header"] = (1, 0, _FLOAT4_OID, n, 1)
+        row[name]["len"] = 4
+    return row
+
+
+def _fixed_part(block: AggregateBlock, feature_set_id: int, received_us: int) -> np.ndarray:
+    """Every row's fixed-width part of `block`, filled column by column from the block's lists."""
+    out = np.repeat(_fixed_template(len(block.feature_names)), len(block))
+    out["seq"] = block.seq
+    out["start"] = np.asarray(block.period_start_ns, dtype=np.int64) // 1000 - _PG_EPOCH_US
+    out["end"] = np.asarray(block.period_end_ns, dtype=np.int64) // 1000 - _PG_EPOCH_US
+    out["feature_set_id"] = feature_set_id
+    out["score_mean"] = block.score_mean
+    out["score_max"] = block.score_max
+    out["threshold"] = block.threshold
+    out["n_windows"] = block.n_windows
+    out["n_above"] = block.n_above_threshold
     out["received"] = received_us
-    values = np.fromiter(
-        chain.from_iterable(map(astuple, chain.from_iterable(m.features.values() for m in group))),
-        dtype=np.float32,
-        count=len(group) * n * 3,
-    ).reshape(len(group), n, 3)
+    stats = block_stats(block)
     for index, name in enumerate(("mean", "min", "max")):
-        out[f"{name}_len"] = 20 + 8 * n
-        out[f"{name}_header"] = (
-            1,
-            0,
-            _FLOAT4_OID,
-            n,
-            1,
-        )  # ndim, has-nulls, element type, length, lower bound
-        out[name]["len"] = 4
-        out[name]["value"] = values[:, :, index]
+        out[name]["value"] = stats[:, index, :]
     return out
 
 
-def aggregate_copy_data(aggregates: Sequence[Aggregate], ids: Sequence[int], *, received_us: int) -> bytes:
-    """A complete binary COPY stream of `aggregates` in `AGGREGATE_BULK_COLUMNS` order, built in bulk.
+def _text(value: str) -> bytes:
+    raw = value.encode()
+    return _INT4.pack(len(raw)) + raw
+
+
+def aggregate_copy_data(blocks: Sequence[AggregateBlock], ids: Sequence[int], *, received_us: int) -> bytes:
+    """A complete binary COPY stream of every row of `blocks` in `AGGREGATE_BULK_COLUMNS` order.
 
     Args:
-        aggregates: the rows.
-        ids: each row's `feature_set_id`.
+        blocks: the rows, block by block.
+        ids: each block's `feature_set_id`.
         received_us: `received_at`, in microseconds since 2000-01-01 UTC.
     """
-    texts: dict[str, bytes] = {}
-
-    def text(value: str) -> bytes:
-        encoded = texts.get(value)
-        if encoded is None:
-            raw = value.encode()
-            encoded = texts[value] = _INT4.pack(len(raw)) + raw
-        return encoded
-
     parts: list[Any] = [_COPY_SIGNATURE]
-    for group, group_ids in _by_feature_count(aggregates, ids):
-        fixed = memoryview(_fixed_part(group, group_ids, received_us).tobytes())
-        stride = len(fixed) // len(group)
-        for index, m in enumerate(group):
-            parts += (
-                fixed[index * stride : (index + 1) * stride],
-                text(m.gateway_id),
-                text(m.asset_id),
-                text(m.model_version),
-                text(m.model_kind),
-            )
+    for block, feature_set_id in zip(blocks, ids, strict=True):
+        fixed = memoryview(_fixed_part(block, feature_set_id, received_us).tobytes())
+        stride = len(fixed) // len(block)
+        gateway = _text(block.gateway_id)
+        assets = [_text(asset_id) for asset_id in block.assets]
+        models = [_text(m.version) + _text(m.kind) for m in block.models]
+        for index, (asset, model) in enumerate(zip(block.asset, block.model, strict=True)):
+            parts += (fixed[index * stride : (index + 1) * stride], gateway, assets[asset], models[model])
     parts.append(_COPY_TRAILER)
     return b"".join(parts)
 
@@ -414,7 +296,7 @@ class WriteResult:
 
 @dataclass(slots=True)
 class _Sorted:
-    aggregates: list[Aggregate] = field(default_factory=list)
+    blocks: list[AggregateBlock] = field(default_factory=list)
     statuses: list[Status] = field(default_factory=list)
     alerts: list[Alert] = field(default_factory=list)
     snapshots: list[Snapshot] = field(default_factory=list)
@@ -424,10 +306,13 @@ class _Sorted:
     @classmethod
     def of(cls, messages: Iterable[Accepted]) -> _Sorted:
         out = cls()
+        singles: list[Aggregate] = []
         for message in messages:
             match message:
+                case AggregateBlock():
+                    out.blocks.append(message)
                 case Aggregate():
-                    out.aggregates.append(message)
+                    singles.append(message)
                 case Status():
                     out.statuses.append(message)
                 case Alert():
@@ -438,6 +323,7 @@ class _Sorted:
                     out.acks.append(message)
                 case MaintenanceEvent():
                     out.events.append(message)
+        out.blocks += pack_aggregates(singles)
         return out
 
 
@@ -450,7 +336,6 @@ class BatchWriter:
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self._conn = conn
-        register_array_dumper(conn)
         self._backend = current_backend(conn)
         conn.commit()
         self._feature_sets: dict[tuple[str, tuple[str, ...]], int] = {}
@@ -481,7 +366,7 @@ class BatchWriter:
             if assets:
                 ids = sorted(assets)
                 cur.execute(_REGISTER_ASSETS, (ids, [assets[asset_id] for asset_id in ids]))
-            self._write_aggregates(cur, batch.aggregates, feature_set_ids, result)
+            self._write_aggregates(cur, batch.blocks, feature_set_ids, result)
             self._write_statuses(cur, batch.statuses, result)
             self._write_alerts(cur, batch.alerts, result)
             self._write_others(cur, batch, result)
@@ -493,14 +378,14 @@ class BatchWriter:
     # -- preparation, in short transactions of their own -------------------------------------------
 
     def _prepare(self, batch: _Sorted) -> list[int]:
-        ids = [self._feature_set_id(message) for message in batch.aggregates]
+        ids = [self._feature_set_id(block) for block in batch.blocks]
         if self._backend is Backend.POSTGRES:
-            self._ensure_partitions("aggregates", (m.period_start_ns for m in batch.aggregates))
-            self._ensure_partitions("heartbeats", (m.ts_ns for m in batch.statuses))
+            self._ensure_partitions("aggregates", (b.period_start_ns for b in batch.blocks))
+            self._ensure_partitions("heartbeats", ([m.ts_ns for m in batch.statuses],))
         return ids
 
-    def _feature_set_id(self, message: Aggregate) -> int:
-        key = (message.feature_spec, tuple(message.features))
+    def _feature_set_id(self, block: AggregateBlock) -> int:
+        key = (block.feature_spec, tuple(block.feature_names))
         known = self._feature_sets.get(key)
         if known is not None:
             return known
@@ -511,8 +396,10 @@ class BatchWriter:
         self._feature_sets[key] = int(row[0])
         return int(row[0])
 
-    def _ensure_partitions(self, table: str, times_ns: Iterable[int]) -> None:
-        weeks = {(table, ts_ns // _WEEK_NS) for ts_ns in times_ns} - self._partitions
+    def _ensure_partitions(self, table: str, times_ns: Iterable[Sequence[int]]) -> None:
+        """Create the weekly partitions of `table` that the timestamps (given in groups) fall in."""
+        found = {int(w) for group in times_ns if group for w in np.unique(np.asarray(group) // _WEEK_NS)}
+        weeks = {(table, week) for week in found} - self._partitions
         for week in sorted(weeks):
             # Any instant of the week picks it; the database aligns partitions on Mondays (UTC).
             sample = ns_to_datetime(week[1] * _WEEK_NS)
@@ -530,6 +417,9 @@ class BatchWriter:
     def _new_assets(self, messages: Iterable[Accepted]) -> dict[str, str]:
         found: dict[str, str] = {}
         for m in messages:
+            if isinstance(m, AggregateBlock):
+                found.update((a, m.gateway_id) for a in m.assets if a not in self._assets)
+                continue
             if isinstance(m, Status | DeploymentAck) or m.asset_id in self._assets:
                 continue
             gateway_id = "" if isinstance(m, MaintenanceEvent) else m.gateway_id
@@ -542,7 +432,7 @@ class BatchWriter:
     def _write_aggregates(
         self,
         cur: psycopg.Cursor[Any],
-        aggregates: Sequence[Aggregate],
+        blocks: Sequence[AggregateBlock],
         ids: Sequence[int],
         result: WriteResult,
     ) -> None:
@@ -550,16 +440,17 @@ class BatchWriter:
         there (a redelivery), roll back to the savepoint and take the idempotent path: COPY into the
         staging table, then `INSERT ... SELECT ... ON CONFLICT DO NOTHING`. Redeliveries are rare (after a
         crash or an outage), so nearly every batch takes the fast path, and every batch is idempotent."""
-        if not aggregates:
+        if not blocks:
             return
-        data = aggregate_copy_data(aggregates, ids, received_us=time.time_ns() // 1000 - _PG_EPOCH_US)
+        rows = sum(len(block) for block in blocks)
+        data = aggregate_copy_data(blocks, ids, received_us=time.time_ns() // 1000 - _PG_EPOCH_US)
         try:
             with self._conn.transaction(), cur.copy(_COPY_DIRECT) as copy:
                 copy.write(data)
         except psycopg.errors.UniqueViolation:
             result.conflict_fallbacks += 1
         else:
-            self._count(result, "aggregates", len(aggregates), len(aggregates))
+            self._count(result, "aggregates", rows, rows)
             return
         if not self._stage_ready:
             cur.execute(_CREATE_STAGE)
@@ -567,7 +458,7 @@ class BatchWriter:
         with cur.copy(_COPY_STAGE) as copy:
             copy.write(data)
         cur.execute(_INSERT_AGGREGATES)
-        self._count(result, "aggregates", cur.rowcount, len(aggregates))
+        self._count(result, "aggregates", cur.rowcount, rows)
 
     def _write_statuses(
         self, cur: psycopg.Cursor[Any], statuses: Sequence[Status], result: WriteResult

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
@@ -23,8 +24,9 @@ from cloud_service.service import IngestWorker
 from cloud_service.settings import CloudSettings
 from forewarn.localservices import MosquittoServer, PostgresServer, wait_until
 from shared import topics
+from shared.aggregate_block import pack_aggregates
 from shared.config import load_settings
-from shared.messages import MaintenanceEvent, Status, Uplink, UplinkBatch, encode
+from shared.messages import Aggregate, MaintenanceEvent, Status, Uplink, UplinkBatch, encode
 from shared.timebase import now_ns
 from tests.test_cloud_storage import PERIOD_NS, aggregate, counts, one_of_each
 
@@ -524,3 +526,61 @@ def test_database_stopped_under_a_load_of_batches_then_every_row_once(
     exactly_once(db, "gw-bdown", n)
     assert worker.metrics.acked == len(items)
     assert worker.metrics.db_errors >= 1
+
+
+def blocked(gateway_id: str, members: list[Aggregate], *, size: int) -> list[tuple[str, bytes]]:
+    """`members` as uplink batches of `size` rows, each one aggregate block (as a forwarder sends them)."""
+    return [
+        (topics.batch(gateway_id), encode(UplinkBatch(gateway_id=gateway_id, messages=[block])))
+        for block in pack_aggregates(members, max_rows=size)
+    ]
+
+
+def test_aggregate_blocks_land_every_row_once_with_its_values_and_a_replay_adds_nothing(
+    db: str, publisher: Publisher, worker_factory: Callable[..., IngestWorker]
+) -> None:
+    worker = worker_factory()
+    members = [m for m in aggregate_members("gw-blk", 700) if isinstance(m, Aggregate)]
+    publisher.publish(uplink(members[650:]))  # the last rows were already stored one by one
+    wait_until(lambda: row_count(db, "gw-blk") == 50, timeout_s=15)
+    items = blocked("gw-blk", members, size=256)
+    publisher.publish(items)
+    wait_until(lambda: worker.metrics.acked == 50 + len(items), timeout_s=30)
+    exactly_once(db, "gw-blk", 700)
+    publisher.publish(items)  # a redelivery of every block
+    wait_until(lambda: worker.metrics.acked == 50 + 2 * len(items), timeout_s=30)
+    exactly_once(db, "gw-blk", 700)
+    assert worker.metrics.rows_decoded == 50 + 2 * 700
+    assert worker.metrics.rows_inserted == 700
+    assert worker.metrics.duplicates == 50 + 700
+    assert worker.metrics.dead_lettered == {}
+    with psycopg.connect(db) as conn:
+        stored = conn.execute(
+            "SELECT asset_id, feature_mean, feature_min, feature_max, score_max, n_above, model_version "
+            "FROM aggregates WHERE gateway_id = 'gw-blk' AND seq = 123"
+        ).fetchone()
+    source = members[123]
+    assert stored == (
+        source.asset_id,
+        [s.mean for s in source.features.values()],
+        [s.min for s in source.features.values()],
+        [s.max for s in source.features.values()],
+        source.score.max,
+        source.score.n_above_threshold,
+        source.model_version,
+    )
+
+
+def test_a_block_of_aggregates_without_features_lands(
+    db: str, publisher: Publisher, worker_factory: Callable[..., IngestWorker]
+) -> None:
+    worker = worker_factory()
+    members = [
+        msgspec.structs.replace(m, features={})
+        for m in aggregate_members("gw-nofeat", 3)
+        if isinstance(m, Aggregate)
+    ]
+    publisher.publish(blocked("gw-nofeat", members, size=256))
+    wait_until(lambda: worker.metrics.acked == 1, timeout_s=15)
+    exactly_once(db, "gw-nofeat", 3)
+    assert worker.metrics.dead_lettered == {}
