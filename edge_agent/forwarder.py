@@ -1,9 +1,11 @@
 """The uplink: publishes the disk queue to the upstream broker, QoS 1, in `seq` order, deleting on PUBACK.
 
 One thread (`edge-forwarder`) owns the loop. When two or more queued rows are ready, it packs consecutive
-rows (at most `batch_max_messages` rows and `batch_max_bytes` bytes) into one `shared.messages.UplinkBatch`
-on `topics.batch(gateway)`, built by concatenating the stored JSON payloads (no re-encoding); a single
-ready row goes alone on its own kind's topic, so an idle gateway's alert is never held back. It keeps at
+rows (at most `batch_max_messages` rows and `batch_max_bytes` stored bytes) into one
+`shared.messages.UplinkBatch` on `topics.batch(gateway)`: each run of aggregates becomes an
+`AggregateBlock` (columnar: a third of the bytes, and cheap for the cloud to decode), every other row goes
+in as stored; a single ready row goes alone on its own kind's topic, so an idle gateway's alert is never
+held back. It keeps at
 most `window` *rows* unacknowledged; each MQTT publish carries at least one row, so paho's 16-bit message
 ids (at most `window` <= 32,768 in use, plus the status) can never run out. It maps each paho `mid` to the
 `seq`s it carries and deletes those rows only after the broker's PUBACK for that message arrived. PUBACKs
@@ -31,15 +33,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_agent.disk_queue import DiskQueue, QueuedMessage
 from shared import topics
+from shared.aggregate_block import pack_aggregates
 from shared.config import MqttSettings
-from shared.errors import StorageError
+from shared.errors import ContractError, StorageError
 from shared.messages import MAX_BATCH_MESSAGES as _CONTRACT_MAX_BATCH_MESSAGES
-from shared.messages import MAX_MESSAGE_BYTES
+from shared.messages import MAX_MESSAGE_BYTES, Aggregate, encode
 from shared.mqtt import LastWill, connect, make_client
 
 __all__ = [
@@ -60,7 +64,19 @@ _IDLE_WAIT_S = 0.25
 _BATCH_CLOSE = b"]}"
 
 # Topics repeat (a handful per gateway): parse each once.
-_gateway_of_topic = functools.lru_cache(maxsize=1024)(lambda topic: topics.parse(topic).gateway_id)
+_parse_topic = functools.lru_cache(maxsize=1024)(topics.parse)
+_AGGREGATE = msgspec.json.Decoder(Aggregate)
+
+
+def _gateway_of_topic(topic: str) -> str:
+    return _parse_topic(topic).gateway_id
+
+
+def _is_aggregate_topic(topic: str) -> bool:
+    try:
+        return _parse_topic(topic).kind is topics.TopicKind.AGGREGATE
+    except ContractError:
+        return False
 
 
 def _batch_open(gateway_id: str) -> bytes:
@@ -68,10 +84,28 @@ def _batch_open(gateway_id: str) -> bytes:
     return b'{"kind":"batch/1","gateway_id":"' + gateway_id.encode() + b'","messages":['
 
 
-def batch_payload(gateway_id: str, payloads: Sequence[bytes]) -> bytes:
-    """An `UplinkBatch` of already encoded uplink messages, by concatenation (no decoding, no re-encoding)."""
+def _members(rows: Sequence[QueuedMessage]) -> list[bytes]:
+    """The batch members of `rows`: runs of aggregates packed into blocks, every other row as stored."""
+    members: list[bytes] = []
+    run: list[Aggregate] = []
+    for row in rows:
+        if _is_aggregate_topic(row.topic):
+            try:
+                run.append(_AGGREGATE.decode(row.payload))
+                continue
+            except msgspec.DecodeError:  # cannot happen for rows we stored; if it does, send it as it is
+                logger.warning("queued aggregate seq=%d does not decode; sent as stored", row.seq)
+        members += [encode(block) for block in pack_aggregates(run)]
+        run = []
+        members.append(row.payload)
+    members += [encode(block) for block in pack_aggregates(run)]
+    return members
+
+
+def batch_payload(gateway_id: str, rows: Sequence[QueuedMessage]) -> bytes:
+    """An `UplinkBatch` of queued rows (see `_members`), built around the stored JSON of other kinds."""
     return b"".join(
-        (_batch_open(topics.check_ident("gateway_id", gateway_id)), b",".join(payloads), _BATCH_CLOSE)
+        (_batch_open(topics.check_ident("gateway_id", gateway_id)), b",".join(_members(rows)), _BATCH_CLOSE)
     )
 
 
@@ -346,7 +380,7 @@ class Forwarder:
         else:
             gateway = _gateway_of_topic(group[0].topic)
             topic = topics.batch(gateway)
-            payload = batch_payload(gateway, [row.payload for row in group])
+            payload = batch_payload(gateway, group)
         info = self.client.publish(topic, payload, qos=1)
         if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:  # no free paho id: try again after acks
             self._count_error("publish_id_space")

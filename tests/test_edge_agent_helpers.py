@@ -18,14 +18,18 @@ from edge_agent.pipeline_settings import AssetSettings, PipelineSettings, Sensor
 from edge_agent.settings import EdgeSettings
 from forewarn.localservices import MosquittoServer, running, wait_until
 from shared import topics
+from shared.aggregate_block import unpack_block
 from shared.config import load_settings
 from shared.features import SensorKind
 from shared.messages import (
     Aggregate,
+    AggregateBlock,
     Alert,
+    DeploymentAck,
     FeatureStats,
     ScoreStats,
     Snapshot,
+    Status,
     Uplink,
     decode_uplink,
     decode_uplink_batch,
@@ -35,6 +39,8 @@ from shared.timebase import NS_PER_S, now_ns
 from simulators.assets import FAST_SENSOR
 from simulators.engine import fleet_units
 from simulators.scenario import Scenario
+
+Row = Aggregate | Alert | Snapshot | Status | DeploymentAck  # an uplink message, blocks unpacked
 
 
 class Collector:
@@ -66,13 +72,13 @@ class Collector:
             self.messages.append((message.topic, bytes(message.payload)))
             self.dup_flags.append(bool(message.dup))
 
-    def _flat(self) -> list[tuple[Uplink, bool]]:
+    def _flat(self) -> list[tuple[Row, bool]]:
         """Every received message decoded, batches flattened into their members, with the DUP flag."""
         with self._lock:
             received = list(zip(self.messages, self.dup_flags, strict=True))
         return [(message, dup) for (topic, payload), dup in received for message in flatten(topic, payload)]
 
-    def uplinks(self) -> list[Uplink]:
+    def uplinks(self) -> list[Row]:
         """Every received message decoded, batches flattened into their members (in seq order)."""
         return [message for message, _ in self._flat()]
 
@@ -102,11 +108,16 @@ class Collector:
         self.client.loop_stop()
 
 
-def flatten(topic: str, payload: bytes) -> list[Uplink]:
-    """The uplink messages of one MQTT message: a batch's members in order, or the message itself."""
+def _rows(message: Uplink) -> list[Row]:
+    return unpack_block(message) if isinstance(message, AggregateBlock) else [message]
+
+
+def flatten(topic: str, payload: bytes) -> list[Row]:
+    """The uplink messages of one MQTT message: a batch's members in order (its aggregate blocks unpacked
+    into their aggregates), or the message itself."""
     if topics.parse(topic).kind is topics.TopicKind.BATCH:
-        return list(decode_uplink_batch(payload).messages)
-    return [decode_uplink(payload)]
+        return [row for member in decode_uplink_batch(payload).messages for row in _rows(member)]
+    return _rows(decode_uplink(payload))
 
 
 @contextmanager

@@ -6,16 +6,26 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+import msgspec
 import pytest
 
-from edge_agent.disk_queue import DiskQueue
+from edge_agent.disk_queue import DiskQueue, QueuedMessage
 from edge_agent.forwarder import Forwarder, batch_payload
 from edge_agent.quarantine import Quarantine
 from forewarn.localservices import MosquittoServer, wait_until
 from shared import topics
 from shared.config import MqttSettings
-from shared.messages import Aggregate, Alert, Uplink, UplinkBatch, decode_uplink, decode_uplink_batch
-from tests.test_edge_agent_helpers import aggregate, alert, collecting, snapshot, throwaway_broker
+from shared.errors import ContractError
+from shared.messages import (
+    Aggregate,
+    AggregateBlock,
+    Alert,
+    Snapshot,
+    decode_uplink,
+    decode_uplink_batch,
+    encode,
+)
+from tests.test_edge_agent_helpers import aggregate, alert, collecting, flatten, snapshot, throwaway_broker
 
 
 def _queue(path: Path, max_bytes: int = 10_000_000, gateway_id: str = "gw1") -> DiskQueue:
@@ -280,10 +290,33 @@ def test_a_backlog_goes_out_in_bounded_batches_and_a_lone_alert_alone(
     queue.close()
 
 
-def test_batch_payload_is_a_valid_uplink_batch_of_the_stored_bytes(workdir: Path) -> None:
+def test_batch_payload_packs_aggregate_runs_into_blocks_and_keeps_the_rest_as_stored(workdir: Path) -> None:
     queue = _queue(workdir, gateway_id="gw1")
-    stored = queue.put_many([aggregate("gw1", n=0), alert("gw1"), snapshot("gw1")])
-    payload = batch_payload("gw1", [row.payload for row in queue.peek(after_seq=-1, limit=10)])
-    batch = decode_uplink_batch(payload)
-    assert batch == UplinkBatch(gateway_id="gw1", messages=list[Uplink](stored))
+    stored = queue.put_many(
+        [
+            aggregate("gw1", "a1", n=0),
+            aggregate("gw1", "a2", n=0),
+            alert("gw1"),
+            aggregate("gw1", "a1", n=1),
+            snapshot("gw1"),
+        ]
+    )
+    rows = queue.peek(after_seq=-1, limit=10)
+    batch = decode_uplink_batch(batch_payload("gw1", rows))
+    assert [type(m) for m in batch.messages] == [AggregateBlock, Alert, AggregateBlock, Snapshot]
+    assert [len(m) for m in batch.messages if isinstance(m, AggregateBlock)] == [2, 1]
+    assert flatten(topics.batch("gw1"), batch_payload("gw1", rows)) == stored  # features exact in float32
+    assert batch.messages[1] == stored[2]
+    assert batch.messages[3] == stored[4]
+    assert len(batch_payload("gw1", rows)) < sum(len(row.payload) for row in rows)
     queue.close()
+
+
+def test_batch_payload_sends_an_undecodable_stored_aggregate_as_it_is(workdir: Path) -> None:
+    topic = topics.aggregate("gw1")
+    good = encode(msgspec.structs.replace(aggregate("gw1"), seq=1))
+    rows = [QueuedMessage(0, topic, b'{"kind":"aggregate/1"'), QueuedMessage(1, topic, good)]
+    payload = batch_payload("gw1", rows)
+    assert payload.startswith(b'{"kind":"batch/1","gateway_id":"gw1","messages":[{"kind":"aggregate/1",{')
+    with pytest.raises(ContractError):  # the cloud dead-letters the whole batch and keeps its bytes
+        decode_uplink_batch(payload)
