@@ -1,9 +1,9 @@
 """`forewarn bench ingest`: the cloud write path against its ceilings, on throwaway Mosquitto and PostgreSQL.
 
 Figures (a row is one asset's aggregate for one period, 25 features x mean/min/max). Publishers send what
-a gateway sends: each publisher process is a gateway whose `rows_per_message` assets' aggregates for one
-period go out as one uplink batch (`topics.batch`, the stored JSON concatenated, as the edge forwarder
-builds it); `rows_per_message=1` is one MQTT message per row, as before batching.
+a gateway sends: each publisher process is a gateway whose `rows_per_message` queued aggregates go out as
+one uplink batch (`topics.batch`, built by the edge forwarder's own `batch_payload`: the aggregates packed
+into one columnar `AggregateBlock`); `rows_per_message=1` is one MQTT message per row, as before batching.
 
 - `raw_copy_rows_per_s`: binary COPY of the write path's own COPY stream, pre-built in memory, into an
   unindexed, unpartitioned copy of the aggregates table: the database's ceiling.
@@ -36,11 +36,14 @@ from cloud_service.migrate import migrate
 from cloud_service.service import worker_process_main
 from cloud_service.settings import CloudSettings
 from cloud_service.writer import AGGREGATE_BULK_COLUMNS, BatchWriter, aggregate_copy_data
+from edge_agent.disk_queue import QueuedMessage
+from edge_agent.forwarder import batch_payload
 from forewarn.localservices import MosquittoServer, PostgresServer, running, temporary_directory, wait_until
 from shared import topics
+from shared.aggregate_block import pack_aggregates
 from shared.config import load_settings
 from shared.features import DEFAULT_SPEC
-from shared.messages import Aggregate, FeatureStats, ScoreStats, UplinkBatch, encode
+from shared.messages import Aggregate, FeatureStats, ScoreStats, encode
 from shared.timebase import now_ns
 
 __all__ = ["run"]
@@ -80,14 +83,14 @@ def _messages(gateway_id: str, n: int, *, assets: int = _ASSETS_PER_GATEWAY) -> 
 
 
 def _payloads(gateway_id: str, rows: list[bytes], rows_per_message: int) -> list[tuple[str, bytes]]:
-    """(topic, payload) of encoded rows as a gateway sends them: uplink batches, or one row per message."""
+    """(topic, payload) of encoded rows as a gateway's forwarder sends them: uplink batches, or one row per
+    message."""
+    topic = topics.aggregate(gateway_id)
     if rows_per_message == 1:
-        return [(topics.aggregate(gateway_id), row) for row in rows]
-    head = encode(UplinkBatch(gateway_id=gateway_id, messages=[_aggregate(gateway_id, 0, now_ns())]))
-    head = head[: head.index(b"[") + 1]  # `{"kind":"batch/1","gateway_id":...,"messages":[`
-    topic = topics.batch(gateway_id)
+        return [(topic, row) for row in rows]
+    queued = [QueuedMessage(seq, topic, row) for seq, row in enumerate(rows)]
     return [
-        (topic, b"".join((head, b",".join(rows[i : i + rows_per_message]), b"]}")))
+        (topics.batch(gateway_id), batch_payload(gateway_id, queued[i : i + rows_per_message]))
         for i in range(0, len(rows), rows_per_message)
     ]
 
@@ -103,7 +106,8 @@ def _decode_us_per_row(rows_per_message: int) -> float:
 def _raw_copy_rate(conninfo: str, messages: list[Aggregate], *, repeats: int) -> float:
     """Binary COPY of the write path's own COPY stream, pre-built, into an unindexed copy of the aggregates
     table: the database's ceiling (no client work is timed)."""
-    data = aggregate_copy_data(messages, [1] * len(messages), received_us=0)
+    blocks = pack_aggregates(messages)
+    data = aggregate_copy_data(blocks, [1] * len(blocks), received_us=0)
     best = 0.0
     with psycopg.connect(conninfo) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS raw_copy (LIKE aggregates)")  # no indexes, not partitioned
@@ -123,16 +127,19 @@ def _raw_copy_rate(conninfo: str, messages: list[Aggregate], *, repeats: int) ->
 
 
 def _write_path_rate(conninfo: str, n: int, *, batch: int, repeats: int) -> float:
+    """Decoded messages as a worker holds them (blocks of `_ROWS_PER_MESSAGE` rows), `batch` rows a write."""
     best = 0.0
+    per_write = max(1, batch // _ROWS_PER_MESSAGE)
     with psycopg.connect(conninfo) as conn:
         writer = BatchWriter(conn)
         for attempt in range(repeats):
-            messages = _messages(f"bench-wp{attempt}", n)
+            messages = _messages(f"bench-wp{attempt}", n + 1)
             writer.write(messages[:1])  # partitions, feature set, registration: once per gateway
+            blocks = pack_aggregates(messages[1:], max_rows=_ROWS_PER_MESSAGE)
             start = time.perf_counter()
-            for i in range(1, n, batch):
-                writer.write(messages[i : i + batch])
-            best = max(best, (n - 1) / (time.perf_counter() - start))
+            for i in range(0, len(blocks), per_write):
+                writer.write(blocks[i : i + per_write])
+            best = max(best, n / (time.perf_counter() - start))
     return best
 
 
