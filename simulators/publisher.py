@@ -167,8 +167,8 @@ class Publisher:
     def _wait_oldest(self) -> None:
         pending = self._pending.popleft()
         deadline = time.monotonic() + self._connect_timeout_s
-        while not pending.info.is_published():
-            if pending.epoch != self._epoch:  # the connection it was queued on is gone
+        while not _is_published(pending.info):
+            if pending.epoch != self._epoch or pending.info.rc not in _STILL_GOING:  # its connection is gone
                 if pending.qos == 0:
                     self.lost_on_disconnect += 1  # paho drops unsent QoS 0 messages with the connection
                 return  # QoS 1: paho sends it again after the reconnect
@@ -182,6 +182,18 @@ class Publisher:
         """Wait until everything handed over has been written (bounded by the connect timeout each)."""
         while self._pending:
             self._wait_oldest()
+
+
+_STILL_GOING = (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_AGAIN)
+
+
+def _is_published(info: mqtt.MQTTMessageInfo) -> bool:
+    """Whether paho wrote the message; False also when paho failed it (the connection was lost), which
+    `is_published` reports by raising."""
+    try:
+        return info.is_published()
+    except (RuntimeError, ValueError):
+        return False
 
 
 def publish_stream(
