@@ -65,15 +65,21 @@ class AssetStatus:
 
 _FLEET = """
 SELECT a.asset_id, a.gateway_id, a.site_id, a.asset_type, a.line, a.criticality,
-       g.period_end AS last_period_end, g.score_mean AS last_score_mean, g.score_max AS last_score_max,
+       last.period_end AS last_period_end, g.score_mean AS last_score_mean, g.score_max AS last_score_max,
        g.threshold,
        (SELECT count(*) FROM alerts al WHERE al.asset_id = a.asset_id AND al.state <> 'cleared')
            AS open_alerts,
        gw.state AS gateway_state
 FROM assets a
 LEFT JOIN LATERAL (
-    SELECT period_end, score_mean, score_max, threshold FROM aggregates
+    SELECT period_start, period_end FROM aggregates
     WHERE asset_id = a.asset_id ORDER BY period_start DESC LIMIT 1
+) last ON TRUE
+LEFT JOIN LATERAL (
+    SELECT score_mean, score_max, threshold FROM aggregates
+    WHERE asset_id = a.asset_id AND n_windows > 0
+      AND period_start > last.period_start - interval '1 day' AND period_start <= last.period_start
+    ORDER BY period_start DESC LIMIT 1
 ) g ON TRUE
 LEFT JOIN gateways gw ON gw.gateway_id = a.gateway_id
 ORDER BY a.asset_id
@@ -81,7 +87,12 @@ ORDER BY a.asset_id
 
 
 def fleet_status(conn: psycopg.Connection[Any]) -> list[AssetStatus]:
-    """Every asset with its latest score, open alert count and gateway state."""
+    """Every asset with its latest score, open alert count and gateway state.
+
+    The score is the latest period's that scored windows (within a day of the asset's last period): a
+    period without windows (a sensor gap, a machine stopped) has no score, not a score of 0. None if no
+    period of that day scored any window.
+    """
     with conn.cursor(row_factory=class_row(AssetStatus)) as cur:
         return cur.execute(_FLEET).fetchall()
 

@@ -347,6 +347,20 @@ def test_fleet_status_gateway_health_and_asset_metadata(db: str) -> None:
         assert stale.is_stale
 
 
+def test_fleet_status_scores_come_from_the_last_period_that_scored_windows(db: str) -> None:
+    start = now_ns() - 10 * PERIOD_NS
+    scored = aggregate("gw-fs", "fan-fs", 1, start, score=0.75)
+    unscored = msgspec.structs.replace(
+        aggregate("gw-fs", "fan-fs", 2, start + PERIOD_NS, score=0.0),
+        score=ScoreStats(mean=0.0, max=0.0, threshold=0.0, n_windows=0, n_above_threshold=0),
+    )
+    with psycopg.connect(db) as conn:
+        BatchWriter(conn).write([scored, unscored])
+        (status,) = fleet_status(conn)
+    assert status.last_period_end == datetime.fromtimestamp((start + 2 * PERIOD_NS) / 1e9, UTC)
+    assert (status.last_score_mean, status.last_score_max, status.threshold) == (0.75, 1.5, 1.0)
+
+
 def test_upkeep_creates_partitions_ahead_and_drops_expired_ones(db: str) -> None:
     old = now_ns() - 400 * 24 * 3600 * NS_PER_S
     with psycopg.connect(db) as conn:
