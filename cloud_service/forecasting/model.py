@@ -5,20 +5,28 @@ Method (see README.md, "Failure forecasting" for the reasoning):
 1. Each asset's history is cut into lives at its failure and maintenance events. A life that ends in a
    failure gives the exact RUL of each of its rows; any other life is right-censored (RUL is at least the
    time left to its end).
-2. Sensors are z-scored per operating regime (`RegimeNormalizer`), and trailing-window features are computed
-   per life (`trailing_features`).
-3. RUL target: piecewise-linear, capped at `cap` (early in life the RUL is not observable from sensors, so
-   the model learns "healthy: at least `cap`"). Candidate caps are fractions of the median run-to-failure
-   life, plus no cap; the cap and the regressor's hyper-parameters are chosen by grouped cross-validation
-   (whole assets held out), scored by RMSE against the true, uncapped RUL with each held-out life weighted
-   equally. Censored rows join the training set only where their capped target is known exactly (time
-   left >= cap).
-4. Interval: conformalised residual quantiles. The out-of-fold residuals (true RUL - prediction) of the
-   chosen configuration are binned by predicted RUL (at least 10 lives per bin), and each bin stores the
-   10th and 90th percentiles (by default), so the interval covers the true RUL, not the capped one.
-5. P(failure within horizon): a gradient-boosted classifier, calibrated (isotonic, or sigmoid with few
-   positives) by `CalibratedClassifierCV` over the same asset-grouped folds. Censored rows are used where
-   the label is known (the life went on for at least the horizon after the row).
+2. Sensors are z-scored per operating regime (`RegimeNormalizer`); then each row is compared with its own
+   life's healthy baseline in the same regime, and multi-scale trailing features and pooled health
+   indicators are computed per life (`features.trailing_features`), with windows scaled to the typical
+   run-to-failure life.
+3. Degradation onset: in each run-to-failure life, the knee of a hinge fitted to the pooled health
+   indicator (flat, then rising). Before it the RUL is not observable from the sensors.
+4. RUL target: piecewise-linear, capped at `cap` (the prognostics literature's answer to that: the model
+   learns "healthy: at least `cap`"). Candidate caps are quantiles of the RUL at the detected onsets and a
+   fraction of the median life, plus no cap. The cap, the feature set (pooled indicators with per-sensor
+   deviations, or every feature) and the regressor's hyper-parameters are chosen by grouped
+   cross-validation (whole assets held out), scored by RMSE against the true, uncapped RUL with each
+   held-out life weighing the same, half of it on its degradation phase (onset to failure: where the
+   forecast can be right and where action is taken) and half on its whole life (a forecast is read all
+   through life). Censored rows join the training set only where their capped target is known exactly
+   (time left >= cap).
+5. Interval: conformalised residual quantiles. The out-of-fold residuals (true RUL - prediction) of the
+   chosen configuration are binned by predicted RUL (at least 5 lives per bin), and each bin stores the
+   10th and 90th percentiles (by default) under the same weights, so the interval covers the true RUL,
+   not the capped one.
+6. P(failure within horizon): a gradient-boosted classifier on every feature, calibrated (isotonic, or
+   sigmoid with few positives) by `CalibratedClassifierCV` over the same asset-grouped folds. Censored
+   rows are used where the label is known (the life went on for at least the horizon after the row).
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]  # n
 
 from cloud_service.forecasting.data import AssetSeries, History, Life, PredictionRow, TimeKind, split_lives
 from cloud_service.forecasting.errors import ForecastDataError
-from cloud_service.forecasting.features import BASELINE_ROWS, TAIL_ROWS, feature_names, trailing_features
+from cloud_service.forecasting.features import FeatureSpec, baseline_spread, feature_names, trailing_features
 from cloud_service.forecasting.regimes import RegimeNormalizer
 
 __all__ = ["FORMAT_VERSION", "ForecastConfig", "Forecaster", "fit", "predict"]
@@ -50,9 +58,10 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 Progress = Callable[[str], None]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: baseline-relative multi-scale features (FeatureSpec)
 MIN_FAILURES = 3
-LIVES_PER_BIN = 10  # run-to-failure lives per interval bin, at least
+LIVES_PER_BIN = 5  # run-to-failure lives per interval bin, at least
+KNEE_POINTS = 300  # rows per life in the degradation-onset (knee) fit
 HOURS_PER_WEEK = 168.0
 # Regressor settings tried by grouped CV; the first also chooses the cap.
 REGRESSOR_GRID: tuple[dict[str, float], ...] = (
@@ -91,8 +100,9 @@ class ForecastConfig:
         horizon: the failure-probability horizon in the data's time unit (hours for ISO 8601 time).
         interval: the lower and upper quantile of the RUL interval.
         min_history_rows: assets with fewer rows are left out of training and flagged at prediction.
-        cap_fractions: candidate RUL caps as fractions of the median run-to-failure life (no cap is always
-            a candidate too).
+        cap_quantiles: candidate RUL caps as quantiles of the RUL at the detected degradation onsets of the
+            run-to-failure lives (no cap is always a candidate too).
+        cap_fractions: more candidate caps, as fractions of the median run-to-failure life.
         cv_folds: grouped cross-validation folds (fewer if there are fewer run-to-failure assets).
         max_cv_rows: training rows sampled per cross-validation fit (speed).
         max_fit_rows: training rows sampled for the final fits (speed).
@@ -106,7 +116,8 @@ class ForecastConfig:
     horizon: float = HOURS_PER_WEEK
     interval: tuple[float, float] = (0.1, 0.9)
     min_history_rows: int = 5
-    cap_fractions: tuple[float, ...] = (0.5, 0.65, 0.8)
+    cap_quantiles: tuple[float, ...] = (0.25, 0.5, 0.75)
+    cap_fractions: tuple[float, ...] = (0.5,)
     cv_folds: int = 3
     max_cv_rows: int = 40_000
     max_fit_rows: int = 80_000
@@ -134,6 +145,8 @@ class Forecaster:
     interval_high: list[float]
     max_life: float
     feature_names: list[str]
+    feature_spec: FeatureSpec
+    columns: list[int]  # the feature columns the regressor reads (the classifier reads every one)
     summary: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
@@ -193,20 +206,41 @@ def _fit(history: History, config: ForecastConfig, progress: Progress | None) ->
         len(failed_lives),
         normalizer.n_regimes_,
     )
-    table = _build_table(kept, lives, normalizer, sensor_idx, condition_idx)
+    life_rows = float(np.median([len(life) for life in failed_lives]))
+    table, spec = _build_table(kept, lives, normalizer, sensor_idx, condition_idx, life_rows=life_rows)
+    _say(
+        progress,
+        "fit: features over windows of %d/%d/%d rows, baseline %d rows",
+        spec.short_rows,
+        spec.mid_rows,
+        spec.long_rows,
+        spec.baseline_rows,
+    )
     lengths = np.array([life.end_time - life.start_time for life in failed_lives])
-    search = _search(table, config, float(np.median(lengths)), progress)
+    names = feature_names(sensors)
+    degrading, onset_rul = _degradation_onsets(table, names.index("hi_rms"))
+    column_sets = _column_sets(names)
+    search = _search(
+        table,
+        config,
+        median_life=float(np.median(lengths)),
+        degrading=degrading,
+        onset_rul=onset_rul,
+        column_sets=column_sets,
+        progress=progress,
+    )
+    columns = column_sets[search.columns]
     final_rows = _regression_rows(table, search.cap, exclude_groups=None)
     final_rows = _subsample(final_rows, config.max_fit_rows, config.seed)
     _say(progress, "fit: final regressor on %d rows (cap %s)", final_rows.size, _cap_text(search.cap))
     regressor = _regressor(search.params, config.seed)
-    regressor.fit(table.x[final_rows], _target(table, final_rows, search.cap))
+    regressor.fit(table.x[np.ix_(final_rows, columns)], _target(table, final_rows, search.cap))
     _say(progress, "fit: calibrated failure classifier, horizon %g", config.horizon)
-    classifier, constant_p, base_rate = _fit_classifier(table, config)
-    n_lives = len(failed_lives)
+    classifier, constant_p, base_rate = _fit_classifier(table, config, column_sets["all"])
     edges, low, high = _interval_bins(
-        search.oof_pred, search.oof_true, search.oof_weight, config.interval, n_lives=n_lives
+        search.oof_pred, search.oof_true, search.oof_life, search.oof_degrading, config.interval
     )
+    search.report["interval_coverage"] = _oof_coverage(search, edges, low, high)
     failed_rows = np.flatnonzero(table.failed)
     summary = {
         "n_assets": len(kept.assets),
@@ -244,6 +278,8 @@ def _fit(history: History, config: ForecastConfig, progress: Progress | None) ->
         interval_high=high,
         max_life=float(lengths.max()),
         feature_names=feature_names(sensors),
+        feature_spec=spec,
+        columns=columns.tolist(),
         summary=summary,
     )
 
@@ -285,12 +321,14 @@ def _predict(
     is_short = np.array([len(asset) < model.min_history_rows for asset in history.assets])
     lives = split_lives(history)
     if not all_times:
-        history, lives, skipped = _current_lives(history, lives)
-    table = _build_table(history, lives, model.normalizer, sensor_idx, condition_idx)
+        history, lives, skipped = _current_lives(history, lives, model.feature_spec)
+    table, _ = _build_table(
+        history, lives, model.normalizer, sensor_idx, condition_idx, spec=model.feature_spec
+    )
     if not all_times:
         table.x[:, -1] += skipped  # rows_in_life counts the rows left out of the middle of the life
     rows = np.arange(table.x.shape[0]) if all_times else table.last_row
-    rul = np.maximum(model.regressor.predict(table.x[rows]), 0.0)
+    rul = np.maximum(model.regressor.predict(table.x[np.ix_(rows, np.asarray(model.columns))]), 0.0)
     low, high = _apply_interval(model, rul)
     p_fail = _p_fail(model, table.x[rows])
     short = is_short[table.asset[rows]]
@@ -326,22 +364,24 @@ def _predict(
 # --- data preparation -------------------------------------------------------------------------------------
 
 
-def _current_lives(history: History, lives: list[Life]) -> tuple[History, list[Life], FloatArray]:
+def _current_lives(
+    history: History, lives: list[Life], spec: FeatureSpec
+) -> tuple[History, list[Life], FloatArray]:
     """Each asset's current life, trimmed to what the last row's features read.
 
-    That is the life's first `BASELINE_ROWS` rows (the drift baseline) and its last `TAIL_ROWS` rows (the
-    longest window); the rows in between only count (returned per kept row, to add to `rows_in_life`).
-    Forecasting the last row of a long history then costs the same as of a short one.
+    That is the life's first `spec.baseline_rows` rows (the baseline) and its last `spec.tail_rows` rows
+    (what the longest windows read); the rows in between only count (returned per kept row, to add to
+    `rows_in_life`). Forecasting the last row of a long history then costs the same as of a short one.
     """
     last_life = {life.asset_index: life for life in lives}
     assets, kept_lives, skipped = [], [], []
     for index, asset in enumerate(history.assets):
         life = last_life[index]
         head = np.arange(life.start, life.stop)
-        if len(head) > BASELINE_ROWS + TAIL_ROWS:
-            head = np.concatenate([head[:BASELINE_ROWS], head[-TAIL_ROWS:]])
+        if len(head) > spec.baseline_rows + spec.tail_rows:
+            head = np.concatenate([head[: spec.baseline_rows], head[-spec.tail_rows :]])
         gap = len(life) - len(head)
-        skipped.append(np.where(np.arange(len(head)) >= BASELINE_ROWS, float(gap), 0.0))
+        skipped.append(np.where(np.arange(len(head)) >= spec.baseline_rows, float(gap), 0.0))
         labels = None if asset.time_labels is None else tuple(asset.time_labels[i] for i in head)
         assets.append(AssetSeries(asset.asset_id, asset.time[head], asset.values[head], labels))
         kept_lives.append(
@@ -391,7 +431,11 @@ def _build_table(
     normalizer: RegimeNormalizer,
     sensor_idx: list[int],
     condition_idx: list[int],
-) -> _Table:
+    *,
+    spec: FeatureSpec | None = None,
+    life_rows: float = 0.0,
+) -> tuple[_Table, FeatureSpec]:
+    """Features and targets; without `spec`, one is made for lives of `life_rows` rows (fit)."""
     offsets = np.cumsum([0] + [len(asset) for asset in history.assets])
     raw = np.concatenate([asset.values for asset in history.assets])
     time = np.concatenate([asset.time for asset in history.assets])
@@ -402,7 +446,7 @@ def _build_table(
     life_index = np.zeros(n, dtype=np.int64)
     time_left = np.zeros(n)
     failed = np.zeros(n, dtype=bool)
-    life_rows = np.ones(n)
+    rows_per_life = np.ones(n)
     for number, life in enumerate(lives):
         first, stop = offsets[life.asset_index] + life.start, offsets[life.asset_index] + life.stop
         life_start[first:stop] = first
@@ -410,10 +454,17 @@ def _build_table(
         life_index[first:stop] = number
         time_left[first:stop] = np.maximum(life.end_time - time[first:stop], 0.0)
         failed[first:stop] = life.failed
-        life_rows[first:stop] = stop - first
+        rows_per_life[first:stop] = stop - first
     asset = np.repeat(np.arange(len(history.assets)), np.diff(offsets))
-    x = trailing_features(z, time, life_start, life_start_time)
-    return _Table(x, asset, life_index, time, time_left, failed, life_rows, offsets[1:] - 1)
+    regime = normalizer.regimes(raw[:, condition_idx])
+    if spec is None:
+        baseline_rows = FeatureSpec.for_life_rows(life_rows, ()).baseline_rows
+        prior_sd = baseline_spread(z, regime, life_start, baseline_rows)
+        spec = FeatureSpec.for_life_rows(life_rows, prior_sd.tolist())
+    x = trailing_features(
+        z, regime=regime, time=time, life_start=life_start, life_start_time=life_start_time, spec=spec
+    )
+    return _Table(x, asset, life_index, time, time_left, failed, rows_per_life, offsets[1:] - 1), spec
 
 
 def _asset_offset(table: _Table, asset_index: int) -> int:
@@ -451,6 +502,17 @@ def _regressor(params: dict[str, float], seed: int) -> HistGradientBoostingRegre
     )
 
 
+def _column_sets(names: list[str]) -> dict[str, IntArray]:
+    """Candidate feature sets: the pooled health indicators with the per-sensor deviations, and all."""
+    compact = [
+        i for i, name in enumerate(names) if ":" not in name or name.endswith((":dev_mid", ":dev_long"))
+    ]
+    return {
+        "indicators": np.array(compact, dtype=np.int64),
+        "all": np.arange(len(names), dtype=np.int64),
+    }
+
+
 def _cap_text(cap: float) -> str:
     return "none" if math.isinf(cap) else f"{cap:.4g}"
 
@@ -461,11 +523,13 @@ def _cap_text(cap: float) -> str:
 @dataclass
 class _Search:
     cap: float
+    columns: str
     params: dict[str, float]
     score: float
     oof_pred: FloatArray
     oof_true: FloatArray
-    oof_weight: FloatArray
+    oof_life: IntArray
+    oof_degrading: npt.NDArray[np.bool_]
     report: dict[str, Any]
 
 
@@ -486,66 +550,152 @@ def _cv_predictions(
     folds: list[tuple[IntArray, IntArray]],
     cap: float,
     params: dict[str, float],
+    *,
     config: ForecastConfig,
+    columns: IntArray,
 ) -> FloatArray:
     prediction = np.full(table.x.shape[0], np.nan)
     for held_out, test_rows in folds:
         train = _subsample(_regression_rows(table, cap, held_out), config.max_cv_rows, config.seed)
-        model = _regressor(params, config.seed).fit(table.x[train], _target(table, train, cap))
-        prediction[test_rows] = np.maximum(model.predict(table.x[test_rows]), 0.0)
+        x_train = table.x[np.ix_(train, columns)]
+        model = _regressor(params, config.seed).fit(x_train, _target(table, train, cap))
+        prediction[test_rows] = np.maximum(model.predict(table.x[np.ix_(test_rows, columns)]), 0.0)
     return prediction
 
 
-def _weighted_rmse(table: _Table, rows: IntArray, prediction: FloatArray) -> float:
-    weight = 1.0 / table.life_rows[rows]
+def _degradation_onsets(table: _Table, hi_column: int) -> tuple[npt.NDArray[np.bool_], FloatArray]:
+    """Rows of run-to-failure lives from their detected degradation onset on, and each onset's RUL.
+
+    The onset is the knee of a hinge fitted by least squares to log(1 + pooled health indicator) over the
+    life: flat, then rising linearly (on at most `KNEE_POINTS` evenly spaced rows). A life without a
+    rising hinge counts from its start.
+    """
+    degrading = np.zeros(table.time.shape[0], dtype=bool)
+    onset_rul = []
+    for life in np.unique(table.life[table.failed]):
+        rows = np.flatnonzero(table.life == life)
+        pick = np.unique(np.linspace(0, rows.size - 1, min(rows.size, KNEE_POINTS)).round()).astype(np.int64)
+        t = table.time[rows[pick]]
+        y = np.log1p(np.abs(table.x[rows[pick], hi_column].astype(np.float64)))
+        y = y - y.mean()
+        best_sse, best = float(np.sum(y * y)), 0
+        for i in range(1, pick.size - 2):
+            hinge = np.maximum(0.0, t - t[i])
+            hinge -= hinge.mean()
+            denominator = float(np.dot(hinge, hinge))
+            slope = float(np.dot(hinge, y)) / denominator if denominator > 0 else 0.0
+            if slope <= 0:
+                continue
+            sse = float(np.sum((y - slope * hinge) ** 2))
+            if sse < best_sse:
+                best_sse, best = sse, i
+        first = rows[pick[best]]
+        degrading[first : rows[-1] + 1] = True
+        onset_rul.append(table.time_left[first])
+    return degrading, np.array(onset_rul)
+
+
+def _mixed_weights(life: IntArray, degrading: npt.NDArray[np.bool_]) -> FloatArray:
+    """Row weights: each life weighs 1, half spread over its degradation phase, half over its whole life.
+
+    A forecast is read all through life (the whole-life half, like a test set cut at random times), but
+    its errors matter most as failure approaches (the degradation-phase half, where action is taken).
+    """
+    whole = 0.5 / np.bincount(life)[life]
+    phase_count = np.bincount(life, weights=degrading.astype(np.float64))[life]
+    return np.asarray(whole + np.where(degrading, 0.5 / np.maximum(phase_count, 1.0), 0.0), dtype=np.float64)
+
+
+def _life_weighted_rmse(table: _Table, rows: IntArray, prediction: FloatArray) -> float:
+    """RMSE over `rows` with each life's rows weighing 1 in all."""
+    counts = np.bincount(table.life[rows])
+    weight = 1.0 / counts[table.life[rows]]
     error = prediction[rows] - table.time_left[rows]
     return float(np.sqrt(np.sum(weight * error * error) / np.sum(weight)))
 
 
-def _search(table: _Table, config: ForecastConfig, median_life: float, progress: Progress | None) -> _Search:
+def _search(
+    table: _Table,
+    config: ForecastConfig,
+    *,
+    median_life: float,
+    degrading: npt.NDArray[np.bool_],
+    onset_rul: FloatArray,
+    column_sets: dict[str, IntArray],
+    progress: Progress | None,
+) -> _Search:
+    """Cap, feature set and regressor setting by grouped CV (`_mixed_weights` scoring)."""
     folds = _folds(table, config.cv_folds)
     rows = np.concatenate([test for _, test in folds])
-    caps = sorted({round(fraction * median_life, 6) for fraction in config.cap_fractions if fraction > 0})
-    candidates = [*caps, math.inf]
+    scored = rows[degrading[rows]]
+    weight = _mixed_weights(table.life[rows], degrading[rows])
+    caps = {round(float(np.quantile(onset_rul, q)), 6) for q in config.cap_quantiles}
+    caps |= {round(fraction * median_life, 6) for fraction in config.cap_fractions if fraction > 0}
+    candidates = [*sorted(cap for cap in caps if cap > 0), math.inf]
+    set_names = list(column_sets)
     scores: dict[str, float] = {}
-    best: tuple[float, float, dict[str, float], FloatArray] | None = None
-    for number, cap in enumerate(candidates, start=1):
-        prediction = _cv_predictions(table, folds, cap, REGRESSOR_GRID[0], config)
-        score = _weighted_rmse(table, rows, prediction)
-        scores[_cap_text(cap)] = round(score, 4)
+    phase: dict[str, float] = {}
+    whole: dict[str, float] = {}
+    best: tuple[float, float, str, dict[str, float], FloatArray] | None = None
+
+    def trial(label: str, cap: float, columns: str, params: dict[str, float]) -> None:
+        nonlocal best
+        prediction = _cv_predictions(table, folds, cap, params, config=config, columns=column_sets[columns])
+        error = prediction[rows] - table.time_left[rows]
+        score = float(np.sqrt(np.sum(weight * error * error) / np.sum(weight)))
+        scores[label] = round(score, 4)
+        phase[label] = round(_life_weighted_rmse(table, scored, prediction), 4)
+        whole[label] = round(_life_weighted_rmse(table, rows, prediction), 4)
         _say(
             progress,
-            "fit: CV cap %d/%d = %s: RMSE %.4g (%d folds)",
-            number,
-            len(candidates),
-            _cap_text(cap),
+            "fit: CV %s: RMSE %.4g (degradation phase %.4g, whole lives %.4g; %d folds)",
+            label,
             score,
+            phase[label],
+            whole[label],
             len(folds),
         )
         if best is None or score < best[0]:
-            best = (score, cap, REGRESSOR_GRID[0], prediction)
+            best = (score, cap, columns, params, prediction)
+
+    for cap in candidates:
+        trial(f"cap={_cap_text(cap)}, features={set_names[0]}", cap, set_names[0], REGRESSOR_GRID[0])
     if best is None:
         raise ForecastDataError("no RUL cap candidate")  # unreachable: "no cap" is always a candidate
-    param_scores = {"0": round(best[0], 4)}
+    chosen_cap = best[1]
+    for name in set_names[1:]:
+        trial(f"cap={_cap_text(chosen_cap)}, features={name}", chosen_cap, name, REGRESSOR_GRID[0])
+    chosen_set = best[2]
     for number, params in enumerate(REGRESSOR_GRID[1:], start=1):
-        prediction = _cv_predictions(table, folds, best[1], params, config)
-        score = _weighted_rmse(table, rows, prediction)
-        param_scores[str(number)] = round(score, 4)
-        _say(progress, "fit: CV regressor setting %d: RMSE %.4g", number, score)
-        if score < best[0]:
-            best = (score, best[1], params, prediction)
-    score, cap, params, prediction = best
+        label = f"cap={_cap_text(chosen_cap)}, features={chosen_set}, setting={number}"
+        trial(label, chosen_cap, chosen_set, params)
+    score, cap, columns, params, prediction = best
     report = {
         "folds": len(folds),
-        "metric": "RMSE of true RUL, out of fold, each held-out life weighted equally",
-        "rmse_by_cap": scores,
-        "rmse_by_setting": param_scores,
+        "metric": "RMSE of true RUL, out of fold, each held-out run-to-failure life weighted equally, half "
+        "of its weight on its degradation phase (from the knee of its health indicator), half on its whole "
+        "life",
+        "degradation_onset_rul_median": round(float(np.median(onset_rul)), 4),
+        "rmse_by_trial": scores,
+        "degradation_phase_rmse_by_trial": phase,
+        "whole_life_rmse_by_trial": whole,
         "chosen_cap": None if math.isinf(cap) else cap,
+        "chosen_features": columns,
         "chosen_setting": params,
         "rmse": round(score, 4),
+        "degradation_phase_rmse": round(_life_weighted_rmse(table, scored, prediction), 4),
+        "whole_life_rmse": round(_life_weighted_rmse(table, rows, prediction), 4),
     }
     return _Search(
-        cap, params, score, prediction[rows], table.time_left[rows], 1.0 / table.life_rows[rows], report
+        cap,
+        columns,
+        params,
+        score,
+        prediction[rows],
+        table.time_left[rows],
+        table.life[rows],
+        degrading[rows],
+        report,
     )
 
 
@@ -562,25 +712,49 @@ def _weighted_quantile(values: FloatArray, weights: FloatArray, q: float) -> flo
 def _interval_bins(
     prediction: FloatArray,
     truth: FloatArray,
-    weight: FloatArray,
+    life: IntArray,
+    degrading: npt.NDArray[np.bool_],
     interval: tuple[float, float],
-    *,
-    n_lives: int,
 ) -> tuple[list[float], list[float], list[float]]:
-    """Residual quantiles per bin of predicted RUL (equal-count bins, >= 200 rows and 10 lives each)."""
-    # Rows of one life are strongly correlated: the number of lives, not of rows, is the sample size.
+    """Out-of-fold residual quantiles per bin of predicted RUL, weighted as in model selection.
+
+    Bins have equal counts of rows, at least 200 rows and `LIVES_PER_BIN` lives each (rows of one life are
+    strongly correlated: lives, not rows, are the sample size). Each life weighs the same, half on its
+    degradation phase and half on its whole life (`_mixed_weights`), as in the cap's selection.
+    """
+    residual = truth - prediction
+    weight = _mixed_weights(life, degrading)
+    n_lives = np.unique(life).size
     n_bins = int(np.clip(min(prediction.size // 200, n_lives // LIVES_PER_BIN), 1, 10))
     edges = np.unique(np.quantile(prediction, np.linspace(0, 1, n_bins + 1)[1:-1]))
     bins = np.searchsorted(edges, prediction, side="right")
-    residual = truth - prediction
     low, high = [], []
     for number in range(edges.size + 1):
-        mask = bins == number
-        if not mask.any():
-            mask = np.ones_like(mask)
-        low.append(_weighted_quantile(residual[mask], weight[mask], interval[0]))
-        high.append(_weighted_quantile(residual[mask], weight[mask], interval[1]))
+        rows = np.flatnonzero(bins == number)
+        if rows.size == 0:
+            rows = np.arange(prediction.size)
+        low.append(_weighted_quantile(residual[rows], weight[rows], interval[0]))
+        high.append(_weighted_quantile(residual[rows], weight[rows], interval[1]))
     return [float(e) for e in edges], low, high
+
+
+def _oof_coverage(
+    search: _Search, edges: list[float], low: list[float], high: list[float]
+) -> dict[str, float]:
+    """Out-of-fold coverage of the interval, each life weighted equally (optimistic: same residuals)."""
+    bins = np.searchsorted(np.asarray(edges), search.oof_pred, side="right")
+    lower = np.maximum(search.oof_pred + np.asarray(low)[bins], 0.0)
+    upper = search.oof_pred + np.asarray(high)[bins]
+    inside = ((search.oof_true >= lower) & (search.oof_true <= upper)).astype(np.float64)
+    result = {}
+    for name, mask in (
+        ("degradation_phase", search.oof_degrading),
+        ("whole_life", np.ones_like(inside, bool)),
+    ):
+        life = search.oof_life[mask]
+        weight = 1.0 / np.bincount(life)[life]
+        result[name] = round(float(np.sum(weight * inside[mask]) / np.sum(weight)), 4)
+    return result
 
 
 def _apply_interval(model: Forecaster, rul: FloatArray) -> tuple[FloatArray, FloatArray]:
@@ -593,7 +767,7 @@ def _apply_interval(model: Forecaster, rul: FloatArray) -> tuple[FloatArray, Flo
 # --- failure probability ----------------------------------------------------------------------------------
 
 
-def _fit_classifier(table: _Table, config: ForecastConfig) -> tuple[Any, float, float]:
+def _fit_classifier(table: _Table, config: ForecastConfig, columns: IntArray) -> tuple[Any, float, float]:
     """The calibrated classifier (or None), the constant probability used without one, the base rate."""
     horizon = config.horizon
     known = table.failed | (table.time_left > horizon)
@@ -630,10 +804,10 @@ def _fit_classifier(table: _Table, config: ForecastConfig) -> tuple[Any, float, 
         logger.warning("too few assets on both sides of the horizon for calibration: uncalibrated classifier")
         classifier = estimator
     try:
-        classifier.fit(table.x[rows], label)
+        classifier.fit(table.x[np.ix_(rows, columns)], label)
     except ValueError as exc:  # a degenerate calibration fold (e.g. one class only): keep the raw classifier
         logger.warning("calibration failed (%s): uncalibrated classifier", exc)
-        classifier = estimator.fit(table.x[rows], label)
+        classifier = estimator.fit(table.x[np.ix_(rows, columns)], label)
     return classifier, base_rate, base_rate
 
 

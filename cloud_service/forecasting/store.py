@@ -1,13 +1,15 @@
 """The model directory: `model.joblib` (the fitted estimators) plus `metadata.json` (documented format).
 
 `metadata.json` holds `format` ("forewarn-forecaster"), `format_version`, the columns, time kind, horizon,
-interval, RUL cap, regimes, interval bins, the training summary (with the cross-validation report) and the
-SHA-256 of `model.joblib`. Loading checks the format, the version and the digest before unpickling.
+interval, RUL cap, regimes, interval bins, the feature windows (`feature_spec`) and the regressor's feature
+columns (`columns`), the training summary (with the cross-validation report) and the SHA-256 of
+`model.joblib`. Loading checks the format, the version and the digest before unpickling.
 Unpickling runs code: load only model directories you trust (ones you or your own job wrote).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -19,6 +21,7 @@ import joblib  # type: ignore[import-untyped]  # no stubs
 
 from cloud_service.forecasting.data import TimeKind
 from cloud_service.forecasting.errors import ModelFormatError
+from cloud_service.forecasting.features import FeatureSpec
 from cloud_service.forecasting.model import FORMAT_VERSION, Forecaster
 
 __all__ = ["FORMAT_NAME", "load_model", "save_model"]
@@ -66,6 +69,8 @@ def save_model(model: Forecaster, directory: str | Path) -> Path:
             "interval_high": model.interval_high,
             "max_life": model.max_life,
             "feature_names": model.feature_names,
+            "feature_spec": dataclasses.asdict(model.feature_spec),
+            "columns": model.columns,
             "regimes": model.normalizer.describe(model.condition_columns),
             "summary": model.summary,
             "estimators_sha256": _digest(estimators),
@@ -111,11 +116,23 @@ def load_model(directory: str | Path) -> Forecaster:
             interval_high=[float(v) for v in metadata["interval_high"]],
             max_life=float(metadata["max_life"]),
             feature_names=list(metadata["feature_names"]),
+            feature_spec=_feature_spec(metadata["feature_spec"]),
+            columns=[int(v) for v in metadata["columns"]],
             summary=dict(metadata["summary"]),
             format_version=int(metadata["format_version"]),
         )
     except (KeyError, TypeError, ValueError, EOFError) as exc:
         raise ModelFormatError(directory, f"damaged model ({type(exc).__name__}: {exc})") from exc
+
+
+def _feature_spec(value: Any) -> FeatureSpec:
+    return FeatureSpec(
+        short_rows=int(value["short_rows"]),
+        mid_rows=int(value["mid_rows"]),
+        long_rows=int(value["long_rows"]),
+        baseline_rows=int(value["baseline_rows"]),
+        prior_sd=tuple(float(v) for v in value["prior_sd"]),
+    )
 
 
 def _read_metadata(directory: Path) -> dict[str, Any]:

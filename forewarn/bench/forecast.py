@@ -207,6 +207,8 @@ def run(*, quick: bool = False) -> dict[str, Any]:
         "regimes": model.normalizer.n_regimes_,
         "rul_cap": model.rul_cap,
         "cv_rmse": model.summary["cv"]["rmse"],
+        "cv_whole_life_rmse": model.summary["cv"]["whole_life_rmse"],
+        "cv_interval_coverage": model.summary["cv"]["interval_coverage"],
         **figures,
         "rmse_to_baseline": round(figures["rmse"] / figures["rmse_constant_baseline"], 3),
         "brier_to_base_rate": round(figures["brier"] / figures["brier_base_rate"], 3)
