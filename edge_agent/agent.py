@@ -156,6 +156,7 @@ class EdgeAgent:
             window=settings.queue.window,
             batch_max_messages=settings.queue.batch_max_messages,
             batch_max_bytes=settings.queue.batch_max_bytes,
+            compression_level=settings.queue.batch_compression_level,
             will=offline_status(gateway_id),
             session_expiry_s=settings.session_expiry_s,
         )

@@ -4,8 +4,8 @@ One thread (`edge-forwarder`) owns the loop. When two or more queued rows are re
 rows (at most `batch_max_messages` rows and `batch_max_bytes` stored bytes) into one
 `shared.messages.UplinkBatch` on `topics.batch(gateway)`: each run of aggregates becomes an
 `AggregateBlock` (columnar: a third of the bytes, and cheap for the cloud to decode), every other row goes
-in as stored; a single ready row goes alone on its own kind's topic, so an idle gateway's alert is never
-held back. It keeps at
+in as stored, and the batch is compressed with zlib (`compression_level`, 0 for plain JSON); a single ready
+row goes alone on its own kind's topic, so an idle gateway's alert is never held back. It keeps at
 most `window` *rows* unacknowledged; each MQTT publish carries at least one row, so paho's 16-bit message
 ids (at most `window` <= 32,768 in use, plus the status) can never run out. It maps each paho `mid` to the
 `seq`s it carries and deletes those rows only after the broker's PUBACK for that message arrived. PUBACKs
@@ -43,10 +43,11 @@ from shared.aggregate_block import pack_aggregates
 from shared.config import MqttSettings
 from shared.errors import ContractError, StorageError
 from shared.messages import MAX_BATCH_MESSAGES as _CONTRACT_MAX_BATCH_MESSAGES
-from shared.messages import MAX_MESSAGE_BYTES, Aggregate, encode
+from shared.messages import MAX_MESSAGE_BYTES, Aggregate, deflate_batch, encode
 from shared.mqtt import LastWill, connect, make_client
 
 __all__ = [
+    "DEFAULT_COMPRESSION_LEVEL",
     "MAX_BATCH_BYTES",
     "MAX_BATCH_MESSAGES",
     "MAX_WINDOW",
@@ -60,6 +61,7 @@ logger = logging.getLogger(__name__)
 MAX_WINDOW = 32_768  # half of paho's 16-bit id space, leaving room for status publishes
 MAX_BATCH_MESSAGES = _CONTRACT_MAX_BATCH_MESSAGES
 MAX_BATCH_BYTES = MAX_MESSAGE_BYTES  # what `decode_uplink_batch` accepts
+DEFAULT_COMPRESSION_LEVEL = 6
 _IDLE_WAIT_S = 0.25
 _BATCH_CLOSE = b"]}"
 
@@ -102,11 +104,15 @@ def _members(rows: Sequence[QueuedMessage]) -> list[bytes]:
     return members
 
 
-def batch_payload(gateway_id: str, rows: Sequence[QueuedMessage]) -> bytes:
-    """An `UplinkBatch` of queued rows (see `_members`), built around the stored JSON of other kinds."""
-    return b"".join(
+def batch_payload(
+    gateway_id: str, rows: Sequence[QueuedMessage], *, compression_level: int = DEFAULT_COMPRESSION_LEVEL
+) -> bytes:
+    """An `UplinkBatch` of queued rows (see `_members`), built around the stored JSON of other kinds, and
+    compressed with zlib at `compression_level` (1-9; 0: plain JSON)."""
+    payload = b"".join(
         (_batch_open(topics.check_ident("gateway_id", gateway_id)), b",".join(_members(rows)), _BATCH_CLOSE)
     )
+    return deflate_batch(payload, level=compression_level) if compression_level else payload
 
 
 @dataclass
@@ -142,7 +148,9 @@ class Forwarder:
         disk_queue: where the messages wait.
         window: most queued rows published but not yet acknowledged (<= `MAX_WINDOW`).
         batch_max_messages: most rows packed into one batch message (1 turns batching off).
-        batch_max_bytes: most bytes of one batch message's payload; a larger row goes alone.
+        batch_max_bytes: most bytes of one batch message's payload (before compression); a larger row goes
+            alone.
+        compression_level: zlib level of batch payloads (1-9; 0: plain JSON).
         will: the status payload the broker publishes (retained) if we vanish.
         session_expiry_s: how long the broker keeps our session while we are away.
     """
@@ -156,6 +164,7 @@ class Forwarder:
         window: int = 1000,
         batch_max_messages: int = 256,
         batch_max_bytes: int = 256 * 1024,
+        compression_level: int = DEFAULT_COMPRESSION_LEVEL,
         will: bytes | None = None,
         session_expiry_s: int = 7 * 24 * 3600,
     ) -> None:
@@ -165,11 +174,14 @@ class Forwarder:
             raise ValueError(f"batch_max_messages={batch_max_messages}: expected 1 to {MAX_BATCH_MESSAGES}")
         if not 1024 <= batch_max_bytes <= MAX_BATCH_BYTES:
             raise ValueError(f"batch_max_bytes={batch_max_bytes}: expected 1024 to {MAX_BATCH_BYTES}")
+        if not 0 <= compression_level <= 9:
+            raise ValueError(f"compression_level={compression_level}: expected 0 to 9")
         self._settings = settings
         self._queue = disk_queue
         self._window = window
         self._batch_max_messages = min(batch_max_messages, window)
         self._batch_max_bytes = batch_max_bytes
+        self._compression_level = compression_level
         self._session_expiry_s = session_expiry_s
         self._status_topic = topics.status(gateway_id)
         self.metrics = ForwarderMetrics()
@@ -380,7 +392,7 @@ class Forwarder:
         else:
             gateway = _gateway_of_topic(group[0].topic)
             topic = topics.batch(gateway)
-            payload = batch_payload(gateway, group)
+            payload = batch_payload(gateway, group, compression_level=self._compression_level)
         info = self.client.publish(topic, payload, qos=1)
         if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:  # no free paho id: try again after acks
             self._count_error("publish_id_space")

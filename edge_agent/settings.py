@@ -64,6 +64,15 @@ class QueueSettings(BaseModel, frozen=True, extra="forbid"):
         le=1 << 20,
         description="Most payload bytes of one uplink batch; a larger message is sent alone.",
     )
+    batch_compression_level: int = Field(
+        default=6,
+        ge=0,
+        le=9,
+        description=(
+            "zlib level of uplink batch payloads (1 fastest .. 9 smallest); 0 sends plain JSON. The cloud "
+            "accepts both."
+        ),
+    )
     batch_max: int = Field(
         default=256,
         ge=1,

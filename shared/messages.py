@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import re
+import zlib
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
@@ -46,6 +47,7 @@ __all__ = [
     "decode_manifest",
     "decode_uplink",
     "decode_uplink_batch",
+    "deflate_batch",
     "encode",
     "uplink_rows",
 ]
@@ -422,13 +424,41 @@ def decode_uplink(payload: bytes, *, reference_ns: int | None = None) -> Uplink:
     return message
 
 
+_ZLIB_FIRST_BYTE = 0x78  # deflate with a 32 KiB window: what `zlib.compress` writes; JSON starts with `{`
+
+
+def deflate_batch(payload: bytes, *, level: int = 6) -> bytes:
+    """An encoded uplink batch compressed with zlib, as `decode_uplink_batch` accepts it."""
+    return zlib.compress(payload, level)
+
+
+def _inflate(payload: bytes) -> bytes:
+    """A zlib-compressed batch inflated, at most `MAX_MESSAGE_BYTES` of it (a bomb is refused, not
+    inflated); anything else unchanged."""
+    if not payload or payload[0] != _ZLIB_FIRST_BYTE:
+        return payload
+    inflater = zlib.decompressobj()
+    try:
+        inflated = inflater.decompress(payload, MAX_MESSAGE_BYTES + 1)
+    except zlib.error as exc:
+        raise ContractError("payload", bytes(payload[:40]), f"valid zlib-compressed JSON ({exc})") from exc
+    if len(inflated) > MAX_MESSAGE_BYTES or inflater.unconsumed_tail:
+        raise ContractError("payload", f"{len(payload)} bytes", f"at most {MAX_MESSAGE_BYTES} bytes inflated")
+    if not inflater.eof:
+        raise ContractError("payload", f"{len(payload)} bytes", "a complete zlib stream")
+    return inflated
+
+
 def decode_uplink_batch(payload: bytes, *, reference_ns: int | None = None) -> UplinkBatch:
-    """Decode a gateway's uplink batch; every member must name the batch's gateway.
+    """Decode a gateway's uplink batch (JSON, or JSON compressed with zlib: `deflate_batch`); every member
+    must name the batch's gateway.
 
     Raises:
         ContractError: naming the first field that breaks the contract (`messages[3].seq`, ...).
     """
-    batch = _decode(_BATCH, payload)
+    if len(payload) > MAX_MESSAGE_BYTES:
+        raise ContractError("payload", f"{len(payload)} bytes", f"at most {MAX_MESSAGE_BYTES} bytes")
+    batch = _decode(_BATCH, _inflate(payload))
     reference_ns = now_ns() if reference_ns is None else reference_ns
     for index, message in enumerate(batch.messages):
         if message.gateway_id != batch.gateway_id:

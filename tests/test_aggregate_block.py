@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import zlib
 from typing import Any
 
 import msgspec
@@ -17,6 +18,7 @@ from shared import topics
 from shared.aggregate_block import block_stats, pack_aggregates, unpack_block
 from shared.errors import ContractError
 from shared.messages import (
+    MAX_MESSAGE_BYTES,
     Aggregate,
     AggregateBlock,
     FeatureStats,
@@ -24,6 +26,7 @@ from shared.messages import (
     UplinkBatch,
     decode_uplink,
     decode_uplink_batch,
+    deflate_batch,
     encode,
     uplink_rows,
 )
@@ -185,3 +188,27 @@ def test_cloud_takes_a_block_on_the_aggregate_topic_and_in_batches_but_not_anoth
     foreign = decode_received(topics.aggregate("gw-9"), encode(block))
     assert isinstance(foreign, DeadLetter)
     assert foreign.label == "gateway_id"
+
+
+def test_a_compressed_batch_decodes_as_the_plain_one() -> None:
+    batch = UplinkBatch(gateway_id="gw-1", messages=pack_aggregates([_aggregate(0), _aggregate(1, "a2")]))
+    plain = encode(batch)
+    packed = deflate_batch(plain)
+    assert packed[:1] == b"\x78"
+    assert decode_uplink_batch(packed, reference_ns=NOW) == decode_uplink_batch(plain, reference_ns=NOW)
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (zlib.compress(b" " * (MAX_MESSAGE_BYTES + 1)), "inflated"),  # a bomb: refused, not inflated
+        (zlib.compress(b'{"kind":"batch/1"')[:-6], "a complete zlib stream"),
+        (b"\x78\x9c not zlib at all", "valid zlib-compressed JSON"),
+        (zlib.compress(b'{"kind":"batch/1","gateway_id":"gw-1","messages":[}'), "valid JSON"),
+    ],
+)
+def test_bad_compressed_batches_are_contract_errors(payload: bytes, expected: str) -> None:
+    with pytest.raises(ContractError) as caught:
+        decode_uplink_batch(payload, reference_ns=NOW)
+    assert caught.value.field == "payload"
+    assert expected in caught.value.expected

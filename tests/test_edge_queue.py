@@ -308,7 +308,9 @@ def test_batch_payload_packs_aggregate_runs_into_blocks_and_keeps_the_rest_as_st
     assert flatten(topics.batch("gw1"), batch_payload("gw1", rows)) == stored  # features exact in float32
     assert batch.messages[1] == stored[2]
     assert batch.messages[3] == stored[4]
-    assert len(batch_payload("gw1", rows)) < sum(len(row.payload) for row in rows)
+    plain = batch_payload("gw1", rows, compression_level=0)
+    assert decode_uplink_batch(plain) == batch
+    assert len(batch_payload("gw1", rows)) < len(plain) < sum(len(row.payload) for row in rows)
     queue.close()
 
 
@@ -316,7 +318,7 @@ def test_batch_payload_sends_an_undecodable_stored_aggregate_as_it_is(workdir: P
     topic = topics.aggregate("gw1")
     good = encode(msgspec.structs.replace(aggregate("gw1"), seq=1))
     rows = [QueuedMessage(0, topic, b'{"kind":"aggregate/1"'), QueuedMessage(1, topic, good)]
-    payload = batch_payload("gw1", rows)
+    payload = batch_payload("gw1", rows, compression_level=0)
     assert payload.startswith(b'{"kind":"batch/1","gateway_id":"gw1","messages":[{"kind":"aggregate/1",{')
     with pytest.raises(ContractError):  # the cloud dead-letters the whole batch and keeps its bytes
         decode_uplink_batch(payload)

@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
@@ -51,12 +52,20 @@ __all__ = ["run"]
 _PERIOD_NS = 10_000_000_000
 _ASSETS_PER_GATEWAY = 20
 _ROWS_PER_MESSAGE = 256
+_FEATURES = len(DEFAULT_SPEC.feature_names)
 
 
 def _aggregate(
     gateway_id: str, seq: int, start_ns: int, end_ns: int | None = None, *, assets: int = _ASSETS_PER_GATEWAY
 ) -> Aggregate:
-    base = float(seq % 101)
+    # Measurement-like values (noise around a level per feature), so that compression sees what it would
+    # see on a plant, not a repeating pattern.
+    noise = np.random.default_rng(seq).normal(size=(_FEATURES, 3))
+    level = 1.0 + np.arange(_FEATURES, dtype=np.float64)
+    mean = level * (1.0 + 0.05 * noise[:, 0])
+    low = mean - level * np.abs(0.1 * noise[:, 1])
+    high = mean + level * np.abs(0.1 * noise[:, 2])
+    score = float(abs(noise[0, 0])) * 0.3
     return Aggregate(
         gateway_id=gateway_id,
         asset_id=f"{gateway_id}-a{seq % assets}",
@@ -65,10 +74,12 @@ def _aggregate(
         period_end_ns=end_ns if end_ns is not None else start_ns + _PERIOD_NS,
         feature_spec=DEFAULT_SPEC.spec_id,
         features={
-            n: FeatureStats(base + i, base + i - 1, base + i + 1)
-            for i, n in enumerate(DEFAULT_SPEC.feature_names)
+            name: FeatureStats(*stats)
+            for name, stats in zip(
+                DEFAULT_SPEC.feature_names, np.stack([mean, low, high], axis=1).tolist(), strict=True
+            )
         },
-        score=ScoreStats(mean=0.4, max=0.9, threshold=1.0, n_windows=10, n_above_threshold=0),
+        score=ScoreStats(mean=score, max=2 * score, threshold=1.0, n_windows=10, n_above_threshold=0),
         model_version="1",
         model_kind="onnx",
     )
