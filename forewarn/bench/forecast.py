@@ -9,7 +9,8 @@ On the held-out assets:
   of the degradation phase of each held-out run-to-failure life: from the fault's onset (the simulator's
   `ground_truth.csv`) to the failure; before the onset the RUL is not observable from any sensor. The same
   figures over ten points of the whole life (`whole_life_*`) are reported too. Synthetic data has no
-  onsets: there both are over the whole life;
+  onsets: there both are over the whole life. The onset is that of the fault mode that failed the asset
+  (a second fault may start later and not be the one that fails it);
 - `brier` is over every held-out row whose label is known (run-to-failure lives, and censored rows with at
   least a horizon left), against `brier_base_rate`, the Brier score of the held-out set's own failure rate;
 - lead time: from the start of the final unbroken alarm (p_fail >= 0.5) to each held-out failure.
@@ -48,14 +49,25 @@ Onsets = dict[str, list[float]]
 
 
 def _read_onsets(path: Path) -> Onsets:
-    """Fault onset times (hours) per asset from the simulator's `ground_truth.csv`."""
-    onsets: Onsets = {}
+    """Per asset, the onset times (hours) of the faults that caused its failures, from the simulator's
+    `ground_truth.csv`: for each failure, the latest earlier onset of the failing mode. An asset can have
+    a fault develop that does not fail it first; the degradation phase of a failure starts at the onset of
+    its own mode."""
+    onsets: dict[str, list[tuple[float, str]]] = {}
+    caused: Onsets = {}
     with path.open(newline="", encoding="utf-8") as handle:
         for record in csv.DictReader(handle):
             parsed = parse_time(record["time"], TimeKind.ISO)
-            if record["event"] == "onset" and parsed is not None:
-                onsets.setdefault(record["asset_id"], []).append(parsed[0])
-    return onsets
+            if parsed is None:
+                continue
+            seen = onsets.setdefault(record["asset_id"], [])
+            if record["event"] == "onset":
+                seen.append((parsed[0], record["mode"]))
+            elif record["event"] == "failure":
+                own = [t for t, mode in seen if mode == record["mode"]]
+                if own:
+                    caused.setdefault(record["asset_id"], []).append(max(own))
+    return caused
 
 
 def _plant(out_dir: Path) -> tuple[History, tuple[str, ...], str, Onsets]:
