@@ -12,12 +12,14 @@ import msgspec
 import numpy as np
 import paho.mqtt.client as mqtt
 import psycopg
+import psycopg.conninfo
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud_service.lifecycle import registry
 from cloud_service.lifecycle.publisher import build_order, publish_order
+from cloud_service.lifecycle.service import LifecycleService
 from cloud_service.lifecycle.signing import init_keys, load_private_key, sign_manifest, verify_manifest
 from cloud_service.migrate import migrate
 from cloud_service.modeling import ModelArtifact, build_anomaly_model, synthetic_features
@@ -25,10 +27,10 @@ from cloud_service.service import IngestWorker
 from cloud_service.settings import CloudSettings
 from edge_agent.deployment import DeploymentClient, DeploymentReceiver, DeploymentSettings, Probation
 from edge_agent.model_store import ModelSettings, ModelStore
-from forewarn.localservices import MosquittoServer, wait_until
+from forewarn.localservices import MosquittoServer, free_port, wait_until
 from shared import topics
 from shared.config import MqttSettings, load_settings
-from shared.errors import ConfigError
+from shared.errors import ConfigError, StorageError
 from shared.features import DEFAULT_SPEC
 from shared.messages import DeploymentAck, GoldenPair, ModelManifest, decode_uplink, encode
 from shared.timebase import now_ns
@@ -471,3 +473,68 @@ def test_a_model_for_another_feature_spec_is_refused_before_install(
     assert [a.ok for a in acks] == [False]
     assert acks[0].reason.startswith("features: feature spec")
     assert receiver.store.active(target) is None
+
+
+def test_an_auto_approved_model_whose_push_failed_is_pushed_by_the_retry_job(
+    broker: MosquittoServer,
+    db: str,
+    gateway_factory: Callable[..., Gateway],
+    keys: tuple[Ed25519PrivateKey, Path],
+    unique_id: Callable[[str], str],
+) -> None:
+    migrate(db)
+    target = unique_id("t")
+    artifact = make_model(target, 1)
+    text, signature = signed(artifact.manifest, keys[0])
+    with psycopg.connect(db) as conn:
+        registry.insert_model(
+            conn,
+            target=target,
+            version=1,
+            model_type="pca",
+            sha256=artifact.manifest.artifact_sha256,
+            artifact=artifact.onnx_int8,
+            manifest_json=text,
+            signature_b64=signature,
+            feature_spec=artifact.manifest.feature_spec,
+            feature_names=artifact.manifest.feature_names,
+            threshold=artifact.manifest.threshold,
+            assets=[],
+            train_start=None,
+            train_end=None,
+            n_train_rows=240,
+            metrics={},
+            gates={},
+            reference={},
+            status="approved",
+        )
+
+    def service(port: int) -> LifecycleService:
+        params = psycopg.conninfo.conninfo_to_dict(db)
+        settings = load_settings(
+            CloudSettings,
+            environ={},
+            overrides={
+                "db": {"host": params["host"], "port": int(params["port"]), "dbname": params["dbname"]},
+                "mqtt": {"port": port, "reconnect_min_s": 0.2, "reconnect_max_s": 0.5},
+                "lifecycle": {
+                    "signing_key": str(keys[1]),
+                    "approval": "auto",
+                    "push_timeout_s": 1.0,
+                },
+            },
+        )
+        return LifecycleService(settings, runner_id="test")
+
+    with pytest.raises(StorageError):  # the broker is down: the push fails, the model stays approved
+        service(free_port()).deploy(target, 1)
+    with psycopg.connect(db) as conn:
+        assert [m.version for m in registry.pending_pushes(conn) if m.target == target] == [1]
+    gateway = gateway_factory(target)
+    assert service(broker.port).push_pending() == [(target, 1)]  # what the push-retry job runs
+    assert gateway.wait_ack(1).ok
+    with psycopg.connect(db) as conn:
+        assert registry.get_model(conn, target, 1).status == "deployed"  # type: ignore[union-attr]
+        assert [m for m in registry.pending_pushes(conn) if m.target == target] == []
+    assert service(broker.port).push_pending() == []
+    assert "push-retry" in service(broker.port).scheduler().jobs

@@ -38,6 +38,7 @@ __all__ = [
     "insert_model",
     "list_models",
     "mark_deployed",
+    "pending_pushes",
     "record_drift",
     "set_status",
     "window_spread",
@@ -212,6 +213,23 @@ def deployed_model(conn: Conn, target: str, *, with_artifact: bool = False) -> M
     ).fetchone()
     conn.commit()
     return None if row is None else get_model(conn, target, int(row[0]), with_artifact=with_artifact)
+
+
+def pending_pushes(conn: Conn) -> list[ModelRecord]:
+    """Per target, the newest approved model if it is newer than the deployed one (or nothing is deployed):
+    what an approval decided but no push has delivered yet."""
+    rows = conn.execute(
+        f"""
+        SELECT DISTINCT ON (m.target) {", ".join("m." + c.strip() for c in _COLUMNS.split(","))}
+        FROM models m
+        WHERE m.status = 'approved'
+          AND m.version > COALESCE(
+              (SELECT max(d.version) FROM models d WHERE d.target = m.target AND d.status = 'deployed'), 0)
+        ORDER BY m.target, m.version DESC
+        """
+    ).fetchall()
+    conn.commit()
+    return [_record(row) for row in rows]
 
 
 def set_status(conn: Conn, target: str, version: int, status: ModelStatus, reason: str = "") -> None:

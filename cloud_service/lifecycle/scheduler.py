@@ -182,13 +182,15 @@ def lifecycle_jobs(
     retrain: Callable[[], object],
     drift: Callable[[], object],
     refresh_rollups: Callable[[], object] | None,
+    push_pending: Callable[[], object] | None = None,
     rollup_interval_s: float = 300.0,
     forecast: ForecastSettings | None = None,
     refit_forecaster: Callable[[], object] | None = None,
     recompute_forecasts: Callable[[], object] | None = None,
 ) -> list[JobSpec]:
-    """The standard jobs from the settings: nightly retraining, hourly drift checks, rollup refresh, and
-    (with `forecast` enabled and both functions given) the forecaster refit and the forecast recompute."""
+    """The standard jobs from the settings: nightly retraining, hourly drift checks, push retries (auto
+    approval), rollup refresh, and (with `forecast` enabled and both functions given) the forecaster refit
+    and the forecast recompute."""
     jobs = [
         JobSpec(
             "retrain", CronTrigger.from_crontab(settings.retrain_cron, timezone=UTC), retrain, "retraining"
@@ -197,6 +199,15 @@ def lifecycle_jobs(
             "drift", IntervalTrigger(seconds=settings.drift_interval_s, timezone=UTC), drift, "drift checks"
         ),
     ]
+    if settings.approval == "auto" and push_pending is not None:
+        jobs.append(
+            JobSpec(
+                "push-retry",
+                IntervalTrigger(seconds=settings.push_retry_interval_s, timezone=UTC),
+                push_pending,
+                "push retries",
+            )
+        )
     if settings.rollup_refresh and refresh_rollups is not None:
         jobs.append(
             JobSpec(

@@ -7,13 +7,14 @@ import logging
 import psycopg
 
 from cloud_service.forecasting import live as forecast_live
-from cloud_service.lifecycle import operations
+from cloud_service.lifecycle import operations, registry
 from cloud_service.lifecycle.drift import check_drift
 from cloud_service.lifecycle.scheduler import LifecycleScheduler, lifecycle_jobs
 from cloud_service.lifecycle.signing import load_private_key
 from cloud_service.lifecycle.training import TrainingReport, TrainingSkippedError, train_target
 from cloud_service.settings import CloudSettings
 from cloud_service.upkeep import run_upkeep
+from shared.errors import StorageError
 
 __all__ = ["LifecycleService"]
 
@@ -46,11 +47,46 @@ class LifecycleService:
             return train_target(conn, self.lifecycle, target, private_key=key, deploy=self.deploy)
 
     def deploy(self, target: str, version: int) -> None:
-        """Push an approved model to the gateways."""
+        """Push an approved model to the gateways.
+
+        Raises:
+            StorageError: the broker could not be reached or did not acknowledge (the model stays approved;
+                with auto approval, `push_pending` retries it).
+        """
         with psycopg.connect(self.conninfo) as conn:
             operations.deploy(
-                conn, self.settings.mqtt, target, version, chunk_bytes=self.lifecycle.chunk_bytes
+                conn,
+                self.settings.mqtt,
+                target,
+                version,
+                chunk_bytes=self.lifecycle.chunk_bytes,
+                timeout_s=self.lifecycle.push_timeout_s,
             )
+
+    def push_pending(self) -> list[tuple[str, int]]:
+        """Auto approval: push every target's approved model that is newer than its deployed one (a push
+        that failed, e.g. while the broker was down). Returns the (target, version) pushed now.
+
+        Raises:
+            StorageError: a push failed again (the others were still tried; the job retries them all).
+        """
+        if self.lifecycle.approval != "auto":
+            return []
+        with psycopg.connect(self.conninfo) as conn:
+            pending = registry.pending_pushes(conn)
+        pushed: list[tuple[str, int]] = []
+        failed: list[str] = []
+        for model in pending:
+            logger.warning("pushing %s v%d: approved, not delivered yet", model.target, model.version)
+            try:
+                self.deploy(model.target, model.version)
+            except StorageError as exc:
+                failed.append(f"{model.target} v{model.version}: {exc}")
+                continue
+            pushed.append((model.target, model.version))
+        if failed:
+            raise StorageError("models", "push failed again: " + "; ".join(failed))
+        return pushed
 
     def retrain_all(self) -> None:
         """The scheduled retraining: every configured target, one after the other."""
@@ -95,6 +131,7 @@ class LifecycleService:
             self.lifecycle,
             retrain=self.retrain_all,
             drift=self.check_drift_all,
+            push_pending=self.push_pending,
             refresh_rollups=self.refresh_rollups,
             rollup_interval_s=self.settings.storage.rollup_refresh_s,
             forecast=self.settings.forecast,

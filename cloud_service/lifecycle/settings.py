@@ -66,6 +66,17 @@ class LifecycleSettings(BaseModel, frozen=True, extra="forbid"):
     retrain_cron: str = Field(
         "0 2 * * *", description="Crontab (UTC) of the scheduled retraining: nightly at 02:00 by default."
     )
+    push_timeout_s: float = Field(
+        30.0, gt=0, description="Bound on connecting to the broker and on each acknowledgement of a push."
+    )
+    push_retry_interval_s: float = Field(
+        300.0,
+        gt=0,
+        description=(
+            "Seconds between retries of pushes that failed (auto approval: an approved model newer than the "
+            "deployed one, e.g. after the broker was down, is pushed again)."
+        ),
+    )
     drift_interval_s: float = Field(3600.0, gt=0, description="Seconds between drift checks.")
     drift_recent_h: float = Field(24.0, gt=0, description="Hours of recent features a drift check compares.")
     drift_psi_threshold: float = Field(
