@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -158,10 +159,30 @@ def exactly_once(conninfo: str, gateway_id: str, n: int) -> None:
     assert seqs == list(range(n))
 
 
+def clear_retained(broker: MosquittoServer, topic_filter: str = "forewarn/v1/#") -> int:
+    """Delete the retained messages under `topic_filter` (gateways' statuses left by earlier tests on the
+    session broker would reach a new worker and add to its counters). Returns how many were cleared."""
+    found: list[str] = []
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"clear-{uuid.uuid4().hex[:8]}")
+    client.on_message = lambda c, u, m: found.append(m.topic) if m.retain else None
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    try:
+        client.subscribe(topic_filter, qos=1)
+        time.sleep(0.3)  # retained messages arrive right after the subscription
+        for topic in found:
+            client.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return len(found)
+
+
 @pytest.fixture
 def worker_factory(
     broker: MosquittoServer, db: str, unique_id: Callable[[str], str]
 ) -> Iterator[Callable[..., IngestWorker]]:
+    clear_retained(broker)
     group = unique_id("g")
     started: list[IngestWorker] = []
 
