@@ -247,3 +247,14 @@ def test_forewarn_forecast_live_runs_refit_and_recompute_now(
     assert refit["version"] == 1
     assert main(["forecast", "live", "recompute", "--config", str(config)]) == 0
     assert f"{len(assets)} forecasts stored with forecaster v1" in capsys.readouterr().out
+
+
+def test_bench_forecast_live_quick_stores_a_consistent_forecast_for_every_asset() -> None:
+    from forewarn.bench.forecast_live import run  # noqa: PLC0415 - imported where it is exercised
+
+    figures = run(quick=True)
+    assert figures["forecaster_version"] == 1, figures["refit_skipped"]
+    assert figures["refit_failures"] >= 3
+    assert figures["forecasts_stored"] == figures["forecasts_consistent"] == figures["assets"]
+    assert figures["dropped_assets"] == []
+    assert figures["import_rows"] > 0

@@ -16,4 +16,5 @@ SUITES: dict[str, str] = {
     "edge": "forewarn.bench.edge:run",
     "retrain": "forewarn.bench.retrain:run",
     "forecast": "forewarn.bench.forecast:run",
+    "forecast-live": "forewarn.bench.forecast_live:run",
 }
