@@ -28,7 +28,7 @@ from cloud_service.rollups import refresh_rollups
 from cloud_service.schema import Backend, current_backend, detect_backend
 from cloud_service.settings import CloudSettings, StorageSettings
 from cloud_service.upkeep import run_upkeep
-from cloud_service.writer import BatchWriter
+from cloud_service.writer import BatchWriter, ns_to_datetime
 from forewarn import cloud_cmd
 from forewarn.localservices import PostgresServer
 from shared.config import load_settings
@@ -357,7 +357,7 @@ def test_fleet_status_scores_come_from_the_last_period_that_scored_windows(db: s
     with psycopg.connect(db) as conn:
         BatchWriter(conn).write([scored, unscored])
         (status,) = fleet_status(conn)
-    assert status.last_period_end == datetime.fromtimestamp((start + 2 * PERIOD_NS) / 1e9, UTC)
+    assert status.last_period_end == ns_to_datetime(start + 2 * PERIOD_NS)
     assert (status.last_score_mean, status.last_score_max, status.threshold) == (0.75, 1.5, 1.0)
 
 
