@@ -164,7 +164,7 @@ def register(subparsers: Any) -> None:
     _add(
         actions,
         "schedule",
-        "Run the lifecycle scheduler (retraining, drift, rollups) until stopped.",
+        "Run the lifecycle scheduler (retraining, drift, push retries, rollups, forecasts) until stopped.",
         _schedule,
         version=False,
     )
