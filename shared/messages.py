@@ -295,9 +295,13 @@ def encode(message: Struct) -> bytes:
 _T = TypeVar("_T")
 
 
-def _decode(decoder: msgspec.json.Decoder[_T], payload: bytes) -> _T:
+def _check_size(payload: bytes) -> None:
     if len(payload) > MAX_MESSAGE_BYTES:
         raise ContractError("payload", f"{len(payload)} bytes", f"at most {MAX_MESSAGE_BYTES} bytes")
+
+
+def _decode(decoder: msgspec.json.Decoder[_T], payload: bytes) -> _T:
+    _check_size(payload)
     try:
         return decoder.decode(payload)
     except msgspec.ValidationError as exc:  # its text names the path, e.g. `$.seq`
@@ -408,8 +412,14 @@ def _check_times(message: Any, reference_ns: int | None) -> None:
             check_time_ns(field, value, reference_ns=reference_ns)  # raises, naming the field and the rule
     if isinstance(message, Aggregate) and message.period_end_ns < message.period_start_ns:
         raise ContractError("period_end_ns", message.period_end_ns, "period_end_ns >= period_start_ns")
+
+
+def _check_uplink(message: Uplink, reference_ns: int | None) -> None:
+    """What the types alone cannot say about an uplink message: times, a block's columns, feature names."""
+    _check_times(message, reference_ns)
     if isinstance(message, AggregateBlock):
         _check_block(message, reference_ns)
+    _check_feature_names(message)
 
 
 def decode_uplink(payload: bytes, *, reference_ns: int | None = None) -> Uplink:
@@ -419,8 +429,7 @@ def decode_uplink(payload: bytes, *, reference_ns: int | None = None) -> Uplink:
         ContractError: naming the first field that breaks the contract.
     """
     message = _decode(_UPLINK, payload)
-    _check_times(message, reference_ns)
-    _check_feature_names(message)
+    _check_uplink(message, reference_ns)
     return message
 
 
@@ -456,8 +465,7 @@ def decode_uplink_batch(payload: bytes, *, reference_ns: int | None = None) -> U
     Raises:
         ContractError: naming the first field that breaks the contract (`messages[3].seq`, ...).
     """
-    if len(payload) > MAX_MESSAGE_BYTES:
-        raise ContractError("payload", f"{len(payload)} bytes", f"at most {MAX_MESSAGE_BYTES} bytes")
+    _check_size(payload)
     batch = _decode(_BATCH, _inflate(payload))
     reference_ns = now_ns() if reference_ns is None else reference_ns
     for index, message in enumerate(batch.messages):
@@ -468,8 +476,7 @@ def decode_uplink_batch(payload: bytes, *, reference_ns: int | None = None) -> U
                 f"the batch's gateway {batch.gateway_id!r}",
             )
         try:
-            _check_times(message, reference_ns)
-            _check_feature_names(message)
+            _check_uplink(message, reference_ns)
         except ContractError as exc:
             raise ContractError(f"messages[{index}].{exc.field}", exc.value, exc.expected) from exc
     return batch

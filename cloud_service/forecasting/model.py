@@ -236,7 +236,7 @@ def _fit(history: History, config: ForecastConfig, progress: Progress | None) ->
     regressor = _regressor(search.params, config.seed)
     regressor.fit(table.x[np.ix_(final_rows, columns)], _target(table, final_rows, search.cap))
     _say(progress, "fit: calibrated failure classifier, horizon %g", config.horizon)
-    classifier, constant_p, base_rate = _fit_classifier(table, config, column_sets["all"])
+    classifier, constant_p, base_rate = _fit_classifier(table, config)
     edges, low, high = _interval_bins(
         search.oof_pred, search.oof_true, search.oof_life, search.oof_degrading, config.interval
     )
@@ -767,7 +767,7 @@ def _apply_interval(model: Forecaster, rul: FloatArray) -> tuple[FloatArray, Flo
 # --- failure probability ----------------------------------------------------------------------------------
 
 
-def _fit_classifier(table: _Table, config: ForecastConfig, columns: IntArray) -> tuple[Any, float, float]:
+def _fit_classifier(table: _Table, config: ForecastConfig) -> tuple[Any, float, float]:
     """The calibrated classifier (or None), the constant probability used without one, the base rate."""
     horizon = config.horizon
     known = table.failed | (table.time_left > horizon)
@@ -804,10 +804,10 @@ def _fit_classifier(table: _Table, config: ForecastConfig, columns: IntArray) ->
         logger.warning("too few assets on both sides of the horizon for calibration: uncalibrated classifier")
         classifier = estimator
     try:
-        classifier.fit(table.x[np.ix_(rows, columns)], label)
+        classifier.fit(table.x[rows], label)
     except ValueError as exc:  # a degenerate calibration fold (e.g. one class only): keep the raw classifier
         logger.warning("calibration failed (%s): uncalibrated classifier", exc)
-        classifier = estimator.fit(table.x[np.ix_(rows, columns)], label)
+        classifier = estimator.fit(table.x[rows], label)
     return classifier, base_rate, base_rate
 
 

@@ -220,7 +220,7 @@ def pending_pushes(conn: Conn) -> list[ModelRecord]:
     what an approval decided but no push has delivered yet."""
     rows = conn.execute(
         f"""
-        SELECT DISTINCT ON (m.target) {", ".join("m." + c.strip() for c in _COLUMNS.split(","))}
+        SELECT DISTINCT ON (target) {_COLUMNS}
         FROM models m
         WHERE m.status = 'approved'
           AND m.version > COALESCE(
