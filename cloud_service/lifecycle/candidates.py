@@ -36,6 +36,7 @@ from cloud_service.modeling.graph import (
     apply_logs,
     assemble_scoring_model,
     const,
+    feature_error_nodes,
     fit_logs,
     input_transform,
 )
@@ -157,10 +158,7 @@ def mlp_to_onnx(
     node = helper.make_node
     after = [
         node("Reshape", [flat, "row_shape"], ["reconstructed"]),
-        node("Sub", [SCALED, "reconstructed"], ["residual"]),
-        node("Mul", ["residual", "residual"], ["squared_residual"]),
-        node("Mul", ["squared_residual", "error_weight"], ["feature_error"]),
-        node("ReduceSum", ["feature_error", "sum_axes"], [output_name], keepdims=0),
+        *feature_error_nodes("reconstructed", "error_weight", output_name),
     ]
     constants = [
         const("row_shape", [-1, width], np.int64),

@@ -40,6 +40,7 @@ from cloud_service.modeling.graph import (
     apply_logs,
     assemble_scoring_model,
     const,
+    feature_error_nodes,
     fit_logs,
     input_transform,
 )
@@ -176,10 +177,7 @@ def to_onnx(
     after = [
         node("MatMul", [projection, "components"], ["reconstructed_centred"]),
         node("Add", ["reconstructed_centred", "pca_mean"], ["reconstructed"]),
-        node("Sub", [SCALED, "reconstructed"], ["residual"]),
-        node("Mul", ["residual", "residual"], ["squared_residual"]),
-        node("Mul", ["squared_residual", "spe_weight"], ["feature_error"]),
-        node("ReduceSum", ["feature_error", "sum_axes"], ["spe"], keepdims=0),
+        *feature_error_nodes("reconstructed", "spe_weight", "spe"),
         node("Mul", [projection, projection], ["projection_squared"]),
         node("Mul", ["projection_squared", "t2_weights"], ["t2_terms"]),
         node("ReduceSum", ["t2_terms", "sum_axes"], ["t2"], keepdims=0),

@@ -21,6 +21,7 @@ __all__ = [
     "apply_logs",
     "assemble_scoring_model",
     "const",
+    "feature_error_nodes",
     "fit_logs",
     "input_transform",
 ]
@@ -78,6 +79,18 @@ def input_transform(
         const("inv_scale", 1.0 / np.asarray(scale, dtype=np.float64)),
     ]
     return nodes, constants
+
+
+def feature_error_nodes(reconstructed: str, weight: str, total: str) -> list[onnx.NodeProto]:
+    """Nodes from a reconstruction of `SCALED` to `feature_error` (each feature's weighted squared residual,
+    (n, F): the contributions the edge reports) and its row sum `total` (reads the constant `sum_axes`)."""
+    node = helper.make_node
+    return [
+        node("Sub", [SCALED, reconstructed], ["residual"]),
+        node("Mul", ["residual", "residual"], ["squared_residual"]),
+        node("Mul", ["squared_residual", weight], ["feature_error"]),
+        node("ReduceSum", ["feature_error", "sum_axes"], [total], keepdims=0),
+    ]
 
 
 def assemble_scoring_model(
