@@ -21,7 +21,7 @@ import struct
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import msgspec
@@ -41,6 +41,7 @@ from shared.messages import (
     Snapshot,
     Status,
 )
+from shared.timebase import ns_to_datetime
 
 __all__ = [
     "AGGREGATE_BULK_COLUMNS",
@@ -49,12 +50,10 @@ __all__ = [
     "WriteResult",
     "aggregate_copy_data",
     "is_outage",
-    "ns_to_datetime",
 ]
 
 logger = logging.getLogger(__name__)
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _WEEK_NS = 7 * 24 * 3600 * 1_000_000_000
 _JSON = msgspec.json.Encoder()
 
@@ -267,11 +266,6 @@ def aggregate_copy_data(blocks: Sequence[AggregateBlock], ids: Sequence[int], *,
             parts += (fixed[index * stride : (index + 1) * stride], gateway, assets[asset], models[model])
     parts.append(_COPY_TRAILER)
     return b"".join(parts)
-
-
-def ns_to_datetime(ts_ns: int) -> datetime:
-    """UTC epoch nanoseconds as an aware datetime (microsecond precision, as PostgreSQL keeps)."""
-    return _EPOCH + timedelta(microseconds=ts_ns // 1000)
 
 
 def is_outage(exc: BaseException) -> bool:

@@ -22,10 +22,7 @@ window that changed the alert state.
 
 from __future__ import annotations
 
-import calendar
 import csv
-import datetime as dt
-import functools
 import heapq
 import itertools
 import logging
@@ -47,10 +44,10 @@ from shared.errors import ContractError
 from shared.features import SensorKind
 from shared.messages import Alert
 from shared.raw_batch import RawBatch
-from shared.timebase import NS_PER_S
+from shared.timebase import NS_PER_S, parse_times_ns
 from shared.topics import IDENT_PATTERN
 
-__all__ = ["OUTPUT_COLUMNS", "OfflineSummary", "parse_time_ns", "score_csv"]
+__all__ = ["OUTPUT_COLUMNS", "OfflineSummary", "score_csv"]
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +68,6 @@ VIBRATION_MIN_RATE_HZ = 500.0
 _CHUNK_ROWS = 65_536
 _NEVER_MS = 1e12
 _IDENT = re.compile(IDENT_PATTERN)
-_ISO = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$")
-_EPOCH_NS_MIN = 10**15
 
 
 @dataclass(frozen=True)
@@ -111,45 +106,6 @@ class OfflineSummary:
     rejected: dict[str, int]
 
 
-_DECIMAL = re.compile(r"^(-?)(\d+)(?:\.(\d{1,9})\d*)?$")
-
-
-@functools.lru_cache(maxsize=4096)
-def _whole_seconds_ns(text: str, zone: str) -> int:
-    stamp = dt.datetime.fromisoformat(text + ("+00:00" if zone == "Z" else zone))
-    return calendar.timegm(stamp.utctimetuple()) * NS_PER_S
-
-
-def parse_time_ns(text: str) -> int:
-    """ISO 8601 with a time zone, integer epoch ns (>= 1e15) or epoch seconds, to UTC epoch ns.
-
-    >>> parse_time_ns("2026-01-01T00:00:00.0001Z"), parse_time_ns("1767225600.5")
-    (1767225600000100000, 1767225600500000000)
-
-    Raises:
-        ContractError: naming `time`.
-    """
-    text = text.strip()
-    match = _ISO.match(text)
-    try:
-        if match:
-            whole, fraction, zone = match.groups()
-            return _whole_seconds_ns(whole, zone) + (int(fraction.ljust(9, "0")) if fraction else 0)
-        decimal = _DECIMAL.match(text)
-        if decimal:
-            sign, whole, fraction = decimal.groups()
-            if not fraction and int(whole) >= _EPOCH_NS_MIN:
-                return int(text)
-            ns = int(whole) * NS_PER_S + (int(fraction.ljust(9, "0")) if fraction else 0)
-            return -ns if sign else ns
-        seconds = float(text)
-    except ValueError as exc:
-        raise ContractError("time", text, "ISO 8601 with a time zone, epoch ns or epoch seconds") from exc
-    if not math.isfinite(seconds):
-        raise ContractError("time", text, "a finite time")
-    return round(seconds * NS_PER_S)
-
-
 @dataclass
 class _Counts:
     rows: int = 0
@@ -184,25 +140,11 @@ class _Chunk:
 def _parse_times(
     column: tuple[str, ...], counts: _Counts
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
-    """Times of a column (vectorised for the usual `...Z` ISO and epoch forms) and which parsed."""
-    try:
-        if column[0].endswith("Z") and "T" in column[0]:
-            stamps = np.array([text[:-1] for text in column], dtype="datetime64[ns]")
-            return stamps.astype(np.int64), np.ones(len(column), dtype=np.bool_)
-        numbers = np.array(column, dtype=np.float64)
-        if np.all(np.abs(numbers) >= _EPOCH_NS_MIN):
-            return np.array(column, dtype=np.int64), np.ones(len(column), dtype=np.bool_)
-        return np.rint(numbers * NS_PER_S).astype(np.int64), np.isfinite(numbers)
-    except ValueError:
-        pass
-    times = np.zeros(len(column), dtype=np.int64)
-    good = np.ones(len(column), dtype=np.bool_)
-    for i, text in enumerate(column):
-        try:
-            times[i] = parse_time_ns(text)
-        except ContractError:
-            good[i] = False
-    counts.bad["time"] = counts.bad.get("time", 0) + int(np.count_nonzero(~good))
+    """Times of a column (exact to the ns, see `shared.timebase.parse_times_ns`) and which parsed."""
+    times, good = parse_times_ns(column)
+    bad = int(np.count_nonzero(~good))
+    if bad:
+        counts.bad["time"] = counts.bad.get("time", 0) + bad
     return times, good
 
 

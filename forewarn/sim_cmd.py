@@ -10,7 +10,7 @@ from typing import Any
 
 from shared.config import load_settings
 from shared.errors import ConfigError
-from shared.timebase import now_ns
+from shared.timebase import iso_time, now_ns
 from simulators import (
     Publisher,
     PublishStats,
@@ -25,7 +25,7 @@ from simulators import (
     messages_from_recording,
     publish_stream,
 )
-from simulators.scenario import iso_time, parse_time
+from simulators.scenario import parse_time
 
 __all__ = ["broker_overrides", "register"]
 

@@ -20,9 +20,9 @@ import numpy as np
 import numpy.typing as npt
 
 from shared.messages import MaintenanceEvent
-from shared.timebase import NS_PER_S
+from shared.timebase import NS_PER_S, iso_time
 from simulators.assets import ASSET_TYPES, FAST_SENSOR, FailureMode, Unit, draw_unit
-from simulators.scenario import FailureSpec, Scenario, SensorFaultSpec, iso_time
+from simulators.scenario import FailureSpec, Scenario, SensorFaultSpec
 from simulators.signals import F32, F64, FleetSignals, Severity, slow_burst, vibration_burst
 
 __all__ = ["SENSORS", "Step", "TruthRecord", "fleet_units", "simulate"]

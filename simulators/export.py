@@ -31,9 +31,10 @@ import numpy as np
 import numpy.typing as npt
 
 from shared.features import DEFAULT_SPEC, SLOW_FEATURES, slow_features, vibration_features
+from shared.timebase import iso_time
 from simulators.assets import FAST_SENSOR
 from simulators.engine import SENSORS, Step, TruthRecord, fleet_units, simulate
-from simulators.scenario import Scenario, iso_time
+from simulators.scenario import Scenario
 from simulators.signals import F32
 
 __all__ = ["CONDITION_COLUMNS", "ExportResult", "export_scenario", "feature_columns"]

@@ -14,7 +14,6 @@ cells are counted by reason and skipped, never fatal. Memory stays flat: at most
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,11 +24,11 @@ import numpy as np
 from shared.errors import ContractError
 from shared.messages import MaintenanceEvent
 from shared.raw_batch import RawBatch
-from shared.timebase import NS_PER_S, check_time_ns
+from shared.timebase import NS_PER_S, check_time_ns, parse_time_ns
 from shared.topics import check_ident
 from simulators.stream import Message, event_message, raw_message
 
-__all__ = ["ReplayStats", "messages_from_recording", "parse_time_ns", "read_recording"]
+__all__ = ["ReplayStats", "messages_from_recording", "read_recording"]
 
 _EVENT_HEADER = ["asset_id", "time", "event"]
 _EVENTS = ("failure", "maintenance")
@@ -47,25 +46,6 @@ class ReplayStats:
     def reject(self, reason: str) -> None:
         """Count one rejected row or cell."""
         self.rejected[reason] = self.rejected.get(reason, 0) + 1
-
-
-def parse_time_ns(text: str) -> int:
-    """ISO 8601 (with a time zone) or numeric epoch seconds to UTC epoch ns.
-
-    Raises:
-        ContractError: naming `time`.
-    """
-    try:
-        return round(float(text) * NS_PER_S)
-    except ValueError:
-        pass
-    try:
-        moment = dt.datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise ContractError("time", text, "ISO 8601 with a time zone, or epoch seconds") from exc
-    if moment.tzinfo is None:
-        raise ContractError("time", text, "a time zone (e.g. a trailing Z)")
-    return round(moment.replace(microsecond=0).timestamp()) * NS_PER_S + moment.microsecond * 1000
 
 
 @dataclass(slots=True)

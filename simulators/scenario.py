@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from shared.errors import ConfigError
 from shared.features import DEFAULT_SPEC
 from shared.raw_batch import MAX_SAMPLES_PER_BATCH
-from shared.timebase import MAX_FUTURE_SKEW_NS, NS_PER_S, check_time_ns, now_ns
+from shared.timebase import MAX_FUTURE_SKEW_NS, NS_PER_S, check_time_ns, datetime_to_ns, iso_time, now_ns
 from shared.topics import IDENT_PATTERN, check_ident
 from simulators.assets import ASSET_TYPES, FailureMode
 
@@ -253,13 +253,6 @@ class Scenario:
             )
 
 
-def iso_time(ts_ns: int) -> str:
-    """A UTC epoch-ns timestamp as ISO 8601 with microseconds and `Z`."""
-    seconds, ns = divmod(ts_ns, NS_PER_S)
-    moment = dt.datetime.fromtimestamp(seconds, tz=dt.UTC) + dt.timedelta(microseconds=ns // 1000)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def parse_time(key: str, text: str, source: str) -> int:
     """Parse an ISO 8601 timestamp with a time zone into UTC epoch ns, or raise `ConfigError` naming `key`."""
     try:
@@ -268,8 +261,7 @@ def parse_time(key: str, text: str, source: str) -> int:
         raise ConfigError(key, text, "an ISO 8601 timestamp like 2026-01-01T00:00:00Z", source) from exc
     if moment.tzinfo is None:
         raise ConfigError(key, text, "a timestamp with a time zone (e.g. a trailing Z)", source)
-    seconds = int(moment.timestamp())
-    ts_ns = seconds * NS_PER_S + moment.microsecond * 1000
+    ts_ns = datetime_to_ns(moment)
     if ts_ns < 0:
         raise ConfigError(key, text, "a time after 1990-01-01", source)
     return ts_ns

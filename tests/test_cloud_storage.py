@@ -28,7 +28,7 @@ from cloud_service.rollups import refresh_rollups
 from cloud_service.schema import Backend, current_backend, detect_backend
 from cloud_service.settings import CloudSettings, StorageSettings
 from cloud_service.upkeep import run_upkeep
-from cloud_service.writer import BatchWriter, ns_to_datetime
+from cloud_service.writer import BatchWriter
 from forewarn import cloud_cmd
 from forewarn.localservices import PostgresServer
 from shared.config import load_settings
@@ -44,7 +44,7 @@ from shared.messages import (
     Snapshot,
     Status,
 )
-from shared.timebase import now_ns
+from shared.timebase import now_ns, ns_to_datetime
 
 NS_PER_S = 1_000_000_000
 PERIOD_NS = 10 * NS_PER_S

@@ -197,3 +197,20 @@ def test_cli_lists_scenarios_and_shows_sim_settings(
     monkeypatch.setenv("FOREWARN_SIM_MAX_UNPUBLISHED", "3")
     assert main(["config", "show", "sim"]) == 2
     assert "sim.max_unpublished" in capsys.readouterr().err
+
+
+def test_replay_reads_every_time_form_as_edge_score_does(workdir: Path) -> None:
+    """Epoch ns, epoch seconds with nine decimals and ISO times give the same exact batch start.
+
+    Before the shared parser, replay read an integer epoch-ns time as seconds (1.7e27 ns, rejected as far
+    future) and rounded nine decimals through a float.
+    """
+    start_ns = 1_767_225_600_000_000_001
+    forms = [str(start_ns), "1767225600.000000001", "2026-01-01T00:00:00.000000001Z"]
+    for form in forms:
+        path = workdir / "rec.csv"
+        path.write_text(f"asset_id,time,temperature\nm1,{form},40.0\n")
+        stats = ReplayStats()
+        batches = [b for b in read_recording(path, stats=stats) if isinstance(b, RawBatch)]
+        assert stats.rejected == {}, form
+        assert [b.start_ns for b in batches] == [start_ns], form

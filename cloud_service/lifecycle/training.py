@@ -42,6 +42,7 @@ from cloud_service.lifecycle.signing import sign_manifest
 from cloud_service.modeling import decision_agreement, onnx_scores
 from shared.errors import ForewarnError
 from shared.messages import encode
+from shared.timebase import datetime_to_ns
 
 __all__ = [
     "CandidateResult",
@@ -158,7 +159,7 @@ def label_rows(
     healthy = np.ones(len(times_ns), dtype=bool)
     fault = np.zeros(len(times_ns), dtype=bool)
     for asset_id, ts, kind in events:
-        event_ns = int(ts.timestamp() * 1e9)
+        event_ns = datetime_to_ns(ts)
         on_asset = assets == asset_id
         near = (
             on_asset
