@@ -89,4 +89,4 @@ def test_datetime_to_ns_is_exact_and_refuses_naive_times() -> None:
     moment = dt.datetime(2026, 9, 21, 16, 13, 20, 1, tzinfo=dt.timezone(dt.timedelta(hours=2)))
     assert datetime_to_ns(moment) == T0_NS + 1000
     with pytest.raises(ValueError, match="no time zone"):
-        datetime_to_ns(dt.datetime(2026, 9, 21))
+        datetime_to_ns(dt.datetime(2026, 9, 21))  # noqa: DTZ001 - the naive datetime under test
