@@ -21,7 +21,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import psycopg
 
@@ -42,8 +42,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(predicate: Callable[[], T], *, timeout_s: float = 10.0, interval_s: float = 0.02) -> T:
-    """Poll `predicate` until it returns a truthy value, and return it; fail after `timeout_s`."""
+def wait_until(
+    predicate: Callable[[], T | None | Literal[False]], *, timeout_s: float = 10.0, interval_s: float = 0.02
+) -> T:
+    """Poll `predicate` until it returns a truthy value, and return it; fail after `timeout_s`.
+
+    The return type leaves out the falsy `None` and `False` a predicate gives while it waits, so
+    `wait_until(lambda: done and rows)` is typed as the rows.
+    """
     deadline = time.monotonic() + timeout_s
     while True:
         value = predicate()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -11,7 +12,17 @@ import pytest
 from forewarn.cli import build_parser, main
 
 
-def test_help_lists_built_subcommands() -> None:
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """The parsers of `parser`'s subcommands (or actions), by name; empty when it has none."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def test_help_lists_every_subcommand() -> None:
+    commands = _subcommands(build_parser())
+    assert {"config", "bench", "cloud", "sim", "forecast", "edge", "models", "keys", "demo"} <= set(commands)
     result = subprocess.run(
         [sys.executable, "-m", "forewarn.cli", "--help"],
         capture_output=True,
@@ -20,15 +31,17 @@ def test_help_lists_built_subcommands() -> None:
         timeout=60,
     )
     assert result.returncode == 0
-    for command in ("config", "bench"):
-        assert command in result.stdout
+    listed = {line.split()[0] for line in result.stdout.splitlines() if line.startswith("    ") and line.split()}
+    assert set(commands) <= listed, set(commands) - listed
 
 
-def test_every_subcommand_has_help() -> None:
-    parser = build_parser()
-    subparsers = next(action for action in parser._actions if action.dest == "command")
-    for name, subparser in subparsers.choices.items():  # type: ignore[attr-defined]
-        assert subparser.format_help(), name
+def test_each_subcommand_help_lists_its_actions() -> None:
+    for name, subparser in _subcommands(build_parser()).items():
+        help_text = subparser.format_help()
+        assert help_text.startswith(f"usage: forewarn {name}"), name
+        listed = {line.split()[0] for line in help_text.splitlines() if line.startswith("    ") and line.split()}
+        actions = set(_subcommands(subparser))
+        assert actions <= listed, f"forewarn {name} --help does not list {sorted(actions - listed)}"
 
 
 def test_bench_contracts_json(capsys: pytest.CaptureFixture[str]) -> None:
