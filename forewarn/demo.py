@@ -39,9 +39,10 @@ from pydantic_settings import SettingsConfigDict
 from cloud_service.queries import StoredCounts, fleet_status, stored_counts
 from cloud_service.service import prepare_database
 from cloud_service.settings import CloudSettings
+from edge_agent.settings import EdgeSettings
 from forewarn.localservices import MosquittoServer, PostgresServer, temporary_directory
 from shared import topics
-from shared.config import ComponentSettings, DatabaseSettings, MqttSettings, load_settings
+from shared.config import ComponentSettings, DatabaseSettings, MqttSettings, load_settings, render_settings
 from shared.errors import ConfigError, ContractError, ForewarnError
 from shared.messages import Alert, Status, decode_uplink
 from shared.mqtt import connect, make_client
@@ -146,75 +147,90 @@ def _database(stack: contextlib.ExitStack, settings: DemoSettings) -> DatabaseSe
     return DatabaseSettings(host=server.host, port=server.port, dbname=_DEMO_DB, user=server.user)
 
 
-def _toml_value(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
-
-
-def _section(name: str, values: dict[str, object]) -> str:
-    lines = [f"[{name}]"] + [f"{key} = {_toml_value(value)}" for key, value in values.items()]
-    return "\n".join(lines) + "\n"
-
-
 def _mqtt_values(mqtt_settings: MqttSettings) -> dict[str, object]:
     return {"host": mqtt_settings.host, "port": mqtt_settings.port}
 
 
 def _db_values(db: DatabaseSettings) -> dict[str, object]:
-    values: dict[str, object] = {"host": db.host, "port": db.port, "dbname": db.dbname, "user": db.user}
-    if db.password.get_secret_value():
-        values["password"] = db.password.get_secret_value()
-    return values
+    return {"host": db.host, "port": db.port, "dbname": db.dbname, "user": db.user}
+
+
+def secret_environment(db: DatabaseSettings) -> dict[str, str]:
+    """The database password for the cloud service as its `FOREWARN_CLOUD_*` variable (never in a file)."""
+    password = db.password.get_secret_value()
+    return {"FOREWARN_CLOUD_DB__PASSWORD": password} if password else {}
+
+
+def _write_settings(path: Path, settings: ComponentSettings) -> Path:
+    path.write_text(
+        "# Written by `forewarn demo`; secrets come from the environment, not this file.\n"
+        + render_settings(settings)
+    )
+    return path
 
 
 def write_cloud_config(path: Path, *, mqtt_settings: MqttSettings, db: DatabaseSettings) -> Path:
     """A cloud service configuration for the demo: one ingest worker on the demo's broker and database."""
-    path.write_text(
-        "# Written by `forewarn demo`.\n"
-        + _section("mqtt", _mqtt_values(mqtt_settings))
-        + _section("db", _db_values(db))
-        + _section("ingest", {"workers": 1, "group": "demo"})
+    settings = load_settings(
+        CloudSettings,
+        environ={},
+        overrides={
+            "mqtt": _mqtt_values(mqtt_settings),
+            "db": _db_values(db),
+            "ingest": {"workers": 1, "group": "demo"},
+        },
     )
-    return path
+    return _write_settings(path, settings)
 
 
 def write_gateway_config(
     path: Path, *, scenario: Scenario, gateway_id: str, mqtt_settings: MqttSettings, workdir: Path
 ) -> Path:
     """An edge agent configuration serving every asset of `scenario`, with its state under `workdir`."""
-    slow_rate = scenario.spec.signals.slow_rate_hz
-    vibration_rate = scenario.spec.signals.vibration_rate_hz
-    parts = [
-        "# Written by `forewarn demo`.\n",
-        f"gateway_id = {_toml_value(gateway_id)}\n",
-        "heartbeat_interval_s = 2.0\n",
-        _section("plant_mqtt", _mqtt_values(mqtt_settings)),
-        _section("upstream_mqtt", _mqtt_values(mqtt_settings)),
-        _section("queue", {"dir": str(workdir / "edge" / "queue")}),
-        _section("quarantine", {"dir": str(workdir / "edge" / "quarantine")}),
-        _section("models", {"store_dir": str(workdir / "edge" / "models")}),
+    rates = {"vibration": scenario.spec.signals.vibration_rate_hz}
+    assets = [
+        {
+            "asset_id": unit.asset_id,
+            "sensors": [
+                {
+                    "name": sensor,
+                    "kind": "vibration" if sensor == "vibration" else "slow",
+                    "sample_rate_hz": rates.get(sensor, scenario.spec.signals.slow_rate_hz),
+                }
+                for sensor in unit.type.sensors
+            ],
+        }
+        for unit in fleet_units(scenario)
     ]
-    for unit in fleet_units(scenario):
-        sensors = ", ".join(
-            f'{{ name = "{sensor}", kind = "{"vibration" if sensor == "vibration" else "slow"}", '
-            f"sample_rate_hz = {vibration_rate if sensor == 'vibration' else slow_rate!r} }}"
-            for sensor in unit.type.sensors
-        )
-        parts.append(f'\n[[pipeline.assets]]\nasset_id = "{unit.asset_id}"\nsensors = [{sensors}]\n')
-    path.write_text("".join(parts))
-    return path
+    settings = load_settings(
+        EdgeSettings,
+        environ={},
+        overrides={
+            "gateway_id": gateway_id,
+            "heartbeat_interval_s": 2.0,
+            "plant_mqtt": _mqtt_values(mqtt_settings),
+            "upstream_mqtt": _mqtt_values(mqtt_settings),
+            "queue": {"dir": workdir / "edge" / "queue"},
+            "quarantine": {"dir": workdir / "edge" / "quarantine"},
+            "models": {"store_dir": workdir / "edge" / "models"},
+            "pipeline": {"assets": assets},
+        },
+    )
+    return _write_settings(path, settings)
 
 
 @contextlib.contextmanager
-def _child(name: str, arguments: list[str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """Run `forewarn ARGUMENTS` as a child process logging to `log_path`; stop it (SIGTERM) at the end."""
+def _child(
+    name: str, arguments: list[str], log_path: Path, *, secrets: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `forewarn ARGUMENTS` as a child process logging to `log_path`; stop it (SIGTERM) at the end.
+
+    `secrets` are added to the child's environment (settings variables such as a password).
+    """
     log = log_path.open("ab")
     command = [sys.executable, "-m", "forewarn.cli", "--log-level", "INFO", *arguments]
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    environment = {**os.environ, **(secrets or {})}
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)
     try:
         yield process
     finally:
@@ -357,11 +373,14 @@ def run_demo(settings: DemoSettings, *, out: TextIO = sys.stdout) -> DemoReport:
             mqtt_settings=mqtt_settings,
             workdir=workdir,
         )
-        prepare_database(load_settings(CloudSettings, toml_path=cloud_toml, environ={}))
+        secrets = secret_environment(db)
+        prepare_database(load_settings(CloudSettings, toml_path=cloud_toml, environ=secrets))
         print(f"demo: configs and logs in {workdir}", file=sys.stderr)
         watcher = _Watcher(mqtt_settings, settings.gateway_id)
         stack.callback(watcher.close)
-        stack.enter_context(_child("cloud", ["cloud", "--config", str(cloud_toml)], workdir / "cloud.log"))
+        stack.enter_context(
+            _child("cloud", ["cloud", "--config", str(cloud_toml)], workdir / "cloud.log", secrets=secrets)
+        )
         edge = stack.enter_context(
             _child("edge", ["edge", "--config", str(gateway_toml)], workdir / "edge.log")
         )

@@ -43,7 +43,7 @@ def free_port() -> int:
 
 
 def wait_until(
-    predicate: Callable[[], T | None | Literal[False]], *, timeout_s: float = 10.0, interval_s: float = 0.02
+    predicate: Callable[[], T | Literal[False] | None], *, timeout_s: float = 10.0, interval_s: float = 0.02
 ) -> T:
     """Poll `predicate` until it returns a truthy value, and return it; fail after `timeout_s`.
 

@@ -20,6 +20,11 @@ def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.Argument
     return {}
 
 
+def _listed(help_text: str) -> set[str]:
+    """The names a help text lists under its positional arguments (indented by four spaces)."""
+    return {line.split()[0] for line in help_text.splitlines() if line.startswith("    ") and line.split()}
+
+
 def test_help_lists_every_subcommand() -> None:
     commands = _subcommands(build_parser())
     assert {"config", "bench", "cloud", "sim", "forecast", "edge", "models", "keys", "demo"} <= set(commands)
@@ -31,7 +36,7 @@ def test_help_lists_every_subcommand() -> None:
         timeout=60,
     )
     assert result.returncode == 0
-    listed = {line.split()[0] for line in result.stdout.splitlines() if line.startswith("    ") and line.split()}
+    listed = _listed(result.stdout)
     assert set(commands) <= listed, set(commands) - listed
 
 
@@ -39,7 +44,7 @@ def test_each_subcommand_help_lists_its_actions() -> None:
     for name, subparser in _subcommands(build_parser()).items():
         help_text = subparser.format_help()
         assert help_text.startswith(f"usage: forewarn {name}"), name
-        listed = {line.split()[0] for line in help_text.splitlines() if line.startswith("    ") and line.split()}
+        listed = _listed(help_text)
         actions = set(_subcommands(subparser))
         assert actions <= listed, f"forewarn {name} --help does not list {sorted(actions - listed)}"
 
