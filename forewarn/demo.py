@@ -33,14 +33,14 @@ from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 import psycopg
-from pydantic import Field, SecretStr
-from pydantic_settings import SettingsConfigDict
+from pydantic import SecretStr
 
 from cloud_service.queries import StoredCounts, fleet_status, stored_counts
 from cloud_service.service import prepare_database
 from cloud_service.settings import CloudSettings
 from edge_agent.settings import EdgeSettings
 from forewarn.localservices import MosquittoServer, PostgresServer, temporary_directory
+from forewarn.settings import DemoSettings
 from shared import topics
 from shared.config import ComponentSettings, DatabaseSettings, MqttSettings, load_settings, render_settings
 from shared.errors import ConfigError, ContractError, ForewarnError
@@ -57,38 +57,11 @@ from simulators import (
     publish_stream,
 )
 
-__all__ = ["DemoReport", "DemoSettings", "register", "run_demo"]
+__all__ = ["DemoReport", "register", "run_demo"]
 
 logger = logging.getLogger(__name__)
 
 _DEMO_DB = "forewarn_demo"
-
-
-class DemoSettings(ComponentSettings):
-    """Settings of `forewarn demo`."""
-
-    model_config = SettingsConfigDict(env_prefix="FOREWARN_DEMO_")
-    component = "demo"
-
-    scenario: str = Field("smoke", description="Bundled scenario name or scenario TOML file to simulate.")
-    speed: float = Field(
-        0.0, ge=0.0, description="Simulated seconds per wall-clock second; 0 uses the scenario's own speed."
-    )
-    broker_url: str = Field(
-        "", description="mqtt://host:port of the broker; empty starts a throwaway local Mosquitto."
-    )
-    database: SecretStr = Field(
-        SecretStr(""),
-        description="libpq connection string of an existing database; empty starts a throwaway PostgreSQL.",
-    )
-    workdir: Path | None = Field(
-        None,
-        description="Where configs, queues and logs go; empty uses a temporary directory, removed after.",
-    )
-    gateway_id: str = Field("gw-demo", description="The demo gateway's id.")
-    drain_timeout_s: float = Field(
-        60.0, gt=0, description="How long to wait for the cloud to store everything after the simulation."
-    )
 
 
 @dataclasses.dataclass

@@ -5,8 +5,9 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from forewarn.demo import DemoSettings, run_demo
+from forewarn.demo import run_demo
 from forewarn.localservices import MosquittoServer
+from forewarn.settings import DemoSettings
 from shared.config import load_settings
 
 
