@@ -27,20 +27,22 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from pydantic import BaseModel, Field
 
 from edge_agent.scoring import OnnxScorer
 from shared.errors import ContractError, ModelVerificationError
 from shared.messages import ModelManifest, decode_manifest, encode
 from shared.topics import IDENT_PATTERN
 
+if TYPE_CHECKING:  # edge_agent.settings imports the deployment receiver, which imports this module
+    from edge_agent.settings import ModelSettings
+
 __all__ = [
     "ARTIFACT_FILE",
     "MANIFEST_FILE",
     "LoadedModel",
-    "ModelSettings",
     "ModelStore",
     "load_model",
     "verify_model",
@@ -57,27 +59,6 @@ _VERSION_DIR = re.compile(r"^v([1-9][0-9]{0,9})$")
 _TARGET = re.compile(IDENT_PATTERN)
 GOLDEN_RTOL = 1e-2
 """Golden scores must match to 1 % of max(|expected|, threshold): int8 kernels differ slightly by CPU."""
-
-
-class ModelSettings(BaseModel, frozen=True, extra="forbid"):
-    """Section `models` of the edge settings: the local model store."""
-
-    store_dir: Path = Field(
-        default=Path("/var/lib/forewarn/edge/models"),
-        description="Directory of the versioned local model store.",
-    )
-    intra_op_threads: int = Field(
-        default=1,
-        ge=1,
-        le=64,
-        description="onnxruntime intra-op threads per scoring call (1 keeps a core free).",
-    )
-    keep_versions: int = Field(
-        3,
-        ge=2,
-        le=100,
-        description="Versions kept per target; older ones are pruned (never active/previous).",
-    )
 
 
 @dataclass(frozen=True)

@@ -39,8 +39,8 @@ import numpy.typing as npt
 
 from edge_agent.aggregation import PeriodAggregator, ScoredWindows
 from edge_agent.alerts import AlertDebouncer, Transition, severity
-from edge_agent.pipeline_settings import AssetSettings, PipelineSettings, SensorSettings
 from edge_agent.scoring import BaselineScorer, Scorer
+from edge_agent.settings import AssetSettings, PipelineSettings, SensorSettings
 from edge_agent.windowing import JoinedHistory, SampleBuffer, StreamChecker, Verdict, Windower, Windows
 from shared.features import FeatureSpec, SensorKind, SensorSpec
 from shared.messages import Aggregate, Alert, ModelKind, ModelManifest, Snapshot

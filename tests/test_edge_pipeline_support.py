@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_agent.pipeline import Outbound, Pipeline
-from edge_agent.pipeline_settings import (
+from edge_agent.settings import (
     AlertSettings,
     AssetSettings,
     BaselineSettings,
