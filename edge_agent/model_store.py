@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import shutil
 import tempfile
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edge_agent.scoring import OnnxScorer
+from shared.atomic_files import fsync_directory, write_atomically
 from shared.errors import ContractError, ModelVerificationError
 from shared.messages import ModelManifest, decode_manifest, encode
 from shared.topics import IDENT_PATTERN
@@ -132,42 +132,11 @@ def verify_model(
     return LoadedModel(manifest=manifest, scorer=scorer, path=path)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_file(path: Path, data: bytes) -> None:
-    with path.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so a reader or a crash sees the old content or the new, never a mix."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
 def write_model_dir(directory: Path, manifest: ModelManifest, artifact: bytes) -> Path:
     """Write `model.onnx` and `manifest.json` into `directory` (created if needed), each atomically."""
     directory.mkdir(parents=True, exist_ok=True)
-    _atomic_write(directory / ARTIFACT_FILE, artifact)
-    _atomic_write(directory / MANIFEST_FILE, encode(manifest))
+    write_atomically(directory / ARTIFACT_FILE, artifact)
+    write_atomically(directory / MANIFEST_FILE, encode(manifest))
     return directory
 
 
@@ -291,14 +260,14 @@ class ModelStore:
             target_dir.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=f".v{manifest.version}.", dir=target_dir))
             try:
-                _write_file(staging / ARTIFACT_FILE, artifact)
-                _write_file(staging / MANIFEST_FILE, encode(manifest))
-                _fsync_dir(staging)
+                write_atomically(staging / ARTIFACT_FILE, artifact)
+                write_atomically(staging / MANIFEST_FILE, encode(manifest))
+                fsync_directory(staging)
                 staging.rename(final)
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
-            _fsync_dir(target_dir)
+            fsync_directory(target_dir)
         logger.info("installed model %s v%d", manifest.target, manifest.version)
         return loaded
 
@@ -359,7 +328,7 @@ class ModelStore:
     def _commit(self, target: str, history: list[int], loaded: LoadedModel) -> None:
         """Persist the pointer, then publish the model with one reference assignment."""
         pointer = json.dumps({"history": history}).encode()
-        _atomic_write(self._target_dir(target) / _ACTIVE_FILE, pointer)
+        write_atomically(self._target_dir(target) / _ACTIVE_FILE, pointer)
         self._history[target] = history
         self._active[target] = loaded
 
