@@ -14,7 +14,8 @@ import numpy.typing as npt
 import pytest
 
 from edge_agent.aggregation import ScoredWindows
-from edge_agent.pipeline import Pipeline, spiky_windows
+from edge_agent.operating_state import spiky_windows
+from edge_agent.pipeline import Pipeline
 from edge_agent.scoring import BaselineScorer
 from edge_agent.settings import PipelineSettings
 from shared.messages import Alert
