@@ -37,7 +37,8 @@ from edge_agent.forwarder import Forwarder
 from edge_agent.heartbeat import Heartbeat, Readings, offline_status
 from edge_agent.intake import Intake, Received
 from edge_agent.model_store import ModelStore
-from edge_agent.pipeline import Pipeline, PipelineMetrics
+from edge_agent.pipeline import Pipeline
+from edge_agent.pipeline_metrics import PipelineMetrics
 from edge_agent.quarantine import Quarantine
 from edge_agent.settings import EdgeSettings
 from shared import topics

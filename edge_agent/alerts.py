@@ -14,7 +14,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from edge_agent.pipeline_settings import AlertSettings
+from edge_agent.settings import AlertSettings
 
 __all__ = ["AlertDebouncer", "Transition", "severity"]
 

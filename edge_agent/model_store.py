@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import shutil
 import tempfile
@@ -27,20 +26,23 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from pydantic import BaseModel, Field
 
 from edge_agent.scoring import OnnxScorer
+from shared.atomic_files import fsync_directory, write_atomically
 from shared.errors import ContractError, ModelVerificationError
 from shared.messages import ModelManifest, decode_manifest, encode
 from shared.topics import IDENT_PATTERN
+
+if TYPE_CHECKING:  # edge_agent.settings imports the deployment receiver, which imports this module
+    from edge_agent.settings import ModelSettings
 
 __all__ = [
     "ARTIFACT_FILE",
     "MANIFEST_FILE",
     "LoadedModel",
-    "ModelSettings",
     "ModelStore",
     "load_model",
     "verify_model",
@@ -57,27 +59,6 @@ _VERSION_DIR = re.compile(r"^v([1-9][0-9]{0,9})$")
 _TARGET = re.compile(IDENT_PATTERN)
 GOLDEN_RTOL = 1e-2
 """Golden scores must match to 1 % of max(|expected|, threshold): int8 kernels differ slightly by CPU."""
-
-
-class ModelSettings(BaseModel, frozen=True, extra="forbid"):
-    """Section `models` of the edge settings: the local model store."""
-
-    store_dir: Path = Field(
-        default=Path("/var/lib/forewarn/edge/models"),
-        description="Directory of the versioned local model store.",
-    )
-    intra_op_threads: int = Field(
-        default=1,
-        ge=1,
-        le=64,
-        description="onnxruntime intra-op threads per scoring call (1 keeps a core free).",
-    )
-    keep_versions: int = Field(
-        3,
-        ge=2,
-        le=100,
-        description="Versions kept per target; older ones are pruned (never active/previous).",
-    )
 
 
 @dataclass(frozen=True)
@@ -151,42 +132,11 @@ def verify_model(
     return LoadedModel(manifest=manifest, scorer=scorer, path=path)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_file(path: Path, data: bytes) -> None:
-    with path.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so a reader or a crash sees the old content or the new, never a mix."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
 def write_model_dir(directory: Path, manifest: ModelManifest, artifact: bytes) -> Path:
     """Write `model.onnx` and `manifest.json` into `directory` (created if needed), each atomically."""
     directory.mkdir(parents=True, exist_ok=True)
-    _atomic_write(directory / ARTIFACT_FILE, artifact)
-    _atomic_write(directory / MANIFEST_FILE, encode(manifest))
+    write_atomically(directory / ARTIFACT_FILE, artifact)
+    write_atomically(directory / MANIFEST_FILE, encode(manifest))
     return directory
 
 
@@ -310,14 +260,14 @@ class ModelStore:
             target_dir.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(prefix=f".v{manifest.version}.", dir=target_dir))
             try:
-                _write_file(staging / ARTIFACT_FILE, artifact)
-                _write_file(staging / MANIFEST_FILE, encode(manifest))
-                _fsync_dir(staging)
+                write_atomically(staging / ARTIFACT_FILE, artifact)
+                write_atomically(staging / MANIFEST_FILE, encode(manifest))
+                fsync_directory(staging)
                 staging.rename(final)
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
-            _fsync_dir(target_dir)
+            fsync_directory(target_dir)
         logger.info("installed model %s v%d", manifest.target, manifest.version)
         return loaded
 
@@ -378,7 +328,7 @@ class ModelStore:
     def _commit(self, target: str, history: list[int], loaded: LoadedModel) -> None:
         """Persist the pointer, then publish the model with one reference assignment."""
         pointer = json.dumps({"history": history}).encode()
-        _atomic_write(self._target_dir(target) / _ACTIVE_FILE, pointer)
+        write_atomically(self._target_dir(target) / _ACTIVE_FILE, pointer)
         self._history[target] = history
         self._active[target] = loaded
 

@@ -39,7 +39,7 @@ import numpy.typing as npt
 from edge_agent.aggregation import ScoredWindows
 from edge_agent.model_store import LoadedModel, load_model
 from edge_agent.pipeline import Pipeline
-from edge_agent.pipeline_settings import AssetSettings, PipelineSettings, SensorSettings, SnapshotSettings
+from edge_agent.settings import AssetSettings, PipelineSettings, SensorSettings, SnapshotSettings
 from shared.errors import ContractError
 from shared.features import SensorKind
 from shared.messages import Alert

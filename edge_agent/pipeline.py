@@ -19,10 +19,11 @@ windows:
    swap therefore lands between two batches of windows; no window is dropped or scored twice.
 4. A model whose manifest names another feature spec, or features this asset does not produce, scores
    nothing: its windows are counted as `feature_mismatch` and reported in the log. The baseline neither
-   scores nor learns windows where the machine is stopped or in a transient (`_OperatingState`, from the
+   scores nor learns windows where the machine is stopped or in a transient (`operating_state`, from the
    driving sensor's RMS and a `current` sensor's mean): they are counted as `stopped` / `transient`.
 5. Alerts are debounced k-of-n (`alerts.AlertDebouncer`); a raised alert may bring a raw snapshot of the
-   driving sensor around it. Aggregates summarise each asset per period of data time.
+   driving sensor around it (`snapshots.SnapshotRecorder`). Aggregates summarise each asset per period
+   of data time.
 """
 
 from __future__ import annotations
@@ -32,36 +33,30 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from edge_agent.aggregation import PeriodAggregator, ScoredWindows
 from edge_agent.alerts import AlertDebouncer, Transition, severity
-from edge_agent.pipeline_settings import AssetSettings, PipelineSettings, SensorSettings
+from edge_agent.disk_queue import Outbound
+from edge_agent.model_compatibility import ModelCompatibility, ModelSource, check_compatibility
+from edge_agent.operating_state import SPIKE_SIGMAS, asset_operating_state, spiky_windows
+from edge_agent.pipeline_metrics import PipelineMetrics
 from edge_agent.scoring import BaselineScorer, Scorer
-from edge_agent.windowing import JoinedHistory, SampleBuffer, StreamChecker, Verdict, Windower, Windows
+from edge_agent.settings import AssetSettings, PipelineSettings, SensorSettings
+from edge_agent.snapshots import SnapshotRecorder
+from edge_agent.windowing import JoinedHistory, StreamChecker, Verdict, Windower, Windows
 from shared.features import FeatureSpec, SensorKind, SensorSpec
-from shared.messages import Aggregate, Alert, ModelKind, ModelManifest, Snapshot
+from shared.messages import Aggregate, Alert, ModelKind, Snapshot
+from shared.rate_limited_log import RateLimitedLog
 from shared.raw_batch import RawBatch
 from shared.timebase import NS_PER_S
 
-__all__ = [
-    "REJECT_REASONS",
-    "ActiveModel",
-    "ModelSource",
-    "Outbound",
-    "Pipeline",
-    "PipelineMetrics",
-    "RejectCallback",
-    "WindowsCallback",
-    "spiky_windows",
-]
+__all__ = ["REJECT_REASONS", "Pipeline", "RejectCallback", "WindowsCallback"]
 
 logger = logging.getLogger(__name__)
 
-Outbound = Aggregate | Alert | Snapshot
 RejectCallback = Callable[[str, RawBatch, str], None]
 WindowsCallback = Callable[[str, ScoredWindows], None]
 FloatArray = npt.NDArray[np.float32]
@@ -80,106 +75,6 @@ REJECT_REASONS = (
 """Every reason `on_reject` can be called with. The last four keep the batch (windows restart)."""
 
 _LIMIT = 1e15
-_LOG_INTERVAL_S = 60.0
-_SNAPSHOT_SLACK = 65_536
-_STATE_HISTORY = 4096  # windows whose levels define an asset's running level
-_STATE_MIN_WINDOWS = 16  # before this many, no window is judged stopped
-_STATE_REFIT_EVERY = 64
-_RUNNING_QUANTILE = 0.9  # the running level: this quantile of the recent levels
-_RECENT_WINDOWS = 8  # a level change is measured against the median of this many running windows
-_SPIKE_SIGMAS = 8.0  # a sample this many standard deviations off its window's mean may be a spike
-_SPIKE_NEIGHBOUR_RATIO = 0.25  # ... if its two neighbours on each side are within this fraction of it
-CURRENT_SENSOR = "current"
-"""A slow sensor of this name is the motor current: its mean is an operating-state level (0 when stopped)."""
-
-
-class ActiveModel(Protocol):
-    """What the pipeline needs of an active model (`model_store.LoadedModel` is one)."""
-
-    @property
-    def manifest(self) -> ModelManifest:
-        """The model's manifest (feature spec and names)."""
-        ...
-
-    @property
-    def scorer(self) -> Scorer:
-        """The model's scorer."""
-        ...
-
-
-class ModelSource(Protocol):
-    """Where the active model of a target comes from (`model_store.ModelStore` is one)."""
-
-    def active(self, target: str) -> ActiveModel | None:
-        """The target's active model, or None."""
-        ...
-
-
-@dataclass
-class PipelineMetrics:
-    """Counters of one pipeline, updated in place by the pipeline's thread; read them from any thread.
-
-    `rejected` counts batches per reason; `stream_rejected` the same per `asset/sensor` (known streams
-    only, so a flood of made-up names cannot grow it). `windows_unscored` counts windows cut but not
-    scored: `incomplete` (a joined sensor had no usable data), `nonfinite_features`, `feature_mismatch`,
-    `scorer_error` (the model raised; logged with its traceback), and, when the baseline scores, `stopped`,
-    `transient` (the machine's operating state) and `sensor_spikes` (isolated spikes: a sensor fault).
-    """
-
-    batches_in: int = 0
-    samples_in: int = 0
-    samples_used: int = 0
-    samples_nonfinite: int = 0
-    windows_cut: int = 0
-    windows_scored: int = 0
-    windows_unscored: dict[str, int] = field(default_factory=dict)
-    rejected: dict[str, int] = field(default_factory=dict)
-    stream_rejected: dict[str, dict[str, int]] = field(default_factory=dict)
-    alerts_raised: int = 0
-    alerts_cleared: int = 0
-    snapshots: int = 0
-    aggregates: int = 0
-    model_versions: dict[str, str] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, float]:
-        """Flat `pipeline.*` counters, for a heartbeat's metrics or a bench report."""
-        flat: dict[str, float] = {
-            f"pipeline.{name}": float(getattr(self, name))
-            for name in (
-                "batches_in",
-                "samples_in",
-                "samples_used",
-                "samples_nonfinite",
-                "windows_cut",
-                "windows_scored",
-                "alerts_raised",
-                "alerts_cleared",
-                "snapshots",
-                "aggregates",
-            )
-        }
-        for reason, count in dict(self.rejected).items():
-            flat[f"pipeline.rejected.{reason}"] = float(count)
-        for reason, count in dict(self.windows_unscored).items():
-            flat[f"pipeline.windows_unscored.{reason}"] = float(count)
-        return flat
-
-
-class _RateLimitedLog:
-    """Logs a warning per key at most once per interval, with the count since the last one."""
-
-    def __init__(self, interval_s: float = _LOG_INTERVAL_S) -> None:
-        self._interval_s = interval_s
-        self._last: dict[str, tuple[float, int]] = {}
-
-    def warn(self, key: str, message: str, *args: object) -> None:
-        now = time.monotonic()
-        last_at, suppressed = self._last.get(key, (-math.inf, 0))
-        if now - last_at < self._interval_s:
-            self._last[key] = (last_at, suppressed + 1)
-            return
-        self._last[key] = (now, 0)
-        logger.warning("%s (%d more like it since the last report)", message % args, suppressed)
 
 
 @dataclass
@@ -195,166 +90,6 @@ class _Sensor:
     needs_restart: bool = False  # the last batch ended with dropped (non-finite) samples
 
 
-class _OperatingState:
-    """Tells, per window, whether the machine is stopped or in a transient, from level features.
-
-    Levels: the driving sensor's RMS and, if the asset has one, the `current` sensor's mean. The running
-    level of each is the 90th percentile of its last 4096 windows (so a machine running at least 10 % of
-    the time has one). A window is *stopped* when a level is below `stopped_ratio` x its running level,
-    and *transient* within `settle_s` of data time after a start (a stopped window followed by a running
-    one) or a load change (the current's level off the median of the last 8 running windows by more than
-    `change_ratio`, relative): start-up, run-down and load or speed steps, when shapes and spectra move for
-    reasons that are not the machine's condition. Only the current detects load changes: a developing
-    fault raises the vibration RMS too, and must not be mistaken for a transient.
-
-    Args:
-        columns: the level columns (the driving sensor's RMS first, then the current's mean, if any).
-        change_columns: those of `columns` (positions in it) that detect load changes.
-        stopped_ratio: a level below this fraction of its running level means stopped.
-        change_ratio: a relative level change above this starts a transient.
-        settle_s: data seconds a transient lasts.
-    """
-
-    def __init__(
-        self,
-        columns: npt.NDArray[np.intp],
-        *,
-        change_columns: npt.NDArray[np.intp],
-        stopped_ratio: float,
-        change_ratio: float,
-        settle_s: float,
-    ) -> None:
-        self.columns = columns
-        self.change_columns = change_columns
-        self.stopped_ratio = stopped_ratio
-        self.change_ratio = change_ratio
-        self.settle_ns = round(settle_s * NS_PER_S)
-        self._history = np.full((_STATE_HISTORY, len(columns)), np.nan)
-        self._pos = 0
-        self._count = 0
-        self._since_refit = 0
-        self._running: npt.NDArray[np.float64] | None = None
-        self._recent = np.empty((0, len(change_columns)))  # levels of the last running windows
-        self._was_stopped = False
-        self._last_change_ns = -(1 << 62)
-
-    def classify(
-        self, matrix: FloatArray, end_ns: npt.NDArray[np.int64], finite: npt.NDArray[np.bool_]
-    ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
-        """(stopped, transient) flags of a batch of windows, in order; learns their levels."""
-        n = len(end_ns)
-        stopped = np.zeros(n, dtype=np.bool_)
-        transient = np.zeros(n, dtype=np.bool_)
-        if len(self.columns) == 0 or not finite.any():
-            return stopped, transient
-        levels = matrix[:, self.columns].astype(np.float64)
-        running = self._running
-        if running is not None and self.stopped_ratio > 0:
-            stopped = finite & (levels < self.stopped_ratio * running).any(axis=1)
-        change = np.zeros(n, dtype=np.bool_)
-        previous_stopped = np.concatenate(([self._was_stopped], stopped[:-1]))
-        change |= finite & ~stopped & previous_stopped
-        if len(self.change_columns):
-            change |= self._level_changed(levels[:, self.change_columns], finite & ~stopped)
-        changed_at = np.where(change, end_ns, -(1 << 62))
-        last_change = np.maximum(np.maximum.accumulate(changed_at), self._last_change_ns)
-        transient = finite & ~stopped & (end_ns - last_change < self.settle_ns)
-        if finite.any():
-            self._was_stopped = bool(stopped[np.flatnonzero(finite)[-1]])
-        self._last_change_ns = int(last_change[-1])
-        self._remember(levels[finite])
-        return stopped, transient
-
-    def _level_changed(
-        self, levels: npt.NDArray[np.float64], is_running: npt.NDArray[np.bool_]
-    ) -> npt.NDArray[np.bool_]:
-        """Windows whose level is off the recent running median by more than `change_ratio`.
-
-        Vectorised per batch of windows: each is compared with the median of the running windows before
-        the batch; after a change the new level becomes the reference (the batch's windows from the
-        change on), so within one batch only the first change is flagged.
-        """
-        changed = np.zeros(len(levels), dtype=np.bool_)
-        running = np.flatnonzero(is_running)
-        if len(running) == 0:
-            return changed
-        recent = self._recent
-        if len(recent) >= _RECENT_WINDOWS // 2:
-            reference = np.sort(recent, axis=0)[len(recent) // 2]  # the (upper) median, cheaply
-            with np.errstate(divide="ignore", invalid="ignore"):
-                ratio = np.abs(levels[running] - reference) / np.abs(reference)
-            off = np.flatnonzero((ratio > self.change_ratio).any(axis=1))
-            if len(off):
-                first = int(off[0])
-                changed[running[first]] = True
-                self._recent = levels[running[first:]][-_RECENT_WINDOWS:]
-                return changed
-        self._recent = np.concatenate((recent, levels[running]))[-_RECENT_WINDOWS:]
-        return changed
-
-    def _remember(self, levels: npt.NDArray[np.float64]) -> None:
-        """Keep the last `_STATE_HISTORY` windows' levels; re-estimate the running level now and then."""
-        rows = levels[-_STATE_HISTORY:]
-        slots = (self._pos + np.arange(len(rows))) % _STATE_HISTORY
-        self._history[slots] = rows
-        self._pos = (self._pos + len(rows)) % _STATE_HISTORY
-        self._count += len(levels)
-        self._since_refit += len(levels)
-        if self._count >= _STATE_MIN_WINDOWS and (
-            self._running is None or self._since_refit >= _STATE_REFIT_EVERY
-        ):
-            known = self._history[: min(self._count, _STATE_HISTORY)]
-            self._running = np.quantile(known, _RUNNING_QUANTILE, axis=0)
-            self._since_refit = 0
-
-
-def spiky_windows(windows: FloatArray) -> npt.NDArray[np.bool_]:
-    """Which windows (rows) hold an isolated spike: a sensor or wiring fault, not a machine condition.
-
-    A spike is a sample more than 8 standard deviations off its window's mean while its two neighbours
-    on each side stay within a quarter of its deviation: a single-sample event. Gaussian noise never
-    does this (8 sigma), nor does a machine: impacts ring a structural resonance, so the samples next
-    to their peak are large too (a ringing at any frequency below fs/4 keeps some neighbour within
-    two samples above a quarter of the peak).
-
-    >>> x = np.sin(np.linspace(0, 60, 1024, dtype=np.float32))[None, :].repeat(2, axis=0)
-    >>> x[1, 500] = 40.0
-    >>> spiky_windows(x).tolist()
-    [False, True]
-    """
-    deviation = np.abs(windows - windows.mean(axis=1, keepdims=True))
-    sigma = windows.std(axis=1, keepdims=True)
-    rows, cols = np.nonzero(deviation > _SPIKE_SIGMAS * sigma)
-    spiky = np.zeros(len(windows), dtype=np.bool_)
-    if len(rows) == 0:
-        return spiky
-    width = windows.shape[1]
-    peak = deviation[rows, cols]
-    neighbours = np.zeros_like(peak)
-    for offset in (-2, -1, 1, 2):
-        at = np.clip(cols + offset, 0, width - 1)
-        neighbours = np.maximum(neighbours, np.where(at == cols, 0.0, deviation[rows, at]))
-    spiky[rows[neighbours < _SPIKE_NEIGHBOUR_RATIO * peak]] = True
-    return spiky
-
-
-def _operating_state(
-    feature_names: tuple[str, ...], driver_name: str, pipeline: PipelineSettings
-) -> _OperatingState:
-    """The operating-state tracker of an asset: its driving sensor's RMS and its current's mean, if any."""
-    index = {name: j for j, name in enumerate(feature_names)}
-    rms, current = f"{driver_name}.rms", f"{CURRENT_SENSOR}.mean"
-    names = [name for name in (rms, current) if name in index]
-    baseline = pipeline.baseline
-    return _OperatingState(
-        np.array([index[name] for name in names], dtype=np.intp),
-        change_columns=np.array([j for j, name in enumerate(names) if name == current], dtype=np.intp),
-        stopped_ratio=baseline.stopped_ratio,
-        change_ratio=baseline.change_ratio,
-        settle_s=baseline.settle_s,
-    )
-
-
 @dataclass
 class _Pending:
     """Windows of one asset cut but not yet scored."""
@@ -363,22 +98,6 @@ class _Pending:
     end_ns: list[npt.NDArray[np.int64]] = field(default_factory=list)
     count: int = 0
     first_at: float = 0.0
-
-
-@dataclass
-class _SnapshotRequest:
-    alert_id: str
-    start_index: int
-    end_index: int
-
-
-@dataclass
-class _Compat:
-    """Whether the asset's vectors fit a model: the columns to pass it (None: all, in order)."""
-
-    model: ActiveModel
-    columns: npt.NDArray[np.intp] | None
-    is_match: bool
 
 
 def _concat(parts: list[FloatArray]) -> FloatArray:
@@ -417,7 +136,7 @@ class _Asset:
         self.joined = [s for s in self.sensors.values() if s is not self.driver]
         self.pending = _Pending()
         self.baseline: BaselineScorer | None = None
-        self.state = _operating_state(self.feature_names, driver_name, pipeline)
+        self.state = asset_operating_state(self.feature_names, driver_name, pipeline.baseline)
         index = {name: j for j, name in enumerate(self.feature_names)}
         p2p, std = f"{driver_name}.peak_to_peak", f"{driver_name}.std"
         self.spike_columns = (
@@ -428,7 +147,7 @@ class _Asset:
         self.learn_interval_ns = round(pipeline.baseline.learn_interval_s * NS_PER_S)
         self.next_learn_ns = -(1 << 62)
         self.learn_rng = np.random.default_rng([pipeline.baseline.seed, *settings.asset_id.encode()])
-        self.compat: _Compat | None = None
+        self.compat: ModelCompatibility | None = None
         self.debouncer = AlertDebouncer(
             k=pipeline.alerts.k, n=pipeline.alerts.n, clear_after=pipeline.alerts.clear_after
         )
@@ -440,19 +159,18 @@ class _Asset:
             feature_spec=self.spec_id,
             period_s=pipeline.aggregation.period_s,
         )
-        self.history: SampleBuffer | None = None
-        self.snapshot_requests: list[_SnapshotRequest] = []
-        self.history_keep = 0
+        self.snapshots: SnapshotRecorder | None = None
         if pipeline.snapshots.enabled:
-            rate = self.driver.settings.sample_rate_hz
-            span = round((pipeline.snapshots.before_s + pipeline.snapshots.after_s) * rate)
-            self.history_keep = (
-                min(span, pipeline.snapshots.max_samples)
-                + pipeline.sensor_window_len(self.driver.settings)
-                + pipeline.sensor_hop(self.driver.settings) * pipeline.score_batch_windows
-                + _SNAPSHOT_SLACK
+            driver = self.driver.settings
+            self.snapshots = SnapshotRecorder(
+                settings=pipeline.snapshots,
+                gateway_id=gateway_id,
+                asset_id=self.asset_id,
+                sensor=driver.name,
+                sample_rate_hz=driver.sample_rate_hz,
+                scoring_lag_samples=pipeline.sensor_window_len(driver)
+                + pipeline.sensor_hop(driver) * pipeline.score_batch_windows,
             )
-            self.history = SampleBuffer(sample_rate_hz=rate, capacity=self.history_keep + 4096)
 
     @staticmethod
     def _make_sensor(
@@ -509,7 +227,7 @@ class Pipeline:
         self._on_reject = on_reject
         self._on_windows = on_windows
         self._metrics = PipelineMetrics()
-        self._log = _RateLimitedLog()
+        self._log = RateLimitedLog(logger)
         self._assets = {a.asset_id: _Asset(a, settings, gateway_id) for a in settings.assets}
         for asset in self._assets.values():
             for name, sensor in asset.sensors.items():
@@ -566,7 +284,8 @@ class Pipeline:
         out: list[Outbound] = []
         self._run_due(out, force=True)
         for asset in self._assets.values():
-            self._finish_snapshots(asset, out, force=True)
+            if asset.snapshots is not None:
+                self._send_snapshots(asset.snapshots.flush(), out)
             aggregates = asset.aggregator.flush()
             self._metrics.aggregates += len(aggregates)
             out.extend(aggregates)
@@ -640,15 +359,13 @@ class Pipeline:
                 self._compute(asset, out)
                 self._update_deadline()
             windower.restart()
-            if asset.history is not None:
-                self._finish_snapshots(asset, out, force=True)
-                asset.history.restart()
+            if asset.snapshots is not None:
+                self._send_snapshots(asset.snapshots.restart(), out)
         windows = windower.push(samples, start_ns)
-        if asset.history is not None:
-            asset.history.append(samples, start_ns)
-            asset.history.keep_last(asset.history_keep)
-            if asset.snapshot_requests:
-                self._finish_snapshots(asset, out, force=False)
+        if asset.snapshots is not None:
+            snapshots = asset.snapshots.append(samples, start_ns)
+            if snapshots:
+                self._send_snapshots(snapshots, out)
         if len(windows):
             self._add_pending(asset, windows, out)
 
@@ -700,7 +417,7 @@ class Pipeline:
         if asset.spike_columns is not None:
             # |x - mean| <= peak-to-peak: only windows whose peak-to-peak exceeds 8 std can hold a spike
             p2p, std = asset.spike_columns
-            candidates = np.flatnonzero(matrix[:, p2p] > _SPIKE_SIGMAS * matrix[:, std])
+            candidates = np.flatnonzero(matrix[:, p2p] > SPIKE_SIGMAS * matrix[:, std])
             if len(candidates):
                 spiky[candidates] = spiky_windows(driver_windows[candidates])
         for sensor in asset.joined:
@@ -738,29 +455,11 @@ class Pipeline:
             return asset.baseline, None, True
         compat = asset.compat
         if compat is None or compat.model is not model:
-            compat = self._check_model(asset, model)
+            compat = check_compatibility(
+                model, asset_id=asset.asset_id, spec_id=asset.spec_id, feature_names=asset.feature_names
+            )
             asset.compat = compat
         return model.scorer, compat.columns, compat.is_match
-
-    def _check_model(self, asset: _Asset, model: ActiveModel) -> _Compat:
-        manifest = model.manifest
-        names = tuple(model.scorer.feature_names)
-        index = {name: j for j, name in enumerate(asset.feature_names)}
-        missing = [name for name in names if name not in index]
-        if manifest.feature_spec != asset.spec_id or missing:
-            logger.warning(
-                "model %s does not fit asset %s (spec %s, asset spec %s, missing features %s): "
-                "its windows are not scored",
-                model.scorer.version,
-                asset.asset_id,
-                manifest.feature_spec,
-                asset.spec_id,
-                missing[:5],
-            )
-            return _Compat(model, None, is_match=False)
-        if names == asset.feature_names:
-            return _Compat(model, None, is_match=True)
-        return _Compat(model, np.array([index[name] for name in names], dtype=np.intp), is_match=True)
 
     def _compute(self, asset: _Asset, out: list[Outbound]) -> None:
         """Features, scores, alerts and aggregates of every pending window of one asset."""
@@ -892,7 +591,8 @@ class Pipeline:
             out.append(alert)
             if transition.state == "raised":
                 self._metrics.alerts_raised += 1
-                self._request_snapshot(asset, alert, out)
+                if asset.snapshots is not None:
+                    self._send_snapshots(asset.snapshots.request(alert), out)
             else:
                 self._metrics.alerts_cleared += 1
 
@@ -935,50 +635,9 @@ class Pipeline:
 
     # ----------------------------------------------------------------------------------- snapshots
 
-    def _request_snapshot(self, asset: _Asset, alert: Alert, out: list[Outbound]) -> None:
-        history = asset.history
-        if history is None or history.is_empty_stream:
-            return
-        snap = self.settings.snapshots
-        rate = history.sample_rate_hz
-        before, after = round(snap.before_s * rate), round(snap.after_s * rate)
-        if before + after > snap.max_samples:
-            before = snap.max_samples * before // (before + after)
-            after = snap.max_samples - before
-        end = int(history.index_before(np.array([alert.ts_ns], dtype=np.int64))[0])
-        if end <= history.first_index:  # the alert's window is no longer in the history
-            return
-        asset.snapshot_requests.append(_SnapshotRequest(alert.alert_id, end - before, end + after))
-        self._finish_snapshots(asset, out, force=False)
-
-    def _finish_snapshots(self, asset: _Asset, out: list[Outbound], *, force: bool) -> None:
-        """Send the snapshots whose samples are all in (or, with `force`, the part still in) the history."""
-        history = asset.history
-        if history is None or not asset.snapshot_requests:
-            return
-        waiting: list[_SnapshotRequest] = []
-        for request in asset.snapshot_requests:
-            if not force and history.end_index < request.end_index:
-                waiting.append(request)
-                continue
-            samples = history.slice(request.start_index, request.end_index)
-            if len(samples) == 0:
-                continue
-            first = max(request.start_index, history.first_index)
-            out.append(
-                Snapshot(
-                    gateway_id=self.gateway_id,
-                    asset_id=asset.asset_id,
-                    sensor=asset.driver.settings.name,
-                    seq=0,
-                    alert_id=request.alert_id,
-                    start_ns=int(history.time_ns(first)),
-                    sample_rate_hz=history.sample_rate_hz,
-                    samples=samples.tolist(),
-                )
-            )
-            self._metrics.snapshots += 1
-        asset.snapshot_requests = waiting
+    def _send_snapshots(self, snapshots: list[Snapshot], out: list[Outbound]) -> None:
+        self._metrics.snapshots += len(snapshots)
+        out.extend(snapshots)
 
 
 def _kind(scorer: Scorer) -> ModelKind:

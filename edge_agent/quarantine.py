@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.rate_limited_log import RateLimitedLog
 from shared.timebase import now_ns
 
 __all__ = ["Quarantine", "QuarantineSample"]
@@ -73,7 +74,7 @@ class Quarantine:
         self._write_errors = 0
         self._minute_start = time.monotonic()
         self._minute_counts: dict[str, int] = {}
-        self._last_warning_s = -_WARNING_INTERVAL_S
+        self._log = RateLimitedLog(logger, interval_s=_WARNING_INTERVAL_S)
         self._serial = 0
         directory.mkdir(parents=True, exist_ok=True)
         self._files: list[tuple[Path, int]] = self._existing()
@@ -117,10 +118,9 @@ class Quarantine:
         return True
 
     def _warn(self, reason: str, detail: str) -> None:
-        now = time.monotonic()
-        if now - self._last_warning_s >= _WARNING_INTERVAL_S:
-            self._last_warning_s = now
-            logger.warning("payloads rejected so far: %s; last: %s (%s)", self.counts, reason, detail[:200])
+        self._log.warn(
+            "rejected", "payloads rejected so far: %s; last: %s (%s)", self.counts, reason, detail[:200]
+        )
 
     def _write(self, topic: str, reason: str, detail: str, payload: bytes, serial: int) -> None:
         ts_ns = now_ns()

@@ -13,7 +13,7 @@ import pytest
 
 from cloud_service.modeling import build_anomaly_model
 from edge_agent.agent import EdgeAgent
-from edge_agent.pipeline_settings import AlertSettings, BaselineSettings, PipelineSettings, SnapshotSettings
+from edge_agent.settings import AlertSettings, BaselineSettings, PipelineSettings, SnapshotSettings
 from forewarn.localservices import MosquittoServer, wait_until
 from shared import topics
 from shared.features import vibration_features

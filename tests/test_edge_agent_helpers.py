@@ -14,8 +14,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edge_agent.pipeline_settings import AssetSettings, PipelineSettings, SensorSettings
-from edge_agent.settings import EdgeSettings
+from edge_agent.settings import AssetSettings, EdgeSettings, PipelineSettings, SensorSettings
 from forewarn.localservices import MosquittoServer, running, wait_until
 from shared import topics
 from shared.aggregate_block import unpack_block

@@ -14,9 +14,10 @@ import numpy.typing as npt
 import pytest
 
 from edge_agent.aggregation import ScoredWindows
-from edge_agent.pipeline import Pipeline, spiky_windows
-from edge_agent.pipeline_settings import PipelineSettings
+from edge_agent.operating_state import spiky_windows
+from edge_agent.pipeline import Pipeline
 from edge_agent.scoring import BaselineScorer
+from edge_agent.settings import PipelineSettings
 from shared.messages import Alert
 from shared.raw_batch import RawBatch
 from shared.timebase import NS_PER_S

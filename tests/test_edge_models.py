@@ -19,8 +19,9 @@ from cloud_service.modeling import (
     save_artifact,
     synthetic_features,
 )
-from edge_agent.model_store import ModelSettings, ModelStore, load_model, verify_model
+from edge_agent.model_store import ModelStore, load_model, verify_model
 from edge_agent.scoring import BaselineScorer, OnnxScorer, Scorer
+from edge_agent.settings import ModelSettings
 from forewarn.localservices import wait_until
 from shared.errors import ContractError, ModelVerificationError
 from shared.features import DEFAULT_SPEC

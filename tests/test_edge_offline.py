@@ -14,7 +14,7 @@ from cloud_service.modeling import build_anomaly_model, save_artifact
 from edge_agent.aggregation import ScoredWindows
 from edge_agent.offline import OUTPUT_COLUMNS, score_csv
 from edge_agent.pipeline import Pipeline
-from edge_agent.pipeline_settings import PipelineSettings
+from edge_agent.settings import PipelineSettings
 from shared.timebase import NS_PER_S, parse_time_ns
 from simulators.export import export_scenario
 from simulators.scenario import parse_scenario

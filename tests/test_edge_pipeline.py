@@ -11,7 +11,7 @@ import pytest
 
 from edge_agent.alerts import AlertDebouncer, Transition
 from edge_agent.pipeline import REJECT_REASONS, Pipeline
-from edge_agent.pipeline_settings import AssetSettings, SensorSettings, SnapshotSettings
+from edge_agent.settings import AssetSettings, SensorSettings, SnapshotSettings
 from edge_agent.windowing import StreamChecker, Verdict, Windower
 from shared.features import SensorKind, slow_features, vibration_features
 from shared.messages import ModelManifest, decode_uplink, encode

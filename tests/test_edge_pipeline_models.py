@@ -11,9 +11,9 @@ import pytest
 
 from cloud_service.modeling import ModelArtifact, build_anomaly_model
 from edge_agent.aggregation import ScoredWindows
-from edge_agent.model_store import ModelSettings, ModelStore
+from edge_agent.model_store import ModelStore
 from edge_agent.pipeline import Pipeline
-from edge_agent.pipeline_settings import PipelineSettings
+from edge_agent.settings import ModelSettings, PipelineSettings
 from shared.raw_batch import RawBatch
 from tests.test_edge_pipeline_support import VIB_RATE, Run, Stream, asset_settings, healthy, settings
 

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from edge_agent.pipeline import Outbound, Pipeline
-from edge_agent.pipeline_settings import (
+from edge_agent.disk_queue import Outbound
+from edge_agent.pipeline import Pipeline
+from edge_agent.settings import (
     AlertSettings,
     AssetSettings,
     BaselineSettings,

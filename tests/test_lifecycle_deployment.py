@@ -26,7 +26,8 @@ from cloud_service.modeling import ModelArtifact, build_anomaly_model, synthetic
 from cloud_service.service import IngestWorker
 from cloud_service.settings import CloudSettings
 from edge_agent.deployment import DeploymentClient, DeploymentReceiver, DeploymentSettings, Probation
-from edge_agent.model_store import ModelSettings, ModelStore
+from edge_agent.model_store import ModelStore
+from edge_agent.settings import ModelSettings
 from forewarn.localservices import MosquittoServer, free_port, wait_until
 from shared import topics
 from shared.config import MqttSettings, load_settings

@@ -16,7 +16,7 @@ from cloud_service.lifecycle.training import train_target
 from cloud_service.migrate import migrate
 from cloud_service.modeling import build_anomaly_model, synthetic_features
 from edge_agent.agent import EdgeAgent
-from edge_agent.pipeline_settings import AggregationSettings, PipelineSettings
+from edge_agent.settings import AggregationSettings, PipelineSettings
 from forewarn.localservices import MosquittoServer, wait_until
 from shared.config import MqttSettings
 from shared.messages import encode

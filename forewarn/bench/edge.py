@@ -40,15 +40,15 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.agent import EdgeAgent
-from edge_agent.pipeline_settings import (
+from edge_agent.settings import (
     AggregationSettings,
     AlertSettings,
     AssetSettings,
+    EdgeSettings,
     PipelineSettings,
     SensorSettings,
     SnapshotSettings,
 )
-from edge_agent.settings import EdgeSettings
 from forewarn.bench.timing import percentile
 from forewarn.localservices import MosquittoServer, running, temporary_directory, wait_until
 from shared import topics
