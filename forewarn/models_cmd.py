@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import psycopg
 
 from cloud_service.lifecycle import operations, registry
@@ -105,7 +106,8 @@ def _rollback(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     report = LifecycleService(_settings(args)).train(args.target)
-    print(json.dumps(report.as_dict(), indent=None if args.json else 2))
+    text = msgspec.json.encode(report)
+    print((text if args.json else msgspec.json.format(text, indent=2)).decode())
     return 0 if report.selected is not None else 1
 
 

@@ -503,9 +503,9 @@ def test_an_auto_approved_model_whose_push_failed_is_pushed_by_the_retry_job(
             train_start=None,
             train_end=None,
             n_train_rows=240,
-            metrics={},
-            gates={},
-            reference={},
+            metrics=None,
+            gates=None,
+            reference=None,
             status="approved",
         )
 

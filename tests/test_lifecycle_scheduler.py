@@ -12,11 +12,11 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from cloud_service.lifecycle import registry
 from cloud_service.lifecycle.drift import check_drift, psi
+from cloud_service.lifecycle.retraining import train_target
 from cloud_service.lifecycle.scheduler import JobSpec, LifecycleScheduler
 from cloud_service.lifecycle.service import LifecycleService
 from cloud_service.lifecycle.settings import LifecycleSettings
 from cloud_service.lifecycle.signing import init_keys, load_private_key
-from cloud_service.lifecycle.training import train_target
 from cloud_service.migrate import migrate
 from cloud_service.settings import CloudSettings
 from forewarn.bench.retrain import seed_fleet

@@ -12,15 +12,15 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cloud_service.lifecycle import registry
-from cloud_service.lifecycle.settings import LifecycleSettings
-from cloud_service.lifecycle.signing import init_keys, load_private_key, verify_manifest
-from cloud_service.lifecycle.training import (
+from cloud_service.lifecycle.retraining import (
     TrainingSkippedError,
     budget_threshold,
     label_rows,
     load_training_data,
     train_target,
 )
+from cloud_service.lifecycle.settings import LifecycleSettings
+from cloud_service.lifecycle.signing import init_keys, load_private_key, verify_manifest
 from cloud_service.migrate import migrate
 from forewarn.bench.retrain import seed_fleet
 
@@ -89,10 +89,14 @@ def test_training_registers_signed_gated_candidates_and_keeps_the_losers(
     assert loser.reason.startswith(("not selected", "gate failed"))
     for model in models.values():
         assert verify_manifest(key.public_key(), model.manifest_json, model.signature_b64)
-        assert model.gates["agreement"]["value"] >= 0.995
-        assert model.metrics["fault_detection_rate"] > 0.8
-        assert model.metrics["validation_alarm_rate"] < 0.01
-        assert len(model.reference["edges"]) == len(model.feature_names)
+        assert model.gates is not None
+        assert model.metrics is not None
+        assert model.reference is not None
+        assert model.gates.agreement.value >= 0.995
+        assert model.metrics.fault_detection_rate is not None
+        assert model.metrics.fault_detection_rate > 0.8
+        assert model.metrics.validation_alarm_rate < 0.01
+        assert len(model.reference.edges) == len(model.feature_names)
 
 
 def test_a_candidate_failing_a_gate_is_kept_rejected_with_the_reason(

@@ -16,11 +16,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 import psycopg
 from psycopg.types.json import Jsonb
 
+from cloud_service.lifecycle.records import (
+    CandidateMetrics,
+    DriftReference,
+    Gates,
+    ModelStatus,
+    decode_stored,
+    encode_stored,
+)
 from shared.errors import StorageError
 
 __all__ = [
@@ -44,19 +53,22 @@ __all__ = [
     "window_spread",
 ]
 
-ModelStatus = Literal["candidate", "approved", "deployed", "rejected", "retired"]
 Conn = psycopg.Connection[Any]
 
 _COLUMNS = (
     "target, version, model_type, sha256, manifest_json, signature_b64, feature_spec, feature_names, "
-    "threshold, assets, train_start, train_end, n_train_rows, metrics, gates, reference, status, reason, "
+    "threshold, assets, train_start, train_end, n_train_rows, metrics::text, gates::text, reference::text, "
+    "status, reason, "
     "created_at, updated_at, deployed_at"
 )
 
 
 @dataclass(frozen=True, slots=True)
 class ModelRecord:
-    """One registered model (its artifact only when asked for)."""
+    """One registered model (its artifact only when asked for).
+
+    `metrics`, `gates` and `reference` are None for a model registered without a training run.
+    """
 
     target: str
     version: int
@@ -71,9 +83,9 @@ class ModelRecord:
     train_start: datetime | None
     train_end: datetime | None
     n_train_rows: int
-    metrics: dict[str, Any]
-    gates: dict[str, Any]
-    reference: dict[str, Any]
+    metrics: CandidateMetrics | None
+    gates: Gates | None
+    reference: DriftReference | None
     status: ModelStatus
     reason: str
     created_at: datetime
@@ -97,16 +109,25 @@ class ModelRecord:
             "train_start": self.train_start.isoformat() if self.train_start else None,
             "train_end": self.train_end.isoformat() if self.train_end else None,
             "n_train_rows": self.n_train_rows,
-            "metrics": self.metrics,
-            "gates": self.gates,
+            "metrics": msgspec.to_builtins(self.metrics) if self.metrics else {},
+            "gates": msgspec.to_builtins(self.gates) if self.gates else {},
             "created_at": self.created_at.isoformat(),
             "deployed_at": self.deployed_at.isoformat() if self.deployed_at else None,
         }
 
 
+_FIELDS = tuple(field.name for field in dataclasses.fields(ModelRecord) if field.name != "artifact")
+
+
 def _record(row: Sequence[Any], artifact: bytes = b"") -> ModelRecord:
-    record = ModelRecord(*row)
-    return dataclasses.replace(record, artifact=artifact) if artifact else record
+    """A `_COLUMNS` row as a record, its stored JSON decoded into the lifecycle's structs."""
+    values = dict(zip(_FIELDS, row, strict=True))
+    values.update(
+        metrics=decode_stored(CandidateMetrics, values["metrics"], column="metrics"),
+        gates=decode_stored(Gates, values["gates"], column="gates"),
+        reference=decode_stored(DriftReference, values["reference"], column="reference"),
+    )
+    return ModelRecord(**values, artifact=artifact)
 
 
 def allocate_version(conn: Conn, target: str) -> int:
@@ -143,19 +164,20 @@ def insert_model(
     train_start: datetime | None,
     train_end: datetime | None,
     n_train_rows: int,
-    metrics: dict[str, Any],
-    gates: dict[str, Any],
-    reference: dict[str, Any],
+    metrics: CandidateMetrics | None,
+    gates: Gates | None,
+    reference: DriftReference | None,
     status: ModelStatus,
     reason: str = "",
 ) -> None:
-    """Add a model to the registry (committed)."""
+    """Add a model to the registry (metrics, gates and reference None for a model not trained here)."""
     conn.execute(
         """
         INSERT INTO models (target, version, model_type, sha256, artifact, manifest_json, signature_b64,
                             feature_spec, feature_names, threshold, assets, train_start, train_end,
                             n_train_rows, metrics, gates, reference, status, reason)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+                %s::jsonb, %s::jsonb, %s::jsonb, %s, %s)
         """,
         (
             target,
@@ -172,9 +194,9 @@ def insert_model(
             train_start,
             train_end,
             n_train_rows,
-            Jsonb(metrics),
-            Jsonb(gates),
-            Jsonb(reference),
+            encode_stored(metrics),
+            encode_stored(gates),
+            encode_stored(reference),
             status,
             reason,
         ),
