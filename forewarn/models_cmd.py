@@ -35,7 +35,7 @@ def _connect(settings: CloudSettings) -> psycopg.Connection[Any]:
 
 
 def _list(args: argparse.Namespace) -> int:
-    with _connect(_settings(args)) as conn:
+    with _connect(_settings(args)) as conn, conn.transaction():
         models = registry.list_models(conn, target=args.target)
     if args.json:
         print(json.dumps([m.summary() for m in models], default=str))
@@ -48,7 +48,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    with _connect(_settings(args)) as conn:
+    with _connect(_settings(args)) as conn, conn.transaction():
         model = registry.get_model(conn, args.target, args.version)
         if model is None:
             raise StorageError("models", f"no model {args.target} v{args.version}")

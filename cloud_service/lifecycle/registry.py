@@ -5,6 +5,9 @@ gate fails), becomes `approved` (automatically or by `forewarn models approve`),
 pushed (the previously deployed version of the target becomes `retired`). Versions come from
 `model_versions` and only grow per target. Per-gateway state is the `model_gateway_state` view over the
 acknowledgements the ingest service stores.
+
+The model, status and drift functions here work inside the caller's transaction and commit nothing: the
+job, operation or command that calls them commits where its unit of work ends.
 """
 
 from __future__ import annotations
@@ -131,7 +134,11 @@ def _record(row: Sequence[Any], artifact: bytes = b"") -> ModelRecord:
 
 
 def allocate_version(conn: Conn, target: str) -> int:
-    """The next version of `target` (1, 2, ...), never handed out twice, even by concurrent trainings."""
+    """The next version of `target` (1, 2, ...), never handed out twice, even by concurrent trainings.
+
+    The target's counter row stays locked until the caller's transaction ends: concurrent trainings of
+    one target take turns, and a run that rolls back hands its versions out again.
+    """
     row = conn.execute(
         """
         INSERT INTO model_versions (target, last_version)
@@ -141,7 +148,6 @@ def allocate_version(conn: Conn, target: str) -> int:
         """,
         (target, target),
     ).fetchone()
-    conn.commit()
     if row is None:
         raise StorageError("models", f"no version allocated for {target}")
     return int(row[0])
@@ -201,7 +207,6 @@ def insert_model(
             reason,
         ),
     )
-    conn.commit()
 
 
 def get_model(conn: Conn, target: str, version: int, *, with_artifact: bool = False) -> ModelRecord | None:
@@ -211,7 +216,6 @@ def get_model(conn: Conn, target: str, version: int, *, with_artifact: bool = Fa
         f"SELECT {_COLUMNS}{extra} FROM models WHERE target = %s AND version = %s",
         (target, version),
     ).fetchone()
-    conn.commit()
     if row is None:
         return None
     return _record(row[:21], bytes(row[21]) if with_artifact else b"")
@@ -224,7 +228,6 @@ def list_models(conn: Conn, *, target: str | None = None) -> list[ModelRecord]:
         "ORDER BY target, version DESC",
         {"target": target},
     ).fetchall()
-    conn.commit()
     return [_record(row) for row in rows]
 
 
@@ -233,7 +236,6 @@ def deployed_model(conn: Conn, target: str, *, with_artifact: bool = False) -> M
     row = conn.execute(
         "SELECT version FROM models WHERE target = %s AND status = 'deployed'", (target,)
     ).fetchone()
-    conn.commit()
     return None if row is None else get_model(conn, target, int(row[0]), with_artifact=with_artifact)
 
 
@@ -250,12 +252,11 @@ def pending_pushes(conn: Conn) -> list[ModelRecord]:
         ORDER BY m.target, m.version DESC
         """
     ).fetchall()
-    conn.commit()
     return [_record(row) for row in rows]
 
 
 def set_status(conn: Conn, target: str, version: int, status: ModelStatus, reason: str = "") -> None:
-    """Change a model's status and reason (committed).
+    """Change a model's status and reason.
 
     Raises:
         StorageError: no such model.
@@ -264,7 +265,6 @@ def set_status(conn: Conn, target: str, version: int, status: ModelStatus, reaso
         "UPDATE models SET status = %s, reason = %s, updated_at = now() WHERE target = %s AND version = %s",
         (status, reason, target, version),
     )
-    conn.commit()
     if cur.rowcount != 1:
         raise StorageError("models", f"no model {target} v{version}")
 
@@ -272,23 +272,30 @@ def set_status(conn: Conn, target: str, version: int, status: ModelStatus, reaso
 def mark_deployed(conn: Conn, target: str, version: int, *, reason: str = "") -> int | None:
     """Make `version` the deployed model of `target`; the one deployed before becomes `retired`.
 
+    The target stays locked against other deployments until the caller's transaction ends.
+
     Returns:
         The version deployed before, if any.
+
+    Raises:
+        StorageError: no such model (nothing was changed).
     """
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('forewarn-models:' || %s))", (target,))
-        previous = conn.execute(
-            "UPDATE models SET status = 'retired', updated_at = now() "
-            "WHERE target = %s AND status = 'deployed' AND version <> %s RETURNING version",
-            (target, version),
-        ).fetchone()
-        cur = conn.execute(
-            "UPDATE models SET status = 'deployed', reason = %s, deployed_at = now(), updated_at = now() "
-            "WHERE target = %s AND version = %s",
-            (reason, target, version),
-        )
-        if cur.rowcount != 1:
-            raise StorageError("models", f"no model {target} v{version}")
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext('forewarn-models:' || %s))", (target,))
+    exists = conn.execute(
+        "SELECT 1 FROM models WHERE target = %s AND version = %s FOR UPDATE", (target, version)
+    ).fetchone()
+    if exists is None:
+        raise StorageError("models", f"no model {target} v{version}")
+    previous = conn.execute(
+        "UPDATE models SET status = 'retired', updated_at = now() "
+        "WHERE target = %s AND status = 'deployed' AND version <> %s RETURNING version",
+        (target, version),
+    ).fetchone()
+    conn.execute(
+        "UPDATE models SET status = 'deployed', reason = %s, deployed_at = now(), updated_at = now() "
+        "WHERE target = %s AND version = %s",
+        (reason, target, version),
+    )
     return int(previous[0]) if previous else None
 
 
@@ -312,7 +319,6 @@ def gateway_states(conn: Conn, target: str, *, version: int | None = None) -> li
         "ORDER BY version DESC, gateway_id",
         {"target": target, "version": version},
     ).fetchall()
-    conn.commit()
     return [GatewayState(*row) for row in rows]
 
 
@@ -328,7 +334,7 @@ def record_drift(
     score_psi: float | None,
     is_drifted: bool,
 ) -> None:
-    """Store one asset's drift check (committed)."""
+    """Store one asset's drift check."""
     worst = max(feature_psi, key=lambda name: feature_psi[name]) if feature_psi else ""
     conn.execute(
         """
@@ -350,7 +356,6 @@ def record_drift(
             is_drifted,
         ),
     )
-    conn.commit()
 
 
 def assets_of_target(conn: Conn, target: str) -> list[str]:
@@ -359,7 +364,6 @@ def assets_of_target(conn: Conn, target: str) -> list[str]:
         "SELECT asset_id FROM assets WHERE asset_id = %(t)s OR asset_type = %(t)s ORDER BY asset_id",
         {"t": target},
     ).fetchall()
-    conn.commit()
     return [str(row[0]) for row in rows]
 
 
@@ -384,7 +388,6 @@ def drift_history(conn: Conn, *, target: str | None = None, limit: int = 100) ->
         "ORDER BY checked_at DESC LIMIT %(n)s",
         {"target": target, "n": limit},
     ).fetchall()
-    conn.commit()
     keys = (
         "asset_id",
         "checked_at",

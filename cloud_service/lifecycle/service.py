@@ -76,7 +76,7 @@ class LifecycleService:
         """
         if self.lifecycle.approval != "auto":
             return []
-        with psycopg.connect(self.conninfo) as conn:
+        with psycopg.connect(self.conninfo) as conn, conn.transaction():
             pending = registry.pending_pushes(conn)
         pushed: list[tuple[str, int]] = []
         failed: list[str] = []
@@ -105,6 +105,7 @@ class LifecycleService:
         for target in self.lifecycle.targets:
             with psycopg.connect(self.conninfo) as conn:
                 results = check_drift(conn, self.lifecycle, target)
+                conn.commit()
             if self.lifecycle.drift_triggers_retraining and any(r.is_drifted for r in results):
                 logger.warning("retraining %s after drift", target)
                 try:

@@ -236,11 +236,13 @@ def run(*, quick: bool = False) -> dict[str, object]:
         with psycopg.connect(conninfo) as conn:
             started = time.perf_counter()
             report = train_target(conn, settings, target, private_key=load_private_key(keys.private_key))
+            conn.commit()
             cycle_s = time.perf_counter() - started
             if report.selected is None:
                 raise RuntimeError(f"no candidate passed the gates: {report}")
             approve(conn, target, report.selected)
-            record = registry.get_model(conn, target, report.selected, with_artifact=True)
+            with conn.transaction():
+                record = registry.get_model(conn, target, report.selected, with_artifact=True)
         if record is None:
             raise RuntimeError("the selected model vanished from the registry")
         acks: list[DeploymentAck] = []
