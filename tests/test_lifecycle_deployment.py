@@ -39,7 +39,7 @@ NAMES = list(DEFAULT_SPEC.feature_names)
 
 
 def make_model(target: str, version: int, *, seed: int = 0) -> ModelArtifact:
-    """A real int8 model (E1's PCA detector) on seeded synthetic healthy features."""
+    """A real int8 model (the PCA reconstruction detector) on seeded synthetic healthy features."""
     rows = synthetic_features(240, spec=DEFAULT_SPEC, seed=seed)
     return build_anomaly_model(
         rows, NAMES, feature_spec=DEFAULT_SPEC.spec_id, target=target, version=version, seed=seed
