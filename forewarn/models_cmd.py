@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import signal
 import socket
@@ -55,7 +56,7 @@ def _show(args: argparse.Namespace) -> int:
         states = registry.gateway_states(conn, args.target, version=args.version)
         drift = registry.drift_history(conn, target=args.target, limit=50)
     summary = model.summary()
-    summary["drift"] = [row for row in drift if row["version"] == args.version]
+    summary["drift"] = [dataclasses.asdict(check) for check in drift if check.version == args.version]
     summary["gateways"] = [
         {
             "gateway_id": s.gateway_id,

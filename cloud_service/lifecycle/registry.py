@@ -36,6 +36,7 @@ from cloud_service.lifecycle.records import (
 from shared.errors import StorageError
 
 __all__ = [
+    "DriftCheck",
     "GatewayState",
     "ModelRecord",
     "ModelStatus",
@@ -380,7 +381,22 @@ def events_of(
     return [(str(a), ts, str(e)) for a, ts, e in rows]
 
 
-def drift_history(conn: Conn, *, target: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+@dataclass(frozen=True, slots=True)
+class DriftCheck:
+    """One stored drift check of one asset (a row of `drift`, without the per-feature PSI)."""
+
+    asset_id: str
+    checked_at: datetime
+    target: str
+    version: int
+    n_recent: int
+    max_psi: float
+    worst_feature: str
+    score_psi: float | None
+    is_drifted: bool
+
+
+def drift_history(conn: Conn, *, target: str | None = None, limit: int = 100) -> list[DriftCheck]:
     """The latest drift checks (newest first), for `forewarn models show` and the dashboard."""
     rows = conn.execute(
         "SELECT asset_id, checked_at, target, version, n_recent, max_psi, worst_feature, score_psi, "
@@ -388,18 +404,7 @@ def drift_history(conn: Conn, *, target: str | None = None, limit: int = 100) ->
         "ORDER BY checked_at DESC LIMIT %(n)s",
         {"target": target, "n": limit},
     ).fetchall()
-    keys = (
-        "asset_id",
-        "checked_at",
-        "target",
-        "version",
-        "n_recent",
-        "max_psi",
-        "worst_feature",
-        "score_psi",
-        "is_drifted",
-    )
-    return [dict(zip(keys, row, strict=True)) for row in rows]
+    return [DriftCheck(*row) for row in rows]
 
 
 @dataclass(frozen=True, slots=True)
