@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import signal
 import socket
@@ -10,6 +11,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import psycopg
 
 from cloud_service.lifecycle import operations, registry
@@ -34,7 +36,7 @@ def _connect(settings: CloudSettings) -> psycopg.Connection[Any]:
 
 
 def _list(args: argparse.Namespace) -> int:
-    with _connect(_settings(args)) as conn:
+    with _connect(_settings(args)) as conn, conn.transaction():
         models = registry.list_models(conn, target=args.target)
     if args.json:
         print(json.dumps([m.summary() for m in models], default=str))
@@ -47,14 +49,14 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    with _connect(_settings(args)) as conn:
+    with _connect(_settings(args)) as conn, conn.transaction():
         model = registry.get_model(conn, args.target, args.version)
         if model is None:
             raise StorageError("models", f"no model {args.target} v{args.version}")
         states = registry.gateway_states(conn, args.target, version=args.version)
         drift = registry.drift_history(conn, target=args.target, limit=50)
     summary = model.summary()
-    summary["drift"] = [row for row in drift if row["version"] == args.version]
+    summary["drift"] = [dataclasses.asdict(check) for check in drift if check.version == args.version]
     summary["gateways"] = [
         {
             "gateway_id": s.gateway_id,
@@ -105,7 +107,8 @@ def _rollback(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     report = LifecycleService(_settings(args)).train(args.target)
-    print(json.dumps(report.as_dict(), indent=None if args.json else 2))
+    text = msgspec.json.encode(report)
+    print((text if args.json else msgspec.json.format(text, indent=2)).decode())
     return 0 if report.selected is not None else 1
 
 

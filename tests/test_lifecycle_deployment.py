@@ -40,7 +40,7 @@ NAMES = list(DEFAULT_SPEC.feature_names)
 
 
 def make_model(target: str, version: int, *, seed: int = 0) -> ModelArtifact:
-    """A real int8 model (E1's PCA detector) on seeded synthetic healthy features."""
+    """A real int8 model (the PCA reconstruction detector) on seeded synthetic healthy features."""
     rows = synthetic_features(240, spec=DEFAULT_SPEC, seed=seed)
     return build_anomaly_model(
         rows, NAMES, feature_spec=DEFAULT_SPEC.spec_id, target=target, version=version, seed=seed
@@ -504,9 +504,9 @@ def test_an_auto_approved_model_whose_push_failed_is_pushed_by_the_retry_job(
             train_start=None,
             train_end=None,
             n_train_rows=240,
-            metrics={},
-            gates={},
-            reference={},
+            metrics=None,
+            gates=None,
+            reference=None,
             status="approved",
         )
 

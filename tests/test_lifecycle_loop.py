@@ -10,9 +10,9 @@ import psycopg
 
 from cloud_service.lifecycle import operations, registry
 from cloud_service.lifecycle.publisher import build_order, publish_order
+from cloud_service.lifecycle.retraining import deploy_selected, train_target
 from cloud_service.lifecycle.settings import LifecycleSettings
 from cloud_service.lifecycle.signing import init_keys, load_private_key, sign_manifest
-from cloud_service.lifecycle.training import train_target
 from cloud_service.migrate import migrate
 from cloud_service.modeling import build_anomaly_model, synthetic_features
 from edge_agent.agent import EdgeAgent
@@ -83,10 +83,10 @@ def test_gateway_data_trains_a_model_that_the_agent_installs_acknowledges_and_sc
                 operations.deploy(conn, mqtt, target, version, chunk_bytes=2048)
 
         with psycopg.connect(db) as conn:
-            report = train_target(
-                conn, lifecycle, asset, private_key=load_private_key(keys.private_key), deploy=deploy
-            )
-        assert report.selected is not None, report.as_dict()
+            report = train_target(conn, lifecycle, asset, private_key=load_private_key(keys.private_key))
+            conn.commit()
+        report = deploy_selected(report, lifecycle, deploy)
+        assert report.selected is not None, report
         assert report.deployed
         version = report.selected
 

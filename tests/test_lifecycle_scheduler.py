@@ -12,11 +12,11 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from cloud_service.lifecycle import registry
 from cloud_service.lifecycle.drift import check_drift, psi
+from cloud_service.lifecycle.retraining import train_target
 from cloud_service.lifecycle.scheduler import JobSpec, LifecycleScheduler
 from cloud_service.lifecycle.service import LifecycleService
 from cloud_service.lifecycle.settings import LifecycleSettings
 from cloud_service.lifecycle.signing import init_keys, load_private_key
-from cloud_service.lifecycle.training import train_target
 from cloud_service.migrate import migrate
 from cloud_service.settings import CloudSettings
 from forewarn.bench.retrain import seed_fleet
@@ -147,7 +147,7 @@ def test_drift_is_stored_per_asset_and_flags_a_changed_asset(
     assert not results[assets[0]].is_drifted
     assert results[assets[1]].is_drifted
     assert len(stored) == 2
-    assert {row["asset_id"] for row in stored if row["is_drifted"]} == {assets[1]}
+    assert {check.asset_id for check in stored if check.is_drifted} == {assets[1]}
 
 
 def test_the_cloud_service_schedules_retraining_drift_and_rollups(
@@ -212,5 +212,5 @@ def test_the_cloud_service_schedules_retraining_drift_and_rollups(
     with psycopg.connect(db) as conn:
         drift = registry.drift_history(conn, target=target)
         versions = [m.version for m in registry.list_models(conn, target=target)]
-    assert [row["is_drifted"] for row in drift] == [True]
+    assert [check.is_drifted for check in drift] == [True]
     assert versions == [model.version + 1, model.version]

@@ -5,22 +5,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psycopg
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from psycopg.types.json import Jsonb
 
 from cloud_service.lifecycle import registry
-from cloud_service.lifecycle.settings import LifecycleSettings
-from cloud_service.lifecycle.signing import init_keys, load_private_key, verify_manifest
-from cloud_service.lifecycle.training import (
+from cloud_service.lifecycle.retraining import (
     TrainingSkippedError,
     budget_threshold,
     label_rows,
     load_training_data,
     train_target,
 )
+from cloud_service.lifecycle.settings import LifecycleSettings
+from cloud_service.lifecycle.signing import init_keys, load_private_key, verify_manifest
 from cloud_service.migrate import migrate
 from forewarn.bench.retrain import seed_fleet
 
@@ -89,10 +91,14 @@ def test_training_registers_signed_gated_candidates_and_keeps_the_losers(
     assert loser.reason.startswith(("not selected", "gate failed"))
     for model in models.values():
         assert verify_manifest(key.public_key(), model.manifest_json, model.signature_b64)
-        assert model.gates["agreement"]["value"] >= 0.995
-        assert model.metrics["fault_detection_rate"] > 0.8
-        assert model.metrics["validation_alarm_rate"] < 0.01
-        assert len(model.reference["edges"]) == len(model.feature_names)
+        assert model.gates is not None
+        assert model.metrics is not None
+        assert model.reference is not None
+        assert model.gates.agreement.value >= 0.995
+        assert model.metrics.fault_detection_rate is not None
+        assert model.metrics.fault_detection_rate > 0.8
+        assert model.metrics.validation_alarm_rate < 0.01
+        assert len(model.reference.edges) == len(model.feature_names)
 
 
 def test_a_candidate_failing_a_gate_is_kept_rejected_with_the_reason(
@@ -132,3 +138,104 @@ def test_training_without_enough_data_is_skipped(db: str, key: Ed25519PrivateKey
     migrate(db)
     with psycopg.connect(db) as conn, pytest.raises(TrainingSkippedError, match="no asset"):
         train_target(conn, SETTINGS, "nothing", private_key=key, now=datetime.now(UTC) - timedelta(days=1))
+
+
+def _insert(conn: psycopg.Connection[Any], target: str, version: int) -> None:
+    registry.insert_model(
+        conn,
+        target=target,
+        version=version,
+        model_type="pca",
+        sha256="0" * 64,
+        artifact=b"onnx",
+        manifest_json="{}",
+        signature_b64="signature",
+        feature_spec="spec",
+        feature_names=["a"],
+        threshold=1.0,
+        assets=[],
+        train_start=None,
+        train_end=None,
+        n_train_rows=0,
+        metrics=None,
+        gates=None,
+        reference=None,
+        status="approved",
+    )
+
+
+def test_registry_writes_are_committed_by_the_caller_not_by_the_registry(
+    db: str, unique_id: Callable[[str], str]
+) -> None:
+    migrate(db)
+    target = unique_id("t")
+    with psycopg.connect(db) as conn:
+        version = registry.allocate_version(conn, target)
+        _insert(conn, target, version)
+        assert registry.get_model(conn, target, version) is not None  # visible in its own transaction
+        conn.rollback()
+        assert registry.get_model(conn, target, version) is None  # the insert was not committed
+        assert registry.allocate_version(conn, target) == version  # nor the version
+        _insert(conn, target, version)
+        conn.commit()
+        registry.mark_deployed(conn, target, version)
+        registry.record_drift(
+            conn,
+            asset_id=unique_id("a"),
+            checked_at=datetime.now(UTC),
+            target=target,
+            version=version,
+            n_recent=40,
+            feature_psi={"a": 0.5},
+            score_psi=None,
+            is_drifted=True,
+        )
+        conn.rollback()
+        model = registry.get_model(conn, target, version)
+        assert model is not None
+        assert model.status == "approved"
+        assert registry.drift_history(conn, target=target) == []
+
+
+def test_stored_gates_metrics_and_reference_read_back_and_show_unchanged(
+    db: str, unique_id: Callable[[str], str]
+) -> None:
+    """JSON in the registry's shape, written by any client, decodes into the structs."""
+    migrate(db)
+    target = unique_id("t")
+    gate = {"value": 0.999, "limit": 0.995, "passed": True}
+    gates = {
+        "agreement": gate,
+        "latency_us": {"value": 12.5, "limit": 500.0, "passed": True},
+        "size_bytes": {"value": 4096, "limit": 1_000_000, "passed": True},
+        "champion": {"passed": True, "champion": None, "detail": "no deployed model"},
+    }
+    metrics = {
+        "threshold": 2.0,
+        "int8_float_decision_agreement": 0.999,
+        "int8_latency_us": 12.5,
+        "model_bytes_float": 8192.0,
+        "model_bytes_int8": 4096.0,
+        "healthy_score_p99": 1.5,
+        "validation_alarm_rate": 0.001,
+    }
+    reference = {"n_rows": 10, "feature_names": ["a"], "edges": [[1.0] * 9], "props": [[0.1] * 10]}
+    with psycopg.connect(db) as conn:
+        _insert(conn, target, 1)
+        conn.execute(
+            "UPDATE models SET gates = %s, metrics = %s, reference = %s WHERE target = %s",
+            (Jsonb(gates), Jsonb(metrics), Jsonb(reference), target),
+        )
+        model = registry.get_model(conn, target, 1)
+    assert model is not None
+    assert model.gates is not None
+    assert model.gates.size_bytes.value == 4096
+    assert model.gates.champion is not None
+    assert model.gates.champion.detail == "no deployed model"
+    assert model.metrics is not None
+    assert model.metrics.fault_detection_rate is None
+    assert model.reference is not None
+    assert model.reference.score_edges == []
+    summary = model.summary()
+    assert summary["gates"] == gates  # `forewarn models show` prints what was stored
+    assert summary["metrics"] == metrics

@@ -24,6 +24,7 @@ import psycopg
 
 from cloud_service import queries
 from cloud_service.lifecycle import registry
+from cloud_service.lifecycle.records import DriftReference
 from cloud_service.lifecycle.settings import LifecycleSettings
 from cloud_service.modeling import onnx_scores
 from shared.errors import ForewarnError
@@ -74,20 +75,21 @@ class DriftResult:
 
 
 def _check_asset(
-    model: registry.ModelRecord, asset_id: str, rows: npt.NDArray[np.float32], threshold: float
+    model: registry.ModelRecord,
+    reference: DriftReference,
+    asset_id: str,
+    rows: npt.NDArray[np.float32],
+    threshold: float,
 ) -> DriftResult:
-    reference = model.reference
-    noise = (len(reference["props"][0]) - 1) * (
-        1.0 / len(rows) + 1.0 / max(int(reference.get("n_rows", 0)), 1)
-    )
+    noise = (len(reference.props[0]) - 1) * (1.0 / len(rows) + 1.0 / max(reference.n_rows, 1))
     feature_psi = {
-        name: max(0.0, psi(reference["props"][i], _proportions(rows[:, i], reference["edges"][i])) - noise)
-        for i, name in enumerate(reference["feature_names"])
+        name: max(0.0, psi(reference.props[i], _proportions(rows[:, i], reference.edges[i])) - noise)
+        for i, name in enumerate(reference.feature_names)
     }
     score_psi: float | None = None
-    if reference.get("score_edges"):
+    if reference.score_edges:
         scores = onnx_scores(model.artifact, rows)
-        raw = psi(reference["score_props"], _proportions(scores, reference["score_edges"]))
+        raw = psi(reference.score_props, _proportions(scores, reference.score_edges))
         score_psi = max(0.0, raw - noise)
     worst = max([*feature_psi.values(), score_psi or 0.0])
     return DriftResult(
@@ -100,12 +102,14 @@ def check_drift(
 ) -> list[DriftResult]:
     """Check every asset of `target` against the deployed model's training data, and store the results.
 
-    Assets with fewer than `MIN_ROWS` recent rows are skipped. Returns the stored results.
+    Assets with fewer than `MIN_ROWS` recent rows are skipped. The results are written through `conn`
+    and not committed. Returns the stored results.
     """
     now = now or datetime.now(UTC)
     model = registry.deployed_model(conn, target, with_artifact=True)
-    if model is None or not model.reference.get("edges"):
+    if model is None or model.reference is None or not model.reference.edges:
         return []
+    reference = model.reference
     assets = registry.assets_of_target(conn, target)
     try:
         matrix = queries.feature_matrix(
@@ -118,8 +122,7 @@ def check_drift(
     except ForewarnError as exc:
         logger.warning("drift check of %s skipped: %s", target, exc)
         return []
-    conn.commit()
-    if tuple(matrix.feature_names) != tuple(model.reference["feature_names"]) and len(matrix.asset_ids):
+    if tuple(matrix.feature_names) != tuple(reference.feature_names) and len(matrix.asset_ids):
         logger.warning("drift check of %s skipped: recent features differ from the model's", target)
         return []
     ids = np.asarray(matrix.asset_ids)
@@ -129,7 +132,7 @@ def check_drift(
         rows = rows[np.isfinite(rows).all(axis=1)]
         if len(rows) < MIN_ROWS:
             continue
-        result = _check_asset(model, asset_id, rows, settings.drift_psi_threshold)
+        result = _check_asset(model, reference, asset_id, rows, settings.drift_psi_threshold)
         registry.record_drift(
             conn,
             asset_id=asset_id,

@@ -1,4 +1,8 @@
-"""What an operator (or automatic approval) does with a registered model: approve, deploy, roll back."""
+"""What an operator (or automatic approval) does with a registered model: approve, deploy, roll back.
+
+Each operation is one unit of work on the caller's connection: it commits when it has succeeded (after
+the broker acknowledged, for a push) and leaves the transaction to the caller's rollback when it fails.
+"""
 
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ def _model(conn: Conn, target: str, version: int) -> registry.ModelRecord:
 
 
 def approve(conn: Conn, target: str, version: int, *, reason: str = "approved") -> None:
-    """Approve a candidate for deployment.
+    """Approve a candidate for deployment (committed).
 
     Raises:
         StorageError: no such model, or it is not a candidate (a rejected model is never approved).
@@ -41,12 +45,14 @@ def approve(conn: Conn, target: str, version: int, *, reason: str = "approved") 
     if record.status != "candidate":
         raise StorageError("models", f"{target} v{version} is {record.status}, not a candidate")
     registry.set_status(conn, target, version, "approved", reason)
+    conn.commit()
 
 
 def deploy(
     conn: Conn, mqtt: MqttSettings, target: str, version: int, *, chunk_bytes: int, timeout_s: float = 30.0
 ) -> DeploymentOrder:
-    """Push an approved (or retired, or already deployed) model to the gateways and mark it deployed.
+    """Push an approved (or retired, or already deployed) model to the gateways and mark it deployed
+    (committed).
 
     Raises:
         StorageError: no such model, it is not deployable, or the broker did not take it.
@@ -64,6 +70,7 @@ def deploy(
     )
     publish_order(order, mqtt, timeout_s=timeout_s)
     previous = registry.mark_deployed(conn, target, version, reason="pushed to gateways")
+    conn.commit()
     logger.info("deployed %s v%d (previous: %s)", target, version, previous)
     return order
 
@@ -98,7 +105,8 @@ def rollback(
     chunk_bytes: int,
     timeout_s: float = 30.0,
 ) -> DeploymentOrder:
-    """Send the gateways back to an older model (default: the newest retired one) with a signed order.
+    """Send the gateways back to an older model (default: the newest retired one) with a signed order
+    (committed).
 
     Raises:
         StorageError: nothing is deployed, no older model to go back to, or the broker did not take it.
@@ -121,5 +129,6 @@ def rollback(
     publish_order(order, mqtt, timeout_s=timeout_s)
     registry.set_status(conn, target, current.version, "retired", f"rolled back to v{to_version}")
     registry.mark_deployed(conn, target, to_version, reason=f"rollback from v{current.version}")
+    conn.commit()
     logger.warning("rolled %s back from v%d to v%d", target, current.version, to_version)
     return order

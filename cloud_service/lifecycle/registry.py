@@ -5,6 +5,9 @@ gate fails), becomes `approved` (automatically or by `forewarn models approve`),
 pushed (the previously deployed version of the target becomes `retired`). Versions come from
 `model_versions` and only grow per target. Per-gateway state is the `model_gateway_state` view over the
 acknowledgements the ingest service stores.
+
+The model, status and drift functions here work inside the caller's transaction and commit nothing: the
+job, operation or command that calls them commits where its unit of work ends.
 """
 
 from __future__ import annotations
@@ -16,14 +19,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 import psycopg
 from psycopg.types.json import Jsonb
 
+from cloud_service.lifecycle.records import (
+    CandidateMetrics,
+    DriftReference,
+    Gates,
+    ModelStatus,
+    decode_stored,
+    encode_stored,
+)
 from shared.errors import StorageError
 
 __all__ = [
+    "DriftCheck",
     "GatewayState",
     "ModelRecord",
     "ModelStatus",
@@ -44,19 +57,22 @@ __all__ = [
     "window_spread",
 ]
 
-ModelStatus = Literal["candidate", "approved", "deployed", "rejected", "retired"]
 Conn = psycopg.Connection[Any]
 
 _COLUMNS = (
     "target, version, model_type, sha256, manifest_json, signature_b64, feature_spec, feature_names, "
-    "threshold, assets, train_start, train_end, n_train_rows, metrics, gates, reference, status, reason, "
+    "threshold, assets, train_start, train_end, n_train_rows, metrics::text, gates::text, reference::text, "
+    "status, reason, "
     "created_at, updated_at, deployed_at"
 )
 
 
 @dataclass(frozen=True, slots=True)
 class ModelRecord:
-    """One registered model (its artifact only when asked for)."""
+    """One registered model (its artifact only when asked for).
+
+    `metrics`, `gates` and `reference` are None for a model registered without a training run.
+    """
 
     target: str
     version: int
@@ -71,9 +87,9 @@ class ModelRecord:
     train_start: datetime | None
     train_end: datetime | None
     n_train_rows: int
-    metrics: dict[str, Any]
-    gates: dict[str, Any]
-    reference: dict[str, Any]
+    metrics: CandidateMetrics | None
+    gates: Gates | None
+    reference: DriftReference | None
     status: ModelStatus
     reason: str
     created_at: datetime
@@ -97,20 +113,33 @@ class ModelRecord:
             "train_start": self.train_start.isoformat() if self.train_start else None,
             "train_end": self.train_end.isoformat() if self.train_end else None,
             "n_train_rows": self.n_train_rows,
-            "metrics": self.metrics,
-            "gates": self.gates,
+            "metrics": msgspec.to_builtins(self.metrics) if self.metrics else {},
+            "gates": msgspec.to_builtins(self.gates) if self.gates else {},
             "created_at": self.created_at.isoformat(),
             "deployed_at": self.deployed_at.isoformat() if self.deployed_at else None,
         }
 
 
+_FIELDS = tuple(field.name for field in dataclasses.fields(ModelRecord) if field.name != "artifact")
+
+
 def _record(row: Sequence[Any], artifact: bytes = b"") -> ModelRecord:
-    record = ModelRecord(*row)
-    return dataclasses.replace(record, artifact=artifact) if artifact else record
+    """A `_COLUMNS` row as a record, its stored JSON decoded into the lifecycle's structs."""
+    values = dict(zip(_FIELDS, row, strict=True))
+    values.update(
+        metrics=decode_stored(CandidateMetrics, values["metrics"], column="metrics"),
+        gates=decode_stored(Gates, values["gates"], column="gates"),
+        reference=decode_stored(DriftReference, values["reference"], column="reference"),
+    )
+    return ModelRecord(**values, artifact=artifact)
 
 
 def allocate_version(conn: Conn, target: str) -> int:
-    """The next version of `target` (1, 2, ...), never handed out twice, even by concurrent trainings."""
+    """The next version of `target` (1, 2, ...), never handed out twice, even by concurrent trainings.
+
+    The target's counter row stays locked until the caller's transaction ends: concurrent trainings of
+    one target take turns, and a run that rolls back hands its versions out again.
+    """
     row = conn.execute(
         """
         INSERT INTO model_versions (target, last_version)
@@ -120,7 +149,6 @@ def allocate_version(conn: Conn, target: str) -> int:
         """,
         (target, target),
     ).fetchone()
-    conn.commit()
     if row is None:
         raise StorageError("models", f"no version allocated for {target}")
     return int(row[0])
@@ -143,19 +171,20 @@ def insert_model(
     train_start: datetime | None,
     train_end: datetime | None,
     n_train_rows: int,
-    metrics: dict[str, Any],
-    gates: dict[str, Any],
-    reference: dict[str, Any],
+    metrics: CandidateMetrics | None,
+    gates: Gates | None,
+    reference: DriftReference | None,
     status: ModelStatus,
     reason: str = "",
 ) -> None:
-    """Add a model to the registry (committed)."""
+    """Add a model to the registry (metrics, gates and reference None for a model not trained here)."""
     conn.execute(
         """
         INSERT INTO models (target, version, model_type, sha256, artifact, manifest_json, signature_b64,
                             feature_spec, feature_names, threshold, assets, train_start, train_end,
                             n_train_rows, metrics, gates, reference, status, reason)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s,
+                %s::jsonb, %s::jsonb, %s::jsonb, %s, %s)
         """,
         (
             target,
@@ -172,14 +201,13 @@ def insert_model(
             train_start,
             train_end,
             n_train_rows,
-            Jsonb(metrics),
-            Jsonb(gates),
-            Jsonb(reference),
+            encode_stored(metrics),
+            encode_stored(gates),
+            encode_stored(reference),
             status,
             reason,
         ),
     )
-    conn.commit()
 
 
 def get_model(conn: Conn, target: str, version: int, *, with_artifact: bool = False) -> ModelRecord | None:
@@ -189,7 +217,6 @@ def get_model(conn: Conn, target: str, version: int, *, with_artifact: bool = Fa
         f"SELECT {_COLUMNS}{extra} FROM models WHERE target = %s AND version = %s",
         (target, version),
     ).fetchone()
-    conn.commit()
     if row is None:
         return None
     return _record(row[:21], bytes(row[21]) if with_artifact else b"")
@@ -202,7 +229,6 @@ def list_models(conn: Conn, *, target: str | None = None) -> list[ModelRecord]:
         "ORDER BY target, version DESC",
         {"target": target},
     ).fetchall()
-    conn.commit()
     return [_record(row) for row in rows]
 
 
@@ -211,7 +237,6 @@ def deployed_model(conn: Conn, target: str, *, with_artifact: bool = False) -> M
     row = conn.execute(
         "SELECT version FROM models WHERE target = %s AND status = 'deployed'", (target,)
     ).fetchone()
-    conn.commit()
     return None if row is None else get_model(conn, target, int(row[0]), with_artifact=with_artifact)
 
 
@@ -228,12 +253,11 @@ def pending_pushes(conn: Conn) -> list[ModelRecord]:
         ORDER BY m.target, m.version DESC
         """
     ).fetchall()
-    conn.commit()
     return [_record(row) for row in rows]
 
 
 def set_status(conn: Conn, target: str, version: int, status: ModelStatus, reason: str = "") -> None:
-    """Change a model's status and reason (committed).
+    """Change a model's status and reason.
 
     Raises:
         StorageError: no such model.
@@ -242,7 +266,6 @@ def set_status(conn: Conn, target: str, version: int, status: ModelStatus, reaso
         "UPDATE models SET status = %s, reason = %s, updated_at = now() WHERE target = %s AND version = %s",
         (status, reason, target, version),
     )
-    conn.commit()
     if cur.rowcount != 1:
         raise StorageError("models", f"no model {target} v{version}")
 
@@ -250,23 +273,30 @@ def set_status(conn: Conn, target: str, version: int, status: ModelStatus, reaso
 def mark_deployed(conn: Conn, target: str, version: int, *, reason: str = "") -> int | None:
     """Make `version` the deployed model of `target`; the one deployed before becomes `retired`.
 
+    The target stays locked against other deployments until the caller's transaction ends.
+
     Returns:
         The version deployed before, if any.
+
+    Raises:
+        StorageError: no such model (nothing was changed).
     """
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext('forewarn-models:' || %s))", (target,))
-        previous = conn.execute(
-            "UPDATE models SET status = 'retired', updated_at = now() "
-            "WHERE target = %s AND status = 'deployed' AND version <> %s RETURNING version",
-            (target, version),
-        ).fetchone()
-        cur = conn.execute(
-            "UPDATE models SET status = 'deployed', reason = %s, deployed_at = now(), updated_at = now() "
-            "WHERE target = %s AND version = %s",
-            (reason, target, version),
-        )
-        if cur.rowcount != 1:
-            raise StorageError("models", f"no model {target} v{version}")
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext('forewarn-models:' || %s))", (target,))
+    exists = conn.execute(
+        "SELECT 1 FROM models WHERE target = %s AND version = %s FOR UPDATE", (target, version)
+    ).fetchone()
+    if exists is None:
+        raise StorageError("models", f"no model {target} v{version}")
+    previous = conn.execute(
+        "UPDATE models SET status = 'retired', updated_at = now() "
+        "WHERE target = %s AND status = 'deployed' AND version <> %s RETURNING version",
+        (target, version),
+    ).fetchone()
+    conn.execute(
+        "UPDATE models SET status = 'deployed', reason = %s, deployed_at = now(), updated_at = now() "
+        "WHERE target = %s AND version = %s",
+        (reason, target, version),
+    )
     return int(previous[0]) if previous else None
 
 
@@ -290,7 +320,6 @@ def gateway_states(conn: Conn, target: str, *, version: int | None = None) -> li
         "ORDER BY version DESC, gateway_id",
         {"target": target, "version": version},
     ).fetchall()
-    conn.commit()
     return [GatewayState(*row) for row in rows]
 
 
@@ -306,7 +335,7 @@ def record_drift(
     score_psi: float | None,
     is_drifted: bool,
 ) -> None:
-    """Store one asset's drift check (committed)."""
+    """Store one asset's drift check."""
     worst = max(feature_psi, key=lambda name: feature_psi[name]) if feature_psi else ""
     conn.execute(
         """
@@ -328,7 +357,6 @@ def record_drift(
             is_drifted,
         ),
     )
-    conn.commit()
 
 
 def assets_of_target(conn: Conn, target: str) -> list[str]:
@@ -337,7 +365,6 @@ def assets_of_target(conn: Conn, target: str) -> list[str]:
         "SELECT asset_id FROM assets WHERE asset_id = %(t)s OR asset_type = %(t)s ORDER BY asset_id",
         {"t": target},
     ).fetchall()
-    conn.commit()
     return [str(row[0]) for row in rows]
 
 
@@ -354,7 +381,22 @@ def events_of(
     return [(str(a), ts, str(e)) for a, ts, e in rows]
 
 
-def drift_history(conn: Conn, *, target: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+@dataclass(frozen=True, slots=True)
+class DriftCheck:
+    """One stored drift check of one asset (a row of `drift`, without the per-feature PSI)."""
+
+    asset_id: str
+    checked_at: datetime
+    target: str
+    version: int
+    n_recent: int
+    max_psi: float
+    worst_feature: str
+    score_psi: float | None
+    is_drifted: bool
+
+
+def drift_history(conn: Conn, *, target: str | None = None, limit: int = 100) -> list[DriftCheck]:
     """The latest drift checks (newest first), for `forewarn models show` and the dashboard."""
     rows = conn.execute(
         "SELECT asset_id, checked_at, target, version, n_recent, max_psi, worst_feature, score_psi, "
@@ -362,19 +404,7 @@ def drift_history(conn: Conn, *, target: str | None = None, limit: int = 100) ->
         "ORDER BY checked_at DESC LIMIT %(n)s",
         {"target": target, "n": limit},
     ).fetchall()
-    conn.commit()
-    keys = (
-        "asset_id",
-        "checked_at",
-        "target",
-        "version",
-        "n_recent",
-        "max_psi",
-        "worst_feature",
-        "score_psi",
-        "is_drifted",
-    )
-    return [dict(zip(keys, row, strict=True)) for row in rows]
+    return [DriftCheck(*row) for row in rows]
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,9 +9,10 @@ import psycopg
 from cloud_service.forecasting import live as forecast_live
 from cloud_service.lifecycle import operations, registry
 from cloud_service.lifecycle.drift import check_drift
+from cloud_service.lifecycle.records import TrainingReport
+from cloud_service.lifecycle.retraining import TrainingSkippedError, deploy_selected, train_target
 from cloud_service.lifecycle.scheduler import LifecycleScheduler, lifecycle_jobs
 from cloud_service.lifecycle.signing import load_private_key
-from cloud_service.lifecycle.training import TrainingReport, TrainingSkippedError, train_target
 from cloud_service.settings import CloudSettings
 from cloud_service.upkeep import run_upkeep
 from shared.errors import StorageError
@@ -36,15 +37,18 @@ class LifecycleService:
         self.runner_id = runner_id
 
     def train(self, target: str) -> TrainingReport:
-        """Train `target` now; with auto approval the winner is deployed.
+        """Train `target` now and commit the registered candidates; with auto approval the winner is deployed.
 
         Raises:
             TrainingSkippedError: not enough usable data.
             ConfigError: the signing key cannot be read.
+            StorageError: the winner's push failed (it stays approved; `push_pending` retries it).
         """
         key = load_private_key(self.lifecycle.signing_key)
         with psycopg.connect(self.conninfo) as conn:
-            return train_target(conn, self.lifecycle, target, private_key=key, deploy=self.deploy)
+            report = train_target(conn, self.lifecycle, target, private_key=key)
+            conn.commit()
+        return deploy_selected(report, self.lifecycle, self.deploy)
 
     def deploy(self, target: str, version: int) -> None:
         """Push an approved model to the gateways.
@@ -72,7 +76,7 @@ class LifecycleService:
         """
         if self.lifecycle.approval != "auto":
             return []
-        with psycopg.connect(self.conninfo) as conn:
+        with psycopg.connect(self.conninfo) as conn, conn.transaction():
             pending = registry.pending_pushes(conn)
         pushed: list[tuple[str, int]] = []
         failed: list[str] = []
@@ -101,6 +105,7 @@ class LifecycleService:
         for target in self.lifecycle.targets:
             with psycopg.connect(self.conninfo) as conn:
                 results = check_drift(conn, self.lifecycle, target)
+                conn.commit()
             if self.lifecycle.drift_triggers_retraining and any(r.is_drifted for r in results):
                 logger.warning("retraining %s after drift", target)
                 try:

@@ -29,9 +29,9 @@ from cloud_service import queries
 from cloud_service.lifecycle import registry
 from cloud_service.lifecycle.operations import approve
 from cloud_service.lifecycle.publisher import build_order, publish_order
+from cloud_service.lifecycle.retraining import train_target
 from cloud_service.lifecycle.settings import LifecycleSettings
 from cloud_service.lifecycle.signing import init_keys, load_private_key, sign_manifest
-from cloud_service.lifecycle.training import train_target
 from cloud_service.migrate import migrate
 from cloud_service.modeling import synthetic_features
 from cloud_service.writer import BatchWriter
@@ -236,11 +236,13 @@ def run(*, quick: bool = False) -> dict[str, object]:
         with psycopg.connect(conninfo) as conn:
             started = time.perf_counter()
             report = train_target(conn, settings, target, private_key=load_private_key(keys.private_key))
+            conn.commit()
             cycle_s = time.perf_counter() - started
             if report.selected is None:
-                raise RuntimeError(f"no candidate passed the gates: {report.as_dict()}")
+                raise RuntimeError(f"no candidate passed the gates: {report}")
             approve(conn, target, report.selected)
-            record = registry.get_model(conn, target, report.selected, with_artifact=True)
+            with conn.transaction():
+                record = registry.get_model(conn, target, report.selected, with_artifact=True)
         if record is None:
             raise RuntimeError("the selected model vanished from the registry")
         acks: list[DeploymentAck] = []
@@ -249,17 +251,19 @@ def run(*, quick: bool = False) -> dict[str, object]:
             timings = _deploy_to_ack(broker, record, keys.private_key, acks, 3 if quick else 5)
         finally:
             agent.stop()
+    if record.metrics is None:
+        raise RuntimeError("the selected model was registered without metrics")
     return {
         "assets": n_assets,
         "rows_per_asset": rows_per_asset,
-        "train_rows": report.n_fit_rows + report.n_validation_rows,
+        "train_rows": report.rows.fit + report.rows.validation,
         "candidates": [f"v{c.version} {c.model_type}: {c.status}" for c in report.candidates],
         "selected_model_type": record.model_type,
         "train_convert_quantize_validate_sign_s": round(cycle_s, 3),
-        "int8_float_decision_agreement": record.metrics["int8_float_decision_agreement"],
-        "model_bytes_float": int(record.metrics["model_bytes_float"]),
-        "model_bytes_int8": int(record.metrics["model_bytes_int8"]),
-        "int8_latency_us": round(float(record.metrics["int8_latency_us"]), 2),
+        "int8_float_decision_agreement": record.metrics.int8_float_decision_agreement,
+        "model_bytes_float": int(record.metrics.model_bytes_float),
+        "model_bytes_int8": int(record.metrics.model_bytes_int8),
+        "int8_latency_us": round(record.metrics.int8_latency_us, 2),
         "deploy_to_ack_s": round(statistics.median(timings), 4),
         "deploy_to_ack_max_s": round(max(timings), 4),
         "encoded_order_bytes": len(encode(record_order_message(record))),

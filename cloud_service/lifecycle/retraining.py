@@ -1,21 +1,23 @@
-"""A training run for one model target: healthy data, candidates, threshold, gates, signing, registration.
+"""A gated training run, from stored data to a registered model, for one model target.
 
 1. Data: the stored aggregates of the target's assets over the last `training_days` (per period the
    mean, minimum and maximum of each feature over its windows: see `load_training_data`), without the
    periods near failures and maintenance (`exclude_before_event_h` before, `exclude_after_event_h` after).
    Periods in the hours before a failure are kept apart as labelled fault rows. The most recent
    `validation_fraction` of the healthy periods is held out for validation.
-2. Candidates: every `model_types` entry (`candidates.BUILDERS`), trained, converted, quantized to int8.
+2. Candidates: every `model_types` entry (a key of `BUILDERS`: the PCA detector or the MLP autoencoder of
+   `cloud_service.modeling`), trained, converted, quantized to int8.
 3. Threshold per candidate from the held-out healthy int8 scores, for the false-alarm budget: the
    budget is a per-row exceedance probability p = alarms per week / rows per week; beyond the 95th
    percentile the tail is taken as exponential (peaks over threshold), so
    `threshold = margin * (q95 + mean excess over q95 * ln(0.05 / p))`.
-4. Gates per candidate: int8/float decision agreement on validation (and fault) rows, one-row int8
-   latency, artifact size; then the best candidate (fault detection, then held-out alarm rate) is compared
-   with the deployed champion on the same rows (no worse on either). Every candidate is registered,
-   signed; those that fail a gate or lose are `rejected` with the reason.
-5. Approval: `auto` approves and deploys the winner (through the `deploy` callback); `manual` leaves it a
-   `candidate` for `forewarn models approve`.
+4. Gates per candidate (`gates`): int8/float decision agreement on validation (and fault) rows, one-row
+   int8 latency, artifact size; then the best candidate (fault detection, then held-out alarm rate) is
+   compared with the deployed champion on the same rows (no worse on either). Every candidate is
+   registered, signed; those that fail a gate or lose are `rejected` with the reason.
+5. Approval: `auto` approves the winner, `manual` leaves it a `candidate` for `forewarn models approve`.
+   The run writes through the caller's connection and commits nothing; once the caller has committed,
+   `deploy_selected` pushes an auto-approved winner.
 """
 
 from __future__ import annotations
@@ -24,32 +26,52 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
 import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cloud_service.lifecycle import registry
-from cloud_service.lifecycle.candidates import Candidate, build_candidate
+from cloud_service.lifecycle.gates import (
+    alarm_rates,
+    candidate_gates,
+    champion_gate,
+    failed_reason,
+    int8_latency_us,
+)
+from cloud_service.lifecycle.records import (
+    CandidateMetrics,
+    CandidateOutcome,
+    DriftReference,
+    Gates,
+    ModelStatus,
+    RowCounts,
+    TrainingReport,
+)
 from cloud_service.lifecycle.settings import LifecycleSettings
 from cloud_service.lifecycle.signing import sign_manifest
-from cloud_service.modeling import decision_agreement, onnx_scores
+from cloud_service.modeling import (
+    ModelArtifact,
+    build_anomaly_model,
+    build_autoencoder_model,
+    decision_agreement,
+    onnx_scores,
+)
 from shared.errors import ForewarnError
-from shared.messages import encode
+from shared.messages import ModelManifest, encode
 from shared.timebase import datetime_to_ns
 
 __all__ = [
-    "CandidateResult",
+    "BUILDERS",
     "TrainingData",
-    "TrainingReport",
     "TrainingSkippedError",
     "budget_threshold",
+    "deploy_selected",
     "label_rows",
     "load_training_data",
     "reference_histograms",
@@ -63,7 +85,6 @@ F32 = npt.NDArray[np.float32]
 Conn = psycopg.Connection[Any]
 DeployCallback = Callable[[str, int], None]
 _TAIL_QUANTILE = 0.95
-_LATENCY_RUNS = 200
 _NS_PER_H = 3_600 * 10**9
 _DECILES = np.linspace(0.1, 0.9, 9)
 
@@ -93,50 +114,6 @@ class TrainingData:
     n_excluded: int = 0
     reference_rows: F32 | None = None
     reference_validation: F32 | None = None
-
-
-@dataclass
-class CandidateResult:
-    """One registered candidate and how it fared."""
-
-    version: int
-    model_type: str
-    status: registry.ModelStatus
-    reason: str
-    metrics: dict[str, float] = field(default_factory=dict)
-    gates: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class TrainingReport:
-    """What a training run registered, and which version (if any) won."""
-
-    target: str
-    n_fit_rows: int
-    n_validation_rows: int
-    n_fault_rows: int
-    candidates: list[CandidateResult]
-    selected: int | None
-    deployed: bool
-    seconds: float
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-friendly form for the CLI."""
-        return {
-            "target": self.target,
-            "rows": {
-                "fit": self.n_fit_rows,
-                "validation": self.n_validation_rows,
-                "faults": self.n_fault_rows,
-            },
-            "selected": self.selected,
-            "deployed": self.deployed,
-            "seconds": round(self.seconds, 3),
-            "candidates": [
-                {"version": c.version, "model_type": c.model_type, "status": c.status, "reason": c.reason}
-                for c in self.candidates
-            ],
-        }
 
 
 # --- data ---------------------------------------------------------------------------------------------
@@ -249,7 +226,59 @@ def load_training_data(
     )
 
 
-# --- thresholds, references, gates --------------------------------------------------------------------
+# --- candidates -----------------------------------------------------------------------------------------
+
+
+def _build_mlp(data: TrainingData, *, version: int, seed: int) -> ModelArtifact:
+    return build_autoencoder_model(
+        data.fit,
+        data.validation,
+        data.feature_names,
+        feature_spec=data.feature_spec,
+        target=data.target,
+        version=version,
+        seed=seed,
+    )
+
+
+def _build_pca(data: TrainingData, *, version: int, seed: int) -> ModelArtifact:
+    rows = np.vstack([data.fit, data.validation])
+    return build_anomaly_model(
+        rows,
+        list(data.feature_names),
+        feature_spec=data.feature_spec,
+        target=data.target,
+        version=version,
+        seed=seed,
+        holdout_fraction=max(len(data.validation) / len(rows), 0.05),
+    )
+
+
+BUILDERS: dict[str, Callable[..., ModelArtifact]] = {"mlp_autoencoder": _build_mlp, "pca": _build_pca}
+"""The candidate model types of `LifecycleSettings.model_types`, each built from a run's data."""
+
+
+@dataclass
+class _Candidate:
+    """One trained, measured candidate and its standing in the run (changed while the winner is chosen)."""
+
+    model_type: str
+    version: int
+    manifest: ModelManifest
+    onnx_float: bytes
+    onnx_int8: bytes
+    metrics: CandidateMetrics
+    gates: Gates
+    status: ModelStatus
+    reason: str
+
+    def outcome(self) -> CandidateOutcome:
+        return CandidateOutcome(
+            version=self.version, model_type=self.model_type, status=self.status, reason=self.reason
+        )
+
+
+# --- thresholds, references -----------------------------------------------------------------------------
 
 
 def budget_threshold(
@@ -257,8 +286,10 @@ def budget_threshold(
 ) -> float:
     """The score threshold that healthy rows exceed with probability about alarms/rows per week.
 
-    >>> round(budget_threshold(np.arange(1000.0), alarms_per_week=100, rows_per_week=1000, margin=1.0))
-    900
+    A budget of 1 row in 10 is the 90th percentile:
+
+    >>> round(budget_threshold(np.arange(1000.0), alarms_per_week=100, rows_per_week=1000, margin=1.0), 1)
+    899.1
     """
     values = np.asarray(scores, dtype=np.float64)
     p = min(alarms_per_week / rows_per_week, 1.0)
@@ -277,137 +308,115 @@ def _proportions(values: npt.NDArray[np.floating[Any]], edges: npt.NDArray[np.fl
 
 def reference_histograms(
     rows: F32, names: Sequence[str], scores: npt.NDArray[np.floating[Any]]
-) -> dict[str, Any]:
+) -> DriftReference:
     """Decile bins of each feature and of the scores on training data: the baseline of drift checks."""
     edges = np.quantile(rows.astype(np.float64), _DECILES, axis=0).T  # (F, 9)
     score_edges = np.quantile(np.asarray(scores, dtype=np.float64), _DECILES)
-    return {
-        "n_rows": len(rows),
-        "feature_names": list(names),
-        "edges": edges.tolist(),
-        "props": [_proportions(rows[:, i], edges[i]) for i in range(len(names))],
-        "score_edges": score_edges.tolist(),
-        "score_props": _proportions(np.asarray(scores, dtype=np.float64), score_edges),
-    }
+    return DriftReference(
+        n_rows=len(rows),
+        feature_names=list(names),
+        edges=edges.tolist(),
+        props=[_proportions(rows[:, i], edges[i]) for i in range(len(names))],
+        score_edges=score_edges.tolist(),
+        score_props=_proportions(np.asarray(scores, dtype=np.float64), score_edges),
+    )
 
 
-def _latency_us(model: bytes, row: F32) -> float:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
-    feed = {session.get_inputs()[0].name: np.ascontiguousarray(row[:1], dtype=np.float32)}
-    session.run(None, feed)
-    timings = []
-    for _ in range(_LATENCY_RUNS):
-        started = time.perf_counter_ns()
-        session.run(["score"], feed)
-        timings.append(time.perf_counter_ns() - started)
-    return float(np.median(timings) / 1e3)
-
-
-def _rates(model: bytes, threshold: float, data: TrainingData) -> dict[str, float]:
-    rates = {"validation_alarm_rate": float(np.mean(onnx_scores(model, data.validation) > threshold))}
-    if len(data.faults):
-        rates["fault_detection_rate"] = float(np.mean(onnx_scores(model, data.faults) > threshold))
-    return rates
+# --- the run --------------------------------------------------------------------------------------------
 
 
 def _evaluate(
-    candidate: Candidate, data: TrainingData, settings: LifecycleSettings
-) -> tuple[Candidate, dict[str, Any]]:
-    """Set the candidate's threshold and run its own gates (agreement, latency, size)."""
-    healthy_scores = onnx_scores(candidate.onnx_int8, data.validation)
+    model_type: str, version: int, artifact: ModelArtifact, data: TrainingData, settings: LifecycleSettings
+) -> _Candidate:
+    """Set the candidate's threshold, measure it and run its own gates (agreement, latency, size)."""
+    healthy_scores = onnx_scores(artifact.onnx_int8, data.validation)
     threshold = budget_threshold(
         healthy_scores,
         alarms_per_week=settings.false_alarms_per_asset_per_week,
         rows_per_week=settings.windows_per_asset_per_week,
         margin=settings.threshold_margin,
     )
-    manifest = msgspec.structs.replace(candidate.manifest, threshold=threshold)
     checked = np.vstack([data.validation, data.faults]) if len(data.faults) else data.validation
     agreement = decision_agreement(
-        onnx_scores(candidate.onnx_float, checked), onnx_scores(candidate.onnx_int8, checked), threshold
+        onnx_scores(artifact.onnx_float, checked), onnx_scores(artifact.onnx_int8, checked), threshold
     )
-    latency = _latency_us(candidate.onnx_int8, data.validation)
-    metrics = {
-        "threshold": threshold,
-        "int8_float_decision_agreement": agreement,
-        "int8_latency_us": latency,
-        "model_bytes_float": float(len(candidate.onnx_float)),
-        "model_bytes_int8": float(len(candidate.onnx_int8)),
-        "healthy_score_p99": float(np.quantile(healthy_scores, 0.99)),
-        **_rates(candidate.onnx_int8, threshold, data),
-    }
-    gates = {
-        "agreement": {
-            "value": agreement,
-            "limit": settings.min_agreement,
-            "passed": agreement >= settings.min_agreement,
-        },
-        "latency_us": {
-            "value": latency,
-            "limit": settings.max_latency_us,
-            "passed": latency <= settings.max_latency_us,
-        },
-        "size_bytes": {
-            "value": len(candidate.onnx_int8),
-            "limit": settings.max_model_bytes,
-            "passed": len(candidate.onnx_int8) <= settings.max_model_bytes,
-        },
-    }
-    return Candidate(
-        candidate.model_type, manifest, candidate.onnx_float, candidate.onnx_int8, metrics
-    ), gates
-
-
-def _failed(gates: dict[str, Any]) -> str:
-    failed = [
-        f"{name} {g['value']:.6g} vs limit {g['limit']:.6g}" for name, g in gates.items() if not g["passed"]
-    ]
-    return "gate failed: " + "; ".join(failed) if failed else ""
-
-
-def _rank(metrics: dict[str, float]) -> tuple[float, float, float]:
-    return (
-        -metrics.get("fault_detection_rate", 0.0),
-        metrics["validation_alarm_rate"],
-        metrics["int8_latency_us"],
+    latency = int8_latency_us(artifact.onnx_int8, data.validation)
+    rates = alarm_rates(artifact.onnx_int8, threshold, validation=data.validation, faults=data.faults)
+    metrics = CandidateMetrics(
+        threshold=threshold,
+        int8_float_decision_agreement=agreement,
+        int8_latency_us=latency,
+        model_bytes_float=float(len(artifact.onnx_float)),
+        model_bytes_int8=float(len(artifact.onnx_int8)),
+        healthy_score_p99=float(np.quantile(healthy_scores, 0.99)),
+        validation_alarm_rate=rates.validation_alarm_rate,
+        fault_detection_rate=rates.fault_detection_rate,
+    )
+    gates = candidate_gates(
+        agreement=agreement, latency_us=latency, size_bytes=len(artifact.onnx_int8), settings=settings
+    )
+    reason = failed_reason(gates)
+    return _Candidate(
+        model_type=model_type,
+        version=version,
+        manifest=msgspec.structs.replace(artifact.manifest, threshold=threshold),
+        onnx_float=artifact.onnx_float,
+        onnx_int8=artifact.onnx_int8,
+        metrics=metrics,
+        gates=gates,
+        status="rejected" if reason else "candidate",
+        reason=reason,
     )
 
 
-def _champion_gate(
-    conn: Conn, data: TrainingData, metrics: dict[str, float], settings: LifecycleSettings
-) -> dict[str, Any]:
-    champion = registry.deployed_model(conn, data.target, with_artifact=True)
-    if champion is None:
-        return {"passed": True, "champion": None, "detail": "no deployed model"}
-    if tuple(champion.feature_names) != tuple(data.feature_names):
-        return {"passed": True, "champion": champion.version, "detail": "champion uses other features"}
-    theirs = _rates(champion.artifact, champion.threshold, data)
-    tolerance = settings.champion_tolerance
-    worse = metrics["validation_alarm_rate"] > theirs["validation_alarm_rate"] + tolerance
-    if "fault_detection_rate" in theirs:
-        worse |= metrics["fault_detection_rate"] < theirs["fault_detection_rate"] - tolerance
-    return {"passed": not worse, "champion": champion.version, "champion_metrics": theirs}
+def _rank(candidate: _Candidate) -> tuple[float, float, float]:
+    metrics = candidate.metrics
+    return (-(metrics.fault_detection_rate or 0.0), metrics.validation_alarm_rate, metrics.int8_latency_us)
 
 
-# --- the run --------------------------------------------------------------------------------------------
+def _select(
+    conn: Conn, data: TrainingData, built: list[_Candidate], settings: LifecycleSettings
+) -> int | None:
+    """Rank the passing candidates, hold the best to the champion gate; the others are not selected."""
+    passing = sorted((c for c in built if c.status == "candidate"), key=_rank)
+    if not passing:
+        return None
+    best = passing[0]
+    champion = champion_gate(
+        conn,
+        settings,
+        target=data.target,
+        feature_names=data.feature_names,
+        rates=best.metrics.rates,
+        validation=data.validation,
+        faults=data.faults,
+    )
+    best.gates = msgspec.structs.replace(best.gates, champion=champion)
+    selected: int | None = best.version
+    if not champion.passed:
+        selected = None
+        best.status, best.reason = "rejected", f"gate failed: worse than the deployed v{champion.champion}"
+    for other in passing[1:]:
+        other.status, other.reason = (
+            "rejected",
+            f"not selected: v{best.version} ({best.model_type}) ranked higher",
+        )
+    if selected is not None and settings.approval == "auto":
+        best.status = "approved"
+    return selected
 
 
 def _register(
-    conn: Conn,
-    data: TrainingData,
-    candidate: Candidate,
-    result: CandidateResult,
-    *,
-    reference: dict[str, Any],
-    private_key: Ed25519PrivateKey,
+    conn: Conn, data: TrainingData, candidate: _Candidate, *, private_key: Ed25519PrivateKey
 ) -> None:
+    means = data.fit if data.reference_rows is None else data.reference_rows
+    held_out = data.validation if data.reference_validation is None else data.reference_validation
+    reference = reference_histograms(means, data.feature_names, onnx_scores(candidate.onnx_int8, held_out))
     manifest_json = encode(candidate.manifest).decode()
     registry.insert_model(
         conn,
         target=data.target,
-        version=result.version,
+        version=candidate.version,
         model_type=candidate.model_type,
         sha256=candidate.manifest.artifact_sha256,
         artifact=candidate.onnx_int8,
@@ -420,85 +429,40 @@ def _register(
         train_start=data.start,
         train_end=data.end,
         n_train_rows=len(data.fit),
-        metrics=result.metrics,
-        gates=result.gates,
+        metrics=candidate.metrics,
+        gates=candidate.gates,
         reference=reference,
-        status=result.status,
-        reason=result.reason,
+        status=candidate.status,
+        reason=candidate.reason,
     )
 
 
 def train_on_data(
-    conn: Conn,
-    settings: LifecycleSettings,
-    data: TrainingData,
-    *,
-    private_key: Ed25519PrivateKey,
-    deploy: DeployCallback | None = None,
+    conn: Conn, settings: LifecycleSettings, data: TrainingData, *, private_key: Ed25519PrivateKey
 ) -> TrainingReport:
-    """Train every candidate type on `data`, gate, sign, register, and (auto approval) deploy the winner."""
+    """Train every candidate type on `data`, gate, sign and register them (nothing is committed).
+
+    With auto approval the winner is registered `approved`; `deploy_selected` pushes it once the caller
+    has committed.
+    """
     started = time.monotonic()
-    built: list[tuple[Candidate, CandidateResult]] = []
+    built: list[_Candidate] = []
     for model_type in settings.model_types:
         version = registry.allocate_version(conn, data.target)
-        raw = build_candidate(
-            model_type,
-            data.fit,
-            data.validation,
-            data.feature_names,
-            feature_spec=data.feature_spec,
-            target=data.target,
-            version=version,
-            seed=settings.seed,
-        )
-        candidate, gates = _evaluate(raw, data, settings)
-        reason = _failed(gates)
-        status: registry.ModelStatus = "rejected" if reason else "candidate"
-        built.append(
-            (candidate, CandidateResult(version, model_type, status, reason, candidate.metrics, gates))
-        )
-    passing = sorted((c for c in built if c[1].status == "candidate"), key=lambda c: _rank(c[0].metrics))
-    selected: int | None = None
-    if passing:
-        best, result = passing[0]
-        champion = _champion_gate(conn, data, best.metrics, settings)
-        result.gates["champion"] = champion
-        if champion["passed"]:
-            selected = result.version
-        else:
-            result.status, result.reason = (
-                "rejected",
-                f"gate failed: worse than the deployed v{champion['champion']}",
-            )
-        for _, other in passing[1:]:
-            other.status, other.reason = (
-                "rejected",
-                f"not selected: v{result.version} ({result.model_type}) ranked higher",
-            )
-    if selected is not None and settings.approval == "auto":
-        next(r for _, r in built if r.version == selected).status = "approved"
-    for candidate, result in built:
-        means = data.fit if data.reference_rows is None else data.reference_rows
-        held_out = data.validation if data.reference_validation is None else data.reference_validation
-        reference = reference_histograms(
-            means, data.feature_names, onnx_scores(candidate.onnx_int8, held_out)
-        )
-        _register(conn, data, candidate, result, reference=reference, private_key=private_key)
-    deployed = False
-    if selected is not None and settings.approval == "auto" and deploy is not None:
-        deploy(data.target, selected)
-        deployed = True
+        artifact = BUILDERS[model_type](data, version=version, seed=settings.seed)
+        built.append(_evaluate(model_type, version, artifact, data, settings))
+    selected = _select(conn, data, built, settings)
+    for candidate in built:
+        _register(conn, data, candidate, private_key=private_key)
     report = TrainingReport(
         target=data.target,
-        n_fit_rows=len(data.fit),
-        n_validation_rows=len(data.validation),
-        n_fault_rows=len(data.faults),
-        candidates=[result for _, result in built],
+        rows=RowCounts(fit=len(data.fit), validation=len(data.validation), faults=len(data.faults)),
         selected=selected,
-        deployed=deployed,
-        seconds=time.monotonic() - started,
+        deployed=False,
+        seconds=round(time.monotonic() - started, 3),
+        candidates=[candidate.outcome() for candidate in built],
     )
-    logger.info("training of %s: %s", data.target, report.as_dict())
+    logger.info("training of %s: %s", data.target, msgspec.json.encode(report).decode())
     return report
 
 
@@ -508,13 +472,29 @@ def train_target(
     target: str,
     *,
     private_key: Ed25519PrivateKey,
-    deploy: DeployCallback | None = None,
     now: datetime | None = None,
 ) -> TrainingReport:
-    """Load `target`'s healthy data from the database and run `train_on_data`.
+    """Load `target`'s healthy data from the database and run `train_on_data` (nothing is committed).
 
     Raises:
         TrainingSkippedError: not enough usable data.
     """
     data = load_training_data(conn, settings, target, now=now)
-    return train_on_data(conn, settings, data, private_key=private_key, deploy=deploy)
+    return train_on_data(conn, settings, data, private_key=private_key)
+
+
+def deploy_selected(
+    report: TrainingReport, settings: LifecycleSettings, deploy: DeployCallback
+) -> TrainingReport:
+    """With auto approval, push the run's winner through `deploy` (call it after committing the run).
+
+    Returns:
+        The report, `deployed` once the winner was pushed.
+
+    Raises:
+        StorageError: the push failed (from `deploy`; the model stays approved).
+    """
+    if report.selected is None or settings.approval != "auto":
+        return report
+    deploy(report.target, report.selected)
+    return msgspec.structs.replace(report, deployed=True)
