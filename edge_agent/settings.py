@@ -13,7 +13,7 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, Field
 from pydantic_settings import SettingsConfigDict
 
-from edge_agent.deployment import DeploymentSettings
+from edge_agent.deployment.settings import DeploymentSettings
 from edge_agent.model_store import ModelSettings
 from edge_agent.pipeline_settings import PipelineSettings
 from shared.config import ComponentSettings, MqttSettings
