@@ -9,12 +9,15 @@ Threads, each with one job, stopped through `threading.Event`s and joined with t
 * `edge-queue-writer`: commits the scorer's outbound messages to the disk queue, several hand-overs per
   transaction, so an fsync never delays scoring or a local alert;
 * `edge-forwarder` (and paho's thread of the upstream client): the disk queue to the upstream broker;
-* `edge-heartbeat`: the retained status.
+* `edge-heartbeat`: the retained status;
+* `edge-deploy` (and paho's thread of its own upstream client), when deployments are configured: signed
+  models in; it commits each deployment acknowledgement to the disk queue itself, so acknowledgements
+  travel upstream through the forwarder like every other uplink message.
 
 `stop()` is orderly: stop taking raw batches (unsubscribe), score what is already queued, flush the
-pipeline (closing open aggregation periods), wait up to `shutdown_ack_wait_s` for the broker to
-acknowledge the queue, publish the offline status, disconnect. Whatever is not acknowledged by then stays
-in the disk queue for the next start.
+pipeline (closing open aggregation periods), stop receiving deployments, wait up to
+`shutdown_ack_wait_s` for the broker to acknowledge the queue, publish the offline status, disconnect.
+Whatever is not acknowledged by then stays in the disk queue for the next start.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from edge_agent.quarantine import Quarantine
 from edge_agent.settings import EdgeSettings
 from shared import topics
 from shared.errors import ContractError, StorageError
-from shared.messages import Alert, encode
+from shared.messages import Alert, DeploymentAck, encode
 from shared.raw_batch import RawBatch, decode_raw_batch, encode_raw_batch
 
 __all__ = ["AgentMetrics", "EdgeAgent", "PipelineLike", "RejectCallback"]
@@ -194,12 +197,27 @@ class EdgeAgent:
             expected_specs={a.target: self.settings.pipeline.feature_spec(a).spec_id for a in assets},
             assets_per_target=collections.Counter(self._asset_targets.values()),
         )
+        receiver.add_ack_listener(self._enqueue_ack)
         return DeploymentClient(
             settings=self.settings.upstream_mqtt,
             receiver=receiver,
             client_id=f"{self.settings.gateway_id}-deploy",
             session_expiry_s=self.settings.session_expiry_s,
         )
+
+    def _enqueue_ack(self, ack: DeploymentAck) -> None:
+        """Commit a deployment acknowledgement to the disk queue (on `edge-deploy`, never paho's thread).
+
+        The receiver acknowledges the deployment's MQTT message only after this returns, so an answer
+        lost in a crash means the broker redelivers the order.
+        """
+        try:
+            self.disk_queue.put_many([ack])
+        except StorageError:
+            self.metrics.enqueue_failed += 1
+            logger.exception("could not enqueue the deployment acknowledgement of %s", ack.target)
+            return
+        self.forwarder.notify()
 
     def _default_pipeline(self, on_reject: RejectCallback) -> PipelineLike:
         return Pipeline(
@@ -244,13 +262,13 @@ class EdgeAgent:
             if self._writer.is_alive():
                 logger.warning("edge-queue-writer did not stop within %.1f s", join_timeout_s)
         self.intake.stop()
+        if self.deployments is not None:  # before the drain: its last acknowledgements go out with it
+            self.deployments.stop()
         if not self.forwarder.drain(self.settings.shutdown_ack_wait_s):
             logger.info(
                 "stopping with %d message(s) not yet acknowledged; they are sent after the next start",
                 self.disk_queue.stats().depth,
             )
-        if self.deployments is not None:
-            self.deployments.stop()
         self.heartbeat.stop()
         self.forwarder.stop(offline_status=offline_status(self.settings.gateway_id))
         self.disk_queue.close()

@@ -1,10 +1,13 @@
 """The store-and-forward queue: every upstream message is committed here, with its sequence number, first.
 
+It holds the pipeline's aggregates, alerts and snapshots (`Outbound`) and the deployment receiver's
+acknowledgements (`DeploymentAck`): one per-gateway `seq` space for all of them, each on its own topic.
+
 SQLite in WAL mode (stdlib `sqlite3`). Each message gets the next per-gateway `seq` when it is enqueued;
 the counter is stored in the same transaction as the rows, so a `seq` is never reused, even after a crash
 or restart. Rows leave the queue only when the forwarder saw the broker's PUBACK (`delete`), or when the
 queue is full and room must be made (`_make_room`): then the oldest aggregates go first, then snapshots,
-and alerts last; every drop is counted by kind.
+then alerts, and deployment acknowledgements last; every drop is counted by kind.
 
 Durability (the `synchronous` setting):
 
@@ -30,23 +33,26 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final, Literal, TypeVar
 
 import msgspec
 
 from shared import topics
 from shared.errors import StorageError
-from shared.messages import Aggregate, Alert, Snapshot, encode
+from shared.messages import Aggregate, Alert, DeploymentAck, Snapshot, encode
 
-__all__ = ["KINDS", "DiskQueue", "Outbound", "QueueStats", "QueuedMessage"]
+__all__ = ["KINDS", "DiskQueue", "Enqueueable", "Outbound", "QueueStats", "QueuedMessage"]
 
 logger = logging.getLogger(__name__)
 
 Outbound = Aggregate | Alert | Snapshot
-Kind = Literal["aggregate", "snapshot", "alert"]
+Enqueueable = Outbound | DeploymentAck  # everything the queue stores: the pipeline's output and acks
+_M = TypeVar("_M", bound=Enqueueable)
+Kind = Literal["aggregate", "snapshot", "alert", "deploy_ack"]
 
-# Drop order when the queue is full: lowest priority first.
-KINDS: Final[tuple[Kind, ...]] = ("aggregate", "snapshot", "alert")
+# Drop order when the queue is full: lowest priority first. The priority is stored with each row, so
+# a new kind is only ever appended.
+KINDS: Final[tuple[Kind, ...]] = ("aggregate", "snapshot", "alert", "deploy_ack")
 _PRIORITY: Final[dict[str, int]] = {kind: i for i, kind in enumerate(KINDS)}
 _ROW_OVERHEAD_BYTES: Final = 64  # per-row bookkeeping counted against `max_bytes` besides the payload
 _DROP_WARNING_INTERVAL_S: Final = 60.0
@@ -86,11 +92,13 @@ class QueueStats:
     dropped: dict[str, int]
 
 
-def _kind_of(message: Outbound) -> Kind:
+def _kind_of(message: Enqueueable) -> Kind:
     if isinstance(message, Aggregate):
         return "aggregate"
     if isinstance(message, Snapshot):
         return "snapshot"
+    if isinstance(message, DeploymentAck):
+        return "deploy_ack"
     return "alert"
 
 
@@ -99,13 +107,16 @@ def _topic_of(kind: Kind, gateway_id: str) -> str:
         return topics.aggregate(gateway_id)
     if kind == "snapshot":
         return topics.snapshot(gateway_id)
+    if kind == "deploy_ack":
+        return topics.deploy_ack(gateway_id)
     return topics.alert(gateway_id)
 
 
 class DiskQueue:
     """A durable, byte-bounded FIFO of upstream messages with per-gateway sequence numbers.
 
-    Thread-safe: the scorer enqueues while the forwarder reads and deletes; this class owns the one lock.
+    Thread-safe: the queue writer and the deployment worker enqueue while the forwarder reads and deletes;
+    this class owns the one lock.
 
     Args:
         path: the SQLite database file (its directory is created).
@@ -153,8 +164,11 @@ class DiskQueue:
         with self._lock:
             self._db.close()
 
-    def put_many(self, messages: Sequence[Outbound]) -> list[Outbound]:
+    def put_many(self, messages: Sequence[_M]) -> list[_M]:
         """Assign each message the next `seq` and commit them all in one transaction.
+
+        Args:
+            messages: aggregates, alerts, snapshots or deployment acknowledgements (their `seq` is replaced).
 
         Returns:
             The messages as stored, with their `seq`.
@@ -165,7 +179,7 @@ class DiskQueue:
         if not messages:
             return []
         with self._lock:
-            stored: list[Outbound] = []
+            stored: list[_M] = []
             rows = []
             seq = self._next_seq
             for message in messages:

@@ -18,7 +18,7 @@ from typing import ClassVar, Literal, Self
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from edge_agent.deployment import DeploymentSettings
+from edge_agent.deployment.settings import DeploymentSettings
 from shared.config import ComponentSettings, MqttSettings
 from shared.features import FeatureSpec, SensorKind, SensorSpec
 from shared.raw_batch import MAX_SAMPLE_RATE_HZ

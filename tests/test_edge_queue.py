@@ -9,6 +9,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from cloud_service.ingest import decode_received
 from edge_agent.disk_queue import DiskQueue, QueuedMessage
 from edge_agent.forwarder import Forwarder, batch_payload
 from edge_agent.quarantine import Quarantine
@@ -20,11 +21,13 @@ from shared.messages import (
     Aggregate,
     AggregateBlock,
     Alert,
+    DeploymentAck,
     Snapshot,
     decode_uplink,
     decode_uplink_batch,
     encode,
 )
+from shared.timebase import now_ns
 from tests.test_edge_agent_helpers import aggregate, alert, collecting, flatten, snapshot, throwaway_broker
 
 
@@ -70,7 +73,7 @@ def test_full_queue_drops_oldest_aggregates_then_snapshots_and_alerts_last(workd
     queue.put_many([alert("gw1", n=i) for i in range(5)])
     queue.put_many([snapshot("gw1", n=i) for i in range(3)])
     queue.put_many([aggregate("gw1", n=i) for i in range(10)])
-    assert queue.stats().dropped == {"aggregate": 0, "snapshot": 0, "alert": 0}
+    assert queue.stats().dropped == {"aggregate": 0, "snapshot": 0, "alert": 0, "deploy_ack": 0}
     for i in range(40):  # far more aggregates than fit
         queue.put_many([aggregate("gw1", n=100 + i)])
     stats = queue.stats()
@@ -90,6 +93,31 @@ def test_full_queue_drops_oldest_aggregates_then_snapshots_and_alerts_last(workd
     stats = queue.stats()
     assert stats.dropped["snapshot"] > 0
     assert stats.bytes <= 20_000
+    queue.close()
+
+
+def _deploy_ack(gateway_id: str) -> DeploymentAck:
+    return DeploymentAck(
+        gateway_id=gateway_id, seq=0, target="t1", version=1, ok=True, reason="activated", ts_ns=now_ns()
+    )
+
+
+def test_deployment_acks_share_the_seq_go_on_their_topic_and_are_dropped_last(workdir: Path) -> None:
+    queue = _queue(workdir, max_bytes=20_000)
+    stored = queue.put_many([alert("gw1"), _deploy_ack("gw1")])
+    assert [message.seq for message in stored] == [0, 1]
+    assert isinstance(stored[1], DeploymentAck)
+    rows = queue.peek(after_seq=-1, limit=10)
+    assert rows[1].topic == topics.deploy_ack("gw1")
+    # what the cloud ingests: the ack alone on its topic, and inside an uplink batch with other rows
+    assert decode_received(rows[1].topic, rows[1].payload) == (stored[1],)
+    assert list(decode_received(topics.batch("gw1"), batch_payload("gw1", rows))) == stored
+    for i in range(200):  # far more alerts than fit: alerts go, the ack stays
+        queue.put_many([alert("gw1", n=1 + i)])
+    stats = queue.stats()
+    assert stats.dropped["alert"] > 0
+    assert stats.dropped["deploy_ack"] == 0
+    assert topics.deploy_ack("gw1") in [row.topic for row in queue.peek(after_seq=-1, limit=1000)]
     queue.close()
 
 

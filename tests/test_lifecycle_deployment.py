@@ -26,6 +26,8 @@ from cloud_service.modeling import ModelArtifact, build_anomaly_model, synthetic
 from cloud_service.service import IngestWorker
 from cloud_service.settings import CloudSettings
 from edge_agent.deployment import DeploymentClient, DeploymentReceiver, DeploymentSettings, Probation
+from edge_agent.disk_queue import DiskQueue
+from edge_agent.forwarder import Forwarder
 from edge_agent.model_store import ModelStore
 from edge_agent.settings import ModelSettings
 from forewarn.localservices import MosquittoServer, free_port, wait_until
@@ -34,7 +36,6 @@ from shared.config import MqttSettings, load_settings
 from shared.errors import ConfigError, StorageError
 from shared.features import DEFAULT_SPEC
 from shared.messages import DeploymentAck, GoldenPair, ModelManifest, decode_uplink, encode
-from shared.timebase import now_ns
 
 NAMES = list(DEFAULT_SPEC.feature_names)
 
@@ -60,11 +61,14 @@ def keys(workdir: Path) -> tuple[Ed25519PrivateKey, Path]:
 
 @dataclass
 class Gateway:
-    """A running deployment receiver on the broker, with the acks it produced."""
+    """A running deployment receiver on the broker, with the acks it produced (also sent upstream through
+    its disk queue and forwarder, as the edge agent sends them)."""
 
     receiver: DeploymentReceiver
     client: DeploymentClient
     store: ModelStore
+    queue: DiskQueue
+    forwarder: Forwarder
     acks: list[DeploymentAck] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -109,13 +113,18 @@ def gateway_factory(
             assets_per_target={target: 1},
         )
         client = DeploymentClient(settings=mqtt_settings(broker), receiver=receiver, client_id=gateway_id)
-        gateway = Gateway(receiver, client, store)
+        queue = DiskQueue(path=workdir / gateway_id / "q.sqlite", gateway_id=gateway_id, max_bytes=1 << 20)
+        forwarder = Forwarder(settings=mqtt_settings(broker), gateway_id=gateway_id, disk_queue=queue)
+        gateway = Gateway(receiver, client, store, queue, forwarder)
 
         def keep(ack: DeploymentAck) -> None:
             with gateway.lock:
                 gateway.acks.append(ack)
+            queue.put_many([ack])
+            forwarder.notify()
 
         receiver.add_ack_listener(keep)
+        forwarder.start()
         client.start()
         started.append(gateway)
         return gateway
@@ -123,6 +132,8 @@ def gateway_factory(
     yield build
     for gateway in started:
         gateway.client.stop()
+        gateway.forwarder.stop()
+        gateway.queue.close()
 
 
 def push(
@@ -198,8 +209,9 @@ def test_signed_model_is_installed_activated_and_acknowledged_upstream(
         assert score.shape == (4,)
         upstream = wait_until(lambda: [a for a in seen if isinstance(a, DeploymentAck)], timeout_s=5)
         assert upstream[0].ok
-        assert upstream[0].seq > 0
+        assert upstream[0].seq == 0  # the gateway's first uplink message: the disk queue's first seq
         assert upstream[0].target == target
+        wait_until(lambda: gateway.queue.stats().depth == 0, timeout_s=5)  # deleted on PUBACK
     finally:
         listener.loop_stop()
         listener.disconnect()
@@ -399,50 +411,6 @@ def test_probation_counts_alerts_only_within_its_period() -> None:
     assert not probation.observe(True, 105.0)
     late = Probation(target="t", version=2, started_s=0.0, period_s=10.0, allowed_alerts=0)
     assert not late.observe(True, 11.0)  # probation is over: never trips
-
-
-def test_an_ack_produced_while_the_uplink_is_down_survives_a_restart_and_is_sent_once_up(
-    broker: MosquittoServer,
-    gateway_factory: Callable[..., Gateway],
-    unique_id: Callable[[str], str],
-) -> None:
-    target = unique_id("t")
-    gateway = gateway_factory(target)
-    wait_until(lambda: gateway.client.is_connected, timeout_s=10)
-    broker.stop()
-    ack = DeploymentAck(
-        gateway_id=gateway.receiver.gateway_id,
-        seq=0,
-        target=target,
-        version=7,
-        ok=False,
-        reason="golden: test",
-        ts_ns=now_ns(),
-    )
-    gateway.client.publish_ack(ack)
-    assert gateway.client.pending_acks == 1
-    gateway.client.stop()  # the agent dies before the uplink is back
-    broker.start()
-    seen: list[DeploymentAck] = []
-    listener = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    listener.on_message = lambda c, u, m: seen.append(decode_uplink(m.payload))  # type: ignore[arg-type]
-    listener.connect(broker.host, broker.port)
-    listener.subscribe(topics.deploy_ack(gateway.receiver.gateway_id), qos=1)
-    listener.loop_start()
-    restarted = DeploymentClient(
-        settings=mqtt_settings(broker), receiver=gateway.receiver, client_id=gateway.receiver.gateway_id + "x"
-    )
-    assert restarted.pending_acks == 1
-    restarted.start()
-    try:
-        got = wait_until(lambda: [a for a in seen if a.version == 7], timeout_s=10)
-        assert got[0].reason == "golden: test"
-        assert got[0].seq > 0
-        wait_until(lambda: restarted.pending_acks == 0, timeout_s=5)
-    finally:
-        restarted.stop()
-        listener.loop_stop()
-        listener.disconnect()
 
 
 def test_a_model_for_another_feature_spec_is_refused_before_install(
