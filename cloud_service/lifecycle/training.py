@@ -35,6 +35,7 @@ import onnxruntime as ort
 import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from cloud_service import queries
 from cloud_service.lifecycle import registry
 from cloud_service.lifecycle.candidates import Candidate, build_candidate
 from cloud_service.lifecycle.settings import LifecycleSettings
@@ -199,12 +200,12 @@ def load_training_data(
     if not assets:
         raise TrainingSkippedError(target, "no asset has this id or type")
     try:
-        spread = registry.window_spread(conn, assets, start=start, end=end)
+        spread = queries.window_spread(conn, assets, start=start, end=end)
     except ForewarnError as exc:
         raise TrainingSkippedError(target, str(exc)) from exc
-    events = registry.events_of(
+    events = queries.maintenance_events(
         conn,
-        assets,
+        asset_ids=assets,
         start=start - timedelta(hours=settings.exclude_after_event_h),
         end=end + timedelta(hours=settings.exclude_before_event_h),
     )
