@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from typing import Any
 
 import psycopg
 
@@ -14,11 +16,14 @@ from cloud_service.lifecycle.signing import load_private_key
 from cloud_service.lifecycle.training import TrainingReport, TrainingSkippedError, train_target
 from cloud_service.settings import CloudSettings
 from cloud_service.upkeep import run_upkeep
+from shared.database import Pool, pooled_connection
 from shared.errors import StorageError
 
 __all__ = ["LifecycleService"]
 
 logger = logging.getLogger(__name__)
+
+Conn = psycopg.Connection[Any]
 
 
 class LifecycleService:
@@ -27,13 +32,24 @@ class LifecycleService:
     Args:
         settings: the cloud settings (database, broker, `lifecycle`, `storage`).
         runner_id: this process's name in the job table.
+        pool: the process's connection pool: each job takes its connection from it for its unit of work;
+            None connects anew for each (one-shot commands).
     """
 
-    def __init__(self, settings: CloudSettings, *, runner_id: str = "cloud") -> None:
+    def __init__(
+        self, settings: CloudSettings, *, runner_id: str = "cloud", pool: Pool | None = None
+    ) -> None:
         self.settings = settings
         self.lifecycle = settings.lifecycle
         self.conninfo = settings.db.conninfo()
         self.runner_id = runner_id
+        self._pool = pool
+
+    def _connection(self, *, autocommit: bool = False) -> contextlib.AbstractContextManager[Conn]:
+        """A connection for one unit of work, committed when the block ends normally."""
+        if self._pool is not None:
+            return pooled_connection(self._pool, autocommit=autocommit)
+        return psycopg.connect(self.conninfo, autocommit=autocommit)
 
     def train(self, target: str) -> TrainingReport:
         """Train `target` now; with auto approval the winner is deployed.
@@ -43,7 +59,7 @@ class LifecycleService:
             ConfigError: the signing key cannot be read.
         """
         key = load_private_key(self.lifecycle.signing_key)
-        with psycopg.connect(self.conninfo) as conn:
+        with self._connection() as conn:
             return train_target(conn, self.lifecycle, target, private_key=key, deploy=self.deploy)
 
     def deploy(self, target: str, version: int) -> None:
@@ -53,7 +69,7 @@ class LifecycleService:
             StorageError: the broker could not be reached or did not acknowledge (the model stays approved;
                 with auto approval, `push_pending` retries it).
         """
-        with psycopg.connect(self.conninfo) as conn:
+        with self._connection() as conn:
             operations.deploy(
                 conn,
                 self.settings.mqtt,
@@ -72,7 +88,7 @@ class LifecycleService:
         """
         if self.lifecycle.approval != "auto":
             return []
-        with psycopg.connect(self.conninfo) as conn:
+        with self._connection() as conn:
             pending = registry.pending_pushes(conn)
         pushed: list[tuple[str, int]] = []
         failed: list[str] = []
@@ -99,7 +115,7 @@ class LifecycleService:
     def check_drift_all(self) -> None:
         """The scheduled drift check; a drifted target is retrained at once when configured."""
         for target in self.lifecycle.targets:
-            with psycopg.connect(self.conninfo) as conn:
+            with self._connection() as conn:
                 results = check_drift(conn, self.lifecycle, target)
             if self.lifecycle.drift_triggers_retraining and any(r.is_drifted for r in results):
                 logger.warning("retraining %s after drift", target)
@@ -110,19 +126,19 @@ class LifecycleService:
 
     def refresh_rollups(self) -> None:
         """Storage upkeep: partitions ahead and retention (plain PostgreSQL), rollups of recent hours."""
-        with psycopg.connect(self.conninfo, autocommit=True) as conn:
+        with self._connection(autocommit=True) as conn:
             run_upkeep(conn, self.settings.storage)
 
     # --- live failure forecasting (cloud_service.forecasting.live) ---
 
     def refit_forecaster(self) -> forecast_live.RefitReport:
         """Refit the failure forecaster from the stored history (too few failures: skipped, old one kept)."""
-        with psycopg.connect(self.conninfo, autocommit=True) as conn:
+        with self._connection(autocommit=True) as conn:
             return forecast_live.refit(conn, self.settings.forecast)
 
     def recompute_forecasts(self) -> forecast_live.RecomputeReport:
         """Recompute and store every asset's forecast with the active forecaster."""
-        with psycopg.connect(self.conninfo, autocommit=True) as conn:
+        with self._connection(autocommit=True) as conn:
             return forecast_live.recompute(conn, self.settings.forecast)
 
     def scheduler(self) -> LifecycleScheduler:
