@@ -126,25 +126,28 @@ def asset_series(
 
 
 @dataclass(frozen=True, slots=True)
-class FeatureMatrix:
-    """Aggregated feature means of assets over a range, one row per period, for training."""
+class _Periods:
+    """Which stored periods rows are of: their feature set, assets and start times (rows by asset, then
+    time)."""
 
     feature_spec: str
     feature_names: tuple[str, ...]
     asset_ids: list[str]
     period_start_ns: npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureMatrix(_Periods):
+    """Aggregated feature means of assets over a range, one row per period."""
+
     values: npt.NDArray[np.float32]
     score_mean: npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True, slots=True)
-class WindowSpread:
+class WindowSpread(_Periods):
     """Per stored period: the mean, min and max of each feature over the period's windows."""
 
-    feature_spec: str
-    feature_names: tuple[str, ...]
-    asset_ids: list[str]
-    period_start_ns: npt.NDArray[np.int64]
     mean: npt.NDArray[np.float32]
     min: npt.NDArray[np.float32]
     max: npt.NDArray[np.float32]
@@ -161,13 +164,9 @@ ORDER BY a.asset_id, a.period_start
 
 
 @dataclass(frozen=True, slots=True)
-class _FeatureRows:
-    """Aggregate rows of one feature set: who, when, and the asked-for value columns."""
+class _FeatureRows(_Periods):
+    """Aggregate rows of one feature set: which periods, and the asked-for value columns."""
 
-    feature_spec: str
-    feature_names: tuple[str, ...]
-    asset_ids: list[str]
-    period_start_ns: npt.NDArray[np.int64]
     values: list[tuple[Any, ...]]
 
     def features(self, index: int) -> npt.NDArray[np.float32]:
@@ -183,30 +182,30 @@ class _FeatureRows:
 
 def _feature_rows(
     conn: psycopg.Connection[Any],
-    asset_ids: Sequence[str],
+    reader: str,
     columns: Sequence[str],
+    asset_ids: Sequence[str],
     *,
     start: datetime,
     end: datetime,
-    feature_spec: str | None,
-    reader: str,
+    spec: str | None,
 ) -> _FeatureRows:
     """The aggregates of `asset_ids` in `[start, end)` (rows by asset, then time) with `columns`.
 
     Raises:
-        StorageError: the range holds rows of several feature sets (pass `feature_spec`); `reader` names
-            who asked.
+        StorageError: the range holds rows of several feature sets (pass `spec`); `reader` names who
+            asked.
     """
     statement = _FEATURE_ROWS.format(columns=", ".join(f"a.{column}" for column in columns))
     rows = conn.execute(
-        statement, {"assets": list(asset_ids), "start": start, "end": end, "spec": feature_spec}
+        statement, {"assets": list(asset_ids), "start": start, "end": end, "spec": spec}
     ).fetchall()
     sets = {(row[2], tuple(row[3])) for row in rows}
     if len(sets) > 1:
         raise StorageError(reader, f"{len(sets)} feature sets in the range; pass feature_spec")
-    spec, names = sets.pop() if sets else (feature_spec or "", ())
+    found, names = sets.pop() if sets else (spec or "", ())
     return _FeatureRows(
-        feature_spec=spec,
+        feature_spec=found,
         feature_names=names,
         asset_ids=[str(row[0]) for row in rows],
         period_start_ns=np.array([row[1] for row in rows], dtype=np.int64),
@@ -237,15 +236,8 @@ def feature_matrix(
     Raises:
         StorageError: the range holds rows of several feature sets (pass `feature_spec`).
     """
-    rows = _feature_rows(
-        conn,
-        asset_ids,
-        ("feature_mean", "score_mean"),
-        start=start,
-        end=end,
-        feature_spec=feature_spec,
-        reader="feature_matrix",
-    )
+    columns = ("feature_mean", "score_mean")
+    rows = _feature_rows(conn, "feature_matrix", columns, asset_ids, start=start, end=end, spec=feature_spec)
     return FeatureMatrix(
         feature_spec=rows.feature_spec,
         feature_names=rows.feature_names,
@@ -267,30 +259,14 @@ def window_spread(
     """Feature means, minima and maxima of assets' aggregates in `[start, end)` (rows by asset, then time).
 
     `feature_matrix` returns the means only; training also needs the spread of the windows within each
-    period, because gateways score single windows, not period means.
-
-    Args:
-        conn: an open connection.
-        asset_ids: the assets to read.
-        start: the first period start included.
-        end: the first period start excluded.
-        feature_spec: only rows of this feature set; None takes the range's only one.
+    period, because gateways score single windows, not period means. The arguments, and the
+    `StorageError` of a range with several feature sets, are those of `feature_matrix`.
 
     Returns:
         The three statistics of every period, each a matrix of one row per period.
-
-    Raises:
-        StorageError: the range holds rows of several feature sets (pass `feature_spec`).
     """
-    rows = _feature_rows(
-        conn,
-        asset_ids,
-        ("feature_mean", "feature_min", "feature_max"),
-        start=start,
-        end=end,
-        feature_spec=feature_spec,
-        reader="training data",
-    )
+    columns = ("feature_mean", "feature_min", "feature_max")
+    rows = _feature_rows(conn, "training data", columns, asset_ids, start=start, end=end, spec=feature_spec)
     return WindowSpread(
         feature_spec=rows.feature_spec,
         feature_names=rows.feature_names,
