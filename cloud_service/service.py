@@ -11,6 +11,7 @@ redelivers those.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import multiprocessing
@@ -27,6 +28,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import psycopg
 
+from cloud_service.database import Pool, open_pool
 from cloud_service.deadletter import DeadLetter
 from cloud_service.ingest import Accepted, IngestMetrics, Intake, Received, decode_received, is_batch_topic
 from cloud_service.migrate import migrate
@@ -36,10 +38,18 @@ from cloud_service.writer import BatchWriter, WriteResult, is_outage
 from shared.messages import encode, uplink_rows
 from shared.mqtt import connect, make_client
 
-__all__ = ["IngestWorker", "prepare_database", "run_service", "worker_client_id", "worker_process_main"]
+__all__ = [
+    "POOL_NAME",
+    "IngestWorker",
+    "prepare_database",
+    "run_service",
+    "worker_client_id",
+    "worker_process_main",
+]
 
 logger = logging.getLogger(__name__)
 
+POOL_NAME = "forewarn-cloud"  # the cloud process's shared pool; its connections' application_name
 _OUTAGE_LOG_EVERY_S = 30.0
 _JOIN_TIMEOUT_S = 15.0
 
@@ -365,20 +375,34 @@ def worker_process_main(settings: CloudSettings, client_id: str, log_level: int)
     worker.stop()
 
 
-def run_service(settings: CloudSettings, stop: threading.Event, *, upkeep_loop: bool = True) -> None:
+def run_service(
+    settings: CloudSettings, stop: threading.Event, *, upkeep_loop: bool = True, pool: Pool | None = None
+) -> None:
     """Migrate, then run the workers (and, with `upkeep_loop`, the storage upkeep timer) until `stop` is set.
 
     Without `upkeep_loop` the caller schedules the upkeep itself (the lifecycle scheduler's `rollups` job).
 
     With one worker, it runs in this process; with more, each runs in its own process (the GIL would
     otherwise cap them at one core), and a worker that dies is started again with the same client id, so
-    its persistent session and unacknowledged messages are picked up where they were left.
+    its persistent session and unacknowledged messages are picked up where they were left. Each worker
+    keeps a dedicated database connection (it holds it for COPY); the upkeep timer takes its connection
+    from the process's pool.
+
+    Args:
+        settings: the cloud settings.
+        stop: set it to stop the service.
+        upkeep_loop: run the storage upkeep timer.
+        pool: the process's connection pool (the caller closes it); None opens one for the upkeep timer
+            from `settings.db` and closes it when the service stops.
     """
     prepare_database(settings)
-    upkeep = UpkeepLoop(conninfo=settings.db.conninfo(), storage=settings.storage) if upkeep_loop else None
-    if upkeep is not None:
-        upkeep.start()
-    try:
+    with contextlib.ExitStack() as resources:
+        if upkeep_loop:
+            if pool is None:
+                pool = resources.enter_context(open_pool(settings.db, name=POOL_NAME))
+            upkeep = UpkeepLoop(pool=pool, storage=settings.storage)
+            upkeep.start()
+            resources.callback(upkeep.stop)
         if settings.ingest.workers == 1:
             worker = IngestWorker(settings, client_id=worker_client_id(settings, 0))
             worker.start()
@@ -387,9 +411,6 @@ def run_service(settings: CloudSettings, stop: threading.Event, *, upkeep_loop: 
             worker.stop()
         else:
             _run_processes(settings, stop)
-    finally:
-        if upkeep is not None:
-            upkeep.stop()
 
 
 def _run_processes(settings: CloudSettings, stop: threading.Event) -> None:

@@ -1,6 +1,7 @@
 """Timer-driven storage upkeep: partitions ahead, rollup refresh, retention, TimescaleDB policies.
 
-`forewarn cloud` runs `run_upkeep` every `storage.rollup_refresh_s` (a later scheduler takes this over).
+`forewarn cloud` runs `run_upkeep` every `storage.rollup_refresh_s`: on the `UpkeepLoop` timer, or as the
+lifecycle scheduler's `rollups` job when the scheduler runs.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+from psycopg_pool import PoolTimeout
 
+from cloud_service.database import Pool, pooled_connection
 from cloud_service.rollups import refresh_rollups
 from cloud_service.schema import Backend, current_backend
 from cloud_service.settings import StorageSettings
@@ -62,10 +65,15 @@ def run_upkeep(
 
 
 class UpkeepLoop:
-    """Runs `run_upkeep` on a named thread every `storage.rollup_refresh_s` until stopped."""
+    """Runs `run_upkeep` on a named thread every `storage.rollup_refresh_s` until stopped.
 
-    def __init__(self, *, conninfo: str, storage: StorageSettings) -> None:
-        self._conninfo = conninfo
+    Args:
+        pool: the process's pool; each round takes a connection from it (in autocommit mode).
+        storage: the storage settings.
+    """
+
+    def __init__(self, *, pool: Pool, storage: StorageSettings) -> None:
+        self._pool = pool
         self._storage = storage
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="cloud-upkeep", daemon=True)
@@ -82,9 +90,9 @@ class UpkeepLoop:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                with psycopg.connect(self._conninfo, autocommit=True) as conn:
+                with pooled_connection(self._pool, autocommit=True) as conn:
                     run_upkeep(conn, self._storage)
-            except psycopg.Error as exc:
+            except (psycopg.Error, PoolTimeout) as exc:
                 logger.warning("storage upkeep failed (will retry): %s", exc)
             except Exception:  # a boundary that must survive: log with the traceback and go on
                 logger.exception("storage upkeep failed unexpectedly")

@@ -14,10 +14,11 @@ from typing import Any
 
 import psycopg
 
+from cloud_service.database import open_pool
 from cloud_service.lifecycle.service import LifecycleService
 from cloud_service.migrate import migrate
 from cloud_service.queries import ingest_status
-from cloud_service.service import prepare_database, run_service
+from cloud_service.service import POOL_NAME, prepare_database, run_service
 from cloud_service.settings import CloudSettings
 from shared.config import load_settings
 from shared.errors import StorageError
@@ -38,18 +39,21 @@ def _run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     if not settings.lifecycle.scheduler:
-        run_service(settings, stop)
+        run_service(settings, stop)  # opens the pool of its upkeep timer and closes it on shutdown
         return 0
     # The scheduler's job table must exist before it starts; prepare_database is idempotent.
     prepare_database(settings)
-    service = LifecycleService(settings, runner_id=f"cloud-{socket.gethostname()}-{os.getpid()}")
-    service.refresh_rollups()  # storage upkeep at start (partitions ahead), then on the scheduler's timer
-    scheduler = service.scheduler()
-    scheduler.start()
-    try:
-        run_service(settings, stop, upkeep_loop=False)  # the scheduler's `rollups` job does the upkeep
-    finally:
-        scheduler.stop()
+    with open_pool(settings.db, name=POOL_NAME) as pool:  # the scheduled jobs share it; closed on shutdown
+        service = LifecycleService(
+            settings, runner_id=f"cloud-{socket.gethostname()}-{os.getpid()}", pool=pool
+        )
+        service.refresh_rollups()  # storage upkeep at start (partitions ahead), then on the scheduler's timer
+        scheduler = service.scheduler()
+        scheduler.start()
+        try:
+            run_service(settings, stop, upkeep_loop=False)  # the scheduler's `rollups` job does the upkeep
+        finally:
+            scheduler.stop()
     return 0
 
 

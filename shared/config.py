@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import pydantic
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -81,8 +81,23 @@ class DatabaseSettings(BaseModel, frozen=True, extra="forbid"):
     user: str = Field("postgres", min_length=1, description="Role to connect as.")
     password: SecretStr = Field(SecretStr(""), description="Password (never printed or logged).")
     connect_timeout_s: int = Field(5, ge=1, le=300, description="Connection timeout in seconds.")
-    pool_min_size: int = Field(1, ge=0, le=100, description="Connections the pool keeps open.")
-    pool_max_size: int = Field(8, ge=1, le=1000, description="Most connections the pool opens.")
+    pool_min_size: int = Field(
+        1,
+        ge=0,
+        le=100,
+        description="Connections a process's shared pool keeps open (its jobs share it).",
+    )
+    pool_max_size: int = Field(
+        8, ge=1, le=1000, description="Most connections the pool opens; ingest writers have their own."
+    )
+
+    @model_validator(mode="after")
+    def _pool_sizes_in_order(self) -> DatabaseSettings:
+        if self.pool_min_size > self.pool_max_size:
+            raise ValueError(
+                f"pool_min_size ({self.pool_min_size}) must be <= pool_max_size ({self.pool_max_size})"
+            )
+        return self
 
     def conninfo(self) -> str:
         """A libpq connection string (with the password, for the driver only: never log it)."""

@@ -240,6 +240,7 @@ def test_alert_lifecycle_raised_acknowledged_cleared(db: str) -> None:
         assert not acknowledge_alert(conn, gateway_id="gw-a", alert_id=raised.alert_id, by="bob")
         with pytest.raises(ContractError):
             acknowledge_alert(conn, gateway_id="gw-a", alert_id=raised.alert_id, by=" ")
+        conn.commit()
         (alert,) = open_alerts(conn, asset_id="pump-a")
         assert (alert.state, alert.acknowledged_by, alert.comment) == ("acknowledged", "ana", "looking")
         writer.write([cleared, cleared])
@@ -329,6 +330,7 @@ def test_fleet_status_gateway_health_and_asset_metadata(db: str) -> None:
         assert not update_asset(conn, "nope", line="L1")
         with pytest.raises(ContractError):
             update_asset(conn, "pump-q", criticality="extreme")
+        conn.commit()
         (status,) = fleet_status(conn)
         assert (status.asset_id, status.asset_type, status.line, status.criticality) == (
             "pump-q",
@@ -345,6 +347,19 @@ def test_fleet_status_gateway_health_and_asset_metadata(db: str) -> None:
         assert health.metrics == {}  # the newer heartbeat (with seq) is the latest state
         (stale,) = gateway_health(conn, now=datetime.now(UTC) + timedelta(hours=1))
         assert stale.is_stale
+
+
+def test_edits_leave_the_transaction_to_the_caller(db: str) -> None:
+    raised = next(m for m in one_of_each("gw-t", "pump-t") if isinstance(m, Alert))
+    with psycopg.connect(db) as conn:
+        BatchWriter(conn).write([raised])
+        upsert_site(conn, "plant-t", name="Plant T")
+        assert update_asset(conn, "pump-t", line="L9", site_id="plant-t")
+        assert acknowledge_alert(conn, gateway_id="gw-t", alert_id=raised.alert_id, by="ana")
+        conn.rollback()
+        assert conn.execute("SELECT count(*) FROM sites").fetchone() == (0,)
+        assert conn.execute("SELECT line FROM assets WHERE asset_id = 'pump-t'").fetchone() == ("",)
+        assert [a.state for a in open_alerts(conn)] == ["open"]
 
 
 def test_fleet_status_scores_come_from_the_last_period_that_scored_windows(db: str) -> None:

@@ -41,9 +41,9 @@ from cloud_service.forecasting.repository import (
     insert_forecaster,
     insert_forecasts,
     refresh_hourly,
-    stored_events,
 )
 from cloud_service.forecasting.store import load_model, save_model
+from cloud_service.queries import maintenance_events
 
 __all__ = [
     "SCORE_COLUMNS",
@@ -212,7 +212,7 @@ def build_history(
         )
     events = [
         Event(asset_id, ts.timestamp() / _SECONDS_PER_HOUR, EventKind(kind))
-        for asset_id, ts, kind in stored_events(conn, start=start, end=end)
+        for asset_id, ts, kind in maintenance_events(conn, start=start, end=end)
         if asset_id in as_of
     ]
     values = np.vstack(blocks) if blocks else np.empty((0, len(columns)))

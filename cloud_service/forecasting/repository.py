@@ -37,7 +37,6 @@ __all__ = [
     "latest_forecasts",
     "list_forecasters",
     "refresh_hourly",
-    "stored_events",
 ]
 
 _HOUR = timedelta(hours=1)
@@ -186,17 +185,6 @@ def hourly_history(
             )
         )
     return result
-
-
-def stored_events(
-    conn: psycopg.Connection[Any], *, start: datetime, end: datetime
-) -> list[tuple[str, datetime, str]]:
-    """Failure and maintenance events in `[start, end)`: (asset_id, ts, event), by asset and time."""
-    rows = conn.execute(
-        "SELECT asset_id, ts, event FROM maintenance_events WHERE ts >= %s AND ts < %s ORDER BY asset_id, ts",
-        (start, end),
-    ).fetchall()
-    return [(str(a), ts, str(event)) for a, ts, event in rows]
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,8 +20,6 @@ from datetime import datetime
 from typing import Any, Literal
 
 import msgspec
-import numpy as np
-import numpy.typing as npt
 import psycopg
 from psycopg.types.json import Jsonb
 
@@ -40,12 +38,10 @@ __all__ = [
     "GatewayState",
     "ModelRecord",
     "ModelStatus",
-    "WindowSpread",
     "allocate_version",
     "assets_of_target",
     "deployed_model",
     "drift_history",
-    "events_of",
     "gateway_states",
     "get_model",
     "insert_model",
@@ -54,7 +50,6 @@ __all__ = [
     "pending_pushes",
     "record_drift",
     "set_status",
-    "window_spread",
 ]
 
 Conn = psycopg.Connection[Any]
@@ -368,19 +363,6 @@ def assets_of_target(conn: Conn, target: str) -> list[str]:
     return [str(row[0]) for row in rows]
 
 
-def events_of(
-    conn: Conn, asset_ids: Sequence[str], *, start: datetime, end: datetime
-) -> list[tuple[str, datetime, str]]:
-    """Failure and maintenance events `(asset_id, ts, event)` of assets within `[start, end)`."""
-    rows = conn.execute(
-        "SELECT asset_id, ts, event FROM maintenance_events "
-        "WHERE asset_id = ANY(%s) AND ts >= %s AND ts < %s ORDER BY asset_id, ts",
-        (list(asset_ids), start, end),
-    ).fetchall()
-    conn.commit()
-    return [(str(a), ts, str(e)) for a, ts, e in rows]
-
-
 @dataclass(frozen=True, slots=True)
 class DriftCheck:
     """One stored drift check of one asset (a row of `drift`, without the per-feature PSI)."""
@@ -405,58 +387,3 @@ def drift_history(conn: Conn, *, target: str | None = None, limit: int = 100) ->
         {"target": target, "n": limit},
     ).fetchall()
     return [DriftCheck(*row) for row in rows]
-
-
-@dataclass(frozen=True, slots=True)
-class WindowSpread:
-    """Per stored period: the mean, min and max of each feature over the period's windows."""
-
-    feature_spec: str
-    feature_names: tuple[str, ...]
-    asset_ids: list[str]
-    period_start_ns: npt.NDArray[np.int64]
-    mean: npt.NDArray[np.float32]
-    min: npt.NDArray[np.float32]
-    max: npt.NDArray[np.float32]
-
-
-def window_spread(
-    conn: Conn, asset_ids: Sequence[str], *, start: datetime, end: datetime, feature_spec: str | None = None
-) -> WindowSpread:
-    """Feature means, minima and maxima of assets' aggregates in `[start, end)` (rows by asset, then time).
-
-    `cloud_service.queries.feature_matrix` returns the means only; training also needs the spread of the
-    windows within each period, because gateways score single windows, not period means.
-
-    Raises:
-        StorageError: the range holds rows of several feature sets (pass `feature_spec`).
-    """
-    rows = conn.execute(
-        """
-        SELECT a.asset_id, (extract(epoch FROM a.period_start) * 1000000)::bigint * 1000,
-               a.feature_mean, a.feature_min, a.feature_max, f.feature_spec, f.feature_names
-        FROM aggregates a JOIN feature_sets f USING (feature_set_id)
-        WHERE a.asset_id = ANY(%(assets)s) AND a.period_start >= %(start)s AND a.period_start < %(end)s
-          AND (%(spec)s::text IS NULL OR f.feature_spec = %(spec)s)
-        ORDER BY a.asset_id, a.period_start
-        """,
-        {"assets": list(asset_ids), "start": start, "end": end, "spec": feature_spec},
-    ).fetchall()
-    conn.commit()
-    sets = {(row[5], tuple(row[6])) for row in rows}
-    if len(sets) > 1:
-        raise StorageError("training data", f"{len(sets)} feature sets in the range; pass feature_spec")
-    spec, names = sets.pop() if sets else (feature_spec or "", ())
-
-    def column(index: int) -> npt.NDArray[np.float32]:
-        return np.array([row[index] for row in rows], dtype=np.float32).reshape(len(rows), len(names))
-
-    return WindowSpread(
-        feature_spec=spec,
-        feature_names=names,
-        asset_ids=[str(row[0]) for row in rows],
-        period_start_ns=np.array([row[1] for row in rows], dtype=np.int64),
-        mean=column(2),
-        min=column(3),
-        max=column(4),
-    )

@@ -36,6 +36,7 @@ import numpy.typing as npt
 import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from cloud_service import queries
 from cloud_service.lifecycle import registry
 from cloud_service.lifecycle.gates import (
     alarm_rates,
@@ -176,12 +177,12 @@ def load_training_data(
     if not assets:
         raise TrainingSkippedError(target, "no asset has this id or type")
     try:
-        spread = registry.window_spread(conn, assets, start=start, end=end)
+        spread = queries.window_spread(conn, assets, start=start, end=end)
     except ForewarnError as exc:
         raise TrainingSkippedError(target, str(exc)) from exc
-    events = registry.events_of(
+    events = queries.maintenance_events(
         conn,
-        assets,
+        asset_ids=assets,
         start=start - timedelta(hours=settings.exclude_after_event_h),
         end=end + timedelta(hours=settings.exclude_before_event_h),
     )

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from typing import Any
 
 import psycopg
 
+from cloud_service.database import Pool, pooled_connection
 from cloud_service.forecasting import live as forecast_live
 from cloud_service.lifecycle import operations, registry
 from cloud_service.lifecycle.drift import check_drift
@@ -21,6 +24,8 @@ __all__ = ["LifecycleService"]
 
 logger = logging.getLogger(__name__)
 
+Conn = psycopg.Connection[Any]
+
 
 class LifecycleService:
     """Training, deployment, drift and rollup jobs for one cloud process.
@@ -28,13 +33,24 @@ class LifecycleService:
     Args:
         settings: the cloud settings (database, broker, `lifecycle`, `storage`).
         runner_id: this process's name in the job table.
+        pool: the process's connection pool: each job takes its connection from it for its unit of work;
+            None connects anew for each (one-shot commands).
     """
 
-    def __init__(self, settings: CloudSettings, *, runner_id: str = "cloud") -> None:
+    def __init__(
+        self, settings: CloudSettings, *, runner_id: str = "cloud", pool: Pool | None = None
+    ) -> None:
         self.settings = settings
         self.lifecycle = settings.lifecycle
         self.conninfo = settings.db.conninfo()
         self.runner_id = runner_id
+        self._pool = pool
+
+    def _connection(self, *, autocommit: bool = False) -> contextlib.AbstractContextManager[Conn]:
+        """A connection for one unit of work, committed when the block ends normally."""
+        if self._pool is not None:
+            return pooled_connection(self._pool, autocommit=autocommit)
+        return psycopg.connect(self.conninfo, autocommit=autocommit)
 
     def train(self, target: str) -> TrainingReport:
         """Train `target` now and commit the registered candidates; with auto approval the winner is deployed.
@@ -45,7 +61,7 @@ class LifecycleService:
             StorageError: the winner's push failed (it stays approved; `push_pending` retries it).
         """
         key = load_private_key(self.lifecycle.signing_key)
-        with psycopg.connect(self.conninfo) as conn:
+        with self._connection() as conn:
             report = train_target(conn, self.lifecycle, target, private_key=key)
             conn.commit()
         return deploy_selected(report, self.lifecycle, self.deploy)
@@ -57,7 +73,7 @@ class LifecycleService:
             StorageError: the broker could not be reached or did not acknowledge (the model stays approved;
                 with auto approval, `push_pending` retries it).
         """
-        with psycopg.connect(self.conninfo) as conn:
+        with self._connection() as conn:
             operations.deploy(
                 conn,
                 self.settings.mqtt,
@@ -76,7 +92,7 @@ class LifecycleService:
         """
         if self.lifecycle.approval != "auto":
             return []
-        with psycopg.connect(self.conninfo) as conn, conn.transaction():
+        with self._connection() as conn:
             pending = registry.pending_pushes(conn)
         pushed: list[tuple[str, int]] = []
         failed: list[str] = []
@@ -103,7 +119,7 @@ class LifecycleService:
     def check_drift_all(self) -> None:
         """The scheduled drift check; a drifted target is retrained at once when configured."""
         for target in self.lifecycle.targets:
-            with psycopg.connect(self.conninfo) as conn:
+            with self._connection() as conn:
                 results = check_drift(conn, self.lifecycle, target)
                 conn.commit()
             if self.lifecycle.drift_triggers_retraining and any(r.is_drifted for r in results):
@@ -115,19 +131,19 @@ class LifecycleService:
 
     def refresh_rollups(self) -> None:
         """Storage upkeep: partitions ahead and retention (plain PostgreSQL), rollups of recent hours."""
-        with psycopg.connect(self.conninfo, autocommit=True) as conn:
+        with self._connection(autocommit=True) as conn:
             run_upkeep(conn, self.settings.storage)
 
     # --- live failure forecasting (cloud_service.forecasting.live) ---
 
     def refit_forecaster(self) -> forecast_live.RefitReport:
         """Refit the failure forecaster from the stored history (too few failures: skipped, old one kept)."""
-        with psycopg.connect(self.conninfo, autocommit=True) as conn:
+        with self._connection(autocommit=True) as conn:
             return forecast_live.refit(conn, self.settings.forecast)
 
     def recompute_forecasts(self) -> forecast_live.RecomputeReport:
         """Recompute and store every asset's forecast with the active forecaster."""
-        with psycopg.connect(self.conninfo, autocommit=True) as conn:
+        with self._connection(autocommit=True) as conn:
             return forecast_live.recompute(conn, self.settings.forecast)
 
     def scheduler(self) -> LifecycleScheduler:

@@ -32,11 +32,12 @@ import paho.mqtt.client as mqtt
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
+from cloud_service.copy_encoding import AGGREGATE_BULK_COLUMNS, aggregate_copy_data
 from cloud_service.ingest import decode_received
 from cloud_service.migrate import migrate
 from cloud_service.service import worker_process_main
 from cloud_service.settings import CloudSettings
-from cloud_service.writer import AGGREGATE_BULK_COLUMNS, BatchWriter, aggregate_copy_data
+from cloud_service.writer import BatchWriter
 from edge_agent.disk_queue import QueuedMessage
 from edge_agent.forwarder import batch_payload
 from forewarn.localservices import MosquittoServer, PostgresServer, running, temporary_directory, wait_until

@@ -1,0 +1,109 @@
+"""Reads and edits of alerts and of maintenance and failure events.
+
+Functions take an open connection and never commit: the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NamedTuple
+
+import psycopg
+from psycopg.rows import class_row
+
+from shared.errors import ContractError
+
+__all__ = ["AlertRecord", "EventRecord", "acknowledge_alert", "maintenance_events", "open_alerts"]
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRecord:
+    """An alert and where it is in its lifecycle."""
+
+    gateway_id: str
+    alert_id: str
+    asset_id: str
+    state: str
+    severity: str
+    raised_at: datetime | None
+    cleared_at: datetime | None
+    score: float | None
+    threshold: float | None
+    model_version: str
+    message: str
+    acknowledged_by: str | None
+    acknowledged_at: datetime | None
+    comment: str
+
+
+_ALERT_COLUMNS = """gateway_id, alert_id, asset_id, state, severity, raised_at, cleared_at, score, threshold,
+                    model_version, message, acknowledged_by, acknowledged_at, comment"""
+
+
+def open_alerts(conn: psycopg.Connection[Any], *, asset_id: str | None = None) -> list[AlertRecord]:
+    """Alerts not yet cleared (open or acknowledged), newest first; of one asset if given."""
+    with conn.cursor(row_factory=class_row(AlertRecord)) as cur:
+        return cur.execute(
+            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE state <> 'cleared' "
+            "AND (%(asset)s::text IS NULL OR asset_id = %(asset)s) ORDER BY raised_at DESC NULLS LAST",
+            {"asset": asset_id},
+        ).fetchall()
+
+
+def acknowledge_alert(
+    conn: psycopg.Connection[Any], *, gateway_id: str, alert_id: str, by: str, comment: str = ""
+) -> bool:
+    """Mark an open alert acknowledged by `by`, with a comment (in the caller's transaction).
+
+    Returns:
+        True if the alert was open and is now acknowledged; False if it is not open.
+
+    Raises:
+        ContractError: `by` is blank.
+    """
+    if not by.strip():
+        raise ContractError("by", by, "the name of whoever acknowledges")
+    cur = conn.execute(
+        "UPDATE alerts SET state = 'acknowledged', acknowledged_by = %s, acknowledged_at = now(), "
+        "comment = %s, updated_at = now() WHERE gateway_id = %s AND alert_id = %s AND state = 'open'",
+        (by, comment, gateway_id, alert_id),
+    )
+    return cur.rowcount == 1
+
+
+class EventRecord(NamedTuple):
+    """A failure or maintenance event of an asset (`event` is e.g. `failure` or `maintenance`)."""
+
+    asset_id: str
+    ts: datetime
+    event: str
+
+
+def maintenance_events(
+    conn: psycopg.Connection[Any],
+    *,
+    start: datetime,
+    end: datetime,
+    asset_ids: Sequence[str] | None = None,
+) -> list[EventRecord]:
+    """Failure and maintenance events within `[start, end)`, by asset and time.
+
+    Args:
+        conn: an open connection.
+        start: the first time included.
+        end: the first time excluded.
+        asset_ids: only these assets' events; None reads every asset's.
+
+    Returns:
+        The events, ordered by asset, then time.
+    """
+    rows = conn.execute(
+        "SELECT asset_id, ts, event FROM maintenance_events "
+        "WHERE (%(assets)s::text[] IS NULL OR asset_id = ANY(%(assets)s)) "
+        "AND ts >= %(start)s AND ts < %(end)s "
+        "ORDER BY asset_id, ts",
+        {"assets": None if asset_ids is None else list(asset_ids), "start": start, "end": end},
+    ).fetchall()
+    return [EventRecord(str(asset_id), ts, str(event)) for asset_id, ts, event in rows]

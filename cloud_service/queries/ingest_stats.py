@@ -1,0 +1,85 @@
+"""What ingest has stored and how it is doing: rate, lag, dead letters, worker counters, totals.
+
+Functions take an open connection and never commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+
+__all__ = ["IngestStatus", "StoredCounts", "ingest_status", "stored_counts"]
+
+
+@dataclass(frozen=True, slots=True)
+class IngestStatus:
+    """What `forewarn cloud status` shows."""
+
+    backend: str
+    schema_version: int
+    aggregates_last_minute: int
+    aggregates_per_s: float
+    lag_p50_s: float | None
+    lag_max_s: float | None
+    dead_letters_total: int
+    dead_letters_last_day: dict[str, int]
+    workers: list[dict[str, Any]]
+
+
+def ingest_status(conn: psycopg.Connection[Any], *, now: datetime | None = None) -> IngestStatus:
+    """Ingest rate and lag over the last minute, dead letters, and each worker's latest counters."""
+    now = now or datetime.now(UTC)
+    minute_ago = now - timedelta(minutes=1)
+    meta = conn.execute(
+        "SELECT (SELECT value FROM forewarn_meta WHERE key = 'storage_backend'), "
+        "(SELECT coalesce(max(version), 0) FROM schema_migrations)"
+    ).fetchone()
+    rate = conn.execute(
+        "SELECT count(*), "
+        "percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM received_at - period_end)), "
+        "max(extract(epoch FROM received_at - period_end)) FROM aggregates "
+        "WHERE received_at >= %s AND period_start >= %s",
+        (minute_ago, now - timedelta(days=2)),
+    ).fetchone()
+    dead_total = conn.execute("SELECT count(*) FROM dead_letters").fetchone()
+    by_field = conn.execute(
+        "SELECT field, count(*) FROM dead_letters WHERE received_at >= %s GROUP BY field ORDER BY 2 DESC",
+        (now - timedelta(days=1),),
+    ).fetchall()
+    workers = conn.execute(
+        "SELECT worker_id, updated_at, metrics FROM ingest_workers ORDER BY worker_id"
+    ).fetchall()
+    count = int(rate[0]) if rate else 0
+    return IngestStatus(
+        backend=str(meta[0]) if meta and meta[0] else "unmigrated",
+        schema_version=int(meta[1]) if meta else 0,
+        aggregates_last_minute=count,
+        aggregates_per_s=round(count / 60.0, 1),
+        lag_p50_s=float(rate[1]) if rate and rate[1] is not None else None,
+        lag_max_s=float(rate[2]) if rate and rate[2] is not None else None,
+        dead_letters_total=int(dead_total[0]) if dead_total else 0,
+        dead_letters_last_day={str(row[0]): int(row[1]) for row in by_field},
+        workers=[{"worker_id": row[0], "updated_at": row[1].isoformat(), **row[2]} for row in workers],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredCounts:
+    """How many rows ingest has stored, in total."""
+
+    aggregates: int
+    alerts: int
+    dead_letters: int
+
+
+def stored_counts(conn: psycopg.Connection[Any]) -> StoredCounts:
+    """Total aggregates, alerts and dead letters stored (full counts: for demos and checks)."""
+    row = conn.execute(
+        "SELECT (SELECT count(*) FROM aggregates), (SELECT count(*) FROM alerts), "
+        "(SELECT count(*) FROM dead_letters)"
+    ).fetchone()
+    aggregates, alerts, dead_letters = row if row else (0, 0, 0)
+    return StoredCounts(int(aggregates), int(alerts), int(dead_letters))
