@@ -161,15 +161,32 @@ def exactly_once(conninfo: str, gateway_id: str, n: int) -> None:
 
 def clear_retained(broker: MosquittoServer, topic_filter: str = "forewarn/v1/#") -> int:
     """Delete the retained messages under `topic_filter` (gateways' statuses left by earlier tests on the
-    session broker would reach a new worker and add to its counters). Returns how many were cleared."""
+    session broker would reach a new worker and add to its counters). Returns how many were cleared.
+
+    The broker sends a subscription's retained messages before it handles anything the same client
+    publishes after subscribing, so a sentinel published then arrives after the last retained message.
+    """
+    sentinel = f"{topic_filter.removesuffix('#').rstrip('/')}/clear-sentinel/{uuid.uuid4().hex[:8]}"
     found: list[str] = []
+    subscribed = threading.Event()
+    sentinel_seen = threading.Event()
+
+    def on_message(_client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic == sentinel:
+            sentinel_seen.set()
+        elif msg.retain:
+            found.append(msg.topic)
+
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"clear-{uuid.uuid4().hex[:8]}")
-    client.on_message = lambda c, u, m: found.append(m.topic) if m.retain else None
+    client.on_message = on_message
+    client.on_subscribe = lambda *_args: subscribed.set()
     client.connect(broker.host, broker.port)
     client.loop_start()
     try:
         client.subscribe(topic_filter, qos=1)
-        time.sleep(0.3)  # retained messages arrive right after the subscription
+        assert subscribed.wait(5), "no SUBACK from the broker"
+        client.publish(sentinel, b"", qos=1).wait_for_publish(5)
+        assert sentinel_seen.wait(5), "the sentinel did not come back"
         for topic in found:
             client.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)
     finally:
@@ -605,3 +622,18 @@ def test_a_block_of_aggregates_without_features_lands(
     wait_until(lambda: worker.metrics.acked == 1, timeout_s=15)
     exactly_once(db, "gw-nofeat", 3)
     assert worker.metrics.dead_lettered == {}
+
+
+def test_clear_retained_removes_every_retained_message_it_finds(broker: MosquittoServer) -> None:
+    prefix = f"forewarn/v1/clear-test-{uuid.uuid4().hex[:6]}"
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"retain-{uuid.uuid4().hex[:8]}")
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    try:
+        for n in range(5):
+            client.publish(f"{prefix}/status/gw{n}", b"online", qos=1, retain=True).wait_for_publish(5)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    assert clear_retained(broker, f"{prefix}/#") == 5
+    assert clear_retained(broker, f"{prefix}/#") == 0
