@@ -191,7 +191,7 @@ def test_cloud_takes_a_block_on_the_aggregate_topic_and_in_batches_but_not_anoth
 
 
 def test_a_compressed_batch_decodes_as_the_plain_one() -> None:
-    batch = UplinkBatch(gateway_id="gw-1", messages=pack_aggregates([_aggregate(0), _aggregate(1, "a2")]))
+    batch = UplinkBatch(gateway_id="gw-1", messages=[*pack_aggregates([_aggregate(0), _aggregate(1, "a2")])])
     plain = encode(batch)
     packed = deflate_batch(plain)
     assert packed[:1] == b"\x78"

@@ -108,7 +108,9 @@ class Collector:
 
 
 def _rows(message: Uplink) -> list[Row]:
-    return unpack_block(message) if isinstance(message, AggregateBlock) else [message]
+    if isinstance(message, AggregateBlock):
+        return [*unpack_block(message)]
+    return [message]
 
 
 def flatten(topic: str, payload: bytes) -> list[Row]:
