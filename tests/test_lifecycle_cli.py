@@ -22,7 +22,7 @@ from shared.messages import ModelDeployment, decode_deployment
 def _retained_order(broker: MosquittoServer, target: str) -> ModelDeployment:
     got: list[ModelDeployment] = []
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    client.on_message = lambda c, u, m: got.append(decode_deployment(m.payload))
+    client.on_message = lambda c, u, m: got.append(decode_deployment(bytes(m.payload)))
     client.connect(broker.host, broker.port)
     client.subscribe(topics.model_deployment(target), qos=1)
     client.loop_start()
