@@ -252,7 +252,7 @@ def test_upstream_outage_of_30_s_loses_nothing(
     all delivered after it returns. A persistent-session subscriber on the upstream broker checks seq."""
     asset_id = unique_id("a")
     gateway_id = unique_id("gw")
-    pipeline = PipelineSettings(assets=(vibration_asset(asset_id),), aggregation={"period_s": 2.0})  # type: ignore[arg-type]
+    pipeline = PipelineSettings(assets=(vibration_asset(asset_id),), aggregation={"period_s": 2.0})
     stop_feeding = threading.Event()
     with throwaway_broker(workdir / "upstream") as upstream:
         settings = edge_settings(
@@ -353,7 +353,7 @@ def test_hot_swap_under_load_drops_no_window(
     """A model is installed and activated while batches stream through the running agent: every window
     cut is scored exactly once, the aggregates switch from the baseline to the model, and none is lost."""
     asset_id = unique_id("a")
-    pipeline = PipelineSettings(assets=(vibration_asset(asset_id),), aggregation={"period_s": 2.0})  # type: ignore[arg-type]
+    pipeline = PipelineSettings(assets=(vibration_asset(asset_id),), aggregation={"period_s": 2.0})
     features, names, spec_id = _healthy_features(pipeline, asset_id)
     artifact = build_anomaly_model(features, names, feature_spec=spec_id, target=asset_id, version=1)
     gateway_id = unique_id("gw")

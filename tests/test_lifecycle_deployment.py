@@ -6,6 +6,7 @@ import stat
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
@@ -224,7 +225,7 @@ def _ingest(broker: MosquittoServer, db: str, client_id: str) -> IngestWorker:
         environ={},
         overrides={
             "mqtt": {"host": broker.host, "port": broker.port, "receive_maximum": 64},
-            "db": {"host": params["host"], "port": int(params["port"]), "dbname": params["dbname"]},
+            "db": {"host": params["host"], "port": int(str(params["port"])), "dbname": params["dbname"]},
             "ingest": {"workers": 1, "group": "lc" + client_id[-6:], "queue_size": 64, "batch_max_s": 0.05},
         },
     )
@@ -322,6 +323,7 @@ def test_rollback_order_must_be_signed_as_such(
     from cloud_service.lifecycle.operations import rollback_order  # noqa: PLC0415
 
     gateway.acks.clear()
+    registered_at = datetime.now(UTC)
     record = registry.ModelRecord(
         target,
         1,
@@ -336,15 +338,15 @@ def test_rollback_order_must_be_signed_as_such(
         None,
         None,
         0,
-        {},
-        {},
-        {},
+        None,
+        None,
+        None,
         "retired",
         "",
+        registered_at,
+        registered_at,
         None,
-        None,
-        None,
-        artifact=v1.onnx_int8,  # type: ignore[arg-type]
+        artifact=v1.onnx_int8,
     )
     publish_order(rollback_order(record, key, chunk_bytes=4096), mqtt_settings(broker), timeout_s=10)
     ack = gateway.wait_ack(1)
@@ -484,7 +486,7 @@ def test_an_auto_approved_model_whose_push_failed_is_pushed_by_the_retry_job(
             CloudSettings,
             environ={},
             overrides={
-                "db": {"host": params["host"], "port": int(params["port"]), "dbname": params["dbname"]},
+                "db": {"host": params["host"], "port": int(str(params["port"])), "dbname": params["dbname"]},
                 "mqtt": {"port": port, "reconnect_min_s": 0.2, "reconnect_max_s": 0.5},
                 "lifecycle": {
                     "signing_key": str(keys[1]),
