@@ -20,7 +20,7 @@ from shared.features import vibration_features
 from shared.messages import Aggregate, Alert, Status, decode_uplink
 from shared.raw_batch import RawBatch, encode_raw_batch
 from simulators.engine import TruthRecord
-from simulators.scenario import load_scenario
+from simulators.scenario import Scenario, load_scenario
 from simulators.stream import iter_items
 from tests.test_edge_agent_helpers import (
     VIB_RATE_HZ,
@@ -53,7 +53,7 @@ def running_agent() -> Iterator[Callable[[EdgeAgent], EdgeAgent]]:
         agent.stop()
 
 
-def _smoke_pipeline() -> tuple[PipelineSettings, object]:
+def _smoke_pipeline() -> tuple[PipelineSettings, Scenario]:
     scenario = load_scenario("smoke")
     settings = PipelineSettings(assets=scenario_assets(scenario))
     return settings, scenario
@@ -77,7 +77,7 @@ def test_smoke_scenario_degrading_asset_alerts_before_its_failure_and_healthy_on
     ) as plant:
         agent = running_agent(EdgeAgent(settings))
         publisher = RawPublisher(broker, unique_id("pub"))
-        items = (item for item in iter_items(scenario, on_truth=truth.append) if isinstance(item, RawBatch))  # type: ignore[arg-type]
+        items = (item for item in iter_items(scenario, on_truth=truth.append) if isinstance(item, RawBatch))
         fed = feed(publisher, items, agent.intake.queue.qsize)
         wait_until(
             lambda: agent.intake.metrics.received >= fed and agent.intake.queue.qsize() == 0, timeout_s=60

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 import pytest
@@ -264,8 +265,8 @@ def test_quarantine_counts_every_reject_and_keeps_a_bounded_sample(workdir: Path
 
 
 @pytest.mark.parametrize("synchronous", ["FULL", "NORMAL"])
-def test_both_durability_modes_open_in_wal(workdir: Path, synchronous: str) -> None:
-    queue = DiskQueue(path=workdir / "q.sqlite", gateway_id="gw1", max_bytes=100_000, synchronous=synchronous)  # type: ignore[arg-type]
+def test_both_durability_modes_open_in_wal(workdir: Path, synchronous: Literal["FULL", "NORMAL"]) -> None:
+    queue = DiskQueue(path=workdir / "q.sqlite", gateway_id="gw1", max_bytes=100_000, synchronous=synchronous)
     queue.put_many([aggregate("gw1")])
     queue.close()
     assert (workdir / "q.sqlite").exists()

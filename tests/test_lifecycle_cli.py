@@ -107,6 +107,12 @@ def test_bench_retrain_quick_reports_every_figure_within_its_target() -> None:
         "deploy_to_ack_s",
     ):
         assert key in figures
-    assert float(figures["int8_float_decision_agreement"]) >= 0.995  # type: ignore[arg-type]
-    assert float(figures["deploy_to_ack_s"]) < 2.0  # type: ignore[arg-type]
-    assert float(figures["train_convert_quantize_validate_sign_s"]) < 60.0  # type: ignore[arg-type]
+    assert _figure(figures, "int8_float_decision_agreement") >= 0.995
+    assert _figure(figures, "deploy_to_ack_s") < 2.0
+    assert _figure(figures, "train_convert_quantize_validate_sign_s") < 60.0
+
+
+def _figure(figures: dict[str, object], key: str) -> float:
+    value = figures[key]
+    assert isinstance(value, int | float), f"{key}={value!r}: expected a number"
+    return float(value)
