@@ -20,7 +20,7 @@ from shared.features import vibration_features
 from shared.messages import Aggregate, Alert, Status, decode_uplink
 from shared.raw_batch import RawBatch, encode_raw_batch
 from simulators.engine import TruthRecord
-from simulators.scenario import load_scenario
+from simulators.scenario import Scenario, load_scenario
 from simulators.stream import iter_items
 from tests.test_edge_agent_helpers import (
     VIB_RATE_HZ,
@@ -53,7 +53,7 @@ def running_agent() -> Iterator[Callable[[EdgeAgent], EdgeAgent]]:
         agent.stop()
 
 
-def _smoke_pipeline() -> tuple[PipelineSettings, object]:
+def _smoke_pipeline() -> tuple[PipelineSettings, Scenario]:
     scenario = load_scenario("smoke")
     settings = PipelineSettings(assets=scenario_assets(scenario))
     return settings, scenario
@@ -77,7 +77,7 @@ def test_smoke_scenario_degrading_asset_alerts_before_its_failure_and_healthy_on
     ) as plant:
         agent = running_agent(EdgeAgent(settings))
         publisher = RawPublisher(broker, unique_id("pub"))
-        items = (item for item in iter_items(scenario, on_truth=truth.append) if isinstance(item, RawBatch))  # type: ignore[arg-type]
+        items = (item for item in iter_items(scenario, on_truth=truth.append) if isinstance(item, RawBatch))
         fed = feed(publisher, items, agent.intake.queue.qsize)
         wait_until(
             lambda: agent.intake.metrics.received >= fed and agent.intake.queue.qsize() == 0, timeout_s=60
@@ -252,7 +252,7 @@ def test_upstream_outage_of_30_s_loses_nothing(
     all delivered after it returns. A persistent-session subscriber on the upstream broker checks seq."""
     asset_id = unique_id("a")
     gateway_id = unique_id("gw")
-    pipeline = PipelineSettings(assets=(vibration_asset(asset_id),), aggregation={"period_s": 2.0})  # type: ignore[arg-type]
+    pipeline = PipelineSettings(assets=(vibration_asset(asset_id),), aggregation={"period_s": 2.0})
     stop_feeding = threading.Event()
     with throwaway_broker(workdir / "upstream") as upstream:
         settings = edge_settings(
@@ -353,7 +353,7 @@ def test_hot_swap_under_load_drops_no_window(
     """A model is installed and activated while batches stream through the running agent: every window
     cut is scored exactly once, the aggregates switch from the baseline to the model, and none is lost."""
     asset_id = unique_id("a")
-    pipeline = PipelineSettings(assets=(vibration_asset(asset_id),), aggregation={"period_s": 2.0})  # type: ignore[arg-type]
+    pipeline = PipelineSettings(assets=(vibration_asset(asset_id),), aggregation={"period_s": 2.0})
     features, names, spec_id = _healthy_features(pipeline, asset_id)
     artifact = build_anomaly_model(features, names, feature_spec=spec_id, target=asset_id, version=1)
     gateway_id = unique_id("gw")

@@ -11,11 +11,16 @@ from shared.messages import Status, decode_uplink
 def test_rates_are_computed_over_the_interval_and_non_finite_values_are_zeroed() -> None:
     counters = {"samples_in": 0.0, "windows": 0.0, "weird": float("nan")}
     sent: list[bytes] = []
+
+    def publish(payload: bytes) -> bool:
+        sent.append(payload)
+        return True
+
     heartbeat = Heartbeat(
         gateway_id="gw-1",
         interval_s=60.0,
         collect=lambda: Readings(metrics=dict(counters), model_versions={"a1": "baseline"}),
-        publish=lambda payload: sent.append(payload) is None,
+        publish=publish,
         rate_keys=("samples_in", "windows"),
     )
     assert heartbeat.beat()

@@ -56,7 +56,7 @@ class Collector:
         self.client.on_subscribe = lambda *args: self._subscribed.set()
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(min_delay=1, max_delay=1)
-        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho leaves it unannotated
         properties.SessionExpiryInterval = 3600
         properties.ReceiveMaximum = 65535
         self.client.connect_async(host, port, clean_start=False, properties=properties)
@@ -108,7 +108,9 @@ class Collector:
 
 
 def _rows(message: Uplink) -> list[Row]:
-    return unpack_block(message) if isinstance(message, AggregateBlock) else [message]
+    if isinstance(message, AggregateBlock):
+        return [*unpack_block(message)]
+    return [message]
 
 
 def flatten(topic: str, payload: bytes) -> list[Row]:

@@ -218,7 +218,10 @@ def test_score_is_the_mean_of_the_largest_z() -> None:
     scorer = BaselineScorer(feature_names=["a", "b", "c", "d"], warmup_windows=500, combine_top=2)
     scorer.update(rng.normal(0.0, 1.0, (2000, 4)).astype(np.float32))
     row = np.array([[0.0, 0.0, 0.0, 0.0]], dtype=np.float32)
-    row[0, 0] = float(scorer.center_[0] + 10.0 * scorer.scale_[0])  # type: ignore[index]
+    center, scale = scorer.center_, scorer.scale_
+    assert center is not None
+    assert scale is not None
+    row[0, 0] = float(center[0] + 10.0 * scale[0])
     z = np.abs(scorer.z_scores(row)[0])
     assert float(scorer.score(row)[0]) == pytest.approx(float(np.sort(z)[-2:].mean()), rel=1e-5)
     assert float(scorer.score(row)[0]) < 6.0 < float(z.max())  # one feature alone no longer alerts

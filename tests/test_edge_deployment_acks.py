@@ -47,7 +47,7 @@ class _DiskCalls:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        threading.setprofile(None)  # type: ignore[arg-type]  # typeshed omits None, which removes the hook
+        threading.setprofile(None)  # None removes the hook
         self._is_recording = False
 
     def _profile(self, frame: FrameType, event: str, arg: object) -> None:

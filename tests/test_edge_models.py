@@ -19,6 +19,7 @@ from cloud_service.modeling import (
     save_artifact,
     synthetic_features,
 )
+from cloud_service.modeling.synthetic import Fault
 from edge_agent.model_store import ModelStore, load_model, verify_model
 from edge_agent.scoring import BaselineScorer, OnnxScorer, Scorer
 from edge_agent.settings import ModelSettings
@@ -102,7 +103,9 @@ def test_activation_and_rollback_survive_a_restart(
     assert not leftover.exists()
     assert restarted.versions(TARGET) == [1, 2]
     expected = OnnxScorer(models[1].onnx_int8, models[1].manifest).score(rows)
-    np.testing.assert_array_equal(restarted.active(TARGET).scorer.score(rows), expected)  # type: ignore[union-attr]
+    restarted_model = restarted.active(TARGET)
+    assert restarted_model is not None
+    np.testing.assert_array_equal(restarted_model.scorer.score(rows), expected)
     with pytest.raises(ModelVerificationError) as caught:
         restarted.rollback(TARGET)
     assert caught.value.check == "rollback"
@@ -310,8 +313,8 @@ def test_contributions_fall_back_to_robust_z_from_the_model_metadata(
 BASE_NAMES = DEFAULT_SPEC.feature_names
 
 
-def _default_rows(n: int, *, fault: str = "none", seed: int) -> np.ndarray:
-    return synthetic_features(n, spec=DEFAULT_SPEC, fault=fault, seed=seed)  # type: ignore[arg-type]
+def _default_rows(n: int, *, fault: Fault = "none", seed: int) -> np.ndarray:
+    return synthetic_features(n, spec=DEFAULT_SPEC, fault=fault, seed=seed)
 
 
 def test_baseline_is_silent_until_warmed_up() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -153,7 +154,7 @@ class Run:
 class RecordingScorer:
     """A Scorer test double: score = first feature column; records every row it scores."""
 
-    kind = "onnx"
+    kind: Literal["onnx"] = "onnx"
 
     def __init__(self, feature_names: Sequence[str], *, version: str, threshold: float = 1e9) -> None:
         self.feature_names = tuple(feature_names)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 import pytest
 
+from cloud_service.deadletter import DeadLetter
 from cloud_service.ingest import decode_received
-from edge_agent.disk_queue import DiskQueue, QueuedMessage
+from edge_agent.disk_queue import DiskQueue, Enqueueable, Outbound, QueuedMessage
 from edge_agent.forwarder import Forwarder, batch_payload
 from edge_agent.quarantine import Quarantine
 from forewarn.localservices import MosquittoServer, wait_until
@@ -53,7 +55,8 @@ def test_seq_is_assigned_at_enqueue_and_never_reused_after_restart(workdir: Path
 
 def test_peek_is_in_seq_order_and_delete_updates_gauges(workdir: Path) -> None:
     queue = _queue(workdir)
-    queue.put_many([aggregate("gw1", n=i) for i in range(3)] + [alert("gw1"), snapshot("gw1")])
+    messages: list[Outbound] = [*(aggregate("gw1", n=i) for i in range(3)), alert("gw1"), snapshot("gw1")]
+    queue.put_many(messages)
     assert [row.seq for row in queue.peek(after_seq=1, limit=10)] == [2, 3, 4]
     before = queue.stats()
     assert queue.delete([0, 3, 99]) == 2  # 99 is gone already: nothing happens
@@ -104,14 +107,17 @@ def _deploy_ack(gateway_id: str) -> DeploymentAck:
 
 def test_deployment_acks_share_the_seq_go_on_their_topic_and_are_dropped_last(workdir: Path) -> None:
     queue = _queue(workdir, max_bytes=20_000)
-    stored = queue.put_many([alert("gw1"), _deploy_ack("gw1")])
+    messages: list[Enqueueable] = [alert("gw1"), _deploy_ack("gw1")]
+    stored = queue.put_many(messages)
     assert [message.seq for message in stored] == [0, 1]
     assert isinstance(stored[1], DeploymentAck)
     rows = queue.peek(after_seq=-1, limit=10)
     assert rows[1].topic == topics.deploy_ack("gw1")
     # what the cloud ingests: the ack alone on its topic, and inside an uplink batch with other rows
     assert decode_received(rows[1].topic, rows[1].payload) == (stored[1],)
-    assert list(decode_received(topics.batch("gw1"), batch_payload("gw1", rows))) == stored
+    batched = decode_received(topics.batch("gw1"), batch_payload("gw1", rows))
+    assert not isinstance(batched, DeadLetter)
+    assert list(batched) == stored
     for i in range(200):  # far more alerts than fit: alerts go, the ack stays
         queue.put_many([alert("gw1", n=1 + i)])
     stats = queue.stats()
@@ -229,7 +235,8 @@ def test_forwarder_outage_while_idle_then_backlog_arrives_exactly_once(
             upstream.stop()
             wait_until(lambda: not forwarder.is_connected, timeout_s=10)
             for i in range(30):
-                queue.put_many([aggregate(gateway_id, n=i), alert(gateway_id, n=i)])
+                period: list[Outbound] = [aggregate(gateway_id, n=i), alert(gateway_id, n=i)]
+                queue.put_many(period)
                 forwarder.notify()
             assert forwarder.metrics.published == 10  # nothing is sent while offline
             upstream.start()
@@ -258,8 +265,8 @@ def test_quarantine_counts_every_reject_and_keeps_a_bounded_sample(workdir: Path
 
 
 @pytest.mark.parametrize("synchronous", ["FULL", "NORMAL"])
-def test_both_durability_modes_open_in_wal(workdir: Path, synchronous: str) -> None:
-    queue = DiskQueue(path=workdir / "q.sqlite", gateway_id="gw1", max_bytes=100_000, synchronous=synchronous)  # type: ignore[arg-type]
+def test_both_durability_modes_open_in_wal(workdir: Path, synchronous: Literal["FULL", "NORMAL"]) -> None:
+    queue = DiskQueue(path=workdir / "q.sqlite", gateway_id="gw1", max_bytes=100_000, synchronous=synchronous)
     queue.put_many([aggregate("gw1")])
     queue.close()
     assert (workdir / "q.sqlite").exists()
@@ -320,15 +327,14 @@ def test_a_backlog_goes_out_in_bounded_batches_and_a_lone_alert_alone(
 
 def test_batch_payload_packs_aggregate_runs_into_blocks_and_keeps_the_rest_as_stored(workdir: Path) -> None:
     queue = _queue(workdir, gateway_id="gw1")
-    stored = queue.put_many(
-        [
-            aggregate("gw1", "a1", n=0),
-            aggregate("gw1", "a2", n=0),
-            alert("gw1"),
-            aggregate("gw1", "a1", n=1),
-            snapshot("gw1"),
-        ]
-    )
+    messages: list[Outbound] = [
+        aggregate("gw1", "a1", n=0),
+        aggregate("gw1", "a2", n=0),
+        alert("gw1"),
+        aggregate("gw1", "a1", n=1),
+        snapshot("gw1"),
+    ]
+    stored = queue.put_many(messages)
     rows = queue.peek(after_seq=-1, limit=10)
     batch = decode_uplink_batch(batch_payload("gw1", rows))
     assert [type(m) for m in batch.messages] == [AggregateBlock, Alert, AggregateBlock, Snapshot]

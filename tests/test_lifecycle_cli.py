@@ -22,7 +22,7 @@ from shared.messages import ModelDeployment, decode_deployment
 def _retained_order(broker: MosquittoServer, target: str) -> ModelDeployment:
     got: list[ModelDeployment] = []
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    client.on_message = lambda c, u, m: got.append(decode_deployment(m.payload))
+    client.on_message = lambda c, u, m: got.append(decode_deployment(bytes(m.payload)))
     client.connect(broker.host, broker.port)
     client.subscribe(topics.model_deployment(target), qos=1)
     client.loop_start()
@@ -107,6 +107,12 @@ def test_bench_retrain_quick_reports_every_figure_within_its_target() -> None:
         "deploy_to_ack_s",
     ):
         assert key in figures
-    assert float(figures["int8_float_decision_agreement"]) >= 0.995  # type: ignore[arg-type]
-    assert float(figures["deploy_to_ack_s"]) < 2.0  # type: ignore[arg-type]
-    assert float(figures["train_convert_quantize_validate_sign_s"]) < 60.0  # type: ignore[arg-type]
+    assert _figure(figures, "int8_float_decision_agreement") >= 0.995
+    assert _figure(figures, "deploy_to_ack_s") < 2.0
+    assert _figure(figures, "train_convert_quantize_validate_sign_s") < 60.0
+
+
+def _figure(figures: dict[str, object], key: str) -> float:
+    value = figures[key]
+    assert isinstance(value, int | float), f"{key}={value!r}: expected a number"
+    return float(value)

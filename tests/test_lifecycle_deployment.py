@@ -6,6 +6,7 @@ import stat
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
@@ -28,14 +29,14 @@ from cloud_service.settings import CloudSettings
 from edge_agent.deployment import DeploymentClient, DeploymentReceiver, DeploymentSettings, Probation
 from edge_agent.disk_queue import DiskQueue
 from edge_agent.forwarder import Forwarder
-from edge_agent.model_store import ModelStore
+from edge_agent.model_store import LoadedModel, ModelStore
 from edge_agent.settings import ModelSettings
 from forewarn.localservices import MosquittoServer, free_port, wait_until
 from shared import topics
 from shared.config import MqttSettings, load_settings
 from shared.errors import ConfigError, StorageError
 from shared.features import DEFAULT_SPEC
-from shared.messages import DeploymentAck, GoldenPair, ModelManifest, decode_uplink, encode
+from shared.messages import DeploymentAck, GoldenPair, ModelManifest, Uplink, decode_uplink, encode
 
 NAMES = list(DEFAULT_SPEC.feature_names)
 
@@ -83,6 +84,11 @@ class Gateway:
     def active_version(self, target: str) -> int | None:
         active = self.store.active(target)
         return active.manifest.version if active else None
+
+    def active_model(self, target: str) -> LoadedModel:
+        active = self.store.active(target)
+        assert active is not None, f"no active model for {target}"
+        return active
 
 
 def mqtt_settings(broker: MosquittoServer) -> MqttSettings:
@@ -193,9 +199,9 @@ def test_signed_model_is_installed_activated_and_acknowledged_upstream(
 ) -> None:
     target = unique_id("t")
     gateway = gateway_factory(target)
-    seen: list[DeploymentAck] = []
+    seen: list[Uplink] = []
     listener = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    listener.on_message = lambda c, u, m: seen.append(decode_uplink(m.payload))  # type: ignore[arg-type]
+    listener.on_message = lambda c, u, m: seen.append(decode_uplink(bytes(m.payload)))
     listener.connect(broker.host, broker.port)
     listener.subscribe(topics.deploy_ack(gateway.receiver.gateway_id), qos=1)
     listener.loop_start()
@@ -205,7 +211,7 @@ def test_signed_model_is_installed_activated_and_acknowledged_upstream(
         ack = gateway.wait_ack(1)
         assert ack.ok, ack.reason
         assert gateway.active_version(target) == 1
-        score = gateway.store.active(target).scorer.score(synthetic_features(4, spec=DEFAULT_SPEC, seed=9))  # type: ignore[union-attr]
+        score = gateway.active_model(target).scorer.score(synthetic_features(4, spec=DEFAULT_SPEC, seed=9))
         assert score.shape == (4,)
         upstream = wait_until(lambda: [a for a in seen if isinstance(a, DeploymentAck)], timeout_s=5)
         assert upstream[0].ok
@@ -224,7 +230,7 @@ def _ingest(broker: MosquittoServer, db: str, client_id: str) -> IngestWorker:
         environ={},
         overrides={
             "mqtt": {"host": broker.host, "port": broker.port, "receive_maximum": 64},
-            "db": {"host": params["host"], "port": int(params["port"]), "dbname": params["dbname"]},
+            "db": {"host": params["host"], "port": int(str(params["port"])), "dbname": params["dbname"]},
             "ingest": {"workers": 1, "group": "lc" + client_id[-6:], "queue_size": 64, "batch_max_s": 0.05},
         },
     )
@@ -250,7 +256,7 @@ def test_bad_models_are_refused_while_the_previous_keeps_serving_and_refusals_re
         push(broker, make_model(target, 2), key)
         assert gateway.wait_ack(2).ok
         probe = synthetic_features(8, spec=DEFAULT_SPEC, seed=5)
-        before = gateway.store.active(target).scorer.score(probe)  # type: ignore[union-attr]
+        before = gateway.active_model(target).scorer.score(probe)
 
         # 1. tampered artifact: one byte flipped after signing
         v3 = make_model(target, 3, seed=3)
@@ -272,9 +278,11 @@ def test_bad_models_are_refused_while_the_previous_keeps_serving_and_refusals_re
         assert gateway.wait_ack(5).reason.startswith("golden")
 
         for version in (3, 4, 1, 5):
-            assert not gateway.ack_for(version).ok  # type: ignore[union-attr]
+            ack_of_version = gateway.ack_for(version)
+            assert ack_of_version is not None
+            assert not ack_of_version.ok
         assert gateway.active_version(target) == 2
-        after = gateway.store.active(target).scorer.score(probe)  # type: ignore[union-attr]
+        after = gateway.active_model(target).scorer.score(probe)
         np.testing.assert_array_equal(before, after)
 
         with psycopg.connect(db) as conn:
@@ -322,6 +330,7 @@ def test_rollback_order_must_be_signed_as_such(
     from cloud_service.lifecycle.operations import rollback_order  # noqa: PLC0415
 
     gateway.acks.clear()
+    registered_at = datetime.now(UTC)
     record = registry.ModelRecord(
         target,
         1,
@@ -336,15 +345,15 @@ def test_rollback_order_must_be_signed_as_such(
         None,
         None,
         0,
-        {},
-        {},
-        {},
+        None,
+        None,
+        None,
         "retired",
         "",
+        registered_at,
+        registered_at,
         None,
-        None,
-        None,
-        artifact=v1.onnx_int8,  # type: ignore[arg-type]
+        artifact=v1.onnx_int8,
     )
     publish_order(rollback_order(record, key, chunk_bytes=4096), mqtt_settings(broker), timeout_s=10)
     ack = gateway.wait_ack(1)
@@ -396,7 +405,9 @@ def test_a_model_that_floods_alerts_is_rolled_back_by_probation(
     client.start()
     try:
         wait_until(lambda: receiver.metrics.deployments_received >= 1 and receiver.metrics.ignored >= 1)
-        assert restarted_store.active(target).manifest.version == 1  # type: ignore[union-attr]
+        restarted_model = restarted_store.active(target)
+        assert restarted_model is not None
+        assert restarted_model.manifest.version == 1
         assert receiver.metrics.installed == 0
     finally:
         client.stop()
@@ -484,7 +495,7 @@ def test_an_auto_approved_model_whose_push_failed_is_pushed_by_the_retry_job(
             CloudSettings,
             environ={},
             overrides={
-                "db": {"host": params["host"], "port": int(params["port"]), "dbname": params["dbname"]},
+                "db": {"host": params["host"], "port": int(str(params["port"])), "dbname": params["dbname"]},
                 "mqtt": {"port": port, "reconnect_min_s": 0.2, "reconnect_max_s": 0.5},
                 "lifecycle": {
                     "signing_key": str(keys[1]),
@@ -503,7 +514,9 @@ def test_an_auto_approved_model_whose_push_failed_is_pushed_by_the_retry_job(
     assert service(broker.port).push_pending() == [(target, 1)]  # what the push-retry job runs
     assert gateway.wait_ack(1).ok
     with psycopg.connect(db) as conn:
-        assert registry.get_model(conn, target, 1).status == "deployed"  # type: ignore[union-attr]
+        pushed = registry.get_model(conn, target, 1)
+        assert pushed is not None
+        assert pushed.status == "deployed"
         assert [m for m in registry.pending_pushes(conn) if m.target == target] == []
     assert service(broker.port).push_pending() == []
     assert "push-retry" in service(broker.port).scheduler().jobs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -171,7 +172,7 @@ def test_a_model_that_floods_alerts_is_rolled_back_by_the_running_agent(
                 chunk_bytes=4096,
             )
             publish_order(order, mqtt)
-            wait_until(lambda v=manifest.version: _active(agent, target) == v, timeout_s=20)
+            wait_until(functools.partial(_is_active, agent, target, manifest.version), timeout_s=20)
         start_ns = now_ns() - 3600 * NS_PER_S
         for index, asset in enumerate(assets):
             batches = vibration_batches(asset, n_batches=12, start_ns=start_ns, seed=index)
@@ -197,3 +198,7 @@ def test_a_model_that_floods_alerts_is_rolled_back_by_the_running_agent(
 def _active(agent: EdgeAgent, target: str) -> int | None:
     model = agent.models.active(target)
     return model.manifest.version if model else None
+
+
+def _is_active(agent: EdgeAgent, target: str, version: int) -> bool:
+    return _active(agent, target) == version

@@ -165,7 +165,7 @@ def test_the_cloud_service_schedules_retraining_drift_and_rollups(
         CloudSettings,
         environ={},
         overrides={
-            "db": {"host": params["host"], "port": int(params["port"]), "dbname": params["dbname"]},
+            "db": {"host": params["host"], "port": int(str(params["port"])), "dbname": params["dbname"]},
             "lifecycle": {
                 "signing_key": str(keys.private_key),
                 "targets": [target],

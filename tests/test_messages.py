@@ -23,6 +23,7 @@ from shared.messages import (
     ScoreStats,
     Snapshot,
     Status,
+    Uplink,
     UplinkBatch,
     decode_deployment,
     decode_event,
@@ -257,9 +258,9 @@ def test_feature_stats_are_compact_arrays() -> None:
 
 
 @given(gateway=idents, members=st.lists(st.one_of(aggregates, alerts, statuses), min_size=1, max_size=4))
-def test_uplink_batch_round_trip(gateway: str, members: list[msgspec.Struct]) -> None:
-    own = [msgspec.structs.replace(member, gateway_id=gateway) for member in members]
-    batch = UplinkBatch(gateway_id=gateway, messages=own)  # type: ignore[arg-type]
+def test_uplink_batch_round_trip(gateway: str, members: list[Aggregate | Alert | Status]) -> None:
+    own: list[Uplink] = [msgspec.structs.replace(member, gateway_id=gateway) for member in members]
+    batch = UplinkBatch(gateway_id=gateway, messages=own)
     assert decode_uplink_batch(encode(batch), reference_ns=NOW) == batch
 
 

@@ -6,6 +6,7 @@ import contextlib
 import struct
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -40,17 +41,15 @@ batches = st.builds(
 )
 
 
-def _batch(**changes: object) -> RawBatch:
-    fields: dict[str, object] = {
-        "asset_id": "pump-1",
-        "sensor": "vibration",
-        "seq": 7,
-        "start_ns": NOW,
-        "sample_rate_hz": 10_000.0,
-        "samples": np.linspace(-1, 1, 64, dtype=np.float32),
-    }
-    fields.update(changes)
-    return RawBatch(**fields)  # type: ignore[arg-type]
+def _batch(*, samples: npt.NDArray[np.float32] | None = None) -> RawBatch:
+    return RawBatch(
+        asset_id="pump-1",
+        sensor="vibration",
+        seq=7,
+        start_ns=NOW,
+        sample_rate_hz=10_000.0,
+        samples=np.linspace(-1, 1, 64, dtype=np.float32) if samples is None else samples,
+    )
 
 
 @given(batches)

@@ -27,7 +27,7 @@ def test_publish_subscribe_round_trip(broker: MosquittoServer, unique_id: Callab
     subscribed = threading.Event()
     topic = topics.raw(unique_id("pump"), "vibration")
     subscriber = _client(broker, unique_id("sub"))
-    subscriber.on_message = lambda _c, _u, msg: received.put((msg.topic, msg.payload))
+    subscriber.on_message = lambda _c, _u, msg: received.put((msg.topic, bytes(msg.payload)))
     subscriber.on_subscribe = lambda *_args: subscribed.set()
     subscriber.subscribe(topic, qos=1)
     assert subscribed.wait(5)
