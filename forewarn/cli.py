@@ -31,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "forewarn.models_cmd",
     "forewarn.keys_cmd",
     "forewarn.users_cmd",
+    "forewarn.dashboard_cmd",
     "forewarn.demo",
 )
 
