@@ -56,6 +56,7 @@ CSRF_HEADER = "X-CSRFToken"  # the header Dash's renderer sends
 _CSRF_FIELD = "csrf_token"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _PUBLIC_PATHS = frozenset({"/login"})
+_IDENTITY = "identity"  # [user id, role] as checked at login: used only while the database is down
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
@@ -152,6 +153,17 @@ def csrf_token() -> str:
     return token
 
 
+def _identity_in_session(user_id: str) -> SessionUser | None:
+    identity = flask.session.get(_IDENTITY)
+    if not isinstance(identity, list) or len(identity) != 2 or identity[0] != user_id:
+        return None
+    stamp, _, username = user_id.partition(":")
+    try:
+        return SessionUser(username, Role(identity[1]), datetime.fromtimestamp(float(stamp), UTC))
+    except ValueError:
+        return None
+
+
 def _csrf_ok() -> bool:
     expected = flask.session.get(_CSRF_FIELD)
     sent = flask.request.headers.get(CSRF_HEADER) or flask.request.values.get(_CSRF_FIELD, "")
@@ -217,8 +229,9 @@ class _Security:
             with self._pool.connection() as conn:
                 user = get_user(conn, username)
         except (psycopg.Error, PoolTimeout):
-            logger.warning("cannot load the session's user: the database is unavailable")
-            return None
+            # Keep the session (its pages then show the database banner, no data) rather than log out.
+            logger.warning("cannot check the session's user: the database is unavailable")
+            return _identity_in_session(user_id)
         if user is None or f"{user.password_set_at.timestamp():.6f}" != stamp:
             return None
         return SessionUser.from_user(user)
@@ -285,7 +298,9 @@ class _Security:
         flask.session.clear()  # a fresh session (and CSRF token) at every login: no session fixation
         flask.session.permanent = True
         flask.session["login_at"] = datetime.now(UTC).timestamp()
-        flask_login.login_user(SessionUser.from_user(result.user))
+        user = SessionUser.from_user(result.user)
+        flask_login.login_user(user)
+        flask.session[_IDENTITY] = [user.get_id(), user.role.value]
         csrf_token()
         return flask.redirect(_safe_next(flask.request.form.get("next")))
 

@@ -7,26 +7,44 @@ from collections.abc import Callable
 from typing import Any
 
 import waitress
-from waitress.server import BaseWSGIServer
+from waitress import wasyncore
 
-__all__ = ["make_server"]
+__all__ = ["DashboardServer"]
 
 logger = logging.getLogger(__name__)
 
 
-def make_server(wsgi: Callable[..., Any], *, host: str, port: int, threads: int) -> BaseWSGIServer:
-    """A bound waitress server for `wsgi`: `run()` serves until `close()` (port 0 picks a free port).
+class DashboardServer:
+    """A waitress server bound at construction: `run()` serves until `stop()` (from any thread)."""
 
-    Raises:
-        OSError: the address cannot be bound.
-    """
-    server: BaseWSGIServer = waitress.create_server(
-        wsgi,
-        host=host,
-        port=port,
-        threads=threads,
-        ident="forewarn-dashboard",
-        clear_untrusted_proxy_headers=True,
-    )
-    logger.info("dashboard listening on http://%s:%s/", host, server.effective_port)
-    return server
+    def __init__(self, wsgi: Callable[..., Any], *, host: str, port: int, threads: int) -> None:
+        """Bind the address (port 0 picks a free port).
+
+        Raises:
+            OSError: the address cannot be bound.
+        """
+        self._map: dict[int, Any] = {}
+        self._server = waitress.create_server(
+            wsgi,
+            map=self._map,
+            host=host,
+            port=port,
+            threads=threads,
+            ident="forewarn-dashboard",
+            clear_untrusted_proxy_headers=True,
+        )
+        self.host = host
+        self.port = int(self._server.effective_port)
+
+    def run(self) -> None:
+        """Serve requests until `stop()`."""
+        logger.info("dashboard listening on http://%s:%s/", self.host, self.port)
+        self._server.run()
+
+    def stop(self) -> None:
+        """Make `run()` return: the sockets are closed on the server's own loop, then its workers stop."""
+        self._server.trigger.pull_trigger(self._close_in_loop)
+
+    def _close_in_loop(self) -> None:
+        wasyncore.close_all(self._map)
+        self._server.task_dispatcher.shutdown(timeout=5)

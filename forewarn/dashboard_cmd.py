@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import signal
-import threading
 from pathlib import Path
 from typing import Any
 
 from dashboard.app import create_app
-from dashboard.serving import make_server
+from dashboard.serving import DashboardServer
 from dashboard.settings import DashboardSettings
 from shared.config import load_settings
 
@@ -24,21 +23,12 @@ def _run(args: argparse.Namespace) -> int:
         overrides["port"] = args.port
     settings = load_settings(DashboardSettings, toml_path=args.config, overrides=overrides)
     app = create_app(settings)
-    server = make_server(app.wsgi, host=settings.host, port=settings.port, threads=settings.threads)
-    stop = threading.Event()
-
-    def _stop(*_: object) -> None:
-        stop.set()
-        server.close()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    print(f"dashboard: http://{settings.host}:{server.effective_port}/ (Ctrl-C stops)")
+    server = DashboardServer(app.wsgi, host=settings.host, port=settings.port, threads=settings.threads)
+    signal.signal(signal.SIGTERM, lambda *_: server.stop())
+    signal.signal(signal.SIGINT, lambda *_: server.stop())
+    print(f"dashboard: http://{settings.host}:{server.port}/ (Ctrl-C stops)")
     try:
         server.run()
-    except OSError:
-        if not stop.is_set():  # closing the sockets ends the loop with EBADF
-            raise
     finally:
         app.close()
     return 0
