@@ -64,6 +64,7 @@ main { padding: 1rem 1.5rem; } .hint { color: #555; margin-top: -.5rem; }
 .table th, .table td { text-align: left; padding: .45rem .6rem; border-bottom: 1px solid #e3e5e8; }
 .table th { background: #eef0f3; font-weight: 600; }
 .mono { font-family: ui-monospace, monospace; }
+.table td a, .table .mono, .state, .nowrap { white-space: nowrap; }
 .state { padding: .1rem .5rem; border-radius: 10px; font-size: .85rem; font-weight: 600; }
 .state-alarm { background: #D55E00; color: #fff; } .state-warning { background: #E69F00; color: #000; }
 .state-offline { background: #6b6b6b; color: #fff; } .state-normal { background: #009E73; color: #fff; }

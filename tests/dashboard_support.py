@@ -21,7 +21,7 @@ from cloud_service.forecasting.repository import (
     insert_forecaster,
     insert_forecasts,
 )
-from cloud_service.lifecycle.registry import insert_model
+from cloud_service.lifecycle.registry import insert_model, mark_deployed
 from cloud_service.queries import update_asset, upsert_site
 from cloud_service.rollups import refresh_rollups
 from cloud_service.users import add_user
@@ -209,8 +209,9 @@ def _seed_model(conn: psycopg.Connection[Any], start: datetime, now: datetime) -
         metrics={"false_alarm_rate": 0.004, "recall": 0.93},
         gates={"parity": True, "false_alarms": True},
         reference={},
-        status="deployed",
+        status="approved",
     )
+    mark_deployed(conn, "pump", 2, reason="approved by erin")
 
 
 def dashboard_settings(conninfo: str, tmp_path: Path, **overrides: Any) -> DashboardSettings:
