@@ -117,39 +117,52 @@ def _resolution_text(series: Series) -> str:
     return f"{seconds // 60} min"
 
 
-def feature_figure(points: Sequence[FeaturePoint], *, feature: str, revision: str) -> go.Figure:
-    """One feature's mean per bucket with its lowest-to-highest band."""
-    times = [p.bucket for p in points]
-    figure = go.Figure()
+def _band_with_line(
+    figure: go.Figure,
+    times: Sequence[Any],
+    *,
+    low: Sequence[float],
+    high: Sequence[float],
+    line: Sequence[float],
+    band_name: str,
+    line_name: str,
+    colour: str,
+    band_fill: str,
+    line_mode: str = "lines",
+) -> None:
+    """A shaded band from `low` to `high` under a line (the upper edge is drawn first, then filled to)."""
     figure.add_trace(
-        go.Scatter(
-            x=times,
-            y=[p.high for p in points],
-            mode="lines",
-            line={"width": 0},
-            showlegend=False,
-            hoverinfo="skip",
-        )
+        go.Scatter(x=times, y=list(high), mode="lines", line={"width": 0}, showlegend=False, hoverinfo="skip")
     )
     figure.add_trace(
         go.Scatter(
             x=times,
-            y=[p.low for p in points],
+            y=list(low),
             mode="lines",
             line={"width": 0},
             fill="tonexty",
-            fillcolor="rgba(0, 158, 115, 0.2)",
-            name="min to max",
+            fillcolor=band_fill,
+            name=band_name,
         )
     )
     figure.add_trace(
-        go.Scatter(
-            x=times,
-            y=[p.mean for p in points],
-            mode="lines",
-            name="mean",
-            line={"color": PALETTE["green"], "width": 2},
-        )
+        go.Scatter(x=times, y=list(line), mode=line_mode, name=line_name, line={"color": colour, "width": 2})
+    )
+
+
+def feature_figure(points: Sequence[FeaturePoint], *, feature: str, revision: str) -> go.Figure:
+    """One feature's mean per bucket with its lowest-to-highest band."""
+    figure = go.Figure()
+    _band_with_line(
+        figure,
+        [p.bucket for p in points],
+        low=[p.low for p in points],
+        high=[p.high for p in points],
+        line=[p.mean for p in points],
+        band_name="min to max",
+        line_name="mean",
+        colour=PALETTE["green"],
+        band_fill="rgba(0, 158, 115, 0.2)",
     )
     return _layout(figure, title=f"Feature {feature}", y_title=f"{feature} (sensor units)", revision=revision)
 
@@ -158,35 +171,17 @@ def forecast_figure(history: Sequence[ForecastRecord], *, revision: str) -> go.F
     """The forecast's history: RUL with its interval as a band, and p(fail within the horizon)."""
     times = [f.computed_at for f in history]
     figure = go.Figure()
-    figure.add_trace(
-        go.Scatter(
-            x=times,
-            y=[f.rul_high_h for f in history],
-            mode="lines",
-            line={"width": 0},
-            showlegend=False,
-            hoverinfo="skip",
-        )
-    )
-    figure.add_trace(
-        go.Scatter(
-            x=times,
-            y=[f.rul_low_h for f in history],
-            mode="lines",
-            line={"width": 0},
-            fill="tonexty",
-            fillcolor="rgba(230, 159, 0, 0.25)",
-            name="RUL interval",
-        )
-    )
-    figure.add_trace(
-        go.Scatter(
-            x=times,
-            y=[f.rul_h for f in history],
-            mode="lines+markers",
-            name="RUL",
-            line={"color": PALETTE["orange"], "width": 2},
-        )
+    _band_with_line(
+        figure,
+        times,
+        low=[f.rul_low_h for f in history],
+        high=[f.rul_high_h for f in history],
+        line=[f.rul_h for f in history],
+        band_name="RUL interval",
+        line_name="RUL",
+        colour=PALETTE["orange"],
+        band_fill="rgba(230, 159, 0, 0.25)",
+        line_mode="lines+markers",
     )
     figure.add_trace(
         go.Scatter(

@@ -40,6 +40,14 @@ def _connect(args: argparse.Namespace) -> psycopg.Connection[Any]:
         raise StorageError("database", str(exc).strip()) from exc
 
 
+def _report(username: str, *, found: bool, done: str) -> int:
+    if not found:
+        print(f"forewarn users: no user {username}", file=sys.stderr)
+        return 1
+    print(done)
+    return 0
+
+
 def _add(args: argparse.Namespace) -> int:
     password = _read_password(args)
     with _connect(args) as conn:
@@ -64,11 +72,7 @@ def _remove(args: argparse.Namespace) -> int:
     with _connect(args) as conn:
         removed = remove_user(conn, args.username)
         conn.commit()
-    if not removed:
-        print(f"forewarn users: no user {args.username}", file=sys.stderr)
-        return 1
-    print(f"removed {args.username}")
-    return 0
+    return _report(args.username, found=removed, done=f"removed {args.username}")
 
 
 def _passwd(args: argparse.Namespace) -> int:
@@ -76,11 +80,7 @@ def _passwd(args: argparse.Namespace) -> int:
     with _connect(args) as conn:
         changed = set_password(conn, args.username, password)
         conn.commit()
-    if not changed:
-        print(f"forewarn users: no user {args.username}", file=sys.stderr)
-        return 1
-    print(f"password of {args.username} changed")
-    return 0
+    return _report(args.username, found=changed, done=f"password of {args.username} changed")
 
 
 def register(subparsers: Any) -> None:
