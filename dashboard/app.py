@@ -170,6 +170,7 @@ def create_app(settings: DashboardSettings, *, pool: ConnectionPool[Any] | None 
             max_size=settings.db.pool_max_size,
             timeout=float(settings.db.connect_timeout_s),
             name="dashboard",
+            check=ConnectionPool.check_connection,  # a connection broken by a database restart is replaced
             open=False,
         )
         pool.open(wait=False)  # a database that is down at start shows the banner, not a crash

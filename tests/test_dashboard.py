@@ -4,18 +4,25 @@ cloud's write path. Logins, redirects, CSRF, role checks inside callbacks, and t
 from __future__ import annotations
 
 import json
+import os
+import signal
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import psycopg
+import psycopg.conninfo
 import pytest
 import requests
 
 from cloud_service.queries import open_alerts
+from cloud_service.users import set_password
+from dashboard.app import create_app
 from dashboard.fleet import rul_text
 from dashboard.security import read_secret_key
 from forewarn.cli import build_parser
-from forewarn.localservices import PostgresServer
+from forewarn.localservices import PostgresServer, free_port, wait_until
 from shared.errors import ConfigError
 from tests.dashboard_support import (
     DEGRADING,
@@ -45,6 +52,24 @@ FLEET_INPUTS = [
     ("fleet-type", "value", None),
     ("fleet-criticality", "value", None),
     ("fleet-state", "value", None),
+]
+
+ASSET_OUTPUTS = [
+    ("asset-score", "figure"),
+    ("asset-feature-graph", "figure"),
+    ("asset-forecast", "figure"),
+    ("asset-feature", "options"),
+    ("asset-feature", "value"),
+    ("asset-alerts", "children"),
+    ("asset-models", "children"),
+    ("asset-message", "children"),
+    ("asset-acknowledge", "children"),
+]
+ASSET_INPUTS = [
+    ("asset-id", "data", DEGRADING),
+    ("asset-range", "value", "last 24 hours"),
+    ("asset-feature", "value", None),
+    ("refresh", "n_intervals", 1),
 ]
 
 
@@ -146,11 +171,18 @@ def test_a_viewers_forged_acknowledge_is_refused_by_the_server(db: str, tmp_path
     plant = seed_plant(db)
     with serving(dashboard_settings(db, tmp_path)) as served:
         viewer = login(served.url, "vic")
+        page = dash_callback(viewer, served.url, outputs=ASSET_OUTPUTS, inputs=ASSET_INPUTS)
+        assert page.status_code == 200
+        assert "ack-button" not in page.text  # hidden from viewers, and refused below all the same
         assert _acknowledge(viewer, served.url, plant.alert_id).status_code == 403
         with psycopg.connect(db) as conn:
             (alert,) = open_alerts(conn, asset_id=DEGRADING)
             assert (alert.state, alert.acknowledged_by) == ("open", None)
         engineer = login(served.url, "erin")
+        assert (
+            "ack-button"
+            in dash_callback(engineer, served.url, outputs=ASSET_OUTPUTS, inputs=ASSET_INPUTS).text
+        )
         done = _acknowledge(engineer, served.url, plant.alert_id)
         assert done.status_code == 200
         assert "Acknowledged" in json.dumps(done.json())
@@ -200,3 +232,71 @@ def test_rul_is_beyond_the_horizon_when_no_degradation_is_seen() -> None:
 def test_dashboard_command_is_registered() -> None:
     args = build_parser().parse_args(["dashboard", "--config", "dash.toml", "--port", "9000"])
     assert (args.command, args.port) == ("dashboard", 9000)
+
+
+def test_sessions_expire_and_a_new_password_ends_them(db: str, tmp_path: Path) -> None:
+    seed_plant(db)
+    settings = dashboard_settings(
+        db, tmp_path, session={"secret_key_file": str(tmp_path / "k"), "lifetime_s": 600}
+    )
+    app = create_app(settings)
+    try:
+        client = app.server.test_client()
+
+        def log_in() -> None:
+            client.get("/login")
+            with client.session_transaction() as session:
+                token = session["csrf_token"]
+            form = {"csrf_token": token, "username": "vic", "password": PASSWORD}
+            assert client.post("/login", data=form).status_code == 302
+            assert client.get("/").status_code == 200
+
+        log_in()
+        with client.session_transaction() as session:
+            session["login_at"] -= 601
+        assert client.get("/").status_code == 302  # expired on the server, whatever the cookie says
+        log_in()
+        with psycopg.connect(db) as conn:
+            assert set_password(conn, "vic", "a new password")
+            conn.commit()
+        assert client.get("/").status_code == 302
+    finally:
+        app.close()
+
+
+def test_forewarn_dashboard_serves_until_sigterm(db: str, tmp_path: Path) -> None:
+    info = psycopg.conninfo.conninfo_to_dict(db)
+    port = free_port()
+    env = {
+        **os.environ,
+        "FOREWARN_DASHBOARD_DB__HOST": str(info["host"]),
+        "FOREWARN_DASHBOARD_DB__PORT": str(info["port"]),
+        "FOREWARN_DASHBOARD_DB__DBNAME": str(info["dbname"]),
+        "FOREWARN_DASHBOARD_DB__USER": str(info["user"]),
+        "FOREWARN_DASHBOARD_SESSION__SECRET_KEY_FILE": str(tmp_path / "secret_key"),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "forewarn.cli", "dashboard", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def login_page() -> bool:
+            try:
+                return requests.get(f"http://127.0.0.1:{port}/login", timeout=2).status_code == 200
+            except requests.ConnectionError:
+                return False
+
+        wait_until(login_page, timeout_s=60)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err
+    assert f"http://127.0.0.1:{port}/" in out
+    assert stat.S_IMODE((tmp_path / "secret_key").stat().st_mode) == 0o600
