@@ -18,6 +18,7 @@ from typing import Any
 import dash
 import flask
 import psycopg
+import psycopg.errors
 from dash import Input, Output, State, dcc, html
 from psycopg_pool import ConnectionPool, PoolTimeout
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -32,7 +33,14 @@ from cloud_service.fleet_reads import (
 )
 from cloud_service.forecasting.repository import latest_forecasts
 from cloud_service.lifecycle.registry import gateway_states, list_models
-from cloud_service.queries import acknowledge_alert, asset_series, fleet_status, gateway_health, open_alerts
+from cloud_service.queries import (
+    AlertRecord,
+    acknowledge_alert,
+    asset_series,
+    fleet_status,
+    gateway_health,
+    open_alerts,
+)
 from cloud_service.users import Role
 from dashboard import figures, pages
 from dashboard.fleet import FleetRow, fleet_rows
@@ -47,6 +55,7 @@ _DB_DOWN = (
     "The database cannot be reached. This page tries again every {refresh:.0f} s; "
     "check the database and `forewarn cloud status`."
 )
+_NO_SCHEMA = "The database has no Forewarn tables yet: run `forewarn cloud migrate --config cloud.toml`."
 _INDEX = """<!DOCTYPE html>
 <html lang="en"><head>{%metas%}<title>{%title%}</title>{%favicon%}{%css%}
 <style>
@@ -103,24 +112,33 @@ class DashboardApp:
 
 
 class _DatabaseDownError(Exception):
-    """The database could not be reached for a page's reads."""
+    """The database could not be reached (or has no schema) for a page's reads; the text says what to do."""
+
+    @property
+    def banner(self) -> html.Div:
+        """The banner the page shows instead of its data."""
+        return pages.banner(str(self))
 
 
 class _Reads:
     """Connections for callbacks: one pool, and one way to report that the database is down."""
 
-    def __init__(self, pool: ConnectionPool[Any], *, timeout_s: float) -> None:
+    def __init__(self, pool: ConnectionPool[Any], *, timeout_s: float, refresh_s: float) -> None:
         self._pool = pool
         self._timeout_s = timeout_s
+        self._refresh_s = refresh_s
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
         try:
             with self._pool.connection(timeout=self._timeout_s) as conn:  # commits on a clean exit
                 yield conn
+        except psycopg.errors.UndefinedTable as exc:
+            logger.warning("dashboard read failed: the database has no Forewarn schema")
+            raise _DatabaseDownError(_NO_SCHEMA) from exc
         except (psycopg.OperationalError, PoolTimeout) as exc:
             logger.warning("dashboard read failed, database unavailable: %s", type(exc).__name__)
-            raise _DatabaseDownError from exc
+            raise _DatabaseDownError(_DB_DOWN.format(refresh=self._refresh_s)) from exc
 
 
 def _shell(settings: DashboardSettings) -> html.Div:
@@ -188,8 +206,8 @@ def create_app(settings: DashboardSettings, *, pool: ConnectionPool[Any] | None 
     )
     dash_app.init_app(server)
     dash_app.layout = lambda: _shell(settings)
-    reads = _Reads(pool, timeout_s=float(settings.db.connect_timeout_s))
-    _register_callbacks(dash_app, reads, settings)
+    reads = _Reads(pool, timeout_s=float(settings.db.connect_timeout_s), refresh_s=settings.refresh_s)
+    _register_callbacks(dash_app, reads)
     wsgi: Callable[..., Any] = server.wsgi_app
     if settings.proxy.behind_proxy:
         n = settings.proxy.trusted_proxies
@@ -202,13 +220,12 @@ def _filter_options(rows: list[FleetRow], attribute: str) -> list[str]:
     return sorted({str(getattr(row, attribute)) for row in rows if getattr(row, attribute)})
 
 
-def _register_callbacks(app: dash.Dash, reads: _Reads, settings: DashboardSettings) -> None:
-    down = pages.banner(_DB_DOWN.format(refresh=settings.refresh_s))
+def _register_callbacks(app: dash.Dash, reads: _Reads) -> None:
     _register_routing(app)
-    _register_fleet(app, reads, down)
-    _register_asset(app, reads, down)
-    _register_acknowledge(app, reads, down)
-    _register_system(app, reads, down)
+    _register_fleet(app, reads)
+    _register_asset(app, reads)
+    _register_acknowledge(app, reads)
+    _register_system(app, reads)
 
 
 def _register_routing(app: dash.Dash) -> None:
@@ -226,7 +243,7 @@ def _register_routing(app: dash.Dash) -> None:
         return pages.not_found(path)
 
 
-def _register_fleet(app: dash.Dash, reads: _Reads, down: html.Div) -> None:
+def _register_fleet(app: dash.Dash, reads: _Reads) -> None:
     @app.callback(
         Output("fleet-table", "children"),
         Output("fleet-site", "options"),
@@ -258,8 +275,8 @@ def _register_fleet(app: dash.Dash, reads: _Reads, down: html.Div) -> None:
                     forecasts=latest_forecasts(conn),
                     gateways=gateway_health(conn),
                 )
-        except _DatabaseDownError:
-            return (down, *no_options)
+        except _DatabaseDownError as exc:
+            return (exc.banner, *no_options)
         options = tuple(_filter_options(rows, a) for a in ("site_id", "line", "asset_type", "criticality"))
         if not rows:
             return (
@@ -284,7 +301,7 @@ def _register_fleet(app: dash.Dash, reads: _Reads, down: html.Div) -> None:
         return (pages.fleet_table(chosen), *options)
 
 
-def _register_asset(app: dash.Dash, reads: _Reads, down: html.Div) -> None:
+def _register_asset(app: dash.Dash, reads: _Reads) -> None:
     @app.callback(
         Output("asset-score", "figure"),
         Output("asset-feature-graph", "figure"),
@@ -325,9 +342,9 @@ def _register_asset(app: dash.Dash, reads: _Reads, down: html.Div) -> None:
                 forecasts = forecast_history(conn, asset_id, start=start, end=end)
                 periods = model_periods(conn, asset_id, start=start, end=end)
                 still_open = open_alerts(conn, asset_id=asset_id)
-        except _DatabaseDownError:
+        except _DatabaseDownError as exc:
             empty = figures.empty_figure("database unavailable")
-            return (empty, empty, empty, [], None, None, None, down, None)
+            return (empty, empty, empty, [], None, None, None, exc.banner, None)
         message = None
         if status is None:
             message = pages.empty_state(f"There is no asset {asset_id}. Pick one on the fleet page.")
@@ -347,7 +364,7 @@ def _register_asset(app: dash.Dash, reads: _Reads, down: html.Div) -> None:
         )
 
 
-def _register_acknowledge(app: dash.Dash, reads: _Reads, down: html.Div) -> None:
+def _register_acknowledge(app: dash.Dash, reads: _Reads) -> None:
     @app.callback(
         Output("ack-result", "children"),
         Input("ack-button", "n_clicks"),
@@ -369,19 +386,19 @@ def _register_acknowledge(app: dash.Dash, reads: _Reads, down: html.Div) -> None
                     by=current_username(),
                     comment=comment or "",
                 )
-        except _DatabaseDownError:
-            return down
+        except _DatabaseDownError as exc:
+            return exc.banner
         return f"Acknowledged {alert_id}." if done else f"{alert_id} is no longer open."
 
 
-def _register_system(app: dash.Dash, reads: _Reads, down: html.Div) -> None:
+def _register_system(app: dash.Dash, reads: _Reads) -> None:
     @app.callback(Output("gateways-table", "children"), Input("refresh", "n_intervals"))
     def gateways(_tick: int | None) -> Any:
         try:
             with reads.connection() as conn:
                 health = gateway_health(conn)
-        except _DatabaseDownError:
-            return down
+        except _DatabaseDownError as exc:
+            return exc.banner
         return pages.gateways_table(health, now=datetime.now(UTC))
 
     @app.callback(Output("models-tables", "children"), Input("refresh", "n_intervals"))
@@ -392,12 +409,12 @@ def _register_system(app: dash.Dash, reads: _Reads, down: html.Div) -> None:
                 states = {
                     target: gateway_states(conn, target) for target in sorted({m.target for m in registry})
                 }
-        except _DatabaseDownError:
-            return down
+        except _DatabaseDownError as exc:
+            return exc.banner
         return pages.models_tables(registry, states)
 
 
-def _acknowledge_form(alerts: list[Any]) -> Any:
+def _acknowledge_form(alerts: list[AlertRecord]) -> html.Div:
     """The acknowledge form, for engineers and admins only (the callback checks the role again)."""
     role = current_role()
     if role is None or not role.allows(Role.ENGINEER) or not alerts:

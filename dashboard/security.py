@@ -293,7 +293,7 @@ class _Security:
             seconds = int((result.retry_after or timedelta(0)).total_seconds()) + 1
             return _login_page(error=f"Too many failed logins: try again in {seconds} s.", status=429)
         if result.outcome is not LoginOutcome.OK or result.user is None:
-            logger.info("failed login")
+            logger.info("failed login for %r", username[:64])
             return _login_page(error="Wrong user name or password.", status=401)
         flask.session.clear()  # a fresh session (and CSRF token) at every login: no session fixation
         flask.session.permanent = True

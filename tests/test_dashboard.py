@@ -300,3 +300,21 @@ def test_forewarn_dashboard_serves_until_sigterm(db: str, tmp_path: Path) -> Non
     assert process.returncode == 0, err
     assert f"http://127.0.0.1:{port}/" in out
     assert stat.S_IMODE((tmp_path / "secret_key").stat().st_mode) == 0o600
+
+
+def test_a_database_without_the_schema_says_to_migrate(
+    postgres: PostgresServer, db: str, tmp_path: Path
+) -> None:
+    seed_plant(db)
+    bare = postgres.create_database("t_dashboard_bare")
+    try:
+        with serving(dashboard_settings(db, tmp_path)) as served:
+            session = login(served.url, "vic")
+        # Same key file, so the session is valid on a dashboard over an unmigrated database (cookies are
+        # not per port); the user cannot be checked there, and the page says what to do.
+        with serving(dashboard_settings(bare, tmp_path)) as other:
+            response = dash_callback(session, other.url, outputs=FLEET_OUTPUTS, inputs=FLEET_INPUTS)
+    finally:
+        postgres.drop_database("t_dashboard_bare")
+    assert response.status_code == 200
+    assert "forewarn cloud migrate" in response.text
