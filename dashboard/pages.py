@@ -163,7 +163,7 @@ def fleet_table(rows: Sequence[FleetRow]) -> html.Table:
         html.Tr(
             [
                 html.Td(dcc.Link(row.asset_id, href=f"/asset/{row.asset_id}")),
-                html.Td(row.site_id or "–"),
+                html.Td(row.site_id or "–", className="nowrap"),
                 html.Td(row.line or "–"),
                 html.Td(row.asset_type or "–"),
                 html.Td(row.criticality),

@@ -1,9 +1,11 @@
 """The dashboard in a real headless Chromium (Debian's, driven through its chromedriver; nothing is
 downloaded), served by waitress against the real PostgreSQL fixture. Saves a screenshot of each page to
-docs/screenshots/."""
+the test's temporary directory, or to $FOREWARN_SCREENSHOT_DIR (`FOREWARN_SCREENSHOT_DIR=docs/screenshots`
+refreshes the README's)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -23,7 +25,6 @@ pytestmark = pytest.mark.slow
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 
 
 @pytest.fixture
@@ -64,11 +65,12 @@ def _wait(driver: WebDriver, css: str, timeout_s: float = 20) -> None:
     )
 
 
-def _screenshot(driver: WebDriver, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+def _screenshot(driver: WebDriver, directory: Path, name: str) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    driver.set_window_size(1400, 700)  # measure the page, not the window the last page needed
     height = driver.execute_script("return document.documentElement.scrollHeight")
     driver.set_window_size(1400, max(700, min(int(height) + 200, 4000)))
-    driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+    assert driver.save_screenshot(str(directory / f"{name}.png"))
 
 
 def _log_in(driver: WebDriver, url: str, username: str) -> None:
@@ -78,17 +80,18 @@ def _log_in(driver: WebDriver, url: str, username: str) -> None:
 
 
 def test_pages_in_a_real_browser(db: str, tmp_path: Path, browser: WebDriver) -> None:
+    shots = Path(os.environ.get("FOREWARN_SCREENSHOT_DIR") or tmp_path / "screenshots")
     seed_plant(db)
     with serving(dashboard_settings(db, tmp_path)) as served:
         browser.get(f"{served.url}/gateways")
         assert "/login" in browser.current_url  # unauthenticated: sent to the login page
         _wait(browser, "#username")
-        _screenshot(browser, "login")
+        _screenshot(browser, shots, "login")
         _log_in(browser, served.url, "erin")
 
         _wait(browser, "#gateways tbody tr")  # back where the login interrupted
         assert "online" in browser.find_element(By.ID, "gateways").text
-        _screenshot(browser, "gateways")
+        _screenshot(browser, shots, "gateways")
 
         browser.get(f"{served.url}/")
         _wait(browser, "#fleet tbody tr")
@@ -98,7 +101,7 @@ def test_pages_in_a_real_browser(db: str, tmp_path: Path, browser: WebDriver) ->
         assert "beyond the horizon" in browser.find_element(By.ID, "fleet").text
         assert HOSTILE_LINE in browser.find_element(By.ID, "fleet").text  # shown as text, not an image
         assert browser.find_elements(By.CSS_SELECTOR, "#fleet img") == []
-        _screenshot(browser, "fleet")
+        _screenshot(browser, shots, "fleet")
 
         rows[0].find_element(By.LINK_TEXT, DEGRADING).click()
         _wait(browser, "#asset-score .main-svg")
@@ -110,9 +113,9 @@ def test_pages_in_a_real_browser(db: str, tmp_path: Path, browser: WebDriver) ->
         )
         assert browser.find_elements(By.CSS_SELECTOR, "#asset-score .scatterlayer .trace")
         _wait(browser, "#ack-button")  # an engineer sees the acknowledge form
-        _screenshot(browser, "asset")
+        _screenshot(browser, shots, "asset")
 
         browser.get(f"{served.url}/models")
         _wait(browser, "#models tbody tr")
         assert "deployed" in browser.find_element(By.ID, "models").text
-        _screenshot(browser, "models")
+        _screenshot(browser, shots, "models")
