@@ -1,0 +1,218 @@
+"""Plotly figures of the dashboard: units on every axis, the Okabe-Ito colour-blind-safe palette, and a
+`uirevision` so interval refreshes keep zoom and legend selections."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import plotly.graph_objects as go
+
+from cloud_service.fleet_reads import FeaturePoint
+from cloud_service.forecasting.repository import ForecastRecord
+from cloud_service.queries import AlertRecord, Series
+
+__all__ = ["PALETTE", "empty_figure", "feature_figure", "forecast_figure", "score_figure"]
+
+# Okabe & Ito (2008): distinguishable with every common colour-vision deficiency.
+PALETTE = {
+    "blue": "#0072B2",
+    "orange": "#E69F00",
+    "sky": "#56B4E9",
+    "green": "#009E73",
+    "yellow": "#F0E442",
+    "vermillion": "#D55E00",
+    "purple": "#CC79A7",
+    "black": "#000000",
+}
+_SEVERITY_COLOUR = {"info": PALETTE["sky"], "warning": PALETTE["orange"], "critical": PALETTE["vermillion"]}
+_TIME_AXIS = "time (UTC)"
+
+
+def _layout(figure: go.Figure, *, title: str, y_title: str, revision: str) -> go.Figure:
+    figure.update_layout(
+        title={"text": title, "x": 0.01},
+        xaxis_title=_TIME_AXIS,
+        yaxis_title=y_title,
+        uirevision=revision,
+        template="plotly_white",
+        colorway=list(PALETTE.values()),
+        margin={"l": 60, "r": 20, "t": 50, "b": 50},
+        legend={"orientation": "h", "y": -0.2},
+        height=340,
+    )
+    return figure
+
+
+def score_figure(
+    series: Series, *, threshold: float | None, alerts: Sequence[AlertRecord], revision: str
+) -> go.Figure:
+    """The anomaly score (mean and max per bucket) with the threshold and the alerts raised."""
+    times = [p.bucket for p in series.points]
+    figure = go.Figure()
+    figure.add_trace(
+        go.Scatter(
+            x=times,
+            y=[p.score_max for p in series.points],
+            name="score, max",
+            mode="lines",
+            line={"color": PALETTE["sky"], "width": 1},
+        )
+    )
+    figure.add_trace(
+        go.Scatter(
+            x=times,
+            y=[p.score_mean for p in series.points],
+            name="score, mean",
+            mode="lines",
+            line={"color": PALETTE["blue"], "width": 2},
+        )
+    )
+    if threshold is not None:
+        figure.add_hline(
+            y=threshold,
+            line={"color": PALETTE["vermillion"], "dash": "dash"},
+            annotation_text=f"threshold {threshold:.3g}",
+            annotation_position="top left",
+        )
+        figure.add_trace(  # a legend entry for the line
+            go.Scatter(
+                x=[None],
+                y=[None],
+                name="threshold",
+                mode="lines",
+                line={"color": PALETTE["vermillion"], "dash": "dash"},
+            )
+        )
+    raised = [a for a in alerts if a.raised_at is not None]
+    for severity in ("info", "warning", "critical"):
+        chosen = [a for a in raised if a.severity == severity]
+        if chosen:
+            figure.add_trace(
+                go.Scatter(
+                    x=[a.raised_at for a in chosen],
+                    y=[a.score for a in chosen],
+                    name=f"alert ({severity})",
+                    mode="markers",
+                    marker={
+                        "color": _SEVERITY_COLOUR[severity],
+                        "size": 11,
+                        "symbol": "triangle-up",
+                        "line": {"color": PALETTE["black"], "width": 1},
+                    },
+                    text=[a.message for a in chosen],
+                    hovertemplate="%{x}<br>score %{y:.3g}<br>%{text}<extra>alert</extra>",
+                )
+            )
+    title = f"Anomaly score ({series.source.replace('_', ' ')}, {_resolution_text(series)} buckets)"
+    return _layout(figure, title=title, y_title="anomaly score (dimensionless)", revision=revision)
+
+
+def _resolution_text(series: Series) -> str:
+    seconds = int(series.resolution.total_seconds())
+    if seconds % 86400 == 0:
+        return f"{seconds // 86400} d"
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 60} min"
+
+
+def _band_with_line(
+    figure: go.Figure,
+    times: Sequence[Any],
+    *,
+    low: Sequence[float],
+    high: Sequence[float],
+    line: Sequence[float],
+    band_name: str,
+    line_name: str,
+    colour: str,
+    band_fill: str,
+    line_mode: str = "lines",
+) -> None:
+    """A shaded band from `low` to `high` under a line (the upper edge is drawn first, then filled to)."""
+    figure.add_trace(
+        go.Scatter(x=times, y=list(high), mode="lines", line={"width": 0}, showlegend=False, hoverinfo="skip")
+    )
+    figure.add_trace(
+        go.Scatter(
+            x=times,
+            y=list(low),
+            mode="lines",
+            line={"width": 0},
+            fill="tonexty",
+            fillcolor=band_fill,
+            name=band_name,
+        )
+    )
+    figure.add_trace(
+        go.Scatter(x=times, y=list(line), mode=line_mode, name=line_name, line={"color": colour, "width": 2})
+    )
+
+
+def feature_figure(points: Sequence[FeaturePoint], *, feature: str, revision: str) -> go.Figure:
+    """One feature's mean per bucket with its lowest-to-highest band."""
+    figure = go.Figure()
+    _band_with_line(
+        figure,
+        [p.bucket for p in points],
+        low=[p.low for p in points],
+        high=[p.high for p in points],
+        line=[p.mean for p in points],
+        band_name="min to max",
+        line_name="mean",
+        colour=PALETTE["green"],
+        band_fill="rgba(0, 158, 115, 0.2)",
+    )
+    return _layout(figure, title=f"Feature {feature}", y_title=f"{feature} (sensor units)", revision=revision)
+
+
+def forecast_figure(history: Sequence[ForecastRecord], *, revision: str) -> go.Figure:
+    """The forecast's history: RUL with its interval as a band, and p(fail within the horizon)."""
+    times = [f.computed_at for f in history]
+    figure = go.Figure()
+    _band_with_line(
+        figure,
+        times,
+        low=[f.rul_low_h for f in history],
+        high=[f.rul_high_h for f in history],
+        line=[f.rul_h for f in history],
+        band_name="RUL interval",
+        line_name="RUL",
+        colour=PALETTE["orange"],
+        band_fill="rgba(230, 159, 0, 0.25)",
+        line_mode="lines+markers",
+    )
+    figure.add_trace(
+        go.Scatter(
+            x=times,
+            y=[100.0 * f.p_fail for f in history],
+            mode="lines",
+            name="p(fail) in horizon",
+            yaxis="y2",
+            line={"color": PALETTE["purple"], "dash": "dot"},
+        )
+    )
+    figure = _layout(figure, title="Failure forecast", y_title="remaining useful life (h)", revision=revision)
+    extra: dict[str, Any] = {
+        "yaxis2": {
+            "title": "p(fail within horizon) (%)",
+            "overlaying": "y",
+            "side": "right",
+            "range": [0, 100],
+        }
+    }
+    figure.update_layout(**extra)
+    return figure
+
+
+def empty_figure(text: str) -> go.Figure:
+    """A blank chart that says why it is blank."""
+    figure = go.Figure()
+    figure.add_annotation(
+        text=text, showarrow=False, font={"size": 16}, x=0.5, y=0.5, xref="paper", yref="paper"
+    )
+    figure.update_layout(
+        template="plotly_white", height=200, xaxis={"visible": False}, yaxis={"visible": False}
+    )
+    return figure

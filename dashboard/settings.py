@@ -1,0 +1,68 @@
+"""Settings of the dashboard (`forewarn dashboard`): where it listens, its database, sessions and logins."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import BaseModel, Field
+from pydantic_settings import SettingsConfigDict
+
+from shared.config import ComponentSettings, DatabaseSettings
+
+__all__ = ["DashboardSettings", "LoginSettings", "ProxySettings", "SessionSettings"]
+
+
+class SessionSettings(BaseModel, frozen=True, extra="forbid"):
+    """How logged-in sessions are kept."""
+
+    secret_key_file: Path = Field(
+        Path("/var/lib/forewarn/dashboard/secret_key"),
+        description="Key file signing session cookies; created (mode 0600) if absent. Never shown.",
+    )
+    lifetime_s: int = Field(
+        8 * 3600, ge=60, le=30 * 86400, description="A session expires this long after login, in seconds."
+    )
+    secure_cookies: bool = Field(
+        False,
+        description="Send cookies only over HTTPS (set true whenever the dashboard is served by HTTPS).",
+    )
+
+
+class LoginSettings(BaseModel, frozen=True, extra="forbid"):
+    """How repeated failed logins are slowed."""
+
+    free_failures: int = Field(3, ge=1, le=100, description="Failed logins in a row before a user is locked.")
+    base_delay_s: float = Field(
+        2.0, gt=0, le=3600, description="The first lock's length; doubles per failure."
+    )
+    max_delay_s: float = Field(900.0, gt=0, le=86400, description="The longest lock, in seconds.")
+
+
+class ProxySettings(BaseModel, frozen=True, extra="forbid"):
+    """Running behind a reverse proxy (nginx, Caddy) that sets X-Forwarded-* headers."""
+
+    behind_proxy: bool = Field(
+        False, description="Trust X-Forwarded-For/-Proto/-Host/-Prefix from the proxies in front (ProxyFix)."
+    )
+    trusted_proxies: int = Field(
+        1, ge=1, le=10, description="How many proxies in front of the dashboard set those headers."
+    )
+
+
+class DashboardSettings(ComponentSettings):
+    """Settings of the dashboard."""
+
+    model_config = SettingsConfigDict(env_prefix="FOREWARN_DASHBOARD_")
+    component: ClassVar[str] = "dashboard"
+
+    host: str = Field("127.0.0.1", description="Address to listen on (127.0.0.1: this machine only).")
+    port: int = Field(8050, ge=1, le=65535, description="TCP port to listen on.")
+    threads: int = Field(4, ge=1, le=64, description="Waitress worker threads.")
+    refresh_s: float = Field(30.0, ge=2, le=3600, description="How often live pages refresh, in seconds.")
+    db: DatabaseSettings = Field(
+        DatabaseSettings.model_validate({}), description="The cloud service's PostgreSQL database."
+    )
+    session: SessionSettings = Field(SessionSettings.model_validate({}), description="Sessions.")
+    login: LoginSettings = Field(LoginSettings.model_validate({}), description="Failed-login slowing.")
+    proxy: ProxySettings = Field(ProxySettings.model_validate({}), description="Reverse proxy.")
