@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ from cloud_service.forecasting import (
     fit,
     predict,
 )
+from cloud_service.forecasting.conformal import calibrate
 from cloud_service.forecasting.csvio import parse_time, read_telemetry
 from cloud_service.forecasting.data import TimeKind, split_lives
 from cloud_service.forecasting.features import FeatureSpec, feature_matrix, feature_names
@@ -30,9 +33,12 @@ from cloud_service.forecasting.metrics import (
     prognostic_score,
     rmse,
 )
+from cloud_service.forecasting.reference import fit_reference, predict_reference
 from cloud_service.forecasting.regimes import RegimeNormalizer
 from cloud_service.forecasting.store import load_model, save_model
 from cloud_service.forecasting.synthetic import make_fleet
+from cloud_service.forecasting.target import choose_cap
+from forewarn.bench.forecast import cmapss_dir, read_cmapss
 
 # --- metrics, on hand-computed examples -------------------------------------------------------------------
 
@@ -230,3 +236,107 @@ def test_metric_docstring_examples_hold() -> None:
     result = doctest.testmod(metrics)
     assert result.attempted >= 5
     assert result.failed == 0
+
+
+# --- regimes, cap, conformal intervals: the method's choices ------------------------------------------------
+
+
+@pytest.mark.parametrize("n_regimes", [1, 3, 6])
+def test_the_number_of_regimes_is_found_from_the_conditions(n_regimes: int) -> None:
+    fleet = make_fleet(12, n_regimes=n_regimes, mean_life=60.0, seed=n_regimes, machine_seed=n_regimes)
+    history = fleet.history
+    raw = np.concatenate([asset.values for asset in history.assets])
+    conditions = raw[:, history.column_index(fleet.condition_columns)]
+    normalizer = RegimeNormalizer(seed=0).fit(conditions, raw[:, :6])
+    assert normalizer.n_regimes_ == n_regimes
+    assert "BIC" in normalizer.criterion
+    assert normalizer.describe(fleet.condition_columns)["n_regimes"] == n_regimes
+
+
+def test_a_forced_regime_count_is_used() -> None:
+    fleet = make_fleet(12, n_regimes=3, mean_life=60.0, seed=2)
+    model = fit(fleet.history, ForecastConfig(condition_columns=fleet.condition_columns, n_regimes=2))
+    assert model.normalizer.n_regimes_ == 2
+    assert model.summary["regime_criterion"] == "forced by the user"
+
+
+def test_the_cap_comes_from_the_training_lives_and_bounds_every_forecast() -> None:
+    cap, reason = choose_cap([10.0, 100.0, 120.0, 150.0])  # 10 is under half the median (110)
+    assert cap == 100.0
+    assert "1 shorter early failures left out" in reason
+    fleet = make_fleet(24, mean_life=80.0, censored_fraction=0.2, seed=7)
+    model = fit(fleet.history, ForecastConfig(condition_columns=fleet.condition_columns, horizon=15.0))
+    lengths = [life.end_time - life.start_time for life in split_lives(fleet.history) if life.failed]
+    assert model.rul_cap == choose_cap(lengths)[0]
+    assert "run-to-failure lives" in model.summary["rul_cap_reason"]
+    every = predict(model, fleet.history, all_times=True)
+    assert max(item.rul for item in every) <= model.rul_cap
+    assert max(item.rul_high for item in every) <= model.max_life
+
+
+def test_conformal_quantiles_carry_the_finite_sample_correction() -> None:
+    # 9 lives of one row each, residuals 1..9: n = 9, upper level ceil(10 * 0.9) / 9 = 1 (the largest),
+    # lower level floor(10 * 0.1) / 9 = 1/9 (the smallest).
+    prediction = np.full(9, 50.0)
+    truth = prediction + np.arange(1, 10, dtype=np.float64)
+    bins = calibrate(prediction, truth, np.arange(9), (0.1, 0.9))
+    assert bins.lives == (9,)
+    assert bins.high == (9.0,)
+    assert bins.low == (1.0,)
+    # P(fail within h) is the predictive distribution's mass at or below h: RUL 50 + residual <= 54.
+    assert bins.p_fail(np.array([50.0]), 54.0)[0] == pytest.approx(4 / 9, abs=0.02)
+
+
+def test_intervals_cover_the_true_rul_of_held_out_assets() -> None:
+    train = make_fleet(60, mean_life=100.0, seed=21)
+    test = make_fleet(30, mean_life=100.0, seed=22)
+    config = ForecastConfig(condition_columns=train.condition_columns, horizon=15.0)
+    model = fit(train.history, config)
+    every = predict(model, test.history, all_times=True)
+    inside, weights, squared, base = [], [], [], []
+    position = 0
+    for life in split_lives(test.history):
+        rows = every[position : position + len(life)]
+        position += len(life)
+        true = np.array([life.end_time - item.time for item in rows])
+        inside.append(
+            np.mean([(t >= r.rul_low) & (t <= r.rul_high) for t, r in zip(true, rows, strict=True)])
+        )
+        weights.append(1.0)
+        outcome = (true <= config.horizon).astype(np.float64)
+        squared.append(np.mean((np.array([r.p_fail for r in rows]) - outcome) ** 2))
+        base.append(outcome.mean())
+    assert 0.7 <= float(np.average(inside, weights=weights)) <= 0.9
+    rate = float(np.mean(base))
+    assert float(np.mean(squared)) < 0.5 * rate * (1 - rate)  # far better than the base rate
+
+
+def test_importing_the_package_does_not_load_scikit_learn() -> None:
+    code = (
+        "import sys, cloud_service.forecasting, cloud_service.settings; "
+        "print(sorted(m for m in sys.modules if m == 'sklearn' or m.startswith('sklearn.')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+# --- NASA C-MAPSS FD001, the published protocol (quick form of the bench case) -----------------------------
+
+
+def test_cmapss_fd001_beats_the_reference_under_the_published_protocol() -> None:
+    folder = cmapss_dir()
+    if not (folder / "train_FD001.txt").is_file():
+        pytest.skip(f"C-MAPSS FD001 not found at {folder} (set FOREWARN_CMAPSS_FD001 to its folder)")
+    train = read_cmapss(folder / "train_FD001.txt", failed=True)
+    test = read_cmapss(folder / "test_FD001.txt", failed=False)
+    true = np.loadtxt(folder / "RUL_FD001.txt")
+    config = ForecastConfig(condition_columns=("op1", "op2", "op3"), horizon=30.0)
+    model = fit(train, config)
+    forecasts = predict(model, test)
+    rul = np.array([item.rul for item in forecasts])
+    _, reference_rul = predict_reference(fit_reference(train, config), test)
+    capped = np.minimum(true, 125.0)  # the published protocol's scoring cap
+    assert model.normalizer.n_regimes_ == 1
+    assert rmse(rul, capped) <= 12.5
+    assert rmse(rul, capped) < rmse(reference_rul, capped)
+    assert 0.7 <= coverage([f.rul_low for f in forecasts], [f.rul_high for f in forecasts], true) <= 0.92
