@@ -21,7 +21,7 @@ import logging
 import time as _time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -45,7 +45,19 @@ from cloud_service.forecasting.target import choose_cap, target_rows
 if TYPE_CHECKING:
     from sklearn.ensemble import HistGradientBoostingRegressor
 
-__all__ = ["FORMAT_VERSION", "ForecastConfig", "Forecaster", "Prepared", "fit", "predict", "prepare"]
+__all__ = [
+    "FORMAT_VERSION",
+    "FittedColumns",
+    "ForecastConfig",
+    "Forecaster",
+    "Prepared",
+    "fit",
+    "forecast_table",
+    "new_regressor",
+    "predict",
+    "prepare",
+    "prepared_table",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -335,45 +347,54 @@ def _fit(history: History, config: ForecastConfig, progress: Progress | None) ->
     )
 
 
+class FittedColumns(Protocol):
+    """What `forecast_table` reads of a fitted model (the forecaster and the reference learner)."""
+
+    @property
+    def normalizer(self) -> RegimeNormalizer: ...
+    @property
+    def sensor_columns(self) -> tuple[str, ...]: ...
+    @property
+    def used_sensors(self) -> tuple[str, ...]: ...
+    @property
+    def condition_columns(self) -> tuple[str, ...]: ...
+    @property
+    def time_kind(self) -> TimeKind: ...
+    @property
+    def feature_spec(self) -> FeatureSpec: ...
+
+
 def forecast_table(
-    history: History,
-    *,
-    normalizer: RegimeNormalizer,
-    sensor_columns: tuple[str, ...],
-    used_sensors: tuple[str, ...],
-    condition_columns: tuple[str, ...],
-    time_kind: TimeKind,
-    spec: FeatureSpec,
-    all_times: bool,
-    reference: bool,
+    model: FittedColumns, history: History, *, all_times: bool, reference: bool
 ) -> tuple[History, Table, IntArray]:
     """The (trimmed) history, its table and the rows to forecast, for a fitted model's columns.
 
     Raises:
         ForecastDataError: if the history lacks a column the model uses, or uses another time kind.
     """
-    if history.time_kind is not time_kind and history.n_rows:
+    if history.time_kind is not model.time_kind and history.n_rows:
         raise ForecastDataError(
-            f"{history.source}: time is {history.time_kind}, but the model was fitted on {time_kind} time"
+            f"{history.source}: time is {history.time_kind}, "
+            f"but the model was fitted on {model.time_kind} time"
         )
     try:
-        sensor_idx = history.column_index(sensor_columns)
-        condition_idx = history.column_index(condition_columns)
+        sensor_idx = history.column_index(model.sensor_columns)
+        condition_idx = history.column_index(model.condition_columns)
     except KeyError as exc:
         raise ForecastDataError(
             f"{history.source}: missing column {exc.args[0]!r}, which the model uses"
         ) from exc
     lives = split_lives(history)
     if not all_times:
-        history, lives = current_lives(history, lives, spec)
+        history, lives = current_lives(history, lives, model.feature_spec)
     table = build_table(
         history,
         lives,
-        normalizer,
+        model.normalizer,
         sensor_idx=sensor_idx,
-        used=np.isin(np.asarray(sensor_columns), np.asarray(used_sensors)),
+        used=np.isin(np.asarray(model.sensor_columns), np.asarray(model.used_sensors)),
         condition_idx=condition_idx,
-        spec=spec,
+        spec=model.feature_spec,
         reference=reference,
     )
     rows = np.arange(table.x.shape[0]) if all_times else table.last_row
@@ -403,17 +424,7 @@ def _predict(
     if not history.assets:
         return []
     is_short = np.array([len(asset) < model.min_history_rows for asset in history.assets])
-    history, table, rows = forecast_table(
-        history,
-        normalizer=model.normalizer,
-        sensor_columns=model.sensor_columns,
-        used_sensors=model.used_sensors,
-        condition_columns=model.condition_columns,
-        time_kind=model.time_kind,
-        spec=model.feature_spec,
-        all_times=all_times,
-        reference=False,
-    )
+    history, table, rows = forecast_table(model, history, all_times=all_times, reference=False)
     x = table.x[rows]
     rul = np.clip(
         np.mean([regressor.predict(x) for regressor in model.regressors], axis=0), 0.0, model.rul_cap

@@ -90,17 +90,7 @@ def predict_reference(
         ForecastDataError: as `predict`.
     """
     with threadpool_limits(limits=1):
-        trimmed, table, rows = forecast_table(
-            history,
-            normalizer=model.normalizer,
-            sensor_columns=model.sensor_columns,
-            used_sensors=model.used_sensors,
-            condition_columns=model.condition_columns,
-            time_kind=model.time_kind,
-            spec=model.feature_spec,
-            all_times=all_times,
-            reference=True,
-        )
+        trimmed, table, rows = forecast_table(model, history, all_times=all_times, reference=True)
         rul = np.clip(model.regressor.predict(table.x[rows]), 0.0, model.rul_cap)
     ids = [trimmed.assets[i].asset_id for i in table.asset[rows]]
     return ids, np.asarray(rul, dtype=np.float64)
