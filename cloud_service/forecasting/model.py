@@ -28,7 +28,7 @@ import numpy.typing as npt
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]  # no stubs
 
 from cloud_service.forecasting.conformal import ConformalBins, calibrate
-from cloud_service.forecasting.data import History, Life, PredictionRow, TimeKind, split_lives
+from cloud_service.forecasting.data import Event, History, Life, PredictionRow, TimeKind, split_lives
 from cloud_service.forecasting.errors import ForecastDataError
 from cloud_service.forecasting.features import FeatureSpec, feature_names
 from cloud_service.forecasting.regimes import RegimeNormalizer
@@ -68,6 +68,7 @@ Progress = Callable[[str], None]
 FORMAT_VERSION = 3  # 3: regime BIC, data-derived cap, fold-model ensemble with cross-conformal bins
 MIN_FAILURES = 3
 HOURS_PER_WEEK = 168.0
+PREDICT_CHUNK_ASSETS = 64  # assets forecast together: bounded arrays (fresh large arrays cost page faults)
 # Fixed gradient-boosting settings (no search): leaves of at least 100 rows, since neighbouring rows of a
 # life are nearly copies of each other and a leaf of a few rows learns one life's noise.
 REGRESSOR_PARAMS: dict[str, float] = {
@@ -421,8 +422,35 @@ def _predict(
     model: Forecaster, history: History, *, all_times: bool, progress: Progress | None
 ) -> list[PredictionRow]:
     started = _time.monotonic()
-    if not history.assets:
-        return []
+    result: list[PredictionRow] = []
+    for chunk in _chunks(history, PREDICT_CHUNK_ASSETS):
+        result.extend(_predict_chunk(model, chunk, all_times=all_times))
+    is_short = [len(asset) < model.min_history_rows for asset in history.assets]
+    _say(
+        progress,
+        "predict: %d forecasts for %d assets (%d short) in %.2f s",
+        len(result),
+        len(history.assets),
+        sum(is_short),
+        _time.monotonic() - started,
+    )
+    return result
+
+
+def _chunks(history: History, size: int) -> list[History]:
+    """The history in groups of `size` assets with their events (each group's arrays stay small)."""
+    by_asset: dict[str, list[Event]] = {}
+    for event in history.events:
+        by_asset.setdefault(event.asset_id, []).append(event)
+    chunks = []
+    for first in range(0, len(history.assets), size):
+        assets = history.assets[first : first + size]
+        events = tuple(event for asset in assets for event in by_asset.get(asset.asset_id, ()))
+        chunks.append(History(history.columns, assets, events, history.time_kind, history.source))
+    return chunks
+
+
+def _predict_chunk(model: Forecaster, history: History, *, all_times: bool) -> list[PredictionRow]:
     is_short = np.array([len(asset) < model.min_history_rows for asset in history.assets])
     history, table, rows = forecast_table(model, history, all_times=all_times, reference=False)
     x = table.x[rows]
@@ -435,7 +463,7 @@ def _predict(
     low = np.where(short, 0.0, low)
     high = np.where(short, np.maximum(high, model.max_life), high)
     first_row = np.concatenate([[0], table.last_row[:-1] + 1])
-    result = [
+    return [
         PredictionRow(
             asset_id=history.assets[table.asset[row]].asset_id,
             time_label=history.assets[table.asset[row]].label(int(row - first_row[table.asset[row]])),
@@ -449,12 +477,3 @@ def _predict(
         )
         for i, row in enumerate(rows)
     ]
-    _say(
-        progress,
-        "predict: %d forecasts for %d assets (%d short) in %.2f s",
-        len(result),
-        len(history.assets),
-        int(is_short.sum()),
-        _time.monotonic() - started,
-    )
-    return result
