@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from cloud_service.forecast_settings import ForecastSettings
+from cloud_service.forecasting.settings import ForecastSettings
 from cloud_service.lifecycle.settings import LifecycleSettings
 from shared.config import ComponentSettings, DatabaseSettings, MqttSettings
 

@@ -67,6 +67,16 @@ def _interval(text: str) -> tuple[float, float]:
     return low, high
 
 
+def _regime_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 1")
+    return value
+
+
 def _fit(args: argparse.Namespace) -> int:
     progress = _progress(args)
     if args.horizon <= 0:
@@ -78,6 +88,7 @@ def _fit(args: argparse.Namespace) -> int:
         horizon=args.horizon,
         interval=_interval(args.interval),
         min_history_rows=args.min_history_rows,
+        n_regimes=args.regimes,
         cv_folds=args.cv_folds,
         seed=args.seed,
     )
@@ -110,8 +121,10 @@ def _fit(args: argparse.Namespace) -> int:
     print(
         f"model written to {args.out}: {model.summary['n_assets']} assets, "
         f"{model.summary['n_failures']} failures, "
-        f"{model.normalizer.n_regimes_} regime(s), RUL cap {model.rul_cap if model.rul_cap else 'none'}, "
-        f"cross-validated RMSE {cv['rmse']:.4g}, horizon {model.horizon:g}"
+        f"{model.normalizer.n_regimes_} regime(s) ({model.normalizer.criterion}), "
+        f"RUL cap {model.rul_cap:g} ({model.cap_reason}), "
+        f"out-of-fold RMSE {cv['rmse']:.4g}, interval coverage {cv['interval_coverage']:.3f}, "
+        f"horizon {model.horizon:g}"
     )
     return 0
 
@@ -235,7 +248,16 @@ def register(subparsers: Any) -> None:
         help="Fewer rows: too short (default: 5).",
     )
     fit_parser.add_argument(
-        "--cv-folds", type=int, default=_DEFAULTS.cv_folds, help="Grouped CV folds (default: 3)."
+        "--cv-folds",
+        type=int,
+        default=_DEFAULTS.cv_folds,
+        help="Folds of whole assets: fold models and cross-conformal calibration (default: 3).",
+    )
+    fit_parser.add_argument(
+        "--regimes",
+        type=_regime_count,
+        default=None,
+        help="Operating regimes to use (default: chosen by BIC over Gaussian mixtures, printed).",
     )
     fit_parser.add_argument("--seed", type=int, default=0, help="Random seed (default: 0).")
     fit_parser.add_argument("--out", type=Path, required=True, help="Model directory to write.")

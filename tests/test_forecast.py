@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +21,10 @@ from cloud_service.forecasting import (
     fit,
     predict,
 )
+from cloud_service.forecasting.conformal import calibrate
 from cloud_service.forecasting.csvio import parse_time, read_telemetry
 from cloud_service.forecasting.data import TimeKind, split_lives
-from cloud_service.forecasting.features import FeatureSpec, baseline_spread, feature_names, trailing_features
+from cloud_service.forecasting.features import FeatureSpec, feature_matrix, feature_names
 from cloud_service.forecasting.metrics import (
     brier,
     coverage,
@@ -30,9 +33,12 @@ from cloud_service.forecasting.metrics import (
     prognostic_score,
     rmse,
 )
+from cloud_service.forecasting.reference import fit_reference, predict_reference
 from cloud_service.forecasting.regimes import RegimeNormalizer
 from cloud_service.forecasting.store import load_model, save_model
 from cloud_service.forecasting.synthetic import make_fleet
+from cloud_service.forecasting.target import choose_cap
+from forewarn.bench.forecast import cmapss_dir, read_cmapss
 
 # --- metrics, on hand-computed examples -------------------------------------------------------------------
 
@@ -116,68 +122,31 @@ def test_iso_telemetry_is_read_in_hours_and_labels_are_kept(tmp_path: Path) -> N
     assert asset.label(2) == "2026-01-01T02:00:00Z"
 
 
-def test_trailing_features_are_causal_and_restart_with_each_life() -> None:
+def test_window_features_are_causal_and_restart_with_each_life() -> None:
     z = np.arange(8, dtype=np.float64)[:, None]
-    time = np.arange(8, dtype=np.float64)
     life_start = np.array([0, 0, 0, 0, 4, 4, 4, 4])
-    spec = FeatureSpec(short_rows=2, mid_rows=3, long_rows=4, baseline_rows=3, prior_sd=(1.0,))
-    regime = np.zeros(8, dtype=np.int64)
-    x = trailing_features(
-        z, regime=regime, time=time, life_start=life_start, life_start_time=time[life_start], spec=spec
-    )
-    names = feature_names(["s"])
-    column = {name: x[:, i] for i, name in enumerate(names)}
-    assert column["s:level"][3] == pytest.approx(2.0)  # mean of rows 1..3
-    assert column["s:level"][4] == pytest.approx(4.0)  # a new life: only row 4
-    assert column["s:slope_long"][4] == pytest.approx(0.0)  # a single row has no slope
-    # Rows 0-1: fewer than 3 baseline rows yet, nothing to compare with (0). Rows 2-3: baseline rows 0..2
-    # (mean 1, variance 2/3), spread shrunk towards the prior 1 with 5 pseudo-rows: sqrt((3 * 2/3 + 5) / 8).
-    unit = 1.0 / math.sqrt((3 * 2 / 3 + 5.0) / 8.0)
-    assert column["s:dev_short"][1] == 0.0
-    assert column["s:dev_short"][3] == pytest.approx((1.0 + 2.0) / 2 * unit, rel=1e-5)  # residuals 1, 2
-    assert column["s:slope_long"][3] == pytest.approx(0.7 * unit, rel=1e-5)  # LS slope of 0, 0, 1, 2 units
-    assert column["hi_max"][3] == pytest.approx(column["s:dev_mid"][3], rel=1e-6)
-    assert column["age"].tolist() == [0, 1, 2, 3, 0, 1, 2, 3]
-    assert column["rows_in_life"].tolist() == [1, 2, 3, 4, 1, 2, 3, 4]
-
-
-def test_each_row_is_compared_with_its_own_regimes_baseline() -> None:
-    rng = np.random.default_rng(1)
-    n = 400
-    regime = (np.arange(n) // 7 % 2).astype(np.int64)  # alternating regimes, 7 rows each
-    z = np.where(regime == 1, 5.0, 0.0)[:, None] + rng.normal(0.0, 0.1, (n, 1))  # regime offset 5
-    z[300:, 0] += 1.0  # a drift of 10 within-regime spreads late in life
-    spec = FeatureSpec(short_rows=5, mid_rows=20, long_rows=50, baseline_rows=100, prior_sd=(0.1,))
-    life_start = np.zeros(n, dtype=np.int64)
-    time = np.arange(n, dtype=np.float64)
-    x = trailing_features(z, regime=regime, time=time, life_start=life_start, life_start_time=time, spec=spec)
-    dev = x[:, feature_names(["s"]).index("s:dev_mid")]
-    assert np.abs(dev[150:300]).max() < 2.0  # regime switches alone do not look like degradation
-    assert dev[399] == pytest.approx(10.0, rel=0.25)
+    age = np.array([0, 1, 2, 3, 0, 1, 2, 3], dtype=np.float64)
+    spec = FeatureSpec(short_rows=2, long_rows=3, baseline_rows=2)
+    x = feature_matrix(z, life_start=life_start, age=age, spec=spec, reference=False)
+    column = {name: x[:, i] for i, name in enumerate(feature_names(["s"], reference=False))}
+    assert column["s:mean_short"][3] == pytest.approx(2.5)  # rows 2..3
+    assert column["s:mean_long"][3] == pytest.approx(2.0)  # rows 1..3
+    assert column["s:mean_long"][4] == pytest.approx(4.0)  # a new life: only row 4
+    assert column["s:drift"][3] == pytest.approx(2.0 - 0.5)  # long mean minus baseline rows 0..1
+    assert column["s:drift"][4] == pytest.approx(0.0)
+    assert column["age"].tolist() == age.tolist()
+    reference = feature_matrix(z, life_start=life_start, age=age, spec=spec, reference=True)
+    assert reference.shape[1] == len(feature_names(["s"], reference=True)) == 3
+    assert reference[:, 0].tolist() == z[:, 0].tolist()  # the current value
 
 
 def test_feature_windows_scale_with_the_typical_life() -> None:
-    short = FeatureSpec.for_life_rows(200, [1.0])
-    long = FeatureSpec.for_life_rows(2000, [1.0])
-    assert (short.short_rows, short.mid_rows, short.long_rows, short.baseline_rows) == (3, 7, 20, 20)
-    assert (long.short_rows, long.mid_rows, long.long_rows, long.baseline_rows) == (20, 67, 200, 200)
-    tiny = FeatureSpec.for_life_rows(10, [1.0])  # floors keep the windows ordered and useful
-    assert tiny.short_rows < tiny.mid_rows < tiny.long_rows
-
-
-def test_baseline_spread_is_the_median_over_lives_and_never_zero() -> None:
-    rng = np.random.default_rng(0)
-    z = np.column_stack([rng.normal(0.0, 2.0, 400), np.zeros(400)])
-    life_start = np.repeat(np.arange(0, 400, 100), 100)
-    regime = np.zeros(400, dtype=np.int64)
-    spread = baseline_spread(z, regime, life_start, 50)
-    assert spread[0] == pytest.approx(2.0, rel=0.2)
-    # Within a regime: a regime offset of 10 does not count as spread.
-    shifted = z + np.where(np.arange(400) % 2 == 0, 10.0, 0.0)[:, None]
-    by_regime = baseline_spread(shifted, (np.arange(400) % 2).astype(np.int64), life_start, 50)
-    assert by_regime[0] == pytest.approx(2.0, rel=0.25)
-    assert baseline_spread(shifted, regime, life_start, 50)[0] > 4.0
-    assert spread[1] > 0.0  # a sensor that never moves still gets a finite, positive spread
+    short = FeatureSpec.for_life_rows(200)
+    long = FeatureSpec.for_life_rows(2000)
+    assert (short.short_rows, short.long_rows, short.baseline_rows) == (10, 30, 20)
+    assert (long.short_rows, long.long_rows, long.baseline_rows) == (100, 300, 200)
+    tiny = FeatureSpec.for_life_rows(10)  # floors keep the windows ordered and useful
+    assert tiny.short_rows < tiny.long_rows
 
 
 def test_lives_are_cut_at_maintenance_and_failure() -> None:
@@ -246,8 +215,8 @@ def test_model_directory_round_trip_and_version_check(
     metadata.write_text(
         metadata.read_text().replace(f'"format_version": {FORMAT_VERSION}', '"format_version": 1')
     )
-    with pytest.raises(ModelFormatError, match="format version 1; this Forewarn reads version 2"):
-        load_model(tmp_path / "m")  # a model of the old format (before baseline-relative features)
+    with pytest.raises(ModelFormatError, match="format version 1; this Forewarn reads version 3"):
+        load_model(tmp_path / "m")  # a model of an old format
     metadata.write_text(metadata.read_text().replace('"format_version": 1', '"format_version": 99'))
     with pytest.raises(ModelFormatError, match="format version 99"):
         load_model(tmp_path / "m")
@@ -267,3 +236,107 @@ def test_metric_docstring_examples_hold() -> None:
     result = doctest.testmod(metrics)
     assert result.attempted >= 5
     assert result.failed == 0
+
+
+# --- regimes, cap, conformal intervals: the method's choices ------------------------------------------------
+
+
+@pytest.mark.parametrize("n_regimes", [1, 3, 6])
+def test_the_number_of_regimes_is_found_from_the_conditions(n_regimes: int) -> None:
+    fleet = make_fleet(12, n_regimes=n_regimes, mean_life=60.0, seed=n_regimes, machine_seed=n_regimes)
+    history = fleet.history
+    raw = np.concatenate([asset.values for asset in history.assets])
+    conditions = raw[:, history.column_index(fleet.condition_columns)]
+    normalizer = RegimeNormalizer(seed=0).fit(conditions, raw[:, :6])
+    assert normalizer.n_regimes_ == n_regimes
+    assert "BIC" in normalizer.criterion
+    assert normalizer.describe(fleet.condition_columns)["n_regimes"] == n_regimes
+
+
+def test_a_forced_regime_count_is_used() -> None:
+    fleet = make_fleet(12, n_regimes=3, mean_life=60.0, seed=2)
+    model = fit(fleet.history, ForecastConfig(condition_columns=fleet.condition_columns, n_regimes=2))
+    assert model.normalizer.n_regimes_ == 2
+    assert model.summary["regime_criterion"] == "forced by the user"
+
+
+def test_the_cap_comes_from_the_training_lives_and_bounds_every_forecast() -> None:
+    cap, reason = choose_cap([10.0, 100.0, 120.0, 150.0])  # 10 is under half the median (110)
+    assert cap == 100.0
+    assert "1 shorter early failures left out" in reason
+    fleet = make_fleet(24, mean_life=80.0, censored_fraction=0.2, seed=7)
+    model = fit(fleet.history, ForecastConfig(condition_columns=fleet.condition_columns, horizon=15.0))
+    lengths = [life.end_time - life.start_time for life in split_lives(fleet.history) if life.failed]
+    assert model.rul_cap == choose_cap(lengths)[0]
+    assert "run-to-failure lives" in model.summary["rul_cap_reason"]
+    every = predict(model, fleet.history, all_times=True)
+    assert max(item.rul for item in every) <= model.rul_cap
+    assert max(item.rul_high for item in every) <= model.max_life
+
+
+def test_conformal_quantiles_carry_the_finite_sample_correction() -> None:
+    # 9 lives of one row each, residuals 1..9: n = 9, upper level ceil(10 * 0.9) / 9 = 1 (the largest),
+    # lower level floor(10 * 0.1) / 9 = 1/9 (the smallest).
+    prediction = np.full(9, 50.0)
+    truth = prediction + np.arange(1, 10, dtype=np.float64)
+    bins = calibrate(prediction, truth, np.arange(9), (0.1, 0.9))
+    assert bins.lives == (9,)
+    assert bins.high == (9.0,)
+    assert bins.low == (1.0,)
+    # P(fail within h) is the predictive distribution's mass at or below h: RUL 50 + residual <= 54.
+    assert bins.p_fail(np.array([50.0]), 54.0)[0] == pytest.approx(4 / 9, abs=0.02)
+
+
+def test_intervals_cover_the_true_rul_of_held_out_assets() -> None:
+    train = make_fleet(60, mean_life=100.0, seed=21)
+    test = make_fleet(30, mean_life=100.0, seed=22)
+    config = ForecastConfig(condition_columns=train.condition_columns, horizon=15.0)
+    model = fit(train.history, config)
+    every = predict(model, test.history, all_times=True)
+    inside, weights, squared, base = [], [], [], []
+    position = 0
+    for life in split_lives(test.history):
+        rows = every[position : position + len(life)]
+        position += len(life)
+        true = np.array([life.end_time - item.time for item in rows])
+        inside.append(
+            np.mean([(t >= r.rul_low) & (t <= r.rul_high) for t, r in zip(true, rows, strict=True)])
+        )
+        weights.append(1.0)
+        outcome = (true <= config.horizon).astype(np.float64)
+        squared.append(np.mean((np.array([r.p_fail for r in rows]) - outcome) ** 2))
+        base.append(outcome.mean())
+    assert 0.7 <= float(np.average(inside, weights=weights)) <= 0.9
+    rate = float(np.mean(base))
+    assert float(np.mean(squared)) < 0.5 * rate * (1 - rate)  # far better than the base rate
+
+
+def test_importing_the_package_does_not_load_scikit_learn() -> None:
+    code = (
+        "import sys, cloud_service.forecasting, cloud_service.settings; "
+        "print(sorted(m for m in sys.modules if m == 'sklearn' or m.startswith('sklearn.')))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+# --- NASA C-MAPSS FD001, the published protocol (quick form of the bench case) -----------------------------
+
+
+def test_cmapss_fd001_beats_the_reference_under_the_published_protocol() -> None:
+    folder = cmapss_dir()
+    if not (folder / "train_FD001.txt").is_file():
+        pytest.skip(f"C-MAPSS FD001 not found at {folder} (set FOREWARN_CMAPSS_FD001 to its folder)")
+    train = read_cmapss(folder / "train_FD001.txt", failed=True)
+    test = read_cmapss(folder / "test_FD001.txt", failed=False)
+    true = np.loadtxt(folder / "RUL_FD001.txt")
+    config = ForecastConfig(condition_columns=("op1", "op2", "op3"), horizon=30.0)
+    model = fit(train, config)
+    forecasts = predict(model, test)
+    rul = np.array([item.rul for item in forecasts])
+    _, reference_rul = predict_reference(fit_reference(train, config), test)
+    capped = np.minimum(true, 125.0)  # the published protocol's scoring cap
+    assert model.normalizer.n_regimes_ == 1
+    assert rmse(rul, capped) <= 12.5
+    assert rmse(rul, capped) < rmse(reference_rul, capped)
+    assert 0.7 <= coverage([f.rul_low for f in forecasts], [f.rul_high for f in forecasts], true) <= 0.92

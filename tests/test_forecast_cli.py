@@ -60,7 +60,7 @@ def test_fit_predict_evaluate_beats_the_constant_baseline(
     assert figures["brier"] < figures["brier_base_rate"]
     assert {"rmse", "mae", "prognostic_score", "coverage", "n_assets"} <= figures.keys()
     assert metadata["format"] == "forewarn-forecaster"
-    assert metadata["format_version"] == 2
+    assert metadata["format_version"] == 3
 
 
 def test_too_short_assets_are_predicted_wide_and_flagged(fitted: dict[str, Path]) -> None:
@@ -229,3 +229,24 @@ def test_a_text_column_is_named_and_can_be_ignored(
     code, line = _run(_fit_args(telemetry, events, tmp_path / "m", "--ignore-columns", "site"), capsys)
     assert code == 0
     assert json.loads((tmp_path / "m" / "metadata.json").read_text())["sensor_columns"] == ["s0", "s1", "s2"]
+
+
+def test_fit_prints_the_regimes_and_the_cap_and_regimes_can_be_forced(
+    fitted: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    metadata = json.loads((fitted["model"] / "metadata.json").read_text())
+    assert metadata["regimes"]["n_regimes"] == 3  # the synthetic fleet's conditions hold 3 regimes
+    assert "BIC" in metadata["regimes"]["criterion"]
+    assert metadata["rul_cap"] == metadata["summary"]["rul_cap"]
+    assert "run-to-failure lives" in metadata["rul_cap_reason"]
+    events = fitted["train"].parent / "events.csv"
+    out = fitted["root"] / "forced"
+    args = ["forecast", "fit", "--telemetry", str(fitted["train"]), "--events", str(events),
+            "--condition-columns", "c0,c1", "--regimes", "2", "--out", str(out), "--quiet"]  # fmt: skip
+    capsys.readouterr()
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "2 regime(s) (forced by the user)" in printed
+    assert "RUL cap" in printed
+    with pytest.raises(SystemExit):
+        main([*args[:-3], "--regimes", "0", "--out", str(out)])

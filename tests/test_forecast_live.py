@@ -11,7 +11,6 @@ import numpy as np
 import psycopg
 import pytest
 
-from cloud_service.forecast_settings import ForecastSettings
 from cloud_service.forecasting import live
 from cloud_service.forecasting.repository import (
     active_forecaster,
@@ -19,6 +18,7 @@ from cloud_service.forecasting.repository import (
     latest_forecasts,
     list_forecasters,
 )
+from cloud_service.forecasting.settings import ForecastSettings
 from cloud_service.forecasting.synthetic import make_fleet
 from cloud_service.lifecycle.service import LifecycleService
 from cloud_service.settings import CloudSettings

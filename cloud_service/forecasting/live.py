@@ -24,7 +24,6 @@ import numpy as np
 import numpy.typing as npt
 import psycopg
 
-from cloud_service.forecast_settings import ForecastSettings
 from cloud_service.forecasting.data import Event, EventKind, History, split_lives
 from cloud_service.forecasting.errors import ForecastDataError
 from cloud_service.forecasting.model import ForecastConfig, Forecaster, fit, predict
@@ -42,6 +41,7 @@ from cloud_service.forecasting.repository import (
     insert_forecasts,
     refresh_hourly,
 )
+from cloud_service.forecasting.settings import ForecastSettings
 from cloud_service.forecasting.store import load_model, save_model
 from cloud_service.queries import maintenance_events
 
@@ -341,6 +341,7 @@ def _config(settings: ForecastSettings) -> ForecastConfig:
         horizon=settings.horizon_h,
         interval=(settings.interval_low, settings.interval_high),
         min_history_rows=settings.min_history_h,
+        n_regimes=settings.regimes,
         cv_folds=settings.cv_folds,
         seed=settings.seed,
     )

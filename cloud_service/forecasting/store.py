@@ -1,8 +1,8 @@
 """The model directory: `model.joblib` (the fitted estimators) plus `metadata.json` (documented format).
 
-`metadata.json` holds `format` ("forewarn-forecaster"), `format_version`, the columns, time kind, horizon,
-interval, RUL cap, regimes, interval bins, the feature windows (`feature_spec`) and the regressor's feature
-columns (`columns`), the training summary (with the cross-validation report) and the SHA-256 of
+`metadata.json` holds `format` ("forewarn-forecaster"), `format_version`, the columns (and the sensors
+used), time kind, horizon, interval, the RUL cap and why, the regimes, the conformal bins, the feature
+windows (`feature_spec`), the training summary (with the cross-conformal report) and the SHA-256 of
 `model.joblib`. Loading checks the format, the version and the digest before unpickling.
 Unpickling runs code: load only model directories you trust (ones you or your own job wrote).
 """
@@ -19,6 +19,7 @@ from typing import Any
 
 import joblib  # type: ignore[import-untyped]  # no stubs
 
+from cloud_service.forecasting.conformal import ConformalBins
 from cloud_service.forecasting.data import TimeKind
 from cloud_service.forecasting.errors import ModelFormatError
 from cloud_service.forecasting.features import FeatureSpec
@@ -48,7 +49,7 @@ def save_model(model: Forecaster, directory: str | Path) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
         estimators = directory / _ESTIMATORS
         joblib.dump(
-            {"normalizer": model.normalizer, "regressor": model.regressor, "classifier": model.classifier},
+            {"normalizer": model.normalizer, "regressors": model.regressors},
             estimators,
             compress=3,
         )
@@ -58,19 +59,17 @@ def save_model(model: Forecaster, directory: str | Path) -> Path:
             "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "sensor_columns": list(model.sensor_columns),
             "condition_columns": list(model.condition_columns),
+            "used_sensors": list(model.used_sensors),
             "time_kind": model.time_kind.value,
             "horizon": model.horizon,
             "interval": list(model.interval),
             "rul_cap": model.rul_cap,
+            "rul_cap_reason": model.cap_reason,
             "min_history_rows": model.min_history_rows,
-            "constant_p_fail": model.constant_p_fail,
-            "interval_edges": model.interval_edges,
-            "interval_low": model.interval_low,
-            "interval_high": model.interval_high,
+            "conformal": dataclasses.asdict(model.conformal),
             "max_life": model.max_life,
             "feature_names": model.feature_names,
             "feature_spec": dataclasses.asdict(model.feature_spec),
-            "columns": model.columns,
             "regimes": model.normalizer.describe(model.condition_columns),
             "summary": model.summary,
             "estimators_sha256": _digest(estimators),
@@ -102,22 +101,19 @@ def load_model(directory: str | Path) -> Forecaster:
         return Forecaster(
             sensor_columns=tuple(metadata["sensor_columns"]),
             condition_columns=tuple(metadata["condition_columns"]),
+            used_sensors=tuple(metadata["used_sensors"]),
             time_kind=TimeKind(metadata["time_kind"]),
             horizon=float(metadata["horizon"]),
             interval=(float(metadata["interval"][0]), float(metadata["interval"][1])),
-            rul_cap=None if metadata["rul_cap"] is None else float(metadata["rul_cap"]),
+            rul_cap=float(metadata["rul_cap"]),
+            cap_reason=str(metadata["rul_cap_reason"]),
             min_history_rows=int(metadata["min_history_rows"]),
             normalizer=estimators["normalizer"],
-            regressor=estimators["regressor"],
-            classifier=estimators["classifier"],
-            constant_p_fail=float(metadata["constant_p_fail"]),
-            interval_edges=[float(v) for v in metadata["interval_edges"]],
-            interval_low=[float(v) for v in metadata["interval_low"]],
-            interval_high=[float(v) for v in metadata["interval_high"]],
+            regressors=list(estimators["regressors"]),
+            conformal=_conformal(metadata["conformal"]),
             max_life=float(metadata["max_life"]),
             feature_names=list(metadata["feature_names"]),
             feature_spec=_feature_spec(metadata["feature_spec"]),
-            columns=[int(v) for v in metadata["columns"]],
             summary=dict(metadata["summary"]),
             format_version=int(metadata["format_version"]),
         )
@@ -128,10 +124,18 @@ def load_model(directory: str | Path) -> Forecaster:
 def _feature_spec(value: Any) -> FeatureSpec:
     return FeatureSpec(
         short_rows=int(value["short_rows"]),
-        mid_rows=int(value["mid_rows"]),
         long_rows=int(value["long_rows"]),
         baseline_rows=int(value["baseline_rows"]),
-        prior_sd=tuple(float(v) for v in value["prior_sd"]),
+    )
+
+
+def _conformal(value: Any) -> ConformalBins:
+    return ConformalBins(
+        edges=tuple(float(v) for v in value["edges"]),
+        low=tuple(float(v) for v in value["low"]),
+        high=tuple(float(v) for v in value["high"]),
+        grid=tuple(tuple(float(v) for v in row) for row in value["grid"]),
+        lives=tuple(int(v) for v in value["lives"]),
     )
 
 

@@ -28,7 +28,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from cloud_service.forecast_settings import ForecastSettings
+from cloud_service.forecasting.settings import ForecastSettings
 from cloud_service.lifecycle.settings import LifecycleSettings
 
 __all__ = ["JobSpec", "LifecycleScheduler", "SchedulerMetrics", "lifecycle_jobs"]

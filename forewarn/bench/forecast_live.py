@@ -26,11 +26,11 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from cloud_service.forecast_settings import ForecastSettings
 from cloud_service.forecasting import History
 from cloud_service.forecasting import live as forecast_live
 from cloud_service.forecasting.csvio import read_events, read_telemetry
 from cloud_service.forecasting.repository import import_hourly_history, latest_forecasts
+from cloud_service.forecasting.settings import ForecastSettings
 from cloud_service.forecasting.synthetic import make_fleet
 from cloud_service.migrate import migrate
 from forewarn.localservices import PostgresServer, running, temporary_directory

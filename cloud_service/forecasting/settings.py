@@ -1,7 +1,7 @@
 """Settings of the live failure forecaster (`[forecast]` in cloud.toml).
 
-Kept outside `cloud_service.forecasting` on purpose: importing that package loads scikit-learn (about 1 s
-and tens of MB), and every cloud process (ingest workers included) loads `CloudSettings`.
+Every cloud process (ingest workers included) loads `CloudSettings` and so this module: importing
+`cloud_service.forecasting` stays cheap (scikit-learn loads only when a model is fitted or used).
 """
 
 from __future__ import annotations
@@ -57,7 +57,12 @@ class ForecastSettings(BaseModel, frozen=True, extra="forbid"):
         ge=1,
         description="Assets with fewer hours of data are left out of a refit and flagged when forecast.",
     )
-    cv_folds: int = Field(3, ge=2, le=10, description="Grouped cross-validation folds of a refit.")
+    cv_folds: int = Field(
+        3, ge=2, le=10, description="Folds (whole assets) of a refit's cross-conformal calibration."
+    )
+    regimes: int | None = Field(
+        None, ge=1, le=20, description="Operating regimes to use; unset: chosen by BIC from the data."
+    )
     keep_forecasts_days: float = Field(
         90.0, gt=0, description="Forecasts older than this are deleted by each recompute."
     )
