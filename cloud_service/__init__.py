@@ -14,7 +14,8 @@ Modules, in data-flow order:
   commit);
 * `lifecycle` (training, registry, signing, deployment, drift, scheduled jobs), `modeling` (anomaly models
   to ONNX), `forecasting` (remaining useful life and failure probability);
-* `settings` (`CloudSettings`) and `forecast_settings`, loaded by `forewarn cloud --config cloud.toml`.
+* `settings` (`CloudSettings`, with the forecasting section from `forecasting.settings`), loaded by
+  `forewarn cloud --config cloud.toml`.
 
 Import the module you need; nothing is re-exported here, so `import cloud_service` stays cheap.
 """

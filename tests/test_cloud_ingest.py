@@ -387,8 +387,9 @@ def test_bench_ingest_quick_reports_every_figure() -> None:
         "ingest_to_write_path_ratio",
         "e2e_latency_p99_ms",
     ):
-        assert isinstance(figures[key], int | float)
-        assert figures[key] > 0, key
+        value = figures[key]
+        assert isinstance(value, int | float), key
+        assert value > 0, key
     assert figures["workers"] == 2
 
 
