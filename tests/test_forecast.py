@@ -228,6 +228,10 @@ def test_too_few_failures_is_a_clear_error() -> None:
         fit(fleet.history)
 
 
+# --- regimes, cap, conformal intervals: the method's choices ------------------------------------------------
+
+
+@pytest.mark.parametrize("n_regimes", [1, 3, 6])
 def test_the_number_of_regimes_is_found_from_the_conditions(n_regimes: int) -> None:
     fleet = make_fleet(12, n_regimes=n_regimes, mean_life=60.0, seed=n_regimes, machine_seed=n_regimes)
     history = fleet.history
