@@ -25,6 +25,7 @@ def _listed(help_text: str) -> set[str]:
     return {line.split()[0] for line in help_text.splitlines() if line.startswith("    ") and line.split()}
 
 
+@pytest.mark.slow
 def test_help_lists_every_subcommand() -> None:
     commands = _subcommands(build_parser())
     assert {"config", "bench", "cloud", "sim", "forecast", "edge", "models", "keys", "demo"} <= set(commands)

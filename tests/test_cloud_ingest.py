@@ -216,6 +216,7 @@ def worker_factory(
         worker.stop()
 
 
+@pytest.mark.slow
 def test_every_kind_lands_in_its_table_and_a_replay_adds_nothing(
     db: str, publisher: Publisher, worker_factory: Callable[..., IngestWorker]
 ) -> None:
@@ -274,6 +275,7 @@ def test_malformed_and_wrong_version_messages_are_dead_lettered_with_reason(
     assert row_count(db, "gw-bad") == 1  # the good one still landed
 
 
+@pytest.mark.slow
 def test_two_workers_in_a_shared_subscription_split_the_load_and_lose_nothing(
     db: str, publisher: Publisher, worker_factory: Callable[..., IngestWorker]
 ) -> None:
@@ -288,6 +290,7 @@ def test_two_workers_in_a_shared_subscription_split_the_load_and_lose_nothing(
     assert first.metrics.rows_inserted + second.metrics.rows_inserted == n
 
 
+@pytest.mark.slow
 def test_database_stopped_for_20_s_under_load_then_every_message_once(
     postgres: PostgresServer, db: str, publisher: Publisher, worker_factory: Callable[..., IngestWorker]
 ) -> None:
@@ -341,6 +344,7 @@ def _run_cloud(settings: CloudSettings, workdir: Path, *, workers: int = 1) -> s
     )
 
 
+@pytest.mark.slow
 def test_worker_killed_with_sigkill_under_load_then_restarted_stores_every_message_once(
     broker: MosquittoServer, db: str, publisher: Publisher, unique_id: Callable[[str], str], workdir: Path
 ) -> None:
@@ -376,6 +380,7 @@ def _worker_recorded(conninfo: str) -> bool:
         return bool(row and row[0])
 
 
+@pytest.mark.slow
 def test_bench_ingest_quick_reports_every_figure() -> None:
     from forewarn.bench.ingest import run  # noqa: PLC0415 - imported where it is exercised
 
@@ -393,6 +398,7 @@ def test_bench_ingest_quick_reports_every_figure() -> None:
     assert figures["workers"] == 2
 
 
+@pytest.mark.slow
 def test_broker_restart_reconnects_and_resumes_without_loss(
     broker: MosquittoServer,
     db: str,
@@ -416,6 +422,7 @@ def test_broker_restart_reconnects_and_resumes_without_loss(
     exactly_once(db, "gw-brk", 1000)
 
 
+@pytest.mark.slow
 def test_a_message_the_database_rejects_is_dead_lettered_and_the_rest_of_its_batch_stored(
     db: str, publisher: Publisher, worker_factory: Callable[..., IngestWorker]
 ) -> None:
@@ -447,6 +454,7 @@ def _worker_children(pid: int) -> list[int]:
     return children
 
 
+@pytest.mark.slow
 def test_cloud_restarts_a_worker_process_that_died_and_nothing_is_lost(
     broker: MosquittoServer, db: str, publisher: Publisher, unique_id: Callable[[str], str], workdir: Path
 ) -> None:
@@ -542,6 +550,7 @@ def test_a_bad_batch_is_dead_lettered_whole_with_its_field_and_the_rest_lands(
     assert seqs == [*range(10), *range(20, 30)]  # the good batches landed; the bad one is not split
 
 
+@pytest.mark.slow
 def test_database_stopped_under_a_load_of_batches_then_every_row_once(
     postgres: PostgresServer, db: str, publisher: Publisher, worker_factory: Callable[..., IngestWorker]
 ) -> None:

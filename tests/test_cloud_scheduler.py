@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from forewarn.localservices import MosquittoServer, wait_until
 
@@ -19,6 +20,7 @@ def _job_ids(conninfo: str) -> list[str]:
         ]
 
 
+@pytest.mark.slow
 def test_cloud_service_runs_the_scheduler_and_stops_cleanly(
     broker: MosquittoServer, db: str, tmp_path: Path
 ) -> None:

@@ -111,6 +111,7 @@ def test_unauthenticated_requests_are_redirected_or_refused(db: str, tmp_path: P
         assert forged.status_code == 401
 
 
+@pytest.mark.slow
 def test_login_needs_the_csrf_token_and_the_right_password(db: str, tmp_path: Path) -> None:
     seed_plant(db)
     with serving(dashboard_settings(db, tmp_path)) as served:
@@ -167,6 +168,7 @@ def test_a_callback_request_without_the_csrf_token_is_refused(db: str, tmp_path:
         assert HOSTILE_LINE in texts  # a plain string child: React renders it as text
 
 
+@pytest.mark.slow
 def test_a_viewers_forged_acknowledge_is_refused_by_the_server(db: str, tmp_path: Path) -> None:
     plant = seed_plant(db)
     with serving(dashboard_settings(db, tmp_path)) as served:
@@ -191,6 +193,7 @@ def test_a_viewers_forged_acknowledge_is_refused_by_the_server(db: str, tmp_path
             assert (alert.state, alert.acknowledged_by, alert.comment) == ("acknowledged", "erin", "forged")
 
 
+@pytest.mark.slow
 def test_a_database_that_is_down_shows_a_banner(db: str, tmp_path: Path, postgres: PostgresServer) -> None:
     seed_plant(db)
     with serving(dashboard_settings(db, tmp_path)) as served:
@@ -234,6 +237,7 @@ def test_dashboard_command_is_registered() -> None:
     assert (args.command, args.port) == ("dashboard", 9000)
 
 
+@pytest.mark.slow
 def test_sessions_expire_and_a_new_password_ends_them(db: str, tmp_path: Path) -> None:
     seed_plant(db)
     settings = dashboard_settings(
@@ -264,6 +268,7 @@ def test_sessions_expire_and_a_new_password_ends_them(db: str, tmp_path: Path) -
         app.close()
 
 
+@pytest.mark.slow
 def test_forewarn_dashboard_serves_until_sigterm(db: str, tmp_path: Path) -> None:
     info = psycopg.conninfo.conninfo_to_dict(db)
     port = free_port()
@@ -302,6 +307,7 @@ def test_forewarn_dashboard_serves_until_sigterm(db: str, tmp_path: Path) -> Non
     assert stat.S_IMODE((tmp_path / "secret_key").stat().st_mode) == 0o600
 
 
+@pytest.mark.slow
 def test_a_database_without_the_schema_says_to_migrate(
     postgres: PostgresServer, db: str, tmp_path: Path
 ) -> None:

@@ -79,6 +79,7 @@ def _log_in(driver: WebDriver, url: str, username: str) -> None:
     driver.find_element(By.ID, "login").click()
 
 
+@pytest.mark.slow
 def test_pages_in_a_real_browser(db: str, tmp_path: Path, browser: WebDriver) -> None:
     shots = Path(os.environ.get("FOREWARN_SCREENSHOT_DIR") or tmp_path / "screenshots")
     seed_plant(db)

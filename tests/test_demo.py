@@ -5,12 +5,15 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import pytest
+
 from forewarn.demo import run_demo
 from forewarn.localservices import MosquittoServer
 from forewarn.settings import DemoSettings
 from shared.config import load_settings
 
 
+@pytest.mark.slow
 def test_demo_runs_the_whole_data_path(broker: MosquittoServer, db: str, tmp_path: Path) -> None:
     settings = load_settings(
         DemoSettings,

@@ -59,6 +59,7 @@ def _smoke_pipeline() -> tuple[PipelineSettings, Scenario]:
     return settings, scenario
 
 
+@pytest.mark.slow
 def test_smoke_scenario_degrading_asset_alerts_before_its_failure_and_healthy_ones_raise_none(
     broker: MosquittoServer,
     workdir: Path,
@@ -179,6 +180,7 @@ def test_bad_payloads_of_every_kind_are_quarantined_and_counted_while_scoring_go
     publisher.close()
 
 
+@pytest.mark.slow
 def test_full_queue_drops_aggregates_before_alerts_and_counts_them(
     broker: MosquittoServer,
     workdir: Path,
@@ -242,6 +244,7 @@ def _retained_status(broker: MosquittoServer, gateway_id: str, client_id: str) -
     return status
 
 
+@pytest.mark.slow
 def test_upstream_outage_of_30_s_loses_nothing(
     broker: MosquittoServer,
     workdir: Path,
@@ -298,6 +301,7 @@ def test_upstream_outage_of_30_s_loses_nothing(
     assert published_twice <= settings.queue.window  # at most the in-flight window at the cut
 
 
+@pytest.mark.slow
 def test_status_heartbeat_is_retained_and_replaced_by_offline_on_stop(
     broker: MosquittoServer,
     workdir: Path,

@@ -35,6 +35,7 @@ def test_environment_overrides_a_nested_key_and_a_bad_value_names_it(tmp_path: P
     assert main(["edge", "--config", str(bad)]) == 2  # one-line error naming edge.queue.window, no traceback
 
 
+@pytest.mark.slow
 def test_edge_score_scores_a_simulator_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = tomllib.loads((REPO / "simulators" / "scenarios" / "smoke.toml").read_text(encoding="utf-8"))
     data["time"]["duration_h"] = 0.05

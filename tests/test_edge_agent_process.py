@@ -92,6 +92,7 @@ def _next_seq(queue_dir: Path) -> int:
     return int(row[0]) if row else 0
 
 
+@pytest.mark.slow
 def test_kill_9_mid_stream_then_restart_loses_nothing_acknowledged(
     broker: MosquittoServer,
     workdir: Path,

@@ -87,6 +87,7 @@ def smoke(request: pytest.FixtureRequest) -> SmokeRun:
     return _run_smoke(request.param)
 
 
+@pytest.mark.slow
 def test_degrading_pump_alerts_well_before_its_failure(smoke: SmokeRun) -> None:
     failure_ns = smoke.failure_ns(DEGRADING)
     alerts = smoke.raised.get(DEGRADING, [])
@@ -103,6 +104,7 @@ def test_degrading_pump_alerts_well_before_its_failure(smoke: SmokeRun) -> None:
 
 
 @pytest.mark.parametrize("asset_id", HEALTHY)
+@pytest.mark.slow
 def test_healthy_assets_raise_no_machine_condition_alert(smoke: SmokeRun, asset_id: str) -> None:
     """No alert outside the asset's injected sensor faults (in practice: none at all, see the next test)."""
     faults = smoke.sensor_fault_intervals(asset_id)

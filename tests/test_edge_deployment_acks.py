@@ -12,6 +12,7 @@ from pathlib import Path
 from types import FrameType
 
 import msgspec
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cloud_service.lifecycle.publisher import DeploymentOrder, build_order, publish_order
@@ -124,6 +125,7 @@ def test_acks_are_committed_by_the_deploy_worker_and_no_paho_thread_touches_the_
     assert "edge-deploy" in queue_writes  # the deployment worker commits its acks to the disk queue
 
 
+@pytest.mark.slow
 def test_an_ack_produced_while_the_uplink_is_down_survives_a_restart_and_is_sent_once_up(
     broker: MosquittoServer, workdir: Path, unique_id: Callable[[str], str]
 ) -> None:

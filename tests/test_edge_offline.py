@@ -116,6 +116,7 @@ def _offline_settings() -> PipelineSettings:
     return settings([asset_settings()], warmup=60)
 
 
+@pytest.mark.slow
 def test_offline_baseline_writes_one_row_per_window_with_the_alert(tmp_path: Path) -> None:
     recording = write_recording(tmp_path / "rec", duration_s=32.0)
     out = tmp_path / "scores.csv"
@@ -142,6 +143,7 @@ def test_offline_baseline_writes_one_row_per_window_with_the_alert(tmp_path: Pat
     assert summary.assets == ("pump-1",)
 
 
+@pytest.mark.slow
 def test_offline_scores_with_a_real_int8_model(tmp_path: Path, model_dir: Path) -> None:
     recording = write_recording(tmp_path / "rec", duration_s=26.0, seed=5)
     out = tmp_path / "scores.csv"
@@ -173,6 +175,7 @@ def test_offline_counts_bad_rows_and_keeps_scoring(tmp_path: Path) -> None:
     assert len(_read(out)) == summary.windows
 
 
+@pytest.mark.slow
 def test_offline_reads_the_simulator_export_and_discovers_assets(tmp_path: Path) -> None:
     scenario_file = Path(__file__).parents[1] / "simulators" / "scenarios" / "smoke.toml"
     data = tomllib.loads(scenario_file.read_text(encoding="utf-8"))

@@ -183,6 +183,7 @@ def test_forwarder_publishes_in_order_and_deletes_only_acknowledged(
     queue.close()
 
 
+@pytest.mark.slow
 def test_forwarder_outage_mid_stream_loses_nothing_and_duplicates_only_the_inflight_window(
     broker: MosquittoServer, workdir: Path, unique_id: Callable[[str], str]
 ) -> None:
@@ -217,6 +218,7 @@ def test_forwarder_outage_mid_stream_loses_nothing_and_duplicates_only_the_infli
     queue.close()
 
 
+@pytest.mark.slow
 def test_forwarder_outage_while_idle_then_backlog_arrives_exactly_once(
     broker: MosquittoServer, workdir: Path, unique_id: Callable[[str], str]
 ) -> None:

@@ -313,6 +313,7 @@ def test_importing_the_package_does_not_load_scikit_learn() -> None:
 # --- NASA C-MAPSS FD001, the published protocol (quick form of the bench case) -----------------------------
 
 
+@pytest.mark.slow
 def test_cmapss_fd001_beats_the_reference_under_the_published_protocol() -> None:
     folder = cmapss_dir()
     if not (folder / "train_FD001.txt").is_file():

@@ -249,6 +249,7 @@ def test_forewarn_forecast_live_runs_refit_and_recompute_now(
     assert f"{len(assets)} forecasts stored with forecaster v1" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_bench_forecast_live_quick_stores_a_consistent_forecast_for_every_asset() -> None:
     from forewarn.bench.forecast_live import run  # noqa: PLC0415 - imported where it is exercised
 

@@ -33,6 +33,7 @@ def _retained_order(broker: MosquittoServer, target: str) -> ModelDeployment:
         client.disconnect()
 
 
+@pytest.mark.slow
 def test_keys_train_list_approve_deploy_show_and_rollback_from_the_command_line(
     broker: MosquittoServer,
     db: str,
@@ -94,6 +95,7 @@ model_types = ["pca"]
     assert json.loads(capsys.readouterr().out)["status"] == "retired"
 
 
+@pytest.mark.slow
 def test_bench_retrain_quick_reports_every_figure_within_its_target() -> None:
     from forewarn.bench.retrain import run  # noqa: PLC0415 - heavy imports only for this test
 

@@ -191,6 +191,7 @@ def test_signature_verifies_only_the_signed_text_and_kind(keys: tuple[Ed25519Pri
 # --- deployment over the broker -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_signed_model_is_installed_activated_and_acknowledged_upstream(
     broker: MosquittoServer,
     gateway_factory: Callable[..., Gateway],
@@ -455,6 +456,7 @@ def test_a_model_for_another_feature_spec_is_refused_before_install(
     assert receiver.store.active(target) is None
 
 
+@pytest.mark.slow
 def test_an_auto_approved_model_whose_push_failed_is_pushed_by_the_retry_job(
     broker: MosquittoServer,
     db: str,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import msgspec
 import psycopg
+import pytest
 
 from cloud_service.lifecycle import operations, registry
 from cloud_service.lifecycle.publisher import build_order, publish_order
@@ -40,6 +41,7 @@ def _count(db: str, sql: str, *params: object) -> int:
     return int(row[0]) if row else 0
 
 
+@pytest.mark.slow
 def test_gateway_data_trains_a_model_that_the_agent_installs_acknowledges_and_scores_with(
     broker: MosquittoServer, db: str, workdir: Path, unique_id: Callable[[str], str]
 ) -> None:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
+import pytest
 from apscheduler.triggers.interval import IntervalTrigger
 
 from cloud_service.lifecycle import registry
@@ -70,6 +71,7 @@ def test_a_restart_keeps_the_schedule_and_runs_a_job_missed_while_down(db: str) 
     assert next_run > datetime.now(UTC) + timedelta(minutes=59)
 
 
+@pytest.mark.slow
 def test_two_schedulers_run_one_training_not_two(
     db: str, workdir: Path, unique_id: Callable[[str], str]
 ) -> None:

@@ -70,6 +70,7 @@ def test_rows_near_events_are_excluded_and_rows_before_a_failure_are_faults() ->
     assert fault.sum() == 10
 
 
+@pytest.mark.slow
 def test_training_registers_signed_gated_candidates_and_keeps_the_losers(
     fleet: tuple[str, str, list[str]], key: Ed25519PrivateKey
 ) -> None:

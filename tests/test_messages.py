@@ -258,6 +258,7 @@ def test_feature_stats_are_compact_arrays() -> None:
 
 
 @given(gateway=idents, members=st.lists(st.one_of(aggregates, alerts, statuses), min_size=1, max_size=4))
+@pytest.mark.slow
 def test_uplink_batch_round_trip(gateway: str, members: list[Aggregate | Alert | Status]) -> None:
     own: list[Uplink] = [msgspec.structs.replace(member, gateway_id=gateway) for member in members]
     batch = UplinkBatch(gateway_id=gateway, messages=own)

@@ -46,6 +46,7 @@ def test_healthy_scenario_strips_every_fault() -> None:
     assert scenario.asset_ids == load_scenario("smoke").asset_ids
 
 
+@pytest.mark.slow
 def test_the_degrading_pump_alarms_before_failure_and_not_before_onset(
     models: dict[str, ModelArtifact], smoke_rows: dict[str, np.ndarray]
 ) -> None:
@@ -60,6 +61,7 @@ def test_the_degrading_pump_alarms_before_failure_and_not_before_onset(
     assert np.mean(late_wear) >= 0.9
 
 
+@pytest.mark.slow
 def test_the_healthy_fan_raises_almost_nothing(
     models: dict[str, ModelArtifact], smoke_rows: dict[str, np.ndarray]
 ) -> None:

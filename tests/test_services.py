@@ -22,6 +22,7 @@ def _client(server: MosquittoServer, client_id: str) -> mqtt.Client:
     return client
 
 
+@pytest.mark.slow
 def test_publish_subscribe_round_trip(broker: MosquittoServer, unique_id: Callable[[str], str]) -> None:
     received: queue.Queue[tuple[str, bytes]] = queue.Queue()
     subscribed = threading.Event()

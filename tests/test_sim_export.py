@@ -47,6 +47,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+@pytest.mark.slow
 def test_same_seed_gives_byte_identical_files(smoke_export: Path, workdir: Path) -> None:
     export_scenario(load_scenario("smoke"), workdir / "again")
     for name in FILES:
@@ -110,6 +111,7 @@ def test_events_and_ground_truth(smoke_export: Path) -> None:
     assert [a["type"] for a in assets] == ["centrifugal_pump", "electric_motor", "fan"]
 
 
+@pytest.mark.slow
 def test_raw_export_replays_to_the_same_batches(smoke_export: Path) -> None:
     stats = ReplayStats()
     replayed = list(read_recording(smoke_export / "raw_vibration.csv", stats=stats))
@@ -172,6 +174,7 @@ def test_cli_export_and_bad_scenario(workdir: Path, capsys: pytest.CaptureFixtur
     assert "windmill" in err
 
 
+@pytest.mark.slow
 def test_export_memory_stays_flat_as_the_scenario_grows(workdir: Path) -> None:
     plant = load_scenario("plant")
     peaks = []

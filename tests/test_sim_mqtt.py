@@ -75,6 +75,7 @@ def _drain(
     return messages
 
 
+@pytest.mark.slow
 def test_subscriber_receives_the_smoke_scenario_complete_and_in_order(
     broker: MosquittoServer, workdir: Path
 ) -> None:
@@ -126,6 +127,7 @@ def test_subscriber_receives_the_smoke_scenario_complete_and_in_order(
     assert "onset,outer_race" in truth.read_text()
 
 
+@pytest.mark.slow
 def test_run_paces_by_speed_and_can_start_now(broker: MosquittoServer) -> None:
     with subscriber(broker, topics.raw("pump-001", "temperature")) as received:
         started = time.monotonic()
@@ -206,6 +208,7 @@ def test_transport_faults_reach_the_subscriber(broker: MosquittoServer, workdir:
     assert len(current) > len(set(current)) == 180  # duplicates arrive, nothing is missing
 
 
+@pytest.mark.slow
 def test_unreachable_broker_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
     settings = MqttSettings.model_validate({"host": "127.0.0.1", "port": free_port()})
     publisher = Publisher(settings=settings, client_id="t-unreachable", connect_timeout_s=0.5)
@@ -217,6 +220,7 @@ def test_unreachable_broker_is_a_clear_error(capsys: pytest.CaptureFixture[str])
     assert "--speed" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_bench_sim_reports_publish_and_export_rates() -> None:
     figures = bench_sim(quick=True)
     assert figures["publish_samples_per_s"] > 0
@@ -224,6 +228,7 @@ def test_bench_sim_reports_publish_and_export_rates() -> None:
     assert figures["publish_samples"] == figures["export_samples"]
 
 
+@pytest.mark.slow
 def test_run_survives_a_broker_restart(broker: MosquittoServer) -> None:
     scenario = load_scenario("smoke")
     settings = MqttSettings.model_validate({"host": broker.host, "port": broker.port, "reconnect_max_s": 1.0})

@@ -342,6 +342,7 @@ def test_events_go_out_as_maintenance_event_messages() -> None:
     assert all(m.topic == f"forewarn/v1/events/{e.asset_id}" for m, e in zip(messages, events, strict=True))
 
 
+@pytest.mark.slow
 def test_random_failures_and_planned_maintenance_over_a_year() -> None:
     scenario = parse_scenario(
         {

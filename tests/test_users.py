@@ -56,6 +56,7 @@ def test_functions_leave_the_transaction_to_the_caller(db: str) -> None:
         assert get_user(conn, "ana") is None
 
 
+@pytest.mark.slow
 def test_verify_login_accepts_the_right_password_only(db: str) -> None:
     with psycopg.connect(db) as conn:
         add_user(conn, "ana", role="admin", password="correct horse")
@@ -71,6 +72,7 @@ def test_verify_login_accepts_the_right_password_only(db: str) -> None:
         assert verify_login(conn, "ana", "new password", now=T0).outcome is LoginOutcome.OK
 
 
+@pytest.mark.slow
 def test_repeated_failures_lock_the_account_for_a_doubling_delay(db: str) -> None:
     base = timedelta(seconds=2)
     with psycopg.connect(db) as conn:
