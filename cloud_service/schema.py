@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-__all__ = ["Backend", "current_backend", "detect_backend"]
+__all__ = ["Backend", "current_backend", "detect_backend", "preloads_timescaledb"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,14 +34,33 @@ def detect_backend(conn: psycopg.Connection[Any], *, allow_timescale: bool = Tru
     if not available or not available[0]:
         return Backend.POSTGRES
     preload = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()
-    libraries = [part.strip() for part in str(preload[0] if preload else "").split(",")]
-    if "timescaledb" not in libraries:
+    if not preloads_timescaledb(str(preload[0] if preload else "")):
         logger.warning(
             "TimescaleDB is installed but not preloaded; using plain PostgreSQL. To use it, add "
             "shared_preload_libraries = 'timescaledb' to postgresql.conf and restart, on a new database"
         )
         return Backend.POSTGRES
     return Backend.TIMESCALE
+
+
+def preloads_timescaledb(shared_preload_libraries: str) -> bool:
+    """Whether a `shared_preload_libraries` value loads TimescaleDB.
+
+    The server accepts the library by name or by path, quoted or not, so any list element whose file name is
+    `timescaledb` counts:
+
+    >>> preloads_timescaledb("pg_stat_statements, '$libdir/timescaledb'")
+    True
+    >>> preloads_timescaledb('"timescaledb"')
+    True
+    >>> preloads_timescaledb("timescaledb_toolkit")
+    False
+    """
+    for element in shared_preload_libraries.split(","):
+        library = element.strip().strip("'\"").rsplit("/", 1)[-1]
+        if library == "timescaledb":
+            return True
+    return False
 
 
 def current_backend(conn: psycopg.Connection[Any]) -> Backend:

@@ -78,10 +78,17 @@ def _status(args: argparse.Namespace) -> int:
         print(json.dumps(figures, default=str))
         return 0
     for key, value in figures.items():
-        if key != "workers":
+        if key not in ("workers", "storage_jobs"):
             print(f"{key:24s} {value}")
     for worker in status.workers:
         print(f"worker {worker.pop('worker_id')}: {json.dumps(worker, default=str)}")
+    for job in status.storage_jobs:
+        outcome = job.last_run_status or "not run yet"
+        error = f"; last error: {job.last_error}" if job.last_error else ""
+        print(
+            f"storage job {job.job_id} {job.policy} on {job.table or '-'}: last run {outcome} at "
+            f"{job.last_run_started_at or '-'}, {job.total_failures} of {job.total_runs} runs failed{error}"
+        )
     return 0
 
 

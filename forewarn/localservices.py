@@ -30,6 +30,9 @@ Server = TypeVar("Server", "MosquittoServer", "PostgresServer")
 
 PG_BIN_DIRS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
 
+# Set to "plain" to start throwaway PostgreSQL servers without TimescaleDB even where it is installed.
+STORAGE_ENV = "FOREWARN_LOCAL_STORAGE"
+
 
 class MissingBinaryError(RuntimeError):
     """A service binary is not installed; the message says how to install it."""
@@ -152,10 +155,12 @@ class MosquittoServer:
 class PostgresServer:
     """A PostgreSQL server initialised in a temporary directory, on a free port and its own socket dir.
 
-    As root, the server runs as the `postgres` user, because PostgreSQL refuses to run as root.
+    As root, the server runs as the `postgres` user, because PostgreSQL refuses to run as root. Where the
+    TimescaleDB extension is installed for this PostgreSQL, the server preloads it (so the cloud service
+    migrates onto hypertables, as in production) unless `timescaledb=False` or `FOREWARN_LOCAL_STORAGE=plain`.
     """
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, timescaledb: bool | None = None) -> None:
         hint = "apt-get install postgresql"
         self.initdb = _find("initdb", PG_BIN_DIRS, hint)
         self.pg_ctl = _find("pg_ctl", PG_BIN_DIRS, hint)
@@ -177,12 +182,17 @@ class PostgresServer:
         self._run(
             [self.initdb, "-D", str(self.datadir), "-U", self.user, "-A", "trust", "-E", "UTF8", "--no-sync"]
         )
+        if timescaledb is None:
+            timescaledb = os.environ.get(STORAGE_ENV, "") != "plain" and timescaledb_installed(self.initdb)
+        self.timescaledb = timescaledb
         with (self.datadir / "postgresql.conf").open("a") as conf:
             conf.write(
                 f"\nport = {self.port}\nlisten_addresses = '127.0.0.1'\n"
                 f"unix_socket_directories = '{self.socketdir}'\nfsync = off\nsynchronous_commit = off\n"
                 "full_page_writes = off\nmax_connections = 100\nshared_buffers = 128MB\n"
             )
+            if timescaledb:
+                conf.write("shared_preload_libraries = 'timescaledb'\ntimescaledb.telemetry_level = off\n")
 
     def _run(self, command: list[str]) -> None:
         result = subprocess.run([*self._as_user, *command], capture_output=True, check=False, timeout=120)
@@ -218,10 +228,34 @@ class PostgresServer:
             conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
         return self.conninfo(name)
 
+    def seal_template(self, name: str) -> None:
+        """Make `name` a template nobody connects to, so cloning it never meets a connected session.
+
+        TimescaleDB's background workers connect to every database that has the extension; a
+        `CREATE DATABASE ... TEMPLATE` fails while one of them is connected to the template.
+        """
+        with psycopg.connect(self.conninfo(), autocommit=True) as conn:
+            conn.execute(f'ALTER DATABASE "{name}" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false')
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+            )
+
     def drop_database(self, name: str) -> None:
         """Drop a database, disconnecting whoever is still on it."""
         with psycopg.connect(self.conninfo(), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def timescaledb_installed(initdb: str) -> bool:
+    """Whether the TimescaleDB extension is installed for the PostgreSQL whose `initdb` this is."""
+    pg_config = Path(initdb).with_name("pg_config")
+    command = str(pg_config) if pg_config.exists() else shutil.which("pg_config")
+    if command is None:
+        return False
+    result = subprocess.run([command, "--sharedir"], capture_output=True, text=True, check=False, timeout=30)
+    if result.returncode != 0:
+        return False
+    return (Path(result.stdout.strip()) / "extension" / "timescaledb.control").exists()
 
 
 @contextlib.contextmanager

@@ -49,6 +49,7 @@ def pg_template(postgres: PostgresServer) -> str:
     """Name of a template database with the schema loaded once per session."""
     postgres.create_database(TEMPLATE_DB)
     prepare_template(postgres.conninfo(TEMPLATE_DB))
+    postgres.seal_template(TEMPLATE_DB)
     return TEMPLATE_DB
 
 

@@ -21,13 +21,14 @@ from cloud_service.queries import (
     fleet_status,
     gateway_health,
     open_alerts,
+    storage_jobs,
     update_asset,
     upsert_site,
 )
 from cloud_service.rollups import refresh_rollups
 from cloud_service.schema import Backend, current_backend, detect_backend
 from cloud_service.settings import CloudSettings, StorageSettings
-from cloud_service.upkeep import run_upkeep
+from cloud_service.upkeep import apply_storage_policies, run_upkeep
 from cloud_service.writer import BatchWriter
 from forewarn import cloud_cmd
 from forewarn.localservices import PostgresServer
@@ -379,6 +380,8 @@ def test_fleet_status_scores_come_from_the_last_period_that_scored_windows(db: s
 def test_upkeep_creates_partitions_ahead_and_drops_expired_ones(db: str) -> None:
     old = now_ns() - 400 * 24 * 3600 * NS_PER_S
     with psycopg.connect(db) as conn:
+        if current_backend(conn) is not Backend.POSTGRES:
+            pytest.skip("partitions are plain PostgreSQL's; TimescaleDB's retention is its policy's")
         BatchWriter(conn).write([aggregate("gw-r", "pump-r", 1, old)])
     storage = StorageSettings.model_validate({"retention_days": 365, "partitions_ahead_days": 14})
     with psycopg.connect(db, autocommit=True) as conn:
@@ -414,15 +417,20 @@ def test_cloud_migrate_and_status_commands(
     db: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _cli_env(monkeypatch, db)
+    with psycopg.connect(db) as conn:
+        backend = current_backend(conn)
     assert cloud_cmd.main(["migrate"]) == 0
-    assert "backend: postgresql; applied: none (up to date)" in capsys.readouterr().out
+    assert f"backend: {backend.value}; applied: none (up to date)" in capsys.readouterr().out
     with psycopg.connect(db) as conn:
         writer = BatchWriter(conn)
         writer.write(one_of_each("gw-st", "pump-st"), [DeadLetter("t", b"x", "seq=-1: expected >= 0", "seq")])
     assert cloud_cmd.main(["status", "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
-    assert status["backend"] == "postgresql"
+    assert status["backend"] == backend.value
     assert status["schema_version"] >= 3
+    assert status["storage_jobs_failing"] == 0
+    if backend is Backend.POSTGRES:
+        assert status["storage_jobs"] == []
     assert status["aggregates_last_minute"] == 1
     assert status["dead_letters_total"] == 1
     assert status["dead_letters_last_day"] == {"seq": 1}
@@ -432,6 +440,21 @@ def test_cloud_migrate_and_status_commands(
 
 def test_backend_is_plain_postgresql_without_a_preloaded_timescaledb(db: str) -> None:
     with psycopg.connect(db) as conn:
+        if current_backend(conn) is not Backend.POSTGRES:
+            pytest.skip("this server preloads TimescaleDB")
         assert detect_backend(conn) is Backend.POSTGRES
         assert detect_backend(conn, allow_timescale=False) is Backend.POSTGRES
         assert current_backend(conn) is Backend.POSTGRES
+
+
+def test_storage_jobs_list_timescaledb_policies_with_their_runs(db: str) -> None:
+    with psycopg.connect(db, autocommit=True) as conn:
+        if current_backend(conn) is not Backend.TIMESCALE:
+            assert storage_jobs(conn) == []
+            pytest.skip("TimescaleDB is not preloaded on this server: only the plain answer was checked")
+        apply_storage_policies(conn, StorageSettings.model_validate({"retention_days": 365}))
+        jobs = storage_jobs(conn)
+    policies = {job.policy for job in jobs}
+    assert {"retention", "refresh_continuous_aggregate"} <= policies
+    assert policies & {"compression", "columnstore"}  # the name TimescaleDB 2.18 and newer give it
+    assert all(job.total_failures <= job.total_runs for job in jobs)

@@ -7,7 +7,8 @@ One module per table family:
 * `alerts`: alerts and maintenance/failure events (`open_alerts`, `acknowledge_alert`,
   `maintenance_events`);
 * `assets`: assets, sites and gateways (`fleet_status`, `gateway_health`, `update_asset`, `upsert_site`);
-* `ingest_stats`: what ingest stored and how it is doing (`ingest_status`, `stored_counts`).
+* `ingest_stats`: what ingest stored and how it is doing (`ingest_status`, `stored_counts`);
+* `storage_jobs`: TimescaleDB's policy jobs and how their runs went (`storage_jobs`).
 
 The model registry's SQL is in `cloud_service.lifecycle.registry`, the forecasts' in
 `cloud_service.forecasting.repository`, the write path's in `cloud_service.writer`. Every function takes an
@@ -41,6 +42,7 @@ from cloud_service.queries.assets import (
     upsert_site,
 )
 from cloud_service.queries.ingest_stats import IngestStatus, StoredCounts, ingest_status, stored_counts
+from cloud_service.queries.storage_jobs import StorageJob, storage_jobs
 
 __all__ = [
     "CRITICALITIES",
@@ -52,6 +54,7 @@ __all__ = [
     "IngestStatus",
     "Series",
     "SeriesPoint",
+    "StorageJob",
     "StoredCounts",
     "WindowSpread",
     "acknowledge_alert",
@@ -62,6 +65,7 @@ __all__ = [
     "ingest_status",
     "maintenance_events",
     "open_alerts",
+    "storage_jobs",
     "stored_counts",
     "update_asset",
     "upsert_site",

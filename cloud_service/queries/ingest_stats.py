@@ -1,4 +1,4 @@
-"""What ingest has stored and how it is doing: rate, lag, dead letters, worker counters, totals.
+"""What ingest has stored and how it is doing: rate, lag, dead letters, worker counters, storage jobs, totals.
 
 Functions take an open connection and never commit.
 """
@@ -10,6 +10,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+
+from cloud_service.queries.storage_jobs import StorageJob, storage_jobs
 
 __all__ = ["IngestStatus", "StoredCounts", "ingest_status", "stored_counts"]
 
@@ -27,10 +29,12 @@ class IngestStatus:
     dead_letters_total: int
     dead_letters_last_day: dict[str, int]
     workers: list[dict[str, Any]]
+    storage_jobs: list[StorageJob]
+    storage_jobs_failing: int
 
 
 def ingest_status(conn: psycopg.Connection[Any], *, now: datetime | None = None) -> IngestStatus:
-    """Ingest rate and lag over the last minute, dead letters, and each worker's latest counters."""
+    """Ingest rate and lag over the last minute, dead letters, each worker's latest counters, storage jobs."""
     now = now or datetime.now(UTC)
     minute_ago = now - timedelta(minutes=1)
     meta = conn.execute(
@@ -53,6 +57,7 @@ def ingest_status(conn: psycopg.Connection[Any], *, now: datetime | None = None)
         "SELECT worker_id, updated_at, metrics FROM ingest_workers ORDER BY worker_id"
     ).fetchall()
     count = int(rate[0]) if rate else 0
+    jobs = storage_jobs(conn)
     return IngestStatus(
         backend=str(meta[0]) if meta and meta[0] else "unmigrated",
         schema_version=int(meta[1]) if meta else 0,
@@ -63,6 +68,8 @@ def ingest_status(conn: psycopg.Connection[Any], *, now: datetime | None = None)
         dead_letters_total=int(dead_total[0]) if dead_total else 0,
         dead_letters_last_day={str(row[0]): int(row[1]) for row in by_field},
         workers=[{"worker_id": row[0], "updated_at": row[1].isoformat(), **row[2]} for row in workers],
+        storage_jobs=jobs,
+        storage_jobs_failing=sum(job.failing for job in jobs),
     )
 
 
