@@ -113,8 +113,8 @@ def _database(stack: contextlib.ExitStack, settings: DemoSettings) -> DatabaseSe
         )
     pg_dir = stack.enter_context(temporary_directory("forewarn-demo-pg-"))
     server = PostgresServer(pg_dir)
+    stack.callback(server.stop, mode="fast")  # before start: an interrupt during start still stops it
     server.start()
-    stack.callback(server.stop, mode="fast")
     server.create_database(_DEMO_DB)
     print(f"demo: started a local PostgreSQL on port {server.port}", file=sys.stderr)
     return DatabaseSettings(host=server.host, port=server.port, dbname=_DEMO_DB, user=server.user)
@@ -395,6 +395,8 @@ def _demo(args: Any) -> int:
         if value is not None:
             overrides[key] = value
     settings = load_settings(DemoSettings, toml_path=args.config, overrides=overrides)
+    # SIGTERM (what `timeout` and systemd send) unwinds like Ctrl-C, so every child and local service stops.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     run_demo(settings)
     return 0
 

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import io
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -41,3 +47,30 @@ def test_demo_runs_the_whole_data_path(broker: MosquittoServer, db: str, tmp_pat
     text = out.getvalue()
     assert "Fleet status" in text
     assert "pump-001" in text
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_demo_and_its_local_services(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "forewarn.cli", "demo", "--scenario", "smoke", "--workdir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    ports: list[int] = []
+    try:
+        assert process.stderr is not None
+        for line in process.stderr:
+            if match := re.search(r"started a local (?:Mosquitto|PostgreSQL) on port (\d+)", line):
+                ports.append(int(match.group(1)))
+            if "PostgreSQL" in line:
+                break
+        assert len(ports) == 2, "the demo starts its own broker and database when none is configured"
+        time.sleep(2)  # the children (cloud service, edge agent) are starting
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 130
+    finally:
+        process.kill()
+    for port in ports:
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0, f"a local service still listens on {port}"
