@@ -2,7 +2,8 @@
 
 Each subcommand lives in a module of this package that exposes `register(subparsers)`; the module adds its
 parser and sets `handler`, a function of the parsed arguments returning the exit code. The logic itself
-stays in the part's own package.
+stays in the part's own package. A subcommand whose part is not installed (a gateway has only
+`forewarn[edge]`) is still listed, and says which extra to install.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
+from forewarn.extras import missing_extra
 from forewarn.logs import configure_logging
 from shared.errors import ForewarnError
 
@@ -20,20 +23,38 @@ __all__ = ["build_parser", "main"]
 
 logger = logging.getLogger(__name__)
 
-# Modules that register a subcommand, in the order `forewarn --help` lists them.
-COMMAND_MODULES: tuple[str, ...] = (
-    "forewarn.config_cmd",
-    "forewarn.bench.cli",
-    "forewarn.cloud_cmd",
-    "forewarn.sim_cmd",
-    "forewarn.forecast_cmd",
-    "forewarn.edge_cmd",
-    "forewarn.models_cmd",
-    "forewarn.keys_cmd",
-    "forewarn.users_cmd",
-    "forewarn.dashboard_cmd",
-    "forewarn.demo",
+# (subcommand, module that registers it), in the order `forewarn --help` lists them.
+COMMAND_MODULES: tuple[tuple[str, str], ...] = (
+    ("config", "forewarn.config_cmd"),
+    ("bench", "forewarn.bench.cli"),
+    ("cloud", "forewarn.cloud_cmd"),
+    ("sim", "forewarn.sim_cmd"),
+    ("forecast", "forewarn.forecast_cmd"),
+    ("edge", "forewarn.edge_cmd"),
+    ("models", "forewarn.models_cmd"),
+    ("keys", "forewarn.keys_cmd"),
+    ("users", "forewarn.users_cmd"),
+    ("dashboard", "forewarn.dashboard_cmd"),
+    ("demo", "forewarn.demo"),
 )
+
+
+def _install_hint(command: str, extra: str) -> str:
+    return f"`forewarn {command}` needs the {extra!r} extra: pip install 'forewarn[{extra}]'"
+
+
+def _register_unavailable(subparsers: Any, command: str, extra: str) -> None:
+    """List a subcommand whose part is not installed; running it says which extra to install."""
+    hint = _install_hint(command, extra)
+    parser = subparsers.add_parser(
+        command, help=f"(not installed: needs forewarn[{extra}])", description=hint
+    )
+    parser.add_argument("arguments", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+    def refuse(_args: argparse.Namespace) -> int:
+        raise ForewarnError(hint)
+
+    parser.set_defaults(handler=refuse)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,8 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--log-format", default="text", choices=["text", "json"], help="Log line format.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module_name in COMMAND_MODULES:
-        importlib.import_module(module_name).register(subparsers)
+    for command, module_name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            extra = missing_extra(exc)
+            if extra is None:
+                raise
+            _register_unavailable(subparsers, command, extra)
+            continue
+        module.register(subparsers)
     return parser
 
 
@@ -64,6 +93,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.handler(args))
     except ForewarnError as exc:
         print(f"forewarn {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        extra = missing_extra(exc)
+        if extra is None:
+            raise
+        print(f"forewarn {args.command}: error: {_install_hint(args.command, extra)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"forewarn {args.command}: interrupted", file=sys.stderr)
