@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -16,6 +17,7 @@ from cloud_service.lifecycle.records import TrainingReport
 from cloud_service.lifecycle.retraining import TrainingSkippedError, deploy_selected, train_target
 from cloud_service.lifecycle.scheduler import LifecycleScheduler, lifecycle_jobs
 from cloud_service.lifecycle.signing import load_private_key
+from cloud_service.queries import latest_period_end
 from cloud_service.settings import CloudSettings
 from cloud_service.upkeep import run_upkeep
 from shared.errors import StorageError
@@ -52,6 +54,14 @@ class LifecycleService:
             return pooled_connection(self._pool, autocommit=autocommit)
         return psycopg.connect(self.conninfo, autocommit=autocommit)
 
+    def reference_now(self, conn: Conn) -> datetime:
+        """What the jobs take as now: the clock, or the newest stored aggregate (`reference_time`)."""
+        if self.lifecycle.reference_time == "latest_data":
+            latest = latest_period_end(conn)
+            if latest is not None:
+                return latest
+        return datetime.now(UTC)
+
     def train(self, target: str) -> TrainingReport:
         """Train `target` now and commit the registered candidates; with auto approval the winner is deployed.
 
@@ -62,7 +72,9 @@ class LifecycleService:
         """
         key = load_private_key(self.lifecycle.signing_key)
         with self._connection() as conn:
-            report = train_target(conn, self.lifecycle, target, private_key=key)
+            report = train_target(
+                conn, self.lifecycle, target, private_key=key, now=self.reference_now(conn)
+            )
             conn.commit()
         return deploy_selected(report, self.lifecycle, self.deploy)
 
@@ -120,7 +132,7 @@ class LifecycleService:
         """The scheduled drift check; a drifted target is retrained at once when configured."""
         for target in self.lifecycle.targets:
             with self._connection() as conn:
-                results = check_drift(conn, self.lifecycle, target)
+                results = check_drift(conn, self.lifecycle, target, now=self.reference_now(conn))
                 conn.commit()
             if self.lifecycle.drift_triggers_retraining and any(r.is_drifted for r in results):
                 logger.warning("retraining %s after drift", target)
@@ -139,12 +151,12 @@ class LifecycleService:
     def refit_forecaster(self) -> forecast_live.RefitReport:
         """Refit the failure forecaster from the stored history (too few failures: skipped, old one kept)."""
         with self._connection(autocommit=True) as conn:
-            return forecast_live.refit(conn, self.settings.forecast)
+            return forecast_live.refit(conn, self.settings.forecast, now=self.reference_now(conn))
 
     def recompute_forecasts(self) -> forecast_live.RecomputeReport:
         """Recompute and store every asset's forecast with the active forecaster."""
         with self._connection(autocommit=True) as conn:
-            return forecast_live.recompute(conn, self.settings.forecast)
+            return forecast_live.recompute(conn, self.settings.forecast, now=self.reference_now(conn))
 
     def scheduler(self) -> LifecycleScheduler:
         """A scheduler of the standard jobs (not started)."""

@@ -94,3 +94,11 @@ class LifecycleSettings(BaseModel, frozen=True, extra="forbid"):
         description="Run the scheduled jobs inside `forewarn cloud` (each runs once across cloud processes).",
     )
     seed: int = Field(0, description="Seed of every stochastic training step.")
+    reference_time: Literal["wall", "latest_data"] = Field(
+        "wall",
+        description=(
+            "What the scheduled jobs take as now when they pick recent data (training days, drift, forecast "
+            "history): wall, the clock; latest_data, the newest stored aggregate, for replayed or "
+            "time-compressed data whose timestamps do not follow the clock (the demo)."
+        ),
+    )

@@ -3,7 +3,7 @@
 One module per table family:
 
 * `aggregates`: the time-series aggregates and their rollups (`asset_series`, `feature_matrix`,
-  `window_spread`);
+  `window_spread`, `latest_period_end`);
 * `alerts`: alerts and maintenance/failure events (`open_alerts`, `acknowledge_alert`,
   `maintenance_events`);
 * `assets`: assets, sites and gateways (`fleet_status`, `gateway_health`, `update_asset`, `upsert_site`);
@@ -23,6 +23,7 @@ from cloud_service.queries.aggregates import (
     WindowSpread,
     asset_series,
     feature_matrix,
+    latest_period_end,
     window_spread,
 )
 from cloud_service.queries.alerts import (
@@ -63,6 +64,7 @@ __all__ = [
     "fleet_status",
     "gateway_health",
     "ingest_status",
+    "latest_period_end",
     "maintenance_events",
     "open_alerts",
     "storage_jobs",

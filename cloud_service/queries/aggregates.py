@@ -276,3 +276,16 @@ def window_spread(
         min=rows.features(1),
         max=rows.features(2),
     )
+
+
+def latest_period_end(conn: psycopg.Connection[Any]) -> datetime | None:
+    """The end of the newest stored aggregate of any asset, or None when nothing is stored.
+
+    One index probe per asset (`aggregates_asset_time`), not a scan of the time series.
+    """
+    row = conn.execute(
+        "SELECT max(latest.period_end) FROM assets a CROSS JOIN LATERAL ("
+        "SELECT period_end FROM aggregates g WHERE g.asset_id = a.asset_id "
+        "ORDER BY g.period_start DESC LIMIT 1) AS latest"
+    ).fetchone()
+    return row[0] if row and row[0] is not None else None
