@@ -348,6 +348,9 @@ class Pipeline:
         self._metrics.samples_used += len(samples)
         if sensor.joined is not None:
             if restart:
+                if asset.pending.count:  # score them while the history they join is still there
+                    self._compute(asset, out)
+                    self._update_deadline()
                 sensor.joined.restart()
             sensor.joined.push(samples, start_ns)
             return

@@ -36,6 +36,7 @@ from simulators.assets import FAST_SENSOR
 from simulators.engine import SENSORS, Step, TruthRecord, fleet_units, simulate
 from simulators.scenario import Scenario
 from simulators.signals import F32
+from simulators.stream import burst_offset_ns
 
 __all__ = ["CONDITION_COLUMNS", "ExportResult", "export_scenario", "feature_columns"]
 
@@ -119,7 +120,9 @@ def _raw_times(t_ns: int, n: int, rate_hz: float) -> list[str]:
 def _write_raw(scenario: Scenario, step: Step, rows: list[int], writers: _Writers) -> int:
     signals = scenario.spec.signals
     written = 0
-    vib_times = _raw_times(step.t_ns, signals.burst_samples, signals.vibration_rate_hz)
+    vib_times = _raw_times(
+        step.t_ns + burst_offset_ns(scenario), signals.burst_samples, signals.vibration_rate_hz
+    )
     slow_times = _raw_times(step.t_ns, signals.slow_samples, signals.slow_rate_hz)
     for i in rows:
         asset_id = scenario.asset_ids[i]

@@ -1,8 +1,8 @@
 """From simulated steps to what goes on the wire: raw batches, events, and transport faults.
 
 `iter_batches` yields `RawBatch` objects in time order (per step: by start time, then asset, then
-sensor); `seq` increments by 1 per (asset, sensor) batch. `iter_messages` turns them and the maintenance
-events into MQTT messages (topic, payload, QoS) and injects the scenario's transport faults: duplicated
+sensor; a step's vibration burst ends with its slow samples, `burst_offset_ns`); `seq` increments by 1
+per (asset, sensor) batch. `iter_messages` turns them and the maintenance events into MQTT messages (topic, payload, QoS) and injects the scenario's transport faults: duplicated
 batches (same payload twice), out-of-order batches (held back and sent after the next one) and malformed
 payloads (a valid batch with its body cut short).
 """
@@ -23,6 +23,7 @@ from simulators.scenario import Scenario, TransportFaultSpec
 
 __all__ = [
     "Message",
+    "burst_offset_ns",
     "event_message",
     "iter_batches",
     "iter_items",
@@ -58,14 +59,29 @@ class _SeqCounter:
         return seq
 
 
+def burst_offset_ns(scenario: Scenario) -> int:
+    """How far into each step the vibration burst starts: at the end of the step's slow samples.
+
+    A data collector that records a vibration burst with the slow readings (temperature, load, ...)
+    around it gives the edge a stretch of each slow sensor leading up to every vibration window, which
+    the pipeline joins to it. With a continuous signal (step = burst length) the offset is 0.
+    """
+    signals = scenario.spec.signals
+    slow_s = min(signals.slow_samples / signals.slow_rate_hz, scenario.spec.time.step_s)
+    burst_s = signals.burst_samples / signals.vibration_rate_hz
+    return max(0, round((slow_s - burst_s) * NS_PER_S))
+
+
 def _step_batches(scenario: Scenario, step: Step, seqs: _SeqCounter) -> list[RawBatch]:
     """The raw batches of one step, sorted by start time, then asset, then sensor."""
     signals = scenario.spec.signals
+    burst_offset = burst_offset_ns(scenario)
     out: list[tuple[int, int, int, RawBatch]] = []
     for sensor_index, sensor in enumerate(SENSORS):
         fast = sensor_index == 0
         rate = signals.vibration_rate_hz if fast else signals.slow_rate_hz
         chunk = signals.batch_samples if fast else signals.slow_samples
+        lead_ns = burst_offset if fast else 0
         data = step.signals[sensor]
         emitted = step.emitted[sensor]
         skew = step.skew_ns[sensor]
@@ -75,7 +91,7 @@ def _step_batches(scenario: Scenario, step: Step, seqs: _SeqCounter) -> list[Raw
             for offset in range(0, row.size, chunk):
                 samples = row[offset : offset + chunk]
                 samples.flags.writeable = False
-                start_ns = step.t_ns + int(skew[i]) + round(offset * NS_PER_S / rate)
+                start_ns = step.t_ns + lead_ns + int(skew[i]) + round(offset * NS_PER_S / rate)
                 batch = RawBatch(
                     asset_id=asset_id,
                     sensor=sensor,

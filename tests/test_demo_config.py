@@ -25,7 +25,7 @@ def test_gateway_config_serves_every_scenario_asset_and_loads_back(tmp_path: Pat
     settings = load_settings(EdgeSettings, toml_path=path, environ={})
     assert settings.gateway_id == "gw-demo"
     assert settings.plant_mqtt.port == settings.upstream_mqtt.port == 18830
-    assert settings.queue.dir == tmp_path / "edge" / "queue"
+    assert settings.queue.dir == tmp_path / "gw-demo" / "queue"
     assert sorted(a.asset_id for a in settings.pipeline.assets) == sorted(scenario.asset_ids)
     vibration = {
         s.sample_rate_hz for a in settings.pipeline.assets for s in a.sensors if s.name == "vibration"

@@ -6,8 +6,10 @@ One module per table family:
   `window_spread`, `latest_period_end`);
 * `alerts`: alerts and maintenance/failure events (`open_alerts`, `acknowledge_alert`,
   `maintenance_events`);
-* `assets`: assets, sites and gateways (`fleet_status`, `gateway_health`, `update_asset`, `upsert_site`);
-* `ingest_stats`: what ingest stored and how it is doing (`ingest_status`, `stored_counts`);
+* `assets`: assets, sites and gateways (`fleet_status`, `gateway_health`, `register_asset`, `update_asset`,
+  `upsert_site`);
+* `ingest_stats`: what ingest stored and how it is doing (`ingest_status`, `stored_counts`,
+  `sequence_account`);
 * `storage_jobs`: TimescaleDB's policy jobs and how their runs went (`storage_jobs`).
 
 The model registry's SQL is in `cloud_service.lifecycle.registry`, the forecasts' in
@@ -39,10 +41,18 @@ from cloud_service.queries.assets import (
     GatewayHealth,
     fleet_status,
     gateway_health,
+    register_asset,
     update_asset,
     upsert_site,
 )
-from cloud_service.queries.ingest_stats import IngestStatus, StoredCounts, ingest_status, stored_counts
+from cloud_service.queries.ingest_stats import (
+    IngestStatus,
+    SequenceAccount,
+    StoredCounts,
+    ingest_status,
+    sequence_account,
+    stored_counts,
+)
 from cloud_service.queries.storage_jobs import StorageJob, storage_jobs
 
 __all__ = [
@@ -53,6 +63,7 @@ __all__ = [
     "FeatureMatrix",
     "GatewayHealth",
     "IngestStatus",
+    "SequenceAccount",
     "Series",
     "SeriesPoint",
     "StorageJob",
@@ -67,6 +78,8 @@ __all__ = [
     "latest_period_end",
     "maintenance_events",
     "open_alerts",
+    "register_asset",
+    "sequence_account",
     "storage_jobs",
     "stored_counts",
     "update_asset",

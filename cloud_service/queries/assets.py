@@ -148,3 +148,25 @@ def upsert_site(conn: psycopg.Connection[Any], site_id: str, *, name: str = "") 
         "ON CONFLICT (site_id) DO UPDATE SET name = EXCLUDED.name",
         (site_id, name),
     )
+
+
+def register_asset(
+    conn: psycopg.Connection[Any],
+    asset_id: str,
+    *,
+    asset_type: str,
+    gateway_id: str | None = None,
+    line: str = "",
+    site_id: str | None = None,
+) -> None:
+    """Create an asset with its metadata before its data arrives, or update that metadata (not committed).
+
+    Model targets that name an asset type (`cloud_service.lifecycle`) find the asset through its type.
+    """
+    conn.execute(
+        "INSERT INTO assets (asset_id, gateway_id, asset_type, line, site_id) VALUES (%s, %s, %s, %s, %s) "
+        "ON CONFLICT (asset_id) DO UPDATE SET asset_type = EXCLUDED.asset_type, line = EXCLUDED.line, "
+        "gateway_id = coalesce(EXCLUDED.gateway_id, assets.gateway_id), "
+        "site_id = coalesce(EXCLUDED.site_id, assets.site_id)",
+        (asset_id, gateway_id, asset_type, line, site_id),
+    )

@@ -90,3 +90,36 @@ def stored_counts(conn: psycopg.Connection[Any]) -> StoredCounts:
     ).fetchone()
     aggregates, alerts, dead_letters = row if row else (0, 0, 0)
     return StoredCounts(int(aggregates), int(alerts), int(dead_letters))
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceAccount:
+    """What the cloud holds of one gateway's sequence numbers (every uplink message kind shares them)."""
+
+    gateway_id: str
+    distinct_seqs: int
+    rows: int
+    highest_seq: int | None
+
+    @property
+    def duplicated(self) -> int:
+        """Messages stored more than once (0 while ingest de-duplicates by `(gateway_id, seq)`)."""
+        return self.rows - self.distinct_seqs
+
+
+_SEQUENCES = """
+SELECT count(DISTINCT seq), count(*), max(seq) FROM (
+    SELECT seq FROM aggregates WHERE gateway_id = %(g)s
+    UNION ALL SELECT seq FROM alert_messages WHERE gateway_id = %(g)s
+    UNION ALL SELECT seq FROM snapshots WHERE gateway_id = %(g)s
+    UNION ALL SELECT seq FROM deployment_acks WHERE gateway_id = %(g)s
+) AS stored
+"""
+
+
+def sequence_account(conn: psycopg.Connection[Any], gateway_id: str) -> SequenceAccount:
+    """How many of a gateway's sequence numbers are stored, and how many rows hold them (full scan of
+    that gateway's rows: for demos, fault campaigns and checks, not for pages)."""
+    row = conn.execute(_SEQUENCES, {"g": gateway_id}).fetchone()
+    distinct, rows, highest = row if row else (0, 0, None)
+    return SequenceAccount(gateway_id, int(distinct), int(rows), None if highest is None else int(highest))

@@ -1,0 +1,180 @@
+"""The demo's configuration: its scenario's timing and the TOML files its processes read.
+
+Secrets (the database password) never go into these files; they reach the children through their
+`FOREWARN_*` environment variables.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from cloud_service.settings import CloudSettings
+from dashboard.settings import DashboardSettings
+from edge_agent.settings import EdgeSettings
+from shared.config import ComponentSettings, DatabaseSettings, MqttSettings, load_settings, render_settings
+from shared.timebase import NS_PER_S
+from simulators import Scenario, fleet_units
+
+__all__ = [
+    "demo_scenario",
+    "secret_environment",
+    "split_assets",
+    "write_cloud_config",
+    "write_dashboard_config",
+    "write_gateway_config",
+]
+
+
+def demo_scenario(scenario: Scenario, *, step_s: float, end_ns: int) -> Scenario:
+    """`scenario` sampled every `step_s` simulated seconds (0: its own step), ending at `end_ns`.
+
+    The physics is continuous in time, so a coarser step only samples it less often: the same
+    degradations and failures, fewer raw bursts to publish. Ending at `end_ns` (now) keeps every
+    timestamp in the past, where the contracts accept it.
+    """
+    if step_s > 0 and not math.isclose(step_s, scenario.spec.time.step_s):
+        time_section = scenario.spec.time.model_copy(update={"step_s": step_s})
+        spec = scenario.spec.model_copy(update={"time": time_section})
+        n_steps = max(1, int(spec.time.duration_h * 3600 / step_s))
+        scenario = replace(scenario, spec=spec, step_ns=round(step_s * NS_PER_S), n_steps=n_steps)
+    span_ns = scenario.n_steps * scenario.step_ns
+    return scenario.with_changes(start_ns=end_ns - span_ns)
+
+
+def split_assets(scenario: Scenario, n_gateways: int) -> list[list[str]]:
+    """The scenario's assets dealt to `n_gateways` gateways in turn, so each serves every asset type."""
+    shares: list[list[str]] = [[] for _ in range(n_gateways)]
+    for i, asset_id in enumerate(scenario.asset_ids):
+        shares[i % n_gateways].append(asset_id)
+    return shares
+
+
+def _mqtt_values(mqtt_settings: MqttSettings) -> dict[str, object]:
+    return {"host": mqtt_settings.host, "port": mqtt_settings.port}
+
+
+def _db_values(db: DatabaseSettings) -> dict[str, object]:
+    return {"host": db.host, "port": db.port, "dbname": db.dbname, "user": db.user}
+
+
+def secret_environment(db: DatabaseSettings) -> dict[str, str]:
+    """The database password as the cloud's and the dashboard's variables (never in a file)."""
+    password = db.password.get_secret_value()
+    if not password:
+        return {}
+    return {"FOREWARN_CLOUD_DB__PASSWORD": password, "FOREWARN_DASHBOARD_DB__PASSWORD": password}
+
+
+def _write_settings(path: Path, settings: ComponentSettings) -> Path:
+    path.write_text(
+        "# Written by `forewarn demo`; secrets come from the environment, not this file.\n"
+        + render_settings(settings)
+    )
+    return path
+
+
+def write_cloud_config(
+    path: Path,
+    *,
+    mqtt_settings: MqttSettings,
+    db: DatabaseSettings,
+    signing_key: Path | None = None,
+    targets: Sequence[str] = (),
+) -> Path:
+    """A cloud service configuration for the demo: one ingest worker on the demo's broker and database.
+
+    With a signing key and targets, the scheduler retrains each target every minute and pushes a winner
+    at once (auto approval), and refits and recomputes the forecasts every minute, all measured from the
+    newest stored data (`reference_time = "latest_data"`): the demo's time runs thousands of times faster
+    than the clock.
+    """
+    overrides: dict[str, object] = {
+        "mqtt": _mqtt_values(mqtt_settings),
+        "db": _db_values(db),
+        "ingest": {"workers": 1, "group": "demo"},
+    }
+    if signing_key is not None:
+        overrides["lifecycle"] = {
+            "signing_key": signing_key,
+            "approval": "auto",
+            "targets": tuple(targets),
+            "retrain_cron": "* * * * *",
+            "push_retry_interval_s": 20.0,
+            "reference_time": "latest_data",
+        }
+        overrides["forecast"] = {"refit_cron": "* * * * *", "recompute_interval_s": 20.0}
+    settings = load_settings(CloudSettings, environ={}, overrides=overrides)
+    return _write_settings(path, settings)
+
+
+def write_gateway_config(
+    path: Path,
+    *,
+    scenario: Scenario,
+    gateway_id: str,
+    mqtt_settings: MqttSettings,
+    workdir: Path,
+    asset_ids: Sequence[str] | None = None,
+    public_key: Path | None = None,
+    warmup_windows: int | None = None,
+) -> Path:
+    """An edge agent configuration serving `asset_ids` (default: every asset) of `scenario`.
+
+    Its state goes under `workdir/GATEWAY_ID`. Each asset's model target is its type, so one model
+    trained on the fleet's assets of a type serves them on every gateway. With `public_key`, the agent
+    accepts models signed by its private key.
+    """
+    wanted = set(scenario.asset_ids if asset_ids is None else asset_ids)
+    rates = {"vibration": scenario.spec.signals.vibration_rate_hz}
+    assets = [
+        {
+            "asset_id": unit.asset_id,
+            "model_target": unit.type.name,
+            "sensors": [
+                {
+                    "name": sensor,
+                    "kind": "vibration" if sensor == "vibration" else "slow",
+                    "sample_rate_hz": rates.get(sensor, scenario.spec.signals.slow_rate_hz),
+                }
+                for sensor in unit.type.sensors
+            ],
+        }
+        for unit in fleet_units(scenario)
+        if unit.asset_id in wanted
+    ]
+    state = workdir / gateway_id
+    pipeline: dict[str, object] = {"assets": assets}
+    if warmup_windows is not None:
+        pipeline["baseline"] = {"warmup_windows": warmup_windows}
+    overrides: dict[str, object] = {
+        "gateway_id": gateway_id,
+        "heartbeat_interval_s": 2.0,
+        "plant_mqtt": _mqtt_values(mqtt_settings),
+        "upstream_mqtt": _mqtt_values(mqtt_settings),
+        "queue": {"dir": state / "queue"},
+        "quarantine": {"dir": state / "quarantine"},
+        "models": {"store_dir": state / "models"},
+        "pipeline": pipeline,
+    }
+    if public_key is not None:
+        overrides["deployment"] = {"public_key": public_key, "state_file": state / "deployments.json"}
+    settings = load_settings(EdgeSettings, environ={}, overrides=overrides)
+    return _write_settings(path, settings)
+
+
+def write_dashboard_config(path: Path, *, db: DatabaseSettings, port: int, workdir: Path) -> Path:
+    """A dashboard configuration on the demo's database, on 127.0.0.1:`port`, refreshing every 5 s."""
+    settings = load_settings(
+        DashboardSettings,
+        environ={},
+        overrides={
+            "port": port,
+            "refresh_s": 5.0,
+            "db": _db_values(db),
+            "session": {"secret_key_file": workdir / "dashboard" / "secret_key"},
+        },
+    )
+    return _write_settings(path, settings)
