@@ -363,6 +363,22 @@ def test_edits_leave_the_transaction_to_the_caller(db: str) -> None:
         assert [a.state for a in open_alerts(conn)] == ["open"]
 
 
+def test_feature_matrix_skips_periods_whose_windows_all_went_unscored(db: str) -> None:
+    ts = now_ns() - 3600 * NS_PER_S
+    scored = [aggregate("gw-fu", "pump-fu", seq, ts + seq * PERIOD_NS) for seq in range(5)]
+    unscored = msgspec.structs.replace(
+        aggregate("gw-fu", "pump-fu", 5, ts + 5 * PERIOD_NS),
+        features={},
+        score=ScoreStats(mean=0.0, max=0.0, threshold=0.0, n_windows=0, n_above_threshold=0),
+    )
+    with psycopg.connect(db) as conn:
+        BatchWriter(conn).write([*scored, unscored])
+        matrix = feature_matrix(
+            conn, ["pump-fu"], start=datetime.fromtimestamp(ts / NS_PER_S - 1, UTC), end=datetime.now(UTC)
+        )
+    assert matrix.values.shape == (5, len(DEFAULT_SPEC.feature_names))
+
+
 def test_fleet_status_scores_come_from_the_last_period_that_scored_windows(db: str) -> None:
     start = now_ns() - 10 * PERIOD_NS
     scored = aggregate("gw-fs", "fan-fs", 1, start, score=0.75)

@@ -50,6 +50,7 @@ from cloud_service.queries.ingest_stats import (
     SequenceAccount,
     StoredCounts,
     ingest_status,
+    latest_gateway_metrics,
     sequence_account,
     stored_counts,
 )
@@ -75,6 +76,7 @@ __all__ = [
     "fleet_status",
     "gateway_health",
     "ingest_status",
+    "latest_gateway_metrics",
     "latest_period_end",
     "maintenance_events",
     "open_alerts",

@@ -159,6 +159,7 @@ SELECT a.asset_id, (extract(epoch FROM a.period_start) * 1000000)::bigint * 1000
 FROM aggregates a JOIN feature_sets f USING (feature_set_id)
 WHERE a.asset_id = ANY(%(assets)s) AND a.period_start >= %(start)s AND a.period_start < %(end)s
   AND (%(spec)s::text IS NULL OR f.feature_spec = %(spec)s)
+  AND cardinality(f.feature_names) > 0  -- a period whose every window went unscored carries no features
 ORDER BY a.asset_id, a.period_start
 """
 

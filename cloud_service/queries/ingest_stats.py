@@ -123,3 +123,13 @@ def sequence_account(conn: psycopg.Connection[Any], gateway_id: str) -> Sequence
     row = conn.execute(_SEQUENCES, {"g": gateway_id}).fetchone()
     distinct, rows, highest = row if row else (0, 0, None)
     return SequenceAccount(gateway_id, int(distinct), int(rows), None if highest is None else int(highest))
+
+
+def latest_gateway_metrics(conn: psycopg.Connection[Any], gateway_id: str) -> dict[str, float]:
+    """The counters of a gateway's newest heartbeat that carried any (an offline status carries none)."""
+    row = conn.execute(
+        "SELECT metrics FROM heartbeats WHERE gateway_id = %s AND metrics <> '{}'::jsonb "
+        "ORDER BY ts DESC LIMIT 1",
+        (gateway_id,),
+    ).fetchone()
+    return {str(k): float(v) for k, v in row[0].items()} if row else {}

@@ -11,7 +11,7 @@ import psycopg
 
 from cloud_service.forecasting.repository import latest_forecasts
 from cloud_service.lifecycle import registry
-from cloud_service.queries import gateway_health, sequence_account, stored_counts
+from cloud_service.queries import latest_gateway_metrics, sequence_account, stored_counts
 from forewarn.demo.watcher import AlertSeen
 from shared.timebase import NS_PER_S, iso_time
 from simulators import TruthRecord
@@ -184,13 +184,12 @@ def collect(
     report.aggregates_stored, report.alerts_stored = counts.aggregates, counts.alerts
     report.dead_letters = counts.dead_letters
     _asset_outcomes(report, shares, conn)
-    health = {g.gateway_id: g for g in gateway_health(conn)}
     for gateway_id, (assigned, left) in sorted(queued.items()):
         outcome = GatewayOutcome(gateway_id, assets=sum(1 for g in shares.values() if g == gateway_id))
         account = sequence_account(conn, gateway_id)
         outcome.queued, outcome.left_in_queue = assigned, left
         outcome.stored, outcome.duplicated = account.distinct_seqs, account.duplicated
-        metrics = health[gateway_id].metrics if gateway_id in health else {}
+        metrics = latest_gateway_metrics(conn, gateway_id)
         outcome.dropped_by_policy = int(sum(v for k, v in metrics.items() if k.startswith("queue.dropped.")))
         outcome.upstream_bytes = metrics.get("uplink.bytes_out", 0.0)
         outcome.raw_bytes = metrics.get("intake.received_bytes", 0.0)
@@ -219,7 +218,7 @@ def print_report(report: DemoReport, out: TextIO, *, as_json: bool = False) -> N
         print(
             f"  {gateway.gateway_id}: {gateway.assets} assets; queued {gateway.queued}, stored "
             f"{gateway.stored}, still queued {gateway.left_in_queue}, lost {gateway.lost}, duplicated "
-            f"{gateway.duplicated}; upstream {ratio:.4f} byte per raw byte; retrained models active: "
+            f"{gateway.duplicated}; upstream {ratio:.2e} byte per raw byte; retrained models active: "
             f"{models}",
             file=out,
         )

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import secrets
@@ -215,20 +216,149 @@ def _final_forecast(cloud_toml: Path, secrets_env: dict[str, str]) -> None:
     service.recompute_forecasts()
 
 
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """What the demo will run: the time-compressed scenario, its speed, and which gateway serves what."""
+
+    scenario: Scenario
+    speed: float
+    span_s: float
+    gateway_ids: list[str]
+    shares: dict[str, str]
+
+    @classmethod
+    def from_settings(cls, settings: DemoSettings) -> _Plan:
+        base = load_scenario(settings.scenario)
+        scenario = demo_scenario(base, step_s=settings.step_s, end_ns=now_ns() - 60 * NS_PER_S)
+        span_s = scenario.n_steps * scenario.step_ns / NS_PER_S
+        gateway_ids = [f"{settings.gateway_id}-{i + 1}" for i in range(settings.gateways)]
+        shares = {
+            asset_id: gateway_ids[i]
+            for i, assets in enumerate(split_assets(scenario, settings.gateways))
+            for asset_id in assets
+        }
+        speed = settings.speed or span_s / settings.play_s
+        return cls(scenario, speed, span_s, gateway_ids, shares)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Configs:
+    cloud: Path
+    gateways: dict[str, Path]
+    secrets_env: dict[str, str]
+
+
+def _write_configs(
+    plan: _Plan, settings: DemoSettings, workdir: Path, mqtt_settings: MqttSettings, db: DatabaseSettings
+) -> _Configs:
+    keys = init_keys(workdir / "keys")
+    cloud = write_cloud_config(
+        workdir / "cloud.toml",
+        mqtt_settings=mqtt_settings,
+        db=db,
+        signing_key=keys.private_key,
+        targets=sorted({unit.type.name for unit in fleet_units(plan.scenario)}),
+    )
+    gateways = {
+        gateway_id: write_gateway_config(
+            workdir / f"{gateway_id}.toml",
+            scenario=plan.scenario,
+            gateway_id=gateway_id,
+            mqtt_settings=mqtt_settings,
+            workdir=workdir,
+            asset_ids=[a for a, g in plan.shares.items() if g == gateway_id],
+            public_key=keys.public_key,
+            warmup_windows=settings.warmup_windows,
+        )
+        for gateway_id in plan.gateway_ids
+    }
+    return _Configs(cloud, gateways, secret_environment(db))
+
+
+def _start_dashboard(
+    stack: contextlib.ExitStack,
+    settings: DemoSettings,
+    workdir: Path,
+    db: DatabaseSettings,
+    configs: _Configs,
+) -> str:
+    """Serve the dashboard with an admin login made for the demo; returns its URL."""
+    port = _dashboard_port(settings)
+    dashboard_toml = write_dashboard_config(workdir / "dashboard.toml", db=db, port=port, workdir=workdir)
+    password = _create_login(db.conninfo())
+    stack.enter_context(
+        _child(
+            "dashboard",
+            ["dashboard", "--config", str(dashboard_toml)],
+            workdir / "dashboard.log",
+            secrets_env=configs.secrets_env,
+        )
+    )
+    url = f"http://127.0.0.1:{port}/"
+    print(f"demo: dashboard at {url}, login {_DEMO_USER} / {password}", file=sys.stderr)
+    return url
+
+
+def _play(
+    plan: _Plan,
+    mqtt_settings: MqttSettings,
+    watcher: BrokerWatcher,
+    report: DemoReport,
+    deadline: float | None,
+) -> None:
+    """Publish the scenario at the plan's speed, until it ends or the deadline passes."""
+    stop = threading.Event()
+    timer = None
+    if deadline is not None:
+        timer = threading.Timer(max(0.0, deadline - time.monotonic()), stop.set)
+        timer.daemon = True
+        timer.start()
+    scenario = plan.scenario
+    try:
+        with Publisher(settings=mqtt_settings, client_id=f"forewarn-demo-sim-{os.getpid()}") as publisher:
+            stats = publish_stream(
+                iter_messages(scenario, on_truth=report.truth.append),
+                publisher,
+                speed=plan.speed,
+                stop=stop,
+                progress=_progress(watcher, report, scenario.start_ns),
+                progress_interval_s=10.0,
+            )
+    finally:
+        if timer is not None:
+            timer.cancel()
+    report.raw_messages, report.raw_samples = stats.messages, stats.samples
+    if stats.last_ts_ns:
+        report.simulated_days = (stats.last_ts_ns - scenario.start_ns) / NS_PER_S / 86400
+
+
+def _finish(
+    plan: _Plan,
+    *,
+    edges: dict[str, subprocess.Popen[bytes]],
+    workdir: Path,
+    configs: _Configs,
+    db: DatabaseSettings,
+    watcher: BrokerWatcher,
+    report: DemoReport,
+) -> None:
+    """Drain the gateways, forecast on everything stored, and read back what happened."""
+    for gateway_id, edge in edges.items():
+        stop_child(edge, gateway_id)  # flushes its pipeline and drains its queue upstream
+    conninfo = db.conninfo()
+    _drain(conninfo, 60.0)
+    _final_forecast(configs.cloud, configs.secrets_env)
+    report.plant_alerts.extend(watcher.drain())
+    queued = {g: _queue_account(workdir / g, g) for g in plan.gateway_ids}
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        collect(report, conn, shares=plan.shares, queued=queued)
+
+
 def run_demo(settings: DemoSettings, *, out: TextIO = sys.stdout, as_json: bool = False) -> DemoReport:
     """Run the demo end to end and return what it saw (also printed to `out`)."""
     started = time.monotonic()
-    base = load_scenario(settings.scenario)
-    scenario = demo_scenario(base, step_s=settings.step_s, end_ns=now_ns() - 60 * NS_PER_S)
-    span_s = scenario.n_steps * scenario.step_ns / NS_PER_S
-    speed = settings.speed or span_s / settings.play_s
-    report = DemoReport(scenario=scenario.name, speed=speed)
-    gateway_ids = [f"{settings.gateway_id}-{i + 1}" for i in range(settings.gateways)]
-    shares = {
-        asset_id: gateway_ids[i]
-        for i, assets in enumerate(split_assets(scenario, settings.gateways))
-        for asset_id in assets
-    }
+    plan = _Plan.from_settings(settings)
+    report = DemoReport(scenario=plan.scenario.name, speed=plan.speed)
     deadline = started + settings.duration_s if settings.duration_s else None
     with contextlib.ExitStack() as stack:
         if settings.workdir is None:
@@ -238,101 +368,35 @@ def run_demo(settings: DemoSettings, *, out: TextIO = sys.stdout, as_json: bool 
             workdir.mkdir(parents=True, exist_ok=True)
         mqtt_settings = _broker(stack, settings, workdir)
         db = _database(stack, settings)
-        keys = init_keys(workdir / "keys")
-        targets = sorted({unit.type.name for unit in fleet_units(scenario)})
-        cloud_toml = write_cloud_config(
-            workdir / "cloud.toml",
-            mqtt_settings=mqtt_settings,
-            db=db,
-            signing_key=keys.private_key,
-            targets=targets,
-        )
-        gateway_tomls = {
-            gateway_id: write_gateway_config(
-                workdir / f"{gateway_id}.toml",
-                scenario=scenario,
-                gateway_id=gateway_id,
-                mqtt_settings=mqtt_settings,
-                workdir=workdir,
-                asset_ids=[a for a, g in shares.items() if g == gateway_id],
-                public_key=keys.public_key,
-                warmup_windows=settings.warmup_windows,
-            )
-            for gateway_id in gateway_ids
-        }
-        secrets_env = secret_environment(db)
-        prepare_database(load_settings(CloudSettings, toml_path=cloud_toml, environ=secrets_env))
-        conninfo = db.conninfo()
-        _register_fleet(conninfo, scenario, shares)
+        configs = _write_configs(plan, settings, workdir, mqtt_settings, db)
+        prepare_database(load_settings(CloudSettings, toml_path=configs.cloud, environ=configs.secrets_env))
+        _register_fleet(db.conninfo(), plan.scenario, plan.shares)
         print(f"demo: configs and logs in {workdir}", file=sys.stderr)
-        watcher = BrokerWatcher(mqtt_settings, gateway_ids)
+        watcher = BrokerWatcher(mqtt_settings, plan.gateway_ids)
         stack.callback(watcher.close)
+        cloud_log = workdir / "cloud.log"
         stack.enter_context(
             _child(
-                "cloud",
-                ["cloud", "--config", str(cloud_toml)],
-                workdir / "cloud.log",
-                secrets_env=secrets_env,
+                "cloud", ["cloud", "--config", str(configs.cloud)], cloud_log, secrets_env=configs.secrets_env
             )
         )
         if settings.dashboard:
-            port = _dashboard_port(settings)
-            dashboard_toml = write_dashboard_config(
-                workdir / "dashboard.toml", db=db, port=port, workdir=workdir
-            )
-            password = _create_login(conninfo)
-            stack.enter_context(
-                _child(
-                    "dashboard",
-                    ["dashboard", "--config", str(dashboard_toml)],
-                    workdir / "dashboard.log",
-                    secrets_env=secrets_env,
-                )
-            )
-            report.dashboard_url = f"http://127.0.0.1:{port}/"
-            print(
-                f"demo: dashboard at {report.dashboard_url}, login {_DEMO_USER} / {password}", file=sys.stderr
-            )
+            report.dashboard_url = _start_dashboard(stack, settings, workdir, db, configs)
         edges = {
             gateway_id: stack.enter_context(
                 _child(gateway_id, ["edge", "--config", str(path)], workdir / f"{gateway_id}.log")
             )
-            for gateway_id, path in gateway_tomls.items()
+            for gateway_id, path in configs.gateways.items()
         }
         if not watcher.online.wait(90):
             raise ForewarnError(f"the edge agents did not come online within 90 s: see the logs in {workdir}")
         print(
-            f"demo: simulating {scenario.name} ({len(scenario.asset_ids)} assets, {span_s / 86400:.0f} days) "
-            f"at {speed:,.0f}x through {len(gateway_ids)} gateways",
+            f"demo: simulating {plan.scenario.name} ({len(plan.scenario.asset_ids)} assets, "
+            f"{plan.span_s / 86400:.0f} days) at {plan.speed:,.0f}x through {len(edges)} gateways",
             file=sys.stderr,
         )
-        stop = threading.Event()
-        if deadline is not None:
-            timer = threading.Timer(max(0.0, deadline - time.monotonic()), stop.set)
-            timer.daemon = True
-            timer.start()
-            stack.callback(timer.cancel)
-        with Publisher(settings=mqtt_settings, client_id=f"forewarn-demo-sim-{os.getpid()}") as publisher:
-            stats = publish_stream(
-                iter_messages(scenario, on_truth=report.truth.append),
-                publisher,
-                speed=speed,
-                stop=stop,
-                progress=_progress(watcher, report, scenario.start_ns),
-                progress_interval_s=10.0,
-            )
-        report.raw_messages, report.raw_samples = stats.messages, stats.samples
-        report.simulated_days = (
-            (stats.last_ts_ns - scenario.start_ns) / NS_PER_S / 86400 if stats.last_ts_ns else 0
-        )
-        for gateway_id, edge in edges.items():
-            stop_child(edge, gateway_id)  # flushes its pipeline and drains its queue upstream
-        _drain(conninfo, 60.0)
-        _final_forecast(cloud_toml, secrets_env)
-        report.plant_alerts.extend(watcher.drain())
-        queued = {g: _queue_account(workdir / g, g) for g in gateway_ids}
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            collect(report, conn, shares=shares, queued=queued)
+        _play(plan, mqtt_settings, watcher, report, deadline)
+        _finish(plan, edges=edges, workdir=workdir, configs=configs, db=db, watcher=watcher, report=report)
         report.wall_s = time.monotonic() - started
         print_report(report, out, as_json=as_json)
         if deadline is None and settings.dashboard:
