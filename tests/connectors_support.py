@@ -77,3 +77,41 @@ class RawCollector:
 def broker_settings(broker: MosquittoServer) -> dict[str, Any]:
     """The `mqtt` section of a connector's settings for the test broker."""
     return {"host": broker.host, "port": broker.port, "reconnect_min_s": 0.2, "reconnect_max_s": 1.0}
+
+
+class RecordingPipeline:
+    """The edge agent's real pipeline, recording every batch the agent hands it."""
+
+    def __init__(self, pipeline: Any) -> None:
+        self._pipeline = pipeline
+        self.batches: list[RawBatch] = []
+        self._lock = threading.Lock()
+
+    def process(self, batch: RawBatch) -> list[Any]:
+        """Record the batch, then score it."""
+        with self._lock:
+            self.batches.append(batch)
+        return list(self._pipeline.process(batch))
+
+    def poll(self) -> list[Any]:
+        """As the pipeline's."""
+        return list(self._pipeline.poll())
+
+    def flush(self) -> list[Any]:
+        """As the pipeline's."""
+        return list(self._pipeline.flush())
+
+    @property
+    def metrics(self) -> Any:
+        """The pipeline's counters."""
+        return self._pipeline.metrics
+
+    def of(self, asset_id: str, sensor: str) -> list[RawBatch]:
+        """The batches of one stream the agent received, in order."""
+        with self._lock:
+            return [b for b in self.batches if (b.asset_id, b.sensor) == (asset_id, sensor)]
+
+    def samples(self, asset_id: str, sensor: str) -> np.ndarray[Any, np.dtype[np.float32]]:
+        """Every sample of one stream the agent received."""
+        batches = self.of(asset_id, sensor)
+        return np.concatenate([b.samples for b in batches]) if batches else np.empty(0, dtype=np.float32)

@@ -255,7 +255,7 @@ class SamplePublisher:
         if not np.isfinite(samples).all():
             self._metrics.reject("non_finite", n)
             return False
-        if not self._wait_for_room(n, wait_s):
+        if not self.wait_for_room(n, wait_s):
             self._metrics.drop("buffer_full", n)
             return False
         topics.check_ident("asset_id", asset_id)
@@ -351,7 +351,12 @@ class SamplePublisher:
             )
             stream.seq += 1
 
-    def _wait_for_room(self, n: int, wait_s: float) -> bool:
+    def wait_for_room(self, n: int, wait_s: float) -> bool:
+        """Wait up to `wait_s` until `n` more samples fit in the buffer (always, when it is empty).
+
+        A producer that must lose nothing calls this (in a loop that checks its stop flag) before
+        `add_block`, instead of letting `add_block` drop.
+        """
         limit = self._settings.max_buffered_samples
         with self._changed:
             if self._buffered == 0 or self._buffered + n <= limit:
