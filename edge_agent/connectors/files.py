@@ -77,7 +77,6 @@ class _FileProgress(msgspec.Struct, frozen=True, kw_only=True):
     mtime_ns: int
     start_ns: int  # the first sample's time as decided when the file was first opened
     position: int  # frames (WAV, TDMS) or batches (CSV) written to the broker
-    is_complete: bool = False
 
 
 class _State(msgspec.Struct, kw_only=True):
@@ -404,8 +403,6 @@ class FilesConnector:
         quarantine it when it cannot be read."""
         status = path.stat()
         progress = self._resume_point(path, status.st_size, status.st_mtime_ns)
-        if progress is not None and progress.is_complete:
-            return self._finish(path)
         try:
             recording = self._open(path, progress)
         except UnreadableFileError as exc:
@@ -489,9 +486,9 @@ class FilesConnector:
             if isinstance(recording, _CsvRecording):
                 for reason, count in recording.counts.bad.items():
                     self._metrics.reject(f"csv_{reason}", count)
-            if not self._checkpoint(progress, position, stop, is_complete=True):
-                return "stopped"
-            return "done"
+            # Written to the broker, the file moves; its record goes with the move (a crash in between
+            # re-sends the tail since the last checkpoint under the same seqs: duplicates the edge drops).
+            return "done" if self._drain(stop) else "stopped"
         self._checkpoint(progress, position, stop)
         return "stopped"
 
@@ -506,15 +503,18 @@ class FilesConnector:
             target.asset_id, target.sensor, chunk.start_ns, chunk.sample_rate_hz, chunk.values
         )
 
-    def _checkpoint(
-        self, progress: _FileProgress, position: int, stop: threading.Event, *, is_complete: bool = False
-    ) -> bool:
-        """Wait until everything queued is written, then record `position`; False if stopped first."""
+    def _drain(self, stop: threading.Event) -> bool:
+        """Wait until everything queued is written to the broker; False if stopped first."""
         while not self._publisher.flush(timeout_s=_ROOM_WAIT_S):
             if stop.is_set():
                 return False
-        current = msgspec.structs.replace(progress, position=position, is_complete=is_complete)
-        self._progress.save(current, self._publisher.next_seqs())
+        return True
+
+    def _checkpoint(self, progress: _FileProgress, position: int, stop: threading.Event) -> bool:
+        """Wait until everything queued is written, then record `position`; False if stopped first."""
+        if not self._drain(stop):
+            return False
+        self._progress.save(msgspec.structs.replace(progress, position=position), self._publisher.next_seqs())
         return True
 
     def _finish(self, path: Path) -> Outcome:
