@@ -31,6 +31,7 @@ COMMAND_MODULES: tuple[tuple[str, str], ...] = (
     ("sim", "forewarn.sim_cmd"),
     ("forecast", "forewarn.forecast_cmd"),
     ("edge", "forewarn.edge_cmd"),
+    ("connect", "forewarn.connect_cmd"),
     ("models", "forewarn.models_cmd"),
     ("keys", "forewarn.keys_cmd"),
     ("users", "forewarn.users_cmd"),

@@ -30,6 +30,8 @@ EXTRA_OF_IMPORT: dict[str, str] = {
     "flask_login": "dashboard",
     "werkzeug": "dashboard",
     "waitress": "dashboard",
+    "pymodbus": "connectors",
+    "nptdms": "connectors",
 }
 
 

@@ -2,9 +2,10 @@
 
 `iter_batches` yields `RawBatch` objects in time order (per step: by start time, then asset, then
 sensor; a step's vibration burst ends with its slow samples, `burst_offset_ns`); `seq` increments by 1
-per (asset, sensor) batch. `iter_messages` turns them and the maintenance events into MQTT messages (topic, payload, QoS) and injects the scenario's transport faults: duplicated
-batches (same payload twice), out-of-order batches (held back and sent after the next one) and malformed
-payloads (a valid batch with its body cut short).
+per (asset, sensor) batch. `iter_messages` turns them and the maintenance events into MQTT messages
+(topic, payload, QoS) and injects the scenario's transport faults: duplicated batches (same payload
+twice), out-of-order batches (held back and sent after the next one) and malformed payloads (a valid
+batch with its body cut short).
 """
 
 from __future__ import annotations
