@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "forewarn.edge_cmd",
     "forewarn.models_cmd",
     "forewarn.keys_cmd",
+    "forewarn.pki_cmd",
     "forewarn.users_cmd",
     "forewarn.dashboard_cmd",
     "forewarn.demo",

@@ -13,6 +13,7 @@ All topics live under ``forewarn/v1``::
     forewarn/v1/gw/{gateway_id}/batch            several of the above in one message (upstream, QoS 1)
     forewarn/v1/models/{target}/deployment       signed model deployment order (retained per target)
     forewarn/v1/models/{target}/chunk/{index}    artifact chunks of a deployment (retained)
+    forewarn/v1/keys/deployment                  signing-key rotation, signed by the previous key (retained)
 
 Identifiers must match `IDENT_PATTERN`, which keeps them free of MQTT wildcards and separators.
 """
@@ -36,12 +37,15 @@ __all__ = [
     "check_ident",
     "deploy_ack",
     "event",
+    "gateway_tree",
     "model_chunk",
     "model_deployment",
+    "model_tree",
     "parse",
     "plant_alert",
     "raw",
     "shared_subscription",
+    "signing_key",
     "snapshot",
     "status",
     "subscription",
@@ -67,6 +71,7 @@ class TopicKind(enum.StrEnum):
     BATCH = "batch"
     DEPLOYMENT = "deployment"
     MODEL_CHUNK = "chunk"
+    SIGNING_KEY = "signing-key"
 
 
 _GATEWAY_KINDS = (
@@ -168,6 +173,23 @@ def model_chunk(target: str, index: int | str) -> str:
     return f"{PREFIX}/models/{target}/chunk/{index}"
 
 
+def signing_key() -> str:
+    """Topic of the fleet's retained signing-key rotation announcement."""
+    return f"{PREFIX}/keys/deployment"
+
+
+def gateway_tree(gateway_id: str) -> str:
+    """A filter matching every topic of one gateway (`+`: of every gateway), for broker ACLs."""
+    check_ident("gateway_id", gateway_id, allow_wildcard=True)
+    return f"{PREFIX}/gw/{gateway_id}/#"
+
+
+def model_tree(target: str) -> str:
+    """A filter matching every model topic of one target (`+`: of every target), for broker ACLs."""
+    check_ident("target", target, allow_wildcard=True)
+    return f"{PREFIX}/models/{target}/#"
+
+
 def subscription(kind: TopicKind) -> str:
     """A filter matching every topic of `kind` (for example all gateways' aggregates)."""
     builders = {
@@ -176,6 +198,7 @@ def subscription(kind: TopicKind) -> str:
         TopicKind.PLANT_ALERT: lambda: plant_alert(WILDCARD),
         TopicKind.DEPLOYMENT: lambda: model_deployment(WILDCARD),
         TopicKind.MODEL_CHUNK: lambda: model_chunk(WILDCARD, WILDCARD),
+        TopicKind.SIGNING_KEY: signing_key,
     }
     if kind in builders:
         return builders[kind]()
@@ -217,6 +240,8 @@ def parse(topic: str) -> ParsedTopic:
     prefix = PREFIX + "/"
     if not topic.startswith(prefix):
         raise ContractError("topic", topic, f"a topic starting with {prefix}")
+    if topic == signing_key():
+        return ParsedTopic(TopicKind.SIGNING_KEY)
     parsed = _parse_parts(topic, topic[len(prefix) :].split("/"))
     for field in ("asset_id", "sensor", "gateway_id", "target"):
         value = getattr(parsed, field)
