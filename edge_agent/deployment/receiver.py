@@ -285,6 +285,7 @@ class DeploymentReceiver:
         try:
             check_signature(self.trust.key, order)
             check_announced_size(order, self.settings.max_artifact_bytes)
+            order_manifest(order)  # a mismatched order is refused now, not after waiting for its chunks
         except RefusedError as refusal:
             self._seen.add(key)
             if refusal.check == "signature":
