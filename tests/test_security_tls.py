@@ -23,19 +23,25 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from cloud_service import pki
+from cloud_service.lifecycle.key_rotation import publish_rotation, rotate_keys
+from cloud_service.lifecycle.publisher import build_order, publish_order
+from cloud_service.lifecycle.signing import init_keys, load_private_key, sign_manifest
 from cloud_service.service import IngestWorker
 from edge_agent.agent import EdgeAgent
-from edge_agent.settings import PipelineSettings
+from edge_agent.deployment import DeploymentClient, DeploymentReceiver, DeploymentSettings
+from edge_agent.model_store import ModelStore
+from edge_agent.settings import ModelSettings, PipelineSettings
 from forewarn.cli import main
 from forewarn.localservices import MosquittoServer, wait_until
 from shared import topics
 from shared.config import MqttSettings
 from shared.errors import ConfigError
-from shared.messages import encode
+from shared.messages import DeploymentAck, encode
 from shared.mqtt import make_client, tls_context
 from shared.raw_batch import encode_raw_batch
 from tests.test_cloud_ingest import cloud_settings
 from tests.test_edge_agent_helpers import aggregate, edge_settings, vibration_asset, vibration_batches
+from tests.test_lifecycle_deployment import NAMES, make_model
 from tests.tls_support import EXAMPLE_CA_DIR, EXAMPLE_FLEET_ARGS, EXAMPLES, TlsMosquittoServer
 
 NOT_AUTHORIZED = 135
@@ -350,3 +356,66 @@ def test_edge_agent_and_cloud_service_work_end_to_end_over_tls(
         publisher.disconnect()
         agent.stop()
         worker.stop()
+
+
+@pytest.mark.slow
+def test_models_and_key_rotations_reach_only_the_gateway_that_serves_the_target(
+    tls_broker: TlsMosquittoServer, workdir: Path, unique_id: Callable[[str], str]
+) -> None:
+    """gw-02 configured (wrongly or maliciously) for gw-01's target receives none of its model topics."""
+    keys = init_keys(workdir / "keys")
+    receivers: dict[str, tuple[DeploymentReceiver, DeploymentClient]] = {}
+    acks: list[DeploymentAck] = []
+    for gateway_id in ("gw-01", "gw-02"):
+        receiver = DeploymentReceiver(
+            settings=DeploymentSettings(
+                public_key=keys.public_key, state_file=workdir / gateway_id / "d.json"
+            ),
+            store=ModelStore(ModelSettings(store_dir=workdir / gateway_id / "models")),
+            gateway_id=gateway_id,
+            targets=["pump-01"],
+            expected_features={"pump-01": NAMES},
+        )
+        receiver.add_ack_listener(acks.append)
+        client = DeploymentClient(
+            settings=tls_broker.settings(gateway_id), receiver=receiver, client_id=unique_id(gateway_id)
+        )
+        client.start()
+        receivers[gateway_id] = (receiver, client)
+    cloud = tls_broker.settings("forewarn-cloud")
+    try:
+        wait_until(lambda: all(client.is_connected for _, client in receivers.values()), timeout_s=10)
+        key = load_private_key(keys.private_key)
+        model = make_model("pump-01", 1)
+        text = encode(model.manifest).decode()
+        order = build_order(
+            manifest_json=text,
+            signature_b64=sign_manifest(key, text),
+            artifact=model.onnx_int8,
+            target="pump-01",
+            version=1,
+            chunk_bytes=4096,
+        )
+        publish_order(order, cloud, timeout_s=10)
+        ack = wait_until(lambda: acks, timeout_s=10)[0]
+        assert (ack.gateway_id, ack.ok) == ("gw-01", True), ack.reason
+        publish_rotation(rotate_keys(keys.private_key.parent), cloud)
+        owner, intruder = receivers["gw-01"][0], receivers["gw-02"][0]
+        wait_until(lambda: owner.metrics.key_rotations == 1, timeout_s=10)
+        assert intruder.metrics.key_rotations == 1  # the announcement is for the whole fleet
+        assert (intruder.metrics.deployments_received, intruder.metrics.chunks_received) == (0, 0)
+        assert [a.gateway_id for a in acks] == ["gw-01"]
+    finally:
+        for _, client in receivers.values():
+            client.stop()
+        clear = make_client(cloud, client_id=unique_id("clear"))
+        clear.connect(tls_broker.host, tls_broker.port)
+        clear.loop_start()
+        for topic in (
+            topics.model_deployment("pump-01"),
+            topics.model_chunk("pump-01", 0),
+            topics.signing_key(),
+        ):
+            clear.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)
+        clear.disconnect()
+        clear.loop_stop()
