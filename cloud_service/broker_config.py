@@ -96,21 +96,28 @@ def _cloud_rules() -> list[tuple[str, str]]:
 
 
 def acl_text(fleet: Fleet) -> str:
-    """The Mosquitto ACL file (`acl_file`) for `fleet`."""
+    """The Mosquitto ACL file (`acl_file`) for `fleet`.
+
+    Raises:
+        ContractError: a name is not an identifier (a wildcard or `/` in it would widen a rule).
+    """
     lines = [
         "# Forewarn broker ACL: written by `forewarn pki mosquitto-config`; anything not granted is denied.",
         "",
     ]
     for rights in fleet.gateways:
-        for value in (rights.gateway_id, *rights.targets, *(a for a in rights.assets if a != ALL)):
-            topics.check_ident("acl", value)
+        topics.check_ident("gateway_id", rights.gateway_id)
+        for target in rights.targets:
+            topics.check_ident("target", target)
+        for asset in (a for a in rights.assets if a != ALL):
+            topics.check_ident("asset_id", asset)
         lines += _block(rights.gateway_id, _gateway_rules(rights))
     for name in fleet.cloud:
-        lines += _block(topics.check_ident("acl", name), _cloud_rules())
+        lines += _block(topics.check_ident("cloud", name), _cloud_rules())
     for name in fleet.publishers:
         rules = [("write", _asset_raw(a)) for a in fleet.publisher_assets]
         rules += [("write", _asset_event(a)) for a in fleet.publisher_assets]
-        lines += _block(topics.check_ident("acl", name), rules)
+        lines += _block(topics.check_ident("publisher", name), rules)
     return "\n".join(lines)
 
 

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from shared import topics
+from shared.atomic_files import write_atomically
 from shared.errors import ConfigError, ContractError
 
 __all__ = [
@@ -78,11 +79,9 @@ def _write_new(path: Path, data: bytes, mode: int) -> None:
 
 
 def _replace(path: Path, data: bytes) -> None:
-    """Replace `path` atomically (the broker may read it at any moment)."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(data)
-    partial.chmod(0o644)
-    partial.replace(path)
+    """Replace a public file atomically (the broker may read it at any moment)."""
+    write_atomically(path, data, make_parents=True)
+    path.chmod(0o644)
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:

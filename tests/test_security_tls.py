@@ -6,6 +6,7 @@ pump-01, gw-02 serves pump-02, forewarn-cloud is the cloud service, forewarn-sim
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import ssl
 import stat
@@ -23,6 +24,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from cloud_service import pki
+from cloud_service.broker_config import Fleet, GatewayRights, acl_text
 from cloud_service.lifecycle.key_rotation import publish_rotation, rotate_keys
 from cloud_service.lifecycle.publisher import build_order, publish_order
 from cloud_service.lifecycle.signing import init_keys, load_private_key, sign_manifest
@@ -31,11 +33,11 @@ from edge_agent.agent import EdgeAgent
 from edge_agent.deployment import DeploymentClient, DeploymentReceiver, DeploymentSettings
 from edge_agent.model_store import ModelStore
 from edge_agent.settings import ModelSettings, PipelineSettings
-from forewarn.cli import main
 from forewarn.localservices import MosquittoServer, wait_until
+from forewarn.pki_cmd import parse_gateway, register
 from shared import topics
 from shared.config import MqttSettings
-from shared.errors import ConfigError
+from shared.errors import ConfigError, ContractError
 from shared.messages import DeploymentAck, encode
 from shared.mqtt import make_client, tls_context
 from shared.raw_batch import encode_raw_batch
@@ -100,22 +102,31 @@ def test_revoking_adds_the_serial_to_a_crl_signed_by_the_ca(workdir: Path) -> No
         pki.revoke(ca, "gw-never")
 
 
+def run_pki(argv: list[str]) -> int:
+    """Run `forewarn pki ARGV` through its own parser (the full CLI imports every component)."""
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["pki", *argv])
+    return int(args.handler(args))
+
+
 def test_pki_command_line_issues_and_revokes(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ca = str(workdir / "ca")
-    assert main(["pki", "init", "--dir", ca]) == 0
-    assert main(["pki", "issue", "gw-cli", "--dir", ca]) == 0
-    assert main(["pki", "issue-server", "broker.local", "--dir", ca]) == 0
-    assert main(["pki", "revoke", "gw-cli", "--dir", ca]) == 0
-    assert main(["pki", "issue", "gw-cli", "--dir", ca]) == 2  # an error, not a traceback
-    out = capsys.readouterr()
-    assert "mode 0600" in out.out
-    assert "refusing to overwrite" in out.err
+    assert run_pki(["init", "--dir", ca]) == 0
+    assert run_pki(["issue", "gw-cli", "--dir", ca]) == 0
+    assert run_pki(["issue-server", "broker.local", "--dir", ca]) == 0
+    assert run_pki(["revoke", "gw-cli", "--dir", ca]) == 0
+    assert "mode 0600" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="refusing to overwrite"):
+        run_pki(["issue", "gw-cli", "--dir", ca])
+    assert len(pki.revoked_serials(Path(ca))) == 1
+    assert run_pki(["crl", "--dir", ca]) == 0
     assert len(pki.revoked_serials(Path(ca))) == 1
 
 
 def test_example_broker_files_are_what_the_generator_writes(workdir: Path) -> None:
     assert (
-        main(["pki", "mosquitto-config", "--dir", EXAMPLE_CA_DIR, *EXAMPLE_FLEET_ARGS, "--out", str(workdir)])
+        run_pki(["mosquitto-config", "--dir", EXAMPLE_CA_DIR, *EXAMPLE_FLEET_ARGS, "--out", str(workdir)])
         == 0
     )
     for name in ("mosquitto-tls.conf", "mosquitto.acl"):
@@ -146,20 +157,23 @@ def test_mqtt_settings_refuse_a_client_key_without_tls_or_readable_by_others(wor
 
 def _connects(client: mqtt.Client, broker: MosquittoServer, timeout_s: float = 3.0) -> bool:
     """Whether the broker accepts `client` (a CONNACK with success) within `timeout_s`."""
-    accepted = threading.Event()
+    accepted, answered = threading.Event(), threading.Event()
 
     def on_connect(c: mqtt.Client, u: object, flags: object, reason: ReasonCode, p: object) -> None:
         if not reason.is_failure:
             accepted.set()
+        answered.set()
 
     client.on_connect = on_connect
+    client.on_disconnect = lambda *args: answered.set()  # the broker closed the connection
     try:
         client.connect(broker.host, broker.port, keepalive=5)
     except (OSError, ssl.SSLError):
         return False
     client.loop_start()
     try:
-        return accepted.wait(timeout_s)
+        answered.wait(timeout_s)
+        return accepted.is_set()
     finally:
         client.disconnect()
         client.loop_stop()
@@ -419,3 +433,17 @@ def test_models_and_key_rotations_reach_only_the_gateway_that_serves_the_target(
             clear.publish(topic, b"", qos=1, retain=True).wait_for_publish(5)
         clear.disconnect()
         clear.loop_stop()
+
+
+def test_gateway_rights_parse_and_the_acl_refuses_wildcards_in_names() -> None:
+    assert parse_gateway("gw-9=pump-1,fan-2") == GatewayRights(
+        "gw-9", ("pump-1", "fan-2"), ("pump-1", "fan-2")
+    )
+    assert parse_gateway("gw-9=pump-1:pump-1,pump-2").assets == ("pump-1", "pump-2")
+    for bad in ("gw-9", "gw-9=", "=pump-1"):
+        with pytest.raises(ConfigError, match="GW=TARGET"):
+            parse_gateway(bad)
+    with pytest.raises(ContractError, match=r"^target="):
+        acl_text(Fleet(gateways=(GatewayRights("gw-9", ("#",)),)))
+    text = acl_text(Fleet(gateways=(parse_gateway("gw-9=pump-1"),)))
+    assert "user gw-9\ntopic write forewarn/v1/gw/gw-9/#\ntopic read forewarn/v1/models/pump-1/#\n" in text

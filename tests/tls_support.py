@@ -14,7 +14,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud_service import pki
-from forewarn.localservices import MosquittoServer, free_port
+from forewarn.localservices import MosquittoServer
 from shared.config import MqttSettings
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -44,7 +44,6 @@ class TlsMosquittoServer(MosquittoServer):
     def __init__(self, workdir: Path) -> None:
         super().__init__(workdir)
         self.host = HOST
-        self.port = free_port()
         self.ca_dir = workdir / "pki"
         pki.init_ca(self.ca_dir)
         self.server_identity = pki.issue_server(self.ca_dir, HOST)
