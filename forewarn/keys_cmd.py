@@ -33,7 +33,7 @@ def _rotate(args: argparse.Namespace) -> int:
     print(f"chain of {len(rotation.links)} rotation(s): {args.dir / CHAIN_FILE}")
     if args.publish:
         publish_rotation(rotation, load_settings(CloudSettings, toml_path=args.config).mqtt)
-        print("published the chain (retained); restart the cloud service to sign with the new key")
+        print("published the chain (retained); pushes from now on are signed with the new key")
     else:
         print("publish it with `forewarn keys publish` before pushing models signed with the new key")
     return 0

@@ -29,6 +29,8 @@ from cloud_service.lifecycle.signing import (
     init_keys,
     load_private_key,
     sign_manifest,
+    signature_for_current_key,
+    verify_manifest,
 )
 from cloud_service.modeling import ModelArtifact, synthetic_features
 from edge_agent.deployment import DeploymentClient, DeploymentReceiver, DeploymentSettings
@@ -359,3 +361,15 @@ def test_a_gateway_trusts_a_new_key_announced_under_the_old_one(
         assert late.receiver.metrics.key_rotations == 2
     finally:
         late.stop()
+
+
+def test_a_model_signed_before_a_rotation_is_re_signed_with_the_current_key(signing_dir: Path) -> None:
+    old = load_private_key(signing_dir / PRIVATE_KEY_FILE)
+    text = encode(make_model("t-resign", 1).manifest).decode()
+    registered = sign_manifest(old, text)
+    assert signature_for_current_key(old, text, registered) == registered  # no rotation: kept as is
+    rotate_keys(signing_dir)
+    new = load_private_key(signing_dir / PRIVATE_KEY_FILE)
+    fresh = signature_for_current_key(new, text, registered)
+    assert verify_manifest(new.public_key(), text, fresh)
+    assert not verify_manifest(new.public_key(), text, registered)
