@@ -148,9 +148,8 @@ class DeploymentReceiver:
         self._assemblies: dict[str, ChunkAssembly] = {}
         self._orders: dict[str, ModelDeployment] = {}
         self._order_since: dict[str, float] = {}
-        self._unverified: dict[
-            str, ModelDeployment
-        ] = {}  # refused for the signature: retried after a rotation
+        # orders refused for their signature, per target: considered again after a key rotation
+        self._unverified: dict[str, ModelDeployment] = {}
         self._seen: set[_OrderKey] = set()
         self._probation: dict[str, Probation] = {}
         self._rolled_back = RollbackState(settings.state_file)
