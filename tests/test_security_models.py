@@ -353,6 +353,7 @@ def test_a_gateway_trusts_a_new_key_announced_under_the_old_one(
     publish_rotation(rotation, settings)
     wait_until(lambda: (a := gateway.ack(5)) and a.ok, timeout_s=10)  # retried once the key moved
     assert gateway.active_version() == 5
+    assert len([a for a in gateway.acks if a.version == 2]) == 1  # the rogue order was not refused twice
 
     # a gateway provisioned with k1 that connects only now follows both links, then installs v5
     late_dir = gateway.directory.parent / unique_id("late")

@@ -315,6 +315,10 @@ class DeploymentReceiver:
             "signing key rotated (%d link(s)); now trusting %s", result.followed, self.trust.fingerprint
         )
         for target, order in list(self._unverified.items()):
+            try:
+                check_signature(self.trust.key, order)
+            except RefusedError:
+                continue  # not signed by the new key either: refused once already, not acknowledged again
             del self._unverified[target]
             self._seen.discard((target, order.version, order.is_rollback, order.signature_b64))
             self._consider(order)
