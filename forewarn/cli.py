@@ -34,6 +34,7 @@ COMMAND_MODULES: tuple[tuple[str, str], ...] = (
     ("connect", "forewarn.connect_cmd"),
     ("models", "forewarn.models_cmd"),
     ("keys", "forewarn.keys_cmd"),
+    ("pki", "forewarn.pki_cmd"),
     ("users", "forewarn.users_cmd"),
     ("dashboard", "forewarn.dashboard_cmd"),
     ("demo", "forewarn.demo"),

@@ -79,9 +79,15 @@ def _approve(args: argparse.Namespace) -> int:
 
 def _deploy(args: argparse.Namespace) -> int:
     settings = _settings(args)
+    key = load_private_key(settings.lifecycle.signing_key)
     with _connect(settings) as conn:
         order = operations.deploy(
-            conn, settings.mqtt, args.target, args.version, chunk_bytes=settings.lifecycle.chunk_bytes
+            conn,
+            settings.mqtt,
+            args.target,
+            args.version,
+            chunk_bytes=settings.lifecycle.chunk_bytes,
+            private_key=key,
         )
     print(
         f"deployed {args.target} v{args.version} ({len(order.chunks)} chunk(s)); acks: forewarn models show"

@@ -59,8 +59,18 @@ class MqttSettings(BaseModel, frozen=True, extra="forbid"):
     )
     username: str = Field("", description="User name; empty connects without credentials.")
     password: SecretStr = Field(SecretStr(""), description="Password (never printed or logged).")
-    tls: bool = Field(False, description="Connect with TLS.")
+    tls: bool = Field(
+        False,
+        description="Connect with TLS only (the broker's certificate and host name are verified); off by "
+        "default for a local development broker, required in production (see docs/security.md).",
+    )
     ca_file: Path | None = Field(None, description="CA bundle for TLS; empty uses the system's.")
+    cert_file: Path | None = Field(
+        None, description="Client certificate (PEM) presented to the broker; its name is our MQTT identity."
+    )
+    key_file: Path | None = Field(
+        None, description="Private key (PEM) of `cert_file`; must not be readable by group or others."
+    )
     keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keep-alive interval in seconds.")
     reconnect_min_s: float = Field(
         0.5, gt=0, le=60, description="First reconnect delay; doubles per failure."
@@ -70,6 +80,14 @@ class MqttSettings(BaseModel, frozen=True, extra="forbid"):
         512, ge=1, le=65535, description="Unacknowledged QoS 1 messages the broker may send us at once."
     )
     max_inflight: int = Field(256, ge=1, le=65535, description="Unacknowledged QoS 1 messages we may send.")
+
+    @model_validator(mode="after")
+    def _client_certificate_needs_tls(self) -> MqttSettings:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file must be set together")
+        if (self.cert_file is not None or self.ca_file is not None) and not self.tls:
+            raise ValueError("ca_file, cert_file and key_file need tls = true")
+        return self
 
 
 class DatabaseSettings(BaseModel, frozen=True, extra="forbid"):

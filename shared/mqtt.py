@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import logging
 import ssl
+import stat
 from dataclasses import dataclass
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -15,8 +17,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from shared.config import MqttSettings
+from shared.errors import ConfigError
 
-__all__ = ["LastWill", "connect", "make_client"]
+__all__ = ["LastWill", "connect", "make_client", "tls_context"]
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +34,32 @@ class LastWill:
     payload: bytes
     qos: int = 1
     retain: bool = True
+
+
+def tls_context(settings: MqttSettings) -> ssl.SSLContext:
+    """A TLS 1.2+ client context: verifies the broker against `ca_file`, presents our certificate if set.
+
+    Raises:
+        ConfigError: a certificate or key file cannot be loaded, or the key is readable by others.
+    """
+    ca_file = str(settings.ca_file) if settings.ca_file else None
+    try:
+        context = ssl.create_default_context(cafile=ca_file)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if settings.cert_file is not None and settings.key_file is not None:
+            _check_private(settings.key_file)
+            context.load_cert_chain(str(settings.cert_file), str(settings.key_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError("mqtt", str(exc), "readable PEM files in ca_file, cert_file and key_file") from exc
+    return context
+
+
+def _check_private(key_file: Path) -> None:
+    mode = key_file.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            "mqtt.key_file", str(key_file), f"mode {oct(mode & 0o777)}: must be 0600 or stricter"
+        )
 
 
 def make_client(
@@ -57,8 +86,7 @@ def make_client(
     if settings.username:
         client.username_pw_set(settings.username, settings.password.get_secret_value() or None)
     if settings.tls:
-        context = ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None)
-        client.tls_set_context(context)
+        client.tls_set_context(tls_context(settings))
     if will is not None:
         client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
     client.reconnect_delay_set(

@@ -14,6 +14,7 @@ All topics live under ``forewarn/v1``::
     forewarn/v1/models/{target}/deployment       signed model deployment order (retained per target)
     forewarn/v1/models/{target}/chunk/{index}    artifact chunks of a deployment (retained)
     forewarn/v1/connectors/{connector_id}/status plant connector heartbeat (plant broker, retained, JSON)
+    forewarn/v1/keys/deployment                  signing-key rotation, signed by the previous key (retained)
 
 Identifiers must match `IDENT_PATTERN`, which keeps them free of MQTT wildcards and separators.
 """
@@ -38,12 +39,15 @@ __all__ = [
     "connector_status",
     "deploy_ack",
     "event",
+    "gateway_tree",
     "model_chunk",
     "model_deployment",
+    "model_tree",
     "parse",
     "plant_alert",
     "raw",
     "shared_subscription",
+    "signing_key",
     "snapshot",
     "status",
     "subscription",
@@ -70,6 +74,7 @@ class TopicKind(enum.StrEnum):
     DEPLOYMENT = "deployment"
     MODEL_CHUNK = "chunk"
     CONNECTOR_STATUS = "connector_status"
+    SIGNING_KEY = "signing-key"
 
 
 _GATEWAY_KINDS = (
@@ -178,6 +183,23 @@ def connector_status(connector_id: str) -> str:
     return f"{PREFIX}/connectors/{connector_id}/status"
 
 
+def signing_key() -> str:
+    """Topic of the fleet's retained signing-key rotation announcement."""
+    return f"{PREFIX}/keys/deployment"
+
+
+def gateway_tree(gateway_id: str) -> str:
+    """A filter matching every topic of one gateway (`+`: of every gateway), for broker ACLs."""
+    check_ident("gateway_id", gateway_id, allow_wildcard=True)
+    return f"{PREFIX}/gw/{gateway_id}/#"
+
+
+def model_tree(target: str) -> str:
+    """A filter matching every model topic of one target (`+`: of every target), for broker ACLs."""
+    check_ident("target", target, allow_wildcard=True)
+    return f"{PREFIX}/models/{target}/#"
+
+
 def subscription(kind: TopicKind) -> str:
     """A filter matching every topic of `kind` (for example all gateways' aggregates)."""
     builders = {
@@ -187,6 +209,7 @@ def subscription(kind: TopicKind) -> str:
         TopicKind.DEPLOYMENT: lambda: model_deployment(WILDCARD),
         TopicKind.MODEL_CHUNK: lambda: model_chunk(WILDCARD, WILDCARD),
         TopicKind.CONNECTOR_STATUS: lambda: connector_status(WILDCARD),
+        TopicKind.SIGNING_KEY: signing_key,
     }
     if kind in builders:
         return builders[kind]()
@@ -234,6 +257,8 @@ def parse(topic: str) -> ParsedTopic:
     prefix = PREFIX + "/"
     if not topic.startswith(prefix):
         raise ContractError("topic", topic, f"a topic starting with {prefix}")
+    if topic == signing_key():
+        return ParsedTopic(TopicKind.SIGNING_KEY)
     parts = topic[len(prefix) :].split("/")
     parsed = _parse_connector_parts(parts) or _parse_parts(topic, parts)
     for field in ("asset_id", "sensor", "gateway_id", "target", "connector_id"):

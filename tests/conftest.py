@@ -11,6 +11,7 @@ import pytest
 
 from cloud_service.migrate import migrate
 from forewarn.localservices import MosquittoServer, PostgresServer, running, temporary_directory
+from tests.tls_support import TlsMosquittoServer
 
 TEMPLATE_DB = "forewarn_template"
 
@@ -80,3 +81,19 @@ def unique_id(request: pytest.FixtureRequest) -> Callable[[str], str]:
 def workdir(tmp_path: Path) -> Path:
     """A temporary directory for the test's own files."""
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def tls_mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsMosquittoServer]:
+    """A TLS-only Mosquitto from examples/mosquitto-tls.conf and its ACL, with a CA and client identities."""
+    server = TlsMosquittoServer(tmp_path_factory.mktemp("mosquitto-tls"))
+    with running(server):
+        yield server
+
+
+@pytest.fixture
+def tls_broker(tls_mosquitto: TlsMosquittoServer) -> Iterator[TlsMosquittoServer]:
+    """The session TLS broker, guaranteed running at the start and end of the test."""
+    tls_mosquitto.start()
+    yield tls_mosquitto
+    tls_mosquitto.start()

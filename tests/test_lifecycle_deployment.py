@@ -21,7 +21,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 from cloud_service.lifecycle import registry
 from cloud_service.lifecycle.publisher import build_order, publish_order
 from cloud_service.lifecycle.service import LifecycleService
-from cloud_service.lifecycle.signing import init_keys, load_private_key, sign_manifest, verify_manifest
+from cloud_service.lifecycle.signing import (
+    PRIVATE_KEY_FILE,
+    init_keys,
+    load_private_key,
+    sign_manifest,
+    verify_manifest,
+)
 from cloud_service.migrate import migrate
 from cloud_service.modeling import ModelArtifact, build_anomaly_model, synthetic_features
 from cloud_service.service import IngestWorker
@@ -500,7 +506,7 @@ def test_an_auto_approved_model_whose_push_failed_is_pushed_by_the_retry_job(
                 "db": {"host": params["host"], "port": int(str(params["port"])), "dbname": params["dbname"]},
                 "mqtt": {"port": port, "reconnect_min_s": 0.2, "reconnect_max_s": 0.5},
                 "lifecycle": {
-                    "signing_key": str(keys[1]),
+                    "signing_key": str(keys[1].with_name(PRIVATE_KEY_FILE)),  # pushes re-sign if rotated
                     "approval": "auto",
                     "push_timeout_s": 1.0,
                 },

@@ -76,3 +76,13 @@ def test_parse_rejects_topics_outside_the_tree(topic: str, field: str) -> None:
 def test_builders_reject_bad_identifiers(bad: str) -> None:
     with pytest.raises(ContractError, match="asset_id"):
         topics.event(bad)
+
+
+def test_signing_key_topic_parses_and_acl_trees_cover_their_topics() -> None:
+    assert topics.parse(topics.signing_key()) == ParsedTopic(TopicKind.SIGNING_KEY)
+    assert topics.subscription(TopicKind.SIGNING_KEY) == topics.signing_key()
+    assert topics.gateway_tree("gw-1") == "forewarn/v1/gw/gw-1/#"
+    assert topics.aggregate("gw-1").startswith(topics.gateway_tree("gw-1")[:-1])
+    assert topics.model_chunk("pump-1", 3).startswith(topics.model_tree("pump-1")[:-1])
+    with pytest.raises(ContractError):
+        topics.gateway_tree("#")

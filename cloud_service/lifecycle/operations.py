@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cloud_service.lifecycle import registry
 from cloud_service.lifecycle.publisher import DeploymentOrder, build_order, publish_order
-from cloud_service.lifecycle.signing import sign_manifest
+from cloud_service.lifecycle.signing import sign_manifest, signature_for_current_key
 from shared.config import MqttSettings
 from shared.errors import StorageError
 from shared.messages import decode_manifest, encode
@@ -49,10 +49,17 @@ def approve(conn: Conn, target: str, version: int, *, reason: str = "approved") 
 
 
 def deploy(
-    conn: Conn, mqtt: MqttSettings, target: str, version: int, *, chunk_bytes: int, timeout_s: float = 30.0
+    conn: Conn,
+    mqtt: MqttSettings,
+    target: str,
+    version: int,
+    *,
+    chunk_bytes: int,
+    timeout_s: float = 30.0,
+    private_key: Ed25519PrivateKey | None = None,
 ) -> DeploymentOrder:
     """Push an approved (or retired, or already deployed) model to the gateways and mark it deployed
-    (committed).
+    (committed). With `private_key`, a model signed by a key rotated out since is re-signed with it.
 
     Raises:
         StorageError: no such model, it is not deployable, or the broker did not take it.
@@ -60,9 +67,12 @@ def deploy(
     record = _model(conn, target, version)
     if record.status not in ("approved", "deployed", "retired"):
         raise StorageError("models", f"{target} v{version} is {record.status}; approve it first")
+    signature = record.signature_b64
+    if private_key is not None:
+        signature = signature_for_current_key(private_key, record.manifest_json, signature)
     order = build_order(
         manifest_json=record.manifest_json,
-        signature_b64=record.signature_b64,
+        signature_b64=signature,
         artifact=record.artifact,
         target=target,
         version=version,

@@ -82,9 +82,11 @@ class LifecycleService:
         """Push an approved model to the gateways.
 
         Raises:
+            ConfigError: the signing key cannot be read.
             StorageError: the broker could not be reached or did not acknowledge (the model stays approved;
                 with auto approval, `push_pending` retries it).
         """
+        key = load_private_key(self.lifecycle.signing_key)  # read per push: a rotated key applies at once
         with self._connection() as conn:
             operations.deploy(
                 conn,
@@ -93,6 +95,7 @@ class LifecycleService:
                 version,
                 chunk_bytes=self.lifecycle.chunk_bytes,
                 timeout_s=self.lifecycle.push_timeout_s,
+                private_key=key,
             )
 
     def push_pending(self) -> list[tuple[str, int]]:

@@ -28,6 +28,7 @@ __all__ = [
     "load_private_key",
     "public_key_pem",
     "sign_manifest",
+    "signature_for_current_key",
     "verify_manifest",
 ]
 
@@ -119,3 +120,14 @@ def verify_manifest(
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+def signature_for_current_key(private: Ed25519PrivateKey, manifest_json: str, signature_b64: str) -> str:
+    """`signature_b64` if `private` made it, else a fresh signature by `private`.
+
+    A model registered before a key rotation carries the retired key's signature, which rotated gateways
+    refuse; pushing it re-signs the same manifest text with the current key.
+    """
+    if verify_manifest(private.public_key(), manifest_json, signature_b64):
+        return signature_b64
+    return sign_manifest(private, manifest_json)

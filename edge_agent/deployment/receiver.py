@@ -7,12 +7,13 @@ Flow for each target the gateway serves (see `shared.model_transfer` for the wir
     forewarn/v1/gw/<gateway>/deploy-ack     DeploymentAck upstream     <- ok, or the refusal with its reason
 
 Checks, in order, each refusal acknowledged with `ok=false` and a reason starting with the check's name:
-`signature` (Ed25519 over the manifest text, with the public key only), `manifest` (it decodes and names
-the deployment's target and version), `version` (newer than the active one; a rollback order, signed as
-such, may name an older version but must be issued after the active model's manifest, so an old order
-replayed later is refused), `size` (the chunks add up to the announced size), then the model store's
-own checks: `sha256`, `features` (the pipeline's feature names for the target), `load`/`io`, `golden`.
-A refused model never replaces the one serving.
+`signature` (Ed25519 over the manifest text, with the public key only; the key trusted now, see
+`trust`), `incomplete` (every chunk arrived within `chunk_timeout_s` of the verified order), `manifest`
+(it decodes and names the deployment's target and version), `version` (newer than the active one; a
+rollback order, signed as such, may name an older version but must be issued after the active model's
+manifest, so an old order replayed later is refused), `size` (the chunks add up to the announced size),
+then the model store's own checks: `sha256`, `features` (the pipeline's feature names for the target),
+`load`/`io`, `golden`. A refused model never replaces the one serving.
 
 Probation: after a swap, `observe_alert(target)` counts the alerts the new model raises; if they exceed
 `probation_alert_multiple` times the expected rate (at least `probation_min_alerts`) within `probation_s`,
@@ -20,6 +21,11 @@ the receiver rolls the store back to the previous version, remembers the version
 retained deployment is not applied again, even after a restart), and acknowledges `ok=false` with reason
 `probation: ...`. The request to roll back waits in its own slot (`PendingRollbacks`), never in the
 bounded message queue, so a full queue cannot lose it.
+
+Key rotation: a `shared.key_rotation.KeyRotation` on `topics.signing_key()` (subscribed first, so its
+retained announcement arrives before the retained orders signed with the new key) moves the trusted key
+along links the trusted key signed (`trust.TrustedKey`); an order refused for its signature just before
+is considered again once the key has moved.
 
 Threads: `on_message` runs on paho's thread and only enqueues; `edge-deploy` does the work (ONNX loading,
 golden pairs, files), hands each acknowledgement to the ack listeners (the edge agent commits it to the
@@ -43,6 +49,7 @@ from edge_agent.deployment.assembly import ChunkAssembly
 from edge_agent.deployment.probation import PendingRollbacks, Probation, RollbackRequest, allowed_alerts
 from edge_agent.deployment.rollback_state import RollbackState
 from edge_agent.deployment.settings import DeploymentSettings
+from edge_agent.deployment.trust import TrustedKey
 from edge_agent.deployment.verification import (
     RefusedError,
     check_announced_size,
@@ -55,6 +62,7 @@ from edge_agent.deployment.verification import (
 from edge_agent.model_store import ModelStore
 from shared import topics
 from shared.errors import ContractError, ModelVerificationError
+from shared.key_rotation import decode_rotation
 from shared.messages import DeploymentAck, ModelDeployment, decode_deployment
 from shared.model_transfer import decode_chunk
 
@@ -81,6 +89,9 @@ class DeploymentMetrics:
     ignored: int = 0
     dropped_queue_full: int = 0
     worker_errors: int = 0
+    incomplete: int = 0
+    key_rotations: int = 0
+    key_links_rejected: int = 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -128,11 +139,17 @@ class DeploymentReceiver:
         self._expected = {k: list(v) for k, v in (expected_features or {}).items()}
         self._specs = dict(expected_specs or {})
         self._assets = dict(assets_per_target or {})
-        self._public_key = public_key if public_key is not None else load_public_key(settings.public_key)
+        root = public_key if public_key is not None else load_public_key(settings.public_key)
+        self.trust = TrustedKey(
+            root, settings.key_state_file or settings.state_file.with_name("signing-key.json")
+        )
         self._clock = clock
         self._ack_listeners: list[AckListener] = []
         self._assemblies: dict[str, ChunkAssembly] = {}
         self._orders: dict[str, ModelDeployment] = {}
+        self._order_since: dict[str, float] = {}
+        # orders refused for their signature, per target: considered again after a key rotation
+        self._unverified: dict[str, ModelDeployment] = {}
         self._seen: set[_OrderKey] = set()
         self._probation: dict[str, Probation] = {}
         self._rolled_back = RollbackState(settings.state_file)
@@ -152,7 +169,7 @@ class DeploymentReceiver:
 
     def subscriptions(self) -> list[str]:
         """Topic filters to subscribe (QoS 1) on the upstream broker."""
-        filters = []
+        filters = [topics.signing_key()]
         for target in sorted(self.targets):
             filters += [topics.model_deployment(target), topics.model_chunk(target, "+")]
         return filters
@@ -196,6 +213,7 @@ class DeploymentReceiver:
         while not self._stop.is_set():
             for request in self._rollbacks.take_all():  # before more messages: the flooding model goes first
                 self._guarded(f"rollback of {request.target}", functools.partial(self._roll_back, request))
+            self._guarded("stalled transfers", self.expire_stalled)
             try:
                 received = self._work.get(timeout=_GET_TIMEOUT_S)
             except queue.Empty:
@@ -217,6 +235,9 @@ class DeploymentReceiver:
             parsed = topics.parse(topic)
         except ContractError:
             self.metrics.malformed += 1
+            return
+        if parsed.kind is topics.TopicKind.SIGNING_KEY:
+            self._on_rotation(payload)
             return
         if parsed.target not in self.targets:
             self.metrics.ignored += 1
@@ -253,18 +274,70 @@ class DeploymentReceiver:
         if order.target != target:
             self.metrics.malformed += 1
             return
-        key = (target, order.version, order.is_rollback, order.signature_b64)
+        self._consider(order)
+
+    def _consider(self, order: ModelDeployment) -> None:
+        key = (order.target, order.version, order.is_rollback, order.signature_b64)
         if self._is_known(order, key):
             self.metrics.ignored += 1
             return
         try:
-            check_signature(self._public_key, order)
+            check_signature(self.trust.key, order)
             check_announced_size(order, self.settings.max_artifact_bytes)
+            order_manifest(order)  # a mismatched order is refused now, not after waiting for its chunks
         except RefusedError as refusal:
             self._seen.add(key)
+            if refusal.check == "signature":
+                self._unverified[order.target] = order
             self._refuse(order, refusal)
             return
-        self._orders[target] = order
+        self._unverified.pop(order.target, None)
+        self._orders[order.target] = order
+        self._order_since[order.target] = self._clock()
+
+    def _on_rotation(self, payload: bytes) -> None:
+        if not payload:
+            return
+        try:
+            rotation = decode_rotation(payload)
+        except ContractError as exc:
+            self.metrics.malformed += 1
+            logger.warning("malformed signing-key rotation: %s", exc)
+            return
+        result = self.trust.apply(rotation)
+        self.metrics.key_rotations += result.followed
+        self.metrics.key_links_rejected += result.rejected
+        if result.rejected:
+            logger.warning("signing-key rotation: %d link(s) not signed by the trusted key", result.rejected)
+        if not result.followed:
+            return
+        logger.info(
+            "signing key rotated (%d link(s)); now trusting %s", result.followed, self.trust.fingerprint
+        )
+        for target, order in list(self._unverified.items()):
+            try:
+                check_signature(self.trust.key, order)
+            except RefusedError:
+                continue  # not signed by the new key either: refused once already, not acknowledged again
+            del self._unverified[target]
+            self._seen.discard((target, order.version, order.is_rollback, order.signature_b64))
+            self._consider(order)
+            self._try_complete(target)
+
+    def expire_stalled(self) -> None:
+        """Refuse (`incomplete`) each verified order still missing chunks `chunk_timeout_s` after it came."""
+        now = self._clock()
+        for target, order in list(self._orders.items()):
+            waited_s = now - self._order_since.get(target, now)
+            if waited_s < self.settings.chunk_timeout_s:
+                continue
+            del self._orders[target]
+            self._order_since.pop(target, None)
+            self._seen.add((target, order.version, order.is_rollback, order.signature_b64))
+            have = len(self._assemblies.get(target, ChunkAssembly()).chunks.get(order.version, {}))
+            self.metrics.incomplete += 1
+            detail = f"{have} of {order.chunk_count} chunks after {waited_s:.0f} s"
+            self._refuse(order, RefusedError("incomplete", detail))
 
     def _is_known(self, order: ModelDeployment, key: _OrderKey) -> bool:
         """Seen already, already serving it (retained, seen again after a reconnect), or rolled back."""
@@ -287,6 +360,7 @@ class DeploymentReceiver:
         if artifact is None:
             return
         del self._orders[target]
+        self._order_since.pop(target, None)
         self._seen.add((target, order.version, order.is_rollback, order.signature_b64))
         assembly.discard_up_to(order.version)
         try:

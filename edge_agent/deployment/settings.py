@@ -21,6 +21,17 @@ class DeploymentSettings(BaseModel, frozen=True, extra="forbid"):
         Path("/var/lib/forewarn/edge/deployments.json"),
         description="Versions rolled back by probation (their retained deployments are not applied again).",
     )
+    key_state_file: Path | None = Field(
+        None,
+        description="The signing key reached through signed key rotations (kept across restarts); "
+        "not set: `signing-key.json` next to `state_file`.",
+    )
+    chunk_timeout_s: float = Field(
+        600.0,
+        gt=0,
+        description="A verified order whose chunks have not all arrived this long after it is refused "
+        "(`incomplete`) and acknowledged, so a stalled transfer is reported, not waited for forever.",
+    )
     max_artifact_bytes: int = Field(64 << 20, ge=1024, description="Largest model artifact accepted.")
     queue_size: int = Field(
         256, ge=8, le=65535, description="Deployment messages buffered between MQTT and the installer."
