@@ -2,6 +2,9 @@
 
 One module per table family:
 
+* `alarm_management`: alert states, acknowledge, shelve, out of service and the append-only alert event
+  log (`list_alerts`, `acknowledge`, `shelve_alert`, `alert_history`, ...);
+* `alarm_health`: the alarm-system health per site computed from that log (`alarm_health`);
 * `aggregates`: the time-series aggregates and their rollups (`asset_series`, `feature_matrix`,
   `window_spread`);
 * `alerts`: alerts and maintenance/failure events (`open_alerts`, `acknowledge_alert`,
@@ -24,6 +27,24 @@ from cloud_service.queries.aggregates import (
     feature_matrix,
     window_spread,
 )
+from cloud_service.queries.alarm_health import AlarmPoint, SiteAlarmHealth, alarm_health
+from cloud_service.queries.alarm_management import (
+    ATTENTION_STATES,
+    AlarmState,
+    AlertEvent,
+    ManagedAlert,
+    Transition,
+    acknowledge,
+    alert_history,
+    expire_shelves,
+    list_alerts,
+    out_of_service_assets,
+    record_edge_transition,
+    return_to_service,
+    set_out_of_service,
+    shelve_alert,
+    unshelve_alert,
+)
 from cloud_service.queries.alerts import (
     AlertRecord,
     EventRecord,
@@ -43,26 +64,44 @@ from cloud_service.queries.assets import (
 from cloud_service.queries.ingest_stats import IngestStatus, StoredCounts, ingest_status, stored_counts
 
 __all__ = [
+    "ATTENTION_STATES",
     "CRITICALITIES",
+    "AlarmPoint",
+    "AlarmState",
+    "AlertEvent",
     "AlertRecord",
     "AssetStatus",
     "EventRecord",
     "FeatureMatrix",
     "GatewayHealth",
     "IngestStatus",
+    "ManagedAlert",
     "Series",
     "SeriesPoint",
+    "SiteAlarmHealth",
     "StoredCounts",
+    "Transition",
     "WindowSpread",
+    "acknowledge",
     "acknowledge_alert",
+    "alarm_health",
+    "alert_history",
     "asset_series",
+    "expire_shelves",
     "feature_matrix",
     "fleet_status",
     "gateway_health",
     "ingest_status",
+    "list_alerts",
     "maintenance_events",
     "open_alerts",
+    "out_of_service_assets",
+    "record_edge_transition",
+    "return_to_service",
+    "set_out_of_service",
+    "shelve_alert",
     "stored_counts",
+    "unshelve_alert",
     "update_asset",
     "upsert_site",
     "window_spread",
