@@ -27,7 +27,7 @@ from cloud_service.queries.aggregates import (
     feature_matrix,
     window_spread,
 )
-from cloud_service.queries.alarm_health import AlarmPoint, SiteAlarmHealth, alarm_health
+from cloud_service.queries.alarm_health import AlarmPoint, SiteAlarmHealth, alarm_health, raises_per_hour
 from cloud_service.queries.alarm_management import (
     ATTENTION_STATES,
     AlarmState,
@@ -96,6 +96,7 @@ __all__ = [
     "maintenance_events",
     "open_alerts",
     "out_of_service_assets",
+    "raises_per_hour",
     "record_edge_transition",
     "return_to_service",
     "set_out_of_service",

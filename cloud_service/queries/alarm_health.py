@@ -38,6 +38,7 @@ __all__ = [
     "AlarmPoint",
     "SiteAlarmHealth",
     "alarm_health",
+    "raises_per_hour",
 ]
 
 STALE_AFTER: Final = timedelta(hours=24)
@@ -115,6 +116,12 @@ SELECT site, (sum(n) FILTER (WHERE rank <= %(top)s))::float8 / sum(n) FROM per_p
 """
 
 
+_PER_HOUR = f"""
+WITH raises AS ({_RAISES})
+SELECT site, date_trunc('hour', ts, 'UTC') AS hour, count(*) FROM raises GROUP BY 1, 2 ORDER BY 1, 2
+"""
+
+
 def _by_site(conn: psycopg.Connection[Any], sql: str, params: dict[str, Any]) -> dict[str, Any]:
     return {str(site): value for site, value in conn.execute(sql, params).fetchall()}
 
@@ -169,3 +176,14 @@ def alarm_health(conn: psycopg.Connection[Any], *, start: datetime, end: datetim
         )
         for site in sites
     ]
+
+
+def raises_per_hour(
+    conn: psycopg.Connection[Any], *, start: datetime, end: datetime
+) -> dict[str, list[tuple[datetime, int]]]:
+    """Annunciated raises per site and UTC hour within `[start, end)` (hours without a raise left out)."""
+    counts: dict[str, list[tuple[datetime, int]]] = {}
+    rows = conn.execute(_PER_HOUR, {"start": start, "end": end}).fetchall()
+    for site, hour, n in rows:
+        counts.setdefault(str(site), []).append((hour, int(n)))
+    return counts
