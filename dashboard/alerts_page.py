@@ -23,6 +23,7 @@ import dash
 import plotly.graph_objects as go
 import psycopg
 from dash import Input, Output, State, dcc, html
+from dash.exceptions import PreventUpdate
 
 from cloud_service.queries import (
     ATTENTION_STATES,
@@ -288,14 +289,13 @@ def _acknowledged_text(alert: ManagedAlert) -> str:
 def _alert_row(alert: ManagedAlert) -> html.Tr:
     return html.Tr(
         [
-            html.Td(_chip(alert.state)),
             html.Td(pages.time_text(alert.raised_at), className="nowrap"),
             html.Td(dcc.Link(alert.asset_id, href=f"/asset/{alert.asset_id}")),
             html.Td(alert.site_id or "–", className="nowrap"),
             html.Td(alert.rule or "–"),
             html.Td(alert.severity),
             html.Td(f"{_number(alert.score)} / {_number(alert.threshold)}", className="nowrap"),
-            html.Td(alert.message),
+            html.Td(alert.message, style={"minWidth": "14rem"}),
             html.Td(pages.time_text(alert.cleared_at) if alert.cleared_at else "active", className="nowrap"),
             html.Td(_acknowledged_text(alert)),
             html.Td(_suppression_text(alert)),
@@ -306,7 +306,6 @@ def _alert_row(alert: ManagedAlert) -> html.Tr:
 
 
 _ALERT_COLUMNS: Final = (
-    "state",
     "raised",
     "asset",
     "site",
@@ -330,16 +329,15 @@ def alert_sections(alerts: Sequence[ManagedAlert], states: Sequence[AlarmState])
         if not chosen:
             parts.append(html.P("None.", className="muted"))
             continue
-        parts.append(
-            html.Table(
-                [
-                    html.Thead(html.Tr([html.Th(name) for name in _ALERT_COLUMNS])),
-                    html.Tbody([_alert_row(a) for a in chosen]),
-                ],
-                className="table",
-                id=f"alerts-{state.value.replace('_', '-')}",
-            )
+        table = html.Table(
+            [
+                html.Thead(html.Tr([html.Th(name) for name in _ALERT_COLUMNS])),
+                html.Tbody([_alert_row(a) for a in chosen]),
+            ],
+            className="table",
+            id=f"alerts-{state.value.replace('_', '-')}",
         )
+        parts.append(html.Div(table, style={"overflowX": "auto"}))
     return html.Div(parts)
 
 
@@ -366,8 +364,10 @@ def history_table(events: Sequence[AlertEvent]) -> html.Div | html.Table:
     return html.Table([html.Thead(header), html.Tbody(rows)], className="table", id="alerts-history-table")
 
 
-def _share_text(share: float | None) -> str:
-    return "–" if share is None else f"{100 * share:.0f} %"
+def _share_text(site: SiteAlarmHealth) -> str:
+    if site.top_ten_share is None:
+        return "–"
+    return f"{100 * site.top_ten_share:.0f} % (of {site.points} points)"
 
 
 def health_table(sites: Sequence[SiteAlarmHealth]) -> html.Div | html.Table:
@@ -399,7 +399,7 @@ def health_table(sites: Sequence[SiteAlarmHealth]) -> html.Div | html.Table:
                 html.Td(str(site.stale)),
                 html.Td(", ".join(f"{p.asset_id} / {p.rule}" for p in site.chattering) or "none"),
                 html.Td(f"{site.flood_periods} of {site.periods}"),
-                html.Td(_share_text(site.top_ten_share)),
+                html.Td(_share_text(site)),
             ]
         )
         for site in sites
@@ -650,7 +650,9 @@ def register_alerts_page(
     @require_role(Role.ENGINEER)
     def act(*values: Any) -> tuple[str, int]:
         action = dash.ctx.triggered_id
-        if action not in _ACTIONS:
-            return "Nothing to do.", int(values[-1] or 0)
+        # Only a real click counts: the renderer also calls this with n_clicks None (seen when the
+        # asset chooser's options refresh), which must neither act nor overwrite the last result.
+        if action not in _ACTIONS or not values[_ACTIONS.index(str(action))]:
+            raise PreventUpdate
         fields = _ActionFields.of(values[len(_ACTIONS) : -1])
         return page.act(str(action), fields), int(values[-1] or 0) + 1

@@ -337,6 +337,7 @@ def test_alerts_per_asset_week_stale_and_the_top_ten_share_per_site(plant: Plant
     assert (one.site_id, one.assets, one.raised) == ("one", 13, 20)
     assert one.alerts_per_asset_week == pytest.approx(20 / (13 * 2))
     assert one.top_ten_share == pytest.approx((8 + 9) / 20)  # the noisy point and nine of the rest
+    assert one.points == 13
     assert one.stale == 20  # nothing of site one ever cleared, all raised > 24 h before the end
     assert (two.site_id, two.raised, two.stale) == ("two", 3, 1)
     assert two.top_ten_share == pytest.approx(1.0)

@@ -17,6 +17,7 @@ from dashboard.alerts_page import parse_duration
 from tests.dashboard_support import (
     DEGRADING,
     GATEWAY,
+    callback_headers,
     dash_callback,
     dashboard_settings,
     login,
@@ -48,22 +49,27 @@ LIST_INPUTS = [
 
 
 def _act(session: requests.Session, url: str, action: str, alert_id: str) -> requests.Response:
-    """The request the page's action callback makes when `action`'s button is pressed."""
-    inputs = [(action, "n_clicks", 1)] + [(other, "n_clicks", None) for other in ACTIONS if other != action]
-    return dash_callback(
-        session,
-        url,
-        outputs=ACT_OUTPUTS,
-        inputs=inputs,
-        state=[
-            ("alerts-target", "value", f"{GATEWAY}/{alert_id}"),
-            ("alerts-comment", "value", "forged <script>alert(1)</script>"),
-            ("alerts-shelve-reason", "value", "forged"),
-            ("alerts-shelve-duration", "value", "2 h"),
-            ("alerts-oos-asset", "value", DEGRADING),
-            ("alerts-oos-reason", "value", "forged"),
-            ("alerts-changed", "data", 0),
-        ],
+    """The request the page's action callback makes when `action`'s button is pressed (inputs in the
+    callback's order, the pressed one named as changed), with the session's CSRF header."""
+    inputs = [(name, "n_clicks", 1 if name == action else None) for name in ACTIONS]
+    state = [
+        ("alerts-target", "value", f"{GATEWAY}/{alert_id}"),
+        ("alerts-comment", "value", "forged <script>alert(1)</script>"),
+        ("alerts-shelve-reason", "value", "forged"),
+        ("alerts-shelve-duration", "value", "2 h"),
+        ("alerts-oos-asset", "value", DEGRADING),
+        ("alerts-oos-reason", "value", "forged"),
+        ("alerts-changed", "data", 0),
+    ]
+    payload: dict[str, Any] = {
+        "output": "..alerts-action-result.children...alerts-changed.data..",
+        "outputs": [{"id": i, "property": p} for i, p in ACT_OUTPUTS],
+        "inputs": [{"id": i, "property": p, "value": v} for i, p, v in inputs],
+        "changedPropIds": [f"{action}.n_clicks"],
+        "state": [{"id": i, "property": p, "value": v} for i, p, v in state],
+    }
+    return session.post(
+        f"{url}/_dash-update-component", json=payload, headers=callback_headers(session), timeout=30
     )
 
 

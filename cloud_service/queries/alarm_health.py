@@ -65,6 +65,7 @@ class SiteAlarmHealth:
     site_id: str
     assets: int
     raised: int
+    points: int  # alarm points raised at least once
     alerts_per_asset_week: float
     stale: int
     chattering: tuple[AlarmPoint, ...]
@@ -112,7 +113,7 @@ WITH raises AS ({_RAISES}), per_point AS (
            row_number() OVER (PARTITION BY site ORDER BY count(*) DESC, asset_id, rule) AS rank
     FROM raises GROUP BY site, asset_id, rule
 )
-SELECT site, (sum(n) FILTER (WHERE rank <= %(top)s))::float8 / sum(n) FROM per_point GROUP BY site
+SELECT site, (sum(n) FILTER (WHERE rank <= %(top)s))::float8 / sum(n), count(*) FROM per_point GROUP BY site
 """
 
 
@@ -153,7 +154,7 @@ def alarm_health(conn: psycopg.Connection[Any], *, start: datetime, end: datetim
     raised = _by_site(conn, _RAISED, params)
     stale = _by_site(conn, _STALE, params)
     floods = _by_site(conn, _FLOODS, params)
-    shares = _by_site(conn, _TOP_SHARE, params)
+    shares = {str(site): (share, points) for site, share, points in conn.execute(_TOP_SHARE, params)}
     chattering: dict[str, list[AlarmPoint]] = {}
     for site, asset_id, rule in conn.execute(_CHATTERING, params).fetchall():
         chattering.setdefault(str(site), []).append(AlarmPoint(str(asset_id), str(rule)))
@@ -165,6 +166,7 @@ def alarm_health(conn: psycopg.Connection[Any], *, start: datetime, end: datetim
             site_id=site,
             assets=int(assets.get(site, 0)),
             raised=int(raised.get(site, 0)),
+            points=int(shares[site][1]) if site in shares else 0,
             alerts_per_asset_week=(
                 int(raised.get(site, 0)) / (int(assets[site]) * weeks) if assets.get(site) else 0.0
             ),
@@ -172,7 +174,7 @@ def alarm_health(conn: psycopg.Connection[Any], *, start: datetime, end: datetim
             chattering=tuple(chattering.get(site, ())),
             flood_periods=int(floods.get(site, 0)),
             periods=periods,
-            top_ten_share=None if site not in shares else float(shares[site]),
+            top_ten_share=float(shares[site][0]) if site in shares else None,
         )
         for site in sites
     ]
