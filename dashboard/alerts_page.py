@@ -266,6 +266,11 @@ def _alert_key(alert: ManagedAlert) -> str:
     return f"{alert.gateway_id}/{alert.alert_id}"
 
 
+def _option_label(alert: ManagedAlert) -> str:
+    raised = pages.time_text(alert.raised_at)
+    return f"{alert.asset_id} · {alert.alert_id} · {STATE_LABELS[alert.state]} · raised {raised}"
+
+
 def _number(value: float | None) -> str:
     return "–" if value is None else f"{value:.3g}"
 
@@ -275,7 +280,7 @@ def _suppression_text(alert: ManagedAlert) -> str:
         return f"asset out of service since {pages.time_text(alert.out_of_service_since)}"
     if alert.shelved_until is not None:
         until = _time_text(alert.shelved_until)
-        return f"shelved by {alert.shelved_by} until {until}: {alert.shelve_reason}"
+        return f"until {until} by {alert.shelved_by}: {alert.shelve_reason}"
     return "–"
 
 
@@ -289,17 +294,18 @@ def _acknowledged_text(alert: ManagedAlert) -> str:
 def _alert_row(alert: ManagedAlert) -> html.Tr:
     return html.Tr(
         [
-            html.Td(pages.time_text(alert.raised_at), className="nowrap"),
-            html.Td(dcc.Link(alert.asset_id, href=f"/asset/{alert.asset_id}")),
+            html.Td(pages.time_text(alert.raised_at), className="nowrap", title=f"alert {alert.alert_id}"),
+            html.Td(
+                [dcc.Link(alert.asset_id, href=f"/asset/{alert.asset_id}"), f" / {alert.rule or '–'}"],
+                className="nowrap",
+            ),
             html.Td(alert.site_id or "–", className="nowrap"),
-            html.Td(alert.rule or "–"),
             html.Td(alert.severity),
             html.Td(f"{_number(alert.score)} / {_number(alert.threshold)}", className="nowrap"),
-            html.Td(alert.message, style={"minWidth": "14rem"}),
+            html.Td(alert.message, style={"minWidth": "12rem"}),
             html.Td(pages.time_text(alert.cleared_at) if alert.cleared_at else "active", className="nowrap"),
             html.Td(_acknowledged_text(alert)),
-            html.Td(_suppression_text(alert)),
-            html.Td(alert.alert_id, className="mono"),
+            html.Td(_suppression_text(alert), style={"minWidth": "11rem"}),
         ],
         className="alert-row",
     )
@@ -307,16 +313,14 @@ def _alert_row(alert: ManagedAlert) -> html.Tr:
 
 _ALERT_COLUMNS: Final = (
     "raised",
-    "asset",
+    "asset / rule",
     "site",
-    "rule",
     "severity",
     "score / threshold",
     "message",
     "cleared",
     "acknowledged",
     "shelved or out of service",
-    "alert id",
 )
 
 
@@ -462,13 +466,7 @@ class _Page:
             {a.site_id for a in alerts if a.site_id} | {h.site_id for h in health if h.site_id}
         )
         shown = [a for a in alerts if not sites or a.site_id in sites]
-        options = [
-            {
-                "label": f"{a.asset_id} · {STATE_LABELS[a.state]} · raised {pages.time_text(a.raised_at)}",
-                "value": _alert_key(a),
-            }
-            for a in shown
-        ]
+        options = [{"label": _option_label(a), "value": _alert_key(a)} for a in shown]
         sections = (
             alert_sections(shown, chosen)
             if alerts
