@@ -35,7 +35,7 @@ from cloud_service.queries import (
     alarm_health,
     alert_history,
     expire_shelves,
-    fleet_status,
+    known_assets,
     list_alerts,
     out_of_service_assets,
     raises_per_hour,
@@ -483,7 +483,7 @@ class _Page:
     def assets(self) -> Any:
         try:
             with self._connections.connection() as conn:
-                asset_ids = [a.asset_id for a in fleet_status(conn)]
+                asset_ids = known_assets(conn)
                 out = out_of_service_assets(conn)
         except self._down:
             return dash.no_update

@@ -4,6 +4,7 @@ event sequences. Alerts arrive through the real write path (`BatchWriter`)."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -230,6 +231,38 @@ def test_a_shelve_ends_on_time_and_its_end_is_logged_when_it_happened(plant: Pla
     assert events[2].ts == until
     a2_raise = alert_history(plant.conn, gateway_id=GATEWAY, alert_id="a2")[0]
     assert (a2_raise.transition, a2_raise.annunciated) == (Transition.RAISED, False)
+
+
+def test_concurrent_sweeps_log_each_shelve_end_once(plant: Plant, db: str) -> None:
+    plant.send("a1", "raised", datetime.now(UTC))
+    shelve_alert(
+        plant.conn,
+        gateway_id=GATEWAY,
+        alert_id="a1",
+        by="erin",
+        reason="known",
+        duration=timedelta(milliseconds=1),
+        max_duration=MAX_SHELVE,
+    )
+    plant.conn.commit()
+    time.sleep(0.01)  # let the 1 ms shelve end (a new transaction reads a later now())
+    results: list[int] = []
+    with psycopg.connect(db) as other:
+        assert expire_shelves(plant.conn) == 1  # holds the row until it commits
+        sweeper = threading.Thread(target=lambda: results.append(expire_shelves(other)))
+        sweeper.start()
+        sweeper.join(0.3)
+        assert sweeper.is_alive()  # waiting on the first sweep's lock
+        plant.conn.commit()
+        sweeper.join(10)
+        other.commit()
+    assert results == [0]
+    unshelves = [
+        e
+        for e in alert_history(plant.conn, gateway_id=GATEWAY, alert_id="a1")
+        if e.transition is Transition.UNSHELVED
+    ]
+    assert len(unshelves) == 1
 
 
 def test_unshelving_by_hand_ends_the_shelve_now(plant: Plant) -> None:

@@ -37,6 +37,7 @@ __all__ = [
     "acknowledge",
     "alert_history",
     "expire_shelves",
+    "known_assets",
     "list_alerts",
     "out_of_service_assets",
     "record_edge_transition",
@@ -459,6 +460,11 @@ def return_to_service(conn: psycopg.Connection[Any], *, asset_id: str, by: str, 
         },
     )
     return cur.rowcount == 1
+
+
+def known_assets(conn: psycopg.Connection[Any]) -> list[str]:
+    """Every asset id the cloud knows, sorted (what may be taken out of service)."""
+    return [str(row[0]) for row in conn.execute("SELECT asset_id FROM assets ORDER BY asset_id")]
 
 
 def out_of_service_assets(conn: psycopg.Connection[Any]) -> dict[str, datetime]:
