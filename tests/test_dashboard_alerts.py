@@ -14,6 +14,7 @@ import requests
 
 from cloud_service.queries import AlarmState, Transition, alert_history, list_alerts
 from dashboard.alerts_page import parse_duration
+from forewarn.localservices import PostgresServer, wait_until
 from tests.dashboard_support import (
     DEGRADING,
     GATEWAY,
@@ -163,3 +164,30 @@ def test_shelve_durations_are_read_with_their_unit(text: str, expected: timedelt
 def test_a_duration_without_a_known_unit_is_refused(text: str) -> None:
     with pytest.raises(ValueError, match="expected a number and a unit"):
         parse_duration(text)
+
+
+@pytest.mark.slow
+def test_a_database_that_is_down_shows_a_banner_on_the_alerts_page(
+    db: str, tmp_path: Path, postgres: PostgresServer
+) -> None:
+    seed_plant(db)
+    with serving(dashboard_settings(db, tmp_path)) as served:
+        engineer = login(served.url, "erin")
+        postgres.stop()
+        try:
+            listed = dash_callback(engineer, served.url, outputs=LIST_OUTPUTS, inputs=LIST_INPUTS)
+            acted = _act(engineer, served.url, "alerts-acknowledge", f"{DEGRADING}-a1")
+        finally:
+            postgres.start()
+        assert listed.status_code == 200
+        assert "database cannot be reached" in json.dumps(listed.json()["response"]["alerts-sections"])
+        assert acted.status_code == 200
+        assert "database cannot be reached" in json.dumps(acted.json())
+        wait_until(  # the pool reconnects on its own: the next refreshes show the alerts again
+            lambda: (
+                DEGRADING
+                in dash_callback(engineer, served.url, outputs=LIST_OUTPUTS, inputs=LIST_INPUTS).text
+            ),
+            timeout_s=30,
+            interval_s=0.5,
+        )

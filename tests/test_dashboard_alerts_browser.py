@@ -147,6 +147,9 @@ def test_the_alerts_page_in_a_real_browser(db: str, tmp_path: Path, browser: Web
         _result(browser, f"Acknowledged {plant.alert_id}")
         _wait_for(browser, AlarmState.ACTIVE_ACKNOWLEDGED, "erin, ")
         assert comment in _table_text(browser, AlarmState.ACTIVE_ACKNOWLEDGED)
+        assert (
+            browser.find_elements(By.CSS_SELECTOR, "#alerts-active-acknowledged b") == []
+        )  # text, not markup
         with psycopg.connect(db) as conn:
             (acknowledged,) = list_alerts(conn, states={AlarmState.ACTIVE_ACKNOWLEDGED})
             assert (acknowledged.alert_id, acknowledged.acknowledged_by, acknowledged.comment) == (
