@@ -32,6 +32,7 @@ from cloud_service.copy_encoding import (
 )
 from cloud_service.deadletter import DeadLetter, write_dead_letters
 from cloud_service.ingest import Accepted
+from cloud_service.queries.alarm_management import Transition, record_edge_transition
 from cloud_service.schema import Backend, current_backend
 from shared.aggregate_block import pack_aggregates
 from shared.messages import (
@@ -415,6 +416,15 @@ class BatchWriter:
                         a.message,
                     ),
                 )
+            record_edge_transition(
+                cur,
+                gateway_id=a.gateway_id,
+                alert_id=a.alert_id,
+                asset_id=a.asset_id,
+                rule=a.model_kind,
+                transition=Transition(a.state),
+                ts=ts,
+            )
         self._count(result, "alert_messages", inserted, len(alerts))
 
     def _write_others(self, cur: psycopg.Cursor[Any], batch: _Sorted, result: WriteResult) -> None:

@@ -44,6 +44,7 @@ from cloud_service.queries import (
 )
 from cloud_service.users import Role
 from dashboard import figures, pages
+from dashboard.alerts_page import alerts_layout, register_alerts_page
 from dashboard.fleet import FleetRow, fleet_rows
 from dashboard.security import csrf_token, current_role, current_username, install_security, require_role
 from dashboard.settings import DashboardSettings
@@ -153,6 +154,7 @@ def _shell(settings: DashboardSettings) -> html.Div:
                 [
                     html.Span("Forewarn", className="brand"),
                     dcc.Link("Fleet", href="/"),
+                    dcc.Link("Alerts", href="/alerts"),
                     dcc.Link("Gateways", href="/gateways"),
                     dcc.Link("Models", href="/models"),
                     html.Span(className="spacer"),
@@ -200,7 +202,7 @@ def create_app(settings: DashboardSettings, *, pool: Pool | None = None) -> Dash
     dash_app.init_app(server)
     dash_app.layout = lambda: _shell(settings)
     reads = _Reads(pool, timeout_s=float(settings.db.connect_timeout_s), refresh_s=settings.refresh_s)
-    _register_callbacks(dash_app, reads)
+    _register_callbacks(dash_app, reads, settings)
     wsgi: Callable[..., Any] = server.wsgi_app
     if settings.proxy.behind_proxy:
         n = settings.proxy.trusted_proxies
@@ -213,15 +215,16 @@ def _filter_options(rows: list[FleetRow], attribute: str) -> list[str]:
     return sorted({str(getattr(row, attribute)) for row in rows if getattr(row, attribute)})
 
 
-def _register_callbacks(app: dash.Dash, reads: _Reads) -> None:
-    _register_routing(app)
+def _register_callbacks(app: dash.Dash, reads: _Reads, settings: DashboardSettings) -> None:
+    _register_routing(app, settings)
+    register_alerts_page(app, reads, settings=settings.alerts, database_down=_DatabaseDownError)
     _register_fleet(app, reads)
     _register_asset(app, reads)
     _register_acknowledge(app, reads)
     _register_system(app, reads)
 
 
-def _register_routing(app: dash.Dash) -> None:
+def _register_routing(app: dash.Dash, settings: DashboardSettings) -> None:
     @app.callback(Output("page", "children"), Input("url", "pathname"))
     def route(pathname: str | None) -> Any:
         path = pathname or "/"
@@ -229,6 +232,8 @@ def _register_routing(app: dash.Dash) -> None:
             return pages.fleet_layout()
         if path.startswith("/asset/") and len(path) > len("/asset/"):
             return pages.asset_layout(path.removeprefix("/asset/"))
+        if path == "/alerts":
+            return alerts_layout(settings.alerts)
         if path == "/gateways":
             return pages.gateways_layout()
         if path == "/models":

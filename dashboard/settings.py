@@ -10,7 +10,7 @@ from pydantic_settings import SettingsConfigDict
 
 from shared.config import ComponentSettings, DatabaseSettings
 
-__all__ = ["DashboardSettings", "LoginSettings", "ProxySettings", "SessionSettings"]
+__all__ = ["AlertsSettings", "DashboardSettings", "LoginSettings", "ProxySettings", "SessionSettings"]
 
 
 class SessionSettings(BaseModel, frozen=True, extra="forbid"):
@@ -50,6 +50,20 @@ class ProxySettings(BaseModel, frozen=True, extra="forbid"):
     )
 
 
+class AlertsSettings(BaseModel, frozen=True, extra="forbid"):
+    """The alerts page: how long an alert may be shelved, and the window of its alarm-health panel."""
+
+    max_shelve_s: float = Field(
+        8 * 3600.0,
+        ge=1,
+        le=7 * 86400,
+        description="Longest shelve an engineer may set, in seconds (ISA-18.2: shelving is time-limited).",
+    )
+    health_window_days: int = Field(
+        7, ge=1, le=366, description="The alarm-health panel counts the alerts of this many recent days."
+    )
+
+
 class DashboardSettings(ComponentSettings):
     """Settings of the dashboard."""
 
@@ -66,3 +80,4 @@ class DashboardSettings(ComponentSettings):
     session: SessionSettings = Field(SessionSettings.model_validate({}), description="Sessions.")
     login: LoginSettings = Field(LoginSettings.model_validate({}), description="Failed-login slowing.")
     proxy: ProxySettings = Field(ProxySettings.model_validate({}), description="Reverse proxy.")
+    alerts: AlertsSettings = Field(AlertsSettings.model_validate({}), description="The alerts page.")

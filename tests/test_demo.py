@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 import signal
 import socket
@@ -26,7 +27,11 @@ def test_demo_runs_the_whole_data_path(broker: MosquittoServer, db: str, tmp_pat
         environ={},
         overrides={
             "scenario": "smoke",
+            "step_s": 0,  # the smoke scenario's own continuous signal
             "speed": 1200.0,
+            "gateways": 1,
+            "dashboard": False,
+            "warmup_windows": 200,
             "broker_url": f"mqtt://{broker.host}:{broker.port}",
             "database": db,
             "workdir": tmp_path,
@@ -35,18 +40,35 @@ def test_demo_runs_the_whole_data_path(broker: MosquittoServer, db: str, tmp_pat
     )
     out = io.StringIO()
     report = run_demo(settings, out=out)
-    assert report.assets == 3
+    summary = report.summary()
+    assert summary["assets"] == 3
     assert report.raw_samples > 1_000_000
     assert report.aggregates_stored > 100  # every asset, every 10 s period, made it to the database
-    assert report.dead_letters == 0
-    pump_failures = [r for r in report.truth if r.event == "failure" and r.asset_id == "pump-001"]
-    assert pump_failures, "the smoke scenario's pump fails"
-    lead = report.lead_times_h[f"pump-001@{pump_failures[0].ts_ns}"]
-    assert lead is not None, "the degrading pump is alerted before it fails"
-    assert lead > 0
-    text = out.getvalue()
-    assert "Fleet status" in text
-    assert "pump-001" in text
+    assert (summary["dead_letters"], summary["lost"], summary["duplicated"]) == (0, 0, 0)
+    (pump,) = [a for a in report.assets if a.asset_id == "pump-001"]
+    assert pump.failures >= 1, "the smoke scenario's pump fails"
+    assert pump.first_alert_lead_h is not None, "the degrading pump is alerted before it fails"
+    assert pump.first_alert_lead_h > 0
+    assert "pump-001" in out.getvalue()
+    assert "failed 1 time (outer_race); first alert" in out.getvalue()
+
+
+@pytest.mark.slow
+def test_the_plant_demo_alerts_forecasts_and_retrains_both_gateways(tmp_path: Path) -> None:
+    settings = load_settings(
+        DemoSettings,
+        environ={},
+        overrides={"play_s": 120.0, "duration_s": 170.0, "dashboard": False, "workdir": tmp_path},
+    )
+    out = io.StringIO()
+    summary = run_demo(settings, out=out, as_json=True).summary()
+    assert json.loads(out.getvalue()) == json.loads(json.dumps(summary))
+    assert summary["assets"] == 60
+    assert summary["alerts"] > 0
+    assert summary["assets_with_forecast"] == summary["assets"]
+    assert summary["gateways"] == summary["gateways_on_retrained_model"] == 2
+    assert (summary["lost"], summary["duplicated"], summary["dead_letters"]) == (0, 0, 0)
+    assert 0 < summary["upstream_bytes_per_raw_byte"] < 0.05
 
 
 @pytest.mark.slow

@@ -2,6 +2,9 @@
 
 One module per table family:
 
+* `alarm_management`: alert states, acknowledge, shelve, out of service and the append-only alert event
+  log (`list_alerts`, `acknowledge`, `shelve_alert`, `alert_history`, ...);
+* `alarm_health`: the alarm-system health per site computed from that log (`alarm_health`);
 * `aggregates`: the time-series aggregates and their rollups (`asset_series`, `feature_matrix`,
   `window_spread`, `latest_period_end`);
 * `alerts`: alerts and maintenance/failure events (`open_alerts`, `acknowledge_alert`,
@@ -27,6 +30,25 @@ from cloud_service.queries.aggregates import (
     feature_matrix,
     latest_period_end,
     window_spread,
+)
+from cloud_service.queries.alarm_health import AlarmPoint, SiteAlarmHealth, alarm_health, raises_per_hour
+from cloud_service.queries.alarm_management import (
+    ATTENTION_STATES,
+    AlarmState,
+    AlertEvent,
+    ManagedAlert,
+    Transition,
+    acknowledge,
+    alert_history,
+    expire_shelves,
+    known_assets,
+    list_alerts,
+    out_of_service_assets,
+    record_edge_transition,
+    return_to_service,
+    set_out_of_service,
+    shelve_alert,
+    unshelve_alert,
 )
 from cloud_service.queries.alerts import (
     AlertRecord,
@@ -57,33 +79,53 @@ from cloud_service.queries.ingest_stats import (
 from cloud_service.queries.storage_jobs import StorageJob, storage_jobs
 
 __all__ = [
+    "ATTENTION_STATES",
     "CRITICALITIES",
+    "AlarmPoint",
+    "AlarmState",
+    "AlertEvent",
     "AlertRecord",
     "AssetStatus",
     "EventRecord",
     "FeatureMatrix",
     "GatewayHealth",
     "IngestStatus",
+    "ManagedAlert",
     "SequenceAccount",
     "Series",
     "SeriesPoint",
+    "SiteAlarmHealth",
     "StorageJob",
     "StoredCounts",
+    "Transition",
     "WindowSpread",
+    "acknowledge",
     "acknowledge_alert",
+    "alarm_health",
+    "alert_history",
     "asset_series",
+    "expire_shelves",
     "feature_matrix",
     "fleet_status",
     "gateway_health",
     "ingest_status",
+    "known_assets",
     "latest_gateway_metrics",
     "latest_period_end",
+    "list_alerts",
     "maintenance_events",
     "open_alerts",
+    "out_of_service_assets",
+    "raises_per_hour",
+    "record_edge_transition",
     "register_asset",
+    "return_to_service",
     "sequence_account",
+    "set_out_of_service",
+    "shelve_alert",
     "storage_jobs",
     "stored_counts",
+    "unshelve_alert",
     "update_asset",
     "upsert_site",
     "window_spread",

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 import psycopg
 from psycopg.rows import class_row
 
-from shared.errors import ContractError
+from cloud_service.queries.alarm_management import acknowledge
 
 __all__ = ["AlertRecord", "EventRecord", "acknowledge_alert", "maintenance_events", "open_alerts"]
 
@@ -55,22 +55,17 @@ def open_alerts(conn: psycopg.Connection[Any], *, asset_id: str | None = None) -
 def acknowledge_alert(
     conn: psycopg.Connection[Any], *, gateway_id: str, alert_id: str, by: str, comment: str = ""
 ) -> bool:
-    """Mark an open alert acknowledged by `by`, with a comment (in the caller's transaction).
+    """Mark an alert not yet acknowledged as acknowledged by `by`, with a comment, and log it.
+
+    The same operation as `alarm_management.acknowledge` (kept under this name for its callers).
 
     Returns:
-        True if the alert was open and is now acknowledged; False if it is not open.
+        True if the alert is now acknowledged; False if it is unknown or was acknowledged before.
 
     Raises:
         ContractError: `by` is blank.
     """
-    if not by.strip():
-        raise ContractError("by", by, "the name of whoever acknowledges")
-    cur = conn.execute(
-        "UPDATE alerts SET state = 'acknowledged', acknowledged_by = %s, acknowledged_at = now(), "
-        "comment = %s, updated_at = now() WHERE gateway_id = %s AND alert_id = %s AND state = 'open'",
-        (by, comment, gateway_id, alert_id),
-    )
-    return cur.rowcount == 1
+    return acknowledge(conn, gateway_id=gateway_id, alert_id=alert_id, by=by, comment=comment)
 
 
 class EventRecord(NamedTuple):
