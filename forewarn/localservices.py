@@ -83,7 +83,10 @@ def _find(binary: str, dirs: list[Path], install_hint: str) -> str:
 class MosquittoServer:
     """A Mosquitto 2 broker on a free port, MQTT 5, anonymous, with persistence in its own directory."""
 
-    def __init__(self, workdir: Path, *, max_queued_messages: int = 1_000_000) -> None:
+    def __init__(
+        self, workdir: Path, *, max_queued_messages: int = 1_000_000, extra_config: str = ""
+    ) -> None:
+        """`extra_config`: more configuration lines (a bridge, say), appended to the broker's own."""
         self.binary = _find("mosquitto", [Path("/usr/sbin")], "apt-get install mosquitto")
         self.workdir = workdir
         self.port = free_port()
@@ -111,6 +114,7 @@ class MosquittoServer:
                     "",
                 ]
             )
+            + extra_config
         )
 
     @property
@@ -236,9 +240,7 @@ class PostgresServer:
         """
         with psycopg.connect(self.conninfo(), autocommit=True) as conn:
             conn.execute(f'ALTER DATABASE "{name}" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false')
-            conn.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
-            )
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
 
     def drop_database(self, name: str) -> None:
         """Drop a database, disconnecting whoever is still on it."""
