@@ -19,7 +19,7 @@ from cloud_service.writer import BatchWriter
 from dashboard.settings import DashboardSettings
 from edge_agent.settings import EdgeSettings
 from forewarn.localservices import PG_BIN_DIRS, MosquittoServer, PostgresServer, wait_until
-from shared.config import MqttSettings, load_settings
+from shared.config import ComponentSettings, MqttSettings, load_settings
 from shared.mqtt import connect, make_client
 from shared.timebase import NS_PER_S, now_ns
 from tests.test_cloud_storage import PERIOD_NS, aggregate, one_of_each
@@ -31,9 +31,9 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
     ("name", "settings_class"),
     [("cloud.toml", CloudSettings), ("dashboard.toml", DashboardSettings), ("gateway.toml", EdgeSettings)],
 )
-def test_example_configuration_files_load(name: str, settings_class: type) -> None:
-    settings = load_settings(settings_class, toml_path=EXAMPLES / name, environ={})
-    assert settings is not None
+def test_example_configuration_files_load(name: str, settings_class: type[ComponentSettings]) -> None:
+    settings: ComponentSettings = load_settings(settings_class, toml_path=EXAMPLES / name, environ={})
+    assert settings.model_dump()
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
