@@ -38,6 +38,7 @@ COMMAND_MODULES: tuple[tuple[str, str], ...] = (
     ("users", "forewarn.users_cmd"),
     ("dashboard", "forewarn.dashboard_cmd"),
     ("demo", "forewarn.demo"),
+    ("chaos", "forewarn.chaos_cmd"),
 )
 
 

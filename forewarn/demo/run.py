@@ -23,7 +23,6 @@ import dataclasses
 import logging
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -57,6 +56,7 @@ from forewarn.demo.configs import (
 from forewarn.demo.report import DemoReport, collect, print_report
 from forewarn.demo.watcher import BrokerWatcher
 from forewarn.localservices import MosquittoServer, PostgresServer, free_port, temporary_directory
+from forewarn.processes import ForewarnProcess, stop_child
 from forewarn.settings import DemoSettings
 from shared.config import DatabaseSettings, MqttSettings, load_settings
 from shared.errors import ConfigError, ForewarnError
@@ -117,28 +117,9 @@ def _child(
     name: str, arguments: list[str], log_path: Path, *, secrets_env: dict[str, str] | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run `forewarn ARGUMENTS` as a child process logging to `log_path`; stop it (SIGTERM) at the end."""
-    log = log_path.open("ab")
-    command = [sys.executable, "-m", "forewarn.cli", "--log-level", "INFO", *arguments]
-    environment = {**os.environ, **(secrets_env or {})}
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=environment)
-    try:
-        yield process
-    finally:
-        stop_child(process, name)
-        log.close()
-
-
-def stop_child(process: subprocess.Popen[bytes], name: str, timeout_s: float = 30.0) -> None:
-    """SIGTERM a child and wait for it; SIGKILL it if it does not stop in time."""
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        logger.warning("%s did not stop within %.0f s: killing it", name, timeout_s)
-        process.kill()
-        process.wait(timeout=10)
+    with ForewarnProcess(name, arguments, log_path, environment=secrets_env) as child:
+        assert child.process is not None
+        yield child.process
 
 
 def _port_free(port: int) -> bool:
