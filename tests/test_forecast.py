@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from cloud_service.forecasting import (
     fit,
     predict,
 )
-from cloud_service.forecasting.conformal import calibrate
+from cloud_service.forecasting.conformal import calibrate, corrected_level
 from cloud_service.forecasting.csvio import parse_time, read_telemetry
 from cloud_service.forecasting.data import TimeKind, split_lives
 from cloud_service.forecasting.features import FeatureSpec, feature_matrix, feature_names
@@ -264,39 +265,75 @@ def test_the_cap_comes_from_the_training_lives_and_bounds_every_forecast() -> No
     assert max(item.rul_high for item in every) <= model.max_life
 
 
-def test_conformal_quantiles_carry_the_finite_sample_correction() -> None:
-    # 9 lives of one row each, residuals 1..9: n = 9, upper level ceil(10 * 0.9) / 9 = 1 (the largest),
-    # lower level floor(10 * 0.1) / 9 = 1/9 (the smallest).
-    prediction = np.full(9, 50.0)
-    truth = prediction + np.arange(1, 10, dtype=np.float64)
-    bins = calibrate(prediction, truth, np.arange(9), (0.1, 0.9))
+def test_conformal_bounds_carry_one_finite_sample_correction_over_lives() -> None:
+    # 9 lives, residuals 1..9, life 0 with 50 rows (each life weighs 1, not each row). Shape: the
+    # life-weighted 10 % and 90 % residuals, 1 and 9. Scores max(1 - r, r - 9) <= 0; corrected level
+    # 0.8 x 10 / 9 = 0.889: the 8th of the 9 lives' scores, 0, so the interval is the shape itself.
+    life = np.concatenate([np.zeros(50, dtype=np.int64), np.arange(1, 9)])
+    residual = np.concatenate([np.full(50, 1.0), np.arange(2, 10, dtype=np.float64)])
+    prediction = np.full(life.size, 50.0)
+    bins = calibrate(prediction, prediction + residual, life, (0.1, 0.9))
     assert bins.lives == (9,)
-    assert bins.high == (9.0,)
-    assert bins.low == (1.0,)
+    assert (bins.low, bins.high) == ((1.0,), (9.0,))
     # P(fail within h) is the predictive distribution's mass at or below h: RUL 50 + residual <= 54.
     assert bins.p_fail(np.array([50.0]), 54.0)[0] == pytest.approx(4 / 9, abs=0.02)
+    # With 3 lives the corrected level is 1: the interval spans the smallest to the largest residual.
+    assert corrected_level(0.8, 3) == 1.0
+    bins = calibrate(np.full(3, 10.0), np.array([11.0, 15.0, 40.0]), np.arange(3), (0.1, 0.9))
+    assert (bins.low, bins.high) == ((1.0,), (30.0,))
 
 
-def test_intervals_cover_the_true_rul_of_held_out_assets() -> None:
+def test_conformal_bounds_approach_the_residual_quantiles_with_many_lives() -> None:
+    residual = np.random.default_rng(3).normal(0.0, 10.0, size=4000)
+    prediction = np.full(residual.size, 50.0)
+    bins = calibrate(prediction, prediction + residual, np.arange(residual.size), (0.1, 0.9))
+    assert bins.low[0] == pytest.approx(-12.8, abs=1.0)  # the normal's 10 % quantile, -1.28 sd
+    assert bins.high[0] == pytest.approx(12.8, abs=1.0)
+
+
+def _held_out_coverage(config: ForecastConfig, pairs: int) -> float:
+    """Mean coverage over failed lives of fresh fleets (known RUL), each fit on its own training fleet."""
+    per_pair = []
+    for number in range(pairs):
+        train = make_fleet(90, mean_life=100.0, seed=21 + 10 * number)
+        test = make_fleet(200, mean_life=100.0, seed=22 + 10 * number)
+        model = fit(train.history, replace(config, condition_columns=train.condition_columns))
+        every = predict(model, test.history, all_times=True)
+        inside, position = [], 0
+        for life in split_lives(test.history):
+            rows = every[position : position + len(life)]
+            position += len(life)
+            true = np.array([life.end_time - item.time for item in rows])  # every test life fails
+            low, high = np.array([r.rul_low for r in rows]), np.array([r.rul_high for r in rows])
+            inside.append(float(np.mean((true >= low) & (true <= high))))
+        per_pair.append(float(np.mean(inside)))  # each life weighs 1, as calibration weighs it
+    return float(np.mean(per_pair))
+
+
+@pytest.mark.slow
+def test_interval_coverage_of_held_out_lives_follows_the_requested_level() -> None:
+    # Four training fleets of 90 lives: one calibration's coverage varies by about +-0.04 (n ~ 90 lives),
+    # the mean of four by about +-0.02. The band is the issue's target for the 10-90 % interval; the
+    # 25-75 % interval must follow (0.5), which a too-wide interval would not.
+    assert 0.75 <= _held_out_coverage(ForecastConfig(horizon=15.0), pairs=4) <= 0.85
+    assert 0.4 <= _held_out_coverage(ForecastConfig(horizon=15.0, interval=(0.25, 0.75)), pairs=4) <= 0.6
+
+
+def test_failure_probability_beats_the_base_rate_on_held_out_assets() -> None:
     train = make_fleet(60, mean_life=100.0, seed=21)
     test = make_fleet(30, mean_life=100.0, seed=22)
     config = ForecastConfig(condition_columns=train.condition_columns, horizon=15.0)
     model = fit(train.history, config)
     every = predict(model, test.history, all_times=True)
-    inside, weights, squared, base = [], [], [], []
+    squared, base = [], []
     position = 0
     for life in split_lives(test.history):
         rows = every[position : position + len(life)]
         position += len(life)
         true = np.array([life.end_time - item.time for item in rows])
-        inside.append(
-            np.mean([(t >= r.rul_low) & (t <= r.rul_high) for t, r in zip(true, rows, strict=True)])
-        )
-        weights.append(1.0)
         outcome = (true <= config.horizon).astype(np.float64)
         squared.append(np.mean((np.array([r.p_fail for r in rows]) - outcome) ** 2))
         base.append(outcome.mean())
-    assert 0.7 <= float(np.average(inside, weights=weights)) <= 0.9
     rate = float(np.mean(base))
     assert float(np.mean(squared)) < 0.5 * rate * (1 - rate)  # far better than the base rate
 

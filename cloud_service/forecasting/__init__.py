@@ -2,7 +2,7 @@
 
 A job (or the offline CLI) builds a `History` of telemetry and events, then calls `fit(history)` to get a
 `Forecaster` and `predict(model, history)` for forecasts; `save_model`/`load_model` keep a model in a
-versioned directory. See README.md, "Failure forecasting".
+versioned directory. See docs/forecasting.md.
 
 Importing the package is cheap: scikit-learn loads only when a model is fitted or used, so the cloud's
 settings (`settings.ForecastSettings`) can be read by every process.

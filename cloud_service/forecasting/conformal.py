@@ -1,28 +1,38 @@
-"""RUL intervals and P(failure within a horizon) by cross-conformal prediction, grouped by asset.
+"""RUL intervals and P(failure within a horizon): cross-conformal, grouped by asset life.
 
 The regressor is fitted K times, each time without one fold of whole assets; every row of a held-out
 run-to-failure life gets an out-of-fold prediction, and its residual (true RUL - prediction, against the
-true, uncapped RUL) is a calibration score. Forecasts are the mean of the K fold models.
+true, uncapped RUL: what the interval claims to contain) is a calibration score. Forecasts are the mean of
+the K fold models.
 
-Residuals grow with the predicted RUL, so they are binned by predicted RUL (Mondrian conformal
-prediction): equal-count bins of at least `MIN_BIN_ROWS` rows and `LIVES_PER_BIN` lives. The rows of one
-life are strongly correlated, so lives, not rows, are the exchangeable units: each life weighs 1 in a bin,
-spread over its rows there, and the finite-sample correction uses n = the lives in the bin. The interval's
-upper bound is the weighted residual quantile at level min(1, ceil((n + 1) x high) / n), its lower bound the
-one at level floor((n + 1) x low) / n (no lower bound below 0). The same weighted residual distribution,
-kept as `GRID` quantiles per bin, is the forecast's predictive distribution: P(failure within h) is its
-probability that prediction + residual <= h (a conformal predictive system).
+- Mondrian bins: residuals grow with the predicted RUL, so they are binned by predicted RUL (equal-count
+  bins of at least `MIN_BIN_ROWS` rows and `LIVES_PER_BIN` lives, at most `MAX_BINS`).
+- Lives, not rows, are the exchangeable units (the rows of one life are strongly correlated), and a
+  forecast is made at some row of a new life: each life weighs 1, spread evenly over its rows, so a row
+  weighs 1 / (rows of its life). This is the pooled distribution of hierarchical conformal prediction
+  (Lee, Barber and Willett, "Distribution-free inference with hierarchical data", 2023; Dunn, Wasserman
+  and Ramdas 2022 call it CDF pooling).
+- Interval, conformalised quantiles (Romano, Patterson and Candes 2019, CQR, with the bin's quantiles as
+  the quantile model): in each bin the weighted residual quantiles a, c at the interval's levels give the
+  shape; a row's score is how far its residual falls outside [a, c], s = max(a - r, r - c). The
+  finite-sample correction is applied once, to this two-sided score: Q is the weighted score quantile at
+  level min(1, (high - low) x (n + 1) / n), n = the lives in the bin (the new life's mass 1 / (n + 1) put
+  at +infinity), and the interval is [prediction + a - Q, prediction + c + Q], within [0, the longest
+  training life]. Correcting each tail separately would spend the 1 / (n + 1) twice: with the ~17 lives
+  of a small fleet that pushed the upper bound to the largest residual and the coverage to about 0.9.
+- The same weighted residual distribution, kept as `GRID` quantiles per bin, is the forecast's predictive
+  distribution: P(failure within h) is its probability that prediction + residual <= h (a conformal
+  predictive system).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["ConformalBins", "calibrate"]
+__all__ = ["ConformalBins", "calibrate", "corrected_level"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -39,8 +49,8 @@ class ConformalBins:
 
     Args:
         edges: inner bin edges of the predicted RUL (a prediction p falls in bin searchsorted(edges, p)).
-        low: per bin, the residual at the interval's (corrected) lower level.
-        high: per bin, the residual at the interval's (corrected) upper level.
+        low: per bin, the interval's lower bound relative to the prediction (corrected residual quantile).
+        high: per bin, the interval's upper bound relative to the prediction (corrected residual quantile).
         grid: per bin, the residual quantiles at `GRID` evenly spaced levels from 0 to 1.
         lives: per bin, the calibration lives in it.
     """
@@ -69,7 +79,7 @@ class ConformalBins:
 def calibrate(
     prediction: FloatArray, truth: FloatArray, life: IntArray, interval: tuple[float, float]
 ) -> ConformalBins:
-    """Bins and residual quantiles from out-of-fold predictions of run-to-failure rows.
+    """Bins and residual bounds from out-of-fold predictions of run-to-failure rows.
 
     Args:
         prediction: out-of-fold predicted RUL of each calibration row.
@@ -78,8 +88,9 @@ def calibrate(
         interval: the interval's lower and upper quantile.
     """
     residual = truth - prediction
-    n_lives = np.unique(life).size
-    n_bins = int(np.clip(min(prediction.size // MIN_BIN_ROWS, n_lives // LIVES_PER_BIN), 1, MAX_BINS))
+    life_ids, row_life, life_rows = np.unique(life, return_inverse=True, return_counts=True)
+    weight = 1.0 / life_rows[row_life]
+    n_bins = int(np.clip(min(prediction.size // MIN_BIN_ROWS, life_ids.size // LIVES_PER_BIN), 1, MAX_BINS))
     edges = np.unique(np.quantile(prediction, np.linspace(0, 1, n_bins + 1)[1:-1]))
     bins = np.searchsorted(edges, prediction, side="right")
     low, high, grid, lives = [], [], [], []
@@ -88,15 +99,15 @@ def calibrate(
         rows = np.flatnonzero(bins == number)
         if rows.size == 0:
             rows = np.arange(prediction.size)
-        _, inverse, counts = np.unique(life[rows], return_inverse=True, return_counts=True)
-        weight = 1.0 / counts[inverse]
-        n = counts.size
-        upper_level = min(1.0, math.ceil((n + 1) * interval[1]) / n)
-        lower_level = math.floor((n + 1) * interval[0]) / n
-        values = residual[rows]
-        low.append(_weighted_quantile(values, weight, lower_level) if lower_level > 0 else -math.inf)
-        high.append(_weighted_quantile(values, weight, upper_level))
-        grid.append(tuple(_weighted_quantile(values, weight, float(q)) for q in levels))
+        values, weights = residual[rows], weight[rows]
+        n = np.unique(row_life[rows]).size
+        shape_low = _weighted_quantile(values, weights, interval[0])
+        shape_high = _weighted_quantile(values, weights, interval[1])
+        score = np.maximum(shape_low - values, values - shape_high)
+        correction = _weighted_quantile(score, weights, corrected_level(interval[1] - interval[0], n))
+        low.append(shape_low - correction)
+        high.append(shape_high + correction)
+        grid.append(tuple(_weighted_quantile(values, weights, float(q)) for q in levels))
         lives.append(n)
     return ConformalBins(
         edges=tuple(float(e) for e in edges),
@@ -105,6 +116,17 @@ def calibrate(
         grid=tuple(grid),
         lives=tuple(lives),
     )
+
+
+def corrected_level(coverage: float, n_lives: int) -> float:
+    """The score quantile level that gives `coverage` with `n_lives` exchangeable lives (at most 1).
+
+    >>> corrected_level(0.8, 9)
+    0.8888888888888888
+    >>> corrected_level(0.8, 3)
+    1.0
+    """
+    return min(1.0, coverage * (n_lives + 1) / n_lives)
 
 
 def _weighted_quantile(values: FloatArray, weights: FloatArray, q: float) -> float:

@@ -63,7 +63,7 @@ logger = logging.getLogger(__name__)
 SCORE_COLUMNS = ("score.mean", "score.max")
 _SECONDS_PER_HOUR = 3600.0
 _REFRESH_CHUNK = timedelta(days=1)  # hours of aggregates summarised per transaction
-# The model directory's files (see README.md, "Failure forecasting", "Model directory").
+# The model directory's files (see docs/forecasting.md, "Model directory").
 _METADATA_FILE = "metadata.json"
 _ESTIMATORS_FILE = "model.joblib"
 

@@ -1,6 +1,6 @@
 """The failure forecaster: remaining useful life (RUL) with an interval, and P(failure within a horizon).
 
-Method (see README.md, "Failure forecasting", for the reasoning and the figures):
+Method (see docs/forecasting.md for the reasoning and the figures):
 
 1. Each asset's history is cut into lives at its failure and maintenance events. A life that ends in a
    failure gives the exact RUL of each of its rows; any other life is right-censored.
@@ -12,7 +12,8 @@ Method (see README.md, "Failure forecasting", for the reasoning and the figures)
    where their capped target is known (time left >= cap).
 5. Gradient-boosted trees with fixed settings (no search), fitted once per fold of whole assets; the
    forecast is the mean of the fold models, clipped to [0, cap].
-6. Interval and P(failure within horizon): cross-conformal over the same folds (`conformal`).
+6. Interval and P(failure within horizon): cross-conformal over the same folds, lives as the exchangeable
+   units, conformalised bin quantiles with one finite-sample correction (`conformal`).
 """
 
 from __future__ import annotations
@@ -304,7 +305,8 @@ def _fit(history: History, config: ForecastConfig, progress: Progress | None) ->
     }
     summary = {
         "method": "gradient-boosted trees on regime-normalised window means, drift and age; fold-model "
-        "mean; cross-conformal intervals and failure probability",
+        "mean; cross-conformal intervals (lives as units, conformalised bin quantiles) and failure "
+        "probability",
         "n_assets": len(prepared.history.assets),
         "n_rows": prepared.history.n_rows,
         "n_failures": len(prepared.failed_lives),
