@@ -3,7 +3,8 @@ checked against the database.
 
 Each scenario runs on throwaway local services: a plant broker (the simulator's raw data in), an upstream
 broker (the gateways' uplink), PostgreSQL, one cloud ingest process and two edge agents, with the `smoke`
-fleet published live at its real rate (30 k samples/s). One fault is caused for real while the load runs:
+fleet published live at 10x its own rate (3 assets, a 4096-sample vibration burst each per wall second).
+One fault is caused for real while the load runs:
 
 - `broker-outage`: the upstream broker stopped and restarted, several times;
 - `db-outage`: PostgreSQL stopped under load, then restarted;
@@ -48,6 +49,7 @@ from simulators import Publisher, Scenario, fleet_units, iter_messages, load_sce
 __all__ = ["SCENARIOS", "Durations", "run_scenario"]
 
 _DB = "forewarn_chaos"
+_LOAD_SPEED = 10.0  # simulated seconds per wall second: one burst per asset per second
 
 
 @dataclasses.dataclass(frozen=True)
@@ -236,7 +238,7 @@ def _publish_live(scenario: Scenario, plant: MosquittoServer, stop: threading.Ev
     def publish() -> None:
         settings = MqttSettings(host=plant.host, port=plant.port)
         with Publisher(settings=settings, client_id=f"forewarn-chaos-sim-{os.getpid()}") as publisher:
-            publish_stream(iter_messages(scenario), publisher, speed=1.0, stop=stop)
+            publish_stream(iter_messages(scenario), publisher, speed=_LOAD_SPEED, stop=stop)
 
     thread = threading.Thread(target=publish, name="chaos-simulator", daemon=True)
     thread.start()
