@@ -74,7 +74,7 @@ class AssetSettings(BaseModel, frozen=True, extra="forbid"):
     """One asset the gateway serves and its sensors.
 
     The first vibration sensor (or the first sensor, if none is a vibration sensor) drives the asset: each
-    of its windows makes one feature vector; the other sensors join it (see README.md, "Edge pipeline").
+    of its windows makes one feature vector; the other sensors join it (see docs/edge.md, "Edge pipeline").
     """
 
     asset_id: str = Field(pattern=IDENT_PATTERN, description="Asset id, as in the raw topics.")
@@ -359,7 +359,7 @@ class QueueSettings(BaseModel, frozen=True, extra="forbid"):
         default="FULL",
         description=(
             "SQLite synchronous mode: FULL survives power loss; NORMAL survives kill -9 only "
-            "(see README.md, section Edge agent)."
+            "(see docs/edge.md, Store-and-forward)."
         ),
     )
     window: int = Field(

@@ -1,6 +1,6 @@
 """Scenario files: what fleet to simulate, for how long, with which failures and faults.
 
-A scenario is a TOML file (README.md, "Simulators", lists every key). Bundled scenarios (`smoke`, `plant`,
+A scenario is a TOML file (docs/simulators.md lists every key). Bundled scenarios (`smoke`, `plant`,
 `stress`) ship as package data under `simulators/scenarios/`. `load_scenario` accepts a bundled name or a
 path and returns a validated, immutable `Scenario`; a bad file raises `ConfigError` naming the key, e.g.
 ``scenario.failures[0].mode = 'cavitation': not a failure mode of electric_motor (from plant.toml)``.

@@ -1,7 +1,7 @@
 """The dashboard in a real headless Chromium (Debian's, driven through its chromedriver; nothing is
 downloaded), served by waitress against the real PostgreSQL fixture. Saves a screenshot of each page to
 the test's temporary directory, or to $FOREWARN_SCREENSHOT_DIR (`FOREWARN_SCREENSHOT_DIR=docs/screenshots`
-refreshes the README's)."""
+refreshes the ones in docs/dashboard-overview.md)."""
 
 from __future__ import annotations
 
