@@ -33,7 +33,7 @@ from typing import Any
 
 import psycopg
 
-from cloud_service.queries import latest_gateway_metrics, sequence_account
+from cloud_service.queries import latest_gateway_metrics, missing_sequences, sequence_account
 from cloud_service.service import prepare_database
 from cloud_service.settings import CloudSettings
 from edge_agent.agent import QUEUE_FILE
@@ -278,6 +278,7 @@ def run_scenario(name: str, *, quick: bool = False, workdir: Path | None = None)
 
 def _figures(rig: _Rig, recovery_s: float | None) -> dict[str, Any]:
     sent = stored = duplicated = left = dropped = 0
+    missing: dict[str, list[int]] = {}
     with psycopg.connect(rig.conninfo) as conn:
         for gateway_id, state_dir in rig.state_dirs.items():
             assigned, depth = _queue_counters(state_dir)
@@ -288,6 +289,8 @@ def _figures(rig: _Rig, recovery_s: float | None) -> dict[str, Any]:
             stored += account.distinct_seqs
             duplicated += account.duplicated
             dropped += int(sum(v for k, v in metrics.items() if k.startswith("queue.dropped.")))
+            if account.distinct_seqs < assigned:
+                missing[gateway_id] = missing_sequences(conn, gateway_id, below=assigned)
     return {
         "sent": sent,
         "stored": stored,
@@ -296,4 +299,5 @@ def _figures(rig: _Rig, recovery_s: float | None) -> dict[str, Any]:
         "dropped_by_policy": dropped,
         "still_queued": left,
         "recovery_s": recovery_s,
+        "missing_seqs": missing,
     }

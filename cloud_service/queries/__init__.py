@@ -73,6 +73,7 @@ from cloud_service.queries.ingest_stats import (
     StoredCounts,
     ingest_status,
     latest_gateway_metrics,
+    missing_sequences,
     sequence_account,
     stored_counts,
 )
@@ -114,6 +115,7 @@ __all__ = [
     "latest_period_end",
     "list_alerts",
     "maintenance_events",
+    "missing_sequences",
     "open_alerts",
     "out_of_service_assets",
     "raises_per_hour",

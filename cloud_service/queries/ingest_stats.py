@@ -133,3 +133,19 @@ def latest_gateway_metrics(conn: psycopg.Connection[Any], gateway_id: str) -> di
         (gateway_id,),
     ).fetchone()
     return {str(k): float(v) for k, v in row[0].items()} if row else {}
+
+
+def missing_sequences(
+    conn: psycopg.Connection[Any], gateway_id: str, *, below: int, limit: int = 20
+) -> list[int]:
+    """Sequence numbers under `below` that no stored message of the gateway carries (the first `limit`)."""
+    rows = conn.execute(
+        "SELECT s FROM generate_series(0, %(below)s - 1) AS s WHERE NOT EXISTS ("
+        "SELECT 1 FROM aggregates WHERE gateway_id = %(g)s AND seq = s "
+        "UNION ALL SELECT 1 FROM alert_messages WHERE gateway_id = %(g)s AND seq = s "
+        "UNION ALL SELECT 1 FROM snapshots WHERE gateway_id = %(g)s AND seq = s "
+        "UNION ALL SELECT 1 FROM deployment_acks WHERE gateway_id = %(g)s AND seq = s"
+        ") ORDER BY s LIMIT %(limit)s",
+        {"below": below, "g": gateway_id, "limit": limit},
+    ).fetchall()
+    return [int(row[0]) for row in rows]
