@@ -9,22 +9,20 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge_agent.connectors.sparkplug_payload import (
+from shared.errors import ContractError
+from shared.sparkplug import (
     DataType,
+    MessageType,
     Metric,
     Payload,
     PayloadMessage,
+    SparkplugTopic,
     decode_payload,
     encode_payload,
-)
-from edge_agent.connectors.sparkplug_topics import (
-    MessageType,
-    SparkplugTopic,
     node_filter,
     parse_topic,
     state_topic,
 )
-from shared.errors import ContractError
 
 # Payload{timestamp=1, metrics=[{name="a", alias=3, datatype=Float, float_value=1.0}], seq=2}, written out by
 # hand from the field numbers and wire types of sparkplug_b.proto: tag = number << 3 | wire type.

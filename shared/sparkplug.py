@@ -1,4 +1,5 @@
-"""The Sparkplug B payload: its protobuf schema, built in code, and typed `Payload` and `Metric` records.
+"""Sparkplug B, the format: its payload (the protobuf schema, built in code, and typed `Payload` and `Metric`
+records) and its topic namespace `spBv1.0/{group}/{message type}/{edge node}[/{device}]`.
 
 Sparkplug B (Eclipse Sparkplug 3.0) carries every message body as a protobuf `Payload` of the schema
 `org.eclipse.tahu.protobuf` (Eclipse Tahu's `sparkplug_b.proto`, proto2). The schema is declared here as a
@@ -7,10 +8,16 @@ Sparkplug B (Eclipse Sparkplug 3.0) carries every message body as a protobuf `Pa
 runtime's C (upb) parser does the decoding; this module turns its messages into frozen records, so code
 past `decode_payload` never sees a protobuf object.
 
-Metric values follow the Sparkplug data types: signed integers travel as two's complement in the unsigned
-`int_value` (8, 16, 32 bits) or `long_value` (64 bits) fields and are sign-extended here from their
-declared width; `DateTime` is epoch milliseconds in `long_value`. Data sets, templates and extension
-values are recognised but not unpacked (`Metric.value` is None and `Metric.has_value` False).
+Metric values follow the Sparkplug data types: signed integers travel as two's complement of their width
+in the unsigned `int_value` (8, 16, 32 bits) or `long_value` (64 bits) fields and are sign-extended here;
+`DateTime` is epoch milliseconds in `long_value`. Data sets, templates and extension values are recognised
+but not unpacked (`Metric.value` is None).
+
+Topics: node messages (`NBIRTH`, `NDEATH`, `NDATA`, `NCMD`) have no device part; device messages
+(`DBIRTH`, `DDEATH`, `DDATA`, `DCMD`) do. A primary host application announces itself on
+`spBv1.0/STATE/{host id}`. Identifiers are UTF-8 text without `/`, `+` or `#`.
+
+Two parts read and write this format: the edge agent's Sparkplug B connector and the simulated edge node.
 """
 
 from __future__ import annotations
@@ -25,14 +32,20 @@ from shared.errors import ContractError
 
 __all__ = [
     "MAX_PAYLOAD_BYTES",
+    "NAMESPACE",
     "NUMERIC_TYPES",
     "DataType",
+    "MessageType",
     "Metric",
     "MetricValue",
     "Payload",
     "PayloadMessage",
+    "SparkplugTopic",
     "decode_payload",
     "encode_payload",
+    "node_filter",
+    "parse_topic",
+    "state_topic",
 ]
 
 MAX_PAYLOAD_BYTES: Final = 16 * 1024 * 1024
@@ -461,3 +474,94 @@ def _fill_metric(target: Any, metric: Metric) -> None:
         target.is_null = True
     else:
         _set_value(target, metric.datatype, metric.value)
+
+
+# --- topics ------------------------------------------------------------------------------------------------
+
+NAMESPACE: Final = "spBv1.0"
+_FORBIDDEN: Final = frozenset("/+#")
+_MAX_ID_CHARS = 256
+
+
+class MessageType(enum.StrEnum):
+    """The Sparkplug B message types."""
+
+    NBIRTH = "NBIRTH"
+    NDEATH = "NDEATH"
+    NDATA = "NDATA"
+    NCMD = "NCMD"
+    DBIRTH = "DBIRTH"
+    DDEATH = "DDEATH"
+    DDATA = "DDATA"
+    DCMD = "DCMD"
+
+    @property
+    def is_device_message(self) -> bool:
+        """Whether the topic of this type names a device."""
+        return self.value.startswith("D")
+
+
+def _check_id(field: str, value: str) -> str:
+    if not value or len(value) > _MAX_ID_CHARS or _FORBIDDEN.intersection(value):
+        raise ContractError(field, value, f"1 to {_MAX_ID_CHARS} characters without '/', '+' or '#'")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class SparkplugTopic:
+    """A concrete Sparkplug B topic."""
+
+    group_id: str
+    message_type: MessageType
+    edge_node_id: str
+    device_id: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_id("group_id", self.group_id)
+        _check_id("edge_node_id", self.edge_node_id)
+        if self.message_type.is_device_message != (self.device_id is not None):
+            raise ContractError(
+                "device_id",
+                self.device_id,
+                f"a device id exactly on device messages, not on {self.message_type}",
+            )
+        if self.device_id is not None:
+            _check_id("device_id", self.device_id)
+
+    def __str__(self) -> str:
+        parts = [NAMESPACE, self.group_id, self.message_type.value, self.edge_node_id]
+        if self.device_id is not None:
+            parts.append(self.device_id)
+        return "/".join(parts)
+
+
+def parse_topic(topic: str) -> SparkplugTopic:
+    """Parse a Sparkplug B topic (not `STATE`).
+
+    Raises:
+        ContractError: naming the part that is wrong.
+    """
+    parts = topic.split("/")
+    if parts[0] != NAMESPACE:
+        raise ContractError("topic", topic, f"a topic in the {NAMESPACE} namespace")
+    if len(parts) not in {4, 5}:
+        raise ContractError("topic", topic, f"{NAMESPACE}/group/TYPE/edge_node[/device]")
+    try:
+        message_type = MessageType(parts[2])
+    except ValueError as exc:
+        raise ContractError("message_type", parts[2], "a Sparkplug B message type") from exc
+    return SparkplugTopic(parts[1], message_type, parts[3], parts[4] if len(parts) == 5 else None)
+
+
+def node_filter(group_id: str, edge_node_id: str | None = None) -> str:
+    """A subscription filter for every message of one edge node (or all nodes of a group if None)."""
+    _check_id("group_id", group_id)
+    if edge_node_id is None:
+        return f"{NAMESPACE}/{group_id}/#"
+    _check_id("edge_node_id", edge_node_id)
+    return f"{NAMESPACE}/{group_id}/+/{edge_node_id}/#"
+
+
+def state_topic(host_id: str) -> str:
+    """The topic of a primary host application's `STATE` message (Sparkplug 3.0)."""
+    return f"{NAMESPACE}/STATE/{_check_id('host_id', host_id)}"
