@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "forewarn.sim_cmd",
     "forewarn.forecast_cmd",
     "forewarn.edge_cmd",
+    "forewarn.connect_cmd",
     "forewarn.models_cmd",
     "forewarn.keys_cmd",
     "forewarn.users_cmd",

@@ -29,6 +29,7 @@ __all__ = [
     "Aggregate",
     "AggregateBlock",
     "Alert",
+    "ConnectorStatus",
     "Contribution",
     "DeploymentAck",
     "FeatureStats",
@@ -42,6 +43,7 @@ __all__ = [
     "Status",
     "Uplink",
     "UplinkBatch",
+    "decode_connector_status",
     "decode_deployment",
     "decode_event",
     "decode_manifest",
@@ -263,6 +265,39 @@ class AggregateBlock(Struct, frozen=True, kw_only=True, tag_field="kind", tag="a
         return len(self.asset)
 
 
+Counter = Annotated[int, Meta(ge=0, le=2**63 - 1)]
+ReasonCounts = Annotated[dict[FeatureName, Counter], Meta(max_length=256)]
+
+
+class ConnectorStatus(Struct, frozen=True, kw_only=True, tag_field="kind", tag="connector-status/1"):
+    """A plant connector's heartbeat (retained on the plant broker); with `state="offline"` also its last
+    will. Counters are cumulative since the connector started.
+
+    `values_read` counts values taken from the source, `values_published` samples handed to the broker in
+    raw batches; `rejected` counts source values not used, by reason (`bad_quality`, `modbus_exception`,
+    `timeout`, `unreadable_file`, ...), `dropped` samples lost on our side, by reason (`buffer_full`,
+    `broker_offline`); `gaps` counts breaks in a polled or subscribed stream.
+    """
+
+    connector_id: Ident
+    connector_kind: Ident
+    ts_ns: TimestampNs
+    state: Literal["online", "offline"]
+    seq: Seq = 0
+    uptime_s: Annotated[float, Meta(ge=0.0, le=1e10)] = 0.0
+    source_connected: bool = False
+    broker_connected: bool = False
+    values_read: Counter = 0
+    values_published: Counter = 0
+    batches_published: Counter = 0
+    rejected: ReasonCounts = {}
+    dropped: ReasonCounts = {}
+    reconnects: Counter = 0
+    gaps: Counter = 0
+    last_error: ShortText = ""
+    last_error_ns: TimestampNs = 0
+
+
 Uplink = Aggregate | AggregateBlock | Alert | Snapshot | Status | DeploymentAck
 MAX_BATCH_MESSAGES = 10_000
 
@@ -285,6 +320,7 @@ _BATCH = msgspec.json.Decoder(UplinkBatch)
 _EVENT = msgspec.json.Decoder(MaintenanceEvent)
 _DEPLOYMENT = msgspec.json.Decoder(ModelDeployment)
 _MANIFEST = msgspec.json.Decoder(ModelManifest)
+_CONNECTOR_STATUS = msgspec.json.Decoder(ConnectorStatus)
 
 
 def encode(message: Struct) -> bytes:
@@ -400,6 +436,7 @@ _TIME_FIELDS: dict[type, tuple[str, ...]] = {
     Status: ("ts_ns",),
     DeploymentAck: ("ts_ns",),
     MaintenanceEvent: ("ts_ns",),
+    ConnectorStatus: ("ts_ns",),
 }
 
 
@@ -509,3 +546,14 @@ def decode_manifest(payload: bytes | str) -> ModelManifest:
         ContractError: naming the first field that breaks the contract.
     """
     return _decode(_MANIFEST, payload.encode() if isinstance(payload, str) else payload)
+
+
+def decode_connector_status(payload: bytes, *, reference_ns: int | None = None) -> ConnectorStatus:
+    """Decode a plant connector's heartbeat.
+
+    Raises:
+        ContractError: naming the first field that breaks the contract.
+    """
+    message = _decode(_CONNECTOR_STATUS, payload)
+    _check_times(message, reference_ns)
+    return message

@@ -13,6 +13,7 @@ All topics live under ``forewarn/v1``::
     forewarn/v1/gw/{gateway_id}/batch            several of the above in one message (upstream, QoS 1)
     forewarn/v1/models/{target}/deployment       signed model deployment order (retained per target)
     forewarn/v1/models/{target}/chunk/{index}    artifact chunks of a deployment (retained)
+    forewarn/v1/connectors/{connector_id}/status plant connector heartbeat (plant broker, retained, JSON)
 
 Identifiers must match `IDENT_PATTERN`, which keeps them free of MQTT wildcards and separators.
 """
@@ -34,6 +35,7 @@ __all__ = [
     "alert",
     "batch",
     "check_ident",
+    "connector_status",
     "deploy_ack",
     "event",
     "model_chunk",
@@ -67,6 +69,7 @@ class TopicKind(enum.StrEnum):
     BATCH = "batch"
     DEPLOYMENT = "deployment"
     MODEL_CHUNK = "chunk"
+    CONNECTOR_STATUS = "connector_status"
 
 
 _GATEWAY_KINDS = (
@@ -89,6 +92,7 @@ class ParsedTopic:
     gateway_id: str = ""
     target: str = ""
     chunk_index: int = -1
+    connector_id: str = ""
 
 
 def check_ident(field: str, value: str, *, allow_wildcard: bool = False) -> str:
@@ -168,6 +172,12 @@ def model_chunk(target: str, index: int | str) -> str:
     return f"{PREFIX}/models/{target}/chunk/{index}"
 
 
+def connector_status(connector_id: str) -> str:
+    """Topic of a plant connector's retained heartbeat (also its MQTT last will); `+` for subscriptions."""
+    check_ident("connector_id", connector_id, allow_wildcard=True)
+    return f"{PREFIX}/connectors/{connector_id}/status"
+
+
 def subscription(kind: TopicKind) -> str:
     """A filter matching every topic of `kind` (for example all gateways' aggregates)."""
     builders = {
@@ -176,6 +186,7 @@ def subscription(kind: TopicKind) -> str:
         TopicKind.PLANT_ALERT: lambda: plant_alert(WILDCARD),
         TopicKind.DEPLOYMENT: lambda: model_deployment(WILDCARD),
         TopicKind.MODEL_CHUNK: lambda: model_chunk(WILDCARD, WILDCARD),
+        TopicKind.CONNECTOR_STATUS: lambda: connector_status(WILDCARD),
     }
     if kind in builders:
         return builders[kind]()
@@ -208,6 +219,12 @@ def _parse_parts(topic: str, parts: list[str]) -> ParsedTopic:
     raise ContractError("topic", topic, f"a topic of the {PREFIX} tree")
 
 
+def _parse_connector_parts(parts: list[str]) -> ParsedTopic | None:
+    if len(parts) == 3 and parts[0] == "connectors" and parts[2] == "status":
+        return ParsedTopic(TopicKind.CONNECTOR_STATUS, connector_id=parts[1])
+    return None
+
+
 def parse(topic: str) -> ParsedTopic:
     """Parse a concrete topic into its kind and identifiers.
 
@@ -217,8 +234,9 @@ def parse(topic: str) -> ParsedTopic:
     prefix = PREFIX + "/"
     if not topic.startswith(prefix):
         raise ContractError("topic", topic, f"a topic starting with {prefix}")
-    parsed = _parse_parts(topic, topic[len(prefix) :].split("/"))
-    for field in ("asset_id", "sensor", "gateway_id", "target"):
+    parts = topic[len(prefix) :].split("/")
+    parsed = _parse_connector_parts(parts) or _parse_parts(topic, parts)
+    for field in ("asset_id", "sensor", "gateway_id", "target", "connector_id"):
         value = getattr(parsed, field)
         if value:
             check_ident(field, value)
