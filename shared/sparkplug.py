@@ -31,9 +31,11 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message, message_fa
 from shared.errors import ContractError
 
 __all__ = [
+    "BD_SEQ_METRIC",
     "MAX_PAYLOAD_BYTES",
     "NAMESPACE",
     "NUMERIC_TYPES",
+    "REBIRTH_METRIC",
     "DataType",
     "MessageType",
     "Metric",
@@ -49,6 +51,10 @@ __all__ = [
 ]
 
 MAX_PAYLOAD_BYTES: Final = 16 * 1024 * 1024
+REBIRTH_METRIC: Final = "Node Control/Rebirth"
+"""The node control metric a host sets (in an `NCMD`) to ask an edge node for its births again."""
+BD_SEQ_METRIC: Final = "bdSeq"
+"""The birth/death sequence metric: an `NDEATH` belongs to the `NBIRTH` with the same value."""
 PACKAGE: Final = "org.eclipse.tahu.protobuf"
 _MAX_FIELD_NUMBER = 536_870_912  # protobuf's exclusive upper bound for field numbers (extension ranges)
 
