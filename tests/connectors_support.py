@@ -1,16 +1,21 @@
 """Helpers of the connector tests: a subscriber that decodes the raw batches and heartbeats connectors
-publish on the real broker, and settings pointing at a test broker."""
+publish on the real broker, the edge agent's pipeline recording what it receives, and a real Modbus TCP
+server with known registers."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from typing import Any
 
 import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from pymodbus.constants import ExcCodes
+from pymodbus.server import ModbusTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
 
-from forewarn.localservices import MosquittoServer, wait_until
+from forewarn.localservices import MosquittoServer, free_port, wait_until
 from shared import topics
 from shared.messages import ConnectorStatus, decode_connector_status
 from shared.raw_batch import RawBatch, decode_raw_batch
@@ -77,3 +82,110 @@ class RawCollector:
 def broker_settings(broker: MosquittoServer) -> dict[str, Any]:
     """The `mqtt` section of a connector's settings for the test broker."""
     return {"host": broker.host, "port": broker.port, "reconnect_min_s": 0.2, "reconnect_max_s": 1.0}
+
+
+class RecordingPipeline:
+    """The edge agent's real pipeline, recording every batch the agent hands it."""
+
+    def __init__(self, pipeline: Any) -> None:
+        self._pipeline = pipeline
+        self.batches: list[RawBatch] = []
+        self._lock = threading.Lock()
+
+    def process(self, batch: RawBatch) -> list[Any]:
+        """Record the batch, then score it."""
+        with self._lock:
+            self.batches.append(batch)
+        return list(self._pipeline.process(batch))
+
+    def poll(self) -> list[Any]:
+        """As the pipeline's."""
+        return list(self._pipeline.poll())
+
+    def flush(self) -> list[Any]:
+        """As the pipeline's."""
+        return list(self._pipeline.flush())
+
+    @property
+    def metrics(self) -> Any:
+        """The pipeline's counters."""
+        return self._pipeline.metrics
+
+    def of(self, asset_id: str, sensor: str) -> list[RawBatch]:
+        """The batches of one stream the agent received, in order."""
+        with self._lock:
+            return [b for b in self.batches if (b.asset_id, b.sensor) == (asset_id, sensor)]
+
+    def samples(self, asset_id: str, sensor: str) -> np.ndarray[Any, np.dtype[np.float32]]:
+        """Every sample of one stream the agent received."""
+        batches = self.of(asset_id, sensor)
+        return np.concatenate([b.samples for b in batches]) if batches else np.empty(0, dtype=np.float32)
+
+
+class ModbusTestServer:
+    """A real pymodbus TCP server on a free port, on its own thread and event loop, with known registers.
+
+    `holding` and `input` hold the 16-bit registers the server answers with (the test sets them); a read
+    touching an address in `exceptions` is answered with that Modbus exception code. `stop()` closes the
+    listener and every connection; `start()` listens again on the same port.
+    """
+
+    SIZE = 512
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.host = "127.0.0.1"
+        self.holding = [0] * self.SIZE
+        self.input = [0] * self.SIZE
+        self.exceptions: dict[int, int] = {}
+        self.reads = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="test-modbus-server", daemon=True)
+        self._thread.start()
+        self._server: Any = None
+
+    async def _action(  # noqa: PLR0917 - pymodbus passes these six positionally
+        self,
+        function_code: int,
+        start_address: int,
+        address: int,
+        count: int,
+        current_registers: list[int],
+        set_values: list[int] | list[bool] | None,
+    ) -> ExcCodes | None:
+        del set_values
+        self.reads += 1
+        for at in range(address, address + count):
+            if at in self.exceptions:
+                return ExcCodes(self.exceptions[at])
+        source = self.holding if function_code == 3 else self.input
+        for at in range(address, address + count):
+            current_registers[at - start_address] = source[at]
+        return None
+
+    async def _start(self) -> None:
+        table = [SimData(0, count=self.SIZE, values=0, datatype=DataType.REGISTERS)]
+        bits = [SimData(0, count=16, values=False, datatype=DataType.BITS)]
+        device = SimDevice(id=1, simdata=(bits, bits, table, table), action=self._action)
+        self._server = ModbusTcpServer(device, address=(self.host, self.port))
+        await self._server.serve_forever(background=True)
+
+    async def _stop(self) -> None:
+        if self._server is not None:
+            await self._server.shutdown()
+            self._server = None
+
+    def start(self) -> None:
+        """Listen (again) on the port."""
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=10)
+
+    def stop(self) -> None:
+        """Close the listener and every connection."""
+        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(timeout=10)
+
+    def close(self) -> None:
+        """Stop and end the thread."""
+        self.stop()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()

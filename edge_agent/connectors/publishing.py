@@ -7,10 +7,11 @@ they may be called from paho's network thread (Sparkplug B) or an event loop (OP
 
 * `add_block` for regularly sampled blocks (recorded files, waveforms): split into batches of at most
   `publishing.max_batch_samples`;
-* `add_value` for polled or subscribed single values on a nominal grid: consecutive values within
-  `gap_tolerance` periods of their expected time extend the open batch of their stream; a value later than
-  that closes the batch and is counted as a gap; one earlier is rejected (`out_of_order`); an open batch
-  is sent when full or `max_delay_s` after its first value.
+* `add_value` (`add_values`: several streams sampled at one instant, under one lock) for polled or
+  subscribed single values on a nominal grid: consecutive values within `gap_tolerance` periods of their
+  expected time extend the open batch of their stream; a value later than that closes the batch and is
+  counted as a gap; one earlier is rejected (`out_of_order`); an open batch is sent when full or
+  `max_delay_s` after its first value.
 
 Each (asset, sensor) stream has its own `seq`, rising by one per batch. Memory is bounded: at most
 `max_buffered_samples` samples wait (beyond it new values are dropped and counted as `buffer_full`, unless
@@ -27,7 +28,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
@@ -52,6 +53,7 @@ logger = logging.getLogger(__name__)
 StreamKey = tuple[str, str]  # (asset_id, sensor)
 _IDLE_WAIT_S = 0.1
 _WRITE_WAIT_S = 0.05
+_CLOSE_SLACK_S = 0.01  # batches due this close together are closed in one pass of the worker
 
 
 @dataclass(slots=True)
@@ -123,6 +125,8 @@ class SamplePublisher:
             key: _Stream(seq=seq) for key, seq in (initial_seqs or {}).items()
         }
         self._ready: collections.deque[_Block] = collections.deque()
+        # Open batches of single values by stream, in the order they were opened (their deadlines' order).
+        self._opened: collections.OrderedDict[StreamKey, float] = collections.OrderedDict()
         self._buffered = 0  # samples in `_ready` and in open batches
         self._in_hand = 0  # blocks taken by the worker and not yet handed to the client
         self._pending: collections.deque[_Pending] = collections.deque()
@@ -255,7 +259,7 @@ class SamplePublisher:
         if not np.isfinite(samples).all():
             self._metrics.reject("non_finite", n)
             return False
-        if not self._wait_for_room(n, wait_s):
+        if not self.wait_for_room(n, wait_s):
             self._metrics.drop("buffer_full", n)
             return False
         topics.check_ident("asset_id", asset_id)
@@ -285,32 +289,49 @@ class SamplePublisher:
         Returns:
             Whether the value was queued (False: rejected or dropped, and counted).
         """
+        return self.add_values(((asset_id, sensor, value),), time_ns, nominal_rate_hz) == 1
+
+    def add_values(
+        self, values: Iterable[tuple[str, str, float]], time_ns: int, nominal_rate_hz: float
+    ) -> int:
+        """Queue several streams' values taken at the same `time_ns` (one poll, one notification), each
+        `(asset_id, sensor, value)`, under one lock; never blocks.
+
+        Returns:
+            How many were queued (the others were rejected or dropped, and counted).
+        """
+        if not _valid_rate(nominal_rate_hz):
+            items = list(values)
+            self._metrics.reject("bad_rate", len(items))
+            return 0
+        queued = 0
+        with self._changed:
+            for asset_id, sensor, value in values:
+                queued += self._add_value_locked((asset_id, sensor), time_ns, value, nominal_rate_hz)
+        return queued
+
+    def _add_value_locked(self, key: StreamKey, time_ns: int, value: float, rate_hz: float) -> bool:
         if not math.isfinite(value):
             self._metrics.reject("non_finite")
             return False
-        if not _valid_rate(nominal_rate_hz):
-            self._metrics.reject("bad_rate")
+        if self._buffered >= self._settings.max_buffered_samples:
+            self._metrics.drop("buffer_full")
             return False
-        key = (asset_id, sensor)
-        with self._changed:
-            if self._buffered >= self._settings.max_buffered_samples:
-                self._metrics.drop("buffer_full")
-                return False
-            stream = self._streams.get(key)
-            if stream is None:
-                topics.check_ident("asset_id", asset_id)
-                topics.check_ident("sensor", sensor)
-                stream = self._streams[key] = _Stream()
-            open_batch = self._place(key, stream, time_ns, nominal_rate_hz)
-            if open_batch is None:
-                self._metrics.reject("out_of_order")
-                return False
-            open_batch.values.append(float(value))
-            self._buffered += 1
-            stream.next_ns = open_batch.start_ns + len(open_batch.values) * open_batch.period_ns
-            if len(open_batch.values) >= self._settings.max_batch_samples:
-                self._close_open(key, stream)
-                self._changed.notify_all()
+        stream = self._streams.get(key)
+        if stream is None:
+            topics.check_ident("asset_id", key[0])
+            topics.check_ident("sensor", key[1])
+            stream = self._streams[key] = _Stream()
+        open_batch = self._place(key, stream, time_ns, rate_hz)
+        if open_batch is None:
+            self._metrics.reject("out_of_order")
+            return False
+        open_batch.values.append(float(value))
+        self._buffered += 1
+        stream.next_ns = open_batch.start_ns + len(open_batch.values) * open_batch.period_ns
+        if len(open_batch.values) >= self._settings.max_batch_samples:
+            self._close_open(key, stream)
+            self._changed.notify_all()
         return True
 
     def _place(self, key: StreamKey, stream: _Stream, time_ns: int, rate_hz: float) -> _OpenBatch | None:
@@ -336,6 +357,7 @@ class SamplePublisher:
             stream.open = _OpenBatch(
                 start_ns=time_ns, sample_rate_hz=rate_hz, period_ns=period_ns, opened_mono=time.monotonic()
             )
+            self._opened[key] = stream.open.opened_mono
         return stream.open
 
     def _close_open(self, key: StreamKey, stream: _Stream) -> None:
@@ -344,6 +366,7 @@ class SamplePublisher:
         if open_batch is None:
             return
         stream.open = None
+        self._opened.pop(key, None)
         if open_batch.values:
             samples = np.asarray(open_batch.values, dtype=np.float32)
             self._ready.append(
@@ -351,7 +374,12 @@ class SamplePublisher:
             )
             stream.seq += 1
 
-    def _wait_for_room(self, n: int, wait_s: float) -> bool:
+    def wait_for_room(self, n: int, wait_s: float) -> bool:
+        """Wait up to `wait_s` until `n` more samples fit in the buffer (always, when it is empty).
+
+        A producer that must lose nothing calls this (in a loop that checks its stop flag) before
+        `add_block`, instead of letting `add_block` drop.
+        """
         limit = self._settings.max_buffered_samples
         with self._changed:
             if self._buffered == 0 or self._buffered + n <= limit:
@@ -421,22 +449,22 @@ class SamplePublisher:
                 self._changed.notify_all()
 
     def _idle_wait_s(self) -> float:
-        """How long the worker may sleep: until the earliest open batch is due, at most `_IDLE_WAIT_S`."""
-        due = [
-            stream.open.opened_mono + self._settings.max_delay_s
-            for stream in self._streams.values()
-            if stream.open is not None
-        ]
-        if not due:
+        """How long the worker may sleep: until the oldest open batch is due, at most `_IDLE_WAIT_S`."""
+        if not self._opened:
             return _IDLE_WAIT_S
-        return min(_IDLE_WAIT_S, max(0.0, min(due) - time.monotonic()))
+        oldest = next(iter(self._opened.values()))
+        return min(_IDLE_WAIT_S, max(0.0, oldest + self._settings.max_delay_s - time.monotonic()))
 
     def _close_expired(self) -> None:
-        now = time.monotonic()
+        """Close the open batches due now or within the slack, oldest first (`_opened` is in opening
+        order, so this touches only the batches it closes)."""
         max_delay_s = self._settings.max_delay_s
-        for key, stream in self._streams.items():
-            if stream.open is not None and now - stream.open.opened_mono >= max_delay_s:
-                self._close_open(key, stream)
+        due_before = time.monotonic() + min(_CLOSE_SLACK_S, max_delay_s / 10) - max_delay_s
+        while self._opened:
+            key, opened_mono = next(iter(self._opened.items()))
+            if opened_mono > due_before:
+                return
+            self._close_open(key, self._streams[key])
 
     def _publish(self, block: _Block) -> None:
         client = self._client

@@ -22,6 +22,7 @@ from shared.raw_batch import MAX_SAMPLE_RATE_HZ, MAX_SAMPLES_PER_BATCH
 from shared.topics import IDENT_PATTERN
 
 __all__ = [
+    "MODBUS_WORDS",
     "ChannelTarget",
     "ConnectorSettings",
     "FileChannel",
@@ -180,6 +181,7 @@ class FilesConnectorSettings(ConnectorSettings):
 # --- Modbus TCP --------------------------------------------------------------------------------------------
 
 ModbusDataType = Literal["int16", "uint16", "int32", "uint32", "float32", "float64"]
+MODBUS_WORDS: dict[str, int] = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "float32": 2, "float64": 4}
 
 
 class ModbusRegister(ChannelTarget, frozen=True, extra="forbid"):
@@ -193,6 +195,13 @@ class ModbusRegister(ChannelTarget, frozen=True, extra="forbid"):
         "big", description="Register order of multi-register values (big: most significant first)."
     )
     unit_id: int = Field(1, ge=0, le=255, description="Modbus unit (slave) id.")
+
+    @model_validator(mode="after")
+    def _fits_the_address_space(self) -> Self:
+        last = self.address + MODBUS_WORDS[self.data_type] - 1
+        if last > 65535:
+            raise ValueError(f"a {self.data_type} at address {self.address} runs past register 65535")
+        return self
 
 
 class ModbusConnectorSettings(ConnectorSettings):
