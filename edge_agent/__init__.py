@@ -11,7 +11,10 @@ Modules, in data-flow order:
   `heartbeat` (retained status, last will);
 * `deployment` (signed model deployments from the cloud, when configured);
 * `settings` (`EdgeSettings` and all its sections but the deployment receiver's) and `agent` (`EdgeAgent`,
-  the threads wiring it all), run by `forewarn edge --config gateway.toml`; `offline` (`forewarn edge score`).
+  the threads wiring it all), run by `forewarn edge --config gateway.toml`; `offline` (`forewarn edge score`),
+  which reads recordings with `samples_csv`;
+* `connectors` (plant connectors: separate processes that publish raw batches from recorded files, Modbus
+  TCP, ..., `forewarn connect KIND`; see docs/connectors.md).
 
 Import the module you need; nothing is re-exported here, so `import edge_agent` stays cheap.
 """

@@ -14,6 +14,8 @@ __all__ = ["SETTINGS_CLASSES", "register", "settings_class"]
 # Component name -> "module:Class" of its settings; a part adds its line when it is built.
 SETTINGS_CLASSES: dict[str, str] = {
     "cloud": "cloud_service.settings:CloudSettings",
+    "connect-files": "edge_agent.connectors.settings:FilesConnectorSettings",
+    "connect-modbus": "edge_agent.connectors.settings:ModbusConnectorSettings",
     "dashboard": "dashboard.settings:DashboardSettings",
     "demo": "forewarn.settings:DemoSettings",
     "edge": "edge_agent.settings:EdgeSettings",

@@ -4,6 +4,7 @@ sequence, time and grouping; gaps, drops and rejections are counted; the heartbe
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,9 +13,10 @@ from edge_agent.connectors.health import ConnectorMetrics
 from edge_agent.connectors.publishing import SamplePublisher
 from edge_agent.connectors.runtime import ConnectorRuntime
 from edge_agent.connectors.settings import ModbusConnectorSettings, PublishingSettings
+from forewarn.config_cmd import settings_class
 from forewarn.localservices import MosquittoServer, free_port, wait_until
 from shared import topics
-from shared.config import MqttSettings, load_settings
+from shared.config import MqttSettings, load_settings, render_settings
 from shared.errors import ContractError
 from shared.messages import ConnectorStatus, decode_connector_status, encode
 from shared.timebase import NS_PER_S, now_ns
@@ -161,3 +163,19 @@ def test_connector_status_topic_and_message_round_trip_and_bad_ones_name_the_fie
     assert bad.value.field == "values_read"
     with pytest.raises(ContractError):
         topics.connector_status("bad/id")
+
+
+@pytest.mark.parametrize(
+    ("component", "example"),
+    [("connect-files", "connect-files.toml"), ("connect-modbus", "connect-modbus.toml")],
+)
+def test_connector_examples_load_and_their_rendered_settings_load_back_the_same(
+    component: str, example: str, tmp_path: Path
+) -> None:
+    cls = settings_class(component)
+    path = Path(__file__).resolve().parent.parent / "examples" / example
+    settings = load_settings(cls, toml_path=path, environ={})
+    rendered = tmp_path / "rendered.toml"
+    rendered.write_text(render_settings(settings))
+    assert load_settings(cls, toml_path=rendered, environ={}) == settings
+    assert cls.component == component

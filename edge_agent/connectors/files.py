@@ -34,7 +34,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import msgspec
 import numpy as np
@@ -204,7 +204,7 @@ class _TdmsChannel:
     length: int
     sample_rate_hz: float
     start_ns: int
-    read: object  # the npTDMS channel (its `read_data(offset, length)`)
+    channel: Any  # the npTDMS channel (untyped library): its `read_data(offset, length)`
 
 
 class _TdmsRecording:
@@ -216,12 +216,21 @@ class _TdmsRecording:
                 self._file = TdmsFile.open(path)
             except (ValueError, OSError, EOFError, KeyError) as exc:
                 raise UnreadableFileError(path, f"not a readable TDMS file ({exc})", _kind_of(exc)) from exc
-        if warnings:
+        try:
+            if warnings:
+                raise UnreadableFileError(path, f"truncated TDMS file ({warnings[0]})", "truncated_file")
+            self._channels = self._mapped_channels(path, mappings, start_ns)
+        except UnreadableFileError:
             self._file.close()
-            raise UnreadableFileError(path, f"truncated TDMS file ({warnings[0]})", "truncated_file")
+            raise
         self._frames = frames
+        self.first_ns = min(channel.start_ns for channel in self._channels)
+
+    def _mapped_channels(
+        self, path: Path, mappings: dict[str, FileChannel], start_ns: int | None
+    ) -> list[_TdmsChannel]:
         fallback = start_ns
-        self._channels: list[_TdmsChannel] = []
+        channels: list[_TdmsChannel] = []
         for group in self._file.groups():
             for channel in group.channels():
                 target = mappings.get(f"{group.name}/{channel.name}")
@@ -232,17 +241,16 @@ class _TdmsRecording:
                     duration_ns = round(len(channel) * NS_PER_S / rate)
                     fallback = fallback if fallback is not None else _fallback_start(path, duration_ns)
                     first_ns = fallback
-                self._channels.append(_TdmsChannel(target, len(channel), rate, first_ns, channel))
-        if not self._channels:
-            self._file.close()
+                channels.append(_TdmsChannel(target, len(channel), rate, first_ns, channel))
+        if not channels:
             raise UnreadableFileError(
                 path, f"no mapped channel with data (mappings: {sorted(mappings)})", "unmapped_file"
             )
-        self.first_ns = min(channel.start_ns for channel in self._channels)
+        return channels
 
     @staticmethod
-    def _timing(path: Path, channel: object, target: FileChannel) -> tuple[float, int | None]:
-        properties = getattr(channel, "properties", {})
+    def _timing(path: Path, channel: Any, target: FileChannel) -> tuple[float, int | None]:
+        properties = channel.properties
         increment = properties.get("wf_increment")
         if isinstance(increment, (int, float)) and increment > 0:
             rate = _clean_rate(1.0 / float(increment))
@@ -268,7 +276,7 @@ class _TdmsRecording:
                 if lo >= channel.length:
                     continue
                 n = min(hi, channel.length) - lo
-                raw = channel.read.read_data(lo, n)  # type: ignore[attr-defined]  # npTDMS is untyped here
+                raw = channel.channel.read_data(lo, n)
                 start_ns = channel.start_ns + round(lo * NS_PER_S / channel.sample_rate_hz)
                 yield _Chunk(
                     channel.target, start_ns, channel.sample_rate_hz, _calibrated(raw, channel.target), hi

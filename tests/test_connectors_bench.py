@@ -1,0 +1,21 @@
+"""`forewarn bench connectors --quick`: every figure is measured and stands beside its ceiling."""
+
+from __future__ import annotations
+
+import pytest
+
+from forewarn.bench.connectors import run
+
+
+@pytest.mark.slow
+def test_bench_connectors_reports_each_connector_beside_its_ceiling() -> None:
+    figures = run(quick=True)
+    for kind in ("wav", "tdms"):
+        assert figures[f"files_{kind}_samples_per_s"] > 0
+        assert figures[f"files_{kind}_read_ceiling_samples_per_s"] > 0
+        assert figures[f"files_{kind}_of_ceiling"] > 0
+    assert set(figures["files_samples_per_s"]) == {"wav", "tdms"}
+    assert figures["files_publish_ceiling_samples_per_s"] > 0
+    assert figures["modbus_registers_per_s"] > 0
+    assert figures["modbus_client_ceiling_registers_per_s"] > 0
+    assert figures["modbus_delivered_registers_per_s"] > 0
