@@ -315,7 +315,13 @@ class OpcUaConnectorSettings(ConnectorSettings):
     )
     timeout_s: float = Field(4.0, gt=0.0, le=300.0, description="Timeout of one request.")
     watchdog_interval_s: float = Field(
-        1.0, gt=0.0, le=300.0, description="How often the connection is probed (a lost server is noticed)."
+        5.0,
+        gt=0.0,
+        le=300.0,
+        description=(
+            "How often a quiet connection is probed, and how long the probe may take (a closed connection"
+            " is noticed at once); too short, and a busy server's slow answer ends the session."
+        ),
     )
     reconnect_min_s: float = Field(0.5, gt=0.0, le=60.0, description="First reconnect delay; doubles.")
     reconnect_max_s: float = Field(10.0, gt=0.0, le=3600.0, description="Longest reconnect delay.")
