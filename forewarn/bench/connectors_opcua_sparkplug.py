@@ -161,16 +161,17 @@ async def _opcua_client_ceiling(settings: OpcUaConnectorSettings, duration_s: fl
         )
         count = 0
 
-        async def drain(until: float) -> None:
+        async def count_events() -> None:
             nonlocal count
-            while time.perf_counter() < until:
-                if await subscription.next_event(timeout=0.2) is not None:
-                    count += 1
+            async for _ in subscription:
+                count += 1
 
-        await drain(time.perf_counter() + 2.0)  # the initial values and the first publishes
+        counter = asyncio.create_task(count_events())
+        await asyncio.sleep(2.0)  # the initial values and the first publishes
         count, cpu, start = 0, time.process_time(), time.perf_counter()
-        await drain(start + duration_s)
+        await asyncio.sleep(duration_s)
         elapsed = time.perf_counter() - start
+        counter.cancel()
         return count / elapsed, (time.process_time() - cpu) / elapsed
     finally:
         await client.disconnect()
@@ -208,6 +209,10 @@ def opcua(context: BenchContext) -> dict[str, Any]:
         "opcua_values_per_s": round(rate),
         "opcua_runs": [round(r[0]) for r in runs],
         "opcua_cpu_cores": round(cores, 3),
+        "opcua_cpu_us_per_value": round(cores / rate * 1e6, 1) if rate else None,
+        "opcua_projected_cores_at_target": round(cores / rate * OPCUA_NODES * OPCUA_RATE_HZ, 3)
+        if rate
+        else None,
         "opcua_target_values_per_s": round(target),
         "opcua_server_offered_values_per_s": round(offered),
         "opcua_server_cpu_cores": round(_median([r[3] for r in runs]), 3),
