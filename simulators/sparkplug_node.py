@@ -145,7 +145,9 @@ class SimulatedEdgeNode:
             raise TimeoutError(
                 f"broker {self._mqtt_settings.host}:{self._mqtt_settings.port} did not accept us"
             )
-        self.birth()
+        last = self.birth()
+        if last is not None:
+            last.wait_for_publish(_CONNECT_TIMEOUT_S)  # the births are written when start() returns
 
     def stop(self) -> None:
         """Publish `NDEATH` and disconnect."""
@@ -176,8 +178,8 @@ class SimulatedEdgeNode:
 
     # --- messages -------------------------------------------------------------------------------------------
 
-    def birth(self, time_ms: int | None = None) -> None:
-        """Publish `NBIRTH` (sequence restarts at 0) and a `DBIRTH` per device."""
+    def birth(self, time_ms: int | None = None) -> mqtt.MQTTMessageInfo | None:
+        """Publish `NBIRTH` (sequence restarts at 0) and a `DBIRTH` per device; returns the last's info."""
         time_ms = _now_ms() if time_ms is None else time_ms
         with self._lock:
             self.last_birth_ms = time_ms
@@ -186,11 +188,12 @@ class SimulatedEdgeNode:
                 Metric(name=BD_SEQ_METRIC, datatype=DataType.INT64, value=self.bd_seq, timestamp_ms=time_ms),
                 Metric(name=REBIRTH_METRIC, datatype=DataType.BOOLEAN, value=False, timestamp_ms=time_ms),
             )
-            self._publish_locked(MessageType.NBIRTH, None, node_metrics, time_ms)
+            info = self._publish_locked(MessageType.NBIRTH, None, node_metrics, time_ms)
             for device in self.devices:
-                self._publish_locked(
+                info = self._publish_locked(
                     MessageType.DBIRTH, device, self._metrics(device, time_ms, birth=True), time_ms
                 )
+        return info
 
     def publish_data(self, time_ms: int | None = None) -> dict[str, dict[str, MetricValue]]:
         """Publish one `DDATA` per device with every metric's value at `time_ms` (default now).
@@ -257,10 +260,11 @@ class SimulatedEdgeNode:
 
     def _publish_locked(
         self, message_type: MessageType, device: str | None, metrics: tuple[Metric, ...], time_ms: int
-    ) -> None:
+    ) -> mqtt.MQTTMessageInfo | None:
         payload = Payload(timestamp_ms=time_ms, seq=self._next_seq(), metrics=metrics)
-        if self._client is not None:
-            self._client.publish(str(self._topic(message_type, device)), encode_payload(payload), qos=0)
+        if self._client is None:
+            return None
+        return self._client.publish(str(self._topic(message_type, device)), encode_payload(payload), qos=0)
 
     def _death_payload(self) -> bytes:
         bd_seq = Metric(name=BD_SEQ_METRIC, datatype=DataType.INT64, value=self.bd_seq)

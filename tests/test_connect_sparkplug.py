@@ -212,7 +212,11 @@ def test_data_before_the_birth_is_not_used_and_asks_for_a_rebirth(
             collector.wait_samples(asset, "vibration_rms", 1 + 5, timeout_s=10)
     finally:
         node.stop()
-    assert runtime.metrics.rejected["before_birth"] == 2  # both metrics of the first DDATA
+    # both metrics of the first DDATA; under load the broker may hand the connector the first DBIRTH
+    # (after the NBIRTH it missed): a device birth of a node not born is not used either
+    assert set(runtime.metrics.rejected) == {"before_birth"}
+    assert runtime.metrics.rejected["before_birth"] in {2, 4}
+    assert connector.host.stats.rebirths_requested == 1
     _assert_on_the_metric(collector, asset, "vibration_rms", RMS, 1.0)
 
 
