@@ -6,6 +6,10 @@ before a birth is not used; bad payloads are counted; alerts go back to SCADA as
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -402,3 +406,56 @@ def test_the_example_config_loads_and_maps_an_edge_node_with_its_metric_names(
         finally:
             node.stop()
     _assert_on_the_metric(collector, asset, "temperature", TEMPERATURE, 0.1)
+
+
+def test_forewarn_connect_sparkplug_runs_until_sigterm_and_leaves_an_offline_status(
+    broker: MosquittoServer, workdir: Path, unique_id: Callable[[str], str]
+) -> None:
+    connector_id, asset = unique_id("sp"), unique_id("pump")
+    config = workdir / "connect-sparkplug.toml"
+    config.write_text(
+        EXAMPLE.read_text()
+        .replace('connector_id = "sparkplug-scada"', f'connector_id = "{connector_id}"')
+        .replace('host_id = "forewarn"', 'host_id = ""')
+        .replace('host = "scada-broker.plant.local"', f'host = "{broker.host}"')
+        .replace('username = "forewarn"', 'username = ""')
+        .replace("port = 1883", f"port = {broker.port}")
+        .replace('asset_id = "pump-7"', f'asset_id = "{asset}"')
+    )
+    collector = RawCollector(broker, [asset], unique_id("c"))
+    node = SimulatedEdgeNode(
+        mqtt_settings=MqttSettings.model_validate(broker_settings(broker)),
+        group_id="Plant1",
+        edge_node_id="Line3",
+        devices={"Pump7": [RMS, TEMPERATURE]},
+    )
+    environ = {**os.environ, "FOREWARN_CONNECT_SPARKPLUG_HEALTH__INTERVAL_S": "0.3"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "forewarn.cli", "connect", "sparkplug", "--config", str(config)],
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_until(
+            lambda: any(s.connector_id == connector_id and s.source_connected for s in collector.statuses),
+            timeout_s=30,
+        )
+        node.start()
+        # should the births beat the connector's subscription, its first DDATA asks for a rebirth: the
+        # series after that birth is used
+        for _ in range(3):
+            _publish_series(node, None, 5)
+            with contextlib.suppress(TimeoutError):
+                collector.wait_samples(asset, "vibration_rms", 5, timeout_s=5)
+                break
+        collector.wait_samples(asset, "vibration_rms", 5, timeout_s=5)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+        wait_until(lambda: collector.statuses[-1].state == "offline")
+        assert collector.statuses[-1].connector_id == connector_id
+    finally:
+        node.stop()
+        if process.poll() is None:
+            process.kill()
+        collector.close()

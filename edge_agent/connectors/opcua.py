@@ -134,6 +134,9 @@ class OpcUaConnector:
                 except (*_CONNECTION_ERRORS, _SessionLostError) as exc:
                     self._metrics.error(f"OPC UA {self._settings.endpoint}: {exc!r}")
                     logger.warning("OPC UA session to %s ended: %r", self._settings.endpoint, exc)
+                except Exception as exc:  # the connector must outlive any session failure: logged, retried
+                    self._metrics.error(f"OPC UA {self._settings.endpoint}: {exc!r}")
+                    logger.exception("OPC UA session to %s failed", self._settings.endpoint)
                 if self._metrics.source_connected:
                     delay_s = self._settings.reconnect_min_s
                     self._lost_mono = time.monotonic()
