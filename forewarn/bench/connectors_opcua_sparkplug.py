@@ -5,10 +5,13 @@ plant broker, beside a ceiling measured in the same run:
 
 * `opcua_values_per_s`: a simulated asyncua server in its own process with 1,000 Double variables updated
   at 10 Hz (10,000 values/s offered); the connector subscribes to all of them (sampling 100 ms) and the
-  figure is the values it took per second. `opcua_cpu_cores` is the CPU the connector's process used per
-  wall second (the target, 1,000 nodes at 10 Hz on one core, holds when it is below 1 and the rate meets
-  the offer). Ceiling: asyncua's own client on the same subscription counting notifications and doing
-  nothing else (`opcua_client_ceiling_values_per_s`), and its CPU.
+  figure is the values it took per second. Ceiling: what the server itself produced meanwhile (its updates
+  times the nodes, counted in the server process: `opcua_server_offered_values_per_s`, with the server's
+  CPU), which no client can exceed; `opcua_of_offered` is the share the connector took. On a loaded
+  machine the server falls short of its 10,000 values/s, so the target is also judged from the
+  connector's CPU per value: `opcua_cpu_cores` is the CPU its process used per wall second,
+  `opcua_projected_cores_at_target` that cost at 10,000 values/s (the target, 1,000 nodes at 10 Hz on one
+  core, holds below 1).
 * `sparkplug_metrics_per_s`: a simulated edge node publishes its birth and then pre-encoded `DDATA`
   messages of 100 aliased metrics as fast as the broker takes them; the figure is mapped metrics handled
   per second from the first message sent to the last value handed to the publisher (decode, sequence
@@ -19,7 +22,6 @@ plant broker, beside a ceiling measured in the same run:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import multiprocessing
 import statistics
@@ -144,39 +146,6 @@ def _opcua_connector_run(
             thread.join(20)
 
 
-async def _opcua_client_ceiling(settings: OpcUaConnectorSettings, duration_s: float) -> tuple[float, float]:
-    """asyncua's client on the same subscription, counting notifications: (values per second, CPU cores)."""
-    from asyncua import ua  # noqa: PLC0415 - the bench's reference client only
-    from asyncua.client.client import Client  # noqa: PLC0415
-
-    client = Client(settings.endpoint)
-    await client.connect()
-    try:
-        subscription = await client.create_subscription(
-            settings.publishing_interval_ms, None, queue_maxsize=100_000
-        )
-        nodes = [client.get_node(node.node_id) for node in settings.nodes]
-        await subscription.subscribe_data_change(
-            nodes, queuesize=10, sampling_interval=ua.Double(1000.0 / OPCUA_RATE_HZ)
-        )
-        count = 0
-
-        async def count_events() -> None:
-            nonlocal count
-            async for _ in subscription:
-                count += 1
-
-        counter = asyncio.create_task(count_events())
-        await asyncio.sleep(2.0)  # the initial values and the first publishes
-        count, cpu, start = 0, time.process_time(), time.perf_counter()
-        await asyncio.sleep(duration_s)
-        elapsed = time.perf_counter() - start
-        counter.cancel()
-        return count / elapsed, (time.process_time() - cpu) / elapsed
-    finally:
-        await client.disconnect()
-
-
 def opcua(context: BenchContext) -> dict[str, Any]:
     """`opcua_values_per_s`: 1,000 subscribed nodes at 10 Hz from a simulated asyncua server process."""
     logging.getLogger("asyncua").setLevel(logging.CRITICAL)  # its publish loop logs its own shutdown
@@ -194,15 +163,11 @@ def opcua(context: BenchContext) -> dict[str, Any]:
         if not started.wait(60):
             raise RuntimeError("the bench's OPC UA server did not start")
         settings = _opcua_settings(context, f"opc.tcp://127.0.0.1:{port}/")
-        runs, ceilings = [], []
-        for _ in range(context.runs):
-            runs.append(_opcua_connector_run(settings, duration_s, probe))
-            ceilings.append(asyncio.run(_opcua_client_ceiling(settings, duration_s)))
+        runs = [_opcua_connector_run(settings, duration_s, probe) for _ in range(context.runs)]
     finally:
         server.kill()
         server.join(10)
     rate, cores = _median([r[0] for r in runs]), _median([r[1] for r in runs])
-    ceiling, ceiling_cores = _median([c[0] for c in ceilings]), _median([c[1] for c in ceilings])
     offered = _median([r[2] for r in runs])
     target = OPCUA_NODES * OPCUA_RATE_HZ
     return {
@@ -217,9 +182,6 @@ def opcua(context: BenchContext) -> dict[str, Any]:
         "opcua_server_offered_values_per_s": round(offered),
         "opcua_server_cpu_cores": round(_median([r[3] for r in runs]), 3),
         "opcua_of_offered": round(rate / offered, 3) if offered else None,
-        "opcua_client_ceiling_values_per_s": round(ceiling),
-        "opcua_client_ceiling_cpu_cores": round(ceiling_cores, 3),
-        "opcua_of_ceiling": round(rate / ceiling, 3) if ceiling else None,
         "opcua_nodes": OPCUA_NODES,
         "opcua_meets_target": rate >= 0.98 * target and cores < 1.0,
     }
