@@ -260,3 +260,23 @@ def test_the_example_config_loads_and_reads_a_server_with_its_node_ids(
         with _running(settings):
             collector.wait_samples(asset, "vibration_rms", 10, timeout_s=20)
     _assert_values_follow_the_source(collector.of(asset, "vibration_rms"), VIBRATION)
+
+
+def test_an_absolute_deadband_is_requested_and_the_server_reports_fewer_values(
+    broker: MosquittoServer, collector: RawCollector, asset: str
+) -> None:
+    # 2 Hz sampled at 10 Hz: steps of up to 1.18; asyncua's server compares each sample with the one before
+    # (not with the last one reported), so with a deadband of 0.5 it reports three or four steps in five
+    fast = SimulatedVariable("Pump7.Shaft", amplitude=1.0, frequency_hz=2.0)
+    with _server([fast]) as server:
+        nodes = [
+            _node(server, fast, asset, "shaft"),
+            _node(server, fast, asset, "shaft_deadband", deadband="absolute", deadband_value=0.5),
+        ]
+        with _running(_settings(broker, server, nodes)) as (_, runtime):
+            collector.wait_samples(asset, "shaft", 40, timeout_s=30)
+    every = collector.samples(asset, "shaft")
+    banded = collector.samples(asset, "shaft_deadband")
+    assert 0.4 * len(every) <= len(banded) <= 0.9 * len(every)
+    assert runtime.metrics.gaps >= 1  # each suppressed sample leaves a hole in the 10 Hz stream
+    _assert_values_follow_the_source(collector.of(asset, "shaft_deadband"), fast)
