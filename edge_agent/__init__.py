@@ -14,7 +14,7 @@ Modules, in data-flow order:
   the threads wiring it all), run by `forewarn edge --config gateway.toml`; `offline` (`forewarn edge score`),
   which reads recordings with `samples_csv`;
 * `connectors` (plant connectors: separate processes that publish raw batches from recorded files, Modbus
-  TCP, ..., `forewarn connect KIND`; see docs/connectors.md).
+  TCP, OPC UA, Sparkplug B, `forewarn connect KIND`; see docs/connectors.md).
 
 Import the module you need; nothing is re-exported here, so `import edge_agent` stays cheap.
 """

@@ -16,6 +16,8 @@ SETTINGS_CLASSES: dict[str, str] = {
     "cloud": "cloud_service.settings:CloudSettings",
     "connect-files": "edge_agent.connectors.settings:FilesConnectorSettings",
     "connect-modbus": "edge_agent.connectors.settings:ModbusConnectorSettings",
+    "connect-opcua": "edge_agent.connectors.settings:OpcUaConnectorSettings",
+    "connect-sparkplug": "edge_agent.connectors.settings:SparkplugConnectorSettings",
     "dashboard": "dashboard.settings:DashboardSettings",
     "demo": "forewarn.settings:DemoSettings",
     "edge": "edge_agent.settings:EdgeSettings",

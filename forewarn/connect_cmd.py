@@ -20,6 +20,11 @@ __all__ = ["CONNECTORS", "register"]
 CONNECTORS: dict[str, tuple[str, str]] = {
     "files": ("edge_agent.connectors.settings:FilesConnectorSettings", "edge_agent.connectors.files:run"),
     "modbus": ("edge_agent.connectors.settings:ModbusConnectorSettings", "edge_agent.connectors.modbus:run"),
+    "opcua": ("edge_agent.connectors.settings:OpcUaConnectorSettings", "edge_agent.connectors.opcua:run"),
+    "sparkplug": (
+        "edge_agent.connectors.settings:SparkplugConnectorSettings",
+        "edge_agent.connectors.sparkplug:run",
+    ),
 }
 
 

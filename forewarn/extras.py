@@ -32,6 +32,8 @@ EXTRA_OF_IMPORT: dict[str, str] = {
     "waitress": "dashboard",
     "pymodbus": "connectors",
     "nptdms": "connectors",
+    "asyncua": "connectors",
+    "google": "connectors",  # protobuf, for Sparkplug B payloads (shared.sparkplug, imported only by them)
 }
 
 

@@ -19,3 +19,9 @@ def test_bench_connectors_reports_each_connector_beside_its_ceiling() -> None:
     assert figures["modbus_registers_per_s"] > 0
     assert figures["modbus_client_ceiling_registers_per_s"] > 0
     assert figures["modbus_delivered_registers_per_s"] > 0
+    assert figures["opcua_values_per_s"] > 0
+    assert figures["opcua_projected_cores_at_target"] > 0
+    assert figures["opcua_server_offered_values_per_s"] > 0
+    assert figures["sparkplug_metrics_per_s"] > 0
+    assert figures["sparkplug_protobuf_parse_ceiling_metrics_per_s"] > figures["sparkplug_metrics_per_s"]
+    assert figures["sparkplug_broker_ceiling_metrics_per_s"] > 0

@@ -167,7 +167,12 @@ def test_connector_status_topic_and_message_round_trip_and_bad_ones_name_the_fie
 
 @pytest.mark.parametrize(
     ("component", "example"),
-    [("connect-files", "connect-files.toml"), ("connect-modbus", "connect-modbus.toml")],
+    [
+        ("connect-files", "connect-files.toml"),
+        ("connect-modbus", "connect-modbus.toml"),
+        ("connect-opcua", "connect-opcua.toml"),
+        ("connect-sparkplug", "connect-sparkplug.toml"),
+    ],
 )
 def test_connector_examples_load_and_their_rendered_settings_load_back_the_same(
     component: str, example: str, tmp_path: Path

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Literal, Self
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.config import ComponentSettings, MqttSettings
@@ -30,7 +30,13 @@ __all__ = [
     "HealthSettings",
     "ModbusConnectorSettings",
     "ModbusRegister",
+    "OpcUaConnectorSettings",
+    "OpcUaNode",
+    "OpcUaSecuritySettings",
     "PublishingSettings",
+    "SparkplugConnectorSettings",
+    "SparkplugMetricMap",
+    "SparkplugPublishBackSettings",
 ]
 
 
@@ -220,4 +226,161 @@ class ModbusConnectorSettings(ConnectorSettings):
     registers: tuple[ModbusRegister, ...] = Field((), description="Values to poll ([[registers]] tables).")
 
 
-# --- OPC UA and Sparkplug B: their settings classes (deriving from ConnectorSettings) go here -------------
+# --- OPC UA ------------------------------------------------------------------------------------------------
+
+OpcUaSecurityPolicy = Literal["None", "Basic256Sha256", "Aes128Sha256RsaOaep", "Aes256Sha256RsaPss"]
+OpcUaSecurityMode = Literal["None", "Sign", "SignAndEncrypt"]
+
+
+class OpcUaNode(ChannelTarget, frozen=True, extra="forbid"):
+    """One OPC UA variable, how the server samples it, and where its values go."""
+
+    node_id: str = Field(min_length=1, description="Node id, e.g. `ns=2;s=Pump7.Vibration` or `i=2258`.")
+    sampling_interval_ms: float = Field(
+        100.0, ge=0.0, le=3_600_000.0, description="Server-side sampling interval (0: the server's fastest)."
+    )
+    queue_size: int = Field(
+        10,
+        ge=0,
+        le=65535,
+        description="Samples the server keeps between two publishes (so none is lost to a slow publish).",
+    )
+    deadband: Literal["none", "absolute", "percent"] = Field(
+        "none", description="Report a change only beyond the deadband (`percent` of the EU range)."
+    )
+    deadband_value: float = Field(0.0, ge=0.0, allow_inf_nan=False, description="The deadband's width.")
+    sample_rate_hz: float | None = Field(
+        None,
+        gt=0.0,
+        le=MAX_SAMPLE_RATE_HZ,
+        description="Nominal rate of the published stream; empty: from the sampling interval or poll rate.",
+    )
+
+
+class OpcUaSecuritySettings(BaseModel, frozen=True, extra="forbid"):
+    """Message security of the OPC UA secure channel (certificates)."""
+
+    policy: OpcUaSecurityPolicy = Field("None", description="Security policy; `None`: no certificates.")
+    mode: OpcUaSecurityMode = Field("None", description="`Sign` or `SignAndEncrypt` (with a policy).")
+    certificate: Path | None = Field(None, description="This client's application certificate (DER/PEM).")
+    private_key: Path | None = Field(None, description="Its private key (PEM/DER).")
+    private_key_password: SecretStr = Field(SecretStr(""), description="Password of the private key.")
+    server_certificate: Path | None = Field(
+        None, description="The server's certificate; empty: the one its endpoint offers (trust on first use)."
+    )
+    generate_certificate: bool = Field(
+        True, description="Create a self-signed certificate and key at those paths if they do not exist."
+    )
+    application_uri: str = Field(
+        "urn:forewarn:connector:opcua",
+        min_length=1,
+        description="This client's application URI (in its certificate; servers check they match).",
+    )
+
+    @model_validator(mode="after")
+    def _policy_and_mode_agree(self) -> Self:
+        if (self.policy == "None") != (self.mode == "None"):
+            raise ValueError(f"security policy {self.policy} and mode {self.mode}: both None or neither")
+        if self.policy != "None" and (self.certificate is None or self.private_key is None):
+            raise ValueError("a security policy needs certificate and private_key paths")
+        return self
+
+
+class OpcUaConnectorSettings(ConnectorSettings):
+    """`forewarn connect opcua`: variables of an OPC UA server, by subscription or polling."""
+
+    model_config = SettingsConfigDict(env_prefix="FOREWARN_CONNECT_OPCUA_")
+    component: ClassVar[str] = "connect-opcua"
+    kind: ClassVar[str] = "opcua"
+
+    connector_id: str = Field("opcua", pattern=IDENT_PATTERN, description="This connector's id.")
+    endpoint: str = Field(
+        "opc.tcp://127.0.0.1:4840/", pattern=r"^opc\.tcp://", description="The server's endpoint URL."
+    )
+    acquisition: Literal["auto", "subscription", "polling"] = Field(
+        "auto", description="`auto`: subscribe, and poll if the server refuses subscriptions."
+    )
+    publishing_interval_ms: float = Field(
+        100.0, gt=0.0, le=3_600_000.0, description="How often the server sends a subscription's changes."
+    )
+    poll_rate_hz: float = Field(10.0, gt=0.0, le=1000.0, description="Reads per second when polling.")
+    timestamps: Literal["source", "server", "received"] = Field(
+        "source",
+        description="A value's time: `source` (else the server's, else ours), `server`, `received` (ours).",
+    )
+    username: str = Field("", description="User name; empty: anonymous.")
+    password: SecretStr = Field(SecretStr(""), description="Password (never printed or logged).")
+    security: OpcUaSecuritySettings = Field(
+        default_factory=OpcUaSecuritySettings, description="Secure channel (certificates)."
+    )
+    timeout_s: float = Field(4.0, gt=0.0, le=300.0, description="Timeout of one request.")
+    watchdog_interval_s: float = Field(
+        5.0,
+        gt=0.0,
+        le=300.0,
+        description=(
+            "How often a quiet connection is probed, and how long the probe may take (a closed connection"
+            " is noticed at once); too short, and a busy server's slow answer ends the session."
+        ),
+    )
+    reconnect_min_s: float = Field(0.5, gt=0.0, le=60.0, description="First reconnect delay; doubles.")
+    reconnect_max_s: float = Field(10.0, gt=0.0, le=3600.0, description="Longest reconnect delay.")
+    max_queued_notifications: int = Field(
+        100_000,
+        ge=1,
+        description="Changes received and not yet handled; beyond it the newest are dropped (seen as gaps).",
+    )
+    nodes: tuple[OpcUaNode, ...] = Field((), description="Variables read ([[nodes]] tables).")
+
+
+# --- Sparkplug B -------------------------------------------------------------------------------------------
+
+
+class SparkplugMetricMap(ChannelTarget, frozen=True, extra="forbid"):
+    """One Sparkplug B metric and where its values go."""
+
+    group_id: str = Field(min_length=1, description="Sparkplug group id.")
+    edge_node_id: str = Field(min_length=1, description="Edge node id.")
+    device_id: str = Field("", description="Device id; empty: a metric of the edge node itself.")
+    metric: str = Field(min_length=1, description="Metric name, as in the birth certificate.")
+    sample_rate_hz: float = Field(
+        1.0, gt=0.0, le=MAX_SAMPLE_RATE_HZ, description="Nominal rate at which the node reports the metric."
+    )
+
+
+class SparkplugPublishBackSettings(BaseModel, frozen=True, extra="forbid"):
+    """Forewarn's alerts and asset health, published back as metrics of a Sparkplug B edge node of its own."""
+
+    enabled: bool = Field(False, description="Publish alerts and asset health back to the Sparkplug broker.")
+    group_id: str = Field("Forewarn", min_length=1, description="Group of Forewarn's edge node.")
+    edge_node_id: str = Field("forewarn", min_length=1, description="Forewarn's edge node id.")
+    asset_ids: tuple[str, ...] = Field(
+        (), description="Assets announced in the birth certificate; empty: every mapped asset."
+    )
+
+
+class SparkplugConnectorSettings(ConnectorSettings):
+    """`forewarn connect sparkplug`: metrics of Sparkplug B edge nodes (a SCADA's MQTT broker)."""
+
+    model_config = SettingsConfigDict(env_prefix="FOREWARN_CONNECT_SPARKPLUG_")
+    component: ClassVar[str] = "connect-sparkplug"
+    kind: ClassVar[str] = "sparkplug"
+
+    connector_id: str = Field("sparkplug", pattern=IDENT_PATTERN, description="This connector's id.")
+    sparkplug_mqtt: MqttSettings = Field(
+        default_factory=MqttSettings, description="The broker the Sparkplug B edge nodes publish on."
+    )
+    host_id: str = Field(
+        "",
+        description="Primary host id: publish the Sparkplug 3.0 `STATE` message under it; empty: do not.",
+    )
+    rebirth_interval_s: float = Field(
+        5.0, ge=0.0, le=3600.0, description="Least time between two rebirth requests to one edge node."
+    )
+    queue_size: int = Field(
+        10_000, ge=1, le=1_000_000, description="Messages received and not yet decoded; beyond, dropped."
+    )
+    metrics: tuple[SparkplugMetricMap, ...] = Field((), description="Metric mappings ([[metrics]] tables).")
+    publish_back: SparkplugPublishBackSettings = Field(
+        default_factory=SparkplugPublishBackSettings, description="Alerts back to SCADA."
+    )

@@ -371,6 +371,8 @@ def modbus(context: BenchContext) -> dict[str, Any]:
 MEASUREMENTS: tuple[str, ...] = (
     "forewarn.bench.connectors:files",
     "forewarn.bench.connectors:modbus",
+    "forewarn.bench.connectors_opcua_sparkplug:opcua",
+    "forewarn.bench.connectors_opcua_sparkplug:sparkplug",
 )
 
 
