@@ -272,7 +272,9 @@ def run_scenario(name: str, *, quick: bool = False, workdir: Path | None = None)
         for edge in rig.edges.values():
             edge.stop()  # flushes and drains its queue upstream
         wait_until(lambda: all(_queue_counters(d)[1] == 0 for d in rig.state_dirs.values()), timeout_s=60)
-        time.sleep(2.0)  # the last acknowledged batches reach the database
+        assigned = {g: _queue_counters(rig.state_dirs[g])[0] for g in rig.edges}
+        with contextlib.suppress(TimeoutError):  # the broker has them all; ingest may still be writing
+            wait_until(lambda: _caught_up(rig, assigned), timeout_s=60, interval_s=0.2)
         return _figures(rig, recovery_s)
 
 
