@@ -18,4 +18,5 @@ SUITES: dict[str, str] = {
     "forecast": "forewarn.bench.forecast:run",
     "forecast-live": "forewarn.bench.forecast_live:run",
     "connectors": "forewarn.bench.connectors:run",
+    "fuzz": "forewarn.bench.fuzz:run",
 }
