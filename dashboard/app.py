@@ -24,27 +24,12 @@ from psycopg_pool import PoolTimeout
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from cloud_service.database import Pool, open_pool
-from cloud_service.fleet_reads import (
-    asset_alerts,
-    asset_feature_names,
-    feature_series,
-    forecast_history,
-    last_alerts,
-    model_periods,
-)
-from cloud_service.forecasting.repository import latest_forecasts
 from cloud_service.lifecycle.registry import gateway_states, list_models
-from cloud_service.queries import (
-    AlertRecord,
-    acknowledge_alert,
-    asset_series,
-    fleet_status,
-    gateway_health,
-    open_alerts,
-)
+from cloud_service.queries import AlertRecord, acknowledge_alert, gateway_health
 from cloud_service.users import Role
 from dashboard import figures, pages
-from dashboard.fleet import FleetRow, fleet_rows
+from dashboard.fleet import FleetRow
+from dashboard.page_data import asset_page_data, fleet_page_data
 from dashboard.security import csrf_token, current_role, current_username, install_security, require_role
 from dashboard.settings import DashboardSettings
 
@@ -261,13 +246,7 @@ def _register_fleet(app: dash.Dash, reads: _Reads) -> None:
         no_options = (dash.no_update,) * 4
         try:
             with reads.connection() as conn:
-                rows = fleet_rows(
-                    fleet_status(conn),
-                    open_alerts=open_alerts(conn),
-                    last_alerts=last_alerts(conn),
-                    forecasts=latest_forecasts(conn),
-                    gateways=gateway_health(conn),
-                )
+                rows = fleet_page_data(conn)
         except _DatabaseDownError as exc:
             return (exc.banner, *no_options)
         options = tuple(_filter_options(rows, a) for a in ("site_id", "line", "asset_type", "criticality"))
@@ -317,43 +296,37 @@ def _register_asset(app: dash.Dash, reads: _Reads) -> None:
         revision = f"{asset_id}:{range_label}"
         try:
             with reads.connection() as conn:
-                status = next((a for a in fleet_status(conn) if a.asset_id == asset_id), None)
-                names = asset_feature_names(conn, asset_id)
-                if feature not in names:
-                    feature = names[0] if names else None
-                series = asset_series(
-                    conn, asset_id, start=start, end=end, resolution=timedelta(seconds=bucket_s)
+                data = asset_page_data(
+                    conn,
+                    asset_id,
+                    start=start,
+                    end=end,
+                    resolution=timedelta(seconds=bucket_s),
+                    feature=feature,
                 )
-                alerts = asset_alerts(conn, asset_id, start=start, end=end)
-                points = (
-                    feature_series(
-                        conn, asset_id, feature, start=start, end=end, resolution=timedelta(seconds=bucket_s)
-                    )
-                    if feature
-                    else []
-                )
-                forecasts = forecast_history(conn, asset_id, start=start, end=end)
-                periods = model_periods(conn, asset_id, start=start, end=end)
-                still_open = open_alerts(conn, asset_id=asset_id)
         except _DatabaseDownError as exc:
             empty = figures.empty_figure("database unavailable")
             return (empty, empty, empty, [], None, None, None, exc.banner, None)
         message = None
-        if status is None:
+        if data.status is None:
             message = pages.empty_state(f"There is no asset {asset_id}. Pick one on the fleet page.")
-        elif not series.points:
+        elif not data.series.points:
             message = pages.empty_state("No data in this range: choose a longer range, or start its gateway.")
-        threshold = status.threshold if status is not None else None
+        threshold = data.status.threshold if data.status is not None else None
         return (
-            figures.score_figure(series, threshold=threshold, alerts=alerts, revision=revision),
-            figures.feature_figure(points, feature=feature or "no feature", revision=f"{revision}:{feature}"),
-            figures.forecast_figure(forecasts, revision=revision),
-            names,
-            feature,
-            pages.asset_alerts_table(alerts),
-            pages.model_periods_table(periods),
+            figures.score_figure(data.series, threshold=threshold, alerts=data.alerts, revision=revision),
+            figures.feature_figure(
+                data.feature_points,
+                feature=data.feature or "no feature",
+                revision=f"{revision}:{data.feature}",
+            ),
+            figures.forecast_figure(data.forecasts, revision=revision),
+            data.feature_names,
+            data.feature,
+            pages.asset_alerts_table(data.alerts),
+            pages.model_periods_table(data.periods),
             message,
-            _acknowledge_form(still_open),
+            _acknowledge_form(data.open_alerts),
         )
 
 

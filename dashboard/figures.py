@@ -8,9 +8,8 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from cloud_service.fleet_reads import FeaturePoint
 from cloud_service.forecasting.repository import ForecastRecord
-from cloud_service.queries import AlertRecord, Series
+from cloud_service.queries import AlertRecord, FeaturePoint, Series
 
 __all__ = ["PALETTE", "empty_figure", "feature_figure", "forecast_figure", "score_figure"]
 
@@ -121,8 +120,8 @@ def _band_with_line(
     figure: go.Figure,
     times: Sequence[Any],
     *,
-    low: Sequence[float],
-    high: Sequence[float],
+    low: Sequence[float | None],
+    high: Sequence[float | None],
     line: Sequence[float],
     band_name: str,
     line_name: str,
@@ -151,7 +150,8 @@ def _band_with_line(
 
 
 def feature_figure(points: Sequence[FeaturePoint], *, feature: str, revision: str) -> go.Figure:
-    """One feature's mean per bucket with its lowest-to-highest band."""
+    """One feature's mean per bucket with its lowest-to-highest band (where the buckets keep them: those
+    read from the hourly rollup keep means only, and the band has a gap there)."""
     figure = go.Figure()
     _band_with_line(
         figure,

@@ -12,10 +12,9 @@ from typing import Any
 
 from dash import dcc, html
 
-from cloud_service.fleet_reads import ModelPeriod
 from cloud_service.lifecycle.records import CandidateMetrics, Gates
 from cloud_service.lifecycle.registry import GatewayState, ModelRecord
-from cloud_service.queries import AlertRecord, GatewayHealth
+from cloud_service.queries import AlertRecord, GatewayHealth, ModelPeriod
 from dashboard.fleet import STATES, FleetRow, rul_text
 
 __all__ = [

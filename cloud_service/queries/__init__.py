@@ -4,9 +4,13 @@ One module per table family:
 
 * `aggregates`: the time-series aggregates and their rollups (`asset_series`, `feature_matrix`,
   `window_spread`);
-* `alerts`: alerts and maintenance/failure events (`open_alerts`, `acknowledge_alert`,
-  `maintenance_events`);
-* `assets`: assets, sites and gateways (`fleet_status`, `gateway_health`, `update_asset`, `upsert_site`);
+* `asset_history`: an asset's feature series and model periods, from the aggregates or their hourly
+  rollups (`feature_series`, `model_periods`, `asset_feature_names`);
+* `alerts`: alerts and maintenance/failure events (`open_alerts`, `last_alerts`, `asset_alerts`,
+  `acknowledge_alert`, `maintenance_events`);
+* `assets`: assets, sites and gateways (`fleet_status`, `asset_status`, `gateway_health`, `update_asset`,
+  `upsert_site`);
+* `forecasts`: the stored forecasts' history per asset (`forecast_history`);
 * `ingest_stats`: what ingest stored and how it is doing (`ingest_status`, `stored_counts`).
 
 The model registry's SQL is in `cloud_service.lifecycle.registry`, the forecasts' in
@@ -28,18 +32,29 @@ from cloud_service.queries.alerts import (
     AlertRecord,
     EventRecord,
     acknowledge_alert,
+    asset_alerts,
+    last_alerts,
     maintenance_events,
     open_alerts,
+)
+from cloud_service.queries.asset_history import (
+    FeaturePoint,
+    ModelPeriod,
+    asset_feature_names,
+    feature_series,
+    model_periods,
 )
 from cloud_service.queries.assets import (
     CRITICALITIES,
     AssetStatus,
     GatewayHealth,
+    asset_status,
     fleet_status,
     gateway_health,
     update_asset,
     upsert_site,
 )
+from cloud_service.queries.forecasts import forecast_history
 from cloud_service.queries.ingest_stats import IngestStatus, StoredCounts, ingest_status, stored_counts
 
 __all__ = [
@@ -48,19 +63,28 @@ __all__ = [
     "AssetStatus",
     "EventRecord",
     "FeatureMatrix",
+    "FeaturePoint",
     "GatewayHealth",
     "IngestStatus",
+    "ModelPeriod",
     "Series",
     "SeriesPoint",
     "StoredCounts",
     "WindowSpread",
     "acknowledge_alert",
+    "asset_alerts",
+    "asset_feature_names",
     "asset_series",
+    "asset_status",
     "feature_matrix",
+    "feature_series",
     "fleet_status",
+    "forecast_history",
     "gateway_health",
     "ingest_status",
+    "last_alerts",
     "maintenance_events",
+    "model_periods",
     "open_alerts",
     "stored_counts",
     "update_asset",
