@@ -27,9 +27,9 @@ from cloud_service.database import Pool, open_pool
 from cloud_service.lifecycle.registry import gateway_states, list_models
 from cloud_service.queries import AlertRecord, acknowledge_alert, gateway_health
 from cloud_service.users import Role
-from dashboard import figures, pages
+from dashboard import cost_page, figures, pages
 from dashboard.fleet import FleetRow
-from dashboard.page_data import asset_page_data, fleet_page_data
+from dashboard.page_data import asset_page_data, cost_page_data, fleet_page_data
 from dashboard.security import csrf_token, current_role, current_username, install_security, require_role
 from dashboard.settings import DashboardSettings
 
@@ -57,7 +57,7 @@ main { padding: 1rem 1.5rem; } .hint { color: #555; margin-top: -.5rem; }
   margin: .8rem 0; }
 .table { border-collapse: collapse; width: 100%; background: #fff; font-size: .92rem; margin-bottom: 1rem; }
 .table th, .table td { text-align: left; padding: .45rem .6rem; border-bottom: 1px solid #e3e5e8; }
-.table th { background: #eef0f3; font-weight: 600; }
+.table th { background: #eef0f3; font-weight: 600; } .table tr.total td { font-weight: 700; }
 .mono { font-family: ui-monospace, monospace; }
 .table td a, .table .mono, .state, .nowrap { white-space: nowrap; }
 .state { padding: .1rem .5rem; border-radius: 10px; font-size: .85rem; font-weight: 600; }
@@ -140,6 +140,7 @@ def _shell(settings: DashboardSettings) -> html.Div:
                     dcc.Link("Fleet", href="/"),
                     dcc.Link("Gateways", href="/gateways"),
                     dcc.Link("Models", href="/models"),
+                    dcc.Link("Cost", href="/cost"),
                     html.Span(className="spacer"),
                     html.Span(user, id="user"),
                     html.Form(
@@ -204,6 +205,7 @@ def _register_callbacks(app: dash.Dash, reads: _Reads) -> None:
     _register_asset(app, reads)
     _register_acknowledge(app, reads)
     _register_system(app, reads)
+    _register_cost(app, reads)
 
 
 def _register_routing(app: dash.Dash) -> None:
@@ -218,6 +220,8 @@ def _register_routing(app: dash.Dash) -> None:
             return pages.gateways_layout()
         if path == "/models":
             return pages.models_layout()
+        if path == "/cost":
+            return cost_page.cost_layout()
         return pages.not_found(path)
 
 
@@ -378,6 +382,31 @@ def _register_system(app: dash.Dash, reads: _Reads) -> None:
         except _DatabaseDownError as exc:
             return exc.banner
         return pages.models_tables(registry, states)
+
+
+def _register_cost(app: dash.Dash, reads: _Reads) -> None:
+    @app.callback(
+        Output("cost-traffic", "children"),
+        Output("cost-traffic-graph", "figure"),
+        Output("cost-storage", "children"),
+        Output("cost-jobs", "children"),
+        Input("cost-range", "value"),
+        Input("refresh", "n_intervals"),
+    )
+    def cost(range_label: str | None, _tick: int | None) -> tuple[Any, ...]:
+        label = range_label if range_label in cost_page.TRAFFIC_RANGES else "last 7 days"
+        end = datetime.now(UTC)
+        try:
+            with reads.connection() as conn:
+                data = cost_page_data(conn, start=end - cost_page.TRAFFIC_RANGES[label], end=end)
+        except _DatabaseDownError as exc:
+            return (exc.banner, figures.empty_figure("database unavailable"), None, None)
+        return (
+            cost_page.traffic_table(data.traffic),
+            cost_page.traffic_figure(data.traffic, revision=label),
+            cost_page.storage_table(data.storage),
+            cost_page.jobs_table(data.jobs),
+        )
 
 
 def _acknowledge_form(alerts: list[AlertRecord]) -> html.Div:

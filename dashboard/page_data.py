@@ -15,8 +15,11 @@ from cloud_service.queries import (
     AlertRecord,
     AssetStatus,
     FeaturePoint,
+    GatewayTraffic,
+    JobDuration,
     ModelPeriod,
     Series,
+    StorageUse,
     asset_alerts,
     asset_feature_names,
     asset_series,
@@ -25,13 +28,16 @@ from cloud_service.queries import (
     fleet_status,
     forecast_history,
     gateway_health,
+    gateway_traffic,
+    job_durations,
     last_alerts,
     model_periods,
     open_alerts,
+    storage_use,
 )
 from dashboard.fleet import FleetRow, fleet_rows
 
-__all__ = ["AssetPageData", "asset_page_data", "fleet_page_data"]
+__all__ = ["AssetPageData", "CostPageData", "asset_page_data", "cost_page_data", "fleet_page_data"]
 
 
 def fleet_page_data(conn: psycopg.Connection[Any]) -> list[FleetRow]:
@@ -92,4 +98,22 @@ def asset_page_data(
         forecasts=forecast_history(conn, asset_id, start=start, end=end),
         periods=model_periods(conn, asset_id, start=start, end=end),
         open_alerts=open_alerts(conn, asset_id=asset_id),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CostPageData:
+    """What the cost page shows: bandwidth per gateway over a range, storage, and job durations."""
+
+    traffic: list[GatewayTraffic]
+    storage: StorageUse
+    jobs: list[JobDuration]
+
+
+def cost_page_data(conn: psycopg.Connection[Any], *, start: datetime, end: datetime) -> CostPageData:
+    """The gateways' traffic over `[start, end)`, the database's storage and the lifecycle jobs."""
+    return CostPageData(
+        traffic=gateway_traffic(conn, start=start, end=end),
+        storage=storage_use(conn),
+        jobs=job_durations(conn),
     )

@@ -10,6 +10,8 @@ One module per table family:
   `acknowledge_alert`, `maintenance_events`);
 * `assets`: assets, sites and gateways (`fleet_status`, `asset_status`, `gateway_health`, `update_asset`,
   `upsert_site`);
+* `costs`: bandwidth per gateway, storage per table, lifecycle job durations (`gateway_traffic`,
+  `storage_use`, `job_durations`);
 * `forecasts`: the stored forecasts' history per asset (`forecast_history`);
 * `ingest_stats`: what ingest stored and how it is doing (`ingest_status`, `stored_counts`).
 
@@ -54,6 +56,15 @@ from cloud_service.queries.assets import (
     update_asset,
     upsert_site,
 )
+from cloud_service.queries.costs import (
+    GatewayTraffic,
+    JobDuration,
+    StorageUse,
+    TableStorage,
+    gateway_traffic,
+    job_durations,
+    storage_use,
+)
 from cloud_service.queries.forecasts import forecast_history
 from cloud_service.queries.ingest_stats import IngestStatus, StoredCounts, ingest_status, stored_counts
 
@@ -65,11 +76,15 @@ __all__ = [
     "FeatureMatrix",
     "FeaturePoint",
     "GatewayHealth",
+    "GatewayTraffic",
     "IngestStatus",
+    "JobDuration",
     "ModelPeriod",
     "Series",
     "SeriesPoint",
+    "StorageUse",
     "StoredCounts",
+    "TableStorage",
     "WindowSpread",
     "acknowledge_alert",
     "asset_alerts",
@@ -81,11 +96,14 @@ __all__ = [
     "fleet_status",
     "forecast_history",
     "gateway_health",
+    "gateway_traffic",
     "ingest_status",
+    "job_durations",
     "last_alerts",
     "maintenance_events",
     "model_periods",
     "open_alerts",
+    "storage_use",
     "stored_counts",
     "update_asset",
     "upsert_site",
