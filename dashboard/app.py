@@ -27,11 +27,11 @@ from cloud_service.database import Pool, open_pool
 from cloud_service.lifecycle.registry import gateway_states, list_models
 from cloud_service.queries import AlertRecord, acknowledge_alert, gateway_health
 from cloud_service.users import Role
-from dashboard import cost_page, figures, pages
+from dashboard import cost_page, figures, model_actions, pages
 from dashboard.fleet import FleetRow
 from dashboard.page_data import asset_page_data, cost_page_data, fleet_page_data
 from dashboard.security import csrf_token, current_role, current_username, install_security, require_role
-from dashboard.settings import DashboardSettings
+from dashboard.settings import DashboardSettings, ModelActionSettings
 
 __all__ = ["DashboardApp", "create_app"]
 
@@ -186,7 +186,7 @@ def create_app(settings: DashboardSettings, *, pool: Pool | None = None) -> Dash
     dash_app.init_app(server)
     dash_app.layout = lambda: _shell(settings)
     reads = _Reads(pool, timeout_s=float(settings.db.connect_timeout_s), refresh_s=settings.refresh_s)
-    _register_callbacks(dash_app, reads)
+    _register_callbacks(dash_app, reads, settings)
     wsgi: Callable[..., Any] = server.wsgi_app
     if settings.proxy.behind_proxy:
         n = settings.proxy.trusted_proxies
@@ -199,13 +199,14 @@ def _filter_options(rows: list[FleetRow], attribute: str) -> list[str]:
     return sorted({str(getattr(row, attribute)) for row in rows if getattr(row, attribute)})
 
 
-def _register_callbacks(app: dash.Dash, reads: _Reads) -> None:
+def _register_callbacks(app: dash.Dash, reads: _Reads, settings: DashboardSettings) -> None:
     _register_routing(app)
     _register_fleet(app, reads)
     _register_asset(app, reads)
     _register_acknowledge(app, reads)
     _register_system(app, reads)
     _register_cost(app, reads)
+    _register_model_actions(app, reads, settings.models)
 
 
 def _register_routing(app: dash.Dash) -> None:
@@ -219,7 +220,9 @@ def _register_routing(app: dash.Dash) -> None:
         if path == "/gateways":
             return pages.gateways_layout()
         if path == "/models":
-            return pages.models_layout()
+            role = current_role()
+            is_admin = role is not None and role.allows(Role.ADMIN)
+            return html.Div([pages.models_layout(), model_actions.action_form() if is_admin else None])
         if path == "/cost":
             return cost_page.cost_layout()
         return pages.not_found(path)
@@ -382,6 +385,43 @@ def _register_system(app: dash.Dash, reads: _Reads) -> None:
         except _DatabaseDownError as exc:
             return exc.banner
         return pages.models_tables(registry, states)
+
+
+def _register_model_actions(app: dash.Dash, reads: _Reads, settings: ModelActionSettings) -> None:
+    @app.callback(
+        Output("model-action-choice", "options"),
+        Input("model-action-result", "children"),
+    )
+    def choices(_result: Any) -> Any:
+        try:
+            with reads.connection() as conn:
+                return model_actions.choices(list_models(conn))
+        except _DatabaseDownError:
+            return dash.no_update
+
+    @app.callback(
+        Output("model-action-result", "children"),
+        Output("models-tables", "children", allow_duplicate=True),
+        Input("model-action-button", "n_clicks"),
+        State("model-action", "value"),
+        State("model-action-choice", "value"),
+        State("model-action-reason", "value"),
+        prevent_initial_call=True,
+    )
+    @require_role(Role.ADMIN)
+    def act(
+        _clicks: int | None, action: str | None, choice: str | None, reason: str | None
+    ) -> tuple[Any, Any]:
+        try:
+            with reads.connection() as conn:
+                done = model_actions.perform(
+                    conn, settings, action=action, choice=choice, by=current_username(), reason=reason or ""
+                )
+                registry = list_models(conn)
+                states = {t: gateway_states(conn, t) for t in sorted({m.target for m in registry})}
+        except _DatabaseDownError as exc:
+            return exc.banner, dash.no_update
+        return done, pages.models_tables(registry, states)
 
 
 def _register_cost(app: dash.Dash, reads: _Reads) -> None:

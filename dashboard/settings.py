@@ -8,9 +8,9 @@ from typing import ClassVar
 from pydantic import BaseModel, Field
 from pydantic_settings import SettingsConfigDict
 
-from shared.config import ComponentSettings, DatabaseSettings
+from shared.config import ComponentSettings, DatabaseSettings, MqttSettings
 
-__all__ = ["DashboardSettings", "LoginSettings", "ProxySettings", "SessionSettings"]
+__all__ = ["DashboardSettings", "LoginSettings", "ModelActionSettings", "ProxySettings", "SessionSettings"]
 
 
 class SessionSettings(BaseModel, frozen=True, extra="forbid"):
@@ -50,6 +50,25 @@ class ProxySettings(BaseModel, frozen=True, extra="forbid"):
     )
 
 
+class ModelActionSettings(BaseModel, frozen=True, extra="forbid"):
+    """What the Models page's deploy and roll back need: the broker to publish orders to and the key that
+    signs rollbacks (the cloud service's `mqtt` and `lifecycle` values)."""
+
+    mqtt: MqttSettings = Field(
+        MqttSettings.model_validate({}), description="The broker the gateways take deployment orders from."
+    )
+    signing_key: Path = Field(
+        Path("/etc/forewarn/keys/forewarn-signing.key"),
+        description="Ed25519 private key (PEM, mode 0600) that signs rollback orders.",
+    )
+    chunk_bytes: int = Field(
+        256 * 1024, ge=1024, le=1 << 20, description="Artifact bytes per retained MQTT chunk message."
+    )
+    push_timeout_s: float = Field(
+        30.0, gt=0, le=600, description="Bound on connecting to the broker and on each acknowledgement."
+    )
+
+
 class DashboardSettings(ComponentSettings):
     """Settings of the dashboard."""
 
@@ -66,3 +85,6 @@ class DashboardSettings(ComponentSettings):
     session: SessionSettings = Field(SessionSettings.model_validate({}), description="Sessions.")
     login: LoginSettings = Field(LoginSettings.model_validate({}), description="Failed-login slowing.")
     proxy: ProxySettings = Field(ProxySettings.model_validate({}), description="Reverse proxy.")
+    models: ModelActionSettings = Field(
+        ModelActionSettings.model_validate({}), description="Deploying and rolling back from the Models page."
+    )
