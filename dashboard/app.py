@@ -25,11 +25,17 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from cloud_service.database import Pool, open_pool
 from cloud_service.lifecycle.registry import gateway_states, list_models
-from cloud_service.queries import AlertRecord, acknowledge_alert, gateway_health
+from cloud_service.queries import (
+    LIKELY_P_FAIL,
+    POSSIBLE_P_FAIL,
+    AlertRecord,
+    acknowledge_alert,
+    gateway_health,
+)
 from cloud_service.users import Role
 from dashboard import cost_page, figures, model_actions, pages
 from dashboard.fleet import FleetRow
-from dashboard.page_data import asset_page_data, cost_page_data, fleet_page_data
+from dashboard.page_data import asset_page_data, cost_page_data, fleet_page_data, fleet_risk_data
 from dashboard.security import csrf_token, current_role, current_username, install_security, require_role
 from dashboard.settings import DashboardSettings, ModelActionSettings
 
@@ -202,6 +208,7 @@ def _filter_options(rows: list[FleetRow], attribute: str) -> list[str]:
 def _register_callbacks(app: dash.Dash, reads: _Reads, settings: DashboardSettings) -> None:
     _register_routing(app)
     _register_fleet(app, reads)
+    _register_fleet_risk(app, reads)
     _register_asset(app, reads)
     _register_acknowledge(app, reads)
     _register_system(app, reads)
@@ -278,6 +285,19 @@ def _register_fleet(app: dash.Dash, reads: _Reads) -> None:
         if not chosen:
             return (pages.empty_state("No asset matches these filters: clear one to see more."), *options)
         return (pages.fleet_table(chosen), *options)
+
+
+def _register_fleet_risk(app: dash.Dash, reads: _Reads) -> None:
+    @app.callback(Output("fleet-risk", "figure"), Input("refresh", "n_intervals"))
+    def fleet_risk(_tick: int | None) -> Any:
+        try:
+            with reads.connection() as conn:
+                days = fleet_risk_data(conn, end=datetime.now(UTC))
+        except _DatabaseDownError:
+            return figures.empty_figure("database unavailable")
+        return figures.risk_figure(
+            days, likely=LIKELY_P_FAIL, possible=POSSIBLE_P_FAIL, revision="fleet-risk"
+        )
 
 
 def _register_asset(app: dash.Dash, reads: _Reads) -> None:

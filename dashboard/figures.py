@@ -9,9 +9,9 @@ from typing import Any
 import plotly.graph_objects as go
 
 from cloud_service.forecasting.repository import ForecastRecord
-from cloud_service.queries import AlertRecord, FeaturePoint, Series
+from cloud_service.queries import AlertRecord, FeaturePoint, RiskDay, Series
 
-__all__ = ["PALETTE", "empty_figure", "feature_figure", "forecast_figure", "score_figure"]
+__all__ = ["PALETTE", "empty_figure", "feature_figure", "forecast_figure", "risk_figure", "score_figure"]
 
 # Okabe & Ito (2008): distinguishable with every common colour-vision deficiency.
 PALETTE = {
@@ -201,6 +201,45 @@ def forecast_figure(history: Sequence[ForecastRecord], *, revision: str) -> go.F
             "side": "right",
             "range": [0, 100],
         }
+    }
+    figure.update_layout(**extra)
+    return figure
+
+
+def risk_figure(days: Sequence[RiskDay], *, likely: float, possible: float, revision: str) -> go.Figure:
+    """The fleet's risk per day: assets forecast likely, possibly and unlikely to fail within the horizon
+    (stacked), and the mean p(fail) on the right axis."""
+    if not days:
+        return empty_figure("no forecasts yet: the cloud service computes them on its schedule")
+    x = [d.day for d in days]
+    figure = go.Figure()
+    for name, values, colour in (
+        (f"likely (p ≥ {likely:.0%})", [d.n_likely for d in days], PALETTE["vermillion"]),
+        (f"possible ({possible:.0%} ≤ p < {likely:.0%})", [d.n_possible for d in days], PALETTE["orange"]),
+        (f"unlikely (p < {possible:.0%})", [d.n_unlikely for d in days], PALETTE["sky"]),
+    ):
+        figure.add_trace(go.Bar(x=x, y=values, name=name, marker_color=colour))
+    figure.add_trace(
+        go.Scatter(
+            x=x,
+            y=[100.0 * d.mean_p_fail for d in days],
+            name="mean p(fail)",
+            yaxis="y2",
+            mode="lines+markers",
+            line={"color": PALETTE["black"], "dash": "dot"},
+        )
+    )
+    figure = _layout(figure, title="Fleet risk, last 30 days", y_title="assets (count)", revision=revision)
+    extra: dict[str, Any] = {
+        "barmode": "stack",
+        "xaxis_title": "day (UTC)",
+        "height": 300,
+        "yaxis2": {
+            "title": "mean p(fail within horizon) (%)",
+            "overlaying": "y",
+            "side": "right",
+            "rangemode": "tozero",
+        },
     }
     figure.update_layout(**extra)
     return figure

@@ -18,6 +18,7 @@ from cloud_service.queries import (
     GatewayTraffic,
     JobDuration,
     ModelPeriod,
+    RiskDay,
     Series,
     StorageUse,
     asset_alerts,
@@ -33,11 +34,22 @@ from cloud_service.queries import (
     last_alerts,
     model_periods,
     open_alerts,
+    risk_history,
     storage_use,
 )
 from dashboard.fleet import FleetRow, fleet_rows
 
-__all__ = ["AssetPageData", "CostPageData", "asset_page_data", "cost_page_data", "fleet_page_data"]
+__all__ = [
+    "RISK_DAYS",
+    "AssetPageData",
+    "CostPageData",
+    "asset_page_data",
+    "cost_page_data",
+    "fleet_page_data",
+    "fleet_risk_data",
+]
+
+RISK_DAYS = 30  # days of the fleet page's risk overview
 
 
 def fleet_page_data(conn: psycopg.Connection[Any]) -> list[FleetRow]:
@@ -49,6 +61,11 @@ def fleet_page_data(conn: psycopg.Connection[Any]) -> list[FleetRow]:
         forecasts=latest_forecasts(conn),
         gateways=gateway_health(conn),
     )
+
+
+def fleet_risk_data(conn: psycopg.Connection[Any], *, end: datetime) -> list[RiskDay]:
+    """The fleet's risk per day over the `RISK_DAYS` days to `end`."""
+    return risk_history(conn, start=end - timedelta(days=RISK_DAYS), end=end)
 
 
 @dataclass(frozen=True, slots=True)

@@ -107,6 +107,7 @@ def fleet_layout() -> html.Div:
                 ],
                 className="filters",
             ),
+            dcc.Graph(id="fleet-risk", config={"displaylogo": False}),
             html.Div(id="fleet-table"),
         ]
     )

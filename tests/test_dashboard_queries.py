@@ -3,7 +3,7 @@ rollups and agree with the raw aggregates, and the bench's COPY-seeded rollups e
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 import psycopg
@@ -11,16 +11,20 @@ import pytest
 
 from cloud_service.forecasting.repository import refresh_hourly
 from cloud_service.queries import (
+    LIKELY_P_FAIL,
+    POSSIBLE_P_FAIL,
     asset_series,
     asset_status,
     feature_series,
     fleet_status,
     model_periods,
+    risk_history,
 )
 from cloud_service.rollups import refresh_rollups
 from dashboard.page_data import asset_page_data, fleet_page_data
 from forewarn.bench.dashboard import run
 from forewarn.bench.dashboard_seed import Fleet, seed_fleet
+from shared.errors import ContractError
 
 FLEET = Fleet(gateways=2, assets_per_gateway=10, days=4, period=timedelta(minutes=10))
 DEGRADING = FLEET.asset_id(10)
@@ -128,6 +132,31 @@ def test_the_fleet_page_puts_the_degrading_assets_first(seeded: str) -> None:
     assert len(rows) == FLEET.n_assets
     assert rows[0].asset_id == DEGRADING
     assert rows[0].state == "alarm"
+
+
+@pytest.mark.slow
+def test_the_risk_overview_counts_each_assets_last_forecast_of_the_day(seeded: str) -> None:
+    with psycopg.connect(seeded) as conn:
+        days = risk_history(conn, start=FLEET.start, end=FLEET.end + timedelta(hours=1))
+        rows = conn.execute(
+            "SELECT asset_id, computed_at, p_fail FROM forecasts ORDER BY computed_at"
+        ).fetchall()
+    last: dict[tuple[str, object], float] = {}
+    for asset_id, computed_at, p_fail in rows:  # ordered by time: the last one of each day wins
+        last[asset_id, computed_at.astimezone(UTC).date()] = p_fail
+    by_day: dict[object, list[float]] = {}
+    for (_, day), p_fail in last.items():
+        by_day.setdefault(day, []).append(p_fail)
+    assert [d.day.date() for d in days] == sorted(by_day)
+    for d in days:
+        values = by_day[d.day.date()]
+        assert d.n_assets == len(values) == FLEET.n_assets
+        assert d.n_likely == sum(p >= LIKELY_P_FAIL for p in values)
+        assert d.n_possible == sum(POSSIBLE_P_FAIL <= p < LIKELY_P_FAIL for p in values)
+        assert d.mean_p_fail == pytest.approx(sum(values) / len(values))
+    assert days[-1].n_likely + days[-1].n_possible >= 1  # the degrading asset
+    with pytest.raises(ContractError):
+        risk_history(conn, start=FLEET.start, end=FLEET.end, likely=0.1, possible=0.5)
 
 
 @pytest.mark.slow

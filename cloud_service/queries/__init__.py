@@ -12,7 +12,8 @@ One module per table family:
   `upsert_site`);
 * `costs`: bandwidth per gateway, storage per table, lifecycle job durations (`gateway_traffic`,
   `storage_use`, `job_durations`);
-* `forecasts`: the stored forecasts' history per asset (`forecast_history`);
+* `forecasts`: the stored forecasts' history per asset and the fleet's risk per day (`forecast_history`,
+  `risk_history`);
 * `ingest_stats`: what ingest stored and how it is doing (`ingest_status`, `stored_counts`).
 
 The model registry's SQL is in `cloud_service.lifecycle.registry`, the forecasts' in
@@ -65,11 +66,19 @@ from cloud_service.queries.costs import (
     job_durations,
     storage_use,
 )
-from cloud_service.queries.forecasts import forecast_history
+from cloud_service.queries.forecasts import (
+    LIKELY_P_FAIL,
+    POSSIBLE_P_FAIL,
+    RiskDay,
+    forecast_history,
+    risk_history,
+)
 from cloud_service.queries.ingest_stats import IngestStatus, StoredCounts, ingest_status, stored_counts
 
 __all__ = [
     "CRITICALITIES",
+    "LIKELY_P_FAIL",
+    "POSSIBLE_P_FAIL",
     "AlertRecord",
     "AssetStatus",
     "EventRecord",
@@ -80,6 +89,7 @@ __all__ = [
     "IngestStatus",
     "JobDuration",
     "ModelPeriod",
+    "RiskDay",
     "Series",
     "SeriesPoint",
     "StorageUse",
@@ -103,6 +113,7 @@ __all__ = [
     "maintenance_events",
     "model_periods",
     "open_alerts",
+    "risk_history",
     "storage_use",
     "stored_counts",
     "update_asset",

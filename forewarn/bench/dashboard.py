@@ -6,9 +6,9 @@ every 6 hours and alerts. Figures:
 
 - `fleet_page_ms`, `asset_page_90d_ms`, `alerts_page_ms`: server time to build each page, median over
   `loads` loads, each in its own transaction on one connection: the page's reads
-  (`dashboard.page_data`) and the tables and figures its callback returns, serialised to JSON as Dash
-  sends them. The asset page is loaded for a different asset each time, the degrading ones first, over
-  the "last 90 days" range. The alerts page is timed on today's alert list read (`open_alerts`, drawn as
+  (`dashboard.page_data`) and the tables and figures its callbacks return, serialised to JSON as Dash
+  sends them (the fleet page: its table and its 30-day risk overview). The asset page is loaded for a
+  different asset each time, the degrading ones first, over the "last 90 days" range. The alerts page is timed on today's alert list read (`open_alerts`, drawn as
   the alerts table); it is to be pointed at the Alerts page's own read when that page exists.
 - `seed_rows`, `seed_rows_per_s`: rows written in all tables, and per second over the whole seeding
   (reference data, COPY, commits and ANALYZE); beside `copy_ceiling_rows_per_s`, binary COPY of one day
@@ -30,9 +30,9 @@ import psycopg
 
 from cloud_service.copy_encoding import AGGREGATE_BULK_COLUMNS, aggregate_copy_data
 from cloud_service.migrate import migrate
-from cloud_service.queries import open_alerts
+from cloud_service.queries import LIKELY_P_FAIL, POSSIBLE_P_FAIL, open_alerts
 from dashboard import figures, pages
-from dashboard.page_data import asset_page_data, fleet_page_data
+from dashboard.page_data import asset_page_data, fleet_page_data, fleet_risk_data
 from forewarn.bench.dashboard_seed import Fleet, aggregate_blocks, feature_levels, seed_fleet, simulate_day
 from forewarn.localservices import PostgresServer, running, temporary_directory
 
@@ -61,7 +61,9 @@ def _median_ms(conn: psycopg.Connection[Any], load: Callable[[int], object], loa
 
 def _fleet_page(conn: psycopg.Connection[Any]) -> str:
     rows = fleet_page_data(conn)
-    return _to_json(pages.fleet_table(rows))
+    risk = fleet_risk_data(conn, end=datetime.now(UTC))
+    overview = figures.risk_figure(risk, likely=LIKELY_P_FAIL, possible=POSSIBLE_P_FAIL, revision="")
+    return _to_json([pages.fleet_table(rows), overview])
 
 
 def _asset_page(conn: psycopg.Connection[Any], asset_id: str) -> str:
