@@ -8,8 +8,9 @@ every 6 hours and alerts. Figures:
   `loads` loads, each in its own transaction on one connection: the page's reads
   (`dashboard.page_data`) and the tables and figures its callbacks return, serialised to JSON as Dash
   sends them (the fleet page: its table and its 30-day risk overview). The asset page is loaded for a
-  different asset each time, the degrading ones first, over the "last 90 days" range. The alerts page is timed on today's alert list read (`open_alerts`, drawn as
-  the alerts table); it is to be pointed at the Alerts page's own read when that page exists.
+  different asset each time, the degrading ones first, over the "last 90 days" range. The alerts page
+  is timed on today's alert list read (`open_alerts`, drawn as the alerts table); it is to be pointed
+  at the Alerts page's own read when that page exists.
 - `seed_rows`, `seed_rows_per_s`: rows written in all tables, and per second over the whole seeding
   (reference data, COPY, commits and ANALYZE); beside `copy_ceiling_rows_per_s`, binary COPY of one day
   of the same aggregates stream, pre-built, into an unindexed, unpartitioned copy of the table (best of
