@@ -30,10 +30,14 @@ from cloud_service.queries import (
     POSSIBLE_P_FAIL,
     AlertRecord,
     acknowledge_alert,
+    alert_detail,
+    alert_snapshots,
+    asset_alerts,
+    feature_baselines,
     gateway_health,
 )
 from cloud_service.users import Role
-from dashboard import cost_page, figures, model_actions, pages
+from dashboard import cost_page, figures, model_actions, pages, why_panel
 from dashboard.fleet import FleetRow
 from dashboard.page_data import asset_page_data, cost_page_data, fleet_page_data, fleet_risk_data
 from dashboard.security import csrf_token, current_role, current_username, install_security, require_role
@@ -207,10 +211,11 @@ def _filter_options(rows: list[FleetRow], attribute: str) -> list[str]:
 
 def _register_callbacks(app: dash.Dash, reads: _Reads, settings: DashboardSettings) -> None:
     _register_routing(app)
-    _register_fleet(app, reads)
+    _register_fleet(app, reads, rows_shown=settings.fleet_rows_shown)
     _register_fleet_risk(app, reads)
     _register_asset(app, reads)
     _register_acknowledge(app, reads)
+    _register_why(app, reads)
     _register_system(app, reads)
     _register_cost(app, reads)
     _register_model_actions(app, reads, settings.models)
@@ -223,7 +228,7 @@ def _register_routing(app: dash.Dash) -> None:
         if path in ("/", "/fleet"):
             return pages.fleet_layout()
         if path.startswith("/asset/") and len(path) > len("/asset/"):
-            return pages.asset_layout(path.removeprefix("/asset/"))
+            return html.Div([pages.asset_layout(path.removeprefix("/asset/")), why_panel.panel_layout()])
         if path == "/gateways":
             return pages.gateways_layout()
         if path == "/models":
@@ -235,7 +240,7 @@ def _register_routing(app: dash.Dash) -> None:
         return pages.not_found(path)
 
 
-def _register_fleet(app: dash.Dash, reads: _Reads) -> None:
+def _register_fleet(app: dash.Dash, reads: _Reads, *, rows_shown: int) -> None:
     @app.callback(
         Output("fleet-table", "children"),
         Output("fleet-site", "options"),
@@ -284,7 +289,7 @@ def _register_fleet(app: dash.Dash, reads: _Reads) -> None:
         ]
         if not chosen:
             return (pages.empty_state("No asset matches these filters: clear one to see more."), *options)
-        return (pages.fleet_table(chosen), *options)
+        return (pages.fleet_top(chosen, limit=rows_shown), *options)
 
 
 def _register_fleet_risk(app: dash.Dash, reads: _Reads) -> None:
@@ -355,6 +360,39 @@ def _register_asset(app: dash.Dash, reads: _Reads) -> None:
             message,
             _acknowledge_form(data.open_alerts),
         )
+
+
+def _register_why(app: dash.Dash, reads: _Reads) -> None:
+    @app.callback(
+        Output("asset-why-choice", "options"),
+        Output("asset-why-choice", "value"),
+        Input("asset-id", "data"),
+        Input("asset-range", "value"),
+        State("asset-why-choice", "value"),
+    )
+    def why_choices(asset_id: str, range_label: str | None, chosen: str | None) -> tuple[Any, Any]:
+        hours, _ = pages.RANGES.get(range_label or "", pages.RANGES["last 7 days"])
+        end = datetime.now(UTC)
+        try:
+            with reads.connection() as conn:
+                alerts = asset_alerts(conn, asset_id, start=end - timedelta(hours=hours), end=end)
+        except _DatabaseDownError:
+            return dash.no_update, dash.no_update
+        options = why_panel.alert_choices(alerts)
+        values = [o["value"] for o in options]
+        return options, chosen if chosen in values else (values[0] if values else None)
+
+    @app.callback(Output("asset-why", "children"), Input("asset-why-choice", "value"))
+    def why(choice: str | None) -> Any:
+        gateway_id, _, alert_id = (choice or "").partition("/")
+        try:
+            with reads.connection() as conn:
+                alert = alert_detail(conn, gateway_id, alert_id) if alert_id else None
+                baselines = feature_baselines(conn, alert) if alert else {}
+                snapshots = alert_snapshots(conn, gateway_id, alert_id) if alert else []
+        except _DatabaseDownError as exc:
+            return exc.banner
+        return why_panel.panel(alert, baselines, snapshots)
 
 
 def _register_acknowledge(app: dash.Dash, reads: _Reads) -> None:

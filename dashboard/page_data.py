@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 
-from cloud_service.forecasting.repository import ForecastRecord, latest_forecasts
+from cloud_service.forecasting.repository import ForecastRecord
 from cloud_service.queries import (
     AlertRecord,
     AssetStatus,
@@ -26,6 +26,7 @@ from cloud_service.queries import (
     asset_series,
     asset_status,
     feature_series,
+    fleet_latest_forecasts,
     fleet_status,
     forecast_history,
     gateway_health,
@@ -58,7 +59,7 @@ def fleet_page_data(conn: psycopg.Connection[Any]) -> list[FleetRow]:
         fleet_status(conn),
         open_alerts=open_alerts(conn),
         last_alerts=last_alerts(conn),
-        forecasts=latest_forecasts(conn),
+        forecasts=fleet_latest_forecasts(conn),
         gateways=gateway_health(conn),
     )
 

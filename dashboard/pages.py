@@ -18,6 +18,7 @@ from cloud_service.queries import AlertRecord, GatewayHealth, ModelPeriod
 from dashboard.fleet import STATES, FleetRow, rul_text
 
 __all__ = [
+    "FLEET_ROWS_SHOWN",
     "RANGES",
     "asset_alerts_table",
     "asset_layout",
@@ -25,6 +26,7 @@ __all__ = [
     "empty_state",
     "fleet_layout",
     "fleet_table",
+    "fleet_top",
     "gateways_layout",
     "gateways_table",
     "model_periods_table",
@@ -33,6 +35,8 @@ __all__ = [
     "not_found",
     "time_text",
 ]
+
+FLEET_ROWS_SHOWN = 100  # the fleet table's default length (DashboardSettings.fleet_rows_shown)
 
 # Asset page ranges: label -> (hours shown, bucket seconds).
 RANGES: dict[str, tuple[int, int]] = {
@@ -139,6 +143,19 @@ def _last_alert_text(alert: AlertRecord | None) -> str:
     if alert is None:
         return "none"
     return f"{alert.severity} {alert.state}, {time_text(alert.raised_at)}"
+
+
+def fleet_top(rows: Sequence[FleetRow], *, limit: int) -> html.Div:
+    """The fleet table of the `limit` most at-risk rows (already sorted and filtered), and how many more
+    there are: a thousand rows are neither read nor drawn quickly."""
+    shown = rows[:limit]
+    note = (
+        f"Showing the {len(shown)} most at risk of {len(rows)} assets: filter by site, line, type, "
+        "criticality or state to see the others."
+        if len(rows) > limit
+        else f"{len(rows)} assets."
+    )
+    return html.Div([html.P(note, className="hint", id="fleet-count"), fleet_table(shown)])
 
 
 def fleet_table(rows: Sequence[FleetRow]) -> html.Table:

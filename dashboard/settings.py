@@ -79,6 +79,9 @@ class DashboardSettings(ComponentSettings):
     port: int = Field(8050, ge=1, le=65535, description="TCP port to listen on.")
     threads: int = Field(4, ge=1, le=64, description="Waitress worker threads.")
     refresh_s: float = Field(30.0, ge=2, le=3600, description="How often live pages refresh, in seconds.")
+    fleet_rows_shown: int = Field(
+        100, ge=10, le=5000, description="Rows of the fleet table shown, most at risk first (filters narrow)."
+    )
     db: DatabaseSettings = Field(
         DatabaseSettings.model_validate({}), description="The cloud service's PostgreSQL database."
     )

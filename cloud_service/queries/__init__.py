@@ -4,6 +4,8 @@ One module per table family:
 
 * `aggregates`: the time-series aggregates and their rollups (`asset_series`, `feature_matrix`,
   `window_spread`);
+* `alert_context`: why an alert fired: its stored detail, its top features' baselines and its raw
+  snapshots (`alert_detail`, `feature_baselines`, `alert_snapshots`);
 * `asset_history`: an asset's feature series and model periods, from the aggregates or their hourly
   rollups (`feature_series`, `model_periods`, `asset_feature_names`);
 * `alerts`: alerts and maintenance/failure events (`open_alerts`, `last_alerts`, `asset_alerts`,
@@ -30,6 +32,15 @@ from cloud_service.queries.aggregates import (
     asset_series,
     feature_matrix,
     window_spread,
+)
+from cloud_service.queries.alert_context import (
+    AlertDetail,
+    FeatureBaseline,
+    SnapshotRecord,
+    TopFeature,
+    alert_detail,
+    alert_snapshots,
+    feature_baselines,
 )
 from cloud_service.queries.alerts import (
     AlertRecord,
@@ -70,6 +81,7 @@ from cloud_service.queries.forecasts import (
     LIKELY_P_FAIL,
     POSSIBLE_P_FAIL,
     RiskDay,
+    fleet_latest_forecasts,
     forecast_history,
     risk_history,
 )
@@ -79,9 +91,11 @@ __all__ = [
     "CRITICALITIES",
     "LIKELY_P_FAIL",
     "POSSIBLE_P_FAIL",
+    "AlertDetail",
     "AlertRecord",
     "AssetStatus",
     "EventRecord",
+    "FeatureBaseline",
     "FeatureMatrix",
     "FeaturePoint",
     "GatewayHealth",
@@ -92,17 +106,23 @@ __all__ = [
     "RiskDay",
     "Series",
     "SeriesPoint",
+    "SnapshotRecord",
     "StorageUse",
     "StoredCounts",
     "TableStorage",
+    "TopFeature",
     "WindowSpread",
     "acknowledge_alert",
+    "alert_detail",
+    "alert_snapshots",
     "asset_alerts",
     "asset_feature_names",
     "asset_series",
     "asset_status",
+    "feature_baselines",
     "feature_matrix",
     "feature_series",
+    "fleet_latest_forecasts",
     "fleet_status",
     "forecast_history",
     "gateway_health",

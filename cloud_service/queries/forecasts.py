@@ -18,7 +18,14 @@ from cloud_service.forecasting.repository import ForecastRecord
 from cloud_service.rollups import BUCKET_ORIGIN, align_down, align_up
 from shared.errors import ContractError
 
-__all__ = ["LIKELY_P_FAIL", "POSSIBLE_P_FAIL", "RiskDay", "forecast_history", "risk_history"]
+__all__ = [
+    "LIKELY_P_FAIL",
+    "POSSIBLE_P_FAIL",
+    "RiskDay",
+    "fleet_latest_forecasts",
+    "forecast_history",
+    "risk_history",
+]
 
 # P(failure within the horizon) from which an asset counts as likely (and possibly) to fail.
 LIKELY_P_FAIL = 0.5
@@ -35,6 +42,18 @@ def forecast_history(
             "short_history, forecaster_version FROM forecasts "
             "WHERE asset_id = %s AND computed_at >= %s AND computed_at < %s ORDER BY computed_at",
             (asset_id, start, end),
+        ).fetchall()
+
+
+def fleet_latest_forecasts(conn: psycopg.Connection[Any]) -> list[ForecastRecord]:
+    """Each registered asset's most recent forecast: one index lookup per asset, where
+    `latest_forecasts` sorts the whole history (the same rows for the assets in `assets`)."""
+    with conn.cursor(row_factory=class_row(ForecastRecord)) as cur:
+        return cur.execute(
+            "SELECT f.asset_id, f.computed_at, f.as_of, f.rul_h, f.rul_low_h, f.rul_high_h, f.p_fail, "
+            "f.horizon_h, f.short_history, f.forecaster_version FROM assets a CROSS JOIN LATERAL ("
+            "SELECT * FROM forecasts WHERE asset_id = a.asset_id ORDER BY computed_at DESC LIMIT 1) f "
+            "ORDER BY f.asset_id"
         ).fetchall()
 
 

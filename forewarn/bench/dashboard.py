@@ -7,8 +7,10 @@ every 6 hours and alerts. Figures:
 - `fleet_page_ms`, `asset_page_90d_ms`, `alerts_page_ms`: server time to build each page, median over
   `loads` loads, each in its own transaction on one connection: the page's reads
   (`dashboard.page_data`) and the tables and figures its callbacks return, serialised to JSON as Dash
-  sends them (the fleet page: its table and its 30-day risk overview). The asset page is loaded for a
-  different asset each time, the degrading ones first, over the "last 90 days" range. The alerts page
+  sends them (the fleet page: its table of the 100 most at-risk assets, by default, and its 30-day
+  risk overview). The asset page is loaded for a
+  different asset each time, the degrading ones first, over the "last 90 days" range, with its "why this
+  alert" panel on the newest alert. The alerts page
   is timed on today's alert list read (`open_alerts`, drawn as the alerts table); it is to be pointed
   at the Alerts page's own read when that page exists.
 - `seed_rows`, `seed_rows_per_s`: rows written in all tables, and per second over the whole seeding
@@ -31,8 +33,15 @@ import psycopg
 
 from cloud_service.copy_encoding import AGGREGATE_BULK_COLUMNS, aggregate_copy_data
 from cloud_service.migrate import migrate
-from cloud_service.queries import LIKELY_P_FAIL, POSSIBLE_P_FAIL, open_alerts
-from dashboard import figures, pages
+from cloud_service.queries import (
+    LIKELY_P_FAIL,
+    POSSIBLE_P_FAIL,
+    alert_detail,
+    alert_snapshots,
+    feature_baselines,
+    open_alerts,
+)
+from dashboard import figures, pages, why_panel
 from dashboard.page_data import asset_page_data, fleet_page_data, fleet_risk_data
 from forewarn.bench.dashboard_seed import Fleet, aggregate_blocks, feature_levels, seed_fleet, simulate_day
 from forewarn.localservices import PostgresServer, running, temporary_directory
@@ -64,7 +73,7 @@ def _fleet_page(conn: psycopg.Connection[Any]) -> str:
     rows = fleet_page_data(conn)
     risk = fleet_risk_data(conn, end=datetime.now(UTC))
     overview = figures.risk_figure(risk, likely=LIKELY_P_FAIL, possible=POSSIBLE_P_FAIL, revision="")
-    return _to_json([pages.fleet_table(rows), overview])
+    return _to_json([pages.fleet_top(rows, limit=pages.FLEET_ROWS_SHOWN), overview])
 
 
 def _asset_page(conn: psycopg.Connection[Any], asset_id: str) -> str:
@@ -85,6 +94,12 @@ def _asset_page(conn: psycopg.Connection[Any], asset_id: str) -> str:
         figures.forecast_figure(data.forecasts, revision=asset_id),
     ]
     tables = [pages.asset_alerts_table(data.alerts), pages.model_periods_table(data.periods)]
+    if data.alerts:  # the "why this alert" panel, on the newest alert, as the page opens it
+        newest = data.alerts[-1]
+        detail = alert_detail(conn, newest.gateway_id, newest.alert_id)
+        baselines = feature_baselines(conn, detail) if detail else {}
+        snapshots = alert_snapshots(conn, newest.gateway_id, newest.alert_id)
+        tables.append(why_panel.panel(detail, baselines, snapshots))
     return _to_json([*parts, *tables])
 
 
