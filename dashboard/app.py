@@ -39,7 +39,7 @@ from cloud_service.queries import (
 from cloud_service.users import Role
 from dashboard import cost_page, figures, model_actions, pages, why_panel
 from dashboard.fleet import FleetRow
-from dashboard.page_data import asset_page_data, cost_page_data, fleet_page_data, fleet_risk_data
+from dashboard.page_data import asset_page_data, cost_page_data, fleet_page_data, fleet_risk_data, risk_span
 from dashboard.security import csrf_token, current_role, current_username, install_security, require_role
 from dashboard.settings import DashboardSettings, ModelActionSettings
 
@@ -297,11 +297,12 @@ def _register_fleet_risk(app: dash.Dash, reads: _Reads) -> None:
     def fleet_risk(_tick: int | None) -> Any:
         try:
             with reads.connection() as conn:
-                days = fleet_risk_data(conn, end=datetime.now(UTC))
+                now = datetime.now(UTC)
+                days = fleet_risk_data(conn, end=now)
         except _DatabaseDownError:
             return figures.empty_figure("database unavailable")
         return figures.risk_figure(
-            days, likely=LIKELY_P_FAIL, possible=POSSIBLE_P_FAIL, revision="fleet-risk"
+            days, likely=LIKELY_P_FAIL, possible=POSSIBLE_P_FAIL, span=risk_span(now), revision="fleet-risk"
         )
 
 

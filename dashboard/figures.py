@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import plotly.graph_objects as go
@@ -206,19 +207,26 @@ def forecast_figure(history: Sequence[ForecastRecord], *, revision: str) -> go.F
     return figure
 
 
-def risk_figure(days: Sequence[RiskDay], *, likely: float, possible: float, revision: str) -> go.Figure:
-    """The fleet's risk per day: assets forecast likely, possibly and unlikely to fail within the horizon
-    (stacked), and the mean p(fail) on the right axis."""
+def risk_figure(
+    days: Sequence[RiskDay],
+    *,
+    likely: float,
+    possible: float,
+    span: tuple[datetime, datetime],
+    revision: str,
+) -> go.Figure:
+    """The fleet's risk per day over `span`: assets forecast likely, possibly and unlikely to fail within
+    the horizon (stacked), and the mean p(fail) on the right axis."""
     if not days:
         return empty_figure("no forecasts yet: the cloud service computes them on its schedule")
-    x = [d.day for d in days]
+    x = [d.day + timedelta(hours=12) for d in days]  # a bar fills its day
     figure = go.Figure()
     for name, values, colour in (
         (f"likely (p ≥ {likely:.0%})", [d.n_likely for d in days], PALETTE["vermillion"]),
         (f"possible ({possible:.0%} ≤ p < {likely:.0%})", [d.n_possible for d in days], PALETTE["orange"]),
         (f"unlikely (p < {possible:.0%})", [d.n_unlikely for d in days], PALETTE["sky"]),
     ):
-        figure.add_trace(go.Bar(x=x, y=values, name=name, marker_color=colour))
+        figure.add_trace(go.Bar(x=x, y=values, name=name, marker_color=colour, width=0.8 * 86_400_000))
     figure.add_trace(
         go.Scatter(
             x=x,
@@ -232,8 +240,10 @@ def risk_figure(days: Sequence[RiskDay], *, likely: float, possible: float, revi
     figure = _layout(figure, title="Fleet risk, last 30 days", y_title="assets (count)", revision=revision)
     extra: dict[str, Any] = {
         "barmode": "stack",
-        "xaxis_title": "day (UTC)",
-        "height": 300,
+        "xaxis": {"title": "day (UTC)", "type": "date", "range": [span[0], span[1]]},
+        "legend": {"orientation": "h", "y": -0.35},
+        "margin": {"l": 60, "r": 60, "t": 50, "b": 90},
+        "height": 330,
         "yaxis2": {
             "title": "mean p(fail within horizon) (%)",
             "overlaying": "y",

@@ -38,6 +38,7 @@ from cloud_service.queries import (
     risk_history,
     storage_use,
 )
+from cloud_service.rollups import align_down, align_up
 from dashboard.fleet import FleetRow, fleet_rows
 
 __all__ = [
@@ -48,6 +49,7 @@ __all__ = [
     "cost_page_data",
     "fleet_page_data",
     "fleet_risk_data",
+    "risk_span",
 ]
 
 RISK_DAYS = 30  # days of the fleet page's risk overview
@@ -64,9 +66,16 @@ def fleet_page_data(conn: psycopg.Connection[Any]) -> list[FleetRow]:
     )
 
 
+def risk_span(end: datetime) -> tuple[datetime, datetime]:
+    """The whole UTC days of the risk overview: the `RISK_DAYS` days to `end`, `end`'s day included."""
+    day = timedelta(days=1)
+    return align_down(end - RISK_DAYS * day, day) + day, align_up(end, day)
+
+
 def fleet_risk_data(conn: psycopg.Connection[Any], *, end: datetime) -> list[RiskDay]:
-    """The fleet's risk per day over the `RISK_DAYS` days to `end`."""
-    return risk_history(conn, start=end - timedelta(days=RISK_DAYS), end=end)
+    """The fleet's risk per day over `risk_span(end)`."""
+    start, stop = risk_span(end)
+    return risk_history(conn, start=start, end=stop)
 
 
 @dataclass(frozen=True, slots=True)

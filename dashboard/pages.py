@@ -155,7 +155,7 @@ def fleet_top(rows: Sequence[FleetRow], *, limit: int) -> html.Div:
         if len(rows) > limit
         else f"{len(rows)} assets."
     )
-    return html.Div([html.P(note, className="hint", id="fleet-count"), fleet_table(shown)])
+    return html.Div([html.P(note, className="muted", id="fleet-count"), fleet_table(shown)])
 
 
 def fleet_table(rows: Sequence[FleetRow]) -> html.Table:

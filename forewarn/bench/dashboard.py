@@ -42,7 +42,7 @@ from cloud_service.queries import (
     open_alerts,
 )
 from dashboard import figures, pages, why_panel
-from dashboard.page_data import asset_page_data, fleet_page_data, fleet_risk_data
+from dashboard.page_data import asset_page_data, fleet_page_data, fleet_risk_data, risk_span
 from forewarn.bench.dashboard_seed import Fleet, aggregate_blocks, feature_levels, seed_fleet, simulate_day
 from forewarn.localservices import PostgresServer, running, temporary_directory
 
@@ -71,8 +71,11 @@ def _median_ms(conn: psycopg.Connection[Any], load: Callable[[int], object], loa
 
 def _fleet_page(conn: psycopg.Connection[Any]) -> str:
     rows = fleet_page_data(conn)
-    risk = fleet_risk_data(conn, end=datetime.now(UTC))
-    overview = figures.risk_figure(risk, likely=LIKELY_P_FAIL, possible=POSSIBLE_P_FAIL, revision="")
+    now = datetime.now(UTC)
+    risk = fleet_risk_data(conn, end=now)
+    overview = figures.risk_figure(
+        risk, likely=LIKELY_P_FAIL, possible=POSSIBLE_P_FAIL, span=risk_span(now), revision=""
+    )
     return _to_json([pages.fleet_top(rows, limit=pages.FLEET_ROWS_SHOWN), overview])
 
 
