@@ -42,6 +42,7 @@ from dashboard.fleet import FleetRow
 from dashboard.page_data import asset_page_data, cost_page_data, fleet_page_data, fleet_risk_data, risk_span
 from dashboard.security import csrf_token, current_role, current_username, install_security, require_role
 from dashboard.settings import DashboardSettings, ModelActionSettings
+from dashboard.timezones import SET_ZONE_SCRIPT
 
 __all__ = ["DashboardApp", "create_app"]
 
@@ -54,6 +55,7 @@ _DB_DOWN = (
 _NO_SCHEMA = "The database has no Forewarn tables yet: run `forewarn cloud migrate --config cloud.toml`."
 _INDEX = """<!DOCTYPE html>
 <html lang="en"><head>{%metas%}<title>{%title%}</title>{%favicon%}{%css%}
+{zone_script}
 <style>
 body { font-family: system-ui, sans-serif; margin: 0; background: #f4f5f7; color: #1d1d1f; }
 header { display: flex; align-items: center; gap: 1.5rem; background: #1d2733; color: #fff;
@@ -191,7 +193,7 @@ def create_app(settings: DashboardSettings, *, pool: Pool | None = None) -> Dash
         suppress_callback_exceptions=True,
         serve_locally=True,
         compress=False,
-        index_string=_INDEX,
+        index_string=_INDEX.replace("{zone_script}", SET_ZONE_SCRIPT),
     )
     dash_app.init_app(server)
     dash_app.layout = lambda: _shell(settings)

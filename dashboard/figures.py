@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 
 from cloud_service.forecasting.repository import ForecastRecord
 from cloud_service.queries import AlertRecord, FeaturePoint, RiskDay, Series
+from dashboard.timezones import to_display, zone_name
 
 __all__ = ["PALETTE", "empty_figure", "feature_figure", "forecast_figure", "risk_figure", "score_figure"]
 
@@ -26,13 +27,24 @@ PALETTE = {
     "black": "#000000",
 }
 _SEVERITY_COLOUR = {"info": PALETTE["sky"], "warning": PALETTE["orange"], "critical": PALETTE["vermillion"]}
-_TIME_AXIS = "time (UTC)"
 
 
-def _layout(figure: go.Figure, *, title: str, y_title: str, revision: str) -> go.Figure:
+def _times_to_display(figure: go.Figure) -> None:
+    """Every trace's datetime x values as wall-clock times of the browser's zone."""
+    for trace in figure.data:
+        values = trace.x
+        if values is not None and any(isinstance(x, datetime) for x in values):
+            trace.x = [to_display(x) if isinstance(x, datetime) else x for x in values]
+
+
+def _layout(
+    figure: go.Figure, *, title: str, y_title: str, revision: str, is_time_x: bool = True
+) -> go.Figure:
+    if is_time_x:
+        _times_to_display(figure)
     figure.update_layout(
         title={"text": title, "x": 0.01},
-        xaxis_title=_TIME_AXIS,
+        xaxis_title=f"time ({zone_name()})",
         yaxis_title=y_title,
         uirevision=revision,
         template="plotly_white",
@@ -237,7 +249,10 @@ def risk_figure(
             line={"color": PALETTE["black"], "dash": "dot"},
         )
     )
-    figure = _layout(figure, title="Fleet risk, last 30 days", y_title="assets (count)", revision=revision)
+    # Days are UTC days: the axis stays in UTC.
+    figure = _layout(
+        figure, title="Fleet risk, last 30 days", y_title="assets (count)", revision=revision, is_time_x=False
+    )
     extra: dict[str, Any] = {
         "barmode": "stack",
         "xaxis": {"title": "day (UTC)", "type": "date", "range": [span[0], span[1]]},

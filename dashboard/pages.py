@@ -7,7 +7,7 @@ React renders as text: nothing here renders markup or Markdown from data.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from dash import dcc, html
@@ -16,6 +16,7 @@ from cloud_service.lifecycle.records import CandidateMetrics, Gates
 from cloud_service.lifecycle.registry import GatewayState, ModelRecord
 from cloud_service.queries import AlertRecord, GatewayHealth, ModelPeriod
 from dashboard.fleet import STATES, FleetRow, rul_text
+from dashboard.timezones import display_zone
 
 __all__ = [
     "FLEET_ROWS_SHOWN",
@@ -48,8 +49,9 @@ RANGES: dict[str, tuple[int, int]] = {
 
 
 def time_text(ts: datetime | None) -> str:
-    """A timestamp as the tables show it (UTC, to the minute); a dash when unknown."""
-    return "–" if ts is None else ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    """A timestamp as the tables show it (in the browser's zone, to the minute, with the zone's
+    abbreviation); a dash when unknown."""
+    return "–" if ts is None else ts.astimezone(display_zone()).strftime("%Y-%m-%d %H:%M %Z")
 
 
 def _age_text(ts: datetime | None, now: datetime) -> str:

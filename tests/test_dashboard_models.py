@@ -18,7 +18,6 @@ from tests.dashboard_support import PASSWORD, dash_callback, dashboard_settings,
 pytestmark = pytest.mark.slow
 
 
-
 def _action_outputs(session: requests.Session, url: str) -> list[tuple[str, str]]:
     """The action callback's outputs as the renderer names them (a shared output carries a hash)."""
     for callback in session.get(f"{url}/_dash-dependencies", timeout=10).json():
