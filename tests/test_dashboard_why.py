@@ -69,6 +69,7 @@ def _explained_alert(conninfo: str, at: datetime) -> None:
         )
 
 
+@pytest.mark.slow
 def test_the_panel_reads_the_alerts_story_and_its_snapshot(db: str) -> None:
     seed_plant(db)
     at = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
