@@ -3,7 +3,7 @@ rollups and agree with the raw aggregates, and the bench's COPY-seeded rollups e
 
 from __future__ import annotations
 
-from datetime import UTC, timedelta
+from datetime import UTC, date, timedelta
 from typing import Any
 
 import psycopg
@@ -21,6 +21,8 @@ from cloud_service.queries import (
     risk_history,
 )
 from cloud_service.rollups import refresh_rollups
+from dashboard import pages
+from dashboard.fleet import FleetRow
 from dashboard.page_data import asset_page_data, fleet_page_data
 from forewarn.bench.dashboard import run
 from forewarn.bench.dashboard_seed import Fleet, seed_fleet
@@ -141,10 +143,10 @@ def test_the_risk_overview_counts_each_assets_last_forecast_of_the_day(seeded: s
         rows = conn.execute(
             "SELECT asset_id, computed_at, p_fail FROM forecasts ORDER BY computed_at"
         ).fetchall()
-    last: dict[tuple[str, object], float] = {}
+    last: dict[tuple[str, date], float] = {}
     for asset_id, computed_at, p_fail in rows:  # ordered by time: the last one of each day wins
         last[asset_id, computed_at.astimezone(UTC).date()] = p_fail
-    by_day: dict[object, list[float]] = {}
+    by_day: dict[date, list[float]] = {}
     for (_, day), p_fail in last.items():
         by_day.setdefault(day, []).append(p_fail)
     assert [d.day.date() for d in days] == sorted(by_day)
@@ -174,3 +176,26 @@ def test_bench_dashboard_quick_reports_every_figure() -> None:
     assert figures["seed_rows"] == sum(figures["seed_rows_by_table"].values())  # type: ignore[attr-defined]
     assert figures["assets"] == 10
     assert "alerts_page_note" in figures
+
+
+def test_the_fleet_table_shows_the_most_at_risk_rows_and_says_how_many_more() -> None:
+    rows = [
+        FleetRow(
+            asset_id=f"a{i:03d}",
+            site_id="s",
+            line="l",
+            asset_type="pump",
+            criticality="normal",
+            state="normal",
+            score=0.1,
+            threshold=1.0,
+            forecast=None,
+            last_alert=None,
+            open_alerts=0,
+        )
+        for i in range(250)
+    ]
+    note, table = pages.fleet_top(rows, limit=100).children
+    assert "100 most at risk of 250" in note.children
+    assert len(table.children[1].children) == 100
+    assert "250 assets." in pages.fleet_top(rows, limit=300).children[0].children
