@@ -4,16 +4,22 @@ engineer or a viewer is refused by the server and changes nothing."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import psycopg
 import pytest
 import requests
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import WebDriverWait
 
 from cloud_service.lifecycle.registry import get_model, insert_model
 from cloud_service.users import add_user
 from forewarn.localservices import MosquittoServer
 from tests.dashboard_support import PASSWORD, dash_callback, dashboard_settings, login, seed_plant, serving
+from tests.test_dashboard_browser import _log_in, _screenshot, _wait
+from tests.test_dashboard_browser import browser as browser  # noqa: PLC0414 - the fixture, re-exported
 
 pytestmark = pytest.mark.slow
 
@@ -125,3 +131,26 @@ def test_only_admins_approve_deploy_and_roll_back(db: str, tmp_path: Path, broke
         assert "Not done" in json.dumps(refused.json())
         assert "signing_key" in json.dumps(refused.json())
         assert _status(db, 3)[0] == "deployed"
+
+
+def test_the_admins_models_page_in_a_real_browser(db: str, tmp_path: Path, browser: WebDriver) -> None:
+    shots = Path(os.environ.get("FOREWARN_SCREENSHOT_DIR") or tmp_path / "screenshots")
+    seed_plant(db)
+    _candidate(db)
+    with serving(dashboard_settings(db, tmp_path)) as served:
+        browser.get(f"{served.url}/models")
+        _wait(browser, "#username")
+        _log_in(browser, served.url, "ada")
+        _wait(browser, "#models tbody tr")
+        _wait(browser, "#model-action-button")
+        browser.find_element(By.ID, "model-action-choice").click()
+        option = "//*[normalize-space(text())='pump v3 (candidate)']"
+        WebDriverWait(browser, 20).until(lambda d: d.find_elements(By.XPATH, option))
+        browser.find_element(By.XPATH, option).click()
+        browser.find_element(By.ID, "model-action-reason").send_keys("passes every gate")
+        browser.find_element(By.ID, "model-action-button").click()
+        WebDriverWait(browser, 20).until(
+            lambda d: "Approved pump v3" in d.find_element(By.ID, "model-action-result").text
+        )
+        assert "approved" in browser.find_element(By.ID, "models").text
+        _screenshot(browser, shots, "models")
