@@ -24,30 +24,26 @@ from psycopg_pool import PoolTimeout
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from cloud_service.database import Pool, open_pool
-from cloud_service.fleet_reads import (
-    asset_alerts,
-    asset_feature_names,
-    feature_series,
-    forecast_history,
-    last_alerts,
-    model_periods,
-)
-from cloud_service.forecasting.repository import latest_forecasts
 from cloud_service.lifecycle.registry import gateway_states, list_models
 from cloud_service.queries import (
+    LIKELY_P_FAIL,
+    POSSIBLE_P_FAIL,
     AlertRecord,
     acknowledge_alert,
-    asset_series,
-    fleet_status,
+    alert_detail,
+    alert_snapshots,
+    asset_alerts,
+    feature_baselines,
     gateway_health,
-    open_alerts,
 )
 from cloud_service.users import Role
-from dashboard import figures, pages
+from dashboard import cost_page, figures, model_actions, pages, why_panel
 from dashboard.alerts_page import alerts_layout, register_alerts_page
-from dashboard.fleet import FleetRow, fleet_rows
+from dashboard.fleet import FleetRow
+from dashboard.page_data import asset_page_data, cost_page_data, fleet_page_data, fleet_risk_data, risk_span
 from dashboard.security import csrf_token, current_role, current_username, install_security, require_role
-from dashboard.settings import DashboardSettings
+from dashboard.settings import DashboardSettings, ModelActionSettings
+from dashboard.timezones import SET_ZONE_SCRIPT
 
 __all__ = ["DashboardApp", "create_app"]
 
@@ -60,6 +56,7 @@ _DB_DOWN = (
 _NO_SCHEMA = "The database has no Forewarn tables yet: run `forewarn cloud migrate --config cloud.toml`."
 _INDEX = """<!DOCTYPE html>
 <html lang="en"><head>{%metas%}<title>{%title%}</title>{%favicon%}{%css%}
+{zone_script}
 <style>
 body { font-family: system-ui, sans-serif; margin: 0; background: #f4f5f7; color: #1d1d1f; }
 header { display: flex; align-items: center; gap: 1.5rem; background: #1d2733; color: #fff;
@@ -73,7 +70,7 @@ main { padding: 1rem 1.5rem; } .hint { color: #555; margin-top: -.5rem; }
   margin: .8rem 0; }
 .table { border-collapse: collapse; width: 100%; background: #fff; font-size: .92rem; margin-bottom: 1rem; }
 .table th, .table td { text-align: left; padding: .45rem .6rem; border-bottom: 1px solid #e3e5e8; }
-.table th { background: #eef0f3; font-weight: 600; }
+.table th { background: #eef0f3; font-weight: 600; } .table tr.total td { font-weight: 700; }
 .mono { font-family: ui-monospace, monospace; }
 .table td a, .table .mono, .state, .nowrap { white-space: nowrap; }
 .state { padding: .1rem .5rem; border-radius: 10px; font-size: .85rem; font-weight: 600; }
@@ -157,6 +154,7 @@ def _shell(settings: DashboardSettings) -> html.Div:
                     dcc.Link("Alerts", href="/alerts"),
                     dcc.Link("Gateways", href="/gateways"),
                     dcc.Link("Models", href="/models"),
+                    dcc.Link("Cost", href="/cost"),
                     html.Span(className="spacer"),
                     html.Span(user, id="user"),
                     html.Form(
@@ -197,7 +195,7 @@ def create_app(settings: DashboardSettings, *, pool: Pool | None = None) -> Dash
         suppress_callback_exceptions=True,
         serve_locally=True,
         compress=False,
-        index_string=_INDEX,
+        index_string=_INDEX.replace("{zone_script}", SET_ZONE_SCRIPT),
     )
     dash_app.init_app(server)
     dash_app.layout = lambda: _shell(settings)
@@ -218,30 +216,42 @@ def _filter_options(rows: list[FleetRow], attribute: str) -> list[str]:
 def _register_callbacks(app: dash.Dash, reads: _Reads, settings: DashboardSettings) -> None:
     _register_routing(app, settings)
     register_alerts_page(app, reads, settings=settings.alerts, database_down=_DatabaseDownError)
-    _register_fleet(app, reads)
+    _register_fleet(app, reads, rows_shown=settings.fleet_rows_shown)
+    _register_fleet_risk(app, reads)
     _register_asset(app, reads)
     _register_acknowledge(app, reads)
+    _register_why(app, reads)
     _register_system(app, reads)
+    _register_cost(app, reads)
+    _register_model_actions(app, reads, settings.models)
+
+
+def _models_layout() -> Any:
+    role = current_role()
+    is_admin = role is not None and role.allows(Role.ADMIN)
+    return html.Div([pages.models_layout(), model_actions.action_form() if is_admin else None])
 
 
 def _register_routing(app: dash.Dash, settings: DashboardSettings) -> None:
+    pages_by_path: dict[str, Callable[[], Any]] = {
+        "/": pages.fleet_layout,
+        "/fleet": pages.fleet_layout,
+        "/alerts": lambda: alerts_layout(settings.alerts),
+        "/gateways": pages.gateways_layout,
+        "/models": _models_layout,
+        "/cost": cost_page.cost_layout,
+    }
+
     @app.callback(Output("page", "children"), Input("url", "pathname"))
     def route(pathname: str | None) -> Any:
         path = pathname or "/"
-        if path in ("/", "/fleet"):
-            return pages.fleet_layout()
         if path.startswith("/asset/") and len(path) > len("/asset/"):
-            return pages.asset_layout(path.removeprefix("/asset/"))
-        if path == "/alerts":
-            return alerts_layout(settings.alerts)
-        if path == "/gateways":
-            return pages.gateways_layout()
-        if path == "/models":
-            return pages.models_layout()
-        return pages.not_found(path)
+            return html.Div([pages.asset_layout(path.removeprefix("/asset/")), why_panel.panel_layout()])
+        layout = pages_by_path.get(path)
+        return layout() if layout is not None else pages.not_found(path)
 
 
-def _register_fleet(app: dash.Dash, reads: _Reads) -> None:
+def _register_fleet(app: dash.Dash, reads: _Reads, *, rows_shown: int) -> None:
     @app.callback(
         Output("fleet-table", "children"),
         Output("fleet-site", "options"),
@@ -266,13 +276,7 @@ def _register_fleet(app: dash.Dash, reads: _Reads) -> None:
         no_options = (dash.no_update,) * 4
         try:
             with reads.connection() as conn:
-                rows = fleet_rows(
-                    fleet_status(conn),
-                    open_alerts=open_alerts(conn),
-                    last_alerts=last_alerts(conn),
-                    forecasts=latest_forecasts(conn),
-                    gateways=gateway_health(conn),
-                )
+                rows = fleet_page_data(conn)
         except _DatabaseDownError as exc:
             return (exc.banner, *no_options)
         options = tuple(_filter_options(rows, a) for a in ("site_id", "line", "asset_type", "criticality"))
@@ -296,7 +300,21 @@ def _register_fleet(app: dash.Dash, reads: _Reads) -> None:
         ]
         if not chosen:
             return (pages.empty_state("No asset matches these filters: clear one to see more."), *options)
-        return (pages.fleet_table(chosen), *options)
+        return (pages.fleet_top(chosen, limit=rows_shown), *options)
+
+
+def _register_fleet_risk(app: dash.Dash, reads: _Reads) -> None:
+    @app.callback(Output("fleet-risk", "figure"), Input("refresh", "n_intervals"))
+    def fleet_risk(_tick: int | None) -> Any:
+        try:
+            with reads.connection() as conn:
+                now = datetime.now(UTC)
+                days = fleet_risk_data(conn, end=now)
+        except _DatabaseDownError:
+            return figures.empty_figure("database unavailable")
+        return figures.risk_figure(
+            days, likely=LIKELY_P_FAIL, possible=POSSIBLE_P_FAIL, span=risk_span(now), revision="fleet-risk"
+        )
 
 
 def _register_asset(app: dash.Dash, reads: _Reads) -> None:
@@ -322,44 +340,71 @@ def _register_asset(app: dash.Dash, reads: _Reads) -> None:
         revision = f"{asset_id}:{range_label}"
         try:
             with reads.connection() as conn:
-                status = next((a for a in fleet_status(conn) if a.asset_id == asset_id), None)
-                names = asset_feature_names(conn, asset_id)
-                if feature not in names:
-                    feature = names[0] if names else None
-                series = asset_series(
-                    conn, asset_id, start=start, end=end, resolution=timedelta(seconds=bucket_s)
+                data = asset_page_data(
+                    conn,
+                    asset_id,
+                    start=start,
+                    end=end,
+                    resolution=timedelta(seconds=bucket_s),
+                    feature=feature,
                 )
-                alerts = asset_alerts(conn, asset_id, start=start, end=end)
-                points = (
-                    feature_series(
-                        conn, asset_id, feature, start=start, end=end, resolution=timedelta(seconds=bucket_s)
-                    )
-                    if feature
-                    else []
-                )
-                forecasts = forecast_history(conn, asset_id, start=start, end=end)
-                periods = model_periods(conn, asset_id, start=start, end=end)
-                still_open = open_alerts(conn, asset_id=asset_id)
         except _DatabaseDownError as exc:
             empty = figures.empty_figure("database unavailable")
             return (empty, empty, empty, [], None, None, None, exc.banner, None)
         message = None
-        if status is None:
+        if data.status is None:
             message = pages.empty_state(f"There is no asset {asset_id}. Pick one on the fleet page.")
-        elif not series.points:
+        elif not data.series.points:
             message = pages.empty_state("No data in this range: choose a longer range, or start its gateway.")
-        threshold = status.threshold if status is not None else None
+        threshold = data.status.threshold if data.status is not None else None
         return (
-            figures.score_figure(series, threshold=threshold, alerts=alerts, revision=revision),
-            figures.feature_figure(points, feature=feature or "no feature", revision=f"{revision}:{feature}"),
-            figures.forecast_figure(forecasts, revision=revision),
-            names,
-            feature,
-            pages.asset_alerts_table(alerts),
-            pages.model_periods_table(periods),
+            figures.score_figure(data.series, threshold=threshold, alerts=data.alerts, revision=revision),
+            figures.feature_figure(
+                data.feature_points,
+                feature=data.feature or "no feature",
+                revision=f"{revision}:{data.feature}",
+            ),
+            figures.forecast_figure(data.forecasts, revision=revision),
+            data.feature_names,
+            data.feature,
+            pages.asset_alerts_table(data.alerts),
+            pages.model_periods_table(data.periods),
             message,
-            _acknowledge_form(still_open),
+            _acknowledge_form(data.open_alerts),
         )
+
+
+def _register_why(app: dash.Dash, reads: _Reads) -> None:
+    @app.callback(
+        Output("asset-why-choice", "options"),
+        Output("asset-why-choice", "value"),
+        Input("asset-id", "data"),
+        Input("asset-range", "value"),
+        State("asset-why-choice", "value"),
+    )
+    def why_choices(asset_id: str, range_label: str | None, chosen: str | None) -> tuple[Any, Any]:
+        hours, _ = pages.RANGES.get(range_label or "", pages.RANGES["last 7 days"])
+        end = datetime.now(UTC)
+        try:
+            with reads.connection() as conn:
+                alerts = asset_alerts(conn, asset_id, start=end - timedelta(hours=hours), end=end)
+        except _DatabaseDownError:
+            return dash.no_update, dash.no_update
+        options = why_panel.alert_choices(alerts)
+        values = [o["value"] for o in options]
+        return options, chosen if chosen in values else (values[0] if values else None)
+
+    @app.callback(Output("asset-why", "children"), Input("asset-why-choice", "value"))
+    def why(choice: str | None) -> Any:
+        gateway_id, _, alert_id = (choice or "").partition("/")
+        try:
+            with reads.connection() as conn:
+                alert = alert_detail(conn, gateway_id, alert_id) if alert_id else None
+                baselines = feature_baselines(conn, alert) if alert else {}
+                snapshots = alert_snapshots(conn, gateway_id, alert_id) if alert else []
+        except _DatabaseDownError as exc:
+            return exc.banner
+        return why_panel.panel(alert, baselines, snapshots)
 
 
 def _register_acknowledge(app: dash.Dash, reads: _Reads) -> None:
@@ -410,6 +455,68 @@ def _register_system(app: dash.Dash, reads: _Reads) -> None:
         except _DatabaseDownError as exc:
             return exc.banner
         return pages.models_tables(registry, states)
+
+
+def _register_model_actions(app: dash.Dash, reads: _Reads, settings: ModelActionSettings) -> None:
+    @app.callback(
+        Output("model-action-choice", "options"),
+        Input("model-action-result", "children"),
+    )
+    def choices(_result: Any) -> Any:
+        try:
+            with reads.connection() as conn:
+                return model_actions.choices(list_models(conn))
+        except _DatabaseDownError:
+            return dash.no_update
+
+    @app.callback(
+        Output("model-action-result", "children"),
+        Output("models-tables", "children", allow_duplicate=True),
+        Input("model-action-button", "n_clicks"),
+        State("model-action", "value"),
+        State("model-action-choice", "value"),
+        State("model-action-reason", "value"),
+        prevent_initial_call=True,
+    )
+    @require_role(Role.ADMIN)
+    def act(
+        _clicks: int | None, action: str | None, choice: str | None, reason: str | None
+    ) -> tuple[Any, Any]:
+        try:
+            with reads.connection() as conn:
+                done = model_actions.perform(
+                    conn, settings, action=action, choice=choice, by=current_username(), reason=reason or ""
+                )
+                registry = list_models(conn)
+                states = {t: gateway_states(conn, t) for t in sorted({m.target for m in registry})}
+        except _DatabaseDownError as exc:
+            return exc.banner, dash.no_update
+        return done, pages.models_tables(registry, states)
+
+
+def _register_cost(app: dash.Dash, reads: _Reads) -> None:
+    @app.callback(
+        Output("cost-traffic", "children"),
+        Output("cost-traffic-graph", "figure"),
+        Output("cost-storage", "children"),
+        Output("cost-jobs", "children"),
+        Input("cost-range", "value"),
+        Input("refresh", "n_intervals"),
+    )
+    def cost(range_label: str | None, _tick: int | None) -> tuple[Any, ...]:
+        label = range_label if range_label in cost_page.TRAFFIC_RANGES else "last 7 days"
+        end = datetime.now(UTC)
+        try:
+            with reads.connection() as conn:
+                data = cost_page_data(conn, start=end - cost_page.TRAFFIC_RANGES[label], end=end)
+        except _DatabaseDownError as exc:
+            return (exc.banner, figures.empty_figure("database unavailable"), None, None)
+        return (
+            cost_page.traffic_table(data.traffic),
+            cost_page.traffic_figure(data.traffic, revision=label),
+            cost_page.storage_table(data.storage),
+            cost_page.jobs_table(data.jobs),
+        )
 
 
 def _acknowledge_form(alerts: list[AlertRecord]) -> html.Div:

@@ -4,15 +4,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 import plotly.graph_objects as go
 
-from cloud_service.fleet_reads import FeaturePoint
 from cloud_service.forecasting.repository import ForecastRecord
-from cloud_service.queries import AlertRecord, Series
+from cloud_service.queries import AlertRecord, FeaturePoint, RiskDay, Series
+from dashboard.timezones import to_display, zone_name
 
-__all__ = ["PALETTE", "empty_figure", "feature_figure", "forecast_figure", "score_figure"]
+__all__ = ["PALETTE", "empty_figure", "feature_figure", "forecast_figure", "risk_figure", "score_figure"]
 
 # Okabe & Ito (2008): distinguishable with every common colour-vision deficiency.
 PALETTE = {
@@ -26,13 +27,24 @@ PALETTE = {
     "black": "#000000",
 }
 _SEVERITY_COLOUR = {"info": PALETTE["sky"], "warning": PALETTE["orange"], "critical": PALETTE["vermillion"]}
-_TIME_AXIS = "time (UTC)"
 
 
-def _layout(figure: go.Figure, *, title: str, y_title: str, revision: str) -> go.Figure:
+def _times_to_display(figure: go.Figure) -> None:
+    """Every trace's datetime x values as wall-clock times of the browser's zone."""
+    for trace in figure.data:
+        values = trace.x
+        if values is not None and any(isinstance(x, datetime) for x in values):
+            trace.x = [to_display(x) if isinstance(x, datetime) else x for x in values]
+
+
+def _layout(
+    figure: go.Figure, *, title: str, y_title: str, revision: str, is_time_x: bool = True
+) -> go.Figure:
+    if is_time_x:
+        _times_to_display(figure)
     figure.update_layout(
         title={"text": title, "x": 0.01},
-        xaxis_title=_TIME_AXIS,
+        xaxis_title=f"time ({zone_name()})",
         yaxis_title=y_title,
         uirevision=revision,
         template="plotly_white",
@@ -121,8 +133,8 @@ def _band_with_line(
     figure: go.Figure,
     times: Sequence[Any],
     *,
-    low: Sequence[float],
-    high: Sequence[float],
+    low: Sequence[float | None],
+    high: Sequence[float | None],
     line: Sequence[float],
     band_name: str,
     line_name: str,
@@ -151,7 +163,8 @@ def _band_with_line(
 
 
 def feature_figure(points: Sequence[FeaturePoint], *, feature: str, revision: str) -> go.Figure:
-    """One feature's mean per bucket with its lowest-to-highest band."""
+    """One feature's mean per bucket with its lowest-to-highest band (where the buckets keep them: those
+    read from the hourly rollup keep means only, and the band has a gap there)."""
     figure = go.Figure()
     _band_with_line(
         figure,
@@ -201,6 +214,57 @@ def forecast_figure(history: Sequence[ForecastRecord], *, revision: str) -> go.F
             "side": "right",
             "range": [0, 100],
         }
+    }
+    figure.update_layout(**extra)
+    return figure
+
+
+def risk_figure(
+    days: Sequence[RiskDay],
+    *,
+    likely: float,
+    possible: float,
+    span: tuple[datetime, datetime],
+    revision: str,
+) -> go.Figure:
+    """The fleet's risk per day over `span`: assets forecast likely, possibly and unlikely to fail within
+    the horizon (stacked), and the mean p(fail) on the right axis."""
+    if not days:
+        return empty_figure("no forecasts yet: the cloud service computes them on its schedule")
+    x = [d.day + timedelta(hours=12) for d in days]  # a bar fills its day
+    figure = go.Figure()
+    for name, values, colour in (
+        (f"likely (p ≥ {likely:.0%})", [d.n_likely for d in days], PALETTE["vermillion"]),
+        (f"possible ({possible:.0%} ≤ p < {likely:.0%})", [d.n_possible for d in days], PALETTE["orange"]),
+        (f"unlikely (p < {possible:.0%})", [d.n_unlikely for d in days], PALETTE["sky"]),
+    ):
+        figure.add_trace(go.Bar(x=x, y=values, name=name, marker_color=colour, width=0.8 * 86_400_000))
+    figure.add_trace(
+        go.Scatter(
+            x=x,
+            y=[100.0 * d.mean_p_fail for d in days],
+            name="mean p(fail)",
+            yaxis="y2",
+            mode="lines+markers",
+            line={"color": PALETTE["black"], "dash": "dot"},
+        )
+    )
+    # Days are UTC days: the axis stays in UTC.
+    figure = _layout(
+        figure, title="Fleet risk, last 30 days", y_title="assets (count)", revision=revision, is_time_x=False
+    )
+    extra: dict[str, Any] = {
+        "barmode": "stack",
+        "xaxis": {"title": "day (UTC)", "type": "date", "range": [span[0], span[1]]},
+        "legend": {"orientation": "h", "y": -0.35},
+        "margin": {"l": 60, "r": 60, "t": 50, "b": 90},
+        "height": 330,
+        "yaxis2": {
+            "title": "mean p(fail within horizon) (%)",
+            "overlaying": "y",
+            "side": "right",
+            "rangemode": "tozero",
+        },
     }
     figure.update_layout(**extra)
     return figure

@@ -7,18 +7,19 @@ React renders as text: nothing here renders markup or Markdown from data.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from dash import dcc, html
 
-from cloud_service.fleet_reads import ModelPeriod
 from cloud_service.lifecycle.records import CandidateMetrics, Gates
 from cloud_service.lifecycle.registry import GatewayState, ModelRecord
-from cloud_service.queries import AlertRecord, GatewayHealth
+from cloud_service.queries import AlertRecord, GatewayHealth, ModelPeriod
 from dashboard.fleet import STATES, FleetRow, rul_text
+from dashboard.timezones import display_zone
 
 __all__ = [
+    "FLEET_ROWS_SHOWN",
     "RANGES",
     "asset_alerts_table",
     "asset_layout",
@@ -26,6 +27,7 @@ __all__ = [
     "empty_state",
     "fleet_layout",
     "fleet_table",
+    "fleet_top",
     "gateways_layout",
     "gateways_table",
     "model_periods_table",
@@ -34,6 +36,8 @@ __all__ = [
     "not_found",
     "time_text",
 ]
+
+FLEET_ROWS_SHOWN = 100  # the fleet table's default length (DashboardSettings.fleet_rows_shown)
 
 # Asset page ranges: label -> (hours shown, bucket seconds).
 RANGES: dict[str, tuple[int, int]] = {
@@ -45,8 +49,9 @@ RANGES: dict[str, tuple[int, int]] = {
 
 
 def time_text(ts: datetime | None) -> str:
-    """A timestamp as the tables show it (UTC, to the minute); a dash when unknown."""
-    return "–" if ts is None else ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    """A timestamp as the tables show it (in the browser's zone, to the minute, with the zone's
+    abbreviation); a dash when unknown."""
+    return "–" if ts is None else ts.astimezone(display_zone()).strftime("%Y-%m-%d %H:%M %Z")
 
 
 def _age_text(ts: datetime | None, now: datetime) -> str:
@@ -108,6 +113,7 @@ def fleet_layout() -> html.Div:
                 ],
                 className="filters",
             ),
+            dcc.Graph(id="fleet-risk", config={"displaylogo": False}),
             html.Div(id="fleet-table"),
         ]
     )
@@ -139,6 +145,19 @@ def _last_alert_text(alert: AlertRecord | None) -> str:
     if alert is None:
         return "none"
     return f"{alert.severity} {alert.state}, {time_text(alert.raised_at)}"
+
+
+def fleet_top(rows: Sequence[FleetRow], *, limit: int) -> html.Div:
+    """The fleet table of the `limit` most at-risk rows (already sorted and filtered), and how many more
+    there are: a thousand rows are neither read nor drawn quickly."""
+    shown = rows[:limit]
+    note = (
+        f"Showing the {len(shown)} most at risk of {len(rows)} assets: filter by site, line, type, "
+        "criticality or state to see the others."
+        if len(rows) > limit
+        else f"{len(rows)} assets."
+    )
+    return html.Div([html.P(note, className="muted", id="fleet-count"), fleet_table(shown)])
 
 
 def fleet_table(rows: Sequence[FleetRow]) -> html.Table:

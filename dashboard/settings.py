@@ -8,9 +8,16 @@ from typing import ClassVar
 from pydantic import BaseModel, Field
 from pydantic_settings import SettingsConfigDict
 
-from shared.config import ComponentSettings, DatabaseSettings
+from shared.config import ComponentSettings, DatabaseSettings, MqttSettings
 
-__all__ = ["AlertsSettings", "DashboardSettings", "LoginSettings", "ProxySettings", "SessionSettings"]
+__all__ = [
+    "AlertsSettings",
+    "DashboardSettings",
+    "LoginSettings",
+    "ModelActionSettings",
+    "ProxySettings",
+    "SessionSettings",
+]
 
 
 class SessionSettings(BaseModel, frozen=True, extra="forbid"):
@@ -64,6 +71,25 @@ class AlertsSettings(BaseModel, frozen=True, extra="forbid"):
     )
 
 
+class ModelActionSettings(BaseModel, frozen=True, extra="forbid"):
+    """What the Models page's deploy and roll back need: the broker to publish orders to and the key that
+    signs rollbacks (the cloud service's `mqtt` and `lifecycle` values)."""
+
+    mqtt: MqttSettings = Field(
+        MqttSettings.model_validate({}), description="The broker the gateways take deployment orders from."
+    )
+    signing_key: Path = Field(
+        Path("/etc/forewarn/keys/forewarn-signing.key"),
+        description="Ed25519 private key (PEM, mode 0600) that signs rollback orders.",
+    )
+    chunk_bytes: int = Field(
+        256 * 1024, ge=1024, le=1 << 20, description="Artifact bytes per retained MQTT chunk message."
+    )
+    push_timeout_s: float = Field(
+        30.0, gt=0, le=600, description="Bound on connecting to the broker and on each acknowledgement."
+    )
+
+
 class DashboardSettings(ComponentSettings):
     """Settings of the dashboard."""
 
@@ -74,6 +100,9 @@ class DashboardSettings(ComponentSettings):
     port: int = Field(8050, ge=1, le=65535, description="TCP port to listen on.")
     threads: int = Field(4, ge=1, le=64, description="Waitress worker threads.")
     refresh_s: float = Field(30.0, ge=2, le=3600, description="How often live pages refresh, in seconds.")
+    fleet_rows_shown: int = Field(
+        100, ge=10, le=5000, description="Rows of the fleet table shown, most at risk first (filters narrow)."
+    )
     db: DatabaseSettings = Field(
         DatabaseSettings.model_validate({}), description="The cloud service's PostgreSQL database."
     )
@@ -81,3 +110,6 @@ class DashboardSettings(ComponentSettings):
     login: LoginSettings = Field(LoginSettings.model_validate({}), description="Failed-login slowing.")
     proxy: ProxySettings = Field(ProxySettings.model_validate({}), description="Reverse proxy.")
     alerts: AlertsSettings = Field(AlertsSettings.model_validate({}), description="The alerts page.")
+    models: ModelActionSettings = Field(
+        ModelActionSettings.model_validate({}), description="Deploying and rolling back from the Models page."
+    )

@@ -2,20 +2,28 @@
 
 One module per table family:
 
-* `alarm_management`: alert states, acknowledge, shelve, out of service and the append-only alert event
-  log (`list_alerts`, `acknowledge`, `shelve_alert`, `alert_history`, ...);
-* `alarm_health`: the alarm-system health per site computed from that log (`alarm_health`);
 * `aggregates`: the time-series aggregates and their rollups (`asset_series`, `feature_matrix`,
   `window_spread`, `latest_period_end`);
-* `alerts`: alerts and maintenance/failure events (`open_alerts`, `acknowledge_alert`,
-  `maintenance_events`);
-* `assets`: assets, sites and gateways (`fleet_status`, `gateway_health`, `register_asset`, `update_asset`,
-  `upsert_site`);
+* `alarm_health`: the alarm-system health per site computed from the alert event log (`alarm_health`);
+* `alarm_management`: alert states, acknowledge, shelve, out of service and the append-only alert event
+  log (`list_alerts`, `acknowledge`, `shelve_alert`, `alert_history`, ...);
+* `alert_context`: why an alert fired: its stored detail, its top features' baselines and its raw
+  snapshots (`alert_detail`, `feature_baselines`, `alert_snapshots`);
+* `alerts`: alerts and maintenance/failure events (`open_alerts`, `last_alerts`, `asset_alerts`,
+  `acknowledge_alert`, `maintenance_events`);
+* `asset_history`: an asset's feature series and model periods, from the aggregates or their hourly
+  rollups (`feature_series`, `model_periods`, `asset_feature_names`);
+* `assets`: assets, sites and gateways (`fleet_status`, `asset_status`, `gateway_health`, `register_asset`,
+  `update_asset`, `upsert_site`);
+* `costs`: bandwidth per gateway, storage per table, lifecycle job durations (`gateway_traffic`,
+  `storage_use`, `job_durations`);
+* `forecasts`: the stored forecasts' history per asset and the fleet's risk per day (`forecast_history`,
+  `risk_history`);
 * `ingest_stats`: what ingest stored and how it is doing (`ingest_status`, `stored_counts`,
-  `sequence_account`);
+  `sequence_account`, `missing_sequences`, `latest_gateway_metrics`);
 * `storage_jobs`: TimescaleDB's policy jobs and how their runs went (`storage_jobs`).
 
-The model registry's SQL is in `cloud_service.lifecycle.registry`, the forecasts' in
+The model registry's SQL is in `cloud_service.lifecycle.registry`, the forecasters' in
 `cloud_service.forecasting.repository`, the write path's in `cloud_service.writer`. Every function takes an
 open connection and never commits: the caller (a job, a CLI command, a test) owns the transaction. The
 public names of the modules are re-exported here.
@@ -31,7 +39,18 @@ from cloud_service.queries.aggregates import (
     latest_period_end,
     window_spread,
 )
-from cloud_service.queries.alarm_health import AlarmPoint, SiteAlarmHealth, alarm_health, raises_per_hour
+from cloud_service.queries.alarm_health import (
+    CHATTER_RAISES,
+    CHATTER_WINDOW,
+    FLOOD_PERIOD,
+    FLOOD_RAISES,
+    STALE_AFTER,
+    TOP_POINTS,
+    AlarmPoint,
+    SiteAlarmHealth,
+    alarm_health,
+    raises_per_hour,
+)
 from cloud_service.queries.alarm_management import (
     ATTENTION_STATES,
     AlarmState,
@@ -50,22 +69,61 @@ from cloud_service.queries.alarm_management import (
     shelve_alert,
     unshelve_alert,
 )
+from cloud_service.queries.alert_context import (
+    BASELINE_SPAN,
+    AlertDetail,
+    FeatureBaseline,
+    SnapshotRecord,
+    TopFeature,
+    alert_detail,
+    alert_snapshots,
+    feature_baselines,
+)
 from cloud_service.queries.alerts import (
     AlertRecord,
     EventRecord,
     acknowledge_alert,
+    asset_alerts,
+    last_alerts,
     maintenance_events,
     open_alerts,
+)
+from cloud_service.queries.asset_history import (
+    DEFAULT_ROLLUP_FROM,
+    FeaturePoint,
+    ModelPeriod,
+    asset_feature_names,
+    feature_series,
+    model_periods,
 )
 from cloud_service.queries.assets import (
     CRITICALITIES,
     AssetStatus,
     GatewayHealth,
+    asset_status,
     fleet_status,
     gateway_health,
     register_asset,
     update_asset,
     upsert_site,
+)
+from cloud_service.queries.costs import (
+    EXACT_COUNT_BELOW_BYTES,
+    GatewayTraffic,
+    JobDuration,
+    StorageUse,
+    TableStorage,
+    gateway_traffic,
+    job_durations,
+    storage_use,
+)
+from cloud_service.queries.forecasts import (
+    LIKELY_P_FAIL,
+    POSSIBLE_P_FAIL,
+    RiskDay,
+    fleet_latest_forecasts,
+    forecast_history,
+    risk_history,
 )
 from cloud_service.queries.ingest_stats import (
     IngestStatus,
@@ -77,55 +135,95 @@ from cloud_service.queries.ingest_stats import (
     sequence_account,
     stored_counts,
 )
-from cloud_service.queries.storage_jobs import StorageJob, storage_jobs
+from cloud_service.queries.storage_jobs import (
+    StorageJob,
+    storage_jobs,
+)
 
 __all__ = [
     "ATTENTION_STATES",
+    "BASELINE_SPAN",
+    "CHATTER_RAISES",
+    "CHATTER_WINDOW",
     "CRITICALITIES",
+    "DEFAULT_ROLLUP_FROM",
+    "EXACT_COUNT_BELOW_BYTES",
+    "FLOOD_PERIOD",
+    "FLOOD_RAISES",
+    "LIKELY_P_FAIL",
+    "POSSIBLE_P_FAIL",
+    "STALE_AFTER",
+    "TOP_POINTS",
     "AlarmPoint",
     "AlarmState",
+    "AlertDetail",
     "AlertEvent",
     "AlertRecord",
     "AssetStatus",
     "EventRecord",
+    "FeatureBaseline",
     "FeatureMatrix",
+    "FeaturePoint",
     "GatewayHealth",
+    "GatewayTraffic",
     "IngestStatus",
+    "JobDuration",
     "ManagedAlert",
+    "ModelPeriod",
+    "RiskDay",
     "SequenceAccount",
     "Series",
     "SeriesPoint",
     "SiteAlarmHealth",
+    "SnapshotRecord",
     "StorageJob",
+    "StorageUse",
     "StoredCounts",
+    "TableStorage",
+    "TopFeature",
     "Transition",
     "WindowSpread",
     "acknowledge",
     "acknowledge_alert",
     "alarm_health",
+    "alert_detail",
     "alert_history",
+    "alert_snapshots",
+    "asset_alerts",
+    "asset_feature_names",
     "asset_series",
+    "asset_status",
     "expire_shelves",
+    "feature_baselines",
     "feature_matrix",
+    "feature_series",
+    "fleet_latest_forecasts",
     "fleet_status",
+    "forecast_history",
     "gateway_health",
+    "gateway_traffic",
     "ingest_status",
+    "job_durations",
     "known_assets",
+    "last_alerts",
     "latest_gateway_metrics",
     "latest_period_end",
     "list_alerts",
     "maintenance_events",
     "missing_sequences",
+    "model_periods",
     "open_alerts",
     "out_of_service_assets",
     "raises_per_hour",
     "record_edge_transition",
     "register_asset",
     "return_to_service",
+    "risk_history",
     "sequence_account",
     "set_out_of_service",
     "shelve_alert",
     "storage_jobs",
+    "storage_use",
     "stored_counts",
     "unshelve_alert",
     "update_asset",

@@ -26,6 +26,7 @@ __all__ = [
     "WindowSpread",
     "asset_series",
     "feature_matrix",
+    "latest_period_end",
     "window_spread",
 ]
 

@@ -15,7 +15,15 @@ from psycopg.rows import class_row
 
 from cloud_service.queries.alarm_management import acknowledge
 
-__all__ = ["AlertRecord", "EventRecord", "acknowledge_alert", "maintenance_events", "open_alerts"]
+__all__ = [
+    "AlertRecord",
+    "EventRecord",
+    "acknowledge_alert",
+    "asset_alerts",
+    "last_alerts",
+    "maintenance_events",
+    "open_alerts",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +46,9 @@ class AlertRecord:
     comment: str
 
 
-_ALERT_COLUMNS = """gateway_id, alert_id, asset_id, state, severity, raised_at, cleared_at, score, threshold,
-                    model_version, message, acknowledged_by, acknowledged_at, comment"""
+_ALERT_COLUMNS = """gateway_id, alert_id, asset_id, state, severity, raised_at, cleared_at,
+                    score::float8 AS score, threshold::float8 AS threshold, model_version, message,
+                    acknowledged_by, acknowledged_at, comment"""
 
 
 def open_alerts(conn: psycopg.Connection[Any], *, asset_id: str | None = None) -> list[AlertRecord]:
@@ -49,6 +58,28 @@ def open_alerts(conn: psycopg.Connection[Any], *, asset_id: str | None = None) -
             f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE state <> 'cleared' "
             "AND (%(asset)s::text IS NULL OR asset_id = %(asset)s) ORDER BY raised_at DESC NULLS LAST",
             {"asset": asset_id},
+        ).fetchall()
+
+
+def last_alerts(conn: psycopg.Connection[Any]) -> dict[str, AlertRecord]:
+    """Each asset's most recently raised alert (whatever its state), by asset id."""
+    with conn.cursor(row_factory=class_row(AlertRecord)) as cur:
+        rows = cur.execute(
+            f"SELECT DISTINCT ON (asset_id) {_ALERT_COLUMNS} FROM alerts "
+            "ORDER BY asset_id, raised_at DESC NULLS LAST, updated_at DESC"
+        ).fetchall()
+    return {row.asset_id: row for row in rows}
+
+
+def asset_alerts(
+    conn: psycopg.Connection[Any], asset_id: str, *, start: datetime, end: datetime
+) -> list[AlertRecord]:
+    """An asset's alerts raised within `[start, end)`, oldest first."""
+    with conn.cursor(row_factory=class_row(AlertRecord)) as cur:
+        return cur.execute(
+            f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE asset_id = %s AND raised_at >= %s AND raised_at < %s "
+            "ORDER BY raised_at",
+            (asset_id, start, end),
         ).fetchall()
 
 

@@ -18,8 +18,10 @@ __all__ = [
     "CRITICALITIES",
     "AssetStatus",
     "GatewayHealth",
+    "asset_status",
     "fleet_status",
     "gateway_health",
+    "register_asset",
     "update_asset",
     "upsert_site",
 ]
@@ -64,6 +66,7 @@ LEFT JOIN LATERAL (
     ORDER BY period_start DESC LIMIT 1
 ) g ON TRUE
 LEFT JOIN gateways gw ON gw.gateway_id = a.gateway_id
+{where}
 ORDER BY a.asset_id
 """
 
@@ -76,7 +79,14 @@ def fleet_status(conn: psycopg.Connection[Any]) -> list[AssetStatus]:
     period of that day scored any window.
     """
     with conn.cursor(row_factory=class_row(AssetStatus)) as cur:
-        return cur.execute(_FLEET).fetchall()
+        return cur.execute(_FLEET.format(where="")).fetchall()
+
+
+def asset_status(conn: psycopg.Connection[Any], asset_id: str) -> AssetStatus | None:
+    """One asset as `fleet_status` gives it (reading only that asset's rows); None if there is no such
+    asset."""
+    with conn.cursor(row_factory=class_row(AssetStatus)) as cur:
+        return cur.execute(_FLEET.format(where="WHERE a.asset_id = %s"), (asset_id,)).fetchone()
 
 
 @dataclass(frozen=True, slots=True)

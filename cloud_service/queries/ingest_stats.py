@@ -13,7 +13,16 @@ import psycopg
 
 from cloud_service.queries.storage_jobs import StorageJob, storage_jobs
 
-__all__ = ["IngestStatus", "StoredCounts", "ingest_status", "stored_counts"]
+__all__ = [
+    "IngestStatus",
+    "SequenceAccount",
+    "StoredCounts",
+    "ingest_status",
+    "latest_gateway_metrics",
+    "missing_sequences",
+    "sequence_account",
+    "stored_counts",
+]
 
 
 @dataclass(frozen=True, slots=True)

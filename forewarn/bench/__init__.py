@@ -19,4 +19,5 @@ SUITES: dict[str, str] = {
     "forecast-live": "forewarn.bench.forecast_live:run",
     "connectors": "forewarn.bench.connectors:run",
     "fuzz": "forewarn.bench.fuzz:run",
+    "dashboard": "forewarn.bench.dashboard:run",
 }
