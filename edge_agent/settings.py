@@ -178,6 +178,26 @@ class BaselineSettings(BaseModel, frozen=True, extra="forbid"):
             "minutes of slow-sensor behaviour, not a few overlapping windows (0: every window)."
         ),
     )
+    learn_first_s: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=86_400.0,
+        description=(
+            "Learn every window of the asset's first this many data seconds, then score (the warm-up "
+            "ends by time, not by `warmup_windows`; those seconds must be healthy). 0: off."
+        ),
+    )
+    shift_confirm_s: float = Field(
+        default=600.0,
+        gt=0.0,
+        le=7 * 86_400.0,
+        description=(
+            "After warm-up, a sustained rise of the scores (a level shift, one-sided CUSUM) pauses "
+            "learning; the shifted windows are learned only once the shift is confirmed as a new "
+            "operating state: this many data seconds with no window scored anomalous and no rising "
+            "trend (see docs/edge-recordings.md)."
+        ),
+    )
     seed: int = Field(default=0, description="Seed of the baseline's reservoir sampling.")
     features: Literal["all", "shape"] = Field(
         default="shape",
