@@ -149,7 +149,12 @@ class _Asset:
             if pipeline.baseline.spike_check and p2p in index and std in index
             else None
         )
-        self.learner = BaselineLearner(pipeline.baseline, asset_id=settings.asset_id)
+        driver_settings = self.driver.settings
+        self.learner = BaselineLearner(
+            pipeline.baseline,
+            asset_id=settings.asset_id,
+            window_s=pipeline.sensor_window_len(driver_settings) / driver_settings.sample_rate_hz,
+        )
         self.compat: ModelCompatibility | None = None
         self.debouncer = AlertDebouncer(
             k=pipeline.alerts.k, n=pipeline.alerts.n, clear_after=pipeline.alerts.clear_after

@@ -7,9 +7,12 @@ import signal
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shared.config import load_settings
+
+if TYPE_CHECKING:
+    from edge_agent.offline import OfflineSummary
 
 __all__ = ["register"]
 
@@ -32,6 +35,25 @@ def _run_agent(args: argparse.Namespace) -> int:
     print(f"forewarn edge: gateway {settings.gateway_id} running (SIGTERM or Ctrl-C stops)", flush=True)
     agent.run(stop)
     return 0
+
+
+def _baseline_line(summary: OfflineSummary) -> str:
+    """How the baseline learned: its warm-up, the windows it learned and the shifts that paused it."""
+    if summary.learn_first_s:
+        warmup = f"warm-up on the first {summary.learn_first_s:g} s of the recording (--learn-first)"
+    elif summary.learn_interval_s:
+        warmup = (
+            f"warm-up on {summary.warmup_windows} windows, one per {summary.learn_interval_s:g} s of data"
+        )
+    else:
+        warmup = f"warm-up on the first {summary.warmup_windows} windows"
+    line = f"{warmup}; {summary.baseline_learned} window(s) learned in all"
+    if summary.baseline_shifts:
+        line += (
+            f"; learning paused {summary.baseline_shifts} time(s) by a level shift not confirmed as a new "
+            "operating state"
+        )
+    return line
 
 
 def _score(args: argparse.Namespace) -> int:
@@ -57,15 +79,7 @@ def _score(args: argparse.Namespace) -> int:
         f"wrote {summary.out_path}"
     )
     if summary.model_version == "baseline":
-        learned_from = (
-            f"the first {summary.learn_first_s:g} s of the recording (--learn-first)"
-            if summary.learn_first_s
-            else f"{summary.warmup_windows} windows, one per {summary.learn_interval_s:g} s of data"
-        )
-        print(
-            f"forewarn edge score: baseline warm-up: {learned_from}; {summary.baseline_learned} window(s) "
-            f"learned in all, learning paused by {summary.baseline_shifts} unconfirmed level shift(s)"
-        )
+        print(f"forewarn edge score: baseline: {_baseline_line(summary)}")
     if advice := warmup_advice(summary):
         print(f"forewarn edge score: {advice}")
     if summary.rejected:

@@ -1,4 +1,4 @@
-"""Synthesised single-accelerometer bearing recordings of known answer, written as `forewarn edge score` reads.
+"""Synthesised single-accelerometer bearing recordings of known answer, as `forewarn edge score` reads them.
 
 Healthy: a shaft at 29.95 Hz (1797 rpm) with its 2x and 3x harmonics, a broadband structural response and
 sensor noise. Fault: an outer-race defect, a train of impacts at the ball-pass frequency (107.4 Hz, 3.585
@@ -64,8 +64,9 @@ def synthesise(recording: Recording) -> npt.NDArray[np.float64]:
         + 0.4 * np.sin(2 * np.pi * 2 * SHAFT_HZ * t + 0.7)
         + 0.15 * np.sin(2 * np.pi * 3 * SHAFT_HZ * t + 1.9)
     )
-    structure = signal.lfilter(*signal.butter(2, [800.0, 4000.0], btype="band", fs=recording.rate_hz),
-                               rng.normal(0.0, 0.6, n))
+    structure = signal.lfilter(
+        *signal.butter(2, [800.0, 4000.0], btype="band", fs=recording.rate_hz), rng.normal(0.0, 0.6, n)
+    )
     healthy = (shaft + structure + rng.normal(0.0, 0.05, n)) * _envelope(recording.level, t)
     period = recording.rate_hz / BPFO_HZ
     starts = np.arange(0.0, n, period) + rng.normal(0.0, 0.01 * period, int(np.ceil(n / period)))
