@@ -1,4 +1,4 @@
-"""`forewarn models list|show|approve|deploy|rollback|train|fit|schedule`: the registry and the lifecycle."""
+"""`forewarn models list|show|approve|deploy|rollback|train|fit|register|schedule`: registry and lifecycle."""
 
 from __future__ import annotations
 
@@ -155,6 +155,17 @@ def _fit(args: argparse.Namespace) -> int:
     return 0 if all(r.directory is not None for r in results) else 1
 
 
+def _register(args: argparse.Namespace) -> int:
+    from forewarn.models_fit import register_fitted  # noqa: PLC0415 - only `register` needs it
+
+    settings = _settings(args)
+    key = load_private_key(settings.lifecycle.signing_key)
+    with _connect(settings) as conn, conn.transaction():
+        target, version = register_fitted(conn, args.directory, private_key=key, target=args.target)
+    print(f"registered {target} v{version} (candidate); next: forewarn models approve {target} {version}")
+    return 0
+
+
 def _add(
     actions: Any, name: str, help_text: str, handler: Any, *, version: bool = True
 ) -> argparse.ArgumentParser:
@@ -209,6 +220,15 @@ def register(subparsers: Any) -> None:
     fit.add_argument("--target", default=None, help="Model target (default: the asset id).")
     fit.add_argument("--version", type=int, default=1, help="Model version in the manifest.")
     fit.add_argument("--seed", type=int, default=0, help="Seed of the fitting / held-out split.")
+    register = _add(
+        actions,
+        "register",
+        "Add a `models fit` directory to the registry as a signed candidate (then approve, deploy).",
+        _register,
+        version=False,
+    )
+    register.add_argument("directory", type=Path, help="The directory `forewarn models fit` wrote.")
+    register.add_argument("--target", default=None, help="Model target (default: the manifest's).")
     _add(
         actions,
         "schedule",

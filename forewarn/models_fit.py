@@ -10,25 +10,37 @@ own gates (`cloud_service.lifecycle.gates`: int8/float agreement, one-window lat
 Output per asset: `model.onnx` (int8) and `manifest.json`, the layout `forewarn edge score --model DIR`
 and the edge model store load, plus `fit_report.json` (rows, exclusions, metrics, gates). With one asset
 they go in `DIR`, with several in `DIR/<asset_id>/`. A model that fails a gate is not written.
+
+`register_fitted` (`forewarn models register DIR`) adds such a directory to the cloud registry as a
+`candidate` under the target's next version, signed, so `forewarn models approve` and `deploy` push it to
+gateways like a model trained in the cloud.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import numpy as np
+import psycopg
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from cloud_service.lifecycle import registry
 from cloud_service.lifecycle.gates import candidate_gates, failed_reason, int8_latency_us
 from cloud_service.lifecycle.records import Gates
 from cloud_service.lifecycle.settings import LifecycleSettings
+from cloud_service.lifecycle.signing import sign_manifest
 from cloud_service.modeling import build_anomaly_model, save_artifact
 from edge_agent.offline import RecordedFeatures, recorded_features
 from edge_agent.settings import PipelineSettings
+from shared.errors import ModelVerificationError
+from shared.messages import decode_manifest, encode
 
-__all__ = ["MIN_FIT_ROWS", "REPORT_FILE", "FitResult", "fit_recording"]
+__all__ = ["MIN_FIT_ROWS", "REPORT_FILE", "FitResult", "fit_recording", "register_fitted"]
 
 MIN_FIT_ROWS = 40
 """The fewest healthy windows a model is fitted on (the PCA detector's minimum)."""
@@ -165,3 +177,54 @@ def fit_recording(
         )
         for asset in found
     ]
+
+
+def register_fitted(
+    conn: psycopg.Connection[Any],
+    directory: Path,
+    *,
+    private_key: Ed25519PrivateKey,
+    target: str | None = None,
+) -> tuple[str, int]:
+    """Add a `models fit` directory to the registry as a signed candidate; (target, version) (no commit).
+
+    Raises:
+        ModelVerificationError: if the files are missing or the artifact does not match its manifest.
+    """
+    try:
+        manifest = decode_manifest((directory / "manifest.json").read_bytes())
+        artifact = (directory / "model.onnx").read_bytes()
+        report = json.loads((directory / REPORT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelVerificationError(
+            "files", f"{directory} is not a `forewarn models fit` directory: {exc}"
+        ) from exc
+    if hashlib.sha256(artifact).hexdigest() != manifest.artifact_sha256:
+        raise ModelVerificationError("digest", f"{directory / 'model.onnx'} does not match its manifest")
+    target = target or manifest.target
+    version = registry.allocate_version(conn, target)
+    manifest = msgspec.structs.replace(manifest, target=target, version=version)
+    manifest_json = encode(manifest).decode()
+    registry.insert_model(
+        conn,
+        target=target,
+        version=version,
+        model_type=manifest.model_type,
+        sha256=manifest.artifact_sha256,
+        artifact=artifact,
+        manifest_json=manifest_json,
+        signature_b64=sign_manifest(private_key, manifest_json),
+        feature_spec=manifest.feature_spec,
+        feature_names=manifest.feature_names,
+        threshold=manifest.threshold,
+        assets=[str(report.get("asset_id", target))],
+        train_start=None,
+        train_end=None,
+        n_train_rows=int(report.get("n_rows", 0)),
+        metrics=None,
+        gates=msgspec.convert(report["gates"], Gates) if "gates" in report else None,
+        reference=None,
+        status="candidate",
+        reason=f"fitted offline from recordings (forewarn models fit), registered from {directory}",
+    )
+    return target, version

@@ -64,9 +64,8 @@ def synthesise(recording: Recording) -> npt.NDArray[np.float64]:
         + 0.4 * np.sin(2 * np.pi * 2 * SHAFT_HZ * t + 0.7)
         + 0.15 * np.sin(2 * np.pi * 3 * SHAFT_HZ * t + 1.9)
     )
-    structure = signal.lfilter(
-        *signal.butter(2, [800.0, 4000.0], btype="band", fs=recording.rate_hz), rng.normal(0.0, 0.6, n)
-    )
+    band = signal.butter(2, [800.0, 4000.0], btype="band", fs=recording.rate_hz)
+    structure = np.asarray(signal.lfilter(*band, rng.normal(0.0, 0.6, n)), dtype=np.float64)
     healthy = (shaft + structure + rng.normal(0.0, 0.05, n)) * _envelope(recording.level, t)
     period = recording.rate_hz / BPFO_HZ
     starts = np.arange(0.0, n, period) + rng.normal(0.0, 0.01 * period, int(np.ceil(n / period)))
@@ -75,7 +74,8 @@ def synthesise(recording: Recording) -> npt.NDArray[np.float64]:
     np.add.at(train, at, _envelope(recording.impacts, t[at]))
     ring_t = np.arange(round(8 * RING_DECAY_S * recording.rate_hz)) / recording.rate_hz
     ring = np.exp(-ring_t / RING_DECAY_S) * np.sin(2 * np.pi * RESONANCE_HZ * ring_t)
-    return healthy + 3.0 * signal.fftconvolve(train, ring)[:n]
+    impacts = np.asarray(signal.fftconvolve(train, ring)[:n], dtype=np.float64)
+    return healthy + 3.0 * impacts
 
 
 def write_recording(path: Path, recording: Recording, *, asset_id: str = "bearing-1") -> Path:

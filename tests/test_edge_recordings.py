@@ -3,13 +3,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import psycopg
 import pytest
 
+from cloud_service.migrate import migrate
 from edge_agent.baseline_learning import LevelShiftGuard, rising_trend_z
 from edge_agent.operating_state import OperatingState
 from forewarn.cli import main
@@ -218,14 +223,22 @@ def test_rising_trend_z_is_zero_mean_on_noise_and_large_on_a_ramp() -> None:
 # -- (5): an edge model trained offline from a healthy recording ---------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """`forewarn models fit` on 30 s of a healthy 12 kHz recording: the model directory and its stdout."""
+    directory = tmp_path_factory.mktemp("fit")
+    healthy = write_recording(directory / "healthy.csv", Recording(rate_hz=RATE_12K, duration_s=30.0, seed=7))
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        assert main(["models", "fit", "--csv", str(healthy), "--out", str(directory / "model")]) == 0
+    return directory / "model", stdout.getvalue()
+
+
 @pytest.mark.slow
 def test_models_fit_trains_a_vibration_only_int8_model_that_edge_score_uses(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fitted: tuple[Path, str]
 ) -> None:
-    healthy = write_recording(tmp_path / "healthy.csv", Recording(rate_hz=RATE_12K, duration_s=30.0, seed=7))
-    model_dir = tmp_path / "model"
-    assert main(["models", "fit", "--csv", str(healthy), "--out", str(model_dir)]) == 0
-    stdout = capsys.readouterr().out
+    model_dir, stdout = fitted
     assert "gates passed" in stdout
     assert "(vibration)" in stdout
     manifest = json.loads((model_dir / "manifest.json").read_text(encoding="utf-8"))
@@ -260,3 +273,34 @@ def test_models_fit_refuses_a_recording_with_too_few_windows(
     assert main(["models", "fit", "--csv", str(healthy), "--out", str(tmp_path / "m")]) == 1
     assert "at least 40 are needed" in capsys.readouterr().out
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.slow
+def test_a_fitted_model_is_registered_as_a_signed_candidate_and_approved(
+    db: str,
+    workdir: Path,
+    unique_id: Callable[[str], str],
+    capsys: pytest.CaptureFixture[str],
+    fitted: tuple[Path, str],
+) -> None:
+    migrate(db)
+    assert main(["keys", "init", "--out", str(workdir / "keys")]) == 0
+    params = psycopg.conninfo.conninfo_to_dict(db)
+    config = _toml(
+        workdir / "cloud.toml",
+        f'[db]\nhost = "{params["host"]}"\nport = {params["port"]}\ndbname = "{params["dbname"]}"\n'
+        f'[lifecycle]\nsigning_key = "{workdir / "keys" / "forewarn-signing.key"}"\n',
+    )
+    target = unique_id("bearing")
+    model_dir, _ = fitted
+    for expected in (1, 2):
+        assert main(["models", "register", str(model_dir), "--target", target, "--config", str(config)]) == 0
+        assert f"registered {target} v{expected} (candidate)" in capsys.readouterr().out
+    assert main(["models", "approve", "--config", str(config), target, "2"]) == 0
+    capsys.readouterr()
+    assert main(["models", "show", "--config", str(config), target, "2", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    manifest = json.loads((model_dir / "manifest.json").read_text(encoding="utf-8"))
+    assert (shown["status"], shown["sha256"]) == ("approved", manifest["artifact_sha256"])
+    assert shown["feature_spec"] == manifest["feature_spec"]
+    assert shown["gates"]["agreement"]["passed"]
