@@ -136,7 +136,8 @@ def _top_contributions(
 class BaselineScorer:
     """Robust z-score baseline learned online from one asset's own windows.
 
-    Until `warmup_windows` finite rows have been seen, `score` returns zeros and `contributions` nothing.
+    Until `warmup_windows` finite rows have been seen (or `finish_warmup` fitted early), `score` returns
+    zeros and `contributions` nothing; the pipeline leaves such windows unscored (`warmup`).
     Statistics are re-estimated from a seeded reservoir sample (uniform over everything seen) at the end
     of warm-up and then every `refit_every` rows. Each feature's centre is the sample median; its scale is
     the larger of 1.4826 x MAD and (q99 - q1) / 4.65, both equal to the standard deviation for a Gaussian,

@@ -163,11 +163,16 @@ class BaselineSettings(BaseModel, frozen=True, extra="forbid"):
         default=6.0, gt=0.0, description="A window is anomalous above this robust z-score."
     )
     warmup_windows: int = Field(
-        default=200, ge=1, description="Windows learned before the baseline scores (scores are 0 until then)."
+        default=200,
+        ge=1,
+        description="Windows learned before the baseline scores (until then: unscored, as `warmup`).",
     )
     keep_learning: bool = Field(
         default=True,
-        description="After warm-up keep learning from windows scored normal (never from anomalous ones).",
+        description=(
+            "After warm-up keep learning from windows scored normal (never from anomalous ones, nor from an "
+            "unconfirmed level shift: see `shift_confirm_s`)."
+        ),
     )
     learn_interval_s: float = Field(
         default=1.0,
