@@ -8,10 +8,12 @@ scored: the pipeline reports them as `warmup`.
 After warm-up (with `keep_learning`) a window is learned only when all of these hold:
 
 * it was scored normal (score <= threshold): a window scored anomalous is never learned;
-* no level shift is open: a one-sided CUSUM (Page's test) of the scores, each standardised by the median
-  and robust scale of the scores the baseline gives its own healthy rows, with slack `k = 0.5` and alarm
-  level `h = 8`. A sustained rise of half a healthy standard deviation or more (a developing fault, or a
-  new operating state) opens a shift within h / (shift - k) windows, 16 for a rise of one deviation;
+* no level shift is open: a one-sided CUSUM (Page's test) of the scores, each first turned into a normal
+  score through the distribution of the scores the baseline gives its own healthy rows (its quantile
+  there, then the standard normal quantile of that: healthy windows give N(0, 1) whatever the skew of the
+  score), with slack `k = 0.5` and alarm level `h = 8`. A sustained rise of half a healthy standard
+  deviation or more (a developing fault, or a new operating state) opens a shift within h / (shift - k)
+  windows, 16 for a rise of one deviation;
   healthy scores seldom do (measured on the baseline's skewed healthy scores: a false shift every ~2,500
   windows, which only pauses learning for a while).
   A shift closes when the statistic falls back to 0 (the scores came back);
@@ -21,9 +23,10 @@ After warm-up (with `keep_learning`) a window is learned only when all of these 
 
 A shift is *confirmed* as a new operating state, and its windows learned, when for `shift_confirm_s` of data
 time (and at least `MIN_CONFIRM_WINDOWS` windows) no window was scored anomalous (any such window restarts
-the period) and the scores show no rising trend: the later half of the period does not score higher than
-the earlier half (one-sided Mann-Whitney U test, normal approximation, z below 2.326, the 1 % level). A fault
-keeps growing or crosses the threshold; a new operating state is stationary and normal to the baseline.
+the period) and the scores show no rising trend (checked at the end of each batch of windows): the later
+half of the period does not score higher than the earlier half (one-sided Mann-Whitney U test, normal
+approximation, z below 2.326, the 1 % level). A fault keeps growing or crosses the threshold; a new
+operating state is stationary and normal to the baseline.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from scipy.special import ndtri
 
 from edge_agent.scoring import BaselineScorer
 from edge_agent.settings import BaselineSettings
@@ -46,6 +50,8 @@ __all__ = [
     "PROBATION_WINDOWS",
     "BaselineLearner",
     "LevelShiftGuard",
+    "normal_scores",
+    "rising_trend_z",
 ]
 
 FloatArray = npt.NDArray[np.float32]
@@ -62,6 +68,24 @@ MIN_CONFIRM_WINDOWS = 40
 _TREND_Z = 2.326  # one-sided 1 % point of the standard normal
 _MAX_SHIFT_SCORES = 8192  # the trend test keeps at most this many scores (evenly thinned beyond)
 _NEVER = 1 << 62
+
+
+def normal_scores(
+    scores: FloatArray | npt.NDArray[np.float64], healthy_scores: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """Each score's quantile among the sorted `healthy_scores`, as a standard normal quantile.
+
+    A healthy window's normal score is N(0, 1) whatever the shape of the score's distribution; the
+    quantile is (rank + 0.5) / (n + 1), so a score above every healthy one gives about 3.3 for n = 1024.
+
+    >>> normal_scores(np.array([-1.0, 5.0, 100.0]), np.arange(11.0)).round(2).tolist()
+    [-1.73, 0.0, 1.73]
+    """
+    n = len(healthy_scores)
+    left = np.searchsorted(healthy_scores, scores, side="left")
+    right = np.searchsorted(healthy_scores, scores, side="right")
+    quantile = ((left + right) / 2 + 0.5) / (n + 1)
+    return np.asarray(ndtri(quantile), dtype=np.float64)
 
 
 def rising_trend_z(scores: Sequence[float]) -> float:
@@ -107,10 +131,11 @@ class LevelShiftGuard:
 
     >>> guard = LevelShiftGuard(confirm_s=10.0)
     >>> ends = np.arange(1, 101, dtype=np.int64) * 1_000_000_000
-    >>> healthy = guard.update(np.zeros(100), ends, center=0.0, scale=1.0, threshold=6.0)
-    >>> raised = guard.update(np.full(100, 3.0), ends + 100 * 10**9, center=0.0, scale=1.0, threshold=6.0)
-    >>> healthy.opened, raised.opened, int(np.argmax(raised.in_shift))
-    (False, True, 3)
+    >>> reference = np.linspace(0.5, 2.0, 1000)  # the healthy scores, sorted
+    >>> healthy = guard.update(np.full(100, 1.25), ends, healthy_scores=reference, threshold=6.0)
+    >>> raised = guard.update(np.full(100, 3.0), ends + 100 * 10**9, healthy_scores=reference, threshold=6.0)
+    >>> healthy.opened, raised.opened, int(np.argmax(raised.in_shift))  # 3.3 - 0.5 a window: open at the 3rd
+    (False, True, 2)
     """
 
     def __init__(self, *, confirm_s: float) -> None:
@@ -134,16 +159,32 @@ class LevelShiftGuard:
         scores: FloatArray,
         end_ns: npt.NDArray[np.int64],
         *,
-        center: float,
-        scale: float,
+        healthy_scores: npt.NDArray[np.float64],
         threshold: float,
     ) -> ShiftUpdate:
-        """Feed the scores of a batch of scored windows, in order."""
+        """Feed the scores of a batch of scored windows, in order.
+
+        Args:
+            scores: the windows' scores.
+            end_ns: their end times.
+            healthy_scores: the sorted scores of healthy windows the scores are read against.
+            threshold: a score above this is anomalous.
+        """
         in_shift = np.zeros(len(scores), dtype=np.bool_)
         opened = confirmed = False
         statistic = self._statistic
-        for i, (score, ts_ns) in enumerate(zip(scores.tolist(), end_ns.tolist(), strict=True)):
-            statistic = min(max(0.0, statistic + (score - center) / scale - CUSUM_SLACK), _CUSUM_CAP)
+        increments = normal_scores(scores, healthy_scores) - CUSUM_SLACK
+        if not self._is_open and len(increments):
+            # the common case, vectorised: S_t = C_t - min(-S_0, min_{j<=t} C_j), C the running sum
+            running = np.cumsum(increments)
+            path = running - np.minimum(np.minimum.accumulate(running), -statistic)
+            if path.max() <= CUSUM_ALARM:
+                self._statistic = float(path[-1])
+                return ShiftUpdate(in_shift=in_shift, opened=False, confirmed=False)
+        for i, (step, score, ts_ns) in enumerate(
+            zip(increments.tolist(), scores.tolist(), end_ns.tolist(), strict=True)
+        ):
+            statistic = min(max(0.0, statistic + step), _CUSUM_CAP)
             if not self._is_open and statistic > CUSUM_ALARM:
                 self._is_open, opened = True, True
                 self._since_ns, self._scores = ts_ns, []
@@ -156,11 +197,11 @@ class LevelShiftGuard:
                     self._scores.append(score)
                     if len(self._scores) > _MAX_SHIFT_SCORES:
                         self._scores = self._scores[::2]
-                if self._is_confirmed(ts_ns):
-                    confirmed = True
-                    statistic = 0.0
-                    self._is_open = False
             in_shift[i] = self._is_open
+        if self._is_open and len(end_ns) and self._is_confirmed(int(end_ns[-1])):
+            confirmed = True
+            statistic = 0.0
+            self._is_open = False
         self._statistic = statistic
         return ShiftUpdate(in_shift=in_shift, opened=opened, confirmed=confirmed)
 
@@ -269,8 +310,7 @@ class BaselineLearner:
         update = self._guard.update(
             scores,
             end_ns,
-            center=baseline.score_center_,
-            scale=baseline.score_scale_,
+            healthy_scores=baseline.healthy_scores_,
             threshold=baseline.threshold,
         )
         if update.opened:

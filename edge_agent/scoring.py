@@ -143,8 +143,8 @@ class BaselineScorer:
     the larger of 1.4826 x MAD and (q99 - q1) / 4.65, both equal to the standard deviation for a Gaussian,
     the second keeping discrete or heavy-tailed features from scoring huge z on ordinary values. Features
     that were always positive are compared in log space. Each fit also scores the rows it was fitted on:
-    their median score and robust scale (`score_center_`, `score_scale_`) describe a healthy window's
-    score, against which `baseline_learning` watches for level shifts.
+    their sorted scores (`healthy_scores_`) are the distribution of a healthy window's score, against which
+    `baseline_learning` watches for level shifts.
 
     With `features="shape"`, features named `<sensor>.<suffix>` with a suffix in `LEVEL_FEATURES` get
     z = 0 (they move with load and ambient temperature, so a baseline learned in one regime would flag the
@@ -206,8 +206,7 @@ class BaselineScorer:
         self.center_: npt.NDArray[np.float64] | None = None
         self.scale_: npt.NDArray[np.float64] | None = None
         self.log_mask_: npt.NDArray[np.bool_] | None = None
-        self.score_center_ = 0.0
-        self.score_scale_ = 1.0
+        self.healthy_scores_ = np.zeros(1)
         self._scored, self._band_groups = _shape_layout(self.feature_names, self.features)
 
     @property
@@ -281,11 +280,7 @@ class BaselineScorer:
         self.center_ = center
         self.log_mask_ = log_mask
         self._since_fit = 0
-        healthy = self.score(sample.astype(np.float32)).astype(np.float64)
-        score_center = float(np.median(healthy))
-        mad = float(np.median(np.abs(healthy - score_center)))
-        self.score_center_ = score_center
-        self.score_scale_ = max(_MAD_TO_SIGMA * mad, 1e-6 * (1.0 + abs(score_center)))
+        self.healthy_scores_ = np.sort(self.score(sample.astype(np.float32)).astype(np.float64))
 
     def z_scores(self, features: FloatArray) -> npt.NDArray[np.float64]:
         """Robust z-score of every feature of every row, clipped to +-1e6.
