@@ -505,7 +505,13 @@ class Pipeline:
                 scored_rows = scored_rows[:0]
             metrics.windows_scored += len(scored_rows)
         windows = ScoredWindows(
-            end_ns, matrix, scores, scorer.threshold, scorer.version, _kind(scorer), unscored
+            end_ns=end_ns,
+            features=matrix,
+            scores=scores,
+            threshold=scorer.threshold,
+            model_version=scorer.version,
+            model_kind=_kind(scorer),
+            unscored=unscored,
         )
         if self._on_windows is not None:
             self._on_windows(asset.asset_id, windows)
