@@ -17,7 +17,20 @@ import numpy.typing as npt
 from shared.messages import Aggregate, FeatureStats, ModelKind, ScoreStats
 from shared.timebase import NS_PER_S
 
-__all__ = ["PeriodAggregator", "ScoredWindows"]
+__all__ = ["UNSCORED_REASONS", "PeriodAggregator", "ScoredWindows"]
+
+UNSCORED_REASONS = (
+    "",
+    "incomplete",
+    "nonfinite_features",
+    "sensor_spikes",
+    "stopped",
+    "transient",
+    "warmup",
+    "feature_mismatch",
+    "scorer_error",
+)
+"""Why a window was not scored, by the code `ScoredWindows.unscored` holds (0, the empty reason: scored)."""
 
 _LIMIT = 1e15  # the range of a message's FiniteFloat
 
@@ -33,6 +46,7 @@ class ScoredWindows:
         threshold: the scorer's threshold (NaN if nothing was scored).
         model_version: the version of the scorer used (or that refused the windows).
         model_kind: `baseline` or `onnx`.
+        unscored: per window, the index in `UNSCORED_REASONS` of why it was not scored (0: scored).
     """
 
     end_ns: npt.NDArray[np.int64]
@@ -41,6 +55,7 @@ class ScoredWindows:
     threshold: float
     model_version: str
     model_kind: ModelKind
+    unscored: npt.NDArray[np.uint8] | None = None
 
 
 def _clip(value: float) -> float:

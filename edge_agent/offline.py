@@ -12,10 +12,15 @@ samples. With no assets in the settings, they are discovered in a first pass ove
 (or any sensor at >= 500 Hz) is a vibration sensor, the others are slow sensors.
 
 Output: one CSV row per window, in the order scored:
-`asset_id,time,time_ns,score,threshold,anomalous,alert,model_version,model_kind`, where `time` is the
-window's end (ISO 8601, ns), `score` and `anomalous` are empty for a window that was not scored (a joined
-sensor had no data, or the model does not fit the features), and `alert` is `raised` or `cleared` on the
-window that changed the alert state.
+`asset_id,time,time_ns,score,threshold,anomalous,unscored,alert,model_version,model_kind`, where `time`
+is the window's end (ISO 8601, ns), `score` and `anomalous` are empty for a window that was not scored and
+`unscored` then says why (`aggregation.UNSCORED_REASONS`: `warmup` while the baseline learns, `stopped`,
+`transient`, `incomplete`, `feature_mismatch`, ...), and `alert` is `raised` or `cleared` on the window
+that changed the alert state.
+
+With no model, the baseline learns from the recording itself: by default its first `warmup_windows`
+windows at one per `learn_interval_s` (200 s of data), or with `learn_first_s` every window of the first
+seconds. A recording too short for its warm-up is reported in the summary (`warmup_advice`).
 """
 
 from __future__ import annotations
@@ -24,20 +29,32 @@ import csv
 import heapq
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from edge_agent.aggregation import ScoredWindows
+import numpy as np
+import numpy.typing as npt
+
+from edge_agent.aggregation import UNSCORED_REASONS, ScoredWindows
+from edge_agent.disk_queue import Outbound
 from edge_agent.model_store import LoadedModel, load_model
 from edge_agent.pipeline import Pipeline
 from edge_agent.samples_csv import CsvCounts, csv_batches, csv_files
 from edge_agent.settings import AssetSettings, PipelineSettings, SensorSettings, SnapshotSettings
 from shared.features import SensorKind
 from shared.messages import Alert
+from shared.timebase import NS_PER_S
 
-__all__ = ["OUTPUT_COLUMNS", "OfflineSummary", "score_csv"]
+__all__ = [
+    "OUTPUT_COLUMNS",
+    "OfflineSummary",
+    "RecordedFeatures",
+    "recorded_features",
+    "score_csv",
+    "warmup_advice",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +65,7 @@ OUTPUT_COLUMNS = (
     "score",
     "threshold",
     "anomalous",
+    "unscored",
     "alert",
     "model_version",
     "model_kind",
@@ -75,6 +93,12 @@ class OfflineSummary:
         alerts_cleared: alerts cleared.
         rejected: batches flagged by the pipeline's stream checks, per reason (gaps between recorded
             bursts are counted as `gap`).
+        duration_s: data seconds from the first window's end to the last's (per asset, the longest).
+        learn_first_s: the seconds the baseline learned from first (0: warm-up by `warmup_windows`).
+        warmup_windows: the windows the baseline's warm-up needs (with `learn_first_s` 0).
+        learn_interval_s: data seconds between the windows the baseline learns.
+        baseline_learned: windows the baseline learned (warm-up and after).
+        baseline_shifts: level shifts that paused the baseline's learning.
     """
 
     out_path: Path
@@ -90,6 +114,45 @@ class OfflineSummary:
     alerts_raised: int
     alerts_cleared: int
     rejected: dict[str, int]
+    duration_s: float = 0.0
+    learn_first_s: float = 0.0
+    warmup_windows: int = 0
+    learn_interval_s: float = 0.0
+    baseline_learned: int = 0
+    baseline_shifts: int = 0
+
+
+def warmup_advice(summary: OfflineSummary) -> str:
+    """What to do when the baseline did not finish its warm-up on the recording; empty if it did.
+
+    >>> from dataclasses import replace
+    >>> counts = (0, {}, 0, 0, 178, 0, {"warmup": 178}, 0, 0, {})
+    >>> base = OfflineSummary(Path("s.csv"), ("a",), "baseline", *counts)
+    >>> advice = warmup_advice(replace(base, duration_s=180.0, warmup_windows=200, learn_interval_s=1.0))
+    >>> advice[:58], "--learn-first 45" in advice
+    ('the baseline did not finish its warm-up: it learns 200 win', True)
+    """
+    if (
+        summary.model_version != "baseline"
+        or summary.windows_scored
+        or not summary.windows_unscored.get("warmup")
+    ):
+        return ""
+    if summary.learn_first_s:
+        needed = f"it learns the first {summary.learn_first_s:g} s and then needs at least 20 windows"
+    else:
+        needed_s = summary.warmup_windows * summary.learn_interval_s
+        needed = (
+            f"it learns {summary.warmup_windows} windows at one per {summary.learn_interval_s:g} s of data "
+            f"({needed_s:g} s)"
+        )
+    suggested = max(1, round(summary.duration_s / 4))
+    return (
+        f"the baseline did not finish its warm-up: {needed}, and the recording holds "
+        f"{summary.duration_s:.0f} s, so no window was scored. If its first seconds are healthy, learn from "
+        f"them instead: --learn-first {suggested} (a quarter of the recording); or score with a model: "
+        "--model DIR (e.g. trained by `forewarn models fit --csv HEALTHY --out DIR`)."
+    )
 
 
 def _discover(
@@ -138,17 +201,33 @@ class _WindowWriter:
         self._writer = csv.writer(handle, lineterminator="\n")
         self._writer.writerow(OUTPUT_COLUMNS)
         self._pending: list[tuple[str, ScoredWindows]] = []
+        self.first_end_ns: dict[str, int] = {}
+        self.last_end_ns: dict[str, int] = {}
 
     def on_windows(self, asset_id: str, windows: ScoredWindows) -> None:
         self._pending.append((asset_id, windows))
+        if len(windows.end_ns):
+            self.first_end_ns.setdefault(asset_id, int(windows.end_ns.min()))
+            self.last_end_ns[asset_id] = int(windows.end_ns.max())
+
+    @property
+    def duration_s(self) -> float:
+        """The longest span of window ends of one asset, in seconds."""
+        spans = [self.last_end_ns[a] - first for a, first in self.first_end_ns.items()]
+        return max(spans, default=0) / NS_PER_S
 
     def write(self, alerts: Iterable[Alert]) -> None:
         states = {(a.asset_id, a.ts_ns): a.state for a in alerts}
         for asset_id, windows in self._pending:
             times = windows.end_ns.astype("datetime64[ns]").astype(str).tolist()
             threshold = f"{windows.threshold:.6g}"
-            for ts_ns, time_text, score in zip(
-                windows.end_ns.tolist(), times, windows.scores.tolist(), strict=True
+            codes = (
+                windows.unscored.tolist()
+                if windows.unscored is not None
+                else [0 if not math.isnan(score) else None for score in windows.scores.tolist()]
+            )
+            for ts_ns, time_text, score, code in zip(
+                windows.end_ns.tolist(), times, windows.scores.tolist(), codes, strict=True
             ):
                 scored = not math.isnan(score)
                 self._writer.writerow(
@@ -159,6 +238,7 @@ class _WindowWriter:
                         f"{score:.6g}" if scored else "",
                         threshold,
                         (1 if score > windows.threshold else 0) if scored else "",
+                        "" if scored else UNSCORED_REASONS[code] if code else "unknown",
                         states.get((asset_id, ts_ns), ""),
                         windows.model_version,
                         windows.model_kind,
@@ -175,6 +255,7 @@ def score_csv(
     settings: PipelineSettings,
     sample_rate_hz: float | None = None,
     intra_op_threads: int = 1,
+    learn_first_s: float | None = None,
 ) -> OfflineSummary:
     """Score a recorded samples CSV with the edge pipeline and write one row per window.
 
@@ -187,6 +268,8 @@ def score_csv(
         sample_rate_hz: the rate of vibration sensors not configured in `settings` (default: inferred
             from the time column).
         intra_op_threads: onnxruntime threads for the model.
+        learn_first_s: the baseline learns every window of each asset's first this many seconds, then
+            scores (overrides `settings.baseline.learn_first_s`; those seconds must be healthy).
 
     Returns:
         What was read, scored and written.
@@ -199,16 +282,10 @@ def score_csv(
     files = csv_files(csv_path)
     model = load_model(model_path, intra_op_threads=intra_op_threads) if model_path is not None else None
     assets = _discover(files, settings, sample_rate_hz)
-    offline = settings.model_copy(
-        update={
-            "assets": assets,
-            "score_max_delay_ms": _NEVER_MS,
-            "snapshots": SnapshotSettings(enabled=False),
-        }
-    )
-    rates: dict[tuple[str, str], float | None] = {
-        (asset.asset_id, sensor.name): sensor.sample_rate_hz for asset in assets for sensor in asset.sensors
-    }
+    baseline = settings.baseline
+    if learn_first_s is not None:
+        baseline = baseline.model_copy(update={"learn_first_s": learn_first_s})
+    offline = _offline_settings(settings.model_copy(update={"baseline": baseline}), assets)
     counts = CsvCounts()
     with out_path.open("w", newline="", encoding="utf-8") as handle:
         writer = _WindowWriter(handle)
@@ -219,12 +296,8 @@ def score_csv(
             on_reject=lambda reason, batch, detail: None,
             on_windows=writer.on_windows,
         )
-        streams = [csv_batches(path, rates, counts) for path in files]
-        for batch in heapq.merge(*streams, key=lambda b: b.start_ns):
-            out = pipeline.process(batch)
+        for out in _replay(files, offline, pipeline, counts):
             writer.write(m for m in out if isinstance(m, Alert))
-        out = pipeline.flush()
-        writer.write(m for m in out if isinstance(m, Alert))
     metrics = pipeline.metrics
     summary = OfflineSummary(
         out_path=out_path,
@@ -240,8 +313,115 @@ def score_csv(
         alerts_raised=metrics.alerts_raised,
         alerts_cleared=metrics.alerts_cleared,
         rejected=dict(metrics.rejected),
+        duration_s=writer.duration_s,
+        learn_first_s=baseline.learn_first_s,
+        warmup_windows=baseline.warmup_windows,
+        learn_interval_s=baseline.learn_interval_s,
+        baseline_learned=metrics.baseline_learned,
+        baseline_shifts=metrics.baseline_shifts,
     )
     logger.info(
         "scored %d of %d windows from %s into %s", summary.windows_scored, summary.windows, csv_path, out_path
     )
     return summary
+
+
+def _offline_settings(settings: PipelineSettings, assets: tuple[AssetSettings, ...]) -> PipelineSettings:
+    """`settings` for a replay: these assets, windows scored in batches as they fill, no snapshots."""
+    return settings.model_copy(
+        update={
+            "assets": assets,
+            "score_max_delay_ms": _NEVER_MS,
+            "snapshots": SnapshotSettings(enabled=False),
+        }
+    )
+
+
+def _replay(
+    files: list[Path], settings: PipelineSettings, pipeline: Pipeline, counts: CsvCounts
+) -> Iterator[list[Outbound]]:
+    """Feed the files' batches, merged by start time, through `pipeline`; yield what each step returns."""
+    rates: dict[tuple[str, str], float | None] = {
+        (asset.asset_id, sensor.name): sensor.sample_rate_hz
+        for asset in settings.assets
+        for sensor in asset.sensors
+    }
+    streams = [csv_batches(path, rates, counts) for path in files]
+    for batch in heapq.merge(*streams, key=lambda b: b.start_ns):
+        yield pipeline.process(batch)
+    yield pipeline.flush()
+
+
+_TRAINABLE = frozenset({0, UNSCORED_REASONS.index("warmup")})
+
+
+@dataclass(frozen=True)
+class RecordedFeatures:
+    """The feature rows of one asset's running windows in a recording, as its edge pipeline computes them.
+
+    Attributes:
+        asset_id: the asset.
+        spec_id: the feature spec id (`name@version`) a model of these rows must name.
+        feature_names: the columns of `rows`.
+        rows: (n, F) float32, every complete, finite window of a running machine.
+        windows: windows cut.
+        excluded: windows left out, per reason (`stopped`, `transient`, `incomplete`, ...).
+    """
+
+    asset_id: str
+    spec_id: str
+    feature_names: tuple[str, ...]
+    rows: npt.NDArray[np.float32]
+    windows: int
+    excluded: dict[str, int]
+
+
+def recorded_features(
+    *, csv_path: Path, settings: PipelineSettings, sample_rate_hz: float | None = None
+) -> list[RecordedFeatures]:
+    """The feature rows of every asset's running windows in a recording (for training a model offline).
+
+    The recording is replayed through the edge pipeline with its baseline, so the rows are exactly what
+    the edge would score, and the windows it would not score (stopped or in a transient, incomplete,
+    holding sensor spikes) are left out. Assets and rates are found as `score_csv` finds them.
+
+    Raises:
+        FileNotFoundError: if there is no CSV at `csv_path`.
+        ContractError: if a CSV's header is not `asset_id,time,<sensor...>`.
+    """
+    files = csv_files(csv_path)
+    assets = _discover(files, settings, sample_rate_hz)
+    offline = _offline_settings(settings, assets)
+    rows: dict[str, list[npt.NDArray[np.float32]]] = {asset.asset_id: [] for asset in assets}
+    windows_cut = dict.fromkeys(rows, 0)
+    excluded: dict[str, dict[str, int]] = {asset_id: {} for asset_id in rows}
+
+    def keep(asset_id: str, windows: ScoredWindows) -> None:
+        codes = windows.unscored if windows.unscored is not None else np.zeros(len(windows.end_ns), np.uint8)
+        trainable = np.isin(codes, list(_TRAINABLE)) & np.isfinite(windows.features).all(axis=1)
+        rows[asset_id].append(windows.features[trainable])
+        windows_cut[asset_id] += len(codes)
+        for code in codes[~trainable].tolist():
+            reason = UNSCORED_REASONS[code] or "nonfinite_features"
+            excluded[asset_id][reason] = excluded[asset_id].get(reason, 0) + 1
+
+    pipeline = Pipeline(
+        settings=offline, gateway_id="offline", models=None, on_reject=lambda *_: None, on_windows=keep
+    )
+    for _ in _replay(files, offline, pipeline, CsvCounts()):
+        pass
+    found = []
+    for asset in assets:
+        names = pipeline.feature_names(asset.asset_id)
+        parts = rows[asset.asset_id]
+        found.append(
+            RecordedFeatures(
+                asset_id=asset.asset_id,
+                spec_id=offline.feature_spec(asset).spec_id,
+                feature_names=names,
+                rows=np.concatenate(parts) if parts else np.empty((0, len(names)), np.float32),
+                windows=windows_cut[asset.asset_id],
+                excluded=excluded[asset.asset_id],
+            )
+        )
+    return found

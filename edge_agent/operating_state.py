@@ -33,8 +33,12 @@ class OperatingState:
     """Tells, per window, whether the machine is stopped or in a transient, from level features.
 
     Levels: the driving sensor's RMS and, if the asset has one, the `current` sensor's mean. The running
-    level of each is the 90th percentile of its last 4096 windows (so a machine running at least 10 % of
-    the time has one). A window is *stopped* when a level is below `stopped_ratio` x its running level,
+    level of each is anchored to the healthy machine: the median level of the last 4096 windows the
+    baseline learned (`learn_healthy`, from 16 of them on), so a fault that raises the vibration cannot
+    raise the running level with it and make a later dip back to a healthy level look like a stop. Until
+    the baseline has learned 16 windows, it is the 90th percentile of the last 4096 windows (so a machine
+    running at least 10 % of the time has one). A window is *stopped* when a level is below
+    `stopped_ratio` x its running level,
     and *transient* within `settle_s` of data time after a start (a stopped window followed by a running
     one) or a load change (the current's level off the median of the last 8 running windows by more than
     `change_ratio`, relative): start-up, run-down and load or speed steps, when shapes and spectra move for
@@ -68,6 +72,9 @@ class OperatingState:
         self._count = 0
         self._since_refit = 0
         self._running: npt.NDArray[np.float64] | None = None
+        self._healthy = np.full((_STATE_HISTORY, len(columns)), np.nan)
+        self._healthy_pos = 0
+        self._healthy_count = 0
         self._recent = np.empty((0, len(change_columns)))  # levels of the last running windows
         self._was_stopped = False
         self._last_change_ns = -(1 << 62)
@@ -126,6 +133,24 @@ class OperatingState:
         self._recent = np.concatenate((recent, levels[running]))[-_RECENT_WINDOWS:]
         return changed
 
+    @property
+    def is_anchored(self) -> bool:
+        """Whether the running level comes from windows the baseline learned as healthy."""
+        return self._healthy_count >= _STATE_MIN_WINDOWS
+
+    def learn_healthy(self, rows: FloatArray) -> None:
+        """Anchor the running level to feature rows a baseline learned as healthy running windows."""
+        if len(self.columns) == 0 or len(rows) == 0:
+            return
+        levels = rows[-_STATE_HISTORY:, self.columns].astype(np.float64)
+        slots = (self._healthy_pos + np.arange(len(levels))) % _STATE_HISTORY
+        self._healthy[slots] = levels
+        self._healthy_pos = (self._healthy_pos + len(levels)) % _STATE_HISTORY
+        self._healthy_count += len(levels)
+        if self.is_anchored:
+            known = self._healthy[: min(self._healthy_count, _STATE_HISTORY)]
+            self._running = np.median(known, axis=0)
+
     def _remember(self, levels: npt.NDArray[np.float64]) -> None:
         """Keep the last `_STATE_HISTORY` windows' levels; re-estimate the running level now and then."""
         rows = levels[-_STATE_HISTORY:]
@@ -134,8 +159,10 @@ class OperatingState:
         self._pos = (self._pos + len(rows)) % _STATE_HISTORY
         self._count += len(levels)
         self._since_refit += len(levels)
-        if self._count >= _STATE_MIN_WINDOWS and (
-            self._running is None or self._since_refit >= _STATE_REFIT_EVERY
+        if (
+            not self.is_anchored
+            and self._count >= _STATE_MIN_WINDOWS
+            and (self._running is None or self._since_refit >= _STATE_REFIT_EVERY)
         ):
             known = self._history[: min(self._count, _STATE_HISTORY)]
             self._running = np.quantile(known, _RUNNING_QUANTILE, axis=0)

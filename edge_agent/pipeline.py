@@ -21,6 +21,9 @@ windows:
    nothing: its windows are counted as `feature_mismatch` and reported in the log. The baseline neither
    scores nor learns windows where the machine is stopped or in a transient (`operating_state`, from the
    driving sensor's RMS and a `current` sensor's mean): they are counted as `stopped` / `transient`.
+   Windows the baseline learns as its warm-up are not scored either (`warmup`); what it learns after
+   warm-up is decided by `baseline_learning.BaselineLearner`. Each unscored window carries its reason
+   (`ScoredWindows.unscored`).
 5. Alerts are debounced k-of-n (`alerts.AlertDebouncer`); a raised alert may bring a raw snapshot of the
    driving sensor around it (`snapshots.SnapshotRecorder`). Aggregates summarise each asset per period
    of data time.
@@ -37,8 +40,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from edge_agent.aggregation import PeriodAggregator, ScoredWindows
+from edge_agent.aggregation import UNSCORED_REASONS, PeriodAggregator, ScoredWindows
 from edge_agent.alerts import AlertDebouncer, Transition, severity
+from edge_agent.baseline_learning import BaselineLearner
 from edge_agent.disk_queue import Outbound
 from edge_agent.model_compatibility import ModelCompatibility, ModelSource, check_compatibility
 from edge_agent.operating_state import SPIKE_SIGMAS, asset_operating_state, spiky_windows
@@ -75,6 +79,7 @@ REJECT_REASONS = (
 """Every reason `on_reject` can be called with. The last four keep the batch (windows restart)."""
 
 _LIMIT = 1e15
+_UNSCORED_CODE = {reason: code for code, reason in enumerate(UNSCORED_REASONS)}
 
 
 @dataclass
@@ -144,9 +149,12 @@ class _Asset:
             if pipeline.baseline.spike_check and p2p in index and std in index
             else None
         )
-        self.learn_interval_ns = round(pipeline.baseline.learn_interval_s * NS_PER_S)
-        self.next_learn_ns = -(1 << 62)
-        self.learn_rng = np.random.default_rng([pipeline.baseline.seed, *settings.asset_id.encode()])
+        driver_settings = self.driver.settings
+        self.learner = BaselineLearner(
+            pipeline.baseline,
+            asset_id=settings.asset_id,
+            window_s=pipeline.sensor_window_len(driver_settings) / driver_settings.sample_rate_hz,
+        )
         self.compat: ModelCompatibility | None = None
         self.debouncer = AlertDebouncer(
             k=pipeline.alerts.k, n=pipeline.alerts.n, clear_after=pipeline.alerts.clear_after
@@ -446,15 +454,7 @@ class Pipeline:
         model = self._models.active(asset.target) if self._models is not None else None
         if model is None:
             if asset.baseline is None:
-                baseline = self.settings.baseline
-                asset.baseline = BaselineScorer(
-                    feature_names=asset.feature_names,
-                    threshold=baseline.threshold,
-                    warmup_windows=baseline.warmup_windows,
-                    seed=baseline.seed,
-                    features=baseline.features,
-                    combine_top=baseline.combine_top,
-                )
+                asset.baseline = asset.learner.make_baseline(asset.feature_names)
             return asset.baseline, None, True
         compat = asset.compat
         if compat is None or compat.model is not model:
@@ -470,29 +470,31 @@ class Pipeline:
         matrix, end_ns, spiky = self._features(asset, pending)
         finite = np.asarray(np.isfinite(matrix).all(axis=1), dtype=np.bool_)
         metrics = self._metrics
-        all_finite = bool(finite.all())
-        if not all_finite:
-            complete = ~np.isnan(matrix).any(axis=1)
-            self._count_unscored("incomplete", int(np.count_nonzero(~complete)))
-            self._count_unscored("nonfinite_features", int(np.count_nonzero(complete & ~finite)))
+        unscored = np.zeros(len(end_ns), dtype=np.uint8)
+        if not finite.all():
+            self._unscore(unscored, np.asarray(np.isnan(matrix).any(axis=1)), "incomplete")
+            self._unscore(unscored, ~finite, "nonfinite_features")
             matrix[~finite] = np.nan
         scorer, columns, is_match = self._scorer(asset)
         stopped, transient = asset.state.classify(matrix, end_ns, finite & ~spiky)
-        if scorer is asset.baseline and (stopped.any() or transient.any() or spiky.any()):
-            spiky &= finite
-            self._count_unscored("sensor_spikes", int(np.count_nonzero(spiky)))
-            self._count_unscored("stopped", int(np.count_nonzero(stopped)))
-            self._count_unscored("transient", int(np.count_nonzero(transient)))
-            finite = finite & ~stopped & ~transient & ~spiky
-            all_finite = bool(finite.all())
+        baseline = asset.baseline if scorer is asset.baseline else None
+        if baseline is not None:
+            if stopped.any() or transient.any() or spiky.any():
+                for reason, mask in (
+                    ("sensor_spikes", spiky),
+                    ("stopped", stopped),
+                    ("transient", transient),
+                ):
+                    self._unscore(unscored, mask, reason)
+            self._warm_up(asset, baseline, matrix, end_ns, unscored)
         metrics.model_versions[asset.asset_id] = scorer.version
         scores = np.full(len(end_ns), np.nan, dtype=np.float32)
-        scored_rows = np.flatnonzero(finite)
+        scored_rows = np.flatnonzero(unscored == 0)
         rows = matrix
         if not is_match:
-            self._count_unscored("feature_mismatch", len(scored_rows))
+            self._unscore(unscored, unscored == 0, "feature_mismatch")
         elif len(scored_rows):
-            rows = matrix if all_finite else matrix[scored_rows]
+            rows = matrix if len(scored_rows) == len(end_ns) else matrix[scored_rows]
             if columns is not None:
                 rows = rows[:, columns]
             rows = np.ascontiguousarray(rows)
@@ -502,7 +504,7 @@ class Pipeline:
                 logger.exception(
                     "scorer %s failed on %d windows of %s", scorer.version, len(rows), asset.asset_id
                 )
-                self._count_unscored("scorer_error", len(scored_rows))
+                self._unscore(unscored, unscored == 0, "scorer_error")
                 scored_rows = scored_rows[:0]
             metrics.windows_scored += len(scored_rows)
         windows = ScoredWindows(
@@ -512,13 +514,16 @@ class Pipeline:
             threshold=scorer.threshold,
             model_version=scorer.version,
             model_kind=_kind(scorer),
+            unscored=unscored,
         )
         if self._on_windows is not None:
             self._on_windows(asset.asset_id, windows)
         if is_match and len(scored_rows):
             row_scores = scores[scored_rows]
-            if scorer is asset.baseline:
-                self._learn(asset, asset.baseline, rows, row_scores, end_ns[scored_rows])
+            if baseline is not None:
+                learned, shift_opened = asset.learner.learn(baseline, rows, row_scores, end_ns[scored_rows])
+                self._learned(asset, learned)
+                metrics.baseline_shifts += int(shift_opened)
             self._alerts(asset, scorer, rows, row_scores, end_ns[scored_rows], out)
         aggregates = asset.aggregator.add(windows)
         self._close_stale_periods(int(end_ns.max()), aggregates)
@@ -536,47 +541,41 @@ class Pipeline:
             if is_stale and not asset.pending.count:
                 out.extend(asset.aggregator.flush())
 
-    def _count_unscored(self, reason: str, count: int) -> None:
+    def _unscore(self, unscored: npt.NDArray[np.uint8], mask: npt.NDArray[np.bool_], reason: str) -> None:
+        """Mark the windows of `mask` not yet marked as unscored for `reason`, and count them."""
+        new = mask & (unscored == 0)
+        count = int(np.count_nonzero(new))
         if count:
-            unscored = self._metrics.windows_unscored
-            unscored[reason] = unscored.get(reason, 0) + count
+            unscored[new] = _UNSCORED_CODE[reason]
+            counts = self._metrics.windows_unscored
+            counts[reason] = counts.get(reason, 0) + count
 
-    def _learn(
+    def _warm_up(
         self,
         asset: _Asset,
         baseline: BaselineScorer,
-        rows: FloatArray,
-        scores: FloatArray,
+        matrix: FloatArray,
         end_ns: npt.NDArray[np.int64],
+        unscored: npt.NDArray[np.uint8],
     ) -> None:
-        """Teach the baseline about one window per `learn_interval_s`: normal ones once warmed up.
-
-        The next window learned is the first one ending at least a random 0.5-1.5 `learn_interval_s` of
-        data time after the last one: about one per interval on a continuous stream, one per burst for a
-        sensor sending short bursts less often. Random, not every k-th: a fixed stride can alias with a
-        periodic signal.
-        """
-        settings = self.settings.baseline
-        if baseline.is_warmed_up and not settings.keep_learning:
-            return
-        keep = np.ones(len(rows), dtype=np.bool_)
-        interval_ns = asset.learn_interval_ns
-        if interval_ns > 0:
-            keep[:] = False
-            if (
-                asset.next_learn_ns - 2 * interval_ns <= int(end_ns[0])
-                and int(end_ns[-1]) < asset.next_learn_ns
-            ):
-                return  # the common case: no window of this batch is due
-            for i, ts_ns in enumerate(end_ns.tolist()):
-                # due, or the clock stepped back by more than two intervals
-                if ts_ns >= asset.next_learn_ns or ts_ns < asset.next_learn_ns - 2 * interval_ns:
-                    keep[i] = True
-                    asset.next_learn_ns = ts_ns + round(interval_ns * asset.learn_rng.uniform(0.5, 1.5))
+        """Teach a baseline that is not warmed up its warm-up windows; they are marked `warmup`."""
+        asset.learner.note_start(end_ns)
         if baseline.is_warmed_up:
-            keep &= scores <= baseline.threshold
-        if keep.any():
-            baseline.update(rows if keep.all() else rows[keep])
+            return
+        eligible = np.flatnonzero(unscored == 0)
+        if len(eligible) == 0:
+            return
+        n_warm, learned = asset.learner.warm_up(baseline, matrix[eligible], end_ns[eligible])
+        warm = np.zeros(len(end_ns), dtype=np.bool_)
+        warm[eligible[:n_warm]] = True
+        self._unscore(unscored, warm, "warmup")
+        self._learned(asset, learned)
+
+    def _learned(self, asset: _Asset, rows: FloatArray) -> None:
+        """Rows a baseline learned: healthy running windows, whose levels anchor the operating state."""
+        if len(rows):
+            self._metrics.baseline_learned += len(rows)
+            asset.state.learn_healthy(rows)
 
     # -------------------------------------------------------------------------------------- alerts
 

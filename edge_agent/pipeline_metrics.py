@@ -15,7 +15,10 @@ class PipelineMetrics:
     only, so a flood of made-up names cannot grow it). `windows_unscored` counts windows cut but not
     scored: `incomplete` (a joined sensor had no usable data), `nonfinite_features`, `feature_mismatch`,
     `scorer_error` (the model raised; logged with its traceback), and, when the baseline scores, `stopped`,
-    `transient` (the machine's operating state) and `sensor_spikes` (isolated spikes: a sensor fault).
+    `transient` (the machine's operating state), `sensor_spikes` (isolated spikes: a sensor fault) and
+    `warmup` (the baseline was still learning its warm-up). `baseline_learned` counts windows the
+    baselines learned, `baseline_shifts` the level shifts that paused their learning
+    (`edge_agent.baseline_learning`).
     """
 
     batches_in: int = 0
@@ -32,6 +35,8 @@ class PipelineMetrics:
     snapshots: int = 0
     aggregates: int = 0
     model_versions: dict[str, str] = field(default_factory=dict)
+    baseline_learned: int = 0
+    baseline_shifts: int = 0
 
     def as_dict(self) -> dict[str, float]:
         """Flat `pipeline.*` counters, for a heartbeat's metrics or a bench report."""
@@ -48,6 +53,8 @@ class PipelineMetrics:
                 "alerts_cleared",
                 "snapshots",
                 "aggregates",
+                "baseline_learned",
+                "baseline_shifts",
             )
         }
         for reason, count in dict(self.rejected).items():

@@ -35,6 +35,7 @@ __all__ = [
     "FEATURE_ERROR_OUTPUT",
     "FEATURE_SCALE_KEY",
     "LEVEL_FEATURES",
+    "MIN_FIT_ROWS",
     "BaselineFeatures",
     "BaselineScorer",
     "OnnxScorer",
@@ -56,6 +57,8 @@ _MAX_Z = 1e6
 _LOG_FLOOR = 1e-30
 _MAD_TO_SIGMA = 1.4826  # MAD of a Gaussian times this is its standard deviation
 _TAIL_SPAN_SIGMAS = 4.6527  # q99 - q1 of a Gaussian, in standard deviations
+MIN_FIT_ROWS = 20
+"""The fewest rows `BaselineScorer.finish_warmup` fits on: its q1/q99 tail span needs some rows."""
 
 FloatArray = npt.NDArray[np.float32]
 BaselineFeatures = Literal["all", "shape"]
@@ -133,12 +136,15 @@ def _top_contributions(
 class BaselineScorer:
     """Robust z-score baseline learned online from one asset's own windows.
 
-    Until `warmup_windows` finite rows have been seen, `score` returns zeros and `contributions` nothing.
+    Until `warmup_windows` finite rows have been seen (or `finish_warmup` fitted early), `score` returns
+    zeros and `contributions` nothing; the pipeline leaves such windows unscored (`warmup`).
     Statistics are re-estimated from a seeded reservoir sample (uniform over everything seen) at the end
     of warm-up and then every `refit_every` rows. Each feature's centre is the sample median; its scale is
     the larger of 1.4826 x MAD and (q99 - q1) / 4.65, both equal to the standard deviation for a Gaussian,
     the second keeping discrete or heavy-tailed features from scoring huge z on ordinary values. Features
-    that were always positive are compared in log space.
+    that were always positive are compared in log space. Each fit also scores the rows it was fitted on:
+    their sorted scores (`healthy_scores_`) are the distribution of a healthy window's score, against which
+    `baseline_learning` watches for level shifts.
 
     With `features="shape"`, features named `<sensor>.<suffix>` with a suffix in `LEVEL_FEATURES` get
     z = 0 (they move with load and ambient temperature, so a baseline learned in one regime would flag the
@@ -200,6 +206,7 @@ class BaselineScorer:
         self.center_: npt.NDArray[np.float64] | None = None
         self.scale_: npt.NDArray[np.float64] | None = None
         self.log_mask_: npt.NDArray[np.bool_] | None = None
+        self.healthy_scores_ = np.zeros(1)
         self._scored, self._band_groups = _shape_layout(self.feature_names, self.features)
 
     @property
@@ -219,6 +226,16 @@ class BaselineScorer:
         """Whether enough rows were seen for `score` to return real scores."""
         return self.center_ is not None
 
+    def finish_warmup(self) -> bool:
+        """Fit now on the rows seen so far, however few (at least `MIN_FIT_ROWS`); whether it fitted.
+
+        For a warm-up bounded by data time (`--learn-first`) rather than by `warmup_windows`.
+        """
+        if self._n_seen < MIN_FIT_ROWS:
+            return False
+        self._fit()
+        return True
+
     def _transform(self, features: FloatArray) -> npt.NDArray[np.float64]:
         """The rows as float64, each band replaced by its share of its sensor's band power (shape mode)."""
         batch = _as_batch(features, len(self.feature_names)).astype(np.float64)
@@ -234,8 +251,8 @@ class BaselineScorer:
         batch = batch[np.isfinite(batch).all(axis=1)]
         self._add(batch)
         self._since_fit += len(batch)
-        if self._n_seen >= self.warmup_windows and (
-            self.center_ is None or self._since_fit >= self.refit_every
+        if (self.center_ is None and self._n_seen >= self.warmup_windows) or (
+            self.center_ is not None and self._since_fit >= self.refit_every
         ):
             self._fit()
 
@@ -263,6 +280,7 @@ class BaselineScorer:
         self.center_ = center
         self.log_mask_ = log_mask
         self._since_fit = 0
+        self.healthy_scores_ = np.sort(self.score(sample.astype(np.float32)).astype(np.float64))
 
     def z_scores(self, features: FloatArray) -> npt.NDArray[np.float64]:
         """Robust z-score of every feature of every row, clipped to +-1e6.

@@ -163,11 +163,16 @@ class BaselineSettings(BaseModel, frozen=True, extra="forbid"):
         default=6.0, gt=0.0, description="A window is anomalous above this robust z-score."
     )
     warmup_windows: int = Field(
-        default=200, ge=1, description="Windows learned before the baseline scores (scores are 0 until then)."
+        default=200,
+        ge=1,
+        description="Windows learned before the baseline scores (until then: unscored, as `warmup`).",
     )
     keep_learning: bool = Field(
         default=True,
-        description="After warm-up keep learning from windows scored normal (never from anomalous ones).",
+        description=(
+            "After warm-up keep learning from windows scored normal (never from anomalous ones, nor from an "
+            "unconfirmed level shift: see `shift_confirm_s`)."
+        ),
     )
     learn_interval_s: float = Field(
         default=1.0,
@@ -176,6 +181,26 @@ class BaselineSettings(BaseModel, frozen=True, extra="forbid"):
             "Learn one window per this much data time (the first ending a random 0.5-1.5 intervals after "
             "the last one learned; one per burst for a sensor sending short bursts), so warm-up spans "
             "minutes of slow-sensor behaviour, not a few overlapping windows (0: every window)."
+        ),
+    )
+    learn_first_s: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=86_400.0,
+        description=(
+            "Learn every window of the asset's first this many data seconds, then score (the warm-up "
+            "ends by time, not by `warmup_windows`; those seconds must be healthy). 0: off."
+        ),
+    )
+    shift_confirm_s: float = Field(
+        default=600.0,
+        gt=0.0,
+        le=7 * 86_400.0,
+        description=(
+            "After warm-up, a sustained rise of the scores (a level shift, one-sided CUSUM) pauses "
+            "learning; the shifted windows are learned only once the shift is confirmed as a new "
+            "operating state: this many data seconds with no window scored anomalous and no rising "
+            "trend (see docs/edge-recordings.md)."
         ),
     )
     seed: int = Field(default=0, description="Seed of the baseline's reservoir sampling.")

@@ -39,6 +39,7 @@ from cloud_service.settings import CloudSettings
 from edge_agent.agent import QUEUE_FILE
 from edge_agent.settings import EdgeSettings
 from forewarn.demo.configs import split_assets
+from forewarn.demo.run import wait_for_ingest
 from forewarn.localservices import MosquittoServer, PostgresServer, running, temporary_directory, wait_until
 from forewarn.processes import ForewarnProcess
 from shared.config import ComponentSettings, MqttSettings, load_settings, render_settings
@@ -255,6 +256,7 @@ def run_scenario(name: str, *, quick: bool = False, workdir: Path | None = None)
     with contextlib.ExitStack() as stack:
         root = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="forewarn-chaos-")))
         rig = stack.enter_context(_rig(root, scenario))
+        wait_for_ingest(rig.conninfo)
         stop = threading.Event()
         publisher = _publish_live(scenario, rig.plant, stop)
         wait_until(lambda: all(_stored(rig.conninfo, g)[0] > 0 for g in rig.edges), timeout_s=120)

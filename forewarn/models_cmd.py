@@ -1,4 +1,4 @@
-"""`forewarn models list|show|approve|deploy|rollback|train|schedule`: the model registry and lifecycle."""
+"""`forewarn models list|show|approve|deploy|rollback|train|fit|register|schedule`: registry and lifecycle."""
 
 from __future__ import annotations
 
@@ -132,6 +132,46 @@ def _schedule(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fit(args: argparse.Namespace) -> int:
+    from edge_agent.settings import EdgeSettings  # noqa: PLC0415 - only `fit` needs the edge settings
+    from forewarn.models_fit import fit_recording  # noqa: PLC0415
+
+    edge = load_settings(EdgeSettings, toml_path=args.edge_config)
+    results = fit_recording(
+        csv_path=args.csv,
+        out_dir=args.out,
+        settings=edge.pipeline,
+        sample_rate_hz=args.sample_rate_hz,
+        target=args.target,
+        version=args.version,
+        seed=args.seed,
+        lifecycle=_settings(args).lifecycle,
+    )
+    for result in results:
+        sensors = ", ".join(sorted({name.split(".")[0] for name in result.feature_names}))
+        if result.directory is None:
+            print(f"forewarn models fit: {result.asset_id}: not written: {result.reason}")
+            continue
+        print(
+            f"forewarn models fit: {result.asset_id}: int8 model on {result.n_rows} healthy windows, "
+            f"{len(result.feature_names)} features ({sensors}), "
+            f"threshold {result.threshold:.4g}, gates passed; wrote {result.directory} "
+            f"(score with: forewarn edge score --model {result.directory} --csv ...)"
+        )
+    return 0 if all(r.directory is not None for r in results) else 1
+
+
+def _register(args: argparse.Namespace) -> int:
+    from forewarn.models_fit import register_fitted  # noqa: PLC0415 - only `register` needs it
+
+    settings = _settings(args)
+    key = load_private_key(settings.lifecycle.signing_key)
+    with _connect(settings) as conn, conn.transaction():
+        target, version = register_fitted(conn, args.directory, private_key=key, target=args.target)
+    print(f"registered {target} v{version} (candidate); next: forewarn models approve {target} {version}")
+    return 0
+
+
 def _add(
     actions: Any, name: str, help_text: str, handler: Any, *, version: bool = True
 ) -> argparse.ArgumentParser:
@@ -170,6 +210,31 @@ def register(subparsers: Any) -> None:
     )
     train.add_argument("--target", required=True, help="Model target (an asset id or an asset type).")
     train.add_argument("--json", action="store_true", help="Print one line of JSON.")
+    fit = _add(
+        actions,
+        "fit",
+        "Train, quantize and gate an edge model offline from healthy recordings (no database).",
+        _fit,
+        version=False,
+    )
+    fit.add_argument(
+        "--csv", type=Path, required=True, help="Healthy samples CSV, or a directory of raw_*.csv."
+    )
+    fit.add_argument("--out", type=Path, required=True, help="Model directory to write.")
+    fit.add_argument("--edge-config", type=Path, default=None, help="Gateway TOML (windows, bands, assets).")
+    fit.add_argument("--sample-rate-hz", type=float, default=None, help="Vibration rate (default: inferred).")
+    fit.add_argument("--target", default=None, help="Model target (default: the asset id).")
+    fit.add_argument("--version", type=int, default=1, help="Model version in the manifest.")
+    fit.add_argument("--seed", type=int, default=0, help="Seed of the fitting / held-out split.")
+    register = _add(
+        actions,
+        "register",
+        "Add a `models fit` directory to the registry as a signed candidate (then approve, deploy).",
+        _register,
+        version=False,
+    )
+    register.add_argument("directory", type=Path, help="The directory `forewarn models fit` wrote.")
+    register.add_argument("--target", default=None, help="Model target (default: the manifest's).")
     _add(
         actions,
         "schedule",

@@ -34,7 +34,7 @@ from shared.timebase import MIN_TIMESTAMP_NS, NS_PER_S, now_ns
 
 NOW = now_ns()
 NAMES = ("vibration.rms", "vibration.kurtosis", "temperature.mean")
-float32s = st.floats(min_value=-2.0**39, max_value=2.0**39, allow_nan=False, width=32)
+float32s = st.floats(min_value=-(2.0**39), max_value=2.0**39, allow_nan=False, width=32)
 stats = st.builds(FeatureStats, float32s, float32s, float32s)
 
 

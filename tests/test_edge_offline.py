@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import tomllib
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 
 from cloud_service.modeling import build_anomaly_model, save_artifact
 from edge_agent.aggregation import ScoredWindows
-from edge_agent.offline import OUTPUT_COLUMNS, score_csv
+from edge_agent.offline import OUTPUT_COLUMNS, score_csv, warmup_advice
 from edge_agent.pipeline import Pipeline
 from edge_agent.settings import PipelineSettings
 from shared.timebase import NS_PER_S, parse_time_ns
@@ -127,10 +128,14 @@ def test_offline_baseline_writes_one_row_per_window_with_the_alert(tmp_path: Pat
     ends = [T0_NS + (i + 1) * 1024 * NS_PER_S // int(VIB_RATE) for i in range(n_windows)]
     assert [int(r["time_ns"]) for r in rows] == ends
     assert [parse_time_ns(r["time"]) for r in rows] == ends
-    unscored = [r for r in rows if r["score"] == ""]
-    assert len(unscored) == 15  # windows ending before 2 s of temperature exist
-    assert summary.windows_scored == n_windows - 15
-    assert summary.windows_unscored == {"incomplete": 15}
+    unscored = Counter(r["unscored"] for r in rows if r["score"] == "")
+    assert unscored["incomplete"] == 15  # windows ending before 2 s of temperature exist
+    assert summary.windows_unscored == {"incomplete": 15, "warmup": unscored["warmup"]}
+    assert summary.windows_scored == n_windows - unscored.total() == sum(1 for r in rows if r["score"])
+    # the warm-up learns 60 windows, one per 0.25 s +- 50 %, from 2 s on (8 windows a second)
+    assert 60 <= unscored["warmup"] <= 8 * 60 * 0.25 * 1.5
+    assert summary.baseline_learned >= 60
+    assert warmup_advice(summary) == ""
     raised = [r for r in rows if r["alert"] == "raised"]
     assert len(raised) == 1
     assert DEFECT_FROM_S < (int(raised[0]["time_ns"]) - T0_NS) / NS_PER_S < DEFECT_FROM_S + 3
@@ -168,7 +173,9 @@ def test_offline_counts_bad_rows_and_keeps_scoring(tmp_path: Path) -> None:
     lines[400] = lines[400].rsplit(",", 1)[0] + ",abc\n"
     vibration.write_text("".join(lines), encoding="utf-8")
     out = tmp_path / "scores.csv"
-    summary = score_csv(csv_path=recording, out_path=out, model_path=None, settings=_offline_settings())
+    summary = score_csv(
+        csv_path=recording, out_path=out, model_path=None, settings=_offline_settings(), learn_first_s=3.0
+    )
     assert summary.bad_rows == {"time": 1, "asset_id": 1, "columns": 1, "value": 1}
     assert summary.rejected == {"gap": 4}  # each dropped sample is a gap in the stream
     assert summary.windows_scored > 0
@@ -192,7 +199,10 @@ def test_offline_reads_the_simulator_export_and_discovers_assets(tmp_path: Path)
     bursts = 18
     assert summary.windows == bursts * 4  # 4096-sample bursts, 1024-sample windows
     assert summary.rejected == {"gap": bursts - 1}  # the recording holds bursts, not a continuous stream
-    assert summary.windows_scored >= summary.windows - 4  # the first burst has no slow history yet
+    # one window learned per burst: 18 of the 200 the default warm-up needs, so nothing is scored
+    assert summary.windows_scored == 0
+    assert summary.windows_unscored["warmup"] >= summary.windows - 4  # the first burst has no slow history
+    assert "--learn-first 43" in warmup_advice(summary)  # a quarter of the 170 s between window ends
     assert summary.bad_rows == {}
     assert len(_read(out)) == summary.windows
 

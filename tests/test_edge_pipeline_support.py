@@ -172,3 +172,9 @@ class RecordingScorer:
     @property
     def n_rows(self) -> int:
         return sum(len(r) for r in self.rows)
+
+
+def processed(pipeline: Pipeline) -> int:
+    """Windows scored, or learned as the baseline's warm-up (which leaves them unscored, as `warmup`)."""
+    metrics = pipeline.metrics
+    return metrics.windows_scored + metrics.windows_unscored.get("warmup", 0)

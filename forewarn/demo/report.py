@@ -11,7 +11,7 @@ import psycopg
 
 from cloud_service.forecasting.repository import latest_forecasts
 from cloud_service.lifecycle import registry
-from cloud_service.queries import latest_gateway_metrics, sequence_account, stored_counts
+from cloud_service.queries import latest_gateway_metrics, missing_sequences, sequence_account, stored_counts
 from forewarn.demo.watcher import AlertSeen
 from shared.timebase import NS_PER_S, iso_time
 from simulators import TruthRecord
@@ -76,6 +76,7 @@ class GatewayOutcome:
     upstream_bytes: float = 0.0
     raw_bytes: float = 0.0
     retrained_models_active: list[str] = dataclasses.field(default_factory=list)
+    missing_seqs: list[int] = dataclasses.field(default_factory=list)
 
     @property
     def lost(self) -> int:
@@ -194,6 +195,8 @@ def collect(
         outcome.upstream_bytes = metrics.get("uplink.bytes_out", 0.0)
         outcome.raw_bytes = metrics.get("intake.received_bytes", 0.0)
         outcome.retrained_models_active = _retrained_active(conn, gateway_id)
+        if outcome.lost:
+            outcome.missing_seqs = missing_sequences(conn, gateway_id, below=assigned)
         report.gateways.append(outcome)
 
 
@@ -219,7 +222,8 @@ def print_report(report: DemoReport, out: TextIO, *, as_json: bool = False) -> N
             f"  {gateway.gateway_id}: {gateway.assets} assets; queued {gateway.queued}, stored "
             f"{gateway.stored}, still queued {gateway.left_in_queue}, lost {gateway.lost}, duplicated "
             f"{gateway.duplicated}; upstream {ratio:.2e} byte per raw byte; retrained models active: "
-            f"{models}",
+            f"{models}"
+            + (f"; first missing sequence numbers {gateway.missing_seqs}" if gateway.missing_seqs else ""),
             file=out,
         )
     failures = [r for r in report.truth if r.event == "failure"]

@@ -39,7 +39,7 @@ from pydantic import SecretStr
 
 from cloud_service.lifecycle.service import LifecycleService
 from cloud_service.lifecycle.signing import init_keys
-from cloud_service.queries import register_asset, stored_counts
+from cloud_service.queries import ingest_status, register_asset, sequence_account
 from cloud_service.service import prepare_database
 from cloud_service.settings import CloudSettings
 from cloud_service.users import add_user
@@ -55,7 +55,7 @@ from forewarn.demo.configs import (
 )
 from forewarn.demo.report import DemoReport, collect, print_report
 from forewarn.demo.watcher import BrokerWatcher
-from forewarn.localservices import MosquittoServer, PostgresServer, free_port, temporary_directory
+from forewarn.localservices import MosquittoServer, PostgresServer, free_port, temporary_directory, wait_until
 from forewarn.processes import ForewarnProcess, stop_child
 from forewarn.settings import DemoSettings
 from shared.config import DatabaseSettings, MqttSettings, load_settings
@@ -159,20 +159,29 @@ def _queue_account(state_dir: Path, gateway_id: str) -> tuple[int, int]:
         queue.close()
 
 
-def _drain(conninfo: str, timeout_s: float) -> None:
-    """Wait until the stored row counts stop changing for a few seconds."""
-    deadline = time.monotonic() + timeout_s
-    last: tuple[int, int] = (-1, -1)
-    stable_since = time.monotonic()
-    while time.monotonic() < deadline:
+def _drain(conninfo: str, queued: dict[str, tuple[int, int]], timeout_s: float) -> None:
+    """Wait until the database holds every message the stopped gateways sent (their queues are empty)."""
+
+    def stored_all() -> bool:
         with psycopg.connect(conninfo, autocommit=True) as conn:
-            stored = stored_counts(conn)
-        counts = (stored.aggregates, stored.alerts)
-        if counts != last:
-            last, stable_since = counts, time.monotonic()
-        elif time.monotonic() - stable_since >= 3.0:
-            return
-        time.sleep(0.5)
+            return all(
+                sequence_account(conn, gateway_id).distinct_seqs >= assigned - left
+                for gateway_id, (assigned, left) in queued.items()
+            )
+
+    with contextlib.suppress(TimeoutError):  # what is still missing then is reported as lost
+        wait_until(stored_all, timeout_s=timeout_s, interval_s=0.5)
+
+
+def wait_for_ingest(conninfo: str, timeout_s: float = 120.0) -> None:
+    """Wait until an ingest worker is connected to the broker, so no uplink message meets a broker with no
+    subscriber (MQTT drops those)."""
+
+    def connected() -> bool:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            return any(worker.get("connected") for worker in ingest_status(conn).workers)
+
+    wait_until(connected, timeout_s=timeout_s, interval_s=0.5)
 
 
 def _progress(watcher: BrokerWatcher, report: DemoReport, start_ns: int) -> Any:
@@ -327,10 +336,10 @@ def _finish(
     for gateway_id, edge in edges.items():
         stop_child(edge, gateway_id)  # flushes its pipeline and drains its queue upstream
     conninfo = db.conninfo()
-    _drain(conninfo, 60.0)
+    queued = {g: _queue_account(workdir / g, g) for g in plan.gateway_ids}
+    _drain(conninfo, queued, 120.0)
     _final_forecast(configs.cloud, configs.secrets_env)
     report.plant_alerts.extend(watcher.drain())
-    queued = {g: _queue_account(workdir / g, g) for g in plan.gateway_ids}
     with psycopg.connect(conninfo, autocommit=True) as conn:
         collect(report, conn, shares=plan.shares, queued=queued)
 
@@ -361,6 +370,7 @@ def run_demo(settings: DemoSettings, *, out: TextIO = sys.stdout, as_json: bool 
                 "cloud", ["cloud", "--config", str(configs.cloud)], cloud_log, secrets_env=configs.secrets_env
             )
         )
+        wait_for_ingest(db.conninfo())
         if settings.dashboard:
             report.dashboard_url = _start_dashboard(stack, settings, workdir, db, configs)
         edges = {
