@@ -9,7 +9,8 @@ The rules read vibration physics and the slow signals (docs/diagnosis.md):
 - cavitation (broadband high-frequency floor and pressure or flow fluctuation risen), overheating
   (temperature above what load and ambient explain in the healthy baseline);
 - a sensor fault (non-finite samples, a flat line, clipping, isolated spikes) is reported as `sensor_fault`
-  and no machine mode is read from that sensor.
+  and no machine mode is read from that sensor; the one exception is spikes that the envelope spectrum
+  shows to be periodic at a bearing defect frequency (impacts of a defect, not glitches).
 
 Every test is statistical, set by one false-alarm probability per test (`false_alarm_probability`):
 a peak counts when it stands over the local noise floor beyond the Rayleigh quantile for the bins
@@ -66,13 +67,15 @@ SIGNIFICANT_CHANGE = 1.25  # ISO 20816-1: a 25 % change of a steady level is sig
 MIN_BASELINE_WINDOWS = 5
 _HARMONICS = 10
 _HALF_ORDERS = (0.5, 1.5, 2.5, 3.5)
-_LOOSENESS_MIN_ITEMS = 3
+_LOOSENESS_MIN_ITEMS = 3  # looseness shows half orders and a row of harmonics, not one raised tone
+_LOOSENESS_MIN_HALVES = 1
 _BROADBAND_LOWEST_ORDER = 20.0  # the broadband floor starts above the shaft harmonics and pass tones
 _SPIKE_NEIGHBOURS = 3
 _SPIKE_NEIGHBOUR_FRACTION = 0.25  # a real impact rings: its neighbours stay above this share of the peak
 _FLAT_MIN_SAMPLES = 10
 _CLIP_MIN_SAMPLES = 3
 _CLIP_MIN_FRACTION = 0.005
+_SPIKES = "spikes"  # the one sensor fault a bearing's periodic impacts can mimic
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,41 +216,51 @@ def _levels(m: Measurements) -> dict[str, float]:
 
 @dataclass(frozen=True, slots=True)
 class _ThermalModel:
-    """Temperature over ambient as a quadratic in motor current (I^2 R heating), fitted on healthy windows."""
+    """Temperature over ambient, linear in the load regressors present (current, current squared for
+    I^2 R heating, shaft speed for bearing friction), least squares on healthy windows."""
 
+    regressors: tuple[str, ...]
     coefficients: tuple[float, ...]
     residual_std: float
     count: int
 
     @staticmethod
+    def _row(m: Measurements, regressors: tuple[str, ...]) -> list[float] | None:
+        values = [1.0]
+        for name in regressors:
+            value = m.shaft_hz if name == "shaft_hz" else m.scalars.get(name.removesuffix("^2"))
+            if value is None:
+                return None
+            values.append(value**2 if name.endswith("^2") else value)
+        return values
+
+    @staticmethod
     def fit(windows: Sequence[Measurements], min_windows: int) -> _ThermalModel | None:
-        rows = [
-            (m.scalars["temperature_rise"], m.scalars.get("current"))
-            for m in windows
-            if "temperature_rise" in m.scalars
-        ]
-        if len(rows) < min_windows + 3:
+        with_rise = [m for m in windows if "temperature_rise" in m.scalars]
+        regressors = tuple(
+            name
+            for name, present in (
+                ("current", all("current" in m.scalars for m in with_rise)),
+                ("current^2", all("current" in m.scalars for m in with_rise)),
+                ("shaft_hz", all(m.shaft_hz is not None for m in with_rise)),
+            )
+            if present
+        )
+        rows = [row for m in with_rise if (row := _ThermalModel._row(m, regressors)) is not None]
+        if len(rows) < min_windows + len(regressors) + 1:
             return None
-        rise = np.array([r for r, _ in rows])
-        currents = [c for _, c in rows]
-        if all(c is not None for c in currents):
-            current = np.array(currents, dtype=np.float64)
-            design = np.stack([np.ones_like(current), current, current**2], axis=1)
-        else:
-            design = np.ones((rise.size, 1))
+        design = np.array(rows)
+        rise = np.array([m.scalars["temperature_rise"] for m in with_rise])
         coefficients, *_ = np.linalg.lstsq(design, rise, rcond=None)
         residual = rise - design @ coefficients
-        dof = max(1, rise.size - design.shape[1])
+        dof = rise.size - design.shape[1]
         std = max(float(np.sqrt(np.sum(residual**2) / dof)), 1e-3)
-        return _ThermalModel(tuple(float(c) for c in coefficients), std, rise.size)
+        return _ThermalModel(regressors, tuple(float(c) for c in coefficients), std, rise.size)
 
-    def expected(self, current: float | None) -> float | None:
-        if len(self.coefficients) == 1:
-            return self.coefficients[0]
-        if current is None:
-            return None
-        a, b, c = self.coefficients
-        return a + b * current + c * current**2
+    def expected(self, m: Measurements) -> float | None:
+        """The healthy temperature rise for this window's load, or None without its regressors."""
+        row = self._row(m, self.regressors)
+        return None if row is None else float(np.dot(row, self.coefficients))
 
 
 # --- measuring ------------------------------------------------------------------------------------
@@ -365,7 +378,7 @@ def measure(
         kind = _sensor_fault(vibration, is_fast=True, false_alarm_probability=p_fa)
         if kind is not None:
             faults["vibration"] = kind
-    if vibration is None or "vibration" in faults or vibration.size < 256:
+    if vibration is None or faults.get("vibration", _SPIKES) != _SPIKES or vibration.size < 256:
         return Measurements(None, None, None, {}, {}, scalars, faults)
     rate = window.sample_rate_hz
     spectrum = amplitude_spectrum(vibration, rate)
@@ -532,7 +545,7 @@ def _shaft_findings(judge: _Judge, config: AssetDiagnosisConfig, zone: str | Non
     high = [e for k in range(4, _HARMONICS + 1) if (e := judge.peak(f"{k}x", needs_baseline=True))]
     found_halves = sum(e.is_found for e in halves)
     found_high = sum(e.is_found for e in high)
-    if found_halves >= _LOOSENESS_MIN_ITEMS - 1 or found_high >= _LOOSENESS_MIN_ITEMS:
+    if found_halves >= _LOOSENESS_MIN_HALVES and found_halves + found_high >= _LOOSENESS_MIN_ITEMS:
         items = halves + high
         findings.append(Finding("looseness", (found_halves + found_high) / len(items), tuple(items)))
     return findings
@@ -559,7 +572,7 @@ def _overheating(judge: _Judge) -> Finding | None:
     rise = judge.measurements.scalars.get("temperature_rise")
     if thermal is None or rise is None:
         return None
-    expected = thermal.expected(judge.measurements.scalars.get("current"))
+    expected = thermal.expected(judge.measurements)
     if expected is None:
         return None
     dof = thermal.count - len(thermal.coefficients)
@@ -585,14 +598,15 @@ def diagnose(
     boundaries = config.zone_boundaries_mm_s or iso_zone_boundaries(config.machine_group, config.foundation)
     zone = iso_zone(m.velocity_rms_mm_s, boundaries) if m.velocity_rms_mm_s is not None else None
     judge = _Judge(m, baseline, config.false_alarm_probability)
-    groups = (
-        []
-        if "vibration" in m.sensor_faults
-        else [_bearing_findings(judge, config), _shaft_findings(judge, config, zone)]
-    )
-    groups.append(_slow_findings(judge))
+    vibration_fault = m.sensor_faults.get("vibration")
+    bearing = _bearing_findings(judge, config) if vibration_fault in (None, _SPIKES) else []
+    groups = [bearing]
+    if vibration_fault is None:
+        groups.append(_shaft_findings(judge, config, zone))
+    if vibration_fault is None or not bearing:
+        groups.append(_slow_findings(judge))
     findings = tuple(f for group in groups for f in sorted(group, key=lambda f: -f.confidence))
-    if "vibration" in m.sensor_faults or (not findings and m.sensor_faults):
+    if (vibration_fault is not None and not bearing) or (not findings and m.sensor_faults):
         faults = tuple(
             Evidence(f"{sensor}:{kind}", 1.0, is_found=True) for sensor, kind in m.sensor_faults.items()
         )

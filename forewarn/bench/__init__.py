@@ -17,4 +17,5 @@ SUITES: dict[str, str] = {
     "retrain": "forewarn.bench.retrain:run",
     "forecast": "forewarn.bench.forecast:run",
     "forecast-live": "forewarn.bench.forecast_live:run",
+    "diagnosis": "forewarn.bench.diagnosis:run",
 }
