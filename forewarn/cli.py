@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "forewarn.forecast_cmd",
     "forewarn.edge_cmd",
     "forewarn.models_cmd",
+    "forewarn.diagnose_cmd",
     "forewarn.keys_cmd",
     "forewarn.users_cmd",
     "forewarn.dashboard_cmd",

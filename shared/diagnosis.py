@@ -370,7 +370,8 @@ def measure(
     faults = {
         name: kind
         for name, samples in window.slow.items()
-        if (kind := _sensor_fault(samples, is_fast=False, false_alarm_probability=p_fa)) is not None
+        if name != "ambient"  # a reference that may well read the same for minutes
+        and (kind := _sensor_fault(samples, is_fast=False, false_alarm_probability=p_fa)) is not None
     }
     scalars = _slow_scalars(window, config, faults)
     vibration = window.vibration
