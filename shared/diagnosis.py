@@ -31,6 +31,7 @@ import numpy.typing as npt
 import scipy.stats
 
 from shared.asset_config import AssetDiagnosisConfig, DefectOrders
+from shared.messages import AlertDiagnosis, DiagnosisEvidence
 from shared.vibration import (
     STANDARD_GRAVITY,
     Peak,
@@ -53,9 +54,11 @@ __all__ = [
     "Evidence",
     "Finding",
     "Measurements",
+    "SlowLevel",
     "WindowSignals",
     "diagnose",
     "measure",
+    "to_alert_diagnosis",
 ]
 
 F64 = npt.NDArray[np.float64]
@@ -79,6 +82,14 @@ _SPIKES = "spikes"  # the one sensor fault a bearing's periodic impacts can mimi
 
 
 @dataclass(frozen=True, slots=True)
+class SlowLevel:
+    """A slow sensor over one window: its mean and its peak-to-peak (the fluctuation cavitation raises)."""
+
+    mean: float
+    peak_to_peak: float
+
+
+@dataclass(frozen=True, slots=True)
 class WindowSignals:
     """What one window holds: a vibration window (acceleration) and the slow sensors' samples in it.
 
@@ -87,12 +98,15 @@ class WindowSignals:
         sample_rate_hz: the vibration sample rate.
         slow: slow sensor -> samples (`temperature`, `current`, `pressure`, `flow`, `ambient`).
         shaft_hz: the running speed when a tachometer gives it; None: estimated from the spectrum.
+        slow_levels: slow sensor -> its window's mean and peak-to-peak, for sensors whose samples are
+            not at hand (the edge has them as features); `slow` wins for a sensor in both.
     """
 
     vibration: F64 | None
     sample_rate_hz: float
     slow: Mapping[str, F64] = field(default_factory=dict)
     shaft_hz: float | None = None
+    slow_levels: Mapping[str, SlowLevel] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,7 +223,7 @@ def _levels(m: Measurements) -> dict[str, float]:
     out = {name: peak.amplitude for name, peak in m.peaks.items() if not name.startswith("env:")}
     out |= {name: peak.prominence for name, peak in m.peaks.items() if name.startswith("env:")}
     out |= {
-        name: value for name, value in m.scalars.items() if name in ("broadband", "pressure_std", "flow_std")
+        name: value for name, value in m.scalars.items() if name in ("broadband", "pressure_p2p", "flow_p2p")
     }
     return out
 
@@ -329,22 +343,27 @@ def _shaft_targets(shaft_hz: float) -> dict[str, float]:
     return targets | {f"{h:g}x": h * shaft_hz for h in _HALF_ORDERS}
 
 
+def _slow_levels(window: WindowSignals) -> dict[str, SlowLevel]:
+    levels = dict(window.slow_levels)
+    for name, samples in window.slow.items():
+        if samples.size and np.all(np.isfinite(samples)):
+            levels[name] = SlowLevel(
+                float(np.mean(samples)), float(np.ptp(samples)) if samples.size >= 3 else math.nan
+            )
+    return levels
+
+
 def _slow_scalars(
     window: WindowSignals, config: AssetDiagnosisConfig, faults: dict[str, str]
 ) -> dict[str, float]:
-    usable = {
-        name: s for name, s in window.slow.items() if name not in faults and s.size and np.all(np.isfinite(s))
-    }
-    scalars: dict[str, float] = {}
-    for name in ("temperature", "current", "ambient"):
-        if name in usable:
-            scalars[name] = float(np.mean(usable[name]))
+    levels = {name: level for name, level in _slow_levels(window).items() if name not in faults}
+    scalars = {name: levels[name].mean for name in ("temperature", "current", "ambient") if name in levels}
     ambient = scalars.get("ambient", config.ambient_c)
     if "temperature" in scalars:
         scalars["temperature_rise"] = scalars["temperature"] - (ambient if ambient is not None else 0.0)
     for name in ("pressure", "flow"):
-        if name in usable and usable[name].size >= 3:
-            scalars[f"{name}_std"] = float(np.std(usable[name], ddof=1))
+        if name in levels and math.isfinite(levels[name].peak_to_peak):
+            scalars[f"{name}_p2p"] = levels[name].peak_to_peak
     return scalars
 
 
@@ -368,6 +387,11 @@ def measure(
     """Measure one window: speed, velocity RMS, spectrum peaks, envelope peaks, slow levels, sensor faults."""
     p_fa = config.false_alarm_probability
     faults = {
+        name: "flat"
+        for name, level in window.slow_levels.items()
+        if name != "ambient" and name not in window.slow and level.peak_to_peak == 0.0
+    }
+    faults |= {
         name: kind
         for name, samples in window.slow.items()
         if name != "ambient"  # a reference that may well read the same for minutes
@@ -560,7 +584,7 @@ def _slow_findings(judge: _Judge) -> list[Finding]:
 def _cavitation(judge: _Judge) -> Finding | None:
     """The broadband high-frequency floor rose and so did the pressure or flow fluctuation."""
     broadband = judge.level("broadband")
-    fluid = [e for name in ("pressure_std", "flow_std") if (e := judge.level(name)) is not None]
+    fluid = [e for name in ("pressure_p2p", "flow_p2p") if (e := judge.level(name)) is not None]
     if broadband is None or not broadband.is_found or not any(e.is_found for e in fluid):
         return None
     evidence = (broadband, *fluid)
@@ -626,4 +650,30 @@ def diagnose(
         velocity_rms_mm_s=m.velocity_rms_mm_s,
         iso_zone=zone,
         sensor_faults=dict(m.sensor_faults),
+    )
+
+
+def to_alert_diagnosis(diagnosis: Diagnosis, *, max_evidence: int = 32) -> AlertDiagnosis:
+    """The diagnosis as the alert message carries it (the primary finding's evidence, capped)."""
+
+    def finite(value: float | None) -> float | None:
+        return None if value is None or not math.isfinite(value) else float(value)
+
+    return AlertDiagnosis(
+        mode=diagnosis.mode,
+        confidence=min(1.0, max(0.0, diagnosis.confidence)),
+        evidence=[
+            DiagnosisEvidence(
+                name=e.name[:96],
+                value=finite(e.value) or 0.0,
+                freq_hz=finite(e.freq_hz),
+                floor=finite(e.floor),
+                baseline=finite(e.baseline),
+                is_found=e.is_found,
+            )
+            for e in diagnosis.evidence[:max_evidence]
+        ],
+        shaft_hz=finite(diagnosis.shaft_hz),
+        velocity_rms_mm_s=finite(diagnosis.velocity_rms_mm_s),
+        iso_zone=diagnosis.iso_zone,
     )
