@@ -7,7 +7,8 @@ One module per table family:
 * `alerts`: alerts and maintenance/failure events (`open_alerts`, `acknowledge_alert`,
   `maintenance_events`);
 * `assets`: assets, sites and gateways (`fleet_status`, `gateway_health`, `update_asset`, `upsert_site`);
-* `ingest_stats`: what ingest stored and how it is doing (`ingest_status`, `stored_counts`).
+* `ingest_stats`: what ingest stored and how it is doing (`ingest_status`, `stored_counts`);
+* `diagnoses`: alerts' diagnoses (`store_diagnosis`, `alert_diagnoses`, `latest_diagnoses`).
 
 The model registry's SQL is in `cloud_service.lifecycle.registry`, the forecasts' in
 `cloud_service.forecasting.repository`, the write path's in `cloud_service.writer`. Every function takes an
@@ -40,12 +41,19 @@ from cloud_service.queries.assets import (
     update_asset,
     upsert_site,
 )
+from cloud_service.queries.diagnoses import (
+    DiagnosisRecord,
+    alert_diagnoses,
+    latest_diagnoses,
+    store_diagnosis,
+)
 from cloud_service.queries.ingest_stats import IngestStatus, StoredCounts, ingest_status, stored_counts
 
 __all__ = [
     "CRITICALITIES",
     "AlertRecord",
     "AssetStatus",
+    "DiagnosisRecord",
     "EventRecord",
     "FeatureMatrix",
     "GatewayHealth",
@@ -55,13 +63,16 @@ __all__ = [
     "StoredCounts",
     "WindowSpread",
     "acknowledge_alert",
+    "alert_diagnoses",
     "asset_series",
     "feature_matrix",
     "fleet_status",
     "gateway_health",
     "ingest_status",
+    "latest_diagnoses",
     "maintenance_events",
     "open_alerts",
+    "store_diagnosis",
     "stored_counts",
     "update_asset",
     "upsert_site",
