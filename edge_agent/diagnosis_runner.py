@@ -2,7 +2,8 @@
 
 One `DiagnosisRunner` per asset configured with a `diagnosis` section. The pipeline hands it every batch
 of windows as their features are computed (`hold`), then the windows scored normal (`learn`): it measures
-one of every `learn_every` into a bounded healthy baseline (refitted every `refit_every` new windows). An
+one per `baseline_interval_s` of data time into a bounded healthy baseline of the last `baseline_windows`
+(refitted every `refit_every` new windows), so its cost does not grow with the window rate. An
 alert raised by a held window carries that window's diagnosis (`diagnose`). The slow sensors come from
 the window's features (`<sensor>.mean`, `.min`, `.max`), so no slow samples are kept.
 """
@@ -55,8 +56,6 @@ class DiagnosisRunner:
         config: the asset's diagnosis settings.
         sample_rate_hz: the driving (vibration) sensor's rate.
         feature_names: the columns of the asset's feature rows.
-        learn_every: measure one of every this many normal windows into the baseline.
-        max_baseline_windows: the most recent healthy windows the baseline keeps.
         refit_every: refit the baseline after this many new healthy windows.
     """
 
@@ -66,13 +65,11 @@ class DiagnosisRunner:
         config: AssetDiagnosisConfig,
         sample_rate_hz: float,
         feature_names: tuple[str, ...],
-        learn_every: int = 20,
-        max_baseline_windows: int = 256,
         refit_every: int = 16,
     ) -> None:
         self.config = config
         self.sample_rate_hz = sample_rate_hz
-        self.learn_every = learn_every
+        self._interval_ns = round(config.baseline_interval_s * 1e9)
         self.refit_every = refit_every
         self.metrics = DiagnosisMetrics()
         index = {name: j for j, name in enumerate(feature_names)}
@@ -81,8 +78,8 @@ class DiagnosisRunner:
             for sensor in _SLOW_SENSORS
             if all(f"{sensor}.{stat}" in index for stat in ("mean", "min", "max"))
         }
-        self._healthy: collections.deque[Measurements] = collections.deque(maxlen=max_baseline_windows)
-        self._since_learned = 0
+        self._healthy: collections.deque[Measurements] = collections.deque(maxlen=config.baseline_windows)
+        self._next_learn_ns = -(1 << 62)
         self._since_refit = 0
         self._baseline: DiagnosisBaseline | None = None
         self._held: tuple[FloatArray, FloatArray, npt.NDArray[np.int64]] | None = None
@@ -109,16 +106,15 @@ class DiagnosisRunner:
         return i if i < end_ns.size and int(end_ns[i]) == ts_ns else None
 
     def learn(self, end_ns: npt.NDArray[np.int64], is_normal: npt.NDArray[np.bool_]) -> None:
-        """Learn from the held windows that ended at `end_ns` and scored normal (one per `learn_every`)."""
+        """Learn from the held windows that ended at `end_ns` and scored normal (one per interval)."""
         if self._held is None:
             return
         windows, features, _ = self._held
         for ts_ns in end_ns[is_normal].tolist():
-            self._since_learned += 1
             i = self._index(ts_ns)
-            if self._since_learned < self.learn_every or i is None:
+            if ts_ns < self._next_learn_ns or i is None:
                 continue
-            self._since_learned = 0
+            self._next_learn_ns = ts_ns + self._interval_ns
             self._healthy.append(measure(self._window(windows[i], features[i]), self.config))
             self.metrics.learned += 1
             self._since_refit += 1

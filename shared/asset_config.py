@@ -140,6 +140,15 @@ class AssetDiagnosisConfig(BaseModel):
     ambient_c: float | None = Field(
         default=None, ge=-60, le=80, description="Ambient temperature when no `ambient` sensor is recorded."
     )
+    baseline_interval_s: float = Field(
+        default=60.0,
+        ge=0,
+        le=86_400,
+        description="On the gateway, one window scored normal per this much data time joins the baseline.",
+    )
+    baseline_windows: int = Field(
+        default=256, ge=5, le=100_000, description="The most recent healthy windows the baseline keeps."
+    )
     false_alarm_probability: float = Field(
         default=1e-4,
         gt=0,

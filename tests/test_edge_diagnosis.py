@@ -45,7 +45,9 @@ def _machine(rng: np.random.Generator) -> Signal:
 
 @pytest.mark.slow
 def test_a_raised_alert_carries_the_diagnosis_of_its_window() -> None:
-    config = AssetDiagnosisConfig(shaft_rpm=60 * SHAFT_HZ, bearings=(BearingSettings(geometry=GEOMETRY),))
+    config = AssetDiagnosisConfig(
+        shaft_rpm=60 * SHAFT_HZ, bearings=(BearingSettings(geometry=GEOMETRY),), baseline_interval_s=5.0
+    )
     asset = asset_settings(with_temperature=False).model_copy(update={"diagnosis": config})
     pipeline_settings = settings([asset], warmup=40, window_len=8192, hop=4096)
     run = Run()
