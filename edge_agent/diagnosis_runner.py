@@ -110,7 +110,10 @@ class DiagnosisRunner:
         if self._held is None:
             return
         windows, features, _ = self._held
-        for ts_ns in end_ns[is_normal].tolist():
+        normal = end_ns[is_normal]
+        if normal.size == 0 or int(normal[-1]) < self._next_learn_ns:
+            return  # the common case: no window of this batch is due
+        for ts_ns in normal[normal >= self._next_learn_ns].tolist():
             i = self._index(ts_ns)
             if ts_ns < self._next_learn_ns or i is None:
                 continue

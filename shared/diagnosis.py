@@ -78,6 +78,10 @@ _SPIKE_NEIGHBOUR_FRACTION = 0.25  # a real impact rings: its neighbours stay abo
 _FLAT_MIN_SAMPLES = 10
 _CLIP_MIN_SAMPLES = 3
 _CLIP_MIN_FRACTION = 0.005
+_RANK_TOLERANCE = (
+    1e-6  # singular values below this share of the largest: a direction the baseline never varied
+)
+_MIN_TEMPERATURE_STD_C = 0.05  # a sensor's resolution: a few identical readings do not have zero spread
 _SPIKES = "spikes"  # the one sensor fault a bearing's periodic impacts can mimic
 
 
@@ -187,10 +191,24 @@ class DiagnosisBaseline:
 
     Fit it on measurements of healthy windows (`fit` returns self); `levels_` and `thermal_` are the
     learned state.
+
+    Args:
+        min_windows: the fewest windows a level (or an operating point) needs to be judged against.
+        current_tolerance: two windows share an operating point when their motor currents differ by
+            less than this fraction (a fault that adds friction also adds a little current)...
+        speed_tolerance: ... and their shaft speeds by less than this one (slip and the estimate's error).
     """
 
-    def __init__(self, *, min_windows: int = MIN_BASELINE_WINDOWS) -> None:
+    def __init__(
+        self,
+        *,
+        min_windows: int = MIN_BASELINE_WINDOWS,
+        current_tolerance: float = 0.10,
+        speed_tolerance: float = 0.02,
+    ) -> None:
         self.min_windows = min_windows
+        self.current_tolerance = current_tolerance
+        self.speed_tolerance = speed_tolerance
 
     def fit(self, windows: Sequence[Measurements]) -> DiagnosisBaseline:
         """Learn the levels from healthy windows (those with a sensor fault are left out)."""
@@ -210,7 +228,7 @@ class DiagnosisBaseline:
             for name, logs in values.items()
             if len(logs) >= self.min_windows
         }
-        self.thermal_ = _ThermalModel.fit(clean, self.min_windows)
+        self.thermal_ = _ThermalModel.fit(clean, (self.current_tolerance, self.speed_tolerance))
         return self
 
     def level(self, name: str) -> _Level | None:
@@ -230,51 +248,42 @@ def _levels(m: Measurements) -> dict[str, float]:
 
 @dataclass(frozen=True, slots=True)
 class _ThermalModel:
-    """Temperature over ambient, linear in the load regressors present (current, current squared for
-    I^2 R heating, shaft speed for bearing friction), least squares on healthy windows."""
+    """The healthy temperature rise over ambient at each operating point (motor current, shaft speed).
 
-    regressors: tuple[str, ...]
-    coefficients: tuple[float, ...]
-    residual_std: float
-    count: int
+    Non-parametric on purpose: heat follows load, which current and speed give only together and not
+    linearly (a pump at part load and full speed draws what it draws at full load and lower speed), so a
+    window is compared with the baseline windows at the same operating point, and with nothing else.
+    """
 
-    @staticmethod
-    def _row(m: Measurements, regressors: tuple[str, ...]) -> list[float] | None:
-        values = [1.0]
-        for name in regressors:
-            value = m.shaft_hz if name == "shaft_hz" else m.scalars.get(name.removesuffix("^2"))
-            if value is None:
-                return None
-            values.append(value**2 if name.endswith("^2") else value)
-        return values
+    points: F64  # baseline windows x (current, shaft_hz), NaN for a regressor the asset lacks
+    rises: F64
+    tolerances: tuple[float, float]
 
     @staticmethod
-    def fit(windows: Sequence[Measurements], min_windows: int) -> _ThermalModel | None:
+    def _point(m: Measurements) -> tuple[float, float]:
+        current = m.scalars.get("current")
+        return (math.nan if current is None else current, math.nan if m.shaft_hz is None else m.shaft_hz)
+
+    @staticmethod
+    def fit(windows: Sequence[Measurements], tolerances: tuple[float, float]) -> _ThermalModel | None:
         with_rise = [m for m in windows if "temperature_rise" in m.scalars]
-        regressors = tuple(
-            name
-            for name, present in (
-                ("current", all("current" in m.scalars for m in with_rise)),
-                ("current^2", all("current" in m.scalars for m in with_rise)),
-                ("shaft_hz", all(m.shaft_hz is not None for m in with_rise)),
-            )
-            if present
-        )
-        rows = [row for m in with_rise if (row := _ThermalModel._row(m, regressors)) is not None]
-        if len(rows) < min_windows + len(regressors) + 1:
+        if not with_rise:
             return None
-        design = np.array(rows)
-        rise = np.array([m.scalars["temperature_rise"] for m in with_rise])
-        coefficients, *_ = np.linalg.lstsq(design, rise, rcond=None)
-        residual = rise - design @ coefficients
-        dof = rise.size - design.shape[1]
-        std = max(float(np.sqrt(np.sum(residual**2) / dof)), 1e-3)
-        return _ThermalModel(regressors, tuple(float(c) for c in coefficients), std, rise.size)
+        points = np.array([_ThermalModel._point(m) for m in with_rise])
+        rises = np.array([m.scalars["temperature_rise"] for m in with_rise])
+        return _ThermalModel(points, rises, tolerances)
 
-    def expected(self, m: Measurements) -> float | None:
-        """The healthy temperature rise for this window's load, or None without its regressors."""
-        row = self._row(m, self.regressors)
-        return None if row is None else float(np.dot(row, self.coefficients))
+    def neighbours(self, m: Measurements) -> F64:
+        """The baseline rises at this window's operating point (current and speed within their tolerances)."""
+        point = np.array(self._point(m))
+        close = np.ones(self.rises.size, dtype=np.bool_)
+        for column in range(2):
+            known = self.points[:, column]
+            if math.isnan(point[column]) != bool(np.isnan(known).all()):
+                return np.empty(0)  # the window and the baseline do not measure the same things
+            if not math.isnan(point[column]):
+                close &= np.abs(known - point[column]) <= self.tolerances[column] * abs(point[column])
+        return self.rises[close]
 
 
 # --- measuring ------------------------------------------------------------------------------------
@@ -592,17 +601,20 @@ def _cavitation(judge: _Judge) -> Finding | None:
 
 
 def _overheating(judge: _Judge) -> Finding | None:
-    """The temperature rise over ambient exceeds what the current explains, beyond the prediction bound."""
+    """The temperature rise over ambient exceeds the healthy rise at the same operating point, beyond the
+    Student-t prediction bound of those baseline windows."""
     thermal = judge.baseline.thermal_ if judge.baseline is not None else None
     rise = judge.measurements.scalars.get("temperature_rise")
     if thermal is None or rise is None:
         return None
-    expected = thermal.expected(judge.measurements)
-    if expected is None:
-        return None
-    dof = thermal.count - len(thermal.coefficients)
-    t = float(scipy.stats.t.isf(judge.false_alarm_probability, dof))
-    bound = t * thermal.residual_std * math.sqrt(1.0 + 1.0 / thermal.count)
+    same_point = thermal.neighbours(judge.measurements)
+    if same_point.size < MIN_BASELINE_WINDOWS:
+        return None  # an operating point the baseline has not seen: nothing to compare with
+    expected = float(np.mean(same_point))
+    error = max(float(np.std(same_point, ddof=1)), _MIN_TEMPERATURE_STD_C) * math.sqrt(
+        1.0 + 1.0 / same_point.size
+    )
+    bound = float(scipy.stats.t.isf(judge.false_alarm_probability, same_point.size - 1)) * error
     excess = rise - expected
     if excess <= bound:
         return None

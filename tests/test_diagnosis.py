@@ -266,11 +266,13 @@ def slow_baseline() -> DiagnosisBaseline:
 def test_temperature_above_what_load_and_ambient_explain_is_overheating(
     slow_baseline: DiagnosisBaseline,
 ) -> None:
-    hot = measure(_slow_window(Machine(), 300, current_a=42.0, excess_c=8.0), CONFIG)
+    hot = measure(_slow_window(Machine(), 300, current_a=40.0, excess_c=8.0), CONFIG)
     assert diagnose(hot, CONFIG, slow_baseline).mode == "overheating"
-    # The same temperature explained by a higher load is not.
+    # The same temperature explained by a higher load is not, nor one at a load the baseline never saw.
     loaded = measure(_slow_window(Machine(), 301, current_a=50.0), CONFIG)
     assert diagnose(loaded, CONFIG, slow_baseline).mode == "unknown"
+    unseen = measure(_slow_window(Machine(), 302, current_a=70.0, excess_c=8.0), CONFIG)
+    assert diagnose(unseen, CONFIG, slow_baseline).mode == "unknown"
 
 
 def test_broadband_noise_with_pressure_fluctuation_is_cavitation(slow_baseline: DiagnosisBaseline) -> None:

@@ -16,6 +16,9 @@ windows of healthy units after their baseline):
 - `lead_time_h_median`: from the first time 3 of 5 consecutive windows named the right mode to the failure;
 - `edge_diagnosis_us_per_window`: median time to measure and diagnose one window, beside
   `fft_floor_us_per_window`, the spectra it needs at least (one rFFT, one band-pass, one Hilbert transform);
+- `pipeline_samples_per_s_with_diagnosis` beside `..._without_diagnosis`: the edge pipeline in process
+  (25.6 kHz pump stream, baseline scorer) with and without a diagnosis section, whose healthy baseline
+  then learns one window per `baseline_interval_s` (the ceiling is the pipeline without it);
 - `reference_*`: the same figures for a plain reference, a k-nearest-neighbour classifier on the
   standard spectral features (`shared.features`) and the slow sensors' means, fitted on the other seeds.
 """
@@ -37,9 +40,12 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from edge_agent.pipeline import Pipeline
+from edge_agent.settings import AssetSettings, PipelineSettings, SensorSettings, SnapshotSettings
 from shared.asset_config import AssetDiagnosisConfig, BearingGeometry, BearingSettings
 from shared.diagnosis import MACHINE_MODES, DiagnosisBaseline, Measurements, WindowSignals, diagnose, measure
-from shared.features import vibration_features
+from shared.features import SensorKind, vibration_features
+from shared.raw_batch import RawBatch
 from shared.timebase import NS_PER_S
 from simulators import Step, fleet_units, parse_scenario, simulate
 from simulators.assets import ASSET_TYPES, FAST_SENSOR, AssetType, FailureMode
@@ -282,6 +288,40 @@ def _floor_us(rate_hz: float, n_samples: int, repeats: int = 200) -> float:
     return statistics.median(times) * 1e6
 
 
+def _pipeline_samples_per_s(*, with_diagnosis: bool, seconds: float, repeats: int) -> float:
+    """The edge pipeline's in-process rate (baseline scorer) on a pump-like stream, median of runs."""
+    rate_hz, batch_len = 25_600.0, 16_384
+    asset_type = ASSET_TYPES["centrifugal_pump"]
+    config = asset_config_for_type(asset_type, (1.0,)) if with_diagnosis else None
+    sensor = SensorSettings(name="vibration", kind=SensorKind.VIBRATION, sample_rate_hz=rate_hz)
+    asset = AssetSettings(asset_id="pump-1", sensors=(sensor,), diagnosis=config)
+    settings = PipelineSettings(assets=(asset,), snapshots=SnapshotSettings(enabled=False))
+    rng = np.random.default_rng(0)
+    n_batches = int(seconds * rate_hz / batch_len)
+    shaft_hz = asset_type.rpm / 60.0
+    t = np.arange(n_batches * batch_len) / rate_hz
+    signal = (0.08 * np.sin(2 * np.pi * shaft_hz * t) + 0.02 * rng.standard_normal(t.size)).astype(np.float32)
+    rates = []
+    for _ in range(repeats):
+        pipeline = Pipeline(settings=settings, gateway_id="bench", models=None, on_reject=lambda *_: None)
+        started = time.perf_counter()
+        for k in range(n_batches):
+            samples = signal[k * batch_len : (k + 1) * batch_len]
+            pipeline.process(
+                RawBatch(
+                    asset_id="pump-1",
+                    sensor="vibration",
+                    seq=k,
+                    start_ns=round(k * batch_len * NS_PER_S / rate_hz),
+                    sample_rate_hz=rate_hz,
+                    samples=samples,
+                )
+            )
+        pipeline.flush()
+        rates.append(n_batches * batch_len / (time.perf_counter() - started))
+    return statistics.median(rates)
+
+
 def run(*, quick: bool = False) -> dict[str, Any]:
     """Simulate, diagnose and score; see the module docstring for the figures."""
     seeds = (11,) if quick else (11, 12, 13)
@@ -317,4 +357,10 @@ def run(*, quick: bool = False) -> dict[str, Any]:
     )
     figures["reference"] = f"kNN (k={_KNN_NEIGHBOURS}) on shared.features + slow means, leave-one-seed-out"
     figures["modes_simulated"] = sorted(m.value for m in FailureMode)
+    seconds, repeats = (60.0, 1) if quick else (600.0, 3)
+    without = _pipeline_samples_per_s(with_diagnosis=False, seconds=seconds, repeats=repeats)
+    with_diagnosis = _pipeline_samples_per_s(with_diagnosis=True, seconds=seconds, repeats=repeats)
+    figures["pipeline_samples_per_s_without_diagnosis"] = round(without)
+    figures["pipeline_samples_per_s_with_diagnosis"] = round(with_diagnosis)
+    figures["pipeline_with_to_without_diagnosis_ratio"] = round(with_diagnosis / without, 3)
     return figures
