@@ -16,3 +16,22 @@ CREATE TABLE IF NOT EXISTS alert_diagnoses (
     PRIMARY KEY (gateway_id, alert_id, source)
 );
 CREATE INDEX IF NOT EXISTS alert_diagnoses_asset_ts ON alert_diagnoses (asset_id, ts DESC);
+
+-- Advice per asset: what to inspect or replace and by when, with the inputs it came from. At most one open
+-- advice per asset; a maintenance event after it closes it and records the mode found (a label).
+CREATE TABLE IF NOT EXISTS asset_advice (
+    advice_id     bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    asset_id      text NOT NULL,
+    created_at    timestamptz NOT NULL,
+    updated_at    timestamptz NOT NULL,
+    mode          text NOT NULL,
+    action        text NOT NULL,
+    urgency       text NOT NULL CHECK (urgency IN ('monitor', 'plan', 'urgent')),
+    due_by        timestamptz NOT NULL,
+    inputs        jsonb NOT NULL DEFAULT '{}',
+    state         text NOT NULL CHECK (state IN ('open', 'closed')),
+    closed_at     timestamptz,
+    found_mode    text,
+    closing_note  text NOT NULL DEFAULT ''
+);
+CREATE UNIQUE INDEX IF NOT EXISTS asset_advice_one_open ON asset_advice (asset_id) WHERE state = 'open';

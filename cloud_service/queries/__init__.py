@@ -8,7 +8,8 @@ One module per table family:
   `maintenance_events`);
 * `assets`: assets, sites and gateways (`fleet_status`, `gateway_health`, `update_asset`, `upsert_site`);
 * `ingest_stats`: what ingest stored and how it is doing (`ingest_status`, `stored_counts`);
-* `diagnoses`: alerts' diagnoses (`store_diagnosis`, `alert_diagnoses`, `latest_diagnoses`).
+* `diagnoses`: alerts' diagnoses (`store_diagnosis`, `alert_diagnoses`, `latest_diagnoses`);
+* `advice`: maintenance advice (`open_advice`, `upsert_open_advice`, `close_advice_after_maintenance`).
 
 The model registry's SQL is in `cloud_service.lifecycle.registry`, the forecasts' in
 `cloud_service.forecasting.repository`, the write path's in `cloud_service.writer`. Every function takes an
@@ -16,6 +17,12 @@ open connection and never commits: the caller (a job, a CLI command, a test) own
 public names of the modules are re-exported here.
 """
 
+from cloud_service.queries.advice import (
+    AdviceRecord,
+    close_advice_after_maintenance,
+    open_advice,
+    upsert_open_advice,
+)
 from cloud_service.queries.aggregates import (
     FeatureMatrix,
     Series,
@@ -51,6 +58,7 @@ from cloud_service.queries.ingest_stats import IngestStatus, StoredCounts, inges
 
 __all__ = [
     "CRITICALITIES",
+    "AdviceRecord",
     "AlertRecord",
     "AssetStatus",
     "DiagnosisRecord",
@@ -65,16 +73,19 @@ __all__ = [
     "acknowledge_alert",
     "alert_diagnoses",
     "asset_series",
+    "close_advice_after_maintenance",
     "feature_matrix",
     "fleet_status",
     "gateway_health",
     "ingest_status",
     "latest_diagnoses",
     "maintenance_events",
+    "open_advice",
     "open_alerts",
     "store_diagnosis",
     "stored_counts",
     "update_asset",
+    "upsert_open_advice",
     "upsert_site",
     "window_spread",
 ]
