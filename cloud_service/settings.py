@@ -7,6 +7,7 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from cloud_service.advice_settings import AdviceSettings
 from cloud_service.forecasting.settings import ForecastSettings
 from cloud_service.lifecycle.settings import LifecycleSettings
 from shared.config import ComponentSettings, DatabaseSettings, MqttSettings
@@ -92,6 +93,7 @@ class CloudSettings(ComponentSettings):
     )
     lifecycle: LifecycleSettings = Field(LifecycleSettings.model_validate({}), description="Model lifecycle.")
     forecast: ForecastSettings = Field(ForecastSettings.model_validate({}), description="Failure forecaster.")
+    advice: AdviceSettings = Field(AdviceSettings(), description="Maintenance advice (docs/diagnosis.md).")
 
     @model_validator(mode="after")
     def _receive_maximum_fits_queue(self) -> CloudSettings:

@@ -33,6 +33,7 @@ from cloud_service.copy_encoding import (
 from cloud_service.deadletter import DeadLetter, write_dead_letters
 from cloud_service.ingest import Accepted
 from cloud_service.queries.alarm_management import Transition, record_edge_transition
+from cloud_service.queries.diagnoses import store_diagnosis
 from cloud_service.schema import Backend, current_backend
 from shared.aggregate_block import pack_aggregates
 from shared.messages import (
@@ -400,6 +401,15 @@ class BatchWriter:
                         a.message,
                     ),
                 )
+                if a.diagnosis is not None:
+                    store_diagnosis(
+                        cur,
+                        gateway_id=a.gateway_id,
+                        alert_id=a.alert_id,
+                        asset_id=a.asset_id,
+                        ts_ns=a.ts_ns,
+                        diagnosis=a.diagnosis,
+                    )
             else:
                 cur.execute(
                     _ALERT_CLEARED,

@@ -43,6 +43,7 @@ import numpy.typing as npt
 from edge_agent.aggregation import UNSCORED_REASONS, PeriodAggregator, ScoredWindows
 from edge_agent.alerts import AlertDebouncer, Transition, severity
 from edge_agent.baseline_learning import BaselineLearner
+from edge_agent.diagnosis_runner import DiagnosisRunner
 from edge_agent.disk_queue import Outbound
 from edge_agent.model_compatibility import ModelCompatibility, ModelSource, check_compatibility
 from edge_agent.operating_state import SPIKE_SIGMAS, asset_operating_state, spiky_windows
@@ -167,6 +168,13 @@ class _Asset:
             feature_spec=self.spec_id,
             period_s=pipeline.aggregation.period_s,
         )
+        self.diagnosis: DiagnosisRunner | None = None
+        if settings.diagnosis is not None:
+            self.diagnosis = DiagnosisRunner(
+                config=settings.diagnosis,
+                sample_rate_hz=self.driver.settings.sample_rate_hz,
+                feature_names=self.feature_names,
+            )
         self.snapshots: SnapshotRecorder | None = None
         if pipeline.snapshots.enabled:
             driver = self.driver.settings
@@ -445,6 +453,8 @@ class Pipeline:
                     matrix[:, columns] = features
                 else:
                     matrix[np.flatnonzero(valid), columns] = features
+        if asset.diagnosis is not None:  # keeps the raw windows an alert's diagnosis reads
+            asset.diagnosis.hold(driver_windows, matrix, end_ns)
         return matrix, end_ns, spiky
 
     # ------------------------------------------------------------------------------------- scoring
@@ -588,6 +598,8 @@ class Pipeline:
         end_ns: npt.NDArray[np.int64],
         out: list[Outbound],
     ) -> None:
+        if asset.diagnosis is not None:
+            asset.diagnosis.learn(end_ns, scores <= scorer.threshold)
         for transition in asset.debouncer.update(scores > scorer.threshold):
             alert = self._alert(asset, scorer, transition, rows, scores, end_ns)
             out.append(alert)
@@ -616,8 +628,9 @@ class Pipeline:
             level = severity(score, scorer.threshold, settings)
             top = scorer.contributions(np.ascontiguousarray(rows[i : i + 1]), settings.top_features)
             message = f"{settings.k} of the last {settings.n} windows scored above {scorer.threshold:.4g}"
+            diagnosis = asset.diagnosis.diagnose(ts_ns) if asset.diagnosis is not None else None
         else:
-            level, top = "info", []
+            level, top, diagnosis = "info", [], None
             message = f"{settings.clear_after} consecutive windows scored normal"
         return Alert(
             gateway_id=self.gateway_id,
@@ -633,6 +646,7 @@ class Pipeline:
             model_kind=_kind(scorer),
             top_features=top,
             message=message,
+            diagnosis=diagnosis,
         )
 
     # ----------------------------------------------------------------------------------- snapshots

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from edge_agent.deployment.settings import DeploymentSettings
+from shared.asset_config import AssetDiagnosisConfig
 from shared.config import ComponentSettings, MqttSettings
 from shared.features import FeatureSpec, SensorKind, SensorSpec
 from shared.raw_batch import MAX_SAMPLE_RATE_HZ
@@ -83,6 +84,10 @@ class AssetSettings(BaseModel, frozen=True, extra="forbid"):
     )
     model_target: str = Field(
         default="", description="Model target whose active model scores this asset; empty uses the asset id."
+    )
+    diagnosis: AssetDiagnosisConfig | None = Field(
+        default=None,
+        description="Bearings, speed, ISO group to diagnose alert windows (docs/diagnosis.md); empty: none.",
     )
 
     @model_validator(mode="after")

@@ -33,6 +33,7 @@ COMMAND_MODULES: tuple[tuple[str, str], ...] = (
     ("edge", "forewarn.edge_cmd"),
     ("connect", "forewarn.connect_cmd"),
     ("models", "forewarn.models_cmd"),
+    ("diagnose", "forewarn.diagnose_cmd"),
     ("keys", "forewarn.keys_cmd"),
     ("pki", "forewarn.pki_cmd"),
     ("users", "forewarn.users_cmd"),

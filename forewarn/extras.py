@@ -33,7 +33,8 @@ EXTRA_OF_IMPORT: dict[str, str] = {
     "pymodbus": "connectors",
     "nptdms": "connectors",
     "asyncua": "connectors",
-    "google": "connectors",  # protobuf, for Sparkplug B payloads (shared.sparkplug, imported only by them)
+    "google": "connectors",
+    "matplotlib": "diagnose",  # protobuf, for Sparkplug B payloads (shared.sparkplug, imported only by them)
 }
 
 

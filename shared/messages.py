@@ -29,9 +29,11 @@ __all__ = [
     "Aggregate",
     "AggregateBlock",
     "Alert",
+    "AlertDiagnosis",
     "ConnectorStatus",
     "Contribution",
     "DeploymentAck",
+    "DiagnosisEvidence",
     "FeatureStats",
     "GoldenPair",
     "MaintenanceEvent",
@@ -117,8 +119,35 @@ class Contribution(Struct, frozen=True, kw_only=True):
     contribution: FiniteFloat
 
 
+class DiagnosisEvidence(Struct, frozen=True, kw_only=True):
+    """One tested observation behind a diagnosis: a peak or a level, its noise floor and baseline."""
+
+    name: Annotated[str, Meta(max_length=96)]
+    value: FiniteFloat
+    freq_hz: FiniteFloat | None = None
+    floor: FiniteFloat | None = None
+    baseline: FiniteFloat | None = None
+    is_found: bool = False
+
+
+class AlertDiagnosis(Struct, frozen=True, kw_only=True):
+    """The probable failure mode of the window that raised an alert (`shared.diagnosis`), with its evidence,
+    and the ISO 20816-3 severity zone shown beside the learned score."""
+
+    mode: Annotated[str, Meta(pattern=r"^[a-z_]{1,32}(:[A-Za-z0-9_.-]{1,64})?$")]
+    confidence: Annotated[float, Meta(ge=0.0, le=1.0)]
+    evidence: Annotated[list[DiagnosisEvidence], Meta(max_length=32)] = []
+    shaft_hz: FiniteFloat | None = None
+    velocity_rms_mm_s: FiniteFloat | None = None
+    iso_zone: Literal["A", "B", "C", "D"] | None = None
+
+
 class Alert(Struct, frozen=True, kw_only=True, tag_field="kind", tag="alert/1"):
-    """An alert raised for, or cleared on, one asset."""
+    """An alert raised for, or cleared on, one asset.
+
+    `diagnosis` was added to `alert/1` with a default (append-only evolution): older gateways omit it and
+    older decoders ignore it.
+    """
 
     gateway_id: Ident
     asset_id: Ident
@@ -133,6 +162,7 @@ class Alert(Struct, frozen=True, kw_only=True, tag_field="kind", tag="alert/1"):
     model_kind: ModelKind
     top_features: Annotated[list[Contribution], Meta(max_length=32)] = []
     message: ShortText = ""
+    diagnosis: AlertDiagnosis | None = None
 
 
 class Snapshot(Struct, frozen=True, kw_only=True, tag_field="kind", tag="snapshot/1"):

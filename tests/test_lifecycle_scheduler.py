@@ -188,6 +188,7 @@ def test_the_cloud_service_schedules_retraining_drift_and_rollups(
             "rollups",
             "forecast-refit",
             "forecast-recompute",
+            "advice",
         }
     finally:
         scheduler.stop()
@@ -202,7 +203,14 @@ def test_the_cloud_service_schedules_retraining_drift_and_rollups(
         jobs = conn.execute("SELECT job_id FROM lifecycle_jobs ORDER BY job_id").fetchall()
     assert rolled is not None
     assert rolled[0] > 0
-    assert [j[0] for j in jobs] == ["drift", "forecast-recompute", "forecast-refit", "retrain", "rollups"]
+    assert [j[0] for j in jobs] == [
+        "advice",
+        "drift",
+        "forecast-recompute",
+        "forecast-refit",
+        "retrain",
+        "rollups",
+    ]
     # once deployed, a drifting asset (a bearing fault in the last half hour) triggers a retraining
     with psycopg.connect(db) as conn:
         registry.set_status(conn, target, model.version, "approved")

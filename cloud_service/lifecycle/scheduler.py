@@ -187,10 +187,12 @@ def lifecycle_jobs(
     forecast: ForecastSettings | None = None,
     refit_forecaster: Callable[[], object] | None = None,
     recompute_forecasts: Callable[[], object] | None = None,
+    refresh_advice: Callable[[], object] | None = None,
+    advice_interval_s: float = 900.0,
 ) -> list[JobSpec]:
     """The standard jobs from the settings: nightly retraining, hourly drift checks, push retries (auto
     approval), rollup refresh, and (with `forecast` enabled and both functions given) the forecaster refit
-    and the forecast recompute."""
+    and the forecast recompute; the advice refresh when given."""
     jobs = [
         JobSpec(
             "retrain", CronTrigger.from_crontab(settings.retrain_cron, timezone=UTC), retrain, "retraining"
@@ -233,6 +235,12 @@ def lifecycle_jobs(
                 IntervalTrigger(seconds=forecast.recompute_interval_s, timezone=UTC),
                 recompute_forecasts,
                 "forecast recompute",
+            )
+        )
+    if refresh_advice is not None:
+        jobs.append(
+            JobSpec(
+                "advice", IntervalTrigger(seconds=advice_interval_s, timezone=UTC), refresh_advice, "advice"
             )
         )
     return jobs

@@ -9,6 +9,7 @@ from typing import Any
 
 import psycopg
 
+from cloud_service import advice
 from cloud_service.database import Pool, pooled_connection
 from cloud_service.forecasting import live as forecast_live
 from cloud_service.lifecycle import operations, registry
@@ -161,6 +162,11 @@ class LifecycleService:
         with self._connection(autocommit=True) as conn:
             return forecast_live.recompute(conn, self.settings.forecast, now=self.reference_now(conn))
 
+    def refresh_advice(self) -> advice.AdviceRefresh:
+        """Close advice after maintenance, then create or refresh every asset's advice, in one transaction."""
+        with self._connection() as conn:
+            return advice.refresh_advice(conn, settings=self.settings.advice, now=datetime.now(UTC))
+
     def scheduler(self) -> LifecycleScheduler:
         """A scheduler of the standard jobs (not started)."""
         jobs = lifecycle_jobs(
@@ -173,5 +179,7 @@ class LifecycleService:
             forecast=self.settings.forecast,
             refit_forecaster=self.refit_forecaster,
             recompute_forecasts=self.recompute_forecasts,
+            refresh_advice=self.refresh_advice if self.settings.advice.enabled else None,
+            advice_interval_s=self.settings.advice.refresh_interval_s,
         )
         return LifecycleScheduler(conninfo=self.conninfo, jobs=jobs, runner_id=self.runner_id)

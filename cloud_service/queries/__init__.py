@@ -2,6 +2,7 @@
 
 One module per table family:
 
+* `advice`: the stored maintenance advice per asset, with the inputs it came from;
 * `aggregates`: the time-series aggregates and their rollups (`asset_series`, `feature_matrix`,
   `window_spread`, `latest_period_end`);
 * `alarm_health`: the alarm-system health per site computed from the alert event log (`alarm_health`);
@@ -17,6 +18,7 @@ One module per table family:
   `update_asset`, `upsert_site`);
 * `costs`: bandwidth per gateway, storage per table, lifecycle job durations (`gateway_traffic`,
   `storage_use`, `job_durations`);
+* `diagnoses`: the diagnosis each alert carried (mode, confidence, evidence), stored as it arrives;
 * `forecasts`: the stored forecasts' history per asset and the fleet's risk per day (`forecast_history`,
   `risk_history`);
 * `ingest_stats`: what ingest stored and how it is doing (`ingest_status`, `stored_counts`,
@@ -29,6 +31,14 @@ open connection and never commits: the caller (a job, a CLI command, a test) own
 public names of the modules are re-exported here.
 """
 
+from cloud_service.queries.advice import (
+    AdviceRecord,
+    asset_types,
+    close_advice_after_maintenance,
+    last_maintenance,
+    open_advice,
+    upsert_open_advice,
+)
 from cloud_service.queries.aggregates import (
     FeatureMatrix,
     Series,
@@ -117,6 +127,12 @@ from cloud_service.queries.costs import (
     job_durations,
     storage_use,
 )
+from cloud_service.queries.diagnoses import (
+    DiagnosisRecord,
+    alert_diagnoses,
+    latest_diagnoses,
+    store_diagnosis,
+)
 from cloud_service.queries.forecasts import (
     LIKELY_P_FAIL,
     POSSIBLE_P_FAIL,
@@ -154,12 +170,14 @@ __all__ = [
     "POSSIBLE_P_FAIL",
     "STALE_AFTER",
     "TOP_POINTS",
+    "AdviceRecord",
     "AlarmPoint",
     "AlarmState",
     "AlertDetail",
     "AlertEvent",
     "AlertRecord",
     "AssetStatus",
+    "DiagnosisRecord",
     "EventRecord",
     "FeatureBaseline",
     "FeatureMatrix",
@@ -187,12 +205,15 @@ __all__ = [
     "acknowledge_alert",
     "alarm_health",
     "alert_detail",
+    "alert_diagnoses",
     "alert_history",
     "alert_snapshots",
     "asset_alerts",
     "asset_feature_names",
     "asset_series",
     "asset_status",
+    "asset_types",
+    "close_advice_after_maintenance",
     "expire_shelves",
     "feature_baselines",
     "feature_matrix",
@@ -206,12 +227,15 @@ __all__ = [
     "job_durations",
     "known_assets",
     "last_alerts",
+    "last_maintenance",
+    "latest_diagnoses",
     "latest_gateway_metrics",
     "latest_period_end",
     "list_alerts",
     "maintenance_events",
     "missing_sequences",
     "model_periods",
+    "open_advice",
     "open_alerts",
     "out_of_service_assets",
     "raises_per_hour",
@@ -224,9 +248,11 @@ __all__ = [
     "shelve_alert",
     "storage_jobs",
     "storage_use",
+    "store_diagnosis",
     "stored_counts",
     "unshelve_alert",
     "update_asset",
+    "upsert_open_advice",
     "upsert_site",
     "window_spread",
 ]

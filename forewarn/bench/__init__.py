@@ -20,4 +20,5 @@ SUITES: dict[str, str] = {
     "connectors": "forewarn.bench.connectors:run",
     "fuzz": "forewarn.bench.fuzz:run",
     "dashboard": "forewarn.bench.dashboard:run",
+    "diagnosis": "forewarn.bench.diagnosis:run",
 }

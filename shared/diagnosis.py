@@ -1,0 +1,691 @@
+"""Fault diagnosis of one window: the probable failure mode, its confidence and the evidence behind it.
+
+The rules read vibration physics and the slow signals (docs/diagnosis.md):
+
+- bearing outer race (BPFO and harmonics), inner race (BPFI with shaft-speed sidebands), rolling element
+  (2 x BSF with cage sidebands) and cage (FTF) in the envelope spectrum;
+- imbalance (1x rose, more than 2x), misalignment (2x and 3x rose, more than 1x), looseness (half orders,
+  or many harmonics risen) in the spectrum;
+- cavitation (broadband high-frequency floor and pressure or flow fluctuation risen), overheating
+  (temperature above what load and ambient explain in the healthy baseline);
+- a sensor fault (non-finite samples, a flat line, clipping, isolated spikes) is reported as `sensor_fault`
+  and no machine mode is read from that sensor; the one exception is spikes that the envelope spectrum
+  shows to be periodic at a bearing defect frequency (impacts of a defect, not glitches).
+
+Every test is statistical, set by one false-alarm probability per test (`false_alarm_probability`):
+a peak counts when it stands over the local noise floor beyond the Rayleigh quantile for the bins
+searched, and, with a baseline, when it rose beyond the baseline's Student-t prediction bound and by
+at least 25 % (ISO 20816-1's significant change). When nothing passes, the mode is `unknown`.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+import scipy.stats
+
+from shared.asset_config import AssetDiagnosisConfig, DefectOrders
+from shared.messages import AlertDiagnosis, DiagnosisEvidence
+from shared.vibration import (
+    STANDARD_GRAVITY,
+    Peak,
+    Spectrum,
+    amplitude_spectrum,
+    envelope_spectrum,
+    estimate_shaft_hz,
+    iso_zone,
+    iso_zone_boundaries,
+    peak_near,
+    select_envelope_band,
+    velocity_rms_mm_s,
+)
+
+__all__ = [
+    "BEARING_MODES",
+    "MACHINE_MODES",
+    "Diagnosis",
+    "DiagnosisBaseline",
+    "Evidence",
+    "Finding",
+    "Measurements",
+    "SlowLevel",
+    "WindowSignals",
+    "diagnose",
+    "measure",
+    "to_alert_diagnosis",
+]
+
+F64 = npt.NDArray[np.float64]
+BEARING_MODES = ("outer_race", "inner_race", "rolling_element", "cage")
+SHAFT_MODES = ("imbalance", "misalignment", "looseness")
+SLOW_MODES = ("cavitation", "overheating")
+MACHINE_MODES = BEARING_MODES + SHAFT_MODES + SLOW_MODES
+SIGNIFICANT_CHANGE = 1.25  # ISO 20816-1: a 25 % change of a steady level is significant
+MIN_BASELINE_WINDOWS = 5
+_HARMONICS = 10
+_HALF_ORDERS = (0.5, 1.5, 2.5, 3.5)
+_LOOSENESS_MIN_ITEMS = 3  # looseness shows half orders and a row of harmonics, not one raised tone
+_LOOSENESS_MIN_HALVES = 1
+_BROADBAND_LOWEST_ORDER = 20.0  # the broadband floor starts above the shaft harmonics and pass tones
+_SPIKE_NEIGHBOURS = 3
+_SPIKE_NEIGHBOUR_FRACTION = 0.25  # a real impact rings: its neighbours stay above this share of the peak
+_FLAT_MIN_SAMPLES = 10
+_CLIP_MIN_SAMPLES = 3
+_CLIP_MIN_FRACTION = 0.005
+_RANK_TOLERANCE = (
+    1e-6  # singular values below this share of the largest: a direction the baseline never varied
+)
+_MIN_TEMPERATURE_STD_C = 0.05  # a sensor's resolution: a few identical readings do not have zero spread
+_SPIKES = "spikes"  # the one sensor fault a bearing's periodic impacts can mimic
+
+
+@dataclass(frozen=True, slots=True)
+class SlowLevel:
+    """A slow sensor over one window: its mean and its peak-to-peak (the fluctuation cavitation raises)."""
+
+    mean: float
+    peak_to_peak: float
+
+
+@dataclass(frozen=True, slots=True)
+class WindowSignals:
+    """What one window holds: a vibration window (acceleration) and the slow sensors' samples in it.
+
+    Attributes:
+        vibration: acceleration samples (the configured unit), or None.
+        sample_rate_hz: the vibration sample rate.
+        slow: slow sensor -> samples (`temperature`, `current`, `pressure`, `flow`, `ambient`).
+        shaft_hz: the running speed when a tachometer gives it; None: estimated from the spectrum.
+        slow_levels: slow sensor -> its window's mean and peak-to-peak, for sensors whose samples are
+            not at hand (the edge has them as features); `slow` wins for a sensor in both.
+    """
+
+    vibration: F64 | None
+    sample_rate_hz: float
+    slow: Mapping[str, F64] = field(default_factory=dict)
+    shaft_hz: float | None = None
+    slow_levels: Mapping[str, SlowLevel] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Measurements:
+    """Everything the rules read from one window, before any baseline is applied."""
+
+    shaft_hz: float | None
+    velocity_rms_mm_s: float | None
+    envelope_band_hz: tuple[float, float] | None
+    targets_hz: dict[str, float]
+    peaks: dict[str, Peak]
+    scalars: dict[str, float]
+    sensor_faults: dict[str, str]
+    spectrum: Spectrum | None = None
+    envelope: Spectrum | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """One tested observation: a peak or a level, against the noise floor and the asset's baseline."""
+
+    name: str
+    value: float
+    freq_hz: float | None = None
+    floor: float | None = None
+    baseline: float | None = None
+    is_found: bool = False
+
+    def describe(self) -> str:
+        """A short line for a report: `bpfo x1 at 176.2 Hz: 0.031 (floor 0.004, baseline 0.005)`."""
+        where = f" at {self.freq_hz:.1f} Hz" if self.freq_hz is not None else ""
+        extra = [f"floor {self.floor:.3g}"] if self.floor is not None else []
+        extra += [f"baseline {self.baseline:.3g}"] if self.baseline is not None else []
+        detail = f" ({', '.join(extra)})" if extra else ""
+        return f"{self.name}{where}: {self.value:.3g}{detail}{'' if self.is_found else ' (not found)'}"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A mode the evidence supports, with the share of its expected evidence that was found."""
+
+    mode: str
+    confidence: float
+    evidence: tuple[Evidence, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnosis:
+    """The diagnosis of a window: the probable mode (or `unknown`, or `sensor_fault`) and why."""
+
+    mode: str
+    confidence: float
+    evidence: tuple[Evidence, ...]
+    findings: tuple[Finding, ...]
+    shaft_hz: float | None
+    velocity_rms_mm_s: float | None
+    iso_zone: Literal["A", "B", "C", "D"] | None
+    sensor_faults: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Level:
+    """Log-level statistics of one measurement over the baseline windows."""
+
+    mean: float
+    std: float
+    count: int
+    median: float
+
+    def upper_bound(self, false_alarm_probability: float) -> float:
+        """The one-sided Student-t prediction bound of one new healthy log value."""
+        t = float(scipy.stats.t.isf(false_alarm_probability, self.count - 1))
+        return self.mean + t * self.std * math.sqrt(1.0 + 1.0 / self.count)
+
+
+class DiagnosisBaseline:
+    """The asset's own healthy levels: every measurement's log distribution, and its thermal behaviour.
+
+    Fit it on measurements of healthy windows (`fit` returns self); `levels_` and `thermal_` are the
+    learned state.
+
+    Args:
+        min_windows: the fewest windows a level (or an operating point) needs to be judged against.
+        current_tolerance: two windows share an operating point when their motor currents differ by
+            less than this fraction (a fault that adds friction also adds a little current)...
+        speed_tolerance: ... and their shaft speeds by less than this one (slip and the estimate's error).
+    """
+
+    def __init__(
+        self,
+        *,
+        min_windows: int = MIN_BASELINE_WINDOWS,
+        current_tolerance: float = 0.10,
+        speed_tolerance: float = 0.02,
+    ) -> None:
+        self.min_windows = min_windows
+        self.current_tolerance = current_tolerance
+        self.speed_tolerance = speed_tolerance
+
+    def fit(self, windows: Sequence[Measurements]) -> DiagnosisBaseline:
+        """Learn the levels from healthy windows (those with a sensor fault are left out)."""
+        clean = [m for m in windows if not m.sensor_faults]
+        values: dict[str, list[float]] = {}
+        for m in clean:
+            for name, level in _levels(m).items():
+                if level > 0 and math.isfinite(level):
+                    values.setdefault(name, []).append(math.log(level))
+        self.levels_ = {
+            name: _Level(
+                mean=statistics.fmean(logs),
+                std=max(statistics.stdev(logs), 1e-6),
+                count=len(logs),
+                median=math.exp(statistics.median(logs)),
+            )
+            for name, logs in values.items()
+            if len(logs) >= self.min_windows
+        }
+        self.thermal_ = _ThermalModel.fit(clean, (self.current_tolerance, self.speed_tolerance))
+        return self
+
+    def level(self, name: str) -> _Level | None:
+        """The learned level of a measurement, or None if the baseline has too few windows of it."""
+        return self.levels_.get(name)
+
+
+def _levels(m: Measurements) -> dict[str, float]:
+    """The values a baseline learns: spectrum amplitudes, envelope prominences, scalar levels."""
+    out = {name: peak.amplitude for name, peak in m.peaks.items() if not name.startswith("env:")}
+    out |= {name: peak.prominence for name, peak in m.peaks.items() if name.startswith("env:")}
+    out |= {
+        name: value for name, value in m.scalars.items() if name in ("broadband", "pressure_p2p", "flow_p2p")
+    }
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class _ThermalModel:
+    """The healthy temperature rise over ambient at each operating point (motor current, shaft speed).
+
+    Non-parametric on purpose: heat follows load, which current and speed give only together and not
+    linearly (a pump at part load and full speed draws what it draws at full load and lower speed), so a
+    window is compared with the baseline windows at the same operating point, and with nothing else.
+    """
+
+    points: F64  # baseline windows x (current, shaft_hz), NaN for a regressor the asset lacks
+    rises: F64
+    tolerances: tuple[float, float]
+
+    @staticmethod
+    def _point(m: Measurements) -> tuple[float, float]:
+        current = m.scalars.get("current")
+        return (math.nan if current is None else current, math.nan if m.shaft_hz is None else m.shaft_hz)
+
+    @staticmethod
+    def fit(windows: Sequence[Measurements], tolerances: tuple[float, float]) -> _ThermalModel | None:
+        with_rise = [m for m in windows if "temperature_rise" in m.scalars]
+        if not with_rise:
+            return None
+        points = np.array([_ThermalModel._point(m) for m in with_rise])
+        rises = np.array([m.scalars["temperature_rise"] for m in with_rise])
+        return _ThermalModel(points, rises, tolerances)
+
+    def neighbours(self, m: Measurements) -> F64:
+        """The baseline rises at this window's operating point (current and speed within their tolerances)."""
+        point = np.array(self._point(m))
+        close = np.ones(self.rises.size, dtype=np.bool_)
+        for column in range(2):
+            known = self.points[:, column]
+            if math.isnan(point[column]) != bool(np.isnan(known).all()):
+                return np.empty(0)  # the window and the baseline do not measure the same things
+            if not math.isnan(point[column]):
+                close &= np.abs(known - point[column]) <= self.tolerances[column] * abs(point[column])
+        return self.rises[close]
+
+
+# --- measuring ------------------------------------------------------------------------------------
+
+
+def _sensor_fault(samples: F64, *, is_fast: bool, false_alarm_probability: float) -> str | None:
+    """`non_finite`, `flat`, `clipping` or `spikes` when the samples show a sensor fault, else None."""
+    if samples.size == 0:
+        return None
+    if not np.all(np.isfinite(samples)):
+        return "non_finite"
+    if samples.size >= _FLAT_MIN_SAMPLES and float(np.ptp(samples)) == 0.0:
+        return "flat"
+    if not is_fast:
+        return None
+    if _is_clipped(samples):
+        return "clipping"
+    return "spikes" if _has_spike(samples, false_alarm_probability) else None
+
+
+def _is_clipped(samples: F64) -> bool:
+    """Several samples sit exactly at the maximum or the minimum: the sensor or its converter saturated."""
+    least = max(_CLIP_MIN_SAMPLES, _CLIP_MIN_FRACTION * samples.size)
+    return any(np.count_nonzero(samples == extreme) >= least for extreme in (samples.max(), samples.min()))
+
+
+def _has_spike(samples: F64, false_alarm_probability: float) -> bool:
+    """An isolated sample far outside the robust spread (Bonferroni over the window) whose neighbours
+    stay small: a real impact rings a resonance over several samples, a glitch does not."""
+    centred = samples - float(np.median(samples))
+    robust_std = 1.4826 * float(np.median(np.abs(centred)))
+    if robust_std <= 0:
+        return False
+    tail = 1.0 - false_alarm_probability / (2.0 * samples.size)
+    limit = statistics.NormalDist().inv_cdf(tail) * robust_std
+    for index in np.flatnonzero(np.abs(centred) > limit).tolist():
+        lo, hi = max(0, index - _SPIKE_NEIGHBOURS), min(samples.size, index + _SPIKE_NEIGHBOURS + 1)
+        neighbours = np.abs(np.delete(centred[lo:hi], index - lo))
+        if neighbours.size and float(neighbours.max()) < _SPIKE_NEIGHBOUR_FRACTION * abs(
+            float(centred[index])
+        ):
+            return True
+    return False
+
+
+def _bearing_targets(name: str, orders: DefectOrders, shaft_hz: float) -> dict[str, float]:
+    """Envelope-spectrum frequencies each bearing mode's rule looks at (`env:<bearing>:<what>`)."""
+    prefix = f"env:{name}:"
+    bpfo, bpfi = orders.bpfo * shaft_hz, orders.bpfi * shaft_hz
+    targets = {f"{prefix}bpfo x{k}": k * bpfo for k in (1, 2, 3)}
+    targets |= {f"{prefix}bpfi x1": bpfi, f"{prefix}bpfi x2": 2 * bpfi}
+    targets |= {f"{prefix}bpfi-1x": bpfi - shaft_hz, f"{prefix}bpfi+1x": bpfi + shaft_hz}
+    if orders.bsf is not None:
+        spin = 2.0 * orders.bsf * shaft_hz  # a ball defect strikes both races once per spin
+        targets |= {f"{prefix}2bsf x1": spin, f"{prefix}2bsf x2": 2 * spin}
+        if orders.ftf is not None:
+            cage = orders.ftf * shaft_hz
+            targets |= {f"{prefix}2bsf-ftf": spin - cage, f"{prefix}2bsf+ftf": spin + cage}
+    if orders.ftf is not None:
+        targets |= {f"{prefix}ftf x{k}": k * orders.ftf * shaft_hz for k in (1, 2, 3)}
+    return targets
+
+
+def _shaft_targets(shaft_hz: float) -> dict[str, float]:
+    targets = {f"{k}x": k * shaft_hz for k in range(1, _HARMONICS + 1)}
+    return targets | {f"{h:g}x": h * shaft_hz for h in _HALF_ORDERS}
+
+
+def _slow_levels(window: WindowSignals) -> dict[str, SlowLevel]:
+    levels = dict(window.slow_levels)
+    for name, samples in window.slow.items():
+        if samples.size and np.all(np.isfinite(samples)):
+            levels[name] = SlowLevel(
+                float(np.mean(samples)), float(np.ptp(samples)) if samples.size >= 3 else math.nan
+            )
+    return levels
+
+
+def _slow_scalars(
+    window: WindowSignals, config: AssetDiagnosisConfig, faults: dict[str, str]
+) -> dict[str, float]:
+    levels = {name: level for name, level in _slow_levels(window).items() if name not in faults}
+    scalars = {name: levels[name].mean for name in ("temperature", "current", "ambient") if name in levels}
+    ambient = scalars.get("ambient", config.ambient_c)
+    if "temperature" in scalars:
+        scalars["temperature_rise"] = scalars["temperature"] - (ambient if ambient is not None else 0.0)
+    for name in ("pressure", "flow"):
+        if name in levels and math.isfinite(levels[name].peak_to_peak):
+            scalars[f"{name}_p2p"] = levels[name].peak_to_peak
+    return scalars
+
+
+def _speed(window: WindowSignals, spectrum: Spectrum, config: AssetDiagnosisConfig) -> float | None:
+    if window.shaft_hz is not None:
+        return window.shaft_hz
+    estimate = estimate_shaft_hz(spectrum, config.speed_search_hz())
+    if estimate is None:
+        return None
+    tolerance = max(spectrum.resolution_hz, 0.005 * estimate)
+    peak = peak_near(spectrum, estimate, tolerance)
+    k = _prominence_limit(3, config.false_alarm_probability)
+    if peak is not None and peak.prominence > k:
+        return estimate
+    return config.shaft_rpm / 60.0 if config.shaft_rpm is not None else None
+
+
+def measure(
+    window: WindowSignals, config: AssetDiagnosisConfig, *, keep_spectra: bool = False
+) -> Measurements:
+    """Measure one window: speed, velocity RMS, spectrum peaks, envelope peaks, slow levels, sensor faults."""
+    p_fa = config.false_alarm_probability
+    faults = {
+        name: "flat"
+        for name, level in window.slow_levels.items()
+        if name != "ambient" and name not in window.slow and level.peak_to_peak == 0.0
+    }
+    faults |= {
+        name: kind
+        for name, samples in window.slow.items()
+        if name != "ambient"  # a reference that may well read the same for minutes
+        and (kind := _sensor_fault(samples, is_fast=False, false_alarm_probability=p_fa)) is not None
+    }
+    scalars = _slow_scalars(window, config, faults)
+    vibration = window.vibration
+    if vibration is not None:
+        kind = _sensor_fault(vibration, is_fast=True, false_alarm_probability=p_fa)
+        if kind is not None:
+            faults["vibration"] = kind
+    if vibration is None or faults.get("vibration", _SPIKES) != _SPIKES or vibration.size < 256:
+        return Measurements(None, None, None, {}, {}, scalars, faults)
+    rate = window.sample_rate_hz
+    spectrum = amplitude_spectrum(vibration, rate)
+    shaft_hz = _speed(window, spectrum, config)
+    velocity = velocity_rms_mm_s(vibration, rate, band_hz=config.velocity_band_hz, unit=config.vibration_unit)
+    peaks: dict[str, Peak] = {}
+    targets: dict[str, float] = {}
+    band: tuple[float, float] | None = None
+    envelope: Spectrum | None = None
+    if shaft_hz is not None:
+        shaft = _shaft_targets(shaft_hz)
+        targets |= shaft
+        for name, freq in shaft.items():
+            peak = peak_near(spectrum, freq, max(spectrum.resolution_hz, 0.005 * freq))
+            if peak is not None:
+                peaks[name] = peak
+        broadband_from = _BROADBAND_LOWEST_ORDER * shaft_hz
+        upper = spectrum.amplitudes[
+            (spectrum.freqs_hz >= broadband_from) & (spectrum.freqs_hz <= 0.45 * rate)
+        ]
+        if upper.size:
+            scalars["broadband"] = float(np.median(upper))
+        bearing_targets: dict[str, float] = {}
+        for bearing in config.bearings:
+            bearing_targets |= _bearing_targets(bearing.name, bearing.defect_orders(), shaft_hz)
+        if bearing_targets:
+            band = config.envelope_band_hz or select_envelope_band(
+                vibration, rate, lowest_hz=3.0 * max(bearing_targets.values())
+            )
+            envelope = envelope_spectrum(vibration, rate, band)
+            targets |= bearing_targets
+            for name, freq in bearing_targets.items():
+                peak = peak_near(envelope, freq, max(1.5 * envelope.resolution_hz, 0.02 * freq))
+                if peak is not None:
+                    peaks[name] = peak
+    return Measurements(
+        shaft_hz=shaft_hz,
+        velocity_rms_mm_s=velocity,
+        envelope_band_hz=band,
+        targets_hz=targets,
+        peaks=peaks,
+        scalars=scalars,
+        sensor_faults=faults,
+        spectrum=spectrum if keep_spectra else None,
+        envelope=envelope if keep_spectra else None,
+    )
+
+
+# --- rules ----------------------------------------------------------------------------------------
+
+
+def _prominence_limit(bins_searched: int, false_alarm_probability: float) -> float:
+    """Amplitude over the median floor that noise alone exceeds with the given chance.
+
+    A noise bin's amplitude is Rayleigh distributed, so P(A > k median) = 2^(-k^2); over m bins the
+    largest passes with about m 2^(-k^2).
+    """
+    return math.sqrt(math.log2(max(bins_searched, 1) / false_alarm_probability))
+
+
+@dataclass(frozen=True, slots=True)
+class _Judge:
+    """Applies the noise-floor and baseline tests to a window's measurements."""
+
+    measurements: Measurements
+    baseline: DiagnosisBaseline | None
+    false_alarm_probability: float
+
+    def rise(self, name: str, value: float) -> tuple[float | None, bool]:
+        """The baseline median of a level, and whether `value` rose significantly above it."""
+        level = self.baseline.level(name) if self.baseline is not None else None
+        if level is None or value <= 0:
+            return None, False
+        is_risen = math.log(value) > level.upper_bound(self.false_alarm_probability)
+        return level.median, is_risen and value >= SIGNIFICANT_CHANGE * level.median
+
+    def peak(self, name: str, *, needs_baseline: bool = False) -> Evidence | None:
+        """A peak's evidence: prominent over the floor and (with a baseline) risen above it."""
+        peak = self.measurements.peaks.get(name)
+        if peak is None:
+            return None
+        is_prominent = peak.prominence > _prominence_limit(peak.bins_searched, self.false_alarm_probability)
+        is_envelope = name.startswith("env:")
+        baseline, is_risen = self.rise(name, peak.prominence if is_envelope else peak.amplitude)
+        has_baseline = baseline is not None
+        found = is_prominent and (is_risen if has_baseline else not needs_baseline)
+        return Evidence(
+            name=name.rsplit(":", maxsplit=1)[-1] if is_envelope else name,
+            value=peak.amplitude,
+            freq_hz=peak.freq_hz,
+            floor=peak.floor,
+            baseline=baseline * peak.floor if (baseline is not None and is_envelope) else baseline,
+            is_found=found,
+        )
+
+    def level(self, name: str) -> Evidence | None:
+        value = self.measurements.scalars.get(name)
+        if value is None:
+            return None
+        baseline, is_risen = self.rise(name, value)
+        return Evidence(name=name, value=value, baseline=baseline, is_found=is_risen)
+
+
+def _bearing_findings(judge: _Judge, config: AssetDiagnosisConfig) -> list[Finding]:
+    """Each bearing mode whose defect frequency stands out with at least one corroborating peak."""
+    patterns = {
+        "outer_race": ("bpfo x1", ("bpfo x2", "bpfo x3")),
+        "inner_race": ("bpfi x1", ("bpfi-1x", "bpfi+1x", "bpfi x2")),
+        "rolling_element": ("2bsf x1", ("2bsf-ftf", "2bsf+ftf", "2bsf x2")),
+        "cage": ("ftf x1", ("ftf x2", "ftf x3")),
+    }
+    findings = []
+    for bearing in config.bearings:
+        for mode, (main, support) in patterns.items():
+            first = judge.peak(f"env:{bearing.name}:{main}")
+            others = [e for name in support if (e := judge.peak(f"env:{bearing.name}:{name}")) is not None]
+            if first is None or not first.is_found or not any(e.is_found for e in others):
+                continue
+            evidence = (first, *others)
+            found = sum(e.is_found for e in evidence)
+            label = mode if len(config.bearings) == 1 else f"{mode}:{bearing.name}"
+            findings.append(Finding(label, found / len(evidence), evidence))
+    return findings
+
+
+def _tone_velocity_mm_s(peak: Peak | None, config: AssetDiagnosisConfig) -> float:
+    """A tone's velocity RMS from its acceleration amplitude (A / (2 pi f) / sqrt 2)."""
+    if peak is None or peak.freq_hz <= 0:
+        return 0.0
+    scale = STANDARD_GRAVITY if config.vibration_unit == "g" else 1.0
+    return 1000.0 * peak.amplitude * scale / (2.0 * math.pi * peak.freq_hz) / math.sqrt(2.0)
+
+
+def _ratio(evidence: Evidence | None) -> float:
+    if evidence is None or evidence.baseline is None or evidence.baseline <= 0:
+        return 1.0
+    return evidence.value / evidence.baseline
+
+
+def _shaft_findings(judge: _Judge, config: AssetDiagnosisConfig, zone: str | None) -> list[Finding]:
+    """Imbalance, misalignment and looseness from the shaft harmonics against the baseline."""
+    m = judge.measurements
+    one, two, three = (judge.peak(f"{k}x", needs_baseline=True) for k in (1, 2, 3))
+    findings = []
+    if judge.baseline is not None and one is not None and two is not None:
+        r1, r2, r3 = _ratio(one), _ratio(two), _ratio(three)
+        if one.is_found and r1 > r2:
+            findings.append(Finding("imbalance", 1.0 - 1.0 / r1, (one, two)))
+        harmonic = [e for e in (two, three) if e is not None and e.is_found]
+        if harmonic and max(r2, r3) > r1:
+            findings.append(
+                Finding("misalignment", 1.0 - 1.0 / max(r2, r3), tuple(e for e in (one, two, three) if e))
+            )
+    elif judge.baseline is None and zone in ("C", "D") and m.velocity_rms_mm_s:
+        total = m.velocity_rms_mm_s**2
+        v1 = _tone_velocity_mm_s(m.peaks.get("1x"), config) ** 2
+        v23 = sum(_tone_velocity_mm_s(m.peaks.get(f"{k}x"), config) ** 2 for k in (2, 3))
+        tones = tuple(e for e in (one, two, three) if e)
+        if v1 / total >= 0.5:
+            findings.append(Finding("imbalance", v1 / total, tones))
+        elif v23 / total >= 0.5:
+            findings.append(Finding("misalignment", v23 / total, tones))
+    halves = [e for h in _HALF_ORDERS if (e := judge.peak(f"{h:g}x", needs_baseline=True))]
+    high = [e for k in range(4, _HARMONICS + 1) if (e := judge.peak(f"{k}x", needs_baseline=True))]
+    found_halves = sum(e.is_found for e in halves)
+    found_high = sum(e.is_found for e in high)
+    if found_halves >= _LOOSENESS_MIN_HALVES and found_halves + found_high >= _LOOSENESS_MIN_ITEMS:
+        items = halves + high
+        findings.append(Finding("looseness", (found_halves + found_high) / len(items), tuple(items)))
+    return findings
+
+
+def _slow_findings(judge: _Judge) -> list[Finding]:
+    """Cavitation and overheating, from the slow signals and the broadband vibration floor."""
+    return [f for f in (_cavitation(judge), _overheating(judge)) if f is not None]
+
+
+def _cavitation(judge: _Judge) -> Finding | None:
+    """The broadband high-frequency floor rose and so did the pressure or flow fluctuation."""
+    broadband = judge.level("broadband")
+    fluid = [e for name in ("pressure_p2p", "flow_p2p") if (e := judge.level(name)) is not None]
+    if broadband is None or not broadband.is_found or not any(e.is_found for e in fluid):
+        return None
+    evidence = (broadband, *fluid)
+    return Finding("cavitation", sum(e.is_found for e in evidence) / len(evidence), evidence)
+
+
+def _overheating(judge: _Judge) -> Finding | None:
+    """The temperature rise over ambient exceeds the healthy rise at the same operating point, beyond the
+    Student-t prediction bound of those baseline windows."""
+    thermal = judge.baseline.thermal_ if judge.baseline is not None else None
+    rise = judge.measurements.scalars.get("temperature_rise")
+    if thermal is None or rise is None:
+        return None
+    same_point = thermal.neighbours(judge.measurements)
+    if same_point.size < MIN_BASELINE_WINDOWS:
+        return None  # an operating point the baseline has not seen: nothing to compare with
+    expected = float(np.mean(same_point))
+    error = max(float(np.std(same_point, ddof=1)), _MIN_TEMPERATURE_STD_C) * math.sqrt(
+        1.0 + 1.0 / same_point.size
+    )
+    bound = float(scipy.stats.t.isf(judge.false_alarm_probability, same_point.size - 1)) * error
+    excess = rise - expected
+    if excess <= bound:
+        return None
+    evidence = Evidence("temperature_rise_c", rise, baseline=expected, is_found=True)
+    return Finding("overheating", min(1.0, excess / (2.0 * bound)), (evidence,))
+
+
+def diagnose(
+    measurements: Measurements, config: AssetDiagnosisConfig, baseline: DiagnosisBaseline | None = None
+) -> Diagnosis:
+    """The probable failure mode of a measured window.
+
+    The primary mode is the first group that has a finding (bearing, then shaft, then slow-signal modes:
+    heat and noise often follow a mechanical fault), the most confident within it. A fault of the
+    vibration sensor gives `sensor_fault`; no finding gives `unknown`.
+    """
+    m = measurements
+    boundaries = config.zone_boundaries_mm_s or iso_zone_boundaries(config.machine_group, config.foundation)
+    zone = iso_zone(m.velocity_rms_mm_s, boundaries) if m.velocity_rms_mm_s is not None else None
+    judge = _Judge(m, baseline, config.false_alarm_probability)
+    vibration_fault = m.sensor_faults.get("vibration")
+    bearing = _bearing_findings(judge, config) if vibration_fault in (None, _SPIKES) else []
+    groups = [bearing]
+    if vibration_fault is None:
+        groups.append(_shaft_findings(judge, config, zone))
+    if vibration_fault is None or not bearing:
+        groups.append(_slow_findings(judge))
+    findings = tuple(f for group in groups for f in sorted(group, key=lambda f: -f.confidence))
+    if (vibration_fault is not None and not bearing) or (not findings and m.sensor_faults):
+        faults = tuple(
+            Evidence(f"{sensor}:{kind}", 1.0, is_found=True) for sensor, kind in m.sensor_faults.items()
+        )
+        primary = Finding("sensor_fault", 1.0, faults)
+        findings = (primary, *findings)
+    elif findings:
+        primary = findings[0]
+    else:
+        primary = Finding("unknown", 0.0, ())
+    return Diagnosis(
+        mode=primary.mode,
+        confidence=primary.confidence,
+        evidence=primary.evidence,
+        findings=findings,
+        shaft_hz=m.shaft_hz,
+        velocity_rms_mm_s=m.velocity_rms_mm_s,
+        iso_zone=zone,
+        sensor_faults=dict(m.sensor_faults),
+    )
+
+
+def to_alert_diagnosis(diagnosis: Diagnosis, *, max_evidence: int = 32) -> AlertDiagnosis:
+    """The diagnosis as the alert message carries it (the primary finding's evidence, capped)."""
+
+    def finite(value: float | None) -> float | None:
+        return None if value is None or not math.isfinite(value) else float(value)
+
+    return AlertDiagnosis(
+        mode=diagnosis.mode,
+        confidence=min(1.0, max(0.0, diagnosis.confidence)),
+        evidence=[
+            DiagnosisEvidence(
+                name=e.name[:96],
+                value=finite(e.value) or 0.0,
+                freq_hz=finite(e.freq_hz),
+                floor=finite(e.floor),
+                baseline=finite(e.baseline),
+                is_found=e.is_found,
+            )
+            for e in diagnosis.evidence[:max_evidence]
+        ],
+        shaft_hz=finite(diagnosis.shaft_hz),
+        velocity_rms_mm_s=finite(diagnosis.velocity_rms_mm_s),
+        iso_zone=diagnosis.iso_zone,
+    )

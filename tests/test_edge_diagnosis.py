@@ -1,0 +1,116 @@
+"""The edge diagnoses the window that raises an alert and the alert carries the result."""
+
+from __future__ import annotations
+
+import math
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from edge_agent.pipeline import Pipeline
+from shared.asset_config import AssetDiagnosisConfig, BearingGeometry, BearingSettings
+from shared.errors import ContractError
+from shared.messages import Alert, AlertDiagnosis, decode_uplink, encode
+from tests.test_edge_pipeline_support import (
+    VIB_RATE,
+    Run,
+    Signal,
+    Stream,
+    asset_settings,
+    interleave,
+    settings,
+)
+
+GEOMETRY = BearingGeometry(ball_count=9, ball_diameter_mm=7.94, pitch_diameter_mm=39.04)
+SHAFT_HZ = 30.0
+DEFECT_FROM_S = 80.0
+
+
+def _machine(rng: np.random.Generator) -> Signal:
+    """A 30 Hz shaft with outer-race impacts at BPFO from `DEFECT_FROM_S` on."""
+    bpfo_hz = GEOMETRY.orders().bpfo * SHAFT_HZ
+
+    def signal(t: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        x = 0.05 * np.sin(2 * np.pi * SHAFT_HZ * t) + 0.015 * np.sin(2 * np.pi * 2 * SHAFT_HZ * t)
+        x = x + rng.normal(0.0, 0.02, len(t))
+        since = np.mod(t, 1.0 / bpfo_hz)  # time since the last impact
+        ring = np.exp(-since / 0.0004) * np.sin(2 * np.pi * 3000.0 * since)
+        defect: npt.NDArray[np.float64] = np.where(t >= DEFECT_FROM_S, 0.3, 0.0) * ring
+        return x + defect
+
+    return signal
+
+
+@pytest.mark.slow
+def test_a_raised_alert_carries_the_diagnosis_of_its_window() -> None:
+    config = AssetDiagnosisConfig(
+        shaft_rpm=60 * SHAFT_HZ, bearings=(BearingSettings(geometry=GEOMETRY),), baseline_interval_s=5.0
+    )
+    asset = asset_settings(with_temperature=False).model_copy(update={"diagnosis": config})
+    pipeline_settings = settings([asset], warmup=40, window_len=8192, hop=4096)
+    run = Run()
+    pipeline = Pipeline(settings=pipeline_settings, gateway_id="gw-1", models=None, on_reject=run.on_reject)
+    stream = Stream("pump-1", "vibration", VIB_RATE, _machine(np.random.default_rng(5)), batch_len=4096)
+    run.feed(pipeline, interleave([stream], until_s=110.0))
+    raised = [a for a in run.alerts if a.state == "raised"]
+    assert raised, "the defect raised no alert"
+    diagnosis = raised[0].diagnosis
+    assert diagnosis is not None
+    assert diagnosis.mode == "outer_race"
+    bpfo = next(e for e in diagnosis.evidence if e.name == "bpfo x1")
+    assert bpfo.is_found
+    assert bpfo.freq_hz == pytest.approx(GEOMETRY.orders().bpfo * SHAFT_HZ, rel=0.02)
+    assert diagnosis.iso_zone in ("A", "B", "C", "D")
+    runner = pipeline._assets["pump-1"].diagnosis
+    assert runner is not None
+    assert runner.metrics.learned >= 5
+    assert runner.metrics.diagnoses == len(raised)
+
+
+def test_the_alert_contract_keeps_its_version_and_round_trips_the_diagnosis() -> None:
+    diagnosis = AlertDiagnosis(mode="inner_race:drive-end", confidence=0.75, iso_zone="C", shaft_hz=29.9)
+    alert = Alert(
+        gateway_id="gw-1",
+        asset_id="pump-1",
+        seq=3,
+        alert_id="pump-1:1",
+        state="raised",
+        severity="warning",
+        ts_ns=1_790_000_000_000_000_000,
+        score=9.0,
+        threshold=6.0,
+        model_version="baseline",
+        model_kind="baseline",
+        diagnosis=diagnosis,
+    )
+    payload = encode(alert)
+    assert b'"kind":"alert/1"' in payload
+    assert decode_uplink(payload) == alert
+    # An alert from a gateway without diagnosis still decodes, and an old decoder ignores the new field.
+    old = msgspec.json.decode(payload)
+    del old["diagnosis"]
+    assert decode_uplink(msgspec.json.encode(old)).diagnosis is None  # type: ignore[union-attr]
+
+
+def test_a_diagnosis_confidence_out_of_range_is_rejected() -> None:
+    payload = msgspec.json.encode(
+        {
+            "kind": "alert/1",
+            "gateway_id": "gw-1",
+            "asset_id": "pump-1",
+            "seq": 1,
+            "alert_id": "a",
+            "state": "raised",
+            "severity": "info",
+            "ts_ns": 1_790_000_000_000_000_000,
+            "score": 1.0,
+            "threshold": 1.0,
+            "model_version": "b",
+            "model_kind": "baseline",
+            "diagnosis": {"mode": "outer_race", "confidence": math.pi},
+        }
+    )
+    with pytest.raises(ContractError, match="confidence"):
+        decode_uplink(payload)
