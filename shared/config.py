@@ -268,18 +268,22 @@ def load_settings(
         _CURRENT.reset(token)
 
 
-def _render_value(value: Any) -> str:
+def _render_scalar(value: Any) -> str:
     if isinstance(value, SecretStr):
         return '"**********"' if value.get_secret_value() else '""'
-    if isinstance(value, Path):
-        return json.dumps(str(value))
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_render_value(item) for item in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
-    return json.dumps(str(value))
+    return json.dumps(str(value))  # strings and paths
+
+
+def _render_value(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_render_value(item) for item in value) + "]"
+    if isinstance(value, Mapping):  # an inline table; keys quoted, so any key (even "*") reads back
+        return "{ " + ", ".join(f"{json.dumps(str(k))} = {_render_value(v)}" for k, v in value.items()) + " }"
+    return _render_scalar(value)
 
 
 def _render_model(model: BaseModel, path: list[str], lines: list[str]) -> None:

@@ -10,6 +10,7 @@ from pydantic_settings import SettingsConfigDict
 
 from forewarn import config_cmd
 from forewarn.cli import main
+from forewarn.config_cmd import SETTINGS_CLASSES, settings_class
 from shared.config import ComponentSettings, DatabaseSettings, MqttSettings, load_settings, render_settings
 from shared.errors import ConfigError
 
@@ -167,3 +168,12 @@ def test_rendered_settings_load_back_to_the_same_settings(tmp_path: Path) -> Non
     path.write_text(render_settings(settings))
     assert "[[sensors]]" in path.read_text()
     assert load_settings(ExampleSettings, toml_path=path, environ={}) == settings
+
+
+@pytest.mark.parametrize("component", sorted(SETTINGS_CLASSES))
+def test_every_components_default_settings_render_and_load_back(component: str, tmp_path: Path) -> None:
+    cls = settings_class(component)
+    settings = load_settings(cls, environ={})
+    path = tmp_path / f"{component}.toml"
+    path.write_text(render_settings(settings))
+    assert load_settings(cls, toml_path=path, environ={}) == settings

@@ -247,7 +247,7 @@ def run(*, quick: bool = False) -> dict[str, Any]:
             ForewarnProcess("edge", ["edge", "--config", str(edge_toml)], workdir / "edge.log")
         )
         with psycopg.connect(conninfo, autocommit=True) as conn:
-            wait_until(lambda: _edge_counters(conn) and _cloud_counters(conn), timeout_s=90)
+            wait_until(lambda: _edge_counters(conn) and _cloud_counters(conn), timeout_s=240)
             rss_before = {"edge": _rss_bytes(edge), "cloud": _rss_bytes(cloud)}
             sent: dict[str, int] = {}
             for kind, (topic, seeds) in _seed_messages().items():
