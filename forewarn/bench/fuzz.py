@@ -5,7 +5,8 @@ Each type gets `n` payloads (100,000; 2,000 with `--quick`): valid seeds with by
 or spliced, and pure random bytes, on the topic where that type arrives. Afterwards both processes must
 still be running, every payload the edge received must be decoded or rejected by reason (quarantine), every
 one the cloud received decoded or dead-lettered by reason, and the resident memory of each process is
-reported before and after.
+reported before and after. The model topics' payloads reach the agent's deployment receiver, whose
+counters are not in the heartbeat: for them the figure is that the agent is still running.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ from shared.timebase import NS_PER_S, now_ns
 
 __all__ = ["run"]
 
-_GATEWAY = "gw-fuzz"
+_GATEWAY = "gw-fuzz"  # the running edge agent
+_FUZZED_GATEWAY = "gw-fuzzed"  # the uplink payloads claim this one, so they never pose as the agent
 _ASSET = "pump-fuzz"
 
 
@@ -56,7 +58,7 @@ def _seed_messages() -> dict[str, tuple[str, list[bytes]]]:
     """Message type -> (topic it arrives on, valid payloads to mutate)."""
     ts = now_ns() - NS_PER_S
     aggregate = Aggregate(
-        gateway_id=_GATEWAY,
+        gateway_id=_FUZZED_GATEWAY,
         asset_id=_ASSET,
         seq=0,
         period_start_ns=ts - 10 * NS_PER_S,
@@ -68,7 +70,7 @@ def _seed_messages() -> dict[str, tuple[str, list[bytes]]]:
         model_kind="baseline",
     )
     alert = Alert(
-        gateway_id=_GATEWAY,
+        gateway_id=_FUZZED_GATEWAY,
         asset_id=_ASSET,
         seq=1,
         alert_id="a-1",
@@ -82,7 +84,7 @@ def _seed_messages() -> dict[str, tuple[str, list[bytes]]]:
         message="x",
     )
     snapshot = Snapshot(
-        gateway_id=_GATEWAY,
+        gateway_id=_FUZZED_GATEWAY,
         asset_id=_ASSET,
         sensor="vibration",
         seq=2,
@@ -91,8 +93,10 @@ def _seed_messages() -> dict[str, tuple[str, list[bytes]]]:
         sample_rate_hz=1000.0,
         samples=[0.5, -0.25, 1.0],
     )
-    status = Status(gateway_id=_GATEWAY, ts_ns=ts, state="online", uptime_s=1.0, metrics={"x": 1.0})
-    ack = DeploymentAck(gateway_id=_GATEWAY, seq=3, target=_ASSET, version=2, ok=True, reason="", ts_ns=ts)
+    status = Status(gateway_id=_FUZZED_GATEWAY, ts_ns=ts, state="online", uptime_s=1.0, metrics={"x": 1.0})
+    ack = DeploymentAck(
+        gateway_id=_FUZZED_GATEWAY, seq=3, target=_ASSET, version=2, ok=True, reason="", ts_ns=ts
+    )
     event = MaintenanceEvent(asset_id=_ASSET, ts_ns=ts, event="failure", mode="bearing", source="cmms")
     raw = RawBatch(
         asset_id=_ASSET,
@@ -105,11 +109,11 @@ def _seed_messages() -> dict[str, tuple[str, list[bytes]]]:
     chunk = encode_chunk(Chunk(version=2, chunk_count=1, index=0, data=b"\x00" * 256))
     return {
         "raw_batch": (topics.raw(_ASSET, "vibration"), [encode_raw_batch(raw)]),
-        "aggregate": (topics.aggregate(_GATEWAY), [encode(aggregate)]),
-        "alert": (topics.alert(_GATEWAY), [encode(alert)]),
-        "snapshot": (topics.snapshot(_GATEWAY), [encode(snapshot)]),
-        "status": (topics.status(_GATEWAY), [encode(status)]),
-        "deploy_ack": (topics.deploy_ack(_GATEWAY), [encode(ack)]),
+        "aggregate": (topics.aggregate(_FUZZED_GATEWAY), [encode(aggregate)]),
+        "alert": (topics.alert(_FUZZED_GATEWAY), [encode(alert)]),
+        "snapshot": (topics.snapshot(_FUZZED_GATEWAY), [encode(snapshot)]),
+        "status": (topics.status(_FUZZED_GATEWAY), [encode(status)]),
+        "deploy_ack": (topics.deploy_ack(_FUZZED_GATEWAY), [encode(ack)]),
         "event": (topics.event(_ASSET), [encode(event)]),
         "model_deployment": (topics.model_deployment(_ASSET), [encode(ack), chunk]),
         "model_chunk": (topics.model_chunk(_ASSET, 0), [chunk]),
@@ -264,6 +268,7 @@ def run(*, quick: bool = False) -> dict[str, Any]:
                 "edge_alive": edge.process is not None and edge.process.poll() is None,
                 "cloud_alive": cloud.process is not None and cloud.process.poll() is None,
                 "edge_sent": edge_sent,
+                "edge_raw_sent": sent["raw_batch"],
                 "edge_received": int(edge_metrics.get("intake.received", 0)),
                 "edge_rejected": int(edge_metrics.get("rejected.total", 0)),
                 "edge_quarantine_kept": int(edge_metrics.get("quarantine.kept", 0)),
