@@ -79,8 +79,10 @@ _EXPECTED_TYPE: dict[TopicKind, tuple[type[Any], ...]] = {
 _parse_topic = functools.lru_cache(maxsize=16_384)(topics.parse)
 
 
-def subscriptions(group: str) -> list[str]:
-    """The shared-subscription filters an ingest worker of `group` subscribes to."""
+def subscriptions(group: str | None) -> list[str]:
+    """The filters an ingest worker subscribes to: shared ones of `group`, or plain ones for None."""
+    if group is None:
+        return [topics.subscription(kind) for kind in SUBSCRIBED_KINDS]
     return [topics.shared_subscription(group, topics.subscription(kind)) for kind in SUBSCRIBED_KINDS]
 
 
@@ -187,7 +189,7 @@ def decode_received(topic: str, payload: bytes) -> Sequence[Accepted] | DeadLett
 class Intake:
     """Hands messages from paho's network thread to the writer through a bounded queue."""
 
-    def __init__(self, *, maxsize: int, group: str, metrics: IngestMetrics) -> None:
+    def __init__(self, *, maxsize: int, group: str | None, metrics: IngestMetrics) -> None:
         self.queue: queue.Queue[Received] = queue.Queue(maxsize=maxsize)
         self.generation = 0
         self._group = group
@@ -214,7 +216,9 @@ class Intake:
         self.generation += 1
         self.last_connect_monotonic = time.monotonic()
         client.subscribe([(topic_filter, 1) for topic_filter in subscriptions(self._group)])
-        logger.info("connected to MQTT broker; subscribing as group %s", self._group)
+        logger.info(
+            "connected to MQTT broker; subscribing as group %s", self._group or "(plain subscriptions)"
+        )
 
     def on_subscribe(
         self, client: mqtt.Client, userdata: object, mid: int, reason_codes: Any, properties: Any

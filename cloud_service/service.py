@@ -103,7 +103,9 @@ class IngestWorker:
         self.client_id = client_id
         self.metrics = IngestMetrics()
         self._intake = Intake(
-            maxsize=settings.ingest.queue_size, group=settings.ingest.group, metrics=self.metrics
+            maxsize=settings.ingest.queue_size,
+            group=settings.ingest.group if settings.ingest.shared_subscription else None,
+            metrics=self.metrics,
         )
         self._stop = threading.Event()
         self._client: mqtt.Client | None = None

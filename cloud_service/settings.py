@@ -24,6 +24,15 @@ class IngestSettings(BaseModel, frozen=True, extra="forbid"):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
         description="MQTT 5 shared-subscription group; every ingest process of one deployment uses the same.",
     )
+    shared_subscription: bool = Field(
+        True,
+        description=(
+            "Subscribe through the shared-subscription `group` (several ingest processes split the load); "
+            "false: plain subscriptions, for a deployment with exactly one ingest worker. Mosquitto 2.0.11 "
+            "(Debian bookworm) does not keep a shared subscription's queued messages across a broker "
+            "restart (a plain persistent one it does): see docs/cloud.md."
+        ),
+    )
     client_id_prefix: str = Field(
         "",
         max_length=100,
@@ -50,6 +59,13 @@ class IngestSettings(BaseModel, frozen=True, extra="forbid"):
     metrics_interval_s: float = Field(
         5.0, gt=0, le=3600, description="How often each worker records its counters in the database."
     )
+
+    @model_validator(mode="after")
+    def _plain_needs_one_worker(self) -> IngestSettings:
+        if not self.shared_subscription and self.workers != 1:
+            # plain subscriptions give every worker every message: N workers would each write it all
+            raise ValueError("shared_subscription = false needs workers = 1")
+        return self
 
 
 class StorageSettings(BaseModel, frozen=True, extra="forbid"):

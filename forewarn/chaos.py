@@ -170,7 +170,7 @@ def _rig(workdir: Path, scenario: Scenario) -> Iterator[_Rig]:
             overrides={
                 "mqtt": _mqtt(upstream),
                 "db": {"host": postgres.host, "port": postgres.port, "dbname": _DB, "user": postgres.user},
-                "ingest": {"workers": 1, "group": "chaos"},
+                "ingest": {"workers": 1, "group": "chaos", "shared_subscription": False},
                 "lifecycle": {"scheduler": False},
                 "forecast": {"enabled": False},
             },

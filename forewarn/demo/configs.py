@@ -94,7 +94,7 @@ def write_cloud_config(
     overrides: dict[str, object] = {
         "mqtt": _mqtt_values(mqtt_settings),
         "db": _db_values(db),
-        "ingest": {"workers": 1, "group": "demo"},
+        "ingest": {"workers": 1, "group": "demo", "shared_subscription": False},
     }
     if signing_key is not None:
         overrides["lifecycle"] = {
