@@ -26,6 +26,7 @@ commit makes them durable too.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
@@ -41,7 +42,7 @@ from shared import topics
 from shared.errors import StorageError
 from shared.messages import Aggregate, Alert, DeploymentAck, Snapshot, encode
 
-__all__ = ["KINDS", "DiskQueue", "Enqueueable", "Outbound", "QueueStats", "QueuedMessage"]
+__all__ = ["KINDS", "DiskQueue", "Enqueueable", "Outbound", "QueueStats", "QueuedMessage", "read_counters"]
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +111,24 @@ def _topic_of(kind: Kind, gateway_id: str) -> str:
     if kind == "deploy_ack":
         return topics.deploy_ack(gateway_id)
     return topics.alert(gateway_id)
+
+
+def read_counters(path: Path) -> tuple[int, int]:
+    """(sequence numbers assigned, messages still queued) of a queue file, read-only; safe beside the
+    agent that writes it (WAL readers do not block it). A queue never opened reads as (0, 0).
+
+    Raises:
+        StorageError: the file is not a readable queue.
+    """
+    if not path.exists():
+        return 0, 0
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()
+            (depth,) = db.execute("SELECT COUNT(*) FROM outbox").fetchone()
+    except sqlite3.Error as exc:
+        raise StorageError(f"disk queue {path}", str(exc)) from exc
+    return (int(row[0]) if row else 0), int(depth)
 
 
 class DiskQueue:

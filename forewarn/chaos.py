@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import sqlite3
 import sys
 import tempfile
 import threading
@@ -37,15 +36,15 @@ from cloud_service.queries import latest_gateway_metrics, missing_sequences, seq
 from cloud_service.service import prepare_database
 from cloud_service.settings import CloudSettings
 from edge_agent.agent import QUEUE_FILE
-from edge_agent.settings import EdgeSettings
-from forewarn.demo.configs import split_assets
+from edge_agent.disk_queue import read_counters
+from forewarn.demo.configs import split_assets, write_gateway_config
 from forewarn.demo.run import wait_for_ingest
 from forewarn.localservices import MosquittoServer, PostgresServer, running, temporary_directory, wait_until
 from forewarn.processes import ForewarnProcess
 from shared.config import ComponentSettings, MqttSettings, load_settings, render_settings
 from shared.errors import ConfigError
 from shared.timebase import NS_PER_S, now_ns
-from simulators import Publisher, Scenario, fleet_units, iter_messages, load_scenario, publish_stream
+from simulators import Publisher, Scenario, iter_messages, load_scenario, publish_stream
 
 __all__ = ["SCENARIOS", "Durations", "run_scenario"]
 
@@ -92,58 +91,9 @@ def _mqtt(server: MosquittoServer) -> dict[str, object]:
     return {"host": server.host, "port": server.port}
 
 
-def _gateway_config(
-    workdir: Path,
-    scenario: Scenario,
-    gateway_id: str,
-    assets: list[str],
-    rig_brokers: tuple[MosquittoServer, MosquittoServer],
-) -> Path:
-    plant, upstream = rig_brokers
-    rates = {"vibration": scenario.spec.signals.vibration_rate_hz}
-    settings = load_settings(
-        EdgeSettings,
-        environ={},
-        overrides={
-            "gateway_id": gateway_id,
-            "heartbeat_interval_s": 1.0,
-            "plant_mqtt": _mqtt(plant),
-            "upstream_mqtt": _mqtt(upstream),
-            "queue": {"dir": workdir / gateway_id / "queue"},
-            "quarantine": {"dir": workdir / gateway_id / "quarantine"},
-            "models": {"store_dir": workdir / gateway_id / "models"},
-            "pipeline": {
-                "aggregation": {"period_s": 1.0},
-                "assets": [
-                    {
-                        "asset_id": unit.asset_id,
-                        "sensors": [
-                            {
-                                "name": sensor,
-                                "kind": "vibration" if sensor == "vibration" else "slow",
-                                "sample_rate_hz": rates.get(sensor, scenario.spec.signals.slow_rate_hz),
-                            }
-                            for sensor in unit.type.sensors
-                        ],
-                    }
-                    for unit in fleet_units(scenario)
-                    if unit.asset_id in assets
-                ],
-            },
-        },
-    )
-    return _write(workdir / f"{gateway_id}.toml", settings)
-
-
 def _queue_counters(state_dir: Path) -> tuple[int, int]:
-    """(sequence numbers assigned, messages still queued), read beside the running agent (SQLite WAL)."""
-    path = state_dir / "queue" / QUEUE_FILE
-    if not path.exists():
-        return 0, 0
-    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as db:
-        row = db.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()
-        depth = db.execute("SELECT count(*) FROM outbox").fetchone()
-    return (int(row[0]) if row else 0), int(depth[0])
+    """(sequence numbers assigned, messages still queued) of a gateway, read beside the running agent."""
+    return read_counters(state_dir / "queue" / QUEUE_FILE)
 
 
 def _stored(conninfo: str, gateway_id: str) -> tuple[int, int]:
@@ -184,7 +134,17 @@ def _rig(workdir: Path, scenario: Scenario) -> Iterator[_Rig]:
         state_dirs: dict[str, Path] = {}
         for i, assets in enumerate(split_assets(scenario, 2)):
             gateway_id = f"gw-chaos-{i + 1}"
-            config = _gateway_config(workdir, scenario, gateway_id, assets, (plant, upstream))
+            config = write_gateway_config(
+                workdir / f"{gateway_id}.toml",
+                scenario=scenario,
+                gateway_id=gateway_id,
+                mqtt_settings=MqttSettings(host=plant.host, port=plant.port),
+                upstream_mqtt=MqttSettings(host=upstream.host, port=upstream.port),
+                workdir=workdir,
+                asset_ids=assets,
+                aggregation_period_s=1.0,
+                heartbeat_interval_s=1.0,
+            )
             edges[gateway_id] = stack.enter_context(
                 ForewarnProcess(gateway_id, ["edge", "--config", str(config)], workdir / f"{gateway_id}.log")
             )

@@ -12,7 +12,7 @@ import pytest
 
 from cloud_service.deadletter import DeadLetter
 from cloud_service.ingest import decode_received
-from edge_agent.disk_queue import DiskQueue, Enqueueable, Outbound, QueuedMessage
+from edge_agent.disk_queue import DiskQueue, Enqueueable, Outbound, QueuedMessage, read_counters
 from edge_agent.forwarder import Forwarder, batch_payload
 from edge_agent.quarantine import Quarantine
 from forewarn.localservices import MosquittoServer, wait_until
@@ -358,3 +358,14 @@ def test_batch_payload_sends_an_undecodable_stored_aggregate_as_it_is(workdir: P
     assert payload.startswith(b'{"kind":"batch/1","gateway_id":"gw1","messages":[{"kind":"aggregate/1",{')
     with pytest.raises(ContractError):  # the cloud dead-letters the whole batch and keeps its bytes
         decode_uplink_batch(payload)
+
+
+def test_counters_read_beside_the_open_queue_match_its_stats(workdir: Path) -> None:
+    path = workdir / "outbox.sqlite"
+    assert read_counters(path) == (0, 0)
+    queue = DiskQueue(path=path, gateway_id="gw1", max_bytes=10_000_000)
+    queue.put_many([aggregate("gw1", n=i) for i in range(5)])
+    queue.delete(row.seq for row in queue.peek(after_seq=-1, limit=2))
+    stats = queue.stats()
+    assert read_counters(path) == (stats.next_seq, stats.depth) == (5, 3)
+    queue.close()

@@ -120,10 +120,14 @@ def write_gateway_config(
     asset_ids: Sequence[str] | None = None,
     public_key: Path | None = None,
     warmup_windows: int | None = None,
+    upstream_mqtt: MqttSettings | None = None,
+    aggregation_period_s: float | None = None,
+    heartbeat_interval_s: float = 2.0,
 ) -> Path:
     """An edge agent configuration serving `asset_ids` (default: every asset) of `scenario`.
 
-    Its state goes under `workdir/GATEWAY_ID`. Each asset's model target is its type, so one model
+    It reads raw data from `mqtt_settings` and sends upstream to `upstream_mqtt` (default: the same
+    broker). Its state goes under `workdir/GATEWAY_ID`. Each asset's model target is its type, so one model
     trained on the fleet's assets of a type serves them on every gateway. With `public_key`, the agent
     accepts models signed by its private key.
     """
@@ -149,11 +153,13 @@ def write_gateway_config(
     pipeline: dict[str, object] = {"assets": assets}
     if warmup_windows is not None:
         pipeline["baseline"] = {"warmup_windows": warmup_windows}
+    if aggregation_period_s is not None:
+        pipeline["aggregation"] = {"period_s": aggregation_period_s}
     overrides: dict[str, object] = {
         "gateway_id": gateway_id,
-        "heartbeat_interval_s": 2.0,
+        "heartbeat_interval_s": heartbeat_interval_s,
         "plant_mqtt": _mqtt_values(mqtt_settings),
-        "upstream_mqtt": _mqtt_values(mqtt_settings),
+        "upstream_mqtt": _mqtt_values(upstream_mqtt or mqtt_settings),
         "queue": {"dir": state / "queue"},
         "quarantine": {"dir": state / "quarantine"},
         "models": {"store_dir": state / "models"},

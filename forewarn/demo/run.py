@@ -44,7 +44,7 @@ from cloud_service.service import prepare_database
 from cloud_service.settings import CloudSettings
 from cloud_service.users import add_user
 from edge_agent.agent import QUEUE_FILE
-from edge_agent.disk_queue import DiskQueue
+from edge_agent.disk_queue import read_counters
 from forewarn.demo.configs import (
     demo_scenario,
     secret_environment,
@@ -147,16 +147,6 @@ def _create_login(conninfo: str) -> str:
         add_user(conn, _DEMO_USER, role="admin", password=password)
         conn.commit()
     return password
-
-
-def _queue_account(state_dir: Path, gateway_id: str) -> tuple[int, int]:
-    """(sequence numbers assigned, messages still queued) of a stopped agent's disk queue."""
-    queue = DiskQueue(path=state_dir / "queue" / QUEUE_FILE, gateway_id=gateway_id, max_bytes=1 << 40)
-    try:
-        stats = queue.stats()
-        return stats.next_seq, stats.depth
-    finally:
-        queue.close()
 
 
 def _drain(conninfo: str, queued: dict[str, tuple[int, int]], timeout_s: float) -> None:
@@ -336,7 +326,7 @@ def _finish(
     for gateway_id, edge in edges.items():
         stop_child(edge, gateway_id)  # flushes its pipeline and drains its queue upstream
     conninfo = db.conninfo()
-    queued = {g: _queue_account(workdir / g, g) for g in plan.gateway_ids}
+    queued = {g: read_counters(workdir / g / "queue" / QUEUE_FILE) for g in plan.gateway_ids}
     _drain(conninfo, queued, 120.0)
     _final_forecast(configs.cloud, configs.secrets_env)
     report.plant_alerts.extend(watcher.drain())
