@@ -191,6 +191,24 @@ def test_history_is_hourly_with_scores_merged_feature_sets_and_gaps_carried_forw
     assert result.as_of["a-1"] == datetime.fromtimestamp((hour0 + 4) * 3600, tz=UTC)
 
 
+def test_hours_stored_after_a_refresh_that_found_no_data_are_still_summarised(db: str) -> None:
+    """A cloud started before its gateways (or a replay of old data) refreshes at the clock first."""
+    settings = ForecastSettings()
+    old_hour = int(NOW.timestamp()) // 3600 - 24 * 20  # far older than the late-data window
+    with psycopg.connect(db, autocommit=True) as conn:
+        assert live.refresh_input(conn, settings, end=NOW) == 0
+        import_hourly_history(
+            conn,
+            asset_ids=["a-1", "a-1"],
+            hours=np.array([old_hour, old_hour + 1], dtype=np.int64),
+            features=np.array([[1.0], [2.0]]),
+            feature_names=["x.one"],
+            scores=np.array([0.1, 0.2]),
+        )
+        assert live.refresh_input(conn, settings, end=NOW) == 2
+        assert live.refresh_input(conn, settings, end=NOW) == 2  # the watermark stops at the data
+
+
 def _cloud_settings(conninfo: str, *, enabled: bool) -> CloudSettings:
     params = psycopg.conninfo.conninfo_to_dict(conninfo)
     return load_settings(

@@ -99,14 +99,30 @@ def refresh_hourly(conn: psycopg.Connection[Any], *, start: datetime, end: datet
         ):
             for row in merged:
                 copy.write_row(row)
-        previous = hourly_refreshed_through(conn)
-        if previous is None or end > previous:
-            conn.execute(
-                "INSERT INTO forewarn_meta (key, value) VALUES (%s, %s) "
-                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
-                (_THROUGH_KEY, end.isoformat()),
-            )
+        _advance_refreshed_through(conn, end)
     return len(merged)
+
+
+def _advance_refreshed_through(conn: psycopg.Connection[Any], end: datetime) -> None:
+    """Record the refresh as reaching `end`, but never past the newest stored aggregate's hour.
+
+    Data that has not arrived yet is not summarised: a replay (or a cloud started before its gateways)
+    stores old hours after a refresh at the wall clock, and a watermark at `end` would skip them for good.
+    """
+    # the queries package re-exports this module, so a top-level import would be circular
+    from cloud_service.queries.aggregates import latest_period_end  # noqa: PLC0415
+
+    newest = latest_period_end(conn)
+    if newest is None:
+        return
+    reached = min(end, _hour_floor(newest))
+    previous = hourly_refreshed_through(conn)
+    if previous is None or reached > previous:
+        conn.execute(
+            "INSERT INTO forewarn_meta (key, value) VALUES (%s, %s) "
+            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            (_THROUGH_KEY, reached.isoformat()),
+        )
 
 
 def _hour_floor(ts: datetime) -> datetime:
