@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -30,7 +30,9 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from cloud_service.service import IngestWorker
 from cloud_service.users import remove_user, set_password
-from dashboard.security import CSRF_HEADER, read_secret_key
+from dashboard.login_throttle import LoginThrottle
+from dashboard.security import CSRF_HEADER, read_secret_key, script_hash
+from forewarn.cli import main
 from forewarn.localservices import free_port, wait_until
 from shared import topics
 from shared.errors import ConfigError
@@ -305,6 +307,11 @@ def test_every_response_forbids_framing_sniffing_and_caching(db: str, tmp_path: 
             assert headers["X-Content-Type-Options"] == "nosniff"
             assert headers["Referrer-Policy"] == "same-origin"
             assert headers["Cache-Control"] == "no-store"
+        page_scripts = re.findall(r"<script>(.*?)</script>", responses[1].text, flags=re.DOTALL)
+        assert page_scripts  # the renderer's start and the time-zone script: each allowed by its hash
+        assert all(
+            script_hash(script) in responses[1].headers["Content-Security-Policy"] for script in page_scripts
+        )
 
 
 def test_a_secret_key_file_others_can_read_is_refused(tmp_path: Path) -> None:
@@ -321,7 +328,9 @@ def test_a_secret_key_file_others_can_read_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_no_secret_in_the_log_the_pages_or_config_show(db: str, tmp_path: Path) -> None:
+def test_no_secret_in_the_log_the_pages_or_config_show(
+    db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     seed_plant(db)
     info = psycopg.conninfo.conninfo_to_dict(db)
     port = free_port()
@@ -370,14 +379,12 @@ def test_no_secret_in_the_log_the_pages_or_config_show(db: str, tmp_path: Path) 
         ).fetchone() or ("",)
     secrets = {"password": PASSWORD, "hash": password_hash, "key": key_file.read_text().strip()}
     secrets["hash salt"] = password_hash.rsplit("$", 2)[1]
-    shown = subprocess.run(
-        [sys.executable, "-m", "forewarn.cli", "config", "show", "dashboard"],
-        env={**env, "FOREWARN_DASHBOARD_DB__PASSWORD": "db-secret-4711"},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
+    for name, value in {**env, "FOREWARN_DASHBOARD_DB__PASSWORD": "db-secret-4711"}.items():
+        if name.startswith("FOREWARN_DASHBOARD_"):
+            monkeypatch.setenv(name, value)
+    capsys.readouterr()
+    assert main(["config", "show", "dashboard"]) == 0
+    shown = capsys.readouterr().out
     assert "secret_key_file" in shown
     secrets["db password"] = "db-secret-4711"
     for name, secret in secrets.items():
@@ -482,3 +489,20 @@ def test_hostile_strings_by_mqtt_and_the_dashboard_are_stored_and_shown_as_text(
         _wait(browser, "#asset-score .main-svg")
         _no_injection(browser)
         assert browser.execute_script("return window.__csp") == []  # the pages ran under the CSP untouched
+
+
+def test_the_login_throttle_stays_bounded_and_keeps_locked_keys() -> None:
+    throttle = LoginThrottle(
+        user_free_failures=1,
+        address_free_failures=1000,
+        base_delay=timedelta(seconds=60),
+        max_delay=timedelta(seconds=60),
+        max_keys=50,
+    )
+    now = datetime.now(UTC)
+    assert throttle.begin(["user:locked"], now=now) is None  # its first failure locks it
+    for i in range(200):  # a flood of names from many addresses
+        throttle.begin([f"addr:10.0.{i}.1"], now=now + timedelta(seconds=1 + i / 1000))
+    assert len(throttle._counts) <= 50
+    assert throttle.begin(["user:locked"], now=now + timedelta(seconds=2)) is not None  # not pushed out
+    assert throttle.begin(["user:locked"], now=now + timedelta(seconds=61)) is None  # its lock has passed
