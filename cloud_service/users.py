@@ -12,6 +12,7 @@ Functions take an open connection and never commit: the caller owns the transact
 from __future__ import annotations
 
 import re
+import zoneinfo
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -34,6 +35,7 @@ __all__ = [
     "list_users",
     "remove_user",
     "set_password",
+    "set_time_zone",
     "verify_login",
 ]
 
@@ -69,6 +71,7 @@ class User:
     last_login_at: datetime | None
     failed_logins: int
     locked_until: datetime | None
+    time_zone: str | None = None  # an IANA zone name; None: the browser's own
 
 
 class LoginOutcome(StrEnum):
@@ -88,7 +91,10 @@ class LoginResult:
     retry_after: timedelta | None = None
 
 
-_USER_COLUMNS = "username, role, created_at, password_set_at, last_login_at, failed_logins, locked_until"
+_USER_COLUMNS = (
+    "username, role, created_at, password_set_at, last_login_at, failed_logins, locked_until, time_zone"
+)
+_ZONE_NAME = re.compile(r"^[A-Za-z0-9_+/-]{1,64}$")  # as the column's CHECK: never a path or markup
 
 
 def _check_username(username: str) -> str:
@@ -110,20 +116,35 @@ def _hash(password: str) -> str:
     return _HASHER.hash(password)
 
 
-def add_user(conn: psycopg.Connection[Any], username: str, *, role: str, password: str) -> User:
-    """Create a user with a role and a password.
+def _check_zone(zone: str | None) -> str | None:
+    if zone is None:
+        return None
+    try:
+        if _ZONE_NAME.match(zone) and ".." not in zone:
+            zoneinfo.ZoneInfo(zone)
+            return zone
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        pass
+    raise ContractError("time_zone", zone, "an IANA time zone name such as Europe/Berlin")
+
+
+def add_user(
+    conn: psycopg.Connection[Any], username: str, *, role: str, password: str, time_zone: str | None = None
+) -> User:
+    """Create a user with a role, a password and optionally a time zone (None: the browser's).
 
     Raises:
-        ContractError: a bad user name, role or password, or the user exists already.
+        ContractError: a bad user name, role, password or zone, or the user exists already.
     """
     _check_username(username)
     checked = _check_role(role)
+    zone = _check_zone(time_zone)
     hashed = _hash(password)
     with conn.cursor(row_factory=class_row(User)) as cur:
         row = cur.execute(
-            f"INSERT INTO users (username, role, password_hash) VALUES (%s, %s, %s) "
+            f"INSERT INTO users (username, role, password_hash, time_zone) VALUES (%s, %s, %s, %s) "
             f"ON CONFLICT (username) DO NOTHING RETURNING {_USER_COLUMNS}",
-            (username, checked.value, hashed),
+            (username, checked.value, hashed, zone),
         ).fetchone()
     if row is None:
         raise ContractError("username", username, "a user name not taken yet")
@@ -143,12 +164,13 @@ def get_user(conn: psycopg.Connection[Any], username: str) -> User | None:
 
 
 def remove_user(conn: psycopg.Connection[Any], username: str) -> bool:
-    """Delete a user; False if there was none."""
+    """Delete a user (their dashboard sessions go with them); False if there was none."""
     return conn.execute("DELETE FROM users WHERE username = %s", (username,)).rowcount == 1
 
 
 def set_password(conn: psycopg.Connection[Any], username: str, password: str) -> bool:
-    """Replace a user's password (and clear a lock); False if there is no such user.
+    """Replace a user's password (clearing a lock and ending their dashboard sessions); False if there is
+    no such user.
 
     Raises:
         ContractError: the password is too short or too long.
@@ -159,7 +181,18 @@ def set_password(conn: psycopg.Connection[Any], username: str, password: str) ->
         "locked_until = NULL WHERE username = %s",
         (hashed, username),
     )
+    conn.execute("DELETE FROM dashboard_sessions WHERE username = %s", (username,))
     return cur.rowcount == 1
+
+
+def set_time_zone(conn: psycopg.Connection[Any], username: str, time_zone: str | None) -> bool:
+    """Set the zone the dashboard shows this user's times in (None: the browser's); False if no such user.
+
+    Raises:
+        ContractError: not an IANA zone name this machine knows.
+    """
+    zone = _check_zone(time_zone)
+    return conn.execute("UPDATE users SET time_zone = %s WHERE username = %s", (zone, username)).rowcount == 1
 
 
 def _lock_delay(

@@ -37,13 +37,21 @@ from cloud_service.queries import (
     gateway_health,
 )
 from cloud_service.users import Role
-from dashboard import cost_page, figures, model_actions, pages, why_panel
+from dashboard import cost_page, figures, model_actions, pages, why_panel, zone_choice
 from dashboard.alerts_page import alerts_layout, register_alerts_page
 from dashboard.fleet import FleetRow
 from dashboard.page_data import asset_page_data, cost_page_data, fleet_page_data, fleet_risk_data, risk_span
-from dashboard.security import csrf_token, current_role, current_username, install_security, require_role
+from dashboard.security import (
+    allow_inline_scripts,
+    csrf_token,
+    current_role,
+    current_username,
+    install_security,
+    require_role,
+    script_hash,
+)
 from dashboard.settings import DashboardSettings, ModelActionSettings
-from dashboard.timezones import SET_ZONE_SCRIPT
+from dashboard.timezones import SET_ZONE_SCRIPT, ZONE_SCRIPT
 
 __all__ = ["DashboardApp", "create_app"]
 
@@ -157,6 +165,7 @@ def _shell(settings: DashboardSettings) -> html.Div:
                     dcc.Link("Cost", href="/cost"),
                     html.Span(className="spacer"),
                     html.Span(user, id="user"),
+                    zone_choice.zone_selector(),
                     html.Form(
                         html.Button("Log out", type="submit", id="logout"),
                         action=f"/logout?csrf_token={csrf_token()}",
@@ -201,6 +210,7 @@ def create_app(settings: DashboardSettings, *, pool: Pool | None = None) -> Dash
     dash_app.layout = lambda: _shell(settings)
     reads = _Reads(pool, timeout_s=float(settings.db.connect_timeout_s), refresh_s=settings.refresh_s)
     _register_callbacks(dash_app, reads, settings)
+    allow_inline_scripts(server, [*dash_app.csp_hashes(), script_hash(ZONE_SCRIPT)])  # after every callback
     wsgi: Callable[..., Any] = server.wsgi_app
     if settings.proxy.behind_proxy:
         n = settings.proxy.trusted_proxies
@@ -224,6 +234,7 @@ def _register_callbacks(app: dash.Dash, reads: _Reads, settings: DashboardSettin
     _register_system(app, reads)
     _register_cost(app, reads)
     _register_model_actions(app, reads, settings.models)
+    zone_choice.register_zone_choice(app, reads, database_down=_DatabaseDownError)
 
 
 def _models_layout() -> Any:

@@ -22,8 +22,14 @@ _LOOP_TIMEOUT_S = 0.2
 class DashboardServer:
     """A waitress server bound at construction: `run()` serves until `stop()` (from any thread)."""
 
-    def __init__(self, wsgi: Callable[..., Any], *, host: str, port: int, threads: int) -> None:
+    def __init__(
+        self, wsgi: Callable[..., Any], *, host: str, port: int, threads: int, behind_proxy: bool = False
+    ) -> None:
         """Bind the address (port 0 picks a free port).
+
+        With `behind_proxy`, X-Forwarded-* headers reach the application (whose ProxyFix trusts only the
+        configured number of proxies); otherwise waitress removes them, so no client can claim HTTPS or
+        another address.
 
         Raises:
             OSError: the address cannot be bound.
@@ -37,7 +43,7 @@ class DashboardServer:
             port=port,
             threads=threads,
             ident="forewarn-dashboard",
-            clear_untrusted_proxy_headers=True,
+            clear_untrusted_proxy_headers=not behind_proxy,
         )
         self.host = host
         self.port = int(self._server.effective_port)

@@ -32,14 +32,25 @@ class SessionSettings(BaseModel, frozen=True, extra="forbid"):
     )
     secure_cookies: bool = Field(
         False,
-        description="Send cookies only over HTTPS (set true whenever the dashboard is served by HTTPS).",
+        description=(
+            "Send cookies only over HTTPS (set true whenever the dashboard is served by HTTPS; a request "
+            "that arrives by HTTPS, or through the trusted proxy as HTTPS, gets Secure cookies anyway)."
+        ),
     )
 
 
 class LoginSettings(BaseModel, frozen=True, extra="forbid"):
     """How repeated failed logins are slowed."""
 
-    free_failures: int = Field(3, ge=1, le=100, description="Failed logins in a row before a user is locked.")
+    free_failures: int = Field(
+        3, ge=1, le=100, description="Failed logins in a row before a user name (known or not) is locked."
+    )
+    address_free_failures: int = Field(
+        20,
+        ge=1,
+        le=10_000,
+        description="Failed logins from one client address before it is locked.",
+    )
     base_delay_s: float = Field(
         2.0, gt=0, le=3600, description="The first lock's length; doubles per failure."
     )

@@ -23,7 +23,13 @@ def _run(args: argparse.Namespace) -> int:
         overrides["port"] = args.port
     settings = load_settings(DashboardSettings, toml_path=args.config, overrides=overrides)
     app = create_app(settings)
-    server = DashboardServer(app.wsgi, host=settings.host, port=settings.port, threads=settings.threads)
+    server = DashboardServer(
+        app.wsgi,
+        host=settings.host,
+        port=settings.port,
+        threads=settings.threads,
+        behind_proxy=settings.proxy.behind_proxy,
+    )
     signal.signal(signal.SIGTERM, lambda *_: server.stop())
     signal.signal(signal.SIGINT, lambda *_: server.stop())
     print(f"dashboard: http://{settings.host}:{server.port}/ (Ctrl-C stops)")

@@ -1,4 +1,4 @@
-"""`forewarn users add|list|remove|passwd`: the dashboard's users, in the cloud database.
+"""`forewarn users add|list|remove|passwd|tz`: the dashboard's users, in the cloud database.
 
 Passwords are read from a prompt (twice, not echoed) or, with `--password-stdin`, from the first line of
 standard input; never from the command line, where other users of the machine could read them.
@@ -14,12 +14,14 @@ from typing import Any
 
 import psycopg
 
-from cloud_service.users import Role, add_user, list_users, remove_user, set_password
+from cloud_service.users import Role, add_user, list_users, remove_user, set_password, set_time_zone
 from dashboard.settings import DashboardSettings
 from shared.config import load_settings
 from shared.errors import ConfigError, StorageError
 
 __all__ = ["register"]
+
+BROWSER = "browser"  # the zone argument that means: the browser's own zone
 
 
 def _read_password(args: argparse.Namespace) -> str:
@@ -51,10 +53,23 @@ def _report(username: str, *, found: bool, done: str) -> int:
 def _add(args: argparse.Namespace) -> int:
     password = _read_password(args)
     with _connect(args) as conn:
-        user = add_user(conn, args.username, role=args.role, password=password)
+        user = add_user(conn, args.username, role=args.role, password=password, time_zone=_zone(args.tz))
         conn.commit()
     print(f"added {user.username} ({user.role})")
     return 0
+
+
+def _zone(text: str | None) -> str | None:
+    return None if text in (None, "", BROWSER) else text
+
+
+def _tz(args: argparse.Namespace) -> int:
+    zone = _zone(args.zone)
+    with _connect(args) as conn:
+        changed = set_time_zone(conn, args.username, zone)
+        conn.commit()
+    shown = zone or "the browser's zone"
+    return _report(args.username, found=changed, done=f"{args.username} sees times in {shown}")
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -64,7 +79,11 @@ def _list(args: argparse.Namespace) -> int:
         print("no users yet: forewarn users add NAME --role admin")
     for user in users:
         last = user.last_login_at.isoformat(timespec="seconds") if user.last_login_at else "never"
-        print(f"{user.username:24s} {user.role:9s} last login {last}, failed logins {user.failed_logins}")
+        zone = user.time_zone or BROWSER
+        print(
+            f"{user.username:24s} {user.role:9s} last login {last}, failed logins {user.failed_logins}, "
+            f"zone {zone}"
+        )
     return 0
 
 
@@ -102,8 +121,16 @@ def register(subparsers: Any) -> None:
     add.add_argument(
         "--role", required=True, choices=[role.value for role in Role], help="viewer, engineer or admin."
     )
+    add.add_argument(
+        "--tz",
+        default=None,
+        metavar="ZONE",
+        help="IANA time zone for the user's times (default: the browser's).",
+    )
     action("list", "List users with their roles and last login.", _list, needs_name=False)
     action("remove", "Delete a user.", _remove)
+    tz = action("tz", "Set the time zone a user's times are shown in (`browser`: the browser's).", _tz)
+    tz.add_argument("zone", help="An IANA zone such as Europe/Berlin, or `browser`.")
     passwd = action("passwd", "Set a user's password (and clear a login lock).", _passwd)
     for sub in (add, passwd):
         sub.add_argument(

@@ -259,7 +259,9 @@ class Served:
 def serving(settings: DashboardSettings) -> Iterator[Served]:
     """Serve the dashboard with waitress on 127.0.0.1 and a free port until the block ends."""
     app = create_app(settings)
-    server = DashboardServer(app.wsgi, host="127.0.0.1", port=0, threads=4)
+    server = DashboardServer(
+        app.wsgi, host="127.0.0.1", port=0, threads=4, behind_proxy=settings.proxy.behind_proxy
+    )
     thread = threading.Thread(target=server.run, name="dashboard-waitress", daemon=True)
     thread.start()
     try:

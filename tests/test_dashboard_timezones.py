@@ -1,17 +1,22 @@
-"""Times in the browser's time zone: the cookie the page sets, what the server makes of it, and the asset
-page in a browser told it is in Tokyo."""
+"""Times in the user's time zone: the one chosen for the user (stored on the server, changed with the
+header's selector), else the browser's: the cookie the page sets, what the server makes of it, and the
+asset page in a browser told it is in Tokyo or Berlin."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
 import flask
+import psycopg
 import pytest
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
+from cloud_service.users import get_user, set_time_zone
 from dashboard.pages import time_text
 from dashboard.timezones import ZONE_COOKIE, to_display, zone_name
 from tests.dashboard_support import DEGRADING, dashboard_settings, seed_plant, serving
@@ -63,3 +68,49 @@ def test_the_asset_page_in_a_browser_in_tokyo(db: str, tmp_path: Path, browser: 
         _wait(browser, "#asset-alerts table")
         assert "JST" in browser.find_element(By.ID, "asset-alerts").text
         assert "UTC" not in browser.find_element(By.ID, "asset-alerts").text
+
+
+@pytest.mark.slow
+def test_a_users_chosen_zone_wins_over_the_browsers_and_the_selector_changes_it(
+    db: str, tmp_path: Path, browser: WebDriver
+) -> None:
+    browser.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": "Europe/Berlin"})
+    seed_plant(db)
+    with psycopg.connect(db) as conn:
+        assert set_time_zone(conn, "erin", "Asia/Tokyo")
+    with serving(dashboard_settings(db, tmp_path)) as served:
+        browser.get(f"{served.url}/asset/{DEGRADING}")
+        _wait(browser, "#username")
+        _log_in(browser, served.url, "erin")
+        _wait(browser, "#asset-score .main-svg")
+        WebDriverWait(browser, 20).until(
+            lambda d: "time (Asia/Tokyo)" in d.find_element(By.ID, "asset-score").text
+        )
+        _wait(browser, "#asset-alerts table")
+        assert "JST" in browser.find_element(By.ID, "asset-alerts").text
+        assert "Asia/Tokyo" in browser.find_element(By.ID, "user-zone").text
+
+        browser.find_element(By.ID, "user-zone").click()
+        _wait(browser, ".dash-dropdown-search")
+        browser.find_element(By.CSS_SELECTOR, ".dash-dropdown-search").send_keys("America/New_Y")
+        option = WebDriverWait(browser, 10).until(
+            lambda d: next(
+                (
+                    o
+                    for o in d.find_elements(By.CSS_SELECTOR, ".dash-dropdown-option")
+                    if o.text == "America/New_York"
+                ),
+                None,
+            )
+        )
+        browser.execute_script("arguments[0].click();", option)
+        reloading = (StaleElementReferenceException, NoSuchElementException)
+        WebDriverWait(browser, 30, ignored_exceptions=reloading).until(  # saved, then the page reloads
+            lambda d: "time (America/New_York)" in d.find_element(By.ID, "asset-score").text
+        )
+        _wait(browser, "#asset-alerts table")
+        assert re.search(r"E[DS]T", browser.find_element(By.ID, "asset-alerts").text)
+        with psycopg.connect(db) as conn:
+            user = get_user(conn, "erin")
+            assert user is not None
+            assert user.time_zone == "America/New_York"

@@ -137,3 +137,33 @@ def test_users_command_adds_lists_changes_and_removes(
     monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
     assert main(["users", "add", "bob", "--role", "viewer", "--password-stdin"]) == 2
     assert "password" in capsys.readouterr().err
+
+
+def test_users_command_sets_each_users_time_zone(
+    db: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    info = psycopg.conninfo.conninfo_to_dict(db)
+    for name, value in (("HOST", info["host"]), ("PORT", info["port"]), ("DBNAME", info["dbname"])):
+        monkeypatch.setenv(f"FOREWARN_DASHBOARD_DB__{name}", str(value))
+    monkeypatch.setenv("FOREWARN_DASHBOARD_DB__USER", str(info["user"]))
+    monkeypatch.setattr("sys.stdin", io.StringIO("correct horse\n"))
+    assert main(["users", "add", "kai", "--role", "viewer", "--tz", "Asia/Tokyo", "--password-stdin"]) == 0
+
+    def zone() -> str | None:
+        with psycopg.connect(db) as conn:
+            user = get_user(conn, "kai")
+            assert user is not None
+            return user.time_zone
+
+    assert zone() == "Asia/Tokyo"
+    assert main(["users", "tz", "kai", "America/New_York"]) == 0
+    assert zone() == "America/New_York"
+    assert main(["users", "list"]) == 0
+    assert "zone America/New_York" in capsys.readouterr().out
+    for bad in ("Mars/Olympus", "../../etc/passwd", "<b>UTC</b>"):
+        assert main(["users", "tz", "kai", bad]) == 2
+        assert "time_zone" in capsys.readouterr().err
+    assert zone() == "America/New_York"
+    assert main(["users", "tz", "kai", "browser"]) == 0
+    assert zone() is None
+    assert main(["users", "tz", "nobody", "UTC"]) == 1
