@@ -101,10 +101,15 @@ _MAX_OPTIONS: Final = 1000
 
 
 class Connections(Protocol):
-    """Where callbacks get a database connection (the dashboard's pool; commits on a clean exit)."""
+    """Where callbacks get a database connection (the dashboard's pools; commits on a clean exit)."""
 
     def connection(self) -> AbstractContextManager[psycopg.Connection[Any]]:
-        """A connection for one callback; raises the dashboard's database-down error if unreachable."""
+        """A connection for one callback that only reads (a replica's, when the dashboard has one);
+        raises the dashboard's database-down error if unreachable."""
+        ...
+
+    def writing(self) -> AbstractContextManager[psycopg.Connection[Any]]:
+        """A connection for one callback that writes (the primary's)."""
         ...
 
 
@@ -455,7 +460,7 @@ class _Page:
         chosen = [state for state in SHOWN_STATES if state.value in (states or [])]
         start, end = self._window
         try:
-            with self._connections.connection() as conn:
+            with self._connections.writing() as conn:  # sweeping ended shelves writes
                 expire_shelves(conn)
                 alerts = list_alerts(conn, states=ATTENTION_STATES, limit=_MAX_OPTIONS)
                 health = alarm_health(conn, start=start, end=end)
@@ -506,7 +511,7 @@ class _Page:
     def act(self, action: str, fields: _ActionFields) -> str:
         """Run one action for the logged-in user; the text says what happened."""
         try:
-            with self._connections.connection() as conn:
+            with self._connections.writing() as conn:
                 return self._run(conn, action, fields)
         except self._down as exc:
             return str(exc)

@@ -8,6 +8,7 @@ banner and tries again on the next refresh.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -106,6 +107,7 @@ class DashboardApp:
     dash_app: dash.Dash
     wsgi: Callable[..., Any]
     pool: Pool
+    read_pool: Pool | None = None  # `read_db`'s, when set
 
     @property
     def server(self) -> flask.Flask:
@@ -114,7 +116,9 @@ class DashboardApp:
         return server
 
     def close(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pools."""
+        if self.read_pool is not None:
+            self.read_pool.close()
         self.pool.close()
 
 
@@ -128,17 +132,27 @@ class _DatabaseDownError(Exception):
 
 
 class _Reads:
-    """Connections for callbacks: one pool, and one way to report that the database is down."""
+    """Connections for callbacks: reads from the read pool (a replica's, or the primary's), writes from
+    the primary's, and one way to report that the database is down."""
 
-    def __init__(self, pool: Pool, *, timeout_s: float, refresh_s: float) -> None:
+    def __init__(self, pool: Pool, *, read_pool: Pool, timeout_s: float, refresh_s: float) -> None:
         self._pool = pool
+        self._read_pool = read_pool
         self._timeout_s = timeout_s
         self._refresh_s = refresh_s
 
+    def connection(self) -> contextlib.AbstractContextManager[psycopg.Connection[Any]]:
+        """A connection for a callback that only reads (from `read_db` when set)."""
+        return self._connect(self._read_pool)
+
+    def writing(self) -> contextlib.AbstractContextManager[psycopg.Connection[Any]]:
+        """A connection for a callback that writes (always the primary, `db`)."""
+        return self._connect(self._pool)
+
     @contextmanager
-    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+    def _connect(self, pool: Pool) -> Iterator[psycopg.Connection[Any]]:
         try:
-            with self._pool.connection(timeout=self._timeout_s) as conn:  # commits on a clean exit
+            with pool.connection(timeout=self._timeout_s) as conn:  # commits on a clean exit
                 yield conn
         except psycopg.errors.UndefinedTable as exc:
             logger.warning("dashboard read failed: the database has no Forewarn schema")
@@ -178,12 +192,15 @@ def _shell(settings: DashboardSettings) -> html.Div:
     )
 
 
-def create_app(settings: DashboardSettings, *, pool: Pool | None = None) -> DashboardApp:
+def create_app(
+    settings: DashboardSettings, *, pool: Pool | None = None, read_pool: Pool | None = None
+) -> DashboardApp:
     """Build the dashboard.
 
     Args:
         settings: the dashboard's settings.
         pool: a connection pool to use instead of opening one from `settings.db` (tests).
+        read_pool: a pool for the pages' reads instead of one from `settings.read_db` (tests).
 
     Returns:
         The app; serve `wsgi`, and call `close()` at the end.
@@ -194,6 +211,8 @@ def create_app(settings: DashboardSettings, *, pool: Pool | None = None) -> Dash
     if pool is None:
         # Opens in the background: a database that is down at start shows the banner, not a crash.
         pool = open_pool(settings.db, name="dashboard")
+    if read_pool is None and settings.read_db is not None:
+        read_pool = open_pool(settings.read_db, name="dashboard-read")
     server = flask.Flask("dashboard")
     install_security(server, settings, pool)
     dash_app = dash.Dash(
@@ -208,7 +227,12 @@ def create_app(settings: DashboardSettings, *, pool: Pool | None = None) -> Dash
     )
     dash_app.init_app(server)
     dash_app.layout = lambda: _shell(settings)
-    reads = _Reads(pool, timeout_s=float(settings.db.connect_timeout_s), refresh_s=settings.refresh_s)
+    reads = _Reads(
+        pool,
+        read_pool=read_pool or pool,
+        timeout_s=float(settings.db.connect_timeout_s),
+        refresh_s=settings.refresh_s,
+    )
     _register_callbacks(dash_app, reads, settings)
     allow_inline_scripts(server, [*dash_app.csp_hashes(), script_hash(ZONE_SCRIPT)])  # after every callback
     wsgi: Callable[..., Any] = server.wsgi_app
@@ -216,7 +240,7 @@ def create_app(settings: DashboardSettings, *, pool: Pool | None = None) -> Dash
         n = settings.proxy.trusted_proxies
         wsgi = ProxyFix(server.wsgi_app, x_for=n, x_proto=n, x_host=n, x_prefix=n)
     server.wsgi_app = wsgi  # type: ignore[method-assign]  # the documented way to add WSGI middleware
-    return DashboardApp(dash_app, server, pool)
+    return DashboardApp(dash_app, server, pool, read_pool)
 
 
 def _filter_options(rows: list[FleetRow], attribute: str) -> list[str]:
@@ -432,7 +456,7 @@ def _register_acknowledge(app: dash.Dash, reads: _Reads) -> None:
             return "Choose an alert first."
         gateway_id, _, alert_id = alert_key.partition("/")
         try:
-            with reads.connection() as conn:
+            with reads.writing() as conn:
                 done = acknowledge_alert(
                     conn,
                     gateway_id=gateway_id,
@@ -494,7 +518,7 @@ def _register_model_actions(app: dash.Dash, reads: _Reads, settings: ModelAction
         _clicks: int | None, action: str | None, choice: str | None, reason: str | None
     ) -> tuple[Any, Any]:
         try:
-            with reads.connection() as conn:
+            with reads.writing() as conn:
                 done = model_actions.perform(
                     conn, settings, action=action, choice=choice, by=current_username(), reason=reason or ""
                 )

@@ -117,6 +117,14 @@ class DashboardSettings(ComponentSettings):
     db: DatabaseSettings = Field(
         DatabaseSettings.model_validate({}), description="The cloud service's PostgreSQL database."
     )
+    read_db: DatabaseSettings | None = Field(
+        None,
+        description=(
+            "A read-only replica of `db` (a streaming-replication hot standby) that the pages read from; "
+            "logins, acknowledgements, shelves, the alerts page's refresh and model actions stay on `db`. "
+            "Not set: everything on `db`."
+        ),
+    )
     session: SessionSettings = Field(SessionSettings.model_validate({}), description="Sessions.")
     login: LoginSettings = Field(LoginSettings.model_validate({}), description="Failed-login slowing.")
     proxy: ProxySettings = Field(ProxySettings.model_validate({}), description="Reverse proxy.")

@@ -164,7 +164,11 @@ class PostgresServer:
     migrates onto hypertables, as in production) unless `timescaledb=False` or `FOREWARN_LOCAL_STORAGE=plain`.
     """
 
-    def __init__(self, workdir: Path, *, timescaledb: bool | None = None) -> None:
+    def __init__(
+        self, workdir: Path, *, timescaledb: bool | None = None, standby_of: PostgresServer | None = None
+    ) -> None:
+        """With `standby_of` (a running server), a streaming-replication hot standby of it: a base backup
+        (`pg_basebackup -R`) that follows the primary's WAL and answers read-only queries."""
         hint = "apt-get install postgresql"
         self.initdb = _find("initdb", PG_BIN_DIRS, hint)
         self.pg_ctl = _find("pg_ctl", PG_BIN_DIRS, hint)
@@ -183,19 +187,36 @@ class PostgresServer:
             record = pwd.getpwnam("postgres")
             for path in (workdir, self.socketdir):
                 os.chown(path, record.pw_uid, record.pw_gid)
-        self._run(
-            [self.initdb, "-D", str(self.datadir), "-U", self.user, "-A", "trust", "-E", "UTF8", "--no-sync"]
-        )
+        if standby_of is not None:
+            basebackup = _find("pg_basebackup", PG_BIN_DIRS, hint)
+            source = ["-h", standby_of.host, "-p", str(standby_of.port), "-U", standby_of.user]
+            self._run([basebackup, "-D", str(self.datadir), "-R", "-X", "stream", "-c", "fast", *source])
+            timescaledb = bool(standby_of.timescaledb)
+        else:
+            self._run(
+                [
+                    self.initdb,
+                    "-D",
+                    str(self.datadir),
+                    "-U",
+                    self.user,
+                    "-A",
+                    "trust",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                ]
+            )
         if timescaledb is None:
             timescaledb = os.environ.get(STORAGE_ENV, "") != "plain" and timescaledb_installed(self.initdb)
-        self.timescaledb = timescaledb
-        with (self.datadir / "postgresql.conf").open("a") as conf:
+        self.timescaledb: bool = timescaledb
+        with (self.datadir / "postgresql.conf").open("a") as conf:  # the last value of a key wins
             conf.write(
                 f"\nport = {self.port}\nlisten_addresses = '127.0.0.1'\n"
                 f"unix_socket_directories = '{self.socketdir}'\nfsync = off\nsynchronous_commit = off\n"
                 "full_page_writes = off\nmax_connections = 100\nshared_buffers = 128MB\n"
             )
-            if timescaledb:
+            if timescaledb and standby_of is None:
                 conf.write("shared_preload_libraries = 'timescaledb'\ntimescaledb.telemetry_level = off\n")
 
     def _run(self, command: list[str]) -> None:

@@ -14,7 +14,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from cloud_service.lifecycle import registry
 from cloud_service.lifecycle.drift import check_drift, psi
 from cloud_service.lifecycle.retraining import train_target
-from cloud_service.lifecycle.scheduler import JobSpec, LifecycleScheduler
+from cloud_service.lifecycle.scheduler import JobSpec, LifecycleScheduler, lifecycle_jobs
 from cloud_service.lifecycle.service import LifecycleService
 from cloud_service.lifecycle.settings import LifecycleSettings
 from cloud_service.lifecycle.signing import init_keys, load_private_key
@@ -224,3 +224,51 @@ def test_the_cloud_service_schedules_retraining_drift_and_rollups(
         versions = [m.version for m in registry.list_models(conn, target=target)]
     assert [check.is_drifted for check in drift] == [True]
     assert versions == [model.version + 1, model.version]
+
+
+def test_shards_split_the_targets_and_bad_shards_are_refused() -> None:
+    targets = tuple(f"pump-{i}" for i in range(30))
+    shares = [LifecycleSettings(targets=targets, shard=f"{i}/3").shard_targets for i in (1, 2, 3)]
+    assert sorted(t for share in shares for t in share) == sorted(targets)  # each target in one shard
+    assert all(share for share in shares)
+    assert LifecycleSettings(targets=targets).shard_targets == targets
+    assert LifecycleSettings(targets=targets, shard="2/3").shard_job_suffix == "@2of3"
+    for bad in ("3/2", "0/1", "1", "1/0", "a/b"):
+        with pytest.raises(ValueError, match="shard"):
+            LifecycleSettings(shard=bad)
+
+
+@pytest.mark.slow
+def test_two_shards_each_run_their_own_retraining(db: str) -> None:
+    migrate(db)
+    ran: list[str] = []
+    lock = threading.Lock()
+
+    def jobs(shard: str) -> list[JobSpec]:
+        settings = LifecycleSettings(targets=("a", "b", "c"), shard=shard, rollup_refresh=False)
+
+        def retrain() -> None:
+            with lock:
+                ran.append(shard)
+
+        return lifecycle_jobs(settings, retrain=retrain, drift=lambda: None, refresh_rollups=None)
+
+    shards = ("1/2", "2/2")
+    setups = [LifecycleScheduler(conninfo=db, jobs=jobs(s), runner_id=f"setup{s}") for s in shards]
+    for setup in setups:
+        setup.start()  # creates the jobs' rows
+        setup.stop()
+    assert {"retrain@1of2", "retrain@2of2", "drift@1of2", "drift@2of2"} <= set(setups[0].jobs) | set(
+        setups[1].jobs
+    )
+    for job_id in ("retrain@1of2", "retrain@2of2"):
+        _set_next_run(db, job_id, datetime.now(UTC) + timedelta(seconds=1))
+    schedulers = [LifecycleScheduler(conninfo=db, jobs=jobs(s), runner_id=s) for s in shards]
+    for scheduler in schedulers:
+        scheduler.start()
+    try:
+        wait_until(lambda: len(ran) == 2, timeout_s=20)
+    finally:
+        for scheduler in schedulers:
+            scheduler.stop()
+    assert sorted(ran) == ["1/2", "2/2"]  # both ran: the shards' runs are claimed apart

@@ -192,13 +192,23 @@ def lifecycle_jobs(
 ) -> list[JobSpec]:
     """The standard jobs from the settings: nightly retraining, hourly drift checks, push retries (auto
     approval), rollup refresh, and (with `forecast` enabled and both functions given) the forecaster refit
-    and the forecast recompute; the advice refresh when given."""
+    and the forecast recompute; the advice refresh when given.
+
+    With `settings.shard` i/n (n > 1) the retraining and drift jobs are `retrain@iofn` and `drift@iofn`:
+    each shard's run is claimed apart; the other jobs stay one per deployment."""
+    suffix = settings.shard_job_suffix
     jobs = [
         JobSpec(
-            "retrain", CronTrigger.from_crontab(settings.retrain_cron, timezone=UTC), retrain, "retraining"
+            f"retrain{suffix}",
+            CronTrigger.from_crontab(settings.retrain_cron, timezone=UTC),
+            retrain,
+            "retraining",
         ),
         JobSpec(
-            "drift", IntervalTrigger(seconds=settings.drift_interval_s, timezone=UTC), drift, "drift checks"
+            f"drift{suffix}",
+            IntervalTrigger(seconds=settings.drift_interval_s, timezone=UTC),
+            drift,
+            "drift checks",
         ),
     ]
     if settings.approval == "auto" and push_pending is not None:

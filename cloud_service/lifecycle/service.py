@@ -73,9 +73,7 @@ class LifecycleService:
         """
         key = load_private_key(self.lifecycle.signing_key)
         with self._connection() as conn:
-            report = train_target(
-                conn, self.lifecycle, target, private_key=key, now=self.reference_now(conn)
-            )
+            report = train_target(conn, self.lifecycle, target, private_key=key, now=self.reference_now(conn))
             conn.commit()
         return deploy_selected(report, self.lifecycle, self.deploy)
 
@@ -125,16 +123,17 @@ class LifecycleService:
         return pushed
 
     def retrain_all(self) -> None:
-        """The scheduled retraining: every configured target, one after the other."""
-        for target in self.lifecycle.targets:
+        """The scheduled retraining: every target of this process's shard, one after the other."""
+        for target in self.lifecycle.shard_targets:
             try:
                 self.train(target)
             except TrainingSkippedError as exc:
                 logger.warning("%s", exc)
 
     def check_drift_all(self) -> None:
-        """The scheduled drift check; a drifted target is retrained at once when configured."""
-        for target in self.lifecycle.targets:
+        """The scheduled drift check of this process's shard; a drifted target is retrained at once when
+        configured."""
+        for target in self.lifecycle.shard_targets:
             with self._connection() as conn:
                 results = check_drift(conn, self.lifecycle, target, now=self.reference_now(conn))
                 conn.commit()

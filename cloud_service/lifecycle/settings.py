@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 __all__ = ["LifecycleSettings"]
 
@@ -23,6 +24,15 @@ class LifecycleSettings(BaseModel, frozen=True, extra="forbid"):
     )
     targets: tuple[str, ...] = Field(
         (), description="Model targets retrained on schedule (an asset id or an asset type); empty: none."
+    )
+    shard: str = Field(
+        "1/1",
+        pattern=r"^[1-9][0-9]{0,3}/[1-9][0-9]{0,3}$",
+        description=(
+            "i/n: this process's share of `targets` for the scheduled retraining and drift jobs, the "
+            "targets whose CRC-32 modulo n is i-1 (1/1: every target); give each of n processes the same "
+            "`targets` and its own i."
+        ),
     )
     model_types: tuple[str, ...] = Field(
         ("mlp_autoencoder", "pca"), description="Candidate model types trained and compared per run."
@@ -102,3 +112,30 @@ class LifecycleSettings(BaseModel, frozen=True, extra="forbid"):
             "time-compressed data whose timestamps do not follow the clock (the demo)."
         ),
     )
+
+    @model_validator(mode="after")
+    def _shard_in_range(self) -> LifecycleSettings:
+        if self.shard_index > self.shard_count:
+            raise ValueError(f"shard={self.shard!r}: expected i/n with 1 <= i <= n")
+        return self
+
+    @property
+    def shard_index(self) -> int:
+        """i of `shard` (1-based)."""
+        return int(self.shard.partition("/")[0])
+
+    @property
+    def shard_count(self) -> int:
+        """n of `shard`."""
+        return int(self.shard.partition("/")[2])
+
+    @property
+    def shard_targets(self) -> tuple[str, ...]:
+        """The `targets` this process's scheduled jobs handle: those whose CRC-32 modulo n is i-1."""
+        n = self.shard_count
+        return tuple(t for t in self.targets if n == 1 or zlib.crc32(t.encode()) % n == self.shard_index - 1)
+
+    @property
+    def shard_job_suffix(self) -> str:
+        """Appended to the per-target job ids, so each shard's run is claimed apart ("" for 1/1)."""
+        return "" if self.shard_count == 1 else f"@{self.shard_index}of{self.shard_count}"

@@ -21,4 +21,5 @@ SUITES: dict[str, str] = {
     "fuzz": "forewarn.bench.fuzz:run",
     "dashboard": "forewarn.bench.dashboard:run",
     "diagnosis": "forewarn.bench.diagnosis:run",
+    "scaling": "forewarn.bench.scaling:run",
 }

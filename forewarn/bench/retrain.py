@@ -98,12 +98,14 @@ def seed_fleet(
     spec: FeatureSpec = DEFAULT_SPEC,
     windows_per_period: int = 4,
     seed: int = 0,
+    gateway_prefix: str = "gw",
 ) -> datetime:
     """Store `rows_per_asset` healthy 10 s aggregates per asset (ending at `end`), typed `asset_type`.
 
     Each period summarises `windows_per_period` synthetic windows (mean, min, max of each feature). With
     `failing_asset`, its last quarter of periods shows a bearing fault and a failure event is stored at
-    the end of its data. Returns the start time of the data.
+    the end of its data. Assets sit 25 to a gateway named `gateway_prefix-NNN` (a second fleet in the same
+    database needs its own prefix: a gateway's sequence numbers are unique). Returns the start time.
     """
     end = (end or datetime.now(UTC)).replace(microsecond=0)
     start = end - timedelta(seconds=PERIOD_S * rows_per_asset)
@@ -121,7 +123,14 @@ def seed_fleet(
                 )
             rows = rows.reshape(rows_per_asset, windows_per_period, -1)
             pending.extend(
-                _aggregates(f"gw-{index // 25:03d}", asset_id, rows, start, spec, 1 + index * rows_per_asset)
+                _aggregates(
+                    f"{gateway_prefix}-{index // 25:03d}",
+                    asset_id,
+                    rows,
+                    start,
+                    spec,
+                    1 + index * rows_per_asset,
+                )
             )
             if len(pending) >= _WRITE_BATCH:
                 writer.write(pending)
