@@ -1,6 +1,7 @@
 """Advice a planner can act on: what to inspect or replace on an asset, and by when.
 
-Built from the asset's latest diagnosis (mode, confidence, ISO 20816-3 zone) and its failure forecast
+Built from the asset's latest alert's best diagnosis (edge or cloud, `best_diagnoses`: mode, confidence,
+ISO 20816-3 zone) and its failure forecast
 (RUL interval, p(fail within the horizon)):
 
 - the action follows the diagnosed mode (`ACTIONS`); a forecast without a diagnosed mode gives a general
@@ -32,7 +33,7 @@ from cloud_service.queries.advice import (
     last_maintenance,
     upsert_open_advice,
 )
-from cloud_service.queries.diagnoses import DiagnosisRecord, latest_diagnoses
+from cloud_service.queries.diagnoses import DiagnosisRecord, best_diagnoses
 
 __all__ = ["ACTIONS", "Advice", "AdviceRefresh", "AdviceSettings", "build_advice", "refresh_advice"]
 
@@ -139,7 +140,8 @@ def refresh_advice(
     """Close advice after maintenance, then create or refresh each asset's open advice (no commit)."""
     closed = close_advice_after_maintenance(conn, now=now)
     diagnoses: dict[str, DiagnosisRecord] = {}
-    for record in latest_diagnoses(conn, limit=10_000):  # newest first: keep each asset's newest
+    # Each alert's best diagnosis (edge or cloud: `best_diagnoses`), newest first: keep each asset's newest.
+    for record in best_diagnoses(conn, limit=10_000):
         diagnoses.setdefault(record.asset_id, record)
     forecasts = {f.asset_id: f for f in latest_forecasts(conn)}
     types = asset_types(conn)

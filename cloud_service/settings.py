@@ -92,6 +92,24 @@ class StorageSettings(BaseModel, frozen=True, extra="forbid"):
     )
 
 
+class SnapshotDiagnosisSettings(BaseModel, frozen=True, extra="forbid"):
+    """The cloud's re-diagnosis of alert snapshots (`cloud.diagnosis`, docs/diagnosis.md)."""
+
+    enabled: bool = Field(True, description="Diagnose stored alert snapshots from the lifecycle scheduler.")
+    interval_s: float = Field(
+        60.0, gt=0, description="Seconds between the scheduler's snapshot diagnosis runs."
+    )
+    batch_size: int = Field(
+        20,
+        ge=1,
+        le=10_000,
+        description="Snapshots diagnosed per transaction (a run repeats while more wait).",
+    )
+    max_per_run: int = Field(
+        500, ge=1, description="Most snapshots one run diagnoses (the rest wait for the next run)."
+    )
+
+
 class CloudSettings(ComponentSettings):
     """Settings of the cloud service."""
 
@@ -110,6 +128,9 @@ class CloudSettings(ComponentSettings):
     lifecycle: LifecycleSettings = Field(LifecycleSettings.model_validate({}), description="Model lifecycle.")
     forecast: ForecastSettings = Field(ForecastSettings.model_validate({}), description="Failure forecaster.")
     advice: AdviceSettings = Field(AdviceSettings(), description="Maintenance advice (docs/diagnosis.md).")
+    diagnosis: SnapshotDiagnosisSettings = Field(
+        SnapshotDiagnosisSettings(), description="Re-diagnosis of alert snapshots (docs/diagnosis.md)."
+    )
 
     @model_validator(mode="after")
     def _receive_maximum_fits_queue(self) -> CloudSettings:

@@ -114,8 +114,9 @@ ON CONFLICT (gateway_id, alert_id) DO UPDATE SET
     state = 'cleared', cleared_at = EXCLUDED.cleared_at, updated_at = now()
 """
 _INSERT_SNAPSHOT = """
-INSERT INTO snapshots (gateway_id, seq, asset_id, sensor, alert_id, start_at, sample_rate_hz, samples)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s::real[])
+INSERT INTO snapshots (gateway_id, seq, asset_id, sensor, alert_id, start_at, sample_rate_hz, samples,
+                       diagnosis_config)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s::real[], %s)
 ON CONFLICT (gateway_id, seq) DO NOTHING
 """
 _INSERT_ACK = """
@@ -452,6 +453,7 @@ class BatchWriter:
                         ns_to_datetime(s.start_ns),
                         s.sample_rate_hz,
                         s.samples,
+                        s.diagnosis_config,
                     )
                     for s in batch.snapshots
                 ],

@@ -186,6 +186,7 @@ class _Asset:
                 sample_rate_hz=driver.sample_rate_hz,
                 scoring_lag_samples=pipeline.sensor_window_len(driver)
                 + pipeline.sensor_hop(driver) * pipeline.score_batch_windows,
+                diagnosis_config=settings.diagnosis,
             )
 
     @staticmethod

@@ -15,6 +15,7 @@ import numpy.typing as npt
 
 from edge_agent.settings import SnapshotSettings
 from edge_agent.windowing import SampleBuffer
+from shared.asset_config import AssetDiagnosisConfig, encode_asset_config
 from shared.messages import Alert, Snapshot
 
 __all__ = ["SnapshotRecorder"]
@@ -41,6 +42,8 @@ class SnapshotRecorder:
         sample_rate_hz: that sensor's sample rate.
         scoring_lag_samples: most samples that can arrive between a window's end and its alert (the
             window length plus the hops of a batch of windows).
+        diagnosis_config: the asset's diagnosis settings, carried in each snapshot so the cloud can
+            re-diagnose it (None: the asset has none).
     """
 
     def __init__(
@@ -52,11 +55,13 @@ class SnapshotRecorder:
         sensor: str,
         sample_rate_hz: float,
         scoring_lag_samples: int,
+        diagnosis_config: AssetDiagnosisConfig | None = None,
     ) -> None:
         self.settings = settings
         self.gateway_id = gateway_id
         self.asset_id = asset_id
         self.sensor = sensor
+        self._diagnosis_config = "" if diagnosis_config is None else encode_asset_config(diagnosis_config)
         span = round((settings.before_s + settings.after_s) * sample_rate_hz)
         self._keep = min(span, settings.max_samples) + scoring_lag_samples + _SNAPSHOT_SLACK
         self._history = SampleBuffer(sample_rate_hz=sample_rate_hz, capacity=self._keep + 4096)
@@ -121,6 +126,7 @@ class SnapshotRecorder:
                     start_ns=int(history.time_ns(first)),
                     sample_rate_hz=history.sample_rate_hz,
                     samples=samples.tolist(),
+                    diagnosis_config=self._diagnosis_config,
                 )
             )
         self._requests = waiting

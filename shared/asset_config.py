@@ -32,6 +32,8 @@ __all__ = [
     "BearingGeometry",
     "BearingSettings",
     "DefectOrders",
+    "decode_asset_config",
+    "encode_asset_config",
     "load_asset_config",
     "parse_asset_config",
 ]
@@ -197,3 +199,22 @@ def load_asset_config(path: Path) -> AssetDiagnosisConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("asset_config", str(path), f"valid TOML ({exc})") from exc
     return parse_asset_config(data, source=str(path))
+
+
+def encode_asset_config(config: AssetDiagnosisConfig) -> str:
+    """The configuration as compact JSON: what a snapshot carries so the cloud can re-diagnose it."""
+    return config.model_dump_json(exclude_defaults=True)
+
+
+def decode_asset_config(text: str, *, source: str = "<json>") -> AssetDiagnosisConfig:
+    """The configuration from `encode_asset_config`'s JSON; a bad value raises `ConfigError` naming its key.
+
+    >>> decode_asset_config(encode_asset_config(AssetDiagnosisConfig(shaft_rpm=2960))).shaft_rpm
+    2960.0
+    """
+    try:
+        return AssetDiagnosisConfig.model_validate_json(text)
+    except pydantic.ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(part) for part in error["loc"]) or "asset"
+        raise ConfigError(key, error.get("input"), error["msg"], source) from exc

@@ -622,13 +622,23 @@ def _overheating(judge: _Judge) -> Finding | None:
     return Finding("overheating", min(1.0, excess / (2.0 * bound)), (evidence,))
 
 
+def _rank(finding: Finding) -> tuple[bool, float]:
+    """Sort key within a group: looseness first, then the most confident.
+
+    Imbalance and misalignment are synchronous (integer orders only); a risen half order is what neither
+    explains, and looseness also raises the integer harmonics, so its finding outranks theirs.
+    """
+    return finding.mode != "looseness", -finding.confidence
+
+
 def diagnose(
     measurements: Measurements, config: AssetDiagnosisConfig, baseline: DiagnosisBaseline | None = None
 ) -> Diagnosis:
     """The probable failure mode of a measured window.
 
     The primary mode is the first group that has a finding (bearing, then shaft, then slow-signal modes:
-    heat and noise often follow a mechanical fault), the most confident within it. A fault of the
+    heat and noise often follow a mechanical fault), the most confident within it (looseness before the
+    other shaft modes: `_rank`). A fault of the
     vibration sensor gives `sensor_fault`; no finding gives `unknown`.
     """
     m = measurements
@@ -642,7 +652,7 @@ def diagnose(
         groups.append(_shaft_findings(judge, config, zone))
     if vibration_fault is None or not bearing:
         groups.append(_slow_findings(judge))
-    findings = tuple(f for group in groups for f in sorted(group, key=lambda f: -f.confidence))
+    findings = tuple(f for group in groups for f in sorted(group, key=_rank))
     if (vibration_fault is not None and not bearing) or (not findings and m.sensor_faults):
         faults = tuple(
             Evidence(f"{sensor}:{kind}", 1.0, is_found=True) for sensor, kind in m.sensor_faults.items()

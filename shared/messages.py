@@ -25,6 +25,7 @@ from shared.topics import IDENT_PATTERN
 
 __all__ = [
     "MAX_BLOCK_ROWS",
+    "MAX_DIAGNOSIS_CONFIG_CHARS",
     "MAX_MESSAGE_BYTES",
     "Aggregate",
     "AggregateBlock",
@@ -58,6 +59,9 @@ __all__ = [
 
 MAX_MESSAGE_BYTES = 1 << 20
 MAX_SNAPSHOT_SAMPLES = 65_536
+MAX_DIAGNOSIS_CONFIG_CHARS = (
+    16_384  # an asset diagnosis configuration as JSON: a few bearings, well under this
+)
 MAX_BLOCK_ROWS = 10_000
 MAX_FEATURE_VALUE = 1e15
 
@@ -166,7 +170,14 @@ class Alert(Struct, frozen=True, kw_only=True, tag_field="kind", tag="alert/1"):
 
 
 class Snapshot(Struct, frozen=True, kw_only=True, tag_field="kind", tag="snapshot/1"):
-    """A short raw waveform around an alert, so an engineer can see what triggered it."""
+    """A short raw waveform around an alert, so an engineer can see what triggered it.
+
+    `diagnosis_config` (appended to `snapshot/1` with a default) is the asset's diagnosis configuration as
+    `shared.asset_config.encode_asset_config` writes it, so the cloud re-diagnoses the waveform with the
+    bearings and speed the gateway knows; empty when the asset has no diagnosis section. It is read (and
+    a bad one recorded) by the cloud's diagnosis job, not at decode, so a bad configuration never costs
+    the waveform.
+    """
 
     gateway_id: Ident
     asset_id: Ident
@@ -176,6 +187,7 @@ class Snapshot(Struct, frozen=True, kw_only=True, tag_field="kind", tag="snapsho
     start_ns: TimestampNs
     sample_rate_hz: Annotated[float, Meta(gt=0.0, le=1e7)]
     samples: Annotated[list[FiniteFloat], Meta(min_length=1, max_length=MAX_SNAPSHOT_SAMPLES)]
+    diagnosis_config: Annotated[str, Meta(max_length=MAX_DIAGNOSIS_CONFIG_CHARS)] = ""
 
 
 class Status(Struct, frozen=True, kw_only=True, tag_field="kind", tag="status/1"):

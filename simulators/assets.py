@@ -16,6 +16,7 @@ import numpy as np
 __all__ = [
     "ASSET_TYPES",
     "FAST_SENSOR",
+    "SCRIPTED_ONLY_MODES",
     "AssetType",
     "FailureMode",
     "Unit",
@@ -35,7 +36,16 @@ class FailureMode(enum.StrEnum):
     MISALIGNMENT = "misalignment"
     OVERHEATING = "overheating"
     CAVITATION = "cavitation"
+    # Appended after the original six (the engine's severity columns follow this order). Only a scripted
+    # `[[failures]]` entry names them (`SCRIPTED_ONLY_MODES`): random draws keep the six, so existing
+    # scenarios draw and simulate exactly as before.
+    ROLLING_ELEMENT = "rolling_element"
+    CAGE = "cage"
+    LOOSENESS = "looseness"
 
+
+SCRIPTED_ONLY_MODES = frozenset({FailureMode.ROLLING_ELEMENT, FailureMode.CAGE, FailureMode.LOOSENESS})
+"""Modes every type can have, but only when a scenario scripts them: never drawn at random."""
 
 _COMMON_MODES = frozenset(
     {
@@ -65,7 +75,8 @@ class AssetType:
         thermal_tau_s: time constant of the bearing temperature.
         pressure_bar: nominal discharge pressure (0 when the type has no pressure sensor).
         flow_m3h: nominal flow (0 when the type has no flow sensor).
-        modes: failure modes this type can have.
+        modes: failure modes this type can have (random draws pick among these); `SCRIPTED_ONLY_MODES`
+            may also be scripted.
     """
 
     name: str
@@ -87,6 +98,26 @@ class AssetType:
         """Sensor names on this type, the fast one first."""
         slow = ("temperature", "current") + (("pressure", "flow") if self.pressure_bar > 0 else ())
         return (FAST_SENSOR, *slow)
+
+    @property
+    def scriptable_modes(self) -> frozenset[FailureMode]:
+        """The modes a scripted failure may name: the type's own and the scripted-only ones."""
+        return self.modes | SCRIPTED_ONLY_MODES
+
+    @property
+    def bsf_order(self) -> float:
+        """Ball spin frequency as a multiple of shaft speed, from the bearing's BPFO and BPFI.
+
+        With zero contact angle, BPFO + BPFI = n (the ball count) and (BPFI - BPFO) / n = r = d / D, so
+        BSF = D / (2 d) (1 - r^2) = (1 - r^2) / (2 r).
+        """
+        r = (self.bpfi_order - self.bpfo_order) / (self.bpfi_order + self.bpfo_order)
+        return (1.0 - r * r) / (2.0 * r)
+
+    @property
+    def ftf_order(self) -> float:
+        """Cage (fundamental train) frequency as a multiple of shaft speed: BPFO / n = (1 - r) / 2."""
+        return self.bpfo_order / (self.bpfo_order + self.bpfi_order)
 
 
 ASSET_TYPES: dict[str, AssetType] = {

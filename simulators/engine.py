@@ -23,7 +23,7 @@ from shared.messages import MaintenanceEvent
 from shared.timebase import NS_PER_S, iso_time
 from simulators.assets import ASSET_TYPES, FAST_SENSOR, FailureMode, Unit, draw_unit
 from simulators.scenario import FailureSpec, Scenario, SensorFaultSpec
-from simulators.signals import F32, F64, FleetSignals, Severity, slow_burst, vibration_burst
+from simulators.signals import F32, F64, FleetSignals, Severity, bearing_wear, slow_burst, vibration_burst
 
 __all__ = ["SENSORS", "Step", "TruthRecord", "fleet_units", "simulate"]
 
@@ -125,6 +125,8 @@ def _fleet_signals(units: tuple[Unit, ...], rate_hz: float) -> FleetSignals:
         pass_order=np.array([float(u.type.pass_order) for u in units]),
         is_motor=np.array([u.type.pass_order == 0 for u in units]),
         resonance_hz=np.array([min(3200.0 + 150.0 * (i % 5), 0.35 * rate_hz) for i in range(len(units))]),
+        bsf_order=np.array([u.type.bsf_order for u in units]),
+        ftf_order=np.array([u.type.ftf_order for u in units]),
     )
 
 
@@ -287,7 +289,7 @@ class _Fleet:
         ambient = self._ambient(t_ns)
         rise = np.array([u.type.temp_rise_c for u in self.units])
         offset = np.array([u.temp_offset_c for u in self.units])
-        wear = np.maximum(sev.outer_race, sev.inner_race)
+        wear = bearing_wear(sev)
         heat = (
             rise * (0.4 + 0.6 * load**2) + 15.0 * sev.misalignment + 45.0 * sev.overheating + 12.0 * wear**2
         )
@@ -301,7 +303,7 @@ class _Fleet:
         noise_scale = np.array([u.noise_scale for u in self.units])
         sf = self.speed_factor
         run = self.running
-        wear = np.maximum(sev.outer_race, sev.inner_race)
+        wear = bearing_wear(sev)
         current = np.where(
             run,
             rated

@@ -400,7 +400,7 @@ def _check_signals(scenario: Scenario) -> None:
 def _check_mode(scenario: Scenario, key: str, asset_type: str | None, mode: str) -> None:
     if mode not in FailureMode.__members__.values():
         raise _fail(scenario, key, mode, f"one of {', '.join(m.value for m in FailureMode)}")
-    if asset_type is not None and FailureMode(mode) not in ASSET_TYPES[asset_type].modes:
+    if asset_type is not None and FailureMode(mode) not in ASSET_TYPES[asset_type].scriptable_modes:
         raise _fail(scenario, key, mode, f"not a failure mode of {asset_type}")
 
 

@@ -7,7 +7,13 @@ Vibration (acceleration, g) is the sum of what an analyst reads in a spectrum:
 - bearing defects: a tone at the defect frequency (BPFO, or BPFI with 1x sidebands) plus a train of
   impacts at that frequency ringing a structural resonance (what raises kurtosis and crest factor early);
 - broadband noise, per unit, rising late in bearing wear (RMS grows last);
-- cavitation: band-limited high-frequency noise (2-4.5 kHz) scaled by load.
+- cavitation: band-limited high-frequency noise (2-4.5 kHz) scaled by load;
+- scripted only (`simulators.assets.SCRIPTED_ONLY_MODES`): a rolling-element defect (impacts at 2 x BSF,
+  a ball strikes both races once per spin, amplitude-modulated at FTF as the ball travels with the cage
+  through the load zone), a cage defect (impacts once per cage revolution, FTF, and a tone at FTF), and
+  looseness (the structure's response truncated once per revolution: the acceleration is the 1x motion
+  gated to the part of the turn where the loose part is in contact, a row of harmonics, and the gate
+  alternating in height every other turn, period doubling, which adds the half orders).
 
 Slow sensors: bearing temperature (first-order thermal lag, integrated by the engine), motor current
 (load and speed dependent), and for pumps and compressors discharge pressure and flow.
@@ -21,13 +27,17 @@ import numpy as np
 import numpy.typing as npt
 import scipy.fft
 
-__all__ = ["FleetSignals", "Severity", "vibration_burst"]
+__all__ = ["FleetSignals", "Severity", "bearing_wear", "vibration_burst"]
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 _TWO_PI = np.float32(2.0 * np.pi)
 _LINE_HZ = 50.0
 _RING_TAU_S = 0.00025
+_CONTACT_COS = (
+    0.5  # looseness: the loose part is in contact while cos(shaft angle) > this (a third of a turn)
+)
+_PERIOD_DOUBLING = 0.6  # looseness: how much the contact differs between odd and even turns
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +51,8 @@ class FleetSignals:
     pass_order: F64
     is_motor: npt.NDArray[np.bool_]
     resonance_hz: F64
+    bsf_order: F64
+    ftf_order: F64
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +65,9 @@ class Severity:
     misalignment: F64
     overheating: F64
     cavitation: F64
+    rolling_element: F64
+    cage: F64
+    looseness: F64
 
 
 _BLOCK = 64
@@ -116,6 +131,71 @@ def _add_band_noise(
     out[rows] += amp[rows].astype(np.float32)[:, None] * noise / scale
 
 
+def bearing_wear(severity: Severity) -> F64:
+    """The worst bearing damage of each asset (what raises broadband noise, friction and heat)."""
+    races = np.maximum(severity.outer_race, severity.inner_race)
+    return np.maximum(races, np.maximum(severity.rolling_element, severity.cage))
+
+
+def _add_looseness(out: F32, t: F32, *, shaft_hz: F64, amp: F64, phase: F64) -> None:
+    """The 1x motion gated to the contact part of each turn, the gate's height alternating every turn."""
+    rows = np.flatnonzero(amp > 0)
+    if rows.size == 0:
+        return
+    angle = t[None, :].astype(np.float64) * (2.0 * np.pi * shaft_hz[rows])[:, None] + phase[rows][:, None]
+    motion = np.cos(angle)
+    alternating = 1.0 + _PERIOD_DOUBLING * np.cos(0.5 * angle)
+    response = np.where(motion > _CONTACT_COS, motion, 0.0) * alternating
+    response -= response.mean(axis=1, keepdims=True)
+    out[rows] += (amp[rows][:, None] * response).astype(np.float32)
+
+
+def _add_scripted_modes(
+    out: F32,
+    t: F32,
+    *,
+    rate_hz: float,
+    fleet: FleetSignals,
+    nominal: F64,
+    base: F64,
+    severity: Severity,
+    phases: F64,
+) -> None:
+    """Rolling-element, cage and looseness signals. They draw no random numbers (they reuse the burst's
+    phases), so a scenario without these modes consumes its generator exactly as before."""
+    if not (severity.rolling_element.any() or severity.cage.any() or severity.looseness.any()):
+        return
+    impact = 12.0 * base
+    spin_hz = 2.0 * fleet.bsf_order * nominal  # a ball defect strikes the inner and the outer race per spin
+    cage_hz = fleet.ftf_order * nominal
+    _add_tones(
+        out,
+        rate_hz,
+        np.stack([spin_hz, cage_hz], axis=1),
+        np.stack([0.3 * base * severity.rolling_element, 0.3 * base * severity.cage], axis=1),
+        np.stack([phases[4], phases[5]], axis=1),
+    )
+    _add_impacts(
+        out,
+        t,
+        rate_hz=spin_hz,
+        amp=impact * severity.rolling_element**0.8,
+        phase=phases[7],
+        modulation_hz=cage_hz,  # the ball travels with the cage through the load zone
+        resonance_hz=fleet.resonance_hz,
+    )
+    _add_impacts(
+        out,
+        t,
+        rate_hz=cage_hz,
+        amp=impact * severity.cage**0.8,
+        phase=phases[8],
+        modulation_hz=np.zeros_like(nominal),
+        resonance_hz=fleet.resonance_hz,
+    )
+    _add_looseness(out, t, shaft_hz=nominal, amp=3.0 * base * severity.looseness, phase=phases[0])
+
+
 def vibration_burst(
     fleet: FleetSignals,
     *,
@@ -140,7 +220,7 @@ def vibration_burst(
     n_assets = shaft_hz.size
     t = (np.arange(n_samples, dtype=np.float64) / rate_hz).astype(np.float32)
     running = shaft_hz > 0
-    wear = np.maximum(severity.outer_race, severity.inner_race)
+    wear = bearing_wear(severity)
     noise_g = fleet.noise_g * np.where(running, (1.0 + 0.3 * load) * (1.0 + 3.0 * wear**3), 0.25)
     out = rng.standard_normal((n_assets, n_samples), dtype=np.float32)
     out *= noise_g.astype(np.float32)[:, None]
@@ -188,6 +268,9 @@ def vibration_burst(
         phase=phases[8],
         modulation_hz=nominal,
         resonance_hz=fleet.resonance_hz,
+    )
+    _add_scripted_modes(
+        out, t, rate_hz=rate_hz, fleet=fleet, nominal=nominal, base=base, severity=severity, phases=phases
     )
     cavitation = np.where(running, 2.0 * fleet.base_1x_g * severity.cavitation * (0.5 + load), 0.0)
     _add_band_noise(out, rate_hz=rate_hz, amp=cavitation, rng=rng, low_hz=2000.0, high_hz=4500.0)

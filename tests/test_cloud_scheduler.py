@@ -38,8 +38,16 @@ def test_cloud_service_runs_the_scheduler_and_stops_cleanly(
         stderr=log,
     )
     try:
-        jobs = wait_until(lambda: len(_job_ids(db)) == 6 and _job_ids(db), timeout_s=60)
-        assert jobs == ["advice", "drift", "forecast-recompute", "forecast-refit", "retrain", "rollups"]
+        jobs = wait_until(lambda: len(_job_ids(db)) == 7 and _job_ids(db), timeout_s=60)
+        assert jobs == [
+            "advice",
+            "drift",
+            "forecast-recompute",
+            "forecast-refit",
+            "retrain",
+            "rollups",
+            "snapshot-diagnosis",
+        ]
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0

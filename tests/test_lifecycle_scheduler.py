@@ -188,6 +188,7 @@ def test_the_cloud_service_schedules_retraining_drift_and_rollups(
             "rollups",
             "forecast-refit",
             "forecast-recompute",
+            "snapshot-diagnosis",
             "advice",
         }
     finally:
@@ -210,6 +211,7 @@ def test_the_cloud_service_schedules_retraining_drift_and_rollups(
         "forecast-refit",
         "retrain",
         "rollups",
+        "snapshot-diagnosis",
     ]
     # once deployed, a drifting asset (a bearing fault in the last half hour) triggers a retraining
     with psycopg.connect(db) as conn:

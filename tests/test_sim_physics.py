@@ -13,6 +13,7 @@ import pytest
 from shared.errors import ContractError
 from shared.messages import MaintenanceEvent, decode_event
 from shared.raw_batch import RawBatch, decode_raw_batch, encode_raw_batch
+from shared.vibration import amplitude_spectrum, envelope_spectrum, peak_near
 from simulators import (
     fleet_units,
     iter_batches,
@@ -22,6 +23,8 @@ from simulators import (
     parse_scenario,
     simulate,
 )
+from simulators.assets import ASSET_TYPES as TYPES
+from simulators.assets import SCRIPTED_ONLY_MODES
 from simulators.engine import Step
 from simulators.stream import burst_offset_ns
 
@@ -383,3 +386,43 @@ def test_random_failures_and_planned_maintenance_over_a_year() -> None:
         ) in repairs or failure.ts_ns + 24 * HOUR_NS >= scenario.end_ns
     planned = {r.ts_ns for r in truth if r.detail == "planned maintenance"}
     assert {(t - scenario.start_ns) // HOUR_NS for t in planned} == {24 * 90, 24 * 180, 24 * 270, 24 * 360}
+
+
+@pytest.mark.slow
+def test_scripted_only_modes_simulate_their_physics_and_are_never_drawn_at_random() -> None:
+
+    pump = TYPES["centrifugal_pump"]
+    assert not SCRIPTED_ONLY_MODES & pump.modes  # random draws pick among `modes` only
+    failures = [
+        {"asset": f"p-{k + 2:03d}", "mode": mode, "onset_h": 0.0, "time_to_failure_h": 0.5}
+        for k, mode in enumerate(("looseness", "rolling_element"))
+    ]
+    scenario = parse_scenario(
+        {
+            "name": "scripted-modes",
+            "seed": 3,
+            "time": {"duration_h": 0.45, "step_s": 300.0},
+            "assets": [{"type": "centrifugal_pump", "count": 3, "id_prefix": "p"}],
+            "failures": failures,
+        },
+        source="test",
+    )
+    *_, step = list(simulate(scenario))
+    rate = scenario.spec.signals.vibration_rate_hz
+    healthy, loose, ball = (step.signals["vibration"][i].astype(np.float64) for i in range(3))
+    shaft_hz = pump.rpm / 60.0
+
+    def half_order(x: np.ndarray) -> float:
+        peak = peak_near(amplitude_spectrum(x, rate), 1.5 * shaft_hz, 0.02 * shaft_hz)
+        assert peak is not None
+        return peak.amplitude
+
+    assert half_order(loose) > 5 * half_order(healthy)
+
+    def spin_line(x: np.ndarray) -> float:
+        spin_hz = 2 * pump.bsf_order * shaft_hz
+        peak = peak_near(envelope_spectrum(x, rate, (2500.0, 4500.0)), spin_hz, 0.03 * spin_hz)
+        assert peak is not None
+        return peak.prominence
+
+    assert spin_line(ball) > 3 * spin_line(healthy)

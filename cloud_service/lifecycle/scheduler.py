@@ -189,10 +189,12 @@ def lifecycle_jobs(
     recompute_forecasts: Callable[[], object] | None = None,
     refresh_advice: Callable[[], object] | None = None,
     advice_interval_s: float = 900.0,
+    diagnose_snapshots: Callable[[], object] | None = None,
+    snapshot_diagnosis_interval_s: float = 60.0,
 ) -> list[JobSpec]:
     """The standard jobs from the settings: nightly retraining, hourly drift checks, push retries (auto
     approval), rollup refresh, and (with `forecast` enabled and both functions given) the forecaster refit
-    and the forecast recompute; the advice refresh when given.
+    and the forecast recompute; the advice refresh and the snapshot diagnosis when given.
 
     With `settings.shard` i/n (n > 1) the retraining and drift jobs are `retrain@iofn` and `drift@iofn`:
     each shard's run is claimed apart; the other jobs stay one per deployment."""
@@ -251,6 +253,15 @@ def lifecycle_jobs(
         jobs.append(
             JobSpec(
                 "advice", IntervalTrigger(seconds=advice_interval_s, timezone=UTC), refresh_advice, "advice"
+            )
+        )
+    if diagnose_snapshots is not None:
+        jobs.append(
+            JobSpec(
+                "snapshot-diagnosis",
+                IntervalTrigger(seconds=snapshot_diagnosis_interval_s, timezone=UTC),
+                diagnose_snapshots,
+                "snapshot diagnosis",
             )
         )
     return jobs

@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from cloud_service import advice
+from cloud_service import advice, snapshot_diagnosis
 from cloud_service.database import Pool, pooled_connection
 from cloud_service.forecasting import live as forecast_live
 from cloud_service.lifecycle import operations, registry
@@ -166,6 +166,20 @@ class LifecycleService:
         with self._connection() as conn:
             return advice.refresh_advice(conn, settings=self.settings.advice, now=datetime.now(UTC))
 
+    def diagnose_snapshots(self) -> snapshot_diagnosis.SnapshotDiagnosisRun:
+        """Diagnose the stored snapshots without a cloud diagnosis, one committed batch at a time."""
+        settings = self.settings.diagnosis
+        diagnosed = failed = 0
+        while diagnosed + failed < settings.max_per_run:
+            batch = min(settings.batch_size, settings.max_per_run - diagnosed - failed)
+            with self._connection() as conn:
+                run = snapshot_diagnosis.diagnose_pending_snapshots(conn, batch_size=batch)
+                conn.commit()
+            diagnosed, failed = diagnosed + run.diagnosed, failed + run.failed
+            if run.diagnosed + run.failed < batch:
+                break
+        return snapshot_diagnosis.SnapshotDiagnosisRun(diagnosed=diagnosed, failed=failed)
+
     def scheduler(self) -> LifecycleScheduler:
         """A scheduler of the standard jobs (not started)."""
         jobs = lifecycle_jobs(
@@ -180,5 +194,7 @@ class LifecycleService:
             recompute_forecasts=self.recompute_forecasts,
             refresh_advice=self.refresh_advice if self.settings.advice.enabled else None,
             advice_interval_s=self.settings.advice.refresh_interval_s,
+            diagnose_snapshots=self.diagnose_snapshots if self.settings.diagnosis.enabled else None,
+            snapshot_diagnosis_interval_s=self.settings.diagnosis.interval_s,
         )
         return LifecycleScheduler(conninfo=self.conninfo, jobs=jobs, runner_id=self.runner_id)

@@ -18,7 +18,9 @@ One module per table family:
   `update_asset`, `upsert_site`);
 * `costs`: bandwidth per gateway, storage per table, lifecycle job durations (`gateway_traffic`,
   `storage_use`, `job_durations`);
-* `diagnoses`: the diagnosis each alert carried (mode, confidence, evidence), stored as it arrives;
+* `diagnoses`: the diagnoses of each alert (mode, confidence, evidence), from the edge as the alert arrives
+  and from the cloud's re-diagnosis of its snapshot (`alert_diagnoses`, `latest_diagnoses`,
+  `best_diagnoses`, `pending_snapshots`);
 * `forecasts`: the stored forecasts' history per asset and the fleet's risk per day (`forecast_history`,
   `risk_history`);
 * `ingest_stats`: what ingest stored and how it is doing (`ingest_status`, `stored_counts`,
@@ -129,8 +131,12 @@ from cloud_service.queries.costs import (
 )
 from cloud_service.queries.diagnoses import (
     DiagnosisRecord,
+    PendingSnapshot,
     alert_diagnoses,
+    best_diagnoses,
     latest_diagnoses,
+    mark_snapshot_diagnosed,
+    pending_snapshots,
     store_diagnosis,
 )
 from cloud_service.queries.forecasts import (
@@ -188,6 +194,7 @@ __all__ = [
     "JobDuration",
     "ManagedAlert",
     "ModelPeriod",
+    "PendingSnapshot",
     "RiskDay",
     "SequenceAccount",
     "Series",
@@ -213,6 +220,7 @@ __all__ = [
     "asset_series",
     "asset_status",
     "asset_types",
+    "best_diagnoses",
     "close_advice_after_maintenance",
     "expire_shelves",
     "feature_baselines",
@@ -233,11 +241,13 @@ __all__ = [
     "latest_period_end",
     "list_alerts",
     "maintenance_events",
+    "mark_snapshot_diagnosed",
     "missing_sequences",
     "model_periods",
     "open_advice",
     "open_alerts",
     "out_of_service_assets",
+    "pending_snapshots",
     "raises_per_hour",
     "record_edge_transition",
     "register_asset",

@@ -1,4 +1,5 @@
-"""Diagnoses of alerts: stored when an alert arrives with one, read for the dashboard and the advice.
+"""Diagnoses of alerts: stored when an alert arrives with one (source `edge`) or when the cloud re-diagnoses
+its raw snapshot (source `cloud`), read for the dashboard and the advice; the snapshots awaiting that.
 
 Functions take an open connection (or the writer's cursor) and never commit: the caller owns the
 transaction.
@@ -17,7 +18,16 @@ from psycopg.rows import class_row
 from shared.messages import AlertDiagnosis, DiagnosisEvidence
 from shared.timebase import ns_to_datetime
 
-__all__ = ["DiagnosisRecord", "alert_diagnoses", "latest_diagnoses", "store_diagnosis"]
+__all__ = [
+    "DiagnosisRecord",
+    "PendingSnapshot",
+    "alert_diagnoses",
+    "best_diagnoses",
+    "latest_diagnoses",
+    "mark_snapshot_diagnosed",
+    "pending_snapshots",
+    "store_diagnosis",
+]
 
 _JSON = msgspec.json.Encoder()
 _EVIDENCE = msgspec.json.Decoder(list[DiagnosisEvidence])
@@ -33,6 +43,38 @@ ON CONFLICT (gateway_id, alert_id, source) DO UPDATE SET
 """
 _COLUMNS = """gateway_id, alert_id, source, asset_id, ts, mode, confidence, evidence::text AS evidence_json,
               shaft_hz, velocity_rms_mm_s, iso_zone"""
+
+
+# Per alert, the best of its diagnoses: one naming a mode over `unknown`, then the more confident, then the
+# edge's (it judged against the asset's own healthy baseline).
+_BEST_PER_ALERT = """
+SELECT DISTINCT ON (gateway_id, alert_id) * FROM alert_diagnoses
+WHERE (%(asset)s::text IS NULL OR asset_id = %(asset)s)
+ORDER BY gateway_id, alert_id, (mode <> 'unknown') DESC, confidence DESC, (source = 'edge') DESC
+"""
+_PENDING = """
+SELECT s.gateway_id, s.seq, s.asset_id, s.alert_id, coalesce(a.raised_at, s.start_at) AS alert_ts,
+       s.sample_rate_hz, s.samples, s.diagnosis_config
+FROM snapshots s LEFT JOIN alerts a ON a.gateway_id = s.gateway_id AND a.alert_id = s.alert_id
+WHERE s.cloud_diagnosed_at IS NULL AND s.diagnosis_config <> ''
+ORDER BY s.received_at
+LIMIT %s
+FOR UPDATE OF s SKIP LOCKED
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class PendingSnapshot:
+    """A stored snapshot the cloud has not diagnosed yet, with its asset's diagnosis configuration (JSON)."""
+
+    gateway_id: str
+    seq: int
+    asset_id: str
+    alert_id: str
+    alert_ts: datetime
+    sample_rate_hz: float
+    samples: list[float]
+    diagnosis_config: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,3 +149,33 @@ def latest_diagnoses(
             "WHERE (%(asset)s::text IS NULL OR asset_id = %(asset)s) ORDER BY ts DESC LIMIT %(limit)s",
             {"asset": asset_id, "limit": limit},
         ).fetchall()
+
+
+def best_diagnoses(
+    conn: psycopg.Connection[Any], *, asset_id: str | None = None, limit: int = 100
+) -> list[DiagnosisRecord]:
+    """Each alert's best diagnosis, newest alert first: of its edge and cloud diagnoses, one naming a mode
+    before `unknown`, then the more confident, then the edge's (of one asset if given)."""
+    with conn.cursor(row_factory=class_row(DiagnosisRecord)) as cur:
+        return cur.execute(
+            f"SELECT {_COLUMNS} FROM ({_BEST_PER_ALERT}) AS best ORDER BY ts DESC LIMIT %(limit)s",
+            {"asset": asset_id, "limit": limit},
+        ).fetchall()
+
+
+def pending_snapshots(conn: psycopg.Connection[Any], *, limit: int = 20) -> list[PendingSnapshot]:
+    """The oldest snapshots with a diagnosis configuration and no cloud diagnosis yet, locked for this
+    transaction (`SKIP LOCKED`: two processes never take the same one)."""
+    with conn.cursor(row_factory=class_row(PendingSnapshot)) as cur:
+        return cur.execute(_PENDING, (limit,)).fetchall()
+
+
+def mark_snapshot_diagnosed(
+    conn: psycopg.Connection[Any], *, gateway_id: str, seq: int, error: str = ""
+) -> None:
+    """Record that a snapshot was diagnosed (or, with `error`, why it could not be): it is not taken again."""
+    conn.execute(
+        "UPDATE snapshots SET cloud_diagnosed_at = now(), cloud_diagnosis_error = %s "
+        "WHERE gateway_id = %s AND seq = %s",
+        (error[:2000], gateway_id, seq),
+    )

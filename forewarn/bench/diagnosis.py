@@ -115,7 +115,7 @@ def window_signals(step: Step, index: int, rate_hz: float, ambient_c: float | No
 def _scenario(seed: int, duration_h: float, step_s: float) -> Scenario:
     assets, failures = [], []
     for name, asset_type in ASSET_TYPES.items():
-        modes = sorted(asset_type.modes)
+        modes = sorted(asset_type.scriptable_modes)
         prefix = name.replace("_", "-")
         assets.append({"type": name, "count": 1 + len(modes), "id_prefix": prefix})
         for k, mode in enumerate(modes):
