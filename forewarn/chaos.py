@@ -38,9 +38,8 @@ from cloud_service.settings import CloudSettings
 from edge_agent.agent import QUEUE_FILE
 from edge_agent.disk_queue import read_counters
 from forewarn.demo.configs import split_assets, write_gateway_config
-from forewarn.demo.run import wait_for_ingest
 from forewarn.localservices import MosquittoServer, PostgresServer, running, temporary_directory, wait_until
-from forewarn.processes import ForewarnProcess
+from forewarn.processes import ForewarnProcess, wait_for_ingest
 from shared.config import ComponentSettings, MqttSettings, load_settings, render_settings
 from shared.errors import ConfigError
 from shared.timebase import NS_PER_S, now_ns

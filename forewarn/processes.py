@@ -1,4 +1,5 @@
-"""`forewarn` subcommands run as supervised child processes (the demo, the fault campaign)."""
+"""`forewarn` subcommands run as supervised child processes (the demo, the fault campaign), and the waits
+for them to be ready."""
 
 from __future__ import annotations
 
@@ -9,7 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["ForewarnProcess", "stop_child"]
+import psycopg
+
+from cloud_service.queries import ingest_status
+from forewarn.localservices import wait_until
+
+__all__ = ["ForewarnProcess", "stop_child", "wait_for_ingest"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,3 +73,14 @@ class ForewarnProcess:
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
+
+
+def wait_for_ingest(conninfo: str, timeout_s: float = 120.0) -> None:
+    """Wait until an ingest worker is connected to the broker, so no uplink message meets a broker with no
+    subscriber (MQTT drops those)."""
+
+    def connected() -> bool:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            return any(worker.get("connected") for worker in ingest_status(conn).workers)
+
+    wait_until(connected, timeout_s=timeout_s, interval_s=0.5)

@@ -379,13 +379,25 @@ def _typed_value(datatype: DataType, which: str | None, metric: Any) -> MetricVa
     return raw  # type: ignore[no-any-return]  # protobuf's field values are untyped scalars
 
 
+def _optional(source: Any, field: str) -> Any:
+    """A protobuf message's optional field: its value if set, else None."""
+    return getattr(source, field) if source.HasField(field) else None
+
+
+def _set_present(target: Any, **fields: object) -> None:
+    """Set a protobuf message's optional fields to the values that are not None (the others stay unset)."""
+    for field, value in fields.items():
+        if value is not None:
+            setattr(target, field, value)
+
+
 def _metric_from_message(metric: Any) -> Metric:
     datatype_number = metric.datatype
     datatype = DataType(datatype_number) if datatype_number in _DATA_TYPE_NUMBERS else DataType.UNKNOWN
     return Metric(
-        name=metric.name if metric.HasField("name") else None,
-        alias=metric.alias if metric.HasField("alias") else None,
-        timestamp_ms=metric.timestamp if metric.HasField("timestamp") else None,
+        name=_optional(metric, "name"),
+        alias=_optional(metric, "alias"),
+        timestamp_ms=_optional(metric, "timestamp"),
         datatype=datatype,
         value=None if metric.is_null else _typed_value(datatype, metric.WhichOneof("value"), metric),
         is_null=metric.is_null,
@@ -411,11 +423,11 @@ def decode_payload(data: bytes) -> Payload:
     except message.DecodeError as exc:
         raise ContractError("payload", bytes(data[:40]), "a Sparkplug B protobuf payload") from exc
     return Payload(
-        timestamp_ms=parsed.timestamp if parsed.HasField("timestamp") else None,
-        seq=parsed.seq if parsed.HasField("seq") else None,
+        timestamp_ms=_optional(parsed, "timestamp"),
+        seq=_optional(parsed, "seq"),
         metrics=tuple(_metric_from_message(metric) for metric in parsed.metrics),
-        uuid=parsed.uuid if parsed.HasField("uuid") else None,
-        body=parsed.body if parsed.HasField("body") else None,
+        uuid=_optional(parsed, "uuid"),
+        body=_optional(parsed, "body"),
     )
 
 
@@ -450,26 +462,14 @@ def encode_payload(payload: Payload) -> bytes:
         ContractError: a metric whose value does not fit its data type.
     """
     out = PayloadMessage()
-    if payload.timestamp_ms is not None:
-        out.timestamp = payload.timestamp_ms
-    if payload.seq is not None:
-        out.seq = payload.seq
-    if payload.uuid is not None:
-        out.uuid = payload.uuid
-    if payload.body is not None:
-        out.body = payload.body
+    _set_present(out, timestamp=payload.timestamp_ms, seq=payload.seq, uuid=payload.uuid, body=payload.body)
     for metric in payload.metrics:
         _fill_metric(out.metrics.add(), metric)
     return bytes(out.SerializeToString())
 
 
 def _fill_metric(target: Any, metric: Metric) -> None:
-    if metric.name is not None:
-        target.name = metric.name
-    if metric.alias is not None:
-        target.alias = metric.alias
-    if metric.timestamp_ms is not None:
-        target.timestamp = metric.timestamp_ms
+    _set_present(target, name=metric.name, alias=metric.alias, timestamp=metric.timestamp_ms)
     if metric.datatype is not DataType.UNKNOWN:
         target.datatype = int(metric.datatype)
     if metric.is_historical:

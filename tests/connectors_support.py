@@ -1,12 +1,16 @@
 """Helpers of the connector tests: a subscriber that decodes the raw batches and heartbeats connectors
-publish on the real broker, the edge agent's pipeline recording what it receives, and a real Modbus TCP
-server with known registers."""
+publish on the real broker, the real edge agent with its pipeline recording what it receives, a connector
+run on its own thread, and a real Modbus TCP server with known registers."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from typing import Any
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -15,10 +19,14 @@ from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from edge_agent.agent import EdgeAgent
+from edge_agent.pipeline import Pipeline
+from edge_agent.settings import PipelineSettings
 from forewarn.localservices import MosquittoServer, free_port, wait_until
 from shared import topics
 from shared.messages import ConnectorStatus, decode_connector_status
 from shared.raw_batch import RawBatch, decode_raw_batch
+from tests.test_edge_agent_helpers import edge_settings
 
 
 class RawCollector:
@@ -78,6 +86,14 @@ class RawCollector:
         self.client.disconnect()
         self.client.loop_stop()
 
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
 
 def broker_settings(broker: MosquittoServer) -> dict[str, Any]:
     """The `mqtt` section of a connector's settings for the test broker."""
@@ -120,6 +136,46 @@ class RecordingPipeline:
         """Every sample of one stream the agent received."""
         batches = self.of(asset_id, sensor)
         return np.concatenate([b.samples for b in batches]) if batches else np.empty(0, dtype=np.float32)
+
+
+@contextlib.contextmanager
+def recording_edge_agent(
+    broker: MosquittoServer, workdir: Path, *, gateway_id: str, pipeline: PipelineSettings
+) -> Iterator[tuple[EdgeAgent, RecordingPipeline]]:
+    """The real edge agent (plant and upstream on the test broker, no models), subscribed, its pipeline
+    recording every batch it is handed; stopped at the end."""
+    settings = edge_settings(workdir, gateway_id=gateway_id, plant=broker, upstream=broker, pipeline=pipeline)
+    recorders: list[RecordingPipeline] = []
+
+    def factory(on_reject: Any) -> RecordingPipeline:
+        real = Pipeline(settings=pipeline, gateway_id=settings.gateway_id, models=None, on_reject=on_reject)
+        recorders.append(RecordingPipeline(real))
+        return recorders[0]
+
+    agent = EdgeAgent(settings, pipeline_factory=factory)
+    agent.start()
+    try:
+        wait_until(lambda: agent.intake.is_subscribed, timeout_s=10)
+        yield agent, recorders[0]
+    finally:
+        agent.stop()
+
+
+@contextlib.contextmanager
+def running_in_thread(
+    run: Callable[[threading.Event], object], *, name: str, join_s: float = 20.0
+) -> Iterator[threading.Event]:
+    """Run `run(stop)` (a connector's loop) on its own thread until the block ends; then set `stop`, join,
+    and (unless the block raised) assert the thread ended."""
+    stop = threading.Event()
+    thread = threading.Thread(target=run, args=(stop,), name=name)
+    thread.start()
+    try:
+        yield stop
+    finally:
+        stop.set()
+        thread.join(join_s)
+    assert not thread.is_alive(), f"{name} did not stop within {join_s} s"
 
 
 class ModbusTestServer:

@@ -23,13 +23,14 @@ from psycopg.conninfo import conninfo_to_dict
 
 from cloud_service.service import IngestWorker
 from cloud_service.settings import CloudSettings
+from forewarn.bench.messages import PERIOD_NS, aggregate, one_of_each
 from forewarn.localservices import MosquittoServer, PostgresServer, wait_until
 from shared import topics
 from shared.aggregate_block import pack_aggregates
 from shared.config import load_settings
 from shared.messages import Aggregate, MaintenanceEvent, Status, Uplink, UplinkBatch, encode
 from shared.timebase import now_ns
-from tests.test_cloud_storage import PERIOD_NS, aggregate, counts, one_of_each
+from tests.test_cloud_storage import counts
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -6,7 +6,6 @@ refuses subscriptions is polled; a server stopped for 20 s is reconnected and th
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,7 +22,7 @@ from forewarn.localservices import MosquittoServer, free_port, wait_until
 from shared.config import load_settings
 from shared.raw_batch import RawBatch
 from simulators.opcua_server import SimulatedOpcUaServer, SimulatedVariable, variable_value
-from tests.connectors_support import RawCollector, broker_settings
+from tests.connectors_support import RawCollector, broker_settings, running_in_thread
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "connect-opcua.toml"
 VIBRATION = SimulatedVariable("Pump7.Vibration", amplitude=2.0, frequency_hz=0.7, offset=0.5)
@@ -40,9 +39,8 @@ def asset(unique_id: Callable[[str], str]) -> str:
 
 @pytest.fixture
 def collector(broker: MosquittoServer, asset: str, unique_id: Callable[[str], str]) -> Iterator[RawCollector]:
-    collector = RawCollector(broker, [asset], unique_id("collector"))
-    yield collector
-    collector.close()
+    with RawCollector(broker, [asset], unique_id("collector")) as collector:
+        yield collector
 
 
 def _server(variables: list[SimulatedVariable], **options: Any) -> SimulatedOpcUaServer:
@@ -78,17 +76,10 @@ def _node(
 
 @contextlib.contextmanager
 def _running(settings: OpcUaConnectorSettings) -> Iterator[tuple[OpcUaConnector, ConnectorRuntime]]:
-    stop = threading.Event()
     with ConnectorRuntime(settings) as runtime:
         connector = OpcUaConnector(settings=settings, runtime=runtime)
-        thread = threading.Thread(target=connector.run, args=(stop,), name="test-opcua")
-        thread.start()
-        try:
+        with running_in_thread(connector.run, name="test-opcua"):
             yield connector, runtime
-        finally:
-            stop.set()
-            thread.join(20)
-            assert not thread.is_alive()
 
 
 def _assert_values_follow_the_source(

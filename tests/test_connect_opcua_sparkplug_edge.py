@@ -4,10 +4,8 @@ its values, and sees a gap only where the connector counted one."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -16,7 +14,6 @@ from edge_agent.connectors.opcua import OpcUaConnector
 from edge_agent.connectors.runtime import ConnectorRuntime
 from edge_agent.connectors.settings import OpcUaConnectorSettings, SparkplugConnectorSettings
 from edge_agent.connectors.sparkplug import SparkplugConnector
-from edge_agent.pipeline import Pipeline
 from edge_agent.settings import AssetSettings, PipelineSettings, SensorSettings
 from forewarn.localservices import MosquittoServer, free_port, wait_until
 from shared.config import MqttSettings, load_settings
@@ -24,8 +21,12 @@ from shared.features import SensorKind
 from shared.sparkplug import DataType
 from simulators.opcua_server import SimulatedOpcUaServer, SimulatedVariable, variable_value
 from simulators.sparkplug_node import SimulatedEdgeNode, SimulatedMetric, metric_value
-from tests.connectors_support import RecordingPipeline, broker_settings
-from tests.test_edge_agent_helpers import edge_settings
+from tests.connectors_support import (
+    RecordingPipeline,
+    broker_settings,
+    recording_edge_agent,
+    running_in_thread,
+)
 
 pytestmark = pytest.mark.slow
 RATE_HZ = 10.0
@@ -40,43 +41,11 @@ def asset(unique_id: Callable[[str], str]) -> str:
 def agent(
     broker: MosquittoServer, workdir: Path, asset: str, unique_id: Callable[[str], str]
 ) -> Iterator[tuple[EdgeAgent, RecordingPipeline]]:
-    pipeline_settings = PipelineSettings(
-        assets=(
-            AssetSettings(
-                asset_id=asset,
-                sensors=(SensorSettings(name="vibration_rms", kind=SensorKind.SLOW, sample_rate_hz=RATE_HZ),),
-            ),
-        )
-    )
-    settings = edge_settings(
-        workdir / "edge",
-        gateway_id=unique_id("gw"),
-        plant=broker,
-        upstream=broker,
-        pipeline=pipeline_settings,
-    )
-    recorders: list[RecordingPipeline] = []
-
-    def factory(on_reject: Any) -> RecordingPipeline:
-        pipeline = Pipeline(
-            settings=pipeline_settings, gateway_id=settings.gateway_id, models=None, on_reject=on_reject
-        )
-        recorders.append(RecordingPipeline(pipeline))
-        return recorders[0]
-
-    edge = EdgeAgent(settings, pipeline_factory=factory)
-    edge.start()
-    try:
-        wait_until(lambda: edge.intake.is_subscribed, timeout_s=10)
-        yield edge, recorders[0]
-    finally:
-        edge.stop()
-
-
-def _run(connector: Any, stop: threading.Event) -> threading.Thread:
-    thread = threading.Thread(target=connector.run, args=(stop,), name="test-connector")
-    thread.start()
-    return thread
+    sensor = SensorSettings(name="vibration_rms", kind=SensorKind.SLOW, sample_rate_hz=RATE_HZ)
+    pipeline = PipelineSettings(assets=(AssetSettings(asset_id=asset, sensors=(sensor,)),))
+    gateway_id = unique_id("gw")
+    with recording_edge_agent(broker, workdir / "edge", gateway_id=gateway_id, pipeline=pipeline) as agent:
+        yield agent
 
 
 def test_opcua_values_arrive_in_the_edge_agent_with_their_source_time_and_scale(
@@ -96,14 +65,11 @@ def test_opcua_values_arrive_in_the_edge_agent_with_their_source_time_and_scale(
                 "nodes": [{**node, "scale": 0.5}],
             },
         )
-        stop = threading.Event()
-        with ConnectorRuntime(settings) as runtime:
-            thread = _run(OpcUaConnector(settings=settings, runtime=runtime), stop)
-            try:
-                wait_until(lambda: len(received.samples(asset, "vibration_rms")) >= 20, timeout_s=30)
-            finally:
-                stop.set()
-                thread.join(20)
+        with (
+            ConnectorRuntime(settings) as runtime,
+            running_in_thread(OpcUaConnector(settings=settings, runtime=runtime).run, name="test-opcua"),
+        ):
+            wait_until(lambda: len(received.samples(asset, "vibration_rms")) >= 20, timeout_s=30)
     batches = received.of(asset, "vibration_rms")
     assert {batch.sample_rate_hz for batch in batches} == {RATE_HZ}
     for batch in batches:
@@ -146,22 +112,19 @@ def test_sparkplug_metrics_arrive_in_the_edge_agent_on_their_grid(
         edge_node_id="line3",
         devices={"pump7": [metric]},
     )
-    stop = threading.Event()
     with ConnectorRuntime(settings) as runtime:
         connector = SparkplugConnector(settings=settings, runtime=runtime)
-        thread = _run(connector, stop)
-        try:
+        with running_in_thread(connector.run, name="test-sparkplug", join_s=10):
             wait_until(lambda: connector.is_subscribed, timeout_s=10)
             node.start()
-            birth_ms = node.last_birth_ms
-            assert birth_ms is not None
-            for index in range(1, 30):
-                node.publish_data(birth_ms + index * 100)
-            wait_until(lambda: len(received.samples(asset, "vibration_rms")) >= 30, timeout_s=20)
-        finally:
-            node.stop()
-            stop.set()
-            thread.join(10)
+            try:
+                birth_ms = node.last_birth_ms
+                assert birth_ms is not None
+                for index in range(1, 30):
+                    node.publish_data(birth_ms + index * 100)
+                wait_until(lambda: len(received.samples(asset, "vibration_rms")) >= 30, timeout_s=20)
+            finally:
+                node.stop()
     samples = received.samples(asset, "vibration_rms").tolist()
     expected = [float(metric_value(metric, birth_ms + index * 100)) for index in range(30)]  # type: ignore[arg-type]
     assert samples == pytest.approx(expected, rel=1e-6)

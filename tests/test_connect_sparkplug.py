@@ -41,7 +41,7 @@ from shared.sparkplug import (
 )
 from shared.timebase import now_ns
 from simulators.sparkplug_node import SimulatedEdgeNode, SimulatedMetric, metric_value
-from tests.connectors_support import RawCollector, broker_settings
+from tests.connectors_support import RawCollector, broker_settings, running_in_thread
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "connect-sparkplug.toml"
 RMS = SimulatedMetric("Vibration/RMS", DataType.FLOAT, amplitude=2.0, frequency_hz=0.3, offset=3.0)
@@ -65,9 +65,8 @@ def group(unique_id: Callable[[str], str]) -> str:
 
 @pytest.fixture
 def collector(broker: MosquittoServer, asset: str, unique_id: Callable[[str], str]) -> Iterator[RawCollector]:
-    collector = RawCollector(broker, [asset], unique_id("collector"))
-    yield collector
-    collector.close()
+    with RawCollector(broker, [asset], unique_id("collector")) as collector:
+        yield collector
 
 
 def _mappings(group: str, asset: str) -> list[dict[str, Any]]:
@@ -109,18 +108,11 @@ def _node(broker: MosquittoServer, group: str, **options: Any) -> SimulatedEdgeN
 
 @contextlib.contextmanager
 def _running(settings: SparkplugConnectorSettings) -> Iterator[tuple[SparkplugConnector, ConnectorRuntime]]:
-    stop = threading.Event()
     with ConnectorRuntime(settings) as runtime:
         connector = SparkplugConnector(settings=settings, runtime=runtime)
-        thread = threading.Thread(target=connector.run, args=(stop,), name="test-sparkplug")
-        thread.start()
-        try:
+        with running_in_thread(connector.run, name="test-sparkplug", join_s=10):
             wait_until(lambda: connector.is_subscribed, timeout_s=10)
             yield connector, runtime
-        finally:
-            stop.set()
-            thread.join(10)
-            assert not thread.is_alive()
 
 
 def _publish_series(node: SimulatedEdgeNode, start_ms: int | None, count: int) -> list[int]:

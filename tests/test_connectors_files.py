@@ -18,14 +18,18 @@ from edge_agent.agent import EdgeAgent
 from edge_agent.connectors.files import FilesConnector, ProgressRecord
 from edge_agent.connectors.runtime import ConnectorRuntime
 from edge_agent.connectors.settings import FilesConnectorSettings
-from edge_agent.pipeline import Pipeline
 from edge_agent.settings import AssetSettings, PipelineSettings, SensorSettings
 from forewarn.localservices import MosquittoServer, wait_until
 from shared.config import load_settings
 from shared.features import SensorKind
 from shared.timebase import NS_PER_S, iso_time, now_ns
-from tests.connectors_support import RawCollector, RecordingPipeline, broker_settings
-from tests.test_edge_agent_helpers import edge_settings
+from tests.connectors_support import (
+    RawCollector,
+    RecordingPipeline,
+    broker_settings,
+    recording_edge_agent,
+    running_in_thread,
+)
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "connect-files.toml"
 COUNTS_TO_G = 10.0 / 32768
@@ -109,43 +113,9 @@ def _pipeline() -> PipelineSettings:
 def recording_agent(
     broker: MosquittoServer, workdir: Path, unique_id: Callable[[str], str]
 ) -> Iterator[tuple[EdgeAgent, RecordingPipeline]]:
-    pipeline_settings = _pipeline()
-    settings = edge_settings(
-        workdir / "edge",
-        gateway_id=unique_id("gw"),
-        plant=broker,
-        upstream=broker,
-        pipeline=pipeline_settings,
-    )
-    recorder: list[RecordingPipeline] = []
-
-    def factory(on_reject: Any) -> RecordingPipeline:
-        pipeline = Pipeline(
-            settings=pipeline_settings, gateway_id=settings.gateway_id, models=None, on_reject=on_reject
-        )
-        recorder.append(RecordingPipeline(pipeline))
-        return recorder[0]
-
-    agent = EdgeAgent(settings, pipeline_factory=factory)
-    agent.start()
-    try:
-        wait_until(lambda: agent.intake.is_subscribed, timeout_s=10)
-        yield agent, recorder[0]
-    finally:
-        agent.stop()
-
-
-def _run_connector(
-    settings: FilesConnectorSettings,
-) -> tuple[FilesConnector, threading.Event, threading.Thread, ConnectorRuntime]:
-    runtime = ConnectorRuntime(settings, initial_seqs=ProgressRecord(settings.state_file).seqs).__enter__()
-    connector = FilesConnector(
-        settings=settings, runtime=runtime, progress=ProgressRecord(settings.state_file)
-    )
-    stop = threading.Event()
-    thread = threading.Thread(target=connector.run, args=(stop,), name="test-files-connector")
-    thread.start()
-    return connector, stop, thread, runtime
+    gateway_id = unique_id("gw")
+    with recording_edge_agent(broker, workdir / "edge", gateway_id=gateway_id, pipeline=_pipeline()) as agent:
+        yield agent
 
 
 @pytest.mark.slow
@@ -166,17 +136,16 @@ def test_wav_tdms_and_csv_recordings_arrive_in_the_edge_agent_with_their_asset_s
     kelvin = [293.15 + 0.5 * i for i in range(30)]
     _write_csv(settings.watch_dir / "fan3.csv", csv_start, kelvin)
 
-    connector, stop, thread, runtime = _run_connector(settings)
-    try:
-        wait_until(lambda: len(connector.outcomes) == 3, timeout_s=30)
-        wait_until(lambda: len(received.samples("motor-12", "vibration")) == 25_600, timeout_s=20)
-        wait_until(lambda: len(received.samples("press-07", "vibration_axial")) == 30_000, timeout_s=20)
-        wait_until(lambda: len(received.samples("fan-03", "temperature")) == 30, timeout_s=20)
-        wait_until(lambda: len(received.samples("motor-12", "temperature")) == 40, timeout_s=20)
-    finally:
-        stop.set()
-        thread.join(10)
-        runtime.__exit__(None, None, None)
+    with ConnectorRuntime(settings) as runtime:
+        connector = FilesConnector(
+            settings=settings, runtime=runtime, progress=ProgressRecord(settings.state_file)
+        )
+        with running_in_thread(connector.run, name="test-files-connector", join_s=10):
+            wait_until(lambda: len(connector.outcomes) == 3, timeout_s=30)
+            wait_until(lambda: len(received.samples("motor-12", "vibration")) == 25_600, timeout_s=20)
+            wait_until(lambda: len(received.samples("press-07", "vibration_axial")) == 30_000, timeout_s=20)
+            wait_until(lambda: len(received.samples("fan-03", "temperature")) == 30, timeout_s=20)
+            wait_until(lambda: len(received.samples("motor-12", "temperature")) == 40, timeout_s=20)
     assert connector.outcomes == {"press07_0001.wav": "done", "motor12.tdms": "done", "fan3.csv": "done"}
     assert sorted(p.name for p in settings.done_dir.iterdir()) == [
         "fan3.csv",

@@ -21,14 +21,18 @@ from edge_agent.agent import EdgeAgent
 from edge_agent.connectors.modbus import ModbusPoller, decode_register_value, plan_reads
 from edge_agent.connectors.runtime import ConnectorRuntime
 from edge_agent.connectors.settings import ModbusConnectorSettings, ModbusRegister
-from edge_agent.pipeline import Pipeline
 from edge_agent.settings import AssetSettings, PipelineSettings, SensorSettings
 from forewarn.localservices import MosquittoServer, wait_until
 from shared.config import load_settings
 from shared.features import SensorKind
 from shared.timebase import NS_PER_S, now_ns
-from tests.connectors_support import ModbusTestServer, RawCollector, RecordingPipeline, broker_settings
-from tests.test_edge_agent_helpers import edge_settings
+from tests.connectors_support import (
+    ModbusTestServer,
+    RawCollector,
+    RecordingPipeline,
+    broker_settings,
+    recording_edge_agent,
+)
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "connect-modbus.toml"
 ASSET = "pump-31"
@@ -176,46 +180,13 @@ def test_values_next_to_each_other_share_a_read_and_holes_split_them() -> None:
 def recording_agent(
     broker: MosquittoServer, workdir: Path, unique_id: Callable[[str], str]
 ) -> Iterator[tuple[EdgeAgent, RecordingPipeline]]:
-    pipeline_settings = PipelineSettings(
-        assets=(
-            AssetSettings(
-                asset_id=ASSET,
-                sensors=tuple(
-                    SensorSettings(name=name, kind=SensorKind.SLOW, sample_rate_hz=POLL_HZ)
-                    for name in SENSORS
-                ),
-            ),
-        )
+    sensors = tuple(
+        SensorSettings(name=name, kind=SensorKind.SLOW, sample_rate_hz=POLL_HZ) for name in SENSORS
     )
-    settings = edge_settings(
-        workdir / "edge",
-        gateway_id=unique_id("gw"),
-        plant=broker,
-        upstream=broker,
-        pipeline=pipeline_settings,
-    )
-    recorders: list[RecordingPipeline] = []
-
-    def factory(on_reject: Any) -> RecordingPipeline:
-        recorders.append(
-            RecordingPipeline(
-                Pipeline(
-                    settings=pipeline_settings,
-                    gateway_id=settings.gateway_id,
-                    models=None,
-                    on_reject=on_reject,
-                )
-            )
-        )
-        return recorders[0]
-
-    agent = EdgeAgent(settings, pipeline_factory=factory)
-    agent.start()
-    try:
-        wait_until(lambda: agent.intake.is_subscribed, timeout_s=10)
-        yield agent, recorders[0]
-    finally:
-        agent.stop()
+    pipeline = PipelineSettings(assets=(AssetSettings(asset_id=ASSET, sensors=sensors),))
+    gateway_id = unique_id("gw")
+    with recording_edge_agent(broker, workdir / "edge", gateway_id=gateway_id, pipeline=pipeline) as agent:
+        yield agent
 
 
 @pytest.mark.slow

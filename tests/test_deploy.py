@@ -18,11 +18,11 @@ from cloud_service.settings import CloudSettings
 from cloud_service.writer import BatchWriter
 from dashboard.settings import DashboardSettings
 from edge_agent.settings import EdgeSettings
+from forewarn.bench.messages import PERIOD_NS, aggregate, one_of_each
 from forewarn.localservices import PG_BIN_DIRS, MosquittoServer, PostgresServer, wait_until
 from shared.config import ComponentSettings, MqttSettings, load_settings
 from shared.mqtt import connect, make_client
 from shared.timebase import NS_PER_S, now_ns
-from tests.test_cloud_storage import PERIOD_NS, aggregate, one_of_each
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -130,8 +130,10 @@ def test_a_database_backup_restores_to_the_same_rows(
     start = now_ns() - 3600 * NS_PER_S
     with psycopg.connect(db) as conn:
         BatchWriter(conn).write(
-            [aggregate("gw-bk", "pump-bk", seq, start + seq * PERIOD_NS) for seq in range(100)]
-            + one_of_each("gw-bk-2", "fan-bk")
+            [
+                *(aggregate("gw-bk", "pump-bk", seq, start + seq * PERIOD_NS) for seq in range(100)),
+                *one_of_each("gw-bk-2", "fan-bk"),
+            ]
         )
         before = (stored_counts(conn), [(a.asset_id, a.last_score_max) for a in fleet_status(conn)])
     dump = tmp_path / "forewarn.dump"

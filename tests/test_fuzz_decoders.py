@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from forewarn.bench.messages import one_of_each
 from shared.errors import ContractError
 from shared.key_rotation import decode_rotation
 from shared.messages import (
@@ -33,7 +34,6 @@ from shared.raw_batch import (
 )
 from shared.sparkplug import decode_payload
 from shared.timebase import NS_PER_S, now_ns
-from tests.test_cloud_storage import one_of_each
 
 Decoder = Callable[[bytes], object]
 

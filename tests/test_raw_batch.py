@@ -102,6 +102,22 @@ GOOD = encode_raw_batch(_batch())
         (encode_raw_batch(_batch(samples=np.array([np.inf], dtype=np.float32))), "samples"),
         (GOOD.replace(b"pump-1", b"pump/1"), "asset_id"),
     ],
+    ids=[  # stable names: the payloads hold the time of collection, and pytest-xdist's workers must agree
+        "truncated-header",
+        "truncated-body",
+        "trailing-bytes",
+        "oversized",
+        "bad-magic",
+        "unknown-version",
+        "no-samples",
+        "far-past",
+        "far-future",
+        "nan-rate",
+        "negative-rate",
+        "nan-sample",
+        "inf-sample",
+        "bad-asset-id",
+    ],
 )
 def test_bad_binary_payloads_name_the_field(payload: bytes, field: str) -> None:
     with pytest.raises(ContractError) as caught:
@@ -130,6 +146,17 @@ JSON_GOOD = encode_raw_batch_json(_batch())
         (JSON_GOOD.replace(b'"samples":[', b'"samples":[null,'), "samples[0]"),
         (JSON_GOOD.replace(b'"sample_rate_hz":10000.0', b'"sample_rate_hz":0'), "sample_rate_hz"),
         (JSON_GOOD.replace(str(NOW).encode(), b"12"), "start_ns"),
+    ],
+    ids=[
+        "truncated",
+        "unknown-kind",
+        "seq-as-string",
+        "negative-seq",
+        "infinite-sample",
+        "float32-overflow",
+        "null-sample",
+        "zero-rate",
+        "far-past",
     ],
 )
 def test_bad_json_payloads_name_the_field(payload: bytes, field: str) -> None:

@@ -26,18 +26,16 @@ from cloud_service.queries import latest_gateway_metrics
 from cloud_service.service import prepare_database
 from cloud_service.settings import CloudSettings
 from edge_agent.settings import EdgeSettings
+from forewarn.bench.messages import PERIOD_NS, one_of_each
 from forewarn.localservices import MosquittoServer, PostgresServer, running, temporary_directory, wait_until
 from forewarn.processes import ForewarnProcess
 from shared import topics
 from shared.config import MqttSettings, load_settings, render_settings
-from shared.features import DEFAULT_SPEC
 from shared.messages import (
     Aggregate,
     Alert,
     DeploymentAck,
-    FeatureStats,
     MaintenanceEvent,
-    ScoreStats,
     Snapshot,
     Status,
     encode,
@@ -56,48 +54,10 @@ _ASSET = "pump-fuzz"
 
 def _seed_messages() -> dict[str, tuple[str, list[bytes]]]:
     """Message type -> (topic it arrives on, valid payloads to mutate)."""
-    ts = now_ns() - NS_PER_S
-    aggregate = Aggregate(
-        gateway_id=_FUZZED_GATEWAY,
-        asset_id=_ASSET,
-        seq=0,
-        period_start_ns=ts - 10 * NS_PER_S,
-        period_end_ns=ts,
-        feature_spec=DEFAULT_SPEC.spec_id,
-        features={name: FeatureStats(1.0, 0.5, 1.5) for name in DEFAULT_SPEC.feature_names},
-        score=ScoreStats(mean=0.5, max=1.0, threshold=2.0, n_windows=10, n_above_threshold=0),
-        model_version="baseline",
-        model_kind="baseline",
-    )
-    alert = Alert(
-        gateway_id=_FUZZED_GATEWAY,
-        asset_id=_ASSET,
-        seq=1,
-        alert_id="a-1",
-        state="raised",
-        severity="warning",
-        ts_ns=ts,
-        score=2.5,
-        threshold=1.0,
-        model_version="baseline",
-        model_kind="baseline",
-        message="x",
-    )
-    snapshot = Snapshot(
-        gateway_id=_FUZZED_GATEWAY,
-        asset_id=_ASSET,
-        sensor="vibration",
-        seq=2,
-        alert_id="a-1",
-        start_ns=ts,
-        sample_rate_hz=1000.0,
-        samples=[0.5, -0.25, 1.0],
-    )
-    status = Status(gateway_id=_FUZZED_GATEWAY, ts_ns=ts, state="online", uptime_s=1.0, metrics={"x": 1.0})
-    ack = DeploymentAck(
-        gateway_id=_FUZZED_GATEWAY, seq=3, target=_ASSET, version=2, ok=True, reason="", ts_ns=ts
-    )
-    event = MaintenanceEvent(asset_id=_ASSET, ts_ns=ts, event="failure", mode="bearing", source="cmms")
+    ts = now_ns() - PERIOD_NS - NS_PER_S  # the aggregate's period ends a second ago
+    uplink: dict[type, list[bytes]] = {}
+    for message in one_of_each(_FUZZED_GATEWAY, _ASSET, ts_ns=ts):
+        uplink.setdefault(type(message), []).append(encode(message))
     raw = RawBatch(
         asset_id=_ASSET,
         sensor="vibration",
@@ -109,13 +69,13 @@ def _seed_messages() -> dict[str, tuple[str, list[bytes]]]:
     chunk = encode_chunk(Chunk(version=2, chunk_count=1, index=0, data=b"\x00" * 256))
     return {
         "raw_batch": (topics.raw(_ASSET, "vibration"), [encode_raw_batch(raw)]),
-        "aggregate": (topics.aggregate(_FUZZED_GATEWAY), [encode(aggregate)]),
-        "alert": (topics.alert(_FUZZED_GATEWAY), [encode(alert)]),
-        "snapshot": (topics.snapshot(_FUZZED_GATEWAY), [encode(snapshot)]),
-        "status": (topics.status(_FUZZED_GATEWAY), [encode(status)]),
-        "deploy_ack": (topics.deploy_ack(_FUZZED_GATEWAY), [encode(ack)]),
-        "event": (topics.event(_ASSET), [encode(event)]),
-        "model_deployment": (topics.model_deployment(_ASSET), [encode(ack), chunk]),
+        "aggregate": (topics.aggregate(_FUZZED_GATEWAY), uplink[Aggregate]),
+        "alert": (topics.alert(_FUZZED_GATEWAY), uplink[Alert]),
+        "snapshot": (topics.snapshot(_FUZZED_GATEWAY), uplink[Snapshot]),
+        "status": (topics.status(_FUZZED_GATEWAY), uplink[Status]),
+        "deploy_ack": (topics.deploy_ack(_FUZZED_GATEWAY), uplink[DeploymentAck]),
+        "event": (topics.event(_ASSET), uplink[MaintenanceEvent]),
+        "model_deployment": (topics.model_deployment(_ASSET), [*uplink[DeploymentAck], chunk]),
         "model_chunk": (topics.model_chunk(_ASSET, 0), [chunk]),
     }
 

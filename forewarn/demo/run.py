@@ -39,7 +39,7 @@ from pydantic import SecretStr
 
 from cloud_service.lifecycle.service import LifecycleService
 from cloud_service.lifecycle.signing import init_keys
-from cloud_service.queries import ingest_status, register_asset, sequence_account
+from cloud_service.queries import register_asset, sequence_account
 from cloud_service.service import prepare_database
 from cloud_service.settings import CloudSettings
 from cloud_service.users import add_user
@@ -56,7 +56,7 @@ from forewarn.demo.configs import (
 from forewarn.demo.report import DemoReport, collect, print_report
 from forewarn.demo.watcher import BrokerWatcher
 from forewarn.localservices import MosquittoServer, PostgresServer, free_port, temporary_directory, wait_until
-from forewarn.processes import ForewarnProcess, stop_child
+from forewarn.processes import ForewarnProcess, stop_child, wait_for_ingest
 from forewarn.settings import DemoSettings
 from shared.config import DatabaseSettings, MqttSettings, load_settings
 from shared.errors import ConfigError, ForewarnError
@@ -161,17 +161,6 @@ def _drain(conninfo: str, queued: dict[str, tuple[int, int]], timeout_s: float) 
 
     with contextlib.suppress(TimeoutError):  # what is still missing then is reported as lost
         wait_until(stored_all, timeout_s=timeout_s, interval_s=0.5)
-
-
-def wait_for_ingest(conninfo: str, timeout_s: float = 120.0) -> None:
-    """Wait until an ingest worker is connected to the broker, so no uplink message meets a broker with no
-    subscriber (MQTT drops those)."""
-
-    def connected() -> bool:
-        with psycopg.connect(conninfo, autocommit=True) as conn:
-            return any(worker.get("connected") for worker in ingest_status(conn).workers)
-
-    wait_until(connected, timeout_s=timeout_s, interval_s=0.5)
 
 
 def _progress(watcher: BrokerWatcher, report: DemoReport, start_ns: int) -> Any:
