@@ -10,9 +10,9 @@ from cloud_service.lifecycle.service import LifecycleService
 from cloud_service.queries import latest_period_end
 from cloud_service.settings import CloudSettings
 from cloud_service.writer import BatchWriter
+from forewarn.bench.messages import PERIOD_NS, aggregate
 from shared.config import load_settings
 from shared.timebase import NS_PER_S, now_ns, ns_to_datetime
-from tests.test_cloud_storage import PERIOD_NS, aggregate
 
 
 def _service(db: str, reference_time: str) -> LifecycleService:
