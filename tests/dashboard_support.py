@@ -38,6 +38,41 @@ from shared.timebase import datetime_to_ns
 
 GATEWAY = "gw-plant1"
 DEGRADING = "pump-07"
+
+# The fleet and asset pages' data callbacks, as a test posts them (component id, property[, value]).
+FLEET_OUTPUTS = [
+    ("fleet-table", "children"),
+    ("fleet-site", "options"),
+    ("fleet-line", "options"),
+    ("fleet-type", "options"),
+    ("fleet-criticality", "options"),
+]
+FLEET_INPUTS = [
+    ("refresh", "n_intervals", 1),
+    ("fleet-site", "value", None),
+    ("fleet-line", "value", None),
+    ("fleet-type", "value", None),
+    ("fleet-criticality", "value", None),
+    ("fleet-state", "value", None),
+]
+
+ASSET_OUTPUTS = [
+    ("asset-score", "figure"),
+    ("asset-feature-graph", "figure"),
+    ("asset-forecast", "figure"),
+    ("asset-feature", "options"),
+    ("asset-feature", "value"),
+    ("asset-alerts", "children"),
+    ("asset-models", "children"),
+    ("asset-message", "children"),
+    ("asset-acknowledge", "children"),
+]
+ASSET_INPUTS = [
+    ("asset-id", "data", DEGRADING),
+    ("asset-range", "value", "last 24 hours"),
+    ("asset-feature", "value", None),
+    ("refresh", "n_intervals", 1),
+]
 HEALTHY = ("fan-02", "motor-11")
 HOSTILE_LINE = "<img src=x onerror=alert(1)>line 3"
 PASSWORD = "correct horse battery"

@@ -25,7 +25,11 @@ from forewarn.cli import build_parser
 from forewarn.localservices import PostgresServer, free_port, wait_until
 from shared.errors import ConfigError
 from tests.dashboard_support import (
+    ASSET_INPUTS,
+    ASSET_OUTPUTS,
     DEGRADING,
+    FLEET_INPUTS,
+    FLEET_OUTPUTS,
     GATEWAY,
     HOSTILE_LINE,
     PASSWORD,
@@ -38,39 +42,6 @@ from tests.dashboard_support import (
 
 pytestmark = pytest.mark.slow
 
-FLEET_OUTPUTS = [
-    ("fleet-table", "children"),
-    ("fleet-site", "options"),
-    ("fleet-line", "options"),
-    ("fleet-type", "options"),
-    ("fleet-criticality", "options"),
-]
-FLEET_INPUTS = [
-    ("refresh", "n_intervals", 1),
-    ("fleet-site", "value", None),
-    ("fleet-line", "value", None),
-    ("fleet-type", "value", None),
-    ("fleet-criticality", "value", None),
-    ("fleet-state", "value", None),
-]
-
-ASSET_OUTPUTS = [
-    ("asset-score", "figure"),
-    ("asset-feature-graph", "figure"),
-    ("asset-forecast", "figure"),
-    ("asset-feature", "options"),
-    ("asset-feature", "value"),
-    ("asset-alerts", "children"),
-    ("asset-models", "children"),
-    ("asset-message", "children"),
-    ("asset-acknowledge", "children"),
-]
-ASSET_INPUTS = [
-    ("asset-id", "data", DEGRADING),
-    ("asset-range", "value", "last 24 hours"),
-    ("asset-feature", "value", None),
-    ("refresh", "n_intervals", 1),
-]
 
 
 def _acknowledge(session: requests.Session, url: str, alert_id: str, **kwargs: object) -> requests.Response:

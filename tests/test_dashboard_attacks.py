@@ -40,6 +40,8 @@ from shared.messages import Alert, encode
 from shared.timebase import now_ns
 from tests.dashboard_support import (
     DEGRADING,
+    FLEET_INPUTS,
+    FLEET_OUTPUTS,
     GATEWAY,
     PASSWORD,
     callback_headers,
@@ -53,7 +55,6 @@ from tests.dashboard_support import _aggregate as plant_aggregate
 from tests.test_cloud_ingest import Publisher
 from tests.test_cloud_ingest import publisher as publisher  # noqa: PLC0414 - the fixture, re-exported
 from tests.test_cloud_ingest import worker_factory as worker_factory  # noqa: PLC0414 - the fixture
-from tests.test_dashboard import FLEET_INPUTS, FLEET_OUTPUTS
 from tests.test_dashboard_browser import _log_in, _wait
 from tests.test_dashboard_browser import browser as browser  # noqa: PLC0414 - the fixture, re-exported
 

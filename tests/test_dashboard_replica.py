@@ -11,7 +11,11 @@ import pytest
 from cloud_service.migrate import migrate
 from forewarn.localservices import PostgresServer, running, temporary_directory, wait_until
 from tests.dashboard_support import (
+    ASSET_INPUTS,
+    ASSET_OUTPUTS,
     DEGRADING,
+    FLEET_INPUTS,
+    FLEET_OUTPUTS,
     GATEWAY,
     dash_callback,
     dashboard_settings,
@@ -20,32 +24,6 @@ from tests.dashboard_support import (
     serving,
 )
 
-_FLEET_INPUTS = [
-    ("refresh", "n_intervals", 1),
-    *((f"fleet-{name}", "value", None) for name in ("site", "line", "type", "criticality", "state")),
-]
-_FLEET_OUTPUTS = [
-    ("fleet-table", "children"),
-    *((f"fleet-{name}", "options") for name in ("site", "line", "type", "criticality")),
-]
-
-_ASSET_OUTPUTS = [
-    ("asset-score", "figure"),
-    ("asset-feature-graph", "figure"),
-    ("asset-forecast", "figure"),
-    ("asset-feature", "options"),
-    ("asset-feature", "value"),
-    ("asset-alerts", "children"),
-    ("asset-models", "children"),
-    ("asset-message", "children"),
-    ("asset-acknowledge", "children"),
-]
-_ASSET_INPUTS = [
-    ("asset-id", "data", DEGRADING),
-    ("asset-range", "value", "last 24 hours"),
-    ("asset-feature", "value", None),
-    ("refresh", "n_intervals", 1),
-]
 _ALERTS_OUTPUTS = [
     ("alerts-sections", "children"),
     ("alerts-target", "options"),
@@ -93,12 +71,12 @@ def test_pages_read_the_replica_and_writes_go_to_the_primary(tmp_path: Path) -> 
             read_db = settings.db.model_copy(update={"port": standby.port})
             with serving(settings.model_copy(update={"read_db": read_db})) as served:
                 engineer = login(served.url, "erin")  # records the login: a write, on the primary
-                fleet = dash_callback(engineer, served.url, outputs=_FLEET_OUTPUTS, inputs=_FLEET_INPUTS)
+                fleet = dash_callback(engineer, served.url, outputs=FLEET_OUTPUTS, inputs=FLEET_INPUTS)
                 assert fleet.status_code == 200
                 assert DEGRADING in fleet.text
                 assert "dashboard-read" in _application_names(replica)
                 assert "dashboard-read" not in _application_names(conninfo)
-                asset = dash_callback(engineer, served.url, outputs=_ASSET_OUTPUTS, inputs=_ASSET_INPUTS)
+                asset = dash_callback(engineer, served.url, outputs=ASSET_OUTPUTS, inputs=ASSET_INPUTS)
                 assert asset.status_code == 200
                 assert plant.alert_id in asset.text
                 alerts = dash_callback(engineer, served.url, outputs=_ALERTS_OUTPUTS, inputs=_ALERTS_INPUTS)

@@ -53,20 +53,24 @@ def test_outside_a_request_times_are_utc() -> None:
     assert zone_name() == "UTC"
 
 
+def _log_in_and_see_tokyo_times_on_the_asset_page(browser: WebDriver, url: str) -> None:
+    browser.get(f"{url}/asset/{DEGRADING}")
+    _wait(browser, "#username")
+    _log_in(browser, url, "erin")
+    _wait(browser, "#asset-score .main-svg")
+    WebDriverWait(browser, 20).until(
+        lambda d: "time (Asia/Tokyo)" in d.find_element(By.ID, "asset-score").text
+    )
+    _wait(browser, "#asset-alerts table")
+    assert "JST" in browser.find_element(By.ID, "asset-alerts").text
+
+
 @pytest.mark.slow
 def test_the_asset_page_in_a_browser_in_tokyo(db: str, tmp_path: Path, browser: WebDriver) -> None:
     browser.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": "Asia/Tokyo"})
     seed_plant(db)
     with serving(dashboard_settings(db, tmp_path)) as served:
-        browser.get(f"{served.url}/asset/{DEGRADING}")
-        _wait(browser, "#username")
-        _log_in(browser, served.url, "erin")
-        _wait(browser, "#asset-score .main-svg")
-        WebDriverWait(browser, 20).until(
-            lambda d: "time (Asia/Tokyo)" in d.find_element(By.ID, "asset-score").text
-        )
-        _wait(browser, "#asset-alerts table")
-        assert "JST" in browser.find_element(By.ID, "asset-alerts").text
+        _log_in_and_see_tokyo_times_on_the_asset_page(browser, served.url)
         assert "UTC" not in browser.find_element(By.ID, "asset-alerts").text
 
 
@@ -79,15 +83,7 @@ def test_a_users_chosen_zone_wins_over_the_browsers_and_the_selector_changes_it(
     with psycopg.connect(db) as conn:
         assert set_time_zone(conn, "erin", "Asia/Tokyo")
     with serving(dashboard_settings(db, tmp_path)) as served:
-        browser.get(f"{served.url}/asset/{DEGRADING}")
-        _wait(browser, "#username")
-        _log_in(browser, served.url, "erin")
-        _wait(browser, "#asset-score .main-svg")
-        WebDriverWait(browser, 20).until(
-            lambda d: "time (Asia/Tokyo)" in d.find_element(By.ID, "asset-score").text
-        )
-        _wait(browser, "#asset-alerts table")
-        assert "JST" in browser.find_element(By.ID, "asset-alerts").text
+        _log_in_and_see_tokyo_times_on_the_asset_page(browser, served.url)
         assert "Asia/Tokyo" in browser.find_element(By.ID, "user-zone").text
 
         browser.find_element(By.ID, "user-zone").click()
