@@ -19,7 +19,7 @@ from cloud_service.lifecycle import operations
 from cloud_service.lifecycle.registry import ModelRecord
 from cloud_service.lifecycle.signing import load_private_key
 from dashboard.settings import ModelActionSettings
-from shared.errors import ConfigError, StorageError
+from shared.errors import ConfigError, ContractError, StorageError
 
 __all__ = ["ACTIONS", "Action", "action_form", "choices", "perform"]
 
@@ -80,7 +80,8 @@ def perform(
     """Run one action on the chosen model (`target/version`); what happened, as the page shows it.
 
     A refusal by the lifecycle (not a candidate, nothing older to roll back to, the broker unreachable,
-    no signing key) is reported, not raised; the transaction is then rolled back.
+    no signing key, a stored manifest that no longer decodes) is reported, not raised; the transaction is
+    then rolled back.
     """
     parsed = _parse(choice)
     if parsed is None or action not in ACTIONS:
@@ -112,7 +113,7 @@ def perform(
             timeout_s=settings.push_timeout_s,
         )
         return f"Rolled {target} back to v{order.version}."
-    except (StorageError, ConfigError, OSError) as exc:
+    except (StorageError, ConfigError, ContractError, OSError) as exc:
         conn.rollback()
         logger.warning("model action %s on %s v%d refused: %s", action, target, version, exc)
         return f"Not done: {exc}"

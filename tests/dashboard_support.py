@@ -4,6 +4,7 @@ the dashboard served by waitress on a free port in a thread."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -33,7 +34,16 @@ from dashboard.serving import DashboardServer
 from dashboard.settings import DashboardSettings
 from shared.config import load_settings
 from shared.features import DEFAULT_SPEC
-from shared.messages import Aggregate, Alert, DeploymentAck, FeatureStats, ScoreStats, Status
+from shared.messages import (
+    Aggregate,
+    Alert,
+    DeploymentAck,
+    FeatureStats,
+    ModelManifest,
+    ScoreStats,
+    Status,
+    encode,
+)
 from shared.timebase import datetime_to_ns
 
 GATEWAY = "gw-plant1"
@@ -226,14 +236,25 @@ def _seed_forecasts(conn: psycopg.Connection[Any], now: datetime) -> None:
 
 
 def _seed_model(conn: psycopg.Connection[Any], start: datetime, now: datetime) -> None:
+    artifact = b"onnx"
+    manifest = ModelManifest(
+        target="pump",
+        version=2,
+        model_type="pca",
+        artifact_sha256=hashlib.sha256(artifact).hexdigest(),
+        feature_spec=DEFAULT_SPEC.spec_id,
+        feature_names=list(DEFAULT_SPEC.feature_names),
+        threshold=THRESHOLD,
+        created_ns=datetime_to_ns(now),
+    )
     insert_model(
         conn,
         target="pump",
         version=2,
         model_type="pca",
-        sha256="0" * 64,
-        artifact=b"onnx",
-        manifest_json="{}",
+        sha256=manifest.artifact_sha256,
+        artifact=artifact,
+        manifest_json=encode(manifest).decode(),
         signature_b64="",
         feature_spec=DEFAULT_SPEC.spec_id,
         feature_names=list(DEFAULT_SPEC.feature_names),

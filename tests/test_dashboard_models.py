@@ -3,20 +3,31 @@ engineer or a viewer is refused by the server and changes nothing."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import queue
 from pathlib import Path
 
 import psycopg
 import pytest
 import requests
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
+from cloud_service.lifecycle.records import ModelStatus
 from cloud_service.lifecycle.registry import get_model, insert_model
+from cloud_service.lifecycle.signing import init_keys
 from cloud_service.users import add_user
 from forewarn.localservices import MosquittoServer
+from shared import topics
+from shared.config import MqttSettings
+from shared.messages import ModelDeployment, decode_deployment
+from shared.model_transfer import signed_text
+from shared.mqtt import connect, make_client
 from tests.dashboard_support import PASSWORD, dash_callback, dashboard_settings, login, seed_plant, serving
 from tests.test_dashboard_browser import _log_in, _screenshot, _wait
 from tests.test_dashboard_browser import browser as browser  # noqa: PLC0414 - the fixture, re-exported
@@ -47,19 +58,21 @@ def _act(session: requests.Session, url: str, action: str, choice: str) -> reque
     )
 
 
-def _candidate(conninfo: str) -> None:
-    """Version 3 of the seeded target, a candidate, and an admin to act on it."""
+def _copy_model(
+    conninfo: str, version: int, *, status: ModelStatus, manifest_json: str | None = None
+) -> None:
+    """Register the seeded pump v2 again as `version`, with `status` (and another manifest, if given)."""
     with psycopg.connect(conninfo) as conn:
         deployed = get_model(conn, "pump", 2, with_artifact=True)
         assert deployed is not None
         insert_model(
             conn,
             target="pump",
-            version=3,
+            version=version,
             model_type=deployed.model_type,
             sha256=deployed.sha256,
             artifact=deployed.artifact,
-            manifest_json=deployed.manifest_json,
+            manifest_json=deployed.manifest_json if manifest_json is None else manifest_json,
             signature_b64=deployed.signature_b64,
             feature_spec=deployed.feature_spec,
             feature_names=deployed.feature_names,
@@ -71,8 +84,15 @@ def _candidate(conninfo: str) -> None:
             metrics=deployed.metrics,
             gates=deployed.gates,
             reference=None,
-            status="candidate",
+            status=status,
         )
+        conn.commit()
+
+
+def _candidate(conninfo: str) -> None:
+    """Version 3 of the seeded target, a candidate, and an admin to act on it."""
+    _copy_model(conninfo, 3, status="candidate")
+    with psycopg.connect(conninfo) as conn:
         add_user(conn, "ada", role="admin", password=PASSWORD)
         conn.commit()
 
@@ -131,6 +151,62 @@ def test_only_admins_approve_deploy_and_roll_back(db: str, tmp_path: Path, broke
         assert "Not done" in json.dumps(refused.json())
         assert "signing_key" in json.dumps(refused.json())
         assert _status(db, 3)[0] == "deployed"
+
+
+def _retained_order(broker: MosquittoServer, target: str) -> ModelDeployment:
+    """The deployment order the broker keeps for `target`, as a gateway that connects now receives it."""
+    received: queue.Queue[bytes] = queue.Queue()
+    client = make_client(MqttSettings(port=broker.port), client_id="test-gateway")
+    client.on_message = lambda _client, _userdata, message: received.put(bytes(message.payload))
+
+    def subscribe(*_args: object) -> None:
+        client.subscribe(topics.model_deployment(target), qos=1)
+
+    client.on_connect = subscribe
+    connect(client, MqttSettings(port=broker.port), clean_start=True, session_expiry_s=0)
+    client.loop_start()
+    try:
+        return decode_deployment(received.get(timeout=10))
+    finally:
+        client.loop_stop()
+        client.disconnect()
+
+
+def test_an_admins_rollback_sends_gateways_a_signed_order_for_the_older_model(
+    db: str, tmp_path: Path, broker: MosquittoServer
+) -> None:
+    seed_plant(db)
+    _candidate(db)
+    _copy_model(db, 1, status="retired", manifest_json="{}")  # a stored manifest that no longer decodes
+    keys = init_keys(tmp_path / "keys")
+    settings = dashboard_settings(
+        db,
+        tmp_path,
+        models={"mqtt": {"port": broker.port}, "signing_key": str(keys.private_key), "push_timeout_s": 5},
+    )
+    with serving(settings) as served:
+        admin = login(served.url, "ada")
+        for action in ("approve", "deploy"):
+            assert _act(admin, served.url, action, "pump/3").status_code == 200
+        assert _status(db, 3)[0] == "deployed"
+
+        broken = _act(admin, served.url, "rollback", "pump/1")
+        assert broken.status_code == 200
+        assert "Not done" in json.dumps(broken.json())
+        assert _status(db, 3)[0] == "deployed"
+
+        rolled = _act(admin, served.url, "rollback", "pump/2")
+        assert rolled.status_code == 200
+        assert "Rolled pump back to v2" in json.dumps(rolled.json())
+
+    assert _status(db, 2)[0] == "deployed"
+    assert _status(db, 3) == ("retired", "rolled back to v2")
+    order = _retained_order(broker, "pump")
+    assert (order.version, order.is_rollback) == (2, True)
+    public = load_pem_public_key(keys.public_key.read_bytes())
+    assert isinstance(public, Ed25519PublicKey)
+    # raises InvalidSignature unless signed by the configured key as a rollback of exactly this manifest
+    public.verify(base64.b64decode(order.signature_b64), signed_text(order.manifest_json, is_rollback=True))
 
 
 def test_the_admins_models_page_in_a_real_browser(db: str, tmp_path: Path, browser: WebDriver) -> None:
