@@ -38,10 +38,17 @@ from cloud_service.queries import (
     gateway_health,
 )
 from cloud_service.users import Role
-from dashboard import cost_page, figures, model_actions, pages, why_panel, zone_choice
+from dashboard import cost_page, diagnosis_panel, figures, model_actions, pages, why_panel, zone_choice
 from dashboard.alerts_page import alerts_layout, register_alerts_page
 from dashboard.fleet import FleetRow
-from dashboard.page_data import asset_page_data, cost_page_data, fleet_page_data, fleet_risk_data, risk_span
+from dashboard.page_data import (
+    asset_diagnosis_data,
+    asset_page_data,
+    cost_page_data,
+    fleet_page_data,
+    fleet_risk_data,
+    risk_span,
+)
 from dashboard.security import (
     allow_inline_scripts,
     csrf_token,
@@ -86,6 +93,7 @@ main { padding: 1rem 1.5rem; } .hint { color: #555; margin-top: -.5rem; }
 .state-alarm { background: #D55E00; color: #fff; } .state-warning { background: #E69F00; color: #000; }
 .state-offline { background: #6b6b6b; color: #fff; } .state-normal { background: #009E73; color: #fff; }
 .state-no-data { background: #ddd; color: #333; }
+.state-out-of-service { background: #fff; color: #1d1d1f; border: 2px dashed #56B4E9; }
 .meter { height: 5px; background: #e3e5e8; border-radius: 3px; margin-top: 3px; width: 7rem; }
 .meter-fill { height: 5px; background: #0072B2; border-radius: 3px; }
 .over .meter-fill { background: #D55E00; }
@@ -255,6 +263,7 @@ def _register_callbacks(app: dash.Dash, reads: _Reads, settings: DashboardSettin
     _register_asset(app, reads)
     _register_acknowledge(app, reads)
     _register_why(app, reads)
+    _register_diagnosis(app, reads)
     _register_system(app, reads)
     _register_cost(app, reads)
     _register_model_actions(app, reads, settings.models)
@@ -281,7 +290,13 @@ def _register_routing(app: dash.Dash, settings: DashboardSettings) -> None:
     def route(pathname: str | None) -> Any:
         path = pathname or "/"
         if path.startswith("/asset/") and len(path) > len("/asset/"):
-            return html.Div([pages.asset_layout(path.removeprefix("/asset/")), why_panel.panel_layout()])
+            return html.Div(
+                [
+                    pages.asset_layout(path.removeprefix("/asset/")),
+                    diagnosis_panel.panel_layout(),
+                    why_panel.panel_layout(),
+                ]
+            )
         layout = pages_by_path.get(path)
         return layout() if layout is not None else pages.not_found(path)
 
@@ -440,6 +455,27 @@ def _register_why(app: dash.Dash, reads: _Reads) -> None:
         except _DatabaseDownError as exc:
             return exc.banner
         return why_panel.panel(alert, baselines, snapshots)
+
+
+def _register_diagnosis(app: dash.Dash, reads: _Reads) -> None:
+    @app.callback(
+        Output("asset-service", "children"),
+        Output("asset-diagnosis", "children"),
+        Output("asset-advice", "children"),
+        Input("asset-id", "data"),
+        Input("refresh", "n_intervals"),
+    )
+    def diagnosis(asset_id: str, _tick: int | None) -> tuple[Any, Any, Any]:
+        try:
+            with reads.connection() as conn:
+                data = asset_diagnosis_data(conn, asset_id)
+        except _DatabaseDownError as exc:
+            return exc.banner, None, None
+        return (
+            diagnosis_panel.service_note(data.out_of_service_since),
+            diagnosis_panel.diagnosis_panel(data.diagnoses, data.alert),
+            diagnosis_panel.advice_panel(data.open_advice, data.closed_advice),
+        )
 
 
 def _register_acknowledge(app: dash.Dash, reads: _Reads) -> None:

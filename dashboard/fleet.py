@@ -4,16 +4,29 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from cloud_service.forecasting.repository import ForecastRecord
-from cloud_service.queries import AlertRecord, AssetStatus, GatewayHealth
+from cloud_service.queries import AlertRecord, AssetStatus, DiagnosisRecord, GatewayHealth
 
-__all__ = ["STATES", "WARNING_SHARE", "FleetRow", "fleet_rows", "rul_text"]
+__all__ = [
+    "OUT_OF_SERVICE",
+    "STATES",
+    "WARNING_SHARE",
+    "FleetRow",
+    "failure_mode_text",
+    "fleet_rows",
+    "probable_mode",
+    "rul_text",
+]
 
 # An asset whose latest score passes this share of its threshold is in `warning`.
 WARNING_SHARE = 0.8
-# Most to least urgent: the fleet table sorts by this first.
-STATES = ("alarm", "warning", "offline", "normal", "no data")
+OUT_OF_SERVICE = "out of service"
+# Most to least urgent: the fleet table sorts by this first. An asset out of service (under maintenance:
+# its alerts are recorded, not annunciated) sorts last, so that it never pushes an in-service asset's alarm
+# out of the rows shown; the state filter finds it.
+STATES = ("alarm", "warning", "offline", "normal", "no data", OUT_OF_SERVICE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +44,8 @@ class FleetRow:
     forecast: ForecastRecord | None
     last_alert: AlertRecord | None
     open_alerts: int
+    diagnosis: DiagnosisRecord | None = None
+    out_of_service_since: datetime | None = None
 
     @property
     def score_share(self) -> float | None:
@@ -70,13 +85,23 @@ def fleet_rows(
     last_alerts: Mapping[str, AlertRecord],
     forecasts: Iterable[ForecastRecord],
     gateways: Iterable[GatewayHealth],
+    diagnoses: Mapping[str, DiagnosisRecord] | None = None,
+    out_of_service: Mapping[str, datetime] | None = None,
 ) -> list[FleetRow]:
-    """Every asset with its state, score, forecast and last alert, most at risk first.
+    """Every asset with its state, score, forecast, last alert and diagnosis, most at risk first.
 
-    States: `alarm` (a critical open alert, or the latest score at or above the threshold), `warning`
-    (another open alert, or the score above `WARNING_SHARE` of the threshold), `offline` (its gateway's
-    heartbeat is overdue or it said offline), `normal`, and `no data` (nothing received yet).
+    States: `out of service` (taken out of service, under maintenance: this wins over every other state,
+    as it does on the Alerts page), `alarm` (a critical open alert, or the latest score at or above the
+    threshold), `warning` (another open alert, or the score above `WARNING_SHARE` of the threshold),
+    `offline` (its gateway's heartbeat is overdue or it said offline), `normal`, and `no data` (nothing
+    received yet). They sort in `STATES`' order: out of service last.
+
+    Args:
+        diagnoses: per asset, the diagnosis to show (`fleet_diagnoses`).
+        out_of_service: the assets out of service, with since when (`out_of_service_assets`).
     """
+    diagnosis_of = diagnoses or {}
+    out_since = out_of_service or {}
     by_asset: dict[str, list[AlertRecord]] = {}
     for alert in open_alerts:
         by_asset.setdefault(alert.asset_id, []).append(alert)
@@ -89,12 +114,16 @@ def fleet_rows(
             line=asset.line,
             asset_type=asset.asset_type,
             criticality=asset.criticality,
-            state=_state(asset, by_asset.get(asset.asset_id, []), gateway_of.get(asset.gateway_id or "")),
+            state=OUT_OF_SERVICE
+            if asset.asset_id in out_since
+            else _state(asset, by_asset.get(asset.asset_id, []), gateway_of.get(asset.gateway_id or "")),
             score=asset.last_score_mean,
             threshold=asset.threshold,
             forecast=forecast_of.get(asset.asset_id),
             last_alert=last_alerts.get(asset.asset_id),
             open_alerts=asset.open_alerts,
+            diagnosis=diagnosis_of.get(asset.asset_id),
+            out_of_service_since=out_since.get(asset.asset_id),
         )
         for asset in assets
     ]
@@ -112,3 +141,20 @@ def rul_text(forecast: ForecastRecord | None) -> str:
     if forecast.rul_low_h >= forecast.horizon_h:
         return f"beyond the horizon (> {forecast.horizon_h:.0f} h)"
     return f"{forecast.rul_h:.0f} h ({forecast.rul_low_h:.0f}–{forecast.rul_high_h:.0f} h)"
+
+
+def probable_mode(diagnosis: DiagnosisRecord | None) -> str | None:
+    """The diagnosed failure mode, or None when there is none or no evidence for it: a mode is only named
+    with at least one piece of its evidence found (`unknown` and a mode without found evidence give None)."""
+    if diagnosis is None or diagnosis.mode == "unknown" or diagnosis.confidence <= 0.0:
+        return None
+    return diagnosis.mode if any(e.is_found for e in diagnosis.evidence) else None
+
+
+def failure_mode_text(diagnosis: DiagnosisRecord | None) -> str:
+    """The probable failure mode as the fleet table shows it: `outer_race (82 %)`, `unknown` when a
+    diagnosis found no evidence of a mode, and a dash when the asset has no diagnosis."""
+    if diagnosis is None:
+        return "–"
+    mode = probable_mode(diagnosis)
+    return "unknown" if mode is None else f"{mode} ({100 * diagnosis.confidence:.0f} %)"

@@ -12,8 +12,11 @@ import psycopg
 
 from cloud_service.forecasting.repository import ForecastRecord
 from cloud_service.queries import (
+    AdviceRecord,
+    AlertDetail,
     AlertRecord,
     AssetStatus,
+    DiagnosisRecord,
     FeaturePoint,
     GatewayTraffic,
     JobDuration,
@@ -21,11 +24,15 @@ from cloud_service.queries import (
     RiskDay,
     Series,
     StorageUse,
+    alert_detail,
     asset_alerts,
     asset_feature_names,
     asset_series,
     asset_status,
+    best_diagnoses,
+    closed_advice,
     feature_series,
+    fleet_diagnoses,
     fleet_latest_forecasts,
     fleet_status,
     forecast_history,
@@ -34,7 +41,9 @@ from cloud_service.queries import (
     job_durations,
     last_alerts,
     model_periods,
+    open_advice,
     open_alerts,
+    out_of_service_assets,
     risk_history,
     storage_use,
 )
@@ -42,9 +51,12 @@ from cloud_service.rollups import align_down, align_up
 from dashboard.fleet import FleetRow, fleet_rows
 
 __all__ = [
+    "DIAGNOSES_SHOWN",
     "RISK_DAYS",
+    "AssetDiagnosisData",
     "AssetPageData",
     "CostPageData",
+    "asset_diagnosis_data",
     "asset_page_data",
     "cost_page_data",
     "fleet_page_data",
@@ -53,16 +65,20 @@ __all__ = [
 ]
 
 RISK_DAYS = 30  # days of the fleet page's risk overview
+DIAGNOSES_SHOWN = 6  # the asset page's newest diagnosed alerts: the newest in full, the others in a table
+CLOSED_ADVICE_SHOWN = 5
 
 
 def fleet_page_data(conn: psycopg.Connection[Any]) -> list[FleetRow]:
-    """Every asset with its state and risk, most at risk first."""
+    """Every asset with its state, risk and probable failure mode, most at risk first."""
     return fleet_rows(
         fleet_status(conn),
         open_alerts=open_alerts(conn),
         last_alerts=last_alerts(conn),
         forecasts=fleet_latest_forecasts(conn),
         gateways=gateway_health(conn),
+        diagnoses=fleet_diagnoses(conn),
+        out_of_service=out_of_service_assets(conn),
     )
 
 
@@ -125,6 +141,31 @@ def asset_page_data(
         forecasts=forecast_history(conn, asset_id, start=start, end=end),
         periods=model_periods(conn, asset_id, start=start, end=end),
         open_alerts=open_alerts(conn, asset_id=asset_id),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AssetDiagnosisData:
+    """What the asset page's diagnosis and advice panels show of one asset."""
+
+    diagnoses: list[DiagnosisRecord]  # each alert's best, newest alert first
+    alert: AlertDetail | None  # the newest diagnosed alert, for its anomaly score
+    open_advice: list[AdviceRecord]
+    closed_advice: list[AdviceRecord]
+    out_of_service_since: datetime | None
+
+
+def asset_diagnosis_data(conn: psycopg.Connection[Any], asset_id: str) -> AssetDiagnosisData:
+    """The asset's newest diagnoses (whatever the page's range), its advice, and whether it is out of
+    service."""
+    diagnoses = best_diagnoses(conn, asset_id=asset_id, limit=DIAGNOSES_SHOWN)
+    newest = diagnoses[0] if diagnoses else None
+    return AssetDiagnosisData(
+        diagnoses=diagnoses,
+        alert=alert_detail(conn, newest.gateway_id, newest.alert_id) if newest is not None else None,
+        open_advice=open_advice(conn, asset_id=asset_id),
+        closed_advice=closed_advice(conn, asset_id=asset_id, limit=CLOSED_ADVICE_SHOWN),
+        out_of_service_since=out_of_service_assets(conn).get(asset_id),
     )
 
 

@@ -15,7 +15,7 @@ from dash import dcc, html
 from cloud_service.lifecycle.records import CandidateMetrics, Gates
 from cloud_service.lifecycle.registry import GatewayState, ModelRecord
 from cloud_service.queries import AlertRecord, GatewayHealth, ModelPeriod
-from dashboard.fleet import STATES, FleetRow, rul_text
+from dashboard.fleet import STATES, FleetRow, failure_mode_text, rul_text
 from dashboard.timezones import display_zone
 
 __all__ = [
@@ -135,6 +135,23 @@ def _score_cell(row: FleetRow) -> html.Td:
     return html.Td([html.Span(f"{row.score:.3g}{threshold}"), meter])
 
 
+def _state_cell(row: FleetRow) -> html.Td:
+    since = (
+        f"out of service since {time_text(row.out_of_service_since)}: alerts recorded, not annunciated"
+        if row.out_of_service_since is not None
+        else None
+    )
+    return html.Td(html.Span(row.state, className=f"state state-{row.state.replace(' ', '-')}", title=since))
+
+
+def _mode_cell(row: FleetRow) -> html.Td:
+    text = failure_mode_text(row.diagnosis)
+    if row.diagnosis is None:
+        return html.Td(text, className="muted", title="no diagnosis yet")
+    at = f"diagnosed {time_text(row.diagnosis.ts)} ({row.diagnosis.source}), alert {row.diagnosis.alert_id}"
+    return html.Td(text, className="nowrap" + (" muted" if text == "unknown" else ""), title=at)
+
+
 def _p_fail_text(row: FleetRow) -> str:
     if row.forecast is None:
         return "–"
@@ -175,6 +192,7 @@ def fleet_table(rows: Sequence[FleetRow]) -> html.Table:
                 "score / threshold",
                 "RUL (interval)",
                 "p(fail)",
+                "probable failure mode",
                 "last alert",
             )
         ]
@@ -187,10 +205,11 @@ def fleet_table(rows: Sequence[FleetRow]) -> html.Table:
                 html.Td(row.line or "–"),
                 html.Td(row.asset_type or "–"),
                 html.Td(row.criticality),
-                html.Td(html.Span(row.state, className=f"state state-{row.state.replace(' ', '-')}")),
+                _state_cell(row),
                 _score_cell(row),
                 html.Td(rul_text(row.forecast), className="nowrap"),
                 html.Td(_p_fail_text(row), className="nowrap"),
+                _mode_cell(row),
                 html.Td(_last_alert_text(row.last_alert)),
             ],
             className="fleet-row",

@@ -2,7 +2,8 @@
 
 One module per table family:
 
-* `advice`: the stored maintenance advice per asset, with the inputs it came from;
+* `advice`: the stored maintenance advice per asset, with the inputs it came from (`open_advice`,
+  `closed_advice`);
 * `aggregates`: the time-series aggregates and their rollups (`asset_series`, `feature_matrix`,
   `window_spread`, `latest_period_end`);
 * `alarm_health`: the alarm-system health per site computed from the alert event log (`alarm_health`);
@@ -20,7 +21,7 @@ One module per table family:
   `storage_use`, `job_durations`);
 * `diagnoses`: the diagnoses of each alert (mode, confidence, evidence), from the edge as the alert arrives
   and from the cloud's re-diagnosis of its snapshot (`alert_diagnoses`, `latest_diagnoses`,
-  `best_diagnoses`, `pending_snapshots`);
+  `best_diagnoses`, `fleet_diagnoses`, `pending_snapshots`);
 * `forecasts`: the stored forecasts' history per asset and the fleet's risk per day (`forecast_history`,
   `risk_history`);
 * `ingest_stats`: what ingest stored and how it is doing (`ingest_status`, `stored_counts`,
@@ -37,6 +38,7 @@ from cloud_service.queries.advice import (
     AdviceRecord,
     asset_types,
     close_advice_after_maintenance,
+    closed_advice,
     last_maintenance,
     open_advice,
     upsert_open_advice,
@@ -134,6 +136,7 @@ from cloud_service.queries.diagnoses import (
     PendingSnapshot,
     alert_diagnoses,
     best_diagnoses,
+    fleet_diagnoses,
     latest_diagnoses,
     mark_snapshot_diagnosed,
     pending_snapshots,
@@ -222,10 +225,12 @@ __all__ = [
     "asset_types",
     "best_diagnoses",
     "close_advice_after_maintenance",
+    "closed_advice",
     "expire_shelves",
     "feature_baselines",
     "feature_matrix",
     "feature_series",
+    "fleet_diagnoses",
     "fleet_latest_forecasts",
     "fleet_status",
     "forecast_history",

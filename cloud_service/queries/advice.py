@@ -17,6 +17,7 @@ __all__ = [
     "AdviceRecord",
     "asset_types",
     "close_advice_after_maintenance",
+    "closed_advice",
     "last_maintenance",
     "open_advice",
     "upsert_open_advice",
@@ -112,6 +113,16 @@ def open_advice(conn: psycopg.Connection[Any], *, asset_id: str | None = None) -
             f"SELECT {_COLUMNS} FROM asset_advice WHERE state = 'open' "
             "AND (%(asset)s::text IS NULL OR asset_id = %(asset)s) ORDER BY due_by",
             {"asset": asset_id},
+        ).fetchall()
+
+
+def closed_advice(conn: psycopg.Connection[Any], *, asset_id: str, limit: int = 5) -> list[AdviceRecord]:
+    """An asset's closed advice, most recently closed first, with the mode the maintenance found."""
+    with conn.cursor(row_factory=class_row(AdviceRecord)) as cur:
+        return cur.execute(
+            f"SELECT {_COLUMNS} FROM asset_advice WHERE state = 'closed' AND asset_id = %s "
+            "ORDER BY closed_at DESC NULLS LAST, advice_id DESC LIMIT %s",
+            (asset_id, limit),
         ).fetchall()
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "PendingSnapshot",
     "alert_diagnoses",
     "best_diagnoses",
+    "fleet_diagnoses",
     "latest_diagnoses",
     "mark_snapshot_diagnosed",
     "pending_snapshots",
@@ -51,6 +52,25 @@ _BEST_PER_ALERT = """
 SELECT DISTINCT ON (gateway_id, alert_id) * FROM alert_diagnoses
 WHERE (%(asset)s::text IS NULL OR asset_id = %(asset)s)
 ORDER BY gateway_id, alert_id, (mode <> 'unknown') DESC, confidence DESC, (source = 'edge') DESC
+"""
+# Per asset, its newest diagnosed alert's best diagnosis (ranked as `_BEST_PER_ALERT`), unless a maintenance
+# or failure event since answered it: one index lookup per asset (`alert_diagnoses_asset_ts`, the primary
+# keys of `alert_diagnoses` and `maintenance_events`), not a scan of every diagnosis.
+_FLEET = """
+SELECT best.gateway_id, best.alert_id, best.source, best.asset_id, best.ts, best.mode, best.confidence,
+       best.evidence::text AS evidence_json, best.shaft_hz, best.velocity_rms_mm_s, best.iso_zone
+FROM assets a
+CROSS JOIN LATERAL (
+    SELECT d.gateway_id AS g, d.alert_id AS al, d.ts AS newest_ts FROM alert_diagnoses d
+    WHERE d.asset_id = a.asset_id ORDER BY d.ts DESC LIMIT 1
+) newest
+CROSS JOIN LATERAL (
+    SELECT * FROM alert_diagnoses d WHERE d.gateway_id = newest.g AND d.alert_id = newest.al
+    ORDER BY (d.mode <> 'unknown') DESC, d.confidence DESC, (d.source = 'edge') DESC LIMIT 1
+) best
+WHERE NOT EXISTS (
+    SELECT 1 FROM maintenance_events e WHERE e.asset_id = a.asset_id AND e.ts >= newest.newest_ts
+)
 """
 _PENDING = """
 SELECT s.gateway_id, s.seq, s.asset_id, s.alert_id, coalesce(a.raised_at, s.start_at) AS alert_ts,
@@ -161,6 +181,14 @@ def best_diagnoses(
             f"SELECT {_COLUMNS} FROM ({_BEST_PER_ALERT}) AS best ORDER BY ts DESC LIMIT %(limit)s",
             {"asset": asset_id, "limit": limit},
         ).fetchall()
+
+
+def fleet_diagnoses(conn: psycopg.Connection[Any]) -> dict[str, DiagnosisRecord]:
+    """Per asset, the best diagnosis of its newest diagnosed alert (ranked as `best_diagnoses` ranks an
+    alert's edge and cloud diagnoses); assets with no diagnosis, or a maintenance or failure event at or
+    after it (the maintenance answered it), are left out."""
+    with conn.cursor(row_factory=class_row(DiagnosisRecord)) as cur:
+        return {record.asset_id: record for record in cur.execute(_FLEET).fetchall()}
 
 
 def pending_snapshots(conn: psycopg.Connection[Any], *, limit: int = 20) -> list[PendingSnapshot]:

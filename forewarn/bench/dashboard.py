@@ -2,16 +2,17 @@
 
 A throwaway PostgreSQL is seeded with binary COPY (`forewarn.bench.dashboard_seed`): 1,000 assets on 50
 gateways, 90 days of aggregates at a 10-minute period, their rollups, hourly feature means, forecasts
-every 6 hours and alerts. Figures:
+every 6 hours, alerts with their diagnoses, advice and assets out of service. Figures:
 
 - `fleet_page_ms`, `asset_page_90d_ms`, `alerts_page_ms`: server time to build each page, median over
   `loads` loads, each in its own transaction on one connection: the page's reads
   (`dashboard.page_data`) and the tables and figures its callbacks return, serialised to JSON as Dash
-  sends them (the fleet page: its table of the 100 most at-risk assets, by default, and its 30-day
-  risk overview). The asset page is loaded for a
-  different asset each time, the degrading ones first, over the "last 90 days" range, with its "why this
-  alert" panel on the newest alert. The alerts page is timed as its refresh draws it: expired
-  shelves swept, the alerts needing attention by state, the alarm-health table and raises per hour.
+  sends them (the fleet page: its table of the 100 most at-risk assets, by default, with their states,
+  out of service included, and probable failure modes, and its 30-day risk overview). The asset page is
+  loaded for a different asset each time, the degrading ones first, over the "last 90 days" range, with
+  its diagnosis and advice panels and its "why this alert" panel on the newest alert. The alerts page is
+  timed as its refresh draws it: expired shelves swept, the alerts needing attention by state, the
+  alarm-health table and raises per hour.
 - `seed_rows`, `seed_rows_per_s`: rows written in all tables, and per second over the whole seeding
   (reference data, COPY, commits and ANALYZE); beside `copy_ceiling_rows_per_s`, binary COPY of one day
   of the same aggregates stream, pre-built, into an unindexed, unpartitioned copy of the table (best of
@@ -44,9 +45,15 @@ from cloud_service.queries import (
     list_alerts,
     raises_per_hour,
 )
-from dashboard import figures, pages, why_panel
+from dashboard import diagnosis_panel, figures, pages, why_panel
 from dashboard.alerts_page import SHOWN_STATES, alert_sections, health_table, rate_figure
-from dashboard.page_data import asset_page_data, fleet_page_data, fleet_risk_data, risk_span
+from dashboard.page_data import (
+    asset_diagnosis_data,
+    asset_page_data,
+    fleet_page_data,
+    fleet_risk_data,
+    risk_span,
+)
 from dashboard.settings import AlertsSettings
 from forewarn.bench.dashboard_seed import Fleet, aggregate_blocks, feature_levels, seed_fleet, simulate_day
 from forewarn.localservices import PostgresServer, running, temporary_directory
@@ -101,7 +108,14 @@ def _asset_page(conn: psycopg.Connection[Any], asset_id: str) -> str:
         figures.feature_figure(data.feature_points, feature=data.feature or "", revision=asset_id),
         figures.forecast_figure(data.forecasts, revision=asset_id),
     ]
-    tables = [pages.asset_alerts_table(data.alerts), pages.model_periods_table(data.periods)]
+    diagnosed = asset_diagnosis_data(conn, asset_id)
+    tables = [
+        pages.asset_alerts_table(data.alerts),
+        pages.model_periods_table(data.periods),
+        diagnosis_panel.service_note(diagnosed.out_of_service_since),
+        diagnosis_panel.diagnosis_panel(diagnosed.diagnoses, diagnosed.alert),
+        diagnosis_panel.advice_panel(diagnosed.open_advice, diagnosed.closed_advice),
+    ]
     if data.alerts:  # the "why this alert" panel, on the newest alert, as the page opens it
         newest = data.alerts[-1]
         detail = alert_detail(conn, newest.gateway_id, newest.alert_id)

@@ -1,5 +1,6 @@
 """A simulated fleet for `forewarn bench dashboard`, written with binary COPY: aggregates, their hourly and
-daily rollups, the forecasters' hourly feature means, forecasts, alerts, assets and gateways.
+daily rollups, the forecasters' hourly feature means, forecasts, alerts and their diagnoses, advice,
+assets out of service, assets and gateways.
 
 Every table is filled from numpy arrays laid out in PostgreSQL's binary COPY format (the aggregates by the
 write path's own `aggregate_copy_data`), so the seeding costs about what the database takes to store the
@@ -9,7 +10,10 @@ rows. The rollups are computed here from the same arrays, exactly as `refresh_ro
 The fleet: `assets_per_gateway` assets per gateway, one aggregate per asset and `period`. Healthy assets
 score around a third of their threshold; one asset in `_DEGRADING_EVERY` degrades over its last weeks (a
 squared ramp of its features and score) and crosses its threshold before the end, raising an alert; the
-others raise a few short alerts at random. Forecasts are computed every `_FORECAST_EVERY`.
+others raise a few short alerts at random. Forecasts are computed every `_FORECAST_EVERY`. Every alert has
+the gateway's diagnosis (the degrading assets' an outer-race defect in zone C, with a cloud diagnosis
+beside it; a third of the others imbalance, the rest `unknown`); each degrading asset has an open advice
+and a closed one; one asset in `_OUT_OF_SERVICE_EVERY` is out of service.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ __all__ = [
 _THRESHOLD = 1.0
 _WINDOWS_PER_PERIOD = 60
 _DEGRADING_EVERY = 20
+_OUT_OF_SERVICE_EVERY = 50
 _FORECAST_EVERY = timedelta(hours=6)
 _HORIZON_H = 168.0
 _MODEL = ModelRef(version="3", kind="onnx")
@@ -451,6 +456,125 @@ def _write_alerts(conn: psycopg.Connection[Any], rows: list[tuple[Any, ...]]) ->
     return len(rows)
 
 
+def _diagnosis_of(asset_id: str, number: int, *, is_open: bool) -> tuple[Any, ...]:
+    """Mode, confidence, evidence (JSON), shaft Hz, velocity RMS and zone of one seeded alert."""
+    if is_open:
+        evidence = [
+            {
+                "name": "bpfo x1",
+                "value": 0.031,
+                "freq_hz": 176.2,
+                "floor": 0.004,
+                "baseline": 0.005,
+                "is_found": True,
+            },
+            {
+                "name": "bpfo x2",
+                "value": 0.012,
+                "freq_hz": 352.4,
+                "floor": 0.004,
+                "baseline": 0.004,
+                "is_found": True,
+            },
+        ]
+        return ("outer_race", 0.8, json.dumps(evidence), 24.8, 5.1, "C")
+    if (len(asset_id) + number) % 3 == 0:
+        evidence = [{"name": "1x", "value": 0.4, "freq_hz": 24.8, "baseline": 0.1, "is_found": True}]
+        return ("imbalance", 0.6, json.dumps(evidence), 24.8, 2.1, "B")
+    return ("unknown", 0.0, "[]", 24.8, 1.2, "A")
+
+
+def _write_diagnoses(conn: psycopg.Connection[Any], alerts: list[tuple[Any, ...]]) -> int:
+    """Each alert's diagnosis by its gateway, and the cloud's too for the open (degrading) ones."""
+    written = 0
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            "COPY alert_diagnoses (gateway_id, alert_id, source, asset_id, ts, mode, confidence, evidence, "
+            "shaft_hz, velocity_rms_mm_s, iso_zone) FROM STDIN"
+        ) as copy,
+    ):
+        for number, (gateway, alert_id, asset_id, state, _severity, raised_at, *_) in enumerate(alerts):
+            is_open = state == "open"
+            diagnosis = _diagnosis_of(asset_id, number, is_open=is_open)
+            for source in ("edge", "cloud") if is_open else ("edge",):
+                copy.write_row((gateway, alert_id, source, asset_id, raised_at, *diagnosis))
+                written += 1
+    return written
+
+
+def _write_advice(conn: psycopg.Connection[Any], alerts: list[tuple[Any, ...]], end: datetime) -> int:
+    """Per open alert (a degrading asset), an open advice built from its diagnosis, and a closed one."""
+    rows: list[tuple[Any, ...]] = []
+    for _, alert_id, asset_id, state, _severity, raised_at, *_ in alerts:
+        if state != "open":
+            continue
+        inputs = {
+            "asset_type": "pump",
+            "lead_time_h": 84.0,
+            "diagnosis": {
+                "alert_id": alert_id,
+                "mode": "outer_race",
+                "confidence": 0.8,
+                "iso_zone": "C",
+                "velocity_rms_mm_s": 5.1,
+                "ts": raised_at.isoformat(),
+            },
+        }
+        action = "Inspect the bearing (outer race defect): plan the bearing replacement."
+        earlier = raised_at - 30 * _DAY
+        rows += [
+            (
+                asset_id,
+                raised_at,
+                end,
+                "outer_race",
+                action,
+                "plan",
+                raised_at + timedelta(hours=84),
+                json.dumps(inputs),
+                "open",
+                None,
+                None,
+                "",
+            ),
+            (
+                asset_id,
+                earlier,
+                earlier + _DAY,
+                "imbalance",
+                "Balance the rotor.",
+                "plan",
+                earlier + _DAY,
+                "{}",
+                "closed",
+                earlier + _DAY,
+                "imbalance",
+                "rotor balanced",
+            ),
+        ]
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO asset_advice (asset_id, created_at, updated_at, mode, action, urgency, due_by, "
+            "inputs, state, closed_at, found_mode, closing_note) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, %s)",
+            rows,
+        )
+    return len(rows)
+
+
+def _write_out_of_service(conn: psycopg.Connection[Any], fleet: Fleet) -> int:
+    """One asset in `_OUT_OF_SERVICE_EVERY` out of service, since a day before the end."""
+    assets = [fleet.asset_id(i) for i in range(3, fleet.n_assets, _OUT_OF_SERVICE_EVERY)]
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO asset_out_of_service (asset_id, since, set_by, reason) VALUES (%s, %s, 'bench', "
+            "'planned maintenance')",
+            [(asset_id, fleet.end - _DAY) for asset_id in assets],
+        )
+    return len(assets)
+
+
 def _write_forecasts(conn: psycopg.Connection[Any], fleet: Fleet) -> int:
     """A forecast per asset every `_FORECAST_EVERY`: beyond the horizon while healthy; for the degrading
     assets, the time left to the end of their ramp plus two days, with an interval of +-30 %."""
@@ -535,7 +659,11 @@ def seed_fleet(conn: psycopg.Connection[Any], fleet: Fleet) -> SeedReport:
         "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
         (fleet.end.isoformat(),),
     )
-    rows["alerts"] = _write_alerts(conn, _alert_rows(fleet, crossings))
+    alerts = _alert_rows(fleet, crossings)
+    rows["alerts"] = _write_alerts(conn, alerts)
+    rows["alert_diagnoses"] = _write_diagnoses(conn, alerts)
+    rows["asset_advice"] = _write_advice(conn, alerts, fleet.end)
+    rows["asset_out_of_service"] = _write_out_of_service(conn, fleet)
     rows["forecasts"] = _write_forecasts(conn, fleet)
     conn.commit()
     conn.execute("ANALYZE")
