@@ -16,8 +16,13 @@ from forewarn.demo.watcher import AlertSeen
 from shared.timebase import NS_PER_S, iso_time
 from simulators import TruthRecord
 
-__all__ = ["AssetOutcome", "DemoReport", "GatewayOutcome", "collect", "print_report"]
+__all__ = ["AssetOutcome", "DemoReport", "GatewayOutcome", "collect", "counted", "print_report"]
 
+
+
+def counted(count: int, noun: str) -> str:
+    """`1 alert`, `3 alerts`: a count with its noun in the right number."""
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
 
 @dataclasses.dataclass
 class AssetOutcome:
@@ -48,8 +53,7 @@ class AssetOutcome:
                 parts.append("no alert before its first failure")
         if self.alerts_raised:
             cleared = f", {self.alerts_cleared} cleared" if self.alerts_cleared else ", none cleared"
-            raised = "1 alert raised" if self.alerts_raised == 1 else f"{self.alerts_raised} alerts raised"
-            parts.append(raised + cleared)
+            parts.append(f"{counted(self.alerts_raised, 'alert')} raised{cleared}")
         elif not self.failures:
             parts.append("healthy, no alert")
         if self.rul_h is None:
@@ -231,10 +235,12 @@ def print_report(report: DemoReport, out: TextIO, *, as_json: bool = False) -> N
     for record in failures:
         print(f"  {iso_time(record.ts_ns)} {record.asset_id} failed ({record.mode})", file=out)
     print(
-        f"\n== Totals: {summary['alerts']} alerts raised, {summary['assets_with_forecast']} of "
-        f"{summary['assets']} assets forecast, {summary['gateways_on_retrained_model']} of "
-        f"{summary['gateways']} gateways on a retrained model, {report.aggregates_stored} aggregates and "
-        f"{report.alerts_stored} alerts stored, {report.dead_letters} dead letters, lost {summary['lost']}, "
+        f"\n== Totals: {counted(summary['alerts'], 'alert')} raised, {summary['assets_with_forecast']} of "
+        f"{counted(summary['assets'], 'asset')} forecast, {summary['gateways_on_retrained_model']} of "
+        f"{counted(summary['gateways'], 'gateway')} on a retrained model, "
+        f"{counted(report.aggregates_stored, 'aggregate')} and "
+        f"{counted(report.alerts_stored, 'alert')} stored, "
+        f"{counted(report.dead_letters, 'dead letter')}, lost {summary['lost']}, "
         f"duplicated {summary['duplicated']}",
         file=out,
     )

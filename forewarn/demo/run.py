@@ -53,7 +53,7 @@ from forewarn.demo.configs import (
     write_dashboard_config,
     write_gateway_config,
 )
-from forewarn.demo.report import DemoReport, collect, print_report
+from forewarn.demo.report import DemoReport, collect, counted, print_report
 from forewarn.demo.watcher import BrokerWatcher
 from forewarn.localservices import MosquittoServer, PostgresServer, free_port, temporary_directory, wait_until
 from forewarn.processes import ForewarnProcess, stop_child, wait_for_ingest
@@ -169,7 +169,7 @@ def _progress(watcher: BrokerWatcher, report: DemoReport, start_ns: int) -> Any:
         day = (stats.last_ts_ns - start_ns) / NS_PER_S / 86400 if stats.last_ts_ns else 0.0
         raised = sum(1 for seen in report.plant_alerts if seen.alert.state == "raised")
         print(
-            f"demo: simulated day {day:5.1f}: {stats.samples:,} samples, {raised} alerts raised",
+            f"demo: simulated day {day:5.1f}: {stats.samples:,} samples, {counted(raised, 'alert')} raised",
             file=sys.stderr,
         )
 
