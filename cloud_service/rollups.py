@@ -15,7 +15,15 @@ import psycopg
 
 from cloud_service.schema import Backend, current_backend
 
-__all__ = ["BUCKET_ORIGIN", "align_down", "align_up", "refresh_rollups"]
+__all__ = [
+    "BUCKET_ORIGIN",
+    "align_down",
+    "align_up",
+    "record_refreshed_through",
+    "refresh_pending_days",
+    "refresh_rollups",
+    "rollups_refreshed_through",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +31,10 @@ logger = logging.getLogger(__name__)
 BUCKET_ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
 _LOCK_KEY = 0x466F_7265_526F_6C6C  # "ForeRoll": one refresh at a time
 
+_THROUGH_KEY = "rollups_refreshed_through"  # forewarn_meta: the end of the latest lookback refresh
+_PENDING_DAYS = "SELECT day, marked_at FROM rollup_pending_days ORDER BY day LIMIT %s"
+# A mark newer than the one read (aggregates of that day written since) keeps the day pending.
+_DONE_DAY = "DELETE FROM rollup_pending_days WHERE day = %s AND marked_at <= %s"
 _REFRESH_HOURLY = """
 DELETE FROM rollup_hourly WHERE bucket >= %(start)s AND bucket < %(end)s;
 INSERT INTO rollup_hourly (asset_id, bucket, n_periods, score_mean_sum, score_max, n_windows, n_above)
@@ -83,3 +95,32 @@ def refresh_rollups(
                 cur.execute(part, params)
     logger.debug("refreshed rollups from %s to %s", lower, upper)
     return lower, upper
+
+
+def record_refreshed_through(conn: psycopg.Connection[Any], through: datetime) -> None:
+    """Record that the rollups hold every aggregate stored before `through` (the end of a lookback
+    refresh); a later time only."""
+    conn.execute(
+        "INSERT INTO forewarn_meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value ="
+        " greatest(forewarn_meta.value::timestamptz, excluded.value::timestamptz)::text",
+        (_THROUGH_KEY, through.isoformat()),
+    )
+
+
+def rollups_refreshed_through(conn: psycopg.Connection[Any]) -> datetime | None:
+    """Up to when the rollups were last refreshed (None: never); readers take newer hours from the raw
+    aggregates."""
+    row = conn.execute("SELECT value FROM forewarn_meta WHERE key = %s", (_THROUGH_KEY,)).fetchone()
+    return datetime.fromisoformat(row[0]) if row else None
+
+
+def refresh_pending_days(conn: psycopg.Connection[Any], *, limit: int = 400) -> int:
+    """Refresh the rollups of the days marked by late aggregates (`rollup_pending_days`), oldest first, at
+    most `limit` per call; the number refreshed. `conn` in autocommit mode, as for `refresh_rollups`."""
+    pending = conn.execute(_PENDING_DAYS, (limit,)).fetchall()
+    for day, marked_at in pending:
+        refresh_rollups(conn, start=day, end=day + timedelta(days=1))
+        conn.execute(_DONE_DAY, (day, marked_at))
+    if pending:
+        logger.info("refreshed the rollups of %d day(s) that received late aggregates", len(pending))
+    return len(pending)

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -315,7 +316,9 @@ class IngestWorker:
         if self._writer is None or self._conn is None or self._conn.closed:
             self._close_db()
             self._conn = psycopg.connect(self.settings.db.conninfo())
-            self._writer = BatchWriter(self._conn)
+            self._writer = BatchWriter(
+                self._conn, rollup_lookback=timedelta(hours=self.settings.storage.rollup_lookback_h)
+            )
         return self._writer
 
     def _close_db(self) -> None:

@@ -15,7 +15,7 @@ import psycopg
 from psycopg_pool import PoolTimeout
 
 from cloud_service.database import Pool, pooled_connection
-from cloud_service.rollups import refresh_rollups
+from cloud_service.rollups import record_refreshed_through, refresh_pending_days, refresh_rollups
 from cloud_service.schema import Backend, current_backend
 from cloud_service.settings import StorageSettings
 
@@ -62,6 +62,8 @@ def run_upkeep(
             if row and row[0]:
                 logger.info("dropped %d partitions of %s older than %s", row[0], table, cutoff)
     refresh_rollups(conn, start=now - timedelta(hours=storage.rollup_lookback_h), end=now)
+    record_refreshed_through(conn, now)
+    refresh_pending_days(conn)
 
 
 class UpkeepLoop:

@@ -35,6 +35,7 @@ from cloud_service.ingest import Accepted
 from cloud_service.queries.alarm_management import Transition, record_edge_transition
 from cloud_service.queries.diagnoses import store_diagnosis
 from cloud_service.schema import Backend, current_backend
+from cloud_service.settings import StorageSettings
 from shared.aggregate_block import pack_aggregates
 from shared.messages import (
     Aggregate,
@@ -45,7 +46,7 @@ from shared.messages import (
     Snapshot,
     Status,
 )
-from shared.timebase import ns_to_datetime
+from shared.timebase import NS_PER_S, ns_to_datetime
 
 __all__ = [
     "AGGREGATE_COPY_COLUMNS",
@@ -57,6 +58,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _WEEK_NS = 7 * 24 * 3600 * 1_000_000_000
+_DAY_NS = 24 * 3600 * NS_PER_S
+DEFAULT_ROLLUP_LOOKBACK = timedelta(hours=StorageSettings().rollup_lookback_h)
 _JSON = msgspec.json.Encoder()
 
 AGGREGATE_COPY_COLUMNS = ", ".join(name for name, _ in AGGREGATE_COLUMNS)
@@ -65,6 +68,12 @@ _CREATE_STAGE = (
     + ", ".join(f"{name} {sql_type.replace('float4', 'real')}" for name, sql_type in AGGREGATE_COLUMNS)
     + ") ON COMMIT DELETE ROWS"
 )
+# The marking time is taken at the statement (not the transaction's start), so a refresh that read an
+# older mark never deletes this newer one (see `cloud_service.upkeep`).
+_MARK_LATE_DAYS = """
+INSERT INTO rollup_pending_days (day) SELECT unnest(%s::timestamptz[])
+ON CONFLICT (day) DO UPDATE SET marked_at = clock_timestamp()
+"""
 _COPY_DIRECT = f"COPY aggregates ({AGGREGATE_BULK_COLUMNS}) FROM STDIN (FORMAT BINARY)"
 _COPY_STAGE = f"COPY stage_aggregates ({AGGREGATE_BULK_COLUMNS}) FROM STDIN (FORMAT BINARY)"
 _INSERT_AGGREGATES = f"""
@@ -203,10 +212,15 @@ class BatchWriter:
 
     Args:
         conn: an open connection (not in autocommit mode) to a migrated database.
+        rollup_lookback: how far back the upkeep's rollup refresh reaches (`storage.rollup_lookback_h`);
+            aggregates of older days mark their day for the next refresh (`rollup_pending_days`).
     """
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    def __init__(
+        self, conn: psycopg.Connection[Any], *, rollup_lookback: timedelta = DEFAULT_ROLLUP_LOOKBACK
+    ) -> None:
         self._conn = conn
+        self._rollup_lookback = rollup_lookback
         self._backend = current_backend(conn)
         conn.commit()
         self._feature_sets: dict[tuple[str, tuple[str, ...]], int] = {}
@@ -238,6 +252,7 @@ class BatchWriter:
                 ids = sorted(assets)
                 cur.execute(_REGISTER_ASSETS, (ids, [assets[asset_id] for asset_id in ids]))
             self._write_aggregates(cur, batch.blocks, feature_set_ids, result)
+            self._mark_late_days(cur, batch.blocks)
             self._write_statuses(cur, batch.statuses, result)
             self._write_alerts(cur, batch.alerts, result)
             self._write_others(cur, batch, result)
@@ -330,6 +345,19 @@ class BatchWriter:
             copy.write(data)
         cur.execute(_INSERT_AGGREGATES)
         self._count(result, "aggregates", cur.rowcount, rows)
+
+    def _mark_late_days(self, cur: psycopg.Cursor[Any], blocks: Sequence[AggregateBlock]) -> None:
+        """Mark for the rollup refresh the days of aggregates older than its lookback. Recent days are not
+        marked, so concurrent ingest workers do not contend for the same row on every batch."""
+        cutoff_ns = time.time_ns() - int(self._rollup_lookback.total_seconds()) * NS_PER_S
+        late = {
+            int(day)
+            for block in blocks
+            for day in np.unique(np.asarray(block.period_start_ns, dtype=np.int64) // _DAY_NS)
+            if int(day) * _DAY_NS < cutoff_ns
+        }
+        if late:
+            cur.execute(_MARK_LATE_DAYS, ([ns_to_datetime(day * _DAY_NS) for day in sorted(late)],))
 
     def _write_statuses(
         self, cur: psycopg.Cursor[Any], statuses: Sequence[Status], result: WriteResult

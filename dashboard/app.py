@@ -408,13 +408,16 @@ def _register_asset(app: dash.Dash, reads: _Reads) -> None:
             message = pages.empty_state("No data in this range: choose a longer range, or start its gateway.")
         threshold = data.status.threshold if data.status is not None else None
         return (
-            figures.score_figure(data.series, threshold=threshold, alerts=data.alerts, revision=revision),
+            figures.score_figure(
+                data.series, threshold=threshold, alerts=data.alerts, revision=revision, x_range=(start, end)
+            ),
             figures.feature_figure(
                 data.feature_points,
                 feature=data.feature or "no feature",
                 revision=f"{revision}:{data.feature}",
+                x_range=(start, end),
             ),
-            figures.forecast_figure(data.forecasts, revision=revision),
+            figures.forecast_figure(data.forecasts, revision=revision, x_range=(start, end)),
             data.feature_names,
             data.feature,
             pages.asset_alerts_table(data.alerts),

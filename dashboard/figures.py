@@ -38,10 +38,18 @@ def _times_to_display(figure: go.Figure) -> None:
 
 
 def _layout(
-    figure: go.Figure, *, title: str, y_title: str, revision: str, is_time_x: bool = True
+    figure: go.Figure,
+    *,
+    title: str,
+    y_title: str,
+    revision: str,
+    is_time_x: bool = True,
+    x_range: tuple[datetime, datetime] | None = None,
 ) -> go.Figure:
     if is_time_x:
         _times_to_display(figure)
+    if x_range is not None:  # the chosen range, also when it holds one point or none
+        figure.update_xaxes(type="date", range=[to_display(x_range[0]), to_display(x_range[1])])
     figure.update_layout(
         title={"text": title, "x": 0.01},
         xaxis_title=f"time ({zone_name()})",
@@ -57,7 +65,12 @@ def _layout(
 
 
 def score_figure(
-    series: Series, *, threshold: float | None, alerts: Sequence[AlertRecord], revision: str
+    series: Series,
+    *,
+    threshold: float | None,
+    alerts: Sequence[AlertRecord],
+    revision: str,
+    x_range: tuple[datetime, datetime] | None = None,
 ) -> go.Figure:
     """The anomaly score (mean and max per bucket) with the threshold and the alerts raised."""
     times = [p.bucket for p in series.points]
@@ -117,7 +130,9 @@ def score_figure(
                 )
             )
     title = f"Anomaly score ({series.source.replace('_', ' ')}, {_resolution_text(series)} buckets)"
-    return _layout(figure, title=title, y_title="anomaly score (dimensionless)", revision=revision)
+    return _layout(
+        figure, title=title, y_title="anomaly score (dimensionless)", revision=revision, x_range=x_range
+    )
 
 
 def _resolution_text(series: Series) -> str:
@@ -162,7 +177,13 @@ def _band_with_line(
     )
 
 
-def feature_figure(points: Sequence[FeaturePoint], *, feature: str, revision: str) -> go.Figure:
+def feature_figure(
+    points: Sequence[FeaturePoint],
+    *,
+    feature: str,
+    revision: str,
+    x_range: tuple[datetime, datetime] | None = None,
+) -> go.Figure:
     """One feature's mean per bucket with its lowest-to-highest band (where the buckets keep them: those
     read from the hourly rollup keep means only, and the band has a gap there)."""
     figure = go.Figure()
@@ -177,10 +198,18 @@ def feature_figure(points: Sequence[FeaturePoint], *, feature: str, revision: st
         colour=PALETTE["green"],
         band_fill="rgba(0, 158, 115, 0.2)",
     )
-    return _layout(figure, title=f"Feature {feature}", y_title=f"{feature} (sensor units)", revision=revision)
+    return _layout(
+        figure,
+        title=f"Feature {feature}",
+        y_title=f"{feature} (sensor units)",
+        revision=revision,
+        x_range=x_range,
+    )
 
 
-def forecast_figure(history: Sequence[ForecastRecord], *, revision: str) -> go.Figure:
+def forecast_figure(
+    history: Sequence[ForecastRecord], *, revision: str, x_range: tuple[datetime, datetime] | None = None
+) -> go.Figure:
     """The forecast's history: RUL with its interval as a band, and p(fail within the horizon)."""
     times = [f.computed_at for f in history]
     figure = go.Figure()
@@ -206,7 +235,13 @@ def forecast_figure(history: Sequence[ForecastRecord], *, revision: str) -> go.F
             line={"color": PALETTE["purple"], "dash": "dot"},
         )
     )
-    figure = _layout(figure, title="Failure forecast", y_title="remaining useful life (h)", revision=revision)
+    figure = _layout(
+        figure,
+        title="Failure forecast",
+        y_title="remaining useful life (h)",
+        revision=revision,
+        x_range=x_range,
+    )
     extra: dict[str, Any] = {
         "yaxis2": {
             "title": "p(fail within horizon) (%)",

@@ -25,7 +25,7 @@ from cloud_service.forecasting.repository import (
 from cloud_service.lifecycle.records import CandidateMetrics, Gate, Gates
 from cloud_service.lifecycle.registry import insert_model, mark_deployed
 from cloud_service.queries import update_asset, upsert_site
-from cloud_service.rollups import refresh_rollups
+from cloud_service.rollups import record_refreshed_through, refresh_rollups
 from cloud_service.users import add_user
 from cloud_service.writer import BatchWriter
 from dashboard.app import DashboardApp, create_app
@@ -201,6 +201,7 @@ def seed_plant(conninfo: str) -> Plant:
         conn.commit()
     with psycopg.connect(conninfo, autocommit=True) as conn:
         refresh_rollups(conn, start=start, end=now + timedelta(hours=1))
+        record_refreshed_through(conn, now)
     return Plant(alert_id=alert_id, now=now)
 
 

@@ -24,7 +24,7 @@ from cloud_service.queries import (
     update_asset,
     upsert_site,
 )
-from cloud_service.rollups import refresh_rollups
+from cloud_service.rollups import align_down, refresh_rollups
 from cloud_service.schema import Backend, current_backend, detect_backend
 from cloud_service.settings import CloudSettings, StorageSettings
 from cloud_service.upkeep import apply_storage_policies, run_upkeep
@@ -240,6 +240,62 @@ def test_series_are_the_same_from_raw_data_and_rollups(db: str) -> None:
             asset_series(
                 conn, "pump-h1", start=start, end=end, resolution=timedelta(minutes=5), source="rollup"
             )
+
+
+def _recent(conninfo: str, asset_id: str, start: datetime, periods: int, *, seq: int = 0) -> None:
+    """`periods` ten-minute aggregates of `asset_id` from `start`, written by the ingest's writer."""
+    start_ns = int(start.timestamp()) * NS_PER_S
+    messages = [
+        aggregate("gw-late", asset_id, seq + i, start_ns + i * 600 * NS_PER_S) for i in range(periods)
+    ]
+    with psycopg.connect(conninfo) as conn:
+        BatchWriter(conn, rollup_lookback=timedelta(hours=48)).write(messages)
+
+
+def test_aggregates_arriving_after_the_lookback_passed_their_day_are_rolled_up_at_the_next_upkeep(
+    db: str,
+) -> None:
+    """A gateway back after a week offline: its old periods show in long ranges after the next upkeep."""
+    now = datetime.now(UTC)
+    week_ago = align_down(now - timedelta(days=7), timedelta(days=1)) + timedelta(hours=3)
+    _recent(db, "pump-late", week_ago, 12)
+    _recent(db, "pump-late", now - timedelta(hours=2), 6, seq=100)  # recent: the lookback covers it
+    with psycopg.connect(db, autocommit=True) as conn:
+        pending = conn.execute("SELECT day FROM rollup_pending_days").fetchall()
+        assert pending == [(align_down(week_ago, timedelta(days=1)),)]  # only the old day is marked
+        run_upkeep(conn, StorageSettings(), now=now)
+        assert conn.execute("SELECT count(*) FROM rollup_pending_days").fetchone() == (0,)
+        rolled = asset_series(
+            conn,
+            "pump-late",
+            start=now - timedelta(days=8),
+            end=now,
+            resolution=timedelta(days=1),
+            source="rollup",
+        )
+        assert sum(p.n_periods for p in rolled.points) == 18
+
+
+def test_long_ranges_show_scores_stored_since_the_last_rollup_refresh(db: str) -> None:
+    now = datetime.now(UTC)
+    with psycopg.connect(db, autocommit=True) as conn:
+        run_upkeep(conn, StorageSettings(), now=now - timedelta(hours=3))  # the last refresh, 3 h ago
+    _recent(db, "pump-new", now - timedelta(hours=2), 6)
+    with psycopg.connect(db) as conn:
+        series = asset_series(
+            conn, "pump-new", start=now - timedelta(days=7), end=now, resolution=timedelta(hours=1)
+        )
+        only_rollup = asset_series(
+            conn,
+            "pump-new",
+            start=now - timedelta(days=7),
+            end=now,
+            resolution=timedelta(hours=1),
+            source="rollup",
+        )
+    assert series.source == "rollup_hourly"
+    assert sum(p.n_periods for p in series.points) == 6  # from the raw aggregates after the refresh
+    assert only_rollup.points == []
 
 
 def test_feature_matrix_reads_back_what_was_written(db: str) -> None:

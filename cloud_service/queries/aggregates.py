@@ -16,7 +16,7 @@ import numpy.typing as npt
 import psycopg
 from psycopg.rows import class_row
 
-from cloud_service.rollups import BUCKET_ORIGIN, align_down, align_up
+from cloud_service.rollups import BUCKET_ORIGIN, align_down, align_up, rollups_refreshed_through
 from shared.errors import ContractError, StorageError
 
 __all__ = [
@@ -96,9 +96,9 @@ def asset_series(
     """An asset's anomaly scores over `[start, end)` in buckets of `resolution`.
 
     The range is widened to whole buckets. With `source="auto"`, ranges of at least `rollup_from` at a
-    whole-hour resolution are read from the rollups (refreshed by the upkeep timer on plain PostgreSQL,
-    by TimescaleDB's policies there), shorter ones from the raw aggregates; both give the same answer on
-    refreshed data.
+    whole-hour resolution are read from the rollups up to their last refresh (`run_upkeep`) and from the
+    raw aggregates after it, shorter ones from the raw aggregates; both give the same answer on refreshed
+    data. `source="rollup"` reads the rollups only.
 
     Raises:
         ContractError: a resolution that is not positive, or a rollup source at a sub-hour resolution.
@@ -113,17 +113,23 @@ def asset_series(
         if resolution % _HOUR:
             raise ContractError("resolution", resolution, "a whole number of hours to read from rollups")
         chosen = _choose_source(resolution, upper - lower, timedelta(0))
-    statement = _SERIES_RAW if chosen == "raw" else _SERIES_ROLLUP.format(table=chosen)
-    params = {
-        "resolution": resolution,
-        "origin": BUCKET_ORIGIN,
-        "asset_id": asset_id,
-        "start": lower,
-        "end": upper,
-    }
-    with conn.cursor(row_factory=class_row(SeriesPoint)) as cur:
-        points = cur.execute(statement, params).fetchall()
+    params = {"resolution": resolution, "origin": BUCKET_ORIGIN, "asset_id": asset_id}
+    if chosen == "raw":
+        points = _points(conn, _SERIES_RAW, {**params, "start": lower, "end": upper})
+        return Series(asset_id, lower, upper, resolution, chosen, points)
+    rollup = _SERIES_ROLLUP.format(table=chosen)
+    through = rollups_refreshed_through(conn) if source == "auto" else upper
+    # the rollups up to their last refresh, the raw aggregates after it (buckets never straddle the split)
+    split = min(max(align_down(through, resolution), lower), upper) if through is not None else lower
+    points = _points(conn, rollup, {**params, "start": lower, "end": split}) if split > lower else []
+    if split < upper:
+        points += _points(conn, _SERIES_RAW, {**params, "start": split, "end": upper})
     return Series(asset_id, lower, upper, resolution, chosen, points)
+
+
+def _points(conn: psycopg.Connection[Any], statement: str, params: dict[str, Any]) -> list[SeriesPoint]:
+    with conn.cursor(row_factory=class_row(SeriesPoint)) as cur:
+        return cur.execute(statement, params).fetchall()
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ import psycopg
 
 from cloud_service.copy_encoding import AGGREGATE_BULK_COLUMNS, PG_EPOCH_US, aggregate_copy_data
 from cloud_service.forecasting.repository import ForecasterRecord, insert_forecaster
+from cloud_service.rollups import record_refreshed_through
 from shared.features import DEFAULT_SPEC
 from shared.messages import AggregateBlock, ModelRef
 
@@ -659,6 +660,7 @@ def seed_fleet(conn: psycopg.Connection[Any], fleet: Fleet) -> SeedReport:
         "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
         (fleet.end.isoformat(),),
     )
+    record_refreshed_through(conn, fleet.end)
     alerts = _alert_rows(fleet, crossings)
     rows["alerts"] = _write_alerts(conn, alerts)
     rows["alert_diagnoses"] = _write_diagnoses(conn, alerts)
