@@ -110,7 +110,7 @@ def _flatten(prefix: str, value: object, into: dict[str, float]) -> None:
     if isinstance(value, (bool, int, float)):
         into[prefix] = float(value)
     elif isinstance(value, Mapping):
-        for key, item in value.items():
+        for key, item in list(value.items()):  # a copy: another thread may add a key meanwhile
             _flatten(f"{prefix}.{key}", item, into)
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
         for item in dataclasses.fields(value):
@@ -440,6 +440,8 @@ class EdgeAgent:
         metrics: dict[str, float] = {}
         _flatten("agent", self.metrics, metrics)
         _flatten("intake", self.intake.metrics, metrics)
+        if self.deployments is not None:
+            _flatten("deploy", self.deployments.receiver.metrics, metrics)
         metrics["intake.queue_depth"] = float(self.intake.queue.qsize())
         metrics.update(self.pipeline.metrics.as_dict())
         stats = self.disk_queue.stats()

@@ -78,7 +78,11 @@ _OrderKey = tuple[str, int, bool, str]  # target, version, is_rollback, signatur
 
 @dataclasses.dataclass
 class DeploymentMetrics:
-    """Counters of the receiver (they travel in the heartbeat)."""
+    """Counters of the receiver (they travel in the heartbeat as `deploy.*`).
+
+    `refusals` counts the refused orders by the check that refused them (`signature`, `incomplete`,
+    `manifest`, `version`, `size`, `features`, `sha256`, `load`, `io`, `golden`); `refused` is their sum.
+    """
 
     deployments_received: int = 0
     chunks_received: int = 0
@@ -92,6 +96,7 @@ class DeploymentMetrics:
     incomplete: int = 0
     key_rotations: int = 0
     key_links_rejected: int = 0
+    refusals: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -417,6 +422,8 @@ class DeploymentReceiver:
 
     def _refuse(self, order: ModelDeployment, refusal: RefusedError) -> None:
         self.metrics.refused += 1
+        refusals = self.metrics.refusals
+        refusals[refusal.check] = refusals.get(refusal.check, 0) + 1
         logger.warning("refused %s v%d: %s", order.target, order.version, refusal)
         self._ack(order.target, order.version, ok=False, reason=str(refusal))
 
