@@ -29,7 +29,14 @@ import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from cloud_service.lifecycle import operations, registry
-from cloud_service.lifecycle.signing import init_keys, load_private_key, sign_manifest
+from cloud_service.lifecycle.signing import (
+    PRIVATE_KEY_FILE,
+    PUBLIC_KEY_FILE,
+    KeyPair,
+    init_keys,
+    load_private_key,
+    sign_manifest,
+)
 from cloud_service.modeling import build_anomaly_model, synthetic_features
 from cloud_service.queries import latest_gateway_metrics, latest_gateway_model
 from edge_agent.agent import QUEUE_FILE
@@ -176,7 +183,11 @@ def _has_deployments(rig: _Rig, victim: _Victim) -> bool:
 def model_push_during_outage(rig: _Rig, durations: Durations) -> dict[str, Any]:
     """Run the scenario on the last gateway of the rig; returns its own figures."""
     victim = _Victim(rig, sorted(rig.edges)[-1])
-    keys = init_keys(victim.state_dir.parent / "signing-keys")
+    key_dir = victim.state_dir.parent / "signing-keys"
+    if (key_dir / PRIVATE_KEY_FILE).exists():  # a work directory used before (`--workdir`)
+        keys = KeyPair(key_dir / PRIVATE_KEY_FILE, key_dir / PUBLIC_KEY_FILE)
+    else:
+        keys = init_keys(key_dir)
     key = load_private_key(keys.private_key)
     victim.enable_deployments(keys.public_key)
     wait_until(lambda: _has_deployments(rig, victim), timeout_s=60, interval_s=0.2)
