@@ -46,7 +46,7 @@ from edge_agent.quarantine import Quarantine
 from edge_agent.settings import EdgeSettings
 from shared import topics
 from shared.errors import ContractError, StorageError
-from shared.messages import Alert, DeploymentAck, encode
+from shared.messages import Aggregate, Alert, DeploymentAck, encode
 from shared.raw_batch import RawBatch, decode_raw_batch, encode_raw_batch
 
 __all__ = ["AgentMetrics", "EdgeAgent", "PipelineLike", "RejectCallback"]
@@ -110,7 +110,7 @@ def _flatten(prefix: str, value: object, into: dict[str, float]) -> None:
     if isinstance(value, (bool, int, float)):
         into[prefix] = float(value)
     elif isinstance(value, Mapping):
-        for key, item in value.items():
+        for key, item in list(value.items()):  # a copy: another thread may add a key meanwhile
             _flatten(f"{prefix}.{key}", item, into)
     elif dataclasses.is_dataclass(value) and not isinstance(value, type):
         for item in dataclasses.fields(value):
@@ -374,7 +374,23 @@ class EdgeAgent:
     def _commit(self, outbound: list[Outbound]) -> None:
         """Hand outbound messages to the queue writer (blocks only if the writer is far behind)."""
         if outbound:
+            self._observe_windows(outbound)
             self._outbox.put(outbound)
+
+    def _observe_windows(self, outbound: list[Outbound]) -> None:
+        """Model probation: the windows each aggregate's model scored, and how many were anomalous."""
+        if self.deployments is None:
+            return
+        for message in outbound:
+            if isinstance(message, Aggregate) and message.score.n_windows:
+                ref = _model_ref(message.model_version)
+                if ref is not None:
+                    self.deployments.receiver.observe_windows(
+                        ref[0],
+                        version=ref[1],
+                        scored=message.score.n_windows,
+                        anomalous=message.score.n_above_threshold,
+                    )
 
     # --- the queue writer thread ---------------------------------------------------------------------
 
@@ -440,6 +456,8 @@ class EdgeAgent:
         metrics: dict[str, float] = {}
         _flatten("agent", self.metrics, metrics)
         _flatten("intake", self.intake.metrics, metrics)
+        if self.deployments is not None:
+            _flatten("deploy", self.deployments.receiver.metrics, metrics)
         metrics["intake.queue_depth"] = float(self.intake.queue.qsize())
         metrics.update(self.pipeline.metrics.as_dict())
         stats = self.disk_queue.stats()
@@ -464,6 +482,12 @@ class EdgeAgent:
         raw_bytes = self.intake.metrics.received_bytes
         metrics["upstream_bytes_per_raw_byte"] = forwarder.bytes_out / raw_bytes if raw_bytes else 0.0
         return Readings(metrics=metrics, model_versions=self.model_versions())
+
+
+def _model_ref(model_version: str) -> tuple[str, int] | None:
+    """(target, version) of a model label `target:vN` (None for the baseline)."""
+    target, _, version = model_version.rpartition(":v")
+    return (target, int(version)) if target and version.isdigit() else None
 
 
 def _windows(metrics: Mapping[str, float]) -> float:

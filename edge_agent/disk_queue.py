@@ -7,7 +7,8 @@ SQLite in WAL mode (stdlib `sqlite3`). Each message gets the next per-gateway `s
 the counter is stored in the same transaction as the rows, so a `seq` is never reused, even after a crash
 or restart. Rows leave the queue only when the forwarder saw the broker's PUBACK (`delete`), or when the
 queue is full and room must be made (`_make_room`): then the oldest aggregates go first, then snapshots,
-then alerts, and deployment acknowledgements last; every drop is counted by kind.
+then alerts, and deployment acknowledgements last; every drop is counted by kind, in the same transaction
+(`meta` keys `dropped.<kind>`), so the counts are totals over the queue file's life, kept across restarts.
 
 Durability (the `synchronous` setting):
 
@@ -42,7 +43,17 @@ from shared import topics
 from shared.errors import StorageError
 from shared.messages import Aggregate, Alert, DeploymentAck, Snapshot, encode
 
-__all__ = ["KINDS", "DiskQueue", "Enqueueable", "Outbound", "QueueStats", "QueuedMessage", "read_counters"]
+__all__ = [
+    "KINDS",
+    "DiskQueue",
+    "Enqueueable",
+    "Outbound",
+    "QueueStats",
+    "QueuedMessage",
+    "read_bytes",
+    "read_counters",
+    "read_dropped",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +142,40 @@ def read_counters(path: Path) -> tuple[int, int]:
     return (int(row[0]) if row else 0), int(depth)
 
 
+def _read_only(path: Path, query: str) -> list[tuple[object, ...]]:
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as db:
+            return list(db.execute(query).fetchall())
+    except sqlite3.Error as exc:
+        raise StorageError(f"disk queue {path}", str(exc)) from exc
+
+
+def read_dropped(path: Path) -> dict[str, int]:
+    """Messages the queue file ever dropped to make room, per kind, read-only beside the running agent
+    (a queue never opened, or one that never dropped, reads as zeros).
+
+    Raises:
+        StorageError: the file is not a readable queue.
+    """
+    dropped: dict[str, int] = dict.fromkeys(KINDS, 0)
+    if path.exists():
+        for key, value in _read_only(path, "SELECT key, value FROM meta WHERE key LIKE 'dropped.%'"):
+            dropped[str(key).removeprefix("dropped.")] = int(str(value))
+    return dropped
+
+
+def read_bytes(path: Path) -> int:
+    """Bytes the queue file holds now, as counted against `max_bytes`, read-only beside the running agent.
+
+    Raises:
+        StorageError: the file is not a readable queue.
+    """
+    if not path.exists():
+        return 0
+    ((total,),) = _read_only(path, "SELECT COALESCE(SUM(size), 0) FROM outbox")
+    return int(str(total))
+
+
 class DiskQueue:
     """A durable, byte-bounded FIFO of upstream messages with per-gateway sequence numbers.
 
@@ -172,6 +217,8 @@ class DiskQueue:
             row = self._db.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()
             self._next_seq: int = int(row[0]) if row else 0
             depth, total = self._db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox").fetchone()
+            for key, value in self._db.execute("SELECT key, value FROM meta WHERE key LIKE 'dropped.%'"):
+                self._dropped[str(key).removeprefix("dropped.")] = int(value)
         except sqlite3.Error as exc:
             raise StorageError(f"disk queue {path}", str(exc)) from exc
         self._depth: int = int(depth)
@@ -222,6 +269,11 @@ class DiskQueue:
                 )
                 # The new rows compete for room like the old ones: by priority, then oldest first.
                 freed, dropped = self._make_room(self._bytes + added - self._max_bytes)
+                self._db.executemany(
+                    "INSERT INTO meta (key, value) VALUES (?, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = value + excluded.value",
+                    [(f"dropped.{kind}", count) for kind, count in dropped.items()],
+                )
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback()
@@ -313,7 +365,8 @@ class DiskQueue:
         return len(found)
 
     def stats(self) -> QueueStats:
-        """Depth, bytes, the next `seq`, and the counters since this process opened the queue."""
+        """Depth, bytes, the next `seq`, the counters since this process opened the queue, and the drops
+        over the queue file's life."""
         with self._lock:
             return QueueStats(
                 depth=self._depth,

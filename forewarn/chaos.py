@@ -9,12 +9,17 @@ One fault is caused for real while the load runs:
 - `broker-outage`: the upstream broker stopped and restarted, several times;
 - `db-outage`: PostgreSQL stopped under load, then restarted;
 - `edge-kill`: an edge agent SIGKILLed and restarted, again and again (power loss);
-- `ingest-kill`: the cloud ingest process SIGKILLed under load and restarted.
+- `ingest-kill`: the cloud ingest process SIGKILLed under load and restarted;
+- `model-push-during-outage` (`forewarn.chaos_model_push`): a signed model pushed while a gateway is
+  stopped, and a flooding model rolled back by probation with the uplink down and the queue full.
+
+A scenario may return figures of its own, added to the common ones.
 
 At the end the agents drain; a gateway's `sent` is every sequence number it assigned, `stored` the distinct
 ones the database holds. `lost` = sent - stored - still queued - dropped by the declared policy;
-`duplicated` = rows stored more than once. `recovery_s`: from the end of the last fault until the database
-holds everything the gateways had queued by then.
+`duplicated` = rows stored more than once; the drops are the queue file's own counts (kept across
+restarts). `recovery_s`: from the end of the last fault until the database holds everything the gateways
+had queued by then (or dropped by the policy).
 """
 
 from __future__ import annotations
@@ -32,11 +37,12 @@ from typing import Any
 
 import psycopg
 
-from cloud_service.queries import latest_gateway_metrics, missing_sequences, sequence_account
+from cloud_service.queries import missing_sequences, sequence_account
 from cloud_service.service import prepare_database
 from cloud_service.settings import CloudSettings
 from edge_agent.agent import QUEUE_FILE
-from edge_agent.disk_queue import read_counters
+from edge_agent.disk_queue import read_counters, read_dropped
+from forewarn.chaos_model_push import model_push_during_outage
 from forewarn.demo.configs import split_assets, write_gateway_config
 from forewarn.localservices import MosquittoServer, PostgresServer, running, temporary_directory, wait_until
 from forewarn.processes import ForewarnProcess, wait_for_ingest
@@ -93,6 +99,11 @@ def _mqtt(server: MosquittoServer) -> dict[str, object]:
 def _queue_counters(state_dir: Path) -> tuple[int, int]:
     """(sequence numbers assigned, messages still queued) of a gateway, read beside the running agent."""
     return read_counters(state_dir / "queue" / QUEUE_FILE)
+
+
+def _dropped(state_dir: Path) -> int:
+    """Messages a gateway's queue dropped by its declared policy (full queue), since it was created."""
+    return sum(read_dropped(state_dir / "queue" / QUEUE_FILE).values())
 
 
 def _stored(conninfo: str, gateway_id: str) -> tuple[int, int]:
@@ -182,16 +193,19 @@ def _ingest_kill(rig: _Rig, durations: Durations) -> None:
         rig.ingest.start()
 
 
-SCENARIOS: dict[str, Callable[[_Rig, Durations], None]] = {
+SCENARIOS: dict[str, Callable[[_Rig, Durations], dict[str, Any] | None]] = {
     "broker-outage": _broker_outage,
     "db-outage": _db_outage,
     "edge-kill": _edge_kill,
     "ingest-kill": _ingest_kill,
+    "model-push-during-outage": model_push_during_outage,
 }
 
 
 def _caught_up(rig: _Rig, queued_at_end: dict[str, int]) -> bool:
-    return all(_stored(rig.conninfo, g)[0] >= queued_at_end[g] for g in rig.edges)
+    return all(
+        _stored(rig.conninfo, g)[0] + _dropped(rig.state_dirs[g]) >= queued_at_end[g] for g in rig.edges
+    )
 
 
 def _publish_live(scenario: Scenario, plant: MosquittoServer, stop: threading.Event) -> threading.Thread:
@@ -220,7 +234,7 @@ def run_scenario(name: str, *, quick: bool = False, workdir: Path | None = None)
         publisher = _publish_live(scenario, rig.plant, stop)
         wait_until(lambda: all(_stored(rig.conninfo, g)[0] > 0 for g in rig.edges), timeout_s=120)
         print(f"chaos: {name}: load running, causing the fault", file=sys.stderr)
-        SCENARIOS[name](rig, durations)
+        own_figures = SCENARIOS[name](rig, durations) or {}
         fault_end = time.monotonic()
         queued_at_end = {g: _queue_counters(rig.state_dirs[g])[0] for g in rig.edges}
         recovery_s: float | None = None
@@ -236,7 +250,7 @@ def run_scenario(name: str, *, quick: bool = False, workdir: Path | None = None)
         assigned = {g: _queue_counters(rig.state_dirs[g])[0] for g in rig.edges}
         with contextlib.suppress(TimeoutError):  # the broker has them all; ingest may still be writing
             wait_until(lambda: _caught_up(rig, assigned), timeout_s=60, interval_s=0.2)
-        return _figures(rig, recovery_s)
+        return {**_figures(rig, recovery_s), **own_figures}
 
 
 def _figures(rig: _Rig, recovery_s: float | None) -> dict[str, Any]:
@@ -246,12 +260,11 @@ def _figures(rig: _Rig, recovery_s: float | None) -> dict[str, Any]:
         for gateway_id, state_dir in rig.state_dirs.items():
             assigned, depth = _queue_counters(state_dir)
             account = sequence_account(conn, gateway_id)
-            metrics = latest_gateway_metrics(conn, gateway_id)
             sent += assigned
             left += depth
             stored += account.distinct_seqs
             duplicated += account.duplicated
-            dropped += int(sum(v for k, v in metrics.items() if k.startswith("queue.dropped.")))
+            dropped += _dropped(state_dir)
             if account.distinct_seqs < assigned:
                 missing[gateway_id] = missing_sequences(conn, gateway_id, below=assigned)
     return {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import io
 import json
 import os
@@ -25,7 +27,7 @@ from edge_agent.settings import EdgeSettings, ModelSettings, PipelineSettings
 from forewarn.localservices import MosquittoServer, wait_until
 from shared import topics
 from shared.config import MqttSettings
-from shared.messages import DeploymentAck, ModelManifest, encode
+from shared.messages import DeploymentAck, ModelManifest, Status, decode_uplink, encode
 from tests.test_edge_agent_helpers import Collector, collecting, edge_settings, vibration_asset
 from tests.test_lifecycle_deployment import NAMES, make_model
 
@@ -92,6 +94,60 @@ def _agent_settings(
 
 def _acks(collector: Collector, version: int) -> list[DeploymentAck]:
     return [m for m in collector.uplinks() if isinstance(m, DeploymentAck) and m.version == version]
+
+
+def _deploy_metrics(collector: Collector) -> dict[str, float]:
+    """The `deploy.*` metrics of the newest status heartbeat received."""
+    is_status = topics.TopicKind.STATUS
+    statuses = [decode_uplink(p) for t, p in list(collector.messages) if topics.parse(t).kind is is_status]
+    latest = [s for s in statuses if isinstance(s, Status)][-1:]
+    return {k: v for s in latest for k, v in s.metrics.items() if k.startswith("deploy.")}
+
+
+@pytest.mark.slow
+def test_the_heartbeat_carries_the_receivers_counters_with_refusals_by_reason(
+    broker: MosquittoServer, workdir: Path, unique_id: Callable[[str], str]
+) -> None:
+    keys = init_keys(workdir / "keys")
+    key = load_private_key(keys.private_key)
+    asset, gateway_id = unique_id("pump"), unique_id("gw")
+    settings = _agent_settings(workdir, broker, gateway_id, asset, keys.public_key)
+    spec = settings.pipeline.feature_spec(settings.pipeline.assets[0])
+    rows = synthetic_features(200, spec=spec, seed=3)
+    model = build_anomaly_model(
+        rows, list(spec.feature_names), feature_spec=spec.spec_id, target=asset, version=1
+    )
+    v2 = msgspec.structs.replace(model.manifest, version=2)
+    v3 = msgspec.structs.replace(model.manifest, version=3)
+    forged = _signed_order(v2, model.onnx_int8, Ed25519PrivateKey.generate())  # `signature`
+    oversold = _signed_order(v3, model.onnx_int8, key)  # announces a byte more than it sends: `size`
+    oversold = dataclasses.replace(
+        oversold,
+        message=msgspec.structs.replace(oversold.message, artifact_bytes=len(model.onnx_int8) + 1),
+    )
+    watched = [topics.deploy_ack(gateway_id), topics.batch(gateway_id), topics.status(gateway_id)]
+    mqtt = MqttSettings(host=broker.host, port=broker.port)
+    with collecting(broker.host, broker.port, watched, unique_id("col")) as collector:
+        agent = EdgeAgent(settings)
+        agent.start()
+        try:
+            for order in (_signed_order(model.manifest, model.onnx_int8, key), forged, oversold):
+                publish_order(order, mqtt)
+                wait_until(functools.partial(_acks, collector, order.version), timeout_s=20)
+
+            def refusals_reported() -> dict[str, float]:
+                agent.heartbeat.trigger()
+                metrics = _deploy_metrics(collector)
+                return metrics if metrics.get("deploy.refused") == 2.0 else {}
+
+            metrics = wait_until(refusals_reported, timeout_s=10)
+        finally:
+            agent.stop()
+    assert metrics["deploy.installed"] == 1.0
+    assert metrics["deploy.refusals.signature"] == 1.0
+    assert metrics["deploy.refusals.size"] == 1.0
+    assert metrics["deploy.rolled_back"] == 0.0
+    assert metrics["deploy.deployments_received"] == 3.0
 
 
 def test_acks_are_committed_by_the_deploy_worker_and_no_paho_thread_touches_the_disk(

@@ -12,7 +12,15 @@ import pytest
 
 from cloud_service.deadletter import DeadLetter
 from cloud_service.ingest import decode_received
-from edge_agent.disk_queue import DiskQueue, Enqueueable, Outbound, QueuedMessage, read_counters
+from edge_agent.disk_queue import (
+    DiskQueue,
+    Enqueueable,
+    Outbound,
+    QueuedMessage,
+    read_bytes,
+    read_counters,
+    read_dropped,
+)
 from edge_agent.forwarder import Forwarder, batch_payload
 from edge_agent.quarantine import Quarantine
 from forewarn.localservices import MosquittoServer, wait_until
@@ -369,3 +377,21 @@ def test_counters_read_beside_the_open_queue_match_its_stats(workdir: Path) -> N
     stats = queue.stats()
     assert read_counters(path) == (stats.next_seq, stats.depth) == (5, 3)
     queue.close()
+
+
+def test_drop_counts_survive_a_restart_and_are_read_beside_the_open_queue(workdir: Path) -> None:
+    path = workdir / "outbox.sqlite"
+    assert read_dropped(path) == {"aggregate": 0, "snapshot": 0, "alert": 0, "deploy_ack": 0}
+    queue = DiskQueue(path=path, gateway_id="gw1", max_bytes=10_000)
+    queue.put_many([aggregate("gw1", n=i) for i in range(40)])
+    dropped = queue.stats().dropped
+    assert dropped["aggregate"] > 0
+    assert read_dropped(path) == dropped
+    assert 0 < read_bytes(path) == queue.stats().bytes <= 10_000
+    queue.close()
+    reopened = DiskQueue(path=path, gateway_id="gw1", max_bytes=10_000)
+    reopened.put_many([aggregate("gw1", n=40)])  # one more drop on top of the earlier ones
+    assert (
+        reopened.stats().dropped["aggregate"] == dropped["aggregate"] + 1 == read_dropped(path)["aggregate"]
+    )
+    reopened.close()

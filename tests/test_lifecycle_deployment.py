@@ -431,6 +431,34 @@ def test_probation_counts_alerts_only_within_its_period() -> None:
     assert not late.observe(True, 11.0)  # probation is over: never trips
 
 
+def test_probation_trips_when_too_many_windows_are_anomalous_and_only_once() -> None:
+    probation = Probation(
+        target="t",
+        version=2,
+        started_s=0.0,
+        period_s=60.0,
+        allowed_alerts=5,
+        min_windows=40,
+        max_anomalous_fraction=0.5,
+    )
+    assert not probation.observe_windows(30, 30, 1.0)  # too few windows to judge
+    assert not probation.observe_windows(0, 0, 2.0)
+    assert probation.observe_windows(10, 10, 3.0)  # 40 of 40 anomalous: one alert held, but rolled back
+    assert probation.rollback_request(3.0).reason.startswith("probation: 100% of 40 windows anomalous")
+    assert not probation.observe_windows(10, 10, 4.0)
+    healthy = Probation(
+        target="t",
+        version=2,
+        started_s=0.0,
+        period_s=60.0,
+        allowed_alerts=5,
+        min_windows=40,
+        max_anomalous_fraction=0.5,
+    )
+    assert not healthy.observe_windows(100, 50, 1.0)  # half is not more than half
+    assert healthy.windows == (100, 50)
+
+
 def test_a_model_for_another_feature_spec_is_refused_before_install(
     workdir: Path, keys: tuple[Ed25519PrivateKey, Path]
 ) -> None:

@@ -197,6 +197,72 @@ def test_a_model_that_floods_alerts_is_rolled_back_by_the_running_agent(
         worker.stop()
 
 
+def test_a_model_holding_one_alert_raised_on_a_single_asset_is_rolled_back_by_its_anomalous_share(
+    broker: MosquittoServer, db: str, workdir: Path, unique_id: Callable[[str], str]
+) -> None:
+    """One asset, default alert allowance (5): a model scoring every window anomalous raises one alert and
+    holds it, so only the share of anomalous windows can catch it."""
+    migrate(db)
+    keys = init_keys(workdir / "keys")
+    key = load_private_key(keys.private_key)
+    asset = unique_id("pa")
+    pipeline = PipelineSettings(assets=(vibration_asset(asset),))
+    settings = edge_settings(
+        workdir,
+        gateway_id=unique_id("gw"),
+        plant=broker,
+        upstream=broker,
+        pipeline=pipeline,
+        deployment={
+            "public_key": str(keys.public_key),
+            "state_file": str(workdir / "deployments.json"),
+            "probation_min_windows": 16,
+        },
+    )
+    spec = pipeline.feature_spec(pipeline.assets[0])
+    rows = synthetic_features(200, spec=spec, seed=3)
+    model = build_anomaly_model(
+        rows, list(spec.feature_names), feature_spec=spec.spec_id, target=asset, version=1
+    )
+    quiet = msgspec.structs.replace(model.manifest, threshold=1e9)  # never alerts
+    noisy = msgspec.structs.replace(model.manifest, version=2, threshold=-1e9)  # every window anomalous
+    worker = _ingest(broker, db, unique_id("ingest"))
+    agent = EdgeAgent(settings)
+    agent.start()
+    publisher = RawPublisher(broker, unique_id("pub"))
+    mqtt = MqttSettings(host=broker.host, port=broker.port)
+    try:
+        wait_until(lambda: agent.intake.is_subscribed, timeout_s=10)
+        for manifest in (quiet, noisy):
+            text = encode(manifest).decode()
+            order = build_order(
+                manifest_json=text,
+                signature_b64=sign_manifest(key, text),
+                artifact=model.onnx_int8,
+                target=asset,
+                version=manifest.version,
+                chunk_bytes=4096,
+            )
+            publish_order(order, mqtt)
+            wait_until(functools.partial(_is_active, agent, asset, manifest.version), timeout_s=20)
+        batches = vibration_batches(asset, n_batches=12, start_ns=now_ns() - 3600 * NS_PER_S)
+        feed(publisher, batches, agent.intake.queue.qsize)
+        wait_until(lambda: _active(agent, asset) == 1, timeout_s=30)
+        with psycopg.connect(db) as conn:
+            state = wait_until(
+                lambda: [
+                    s for s in registry.gateway_states(conn, asset, version=2) if s.state == "rolled_back"
+                ],
+                timeout_s=20,
+            )
+        assert "windows anomalous" in state[0].reason
+        assert agent.pipeline.metrics.alerts_raised == 1  # under the allowance of 5 alerts
+    finally:
+        publisher.close()
+        agent.stop()
+        worker.stop()
+
+
 def _active(agent: EdgeAgent, target: str) -> int | None:
     model = agent.models.active(target)
     return model.manifest.version if model else None

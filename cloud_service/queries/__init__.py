@@ -25,7 +25,7 @@ One module per table family:
 * `forecasts`: the stored forecasts' history per asset and the fleet's risk per day (`forecast_history`,
   `risk_history`);
 * `ingest_stats`: what ingest stored and how it is doing (`ingest_status`, `stored_counts`,
-  `sequence_account`, `missing_sequences`, `latest_gateway_metrics`);
+  `sequence_account`, `missing_sequences`, `latest_gateway_metrics`, `latest_gateway_model`);
 * `storage_jobs`: TimescaleDB's policy jobs and how their runs went (`storage_jobs`).
 
 The model registry's SQL is in `cloud_service.lifecycle.registry`, the forecasters' in
@@ -156,6 +156,7 @@ from cloud_service.queries.ingest_stats import (
     StoredCounts,
     ingest_status,
     latest_gateway_metrics,
+    latest_gateway_model,
     missing_sequences,
     sequence_account,
     stored_counts,
@@ -243,6 +244,7 @@ __all__ = [
     "last_maintenance",
     "latest_diagnoses",
     "latest_gateway_metrics",
+    "latest_gateway_model",
     "latest_period_end",
     "list_alerts",
     "maintenance_events",

@@ -19,6 +19,7 @@ __all__ = [
     "StoredCounts",
     "ingest_status",
     "latest_gateway_metrics",
+    "latest_gateway_model",
     "missing_sequences",
     "sequence_account",
     "stored_counts",
@@ -142,6 +143,14 @@ def latest_gateway_metrics(conn: psycopg.Connection[Any], gateway_id: str) -> di
         (gateway_id,),
     ).fetchone()
     return {str(k): float(v) for k, v in row[0].items()} if row else {}
+
+
+def latest_gateway_model(conn: psycopg.Connection[Any], gateway_id: str) -> str | None:
+    """The model (`target:vN` or `baseline`) that scored a gateway's newest stored aggregate, if any."""
+    row = conn.execute(
+        "SELECT model_version FROM aggregates WHERE gateway_id = %s ORDER BY seq DESC LIMIT 1", (gateway_id,)
+    ).fetchone()
+    return str(row[0]) if row else None
 
 
 def missing_sequences(

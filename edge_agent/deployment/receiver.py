@@ -15,12 +15,14 @@ manifest, so an old order replayed later is refused), `size` (the chunks add up 
 then the model store's own checks: `sha256`, `features` (the pipeline's feature names for the target),
 `load`/`io`, `golden`. A refused model never replaces the one serving.
 
-Probation: after a swap, `observe_alert(target)` counts the alerts the new model raises; if they exceed
+Probation: after a swap, `observe_alert(target)` counts the alerts the new model raises and
+`observe_windows(target, ...)` the windows it scored and how many were anomalous; if the alerts exceed
 `probation_alert_multiple` times the expected rate (at least `probation_min_alerts`) within `probation_s`,
-the receiver rolls the store back to the previous version, remembers the version as rolled back (so its
-retained deployment is not applied again, even after a restart), and acknowledges `ok=false` with reason
-`probation: ...`. The request to roll back waits in its own slot (`PendingRollbacks`), never in the
-bounded message queue, so a full queue cannot lose it.
+or more than `probation_max_anomalous_fraction` of at least `probation_min_windows` windows were anomalous
+(a model that holds one alert raised on every window), the receiver rolls the store back to the previous
+version, remembers the version as rolled back (so its retained deployment is not applied again, even after
+a restart), and acknowledges `ok=false` with reason `probation: ...`. The request to roll back waits in
+its own slot (`PendingRollbacks`), never in the bounded message queue, so a full queue cannot lose it.
 
 Key rotation: a `shared.key_rotation.KeyRotation` on `topics.signing_key()` (subscribed first, so its
 retained announcement arrives before the retained orders signed with the new key) moves the trusted key
@@ -78,7 +80,11 @@ _OrderKey = tuple[str, int, bool, str]  # target, version, is_rollback, signatur
 
 @dataclasses.dataclass
 class DeploymentMetrics:
-    """Counters of the receiver (they travel in the heartbeat)."""
+    """Counters of the receiver (they travel in the heartbeat as `deploy.*`).
+
+    `refusals` counts the refused orders by the check that refused them (`signature`, `incomplete`,
+    `manifest`, `version`, `size`, `features`, `sha256`, `load`, `io`, `golden`); `refused` is their sum.
+    """
 
     deployments_received: int = 0
     chunks_received: int = 0
@@ -92,6 +98,7 @@ class DeploymentMetrics:
     incomplete: int = 0
     key_rotations: int = 0
     key_links_rejected: int = 0
+    refusals: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -201,6 +208,18 @@ class DeploymentReceiver:
             return
         now = self._clock() if now_s is None else now_s
         if probation.observe(alert_raised, now):
+            self._rollbacks.put(probation.rollback_request(now))
+
+    def observe_windows(
+        self, target: str, *, version: int, scored: int, anomalous: int, now_s: float | None = None
+    ) -> None:
+        """Tell probation that `version` of `target` scored `scored` windows, `anomalous` of them above its
+        threshold (called by the pipeline's thread with each aggregate; other versions are ignored)."""
+        probation = self._probation.get(target)
+        if probation is None or probation.version != version:
+            return
+        now = self._clock() if now_s is None else now_s
+        if probation.observe_windows(scored, anomalous, now):
             self._rollbacks.put(probation.rollback_request(now))
 
     def probation(self, target: str) -> Probation | None:
@@ -393,6 +412,8 @@ class DeploymentReceiver:
             started_s=self._clock(),
             period_s=self.settings.probation_s,
             allowed_alerts=allowed_alerts(self.settings, assets=self._assets.get(order.target, 1)),
+            min_windows=self.settings.probation_min_windows,
+            max_anomalous_fraction=self.settings.probation_max_anomalous_fraction,
         )
         return f"activated v{manifest.version} (was {was})"
 
@@ -417,6 +438,8 @@ class DeploymentReceiver:
 
     def _refuse(self, order: ModelDeployment, refusal: RefusedError) -> None:
         self.metrics.refused += 1
+        refusals = self.metrics.refusals
+        refusals[refusal.check] = refusals.get(refusal.check, 0) + 1
         logger.warning("refused %s v%d: %s", order.target, order.version, refusal)
         self._ack(order.target, order.version, ok=False, reason=str(refusal))
 

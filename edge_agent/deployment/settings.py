@@ -46,3 +46,14 @@ class DeploymentSettings(BaseModel, frozen=True, extra="forbid"):
     probation_min_alerts: int = Field(
         5, ge=1, description="Never roll back for fewer alerts than this within the probation period."
     )
+    probation_max_anomalous_fraction: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Roll back when more than this share of the windows a new model scored (once there are "
+        "`probation_min_windows`) was above its threshold: a model that holds one alert raised on every "
+        "window raises too few alerts for the alert count to catch it (1.0: off).",
+    )
+    probation_min_windows: int = Field(
+        1000, ge=1, description="Scored windows needed before their anomalous share is judged."
+    )
