@@ -57,6 +57,7 @@ from dashboard import pages
 from dashboard.figures import PALETTE
 from dashboard.security import current_role, current_username, require_role
 from dashboard.settings import AlertsSettings
+from dashboard.timezones import to_display, zone_name
 from shared.errors import ContractError
 
 __all__ = ["STATE_LABELS", "Connections", "alerts_layout", "parse_duration", "register_alerts_page"]
@@ -376,7 +377,8 @@ def history_table(events: Sequence[AlertEvent]) -> html.Div | html.Table:
 def _share_text(site: SiteAlarmHealth) -> str:
     if site.top_ten_share is None:
         return "–"
-    return f"{100 * site.top_ten_share:.0f} % (of {site.points} points)"
+    points = "1 alarm point" if site.points == 1 else f"{site.points} alarm points"
+    return f"{100 * site.top_ten_share:.0f} % (of {points})"
 
 
 def health_table(sites: Sequence[SiteAlarmHealth]) -> html.Div | html.Table:
@@ -416,16 +418,23 @@ def health_table(sites: Sequence[SiteAlarmHealth]) -> html.Div | html.Table:
     return html.Table([html.Thead(header), html.Tbody(rows)], className="table", id="alarm-health")
 
 
-def rate_figure(per_hour: dict[str, list[tuple[datetime, int]]], *, days: int) -> go.Figure:
-    """Alerts raised per hour and site over the health window (zoom kept across refreshes)."""
+def rate_figure(
+    per_hour: dict[str, list[tuple[datetime, int]]], *, window: tuple[datetime, datetime]
+) -> go.Figure:
+    """Alerts raised per hour and site over the health window, in the user's time zone (zoom kept across
+    refreshes); the axis spans the whole window, also when one hour has raises."""
     figure = go.Figure()
     for site, counts in sorted(per_hour.items()):
         figure.add_trace(
-            go.Bar(x=[hour for hour, _ in counts], y=[n for _, n in counts], name=site or "no site")
+            go.Bar(
+                x=[to_display(hour) for hour, _ in counts], y=[n for _, n in counts], name=site or "no site"
+            )
         )
+    days = round((window[1] - window[0]) / timedelta(days=1))
     figure.update_layout(
         title={"text": f"Alerts raised per hour, last {days} days", "x": 0.01},
-        xaxis_title="time (UTC)",
+        xaxis={"type": "date", "range": [to_display(window[0]), to_display(window[1])]},
+        xaxis_title=f"time ({zone_name()})",
         yaxis_title="alerts raised (per hour)",
         uirevision="alerts-rate",
         template="plotly_white",
@@ -482,7 +491,7 @@ class _Page:
             options,
             site_options,
             health_table(health),
-            rate_figure(per_hour, days=self._settings.health_window_days),
+            rate_figure(per_hour, window=(start, end)),
         )
 
     def assets(self) -> Any:
