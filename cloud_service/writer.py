@@ -87,6 +87,8 @@ INSERT INTO heartbeats (gateway_id, ts, state, seq, uptime_s, cpu_percent, memor
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb)
 ON CONFLICT (gateway_id, ts) DO NOTHING
 """
+# A status without counters (the last will an offline gateway leaves) keeps the last counters and model
+# versions known: what a gateway had queued when it went away is what its administrator needs to see.
 _UPSERT_GATEWAY_STATUS = """
 INSERT INTO gateways (gateway_id, state, status_ts, status_seq, uptime_s, cpu_percent, memory_bytes, metrics,
                       model_versions, status_received_at)
@@ -94,7 +96,9 @@ VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, now())
 ON CONFLICT (gateway_id) DO UPDATE SET
     state = EXCLUDED.state, status_ts = EXCLUDED.status_ts, status_seq = EXCLUDED.status_seq,
     uptime_s = EXCLUDED.uptime_s, cpu_percent = EXCLUDED.cpu_percent, memory_bytes = EXCLUDED.memory_bytes,
-    metrics = EXCLUDED.metrics, model_versions = EXCLUDED.model_versions,
+    metrics = CASE WHEN EXCLUDED.metrics = '{}' THEN gateways.metrics ELSE EXCLUDED.metrics END,
+    model_versions = CASE WHEN EXCLUDED.model_versions = '{}' THEN gateways.model_versions
+                          ELSE EXCLUDED.model_versions END,
     status_received_at = EXCLUDED.status_received_at
 WHERE gateways.status_ts IS NULL OR gateways.status_ts < EXCLUDED.status_ts
 """

@@ -38,6 +38,7 @@ from shared.features import DEFAULT_SPEC
 from shared.messages import (
     Alert,
     ScoreStats,
+    Status,
 )
 from shared.timebase import now_ns, ns_to_datetime
 
@@ -336,9 +337,14 @@ def test_fleet_status_gateway_health_and_asset_metadata(db: str) -> None:
         (health,) = gateway_health(conn)
         assert health.state == "online"
         assert not health.is_stale
-        assert health.metrics == {}  # the newer heartbeat (with seq) is the latest state
+        # the newer heartbeat (with seq) is the latest state; it had no counters, so the last known stay
+        assert health.metrics == {"received": 5.0}
         (stale,) = gateway_health(conn, now=datetime.now(UTC) + timedelta(hours=1))
         assert stale.is_stale
+        # the last will of a gateway that went away: offline, with what it last reported
+        BatchWriter(conn).write([Status(gateway_id="gw-q", ts_ns=now_ns(), state="offline")])
+        (offline,) = gateway_health(conn)
+        assert (offline.state, offline.metrics) == ("offline", {"received": 5.0})
 
 
 def test_edits_leave_the_transaction_to_the_caller(db: str) -> None:
