@@ -135,7 +135,7 @@ def _alerts_page(conn: psycopg.Connection[Any]) -> str:
     parts = [
         alert_sections(alerts, list(SHOWN_STATES)),
         health_table(alarm_health(conn, start=start, end=end)),
-        rate_figure(raises_per_hour(conn, start=start, end=end), days=AlertsSettings().health_window_days),
+        rate_figure(raises_per_hour(conn, start=start, end=end), window=(start, end)),
     ]
     return _to_json(parts)
 
