@@ -20,7 +20,8 @@ One module per table family:
   `storage_use`, `job_durations`);
 * `diagnoses`: the diagnoses of each alert (mode, confidence, evidence), from the edge as the alert arrives
   and from the cloud's re-diagnosis of its snapshot (`alert_diagnoses`, `latest_diagnoses`,
-  `best_diagnoses`, `pending_snapshots`);
+  `best_diagnoses`, `pending_snapshots`), and the edge's diagnoses of an alert in the order sent
+  (`diagnosis_history`);
 * `forecasts`: the stored forecasts' history per asset and the fleet's risk per day (`forecast_history`,
   `risk_history`);
 * `ingest_stats`: what ingest stored and how it is doing (`ingest_status`, `stored_counts`,
@@ -131,9 +132,11 @@ from cloud_service.queries.costs import (
 )
 from cloud_service.queries.diagnoses import (
     DiagnosisRecord,
+    DiagnosisStep,
     PendingSnapshot,
     alert_diagnoses,
     best_diagnoses,
+    diagnosis_history,
     latest_diagnoses,
     mark_snapshot_diagnosed,
     pending_snapshots,
@@ -184,6 +187,7 @@ __all__ = [
     "AlertRecord",
     "AssetStatus",
     "DiagnosisRecord",
+    "DiagnosisStep",
     "EventRecord",
     "FeatureBaseline",
     "FeatureMatrix",
@@ -222,6 +226,7 @@ __all__ = [
     "asset_types",
     "best_diagnoses",
     "close_advice_after_maintenance",
+    "diagnosis_history",
     "expire_shelves",
     "feature_baselines",
     "feature_matrix",
