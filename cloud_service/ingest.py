@@ -31,6 +31,7 @@ from shared.messages import (
     Aggregate,
     AggregateBlock,
     Alert,
+    AlertUpdate,
     DeploymentAck,
     MaintenanceEvent,
     Snapshot,
@@ -67,7 +68,7 @@ SUBSCRIBED_KINDS = (
 )
 _EXPECTED_TYPE: dict[TopicKind, tuple[type[Any], ...]] = {
     TopicKind.AGGREGATE: (Aggregate, AggregateBlock),
-    TopicKind.ALERT: (Alert,),
+    TopicKind.ALERT: (Alert, AlertUpdate),
     TopicKind.SNAPSHOT: (Snapshot,),
     TopicKind.STATUS: (Status,),
     TopicKind.DEPLOY_ACK: (DeploymentAck,),

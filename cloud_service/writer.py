@@ -41,6 +41,8 @@ from shared.messages import (
     Aggregate,
     AggregateBlock,
     Alert,
+    AlertDiagnosis,
+    AlertUpdate,
     DeploymentAck,
     MaintenanceEvent,
     Snapshot,
@@ -104,8 +106,8 @@ WHERE gateways.status_ts IS NULL OR gateways.status_ts < EXCLUDED.status_ts
 """
 _INSERT_ALERT_MESSAGE = """
 INSERT INTO alert_messages (gateway_id, seq, alert_id, asset_id, state, severity, ts, score, threshold,
-                            model_version, model_kind, top_features, message)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s)
+                            model_version, model_kind, top_features, message, diagnosis)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s::jsonb)
 ON CONFLICT (gateway_id, seq) DO NOTHING
 """
 _ALERT_RAISED = """
@@ -182,7 +184,7 @@ class WriteResult:
 class _Sorted:
     blocks: list[AggregateBlock] = field(default_factory=list)
     statuses: list[Status] = field(default_factory=list)
-    alerts: list[Alert] = field(default_factory=list)
+    alerts: list[Alert | AlertUpdate] = field(default_factory=list)  # in seq order: a raise before its update
     snapshots: list[Snapshot] = field(default_factory=list)
     acks: list[DeploymentAck] = field(default_factory=list)
     events: list[MaintenanceEvent] = field(default_factory=list)
@@ -199,7 +201,7 @@ class _Sorted:
                     singles.append(message)
                 case Status():
                     out.statuses.append(message)
-                case Alert():
+                case Alert() | AlertUpdate():
                     out.alerts.append(message)
                 case Snapshot():
                     out.snapshots.append(message)
@@ -389,86 +391,109 @@ class BatchWriter:
         cur.executemany(_UPSERT_GATEWAY_STATUS, [_status_row(row) for row in rows])
         self._count(result, "heartbeats", inserted, len(rows))
 
-    def _write_alerts(self, cur: psycopg.Cursor[Any], alerts: Sequence[Alert], result: WriteResult) -> None:
+    def _write_alerts(
+        self, cur: psycopg.Cursor[Any], alerts: Sequence[Alert | AlertUpdate], result: WriteResult
+    ) -> None:
         if not alerts:
             return
         inserted = 0
         for a in alerts:
-            ts = ns_to_datetime(a.ts_ns)
-            top = _JSON.encode(a.top_features).decode()
+            if not self._log_alert_message(cur, a):
+                continue  # a replay: stored the first time
+            inserted += 1
+            if isinstance(a, AlertUpdate):
+                self._write_update(cur, a)
+            else:
+                self._write_transition(cur, a)
+        self._count(result, "alert_messages", inserted, len(alerts))
+
+    @staticmethod
+    def _log_alert_message(cur: psycopg.Cursor[Any], a: Alert | AlertUpdate) -> bool:
+        """Record the message as received; False if its `seq` was recorded before."""
+        if isinstance(a, AlertUpdate):
+            state, top = "updated", "[]"
+        else:
+            state, top = a.state, _JSON.encode(a.top_features).decode()
+        diagnosis = a.diagnosis
+        cur.execute(
+            _INSERT_ALERT_MESSAGE,
+            (
+                a.gateway_id,
+                a.seq,
+                a.alert_id,
+                a.asset_id,
+                state,
+                a.severity,
+                ns_to_datetime(a.ts_ns),
+                a.score,
+                a.threshold,
+                a.model_version,
+                a.model_kind,
+                top,
+                a.message,
+                None if diagnosis is None else _JSON.encode(diagnosis).decode(),
+            ),
+        )
+        return cur.rowcount == 1
+
+    @staticmethod
+    def _store_edge_diagnosis(cur: psycopg.Cursor[Any], a: Alert | AlertUpdate, d: AlertDiagnosis) -> None:
+        store_diagnosis(
+            cur, gateway_id=a.gateway_id, alert_id=a.alert_id, asset_id=a.asset_id, ts_ns=a.ts_ns, diagnosis=d
+        )
+
+    def _write_update(self, cur: psycopg.Cursor[Any], a: AlertUpdate) -> None:
+        """A raised alert's new diagnosis: it replaces the edge's diagnosis of the same alert. No alert is
+        created or changed and nothing is logged in `alert_events` (a diagnosis is not an alarm state), so
+        nothing is annunciated again; the message itself stays in `alert_messages`."""
+        self._store_edge_diagnosis(cur, a, a.diagnosis)
+
+    def _write_transition(self, cur: psycopg.Cursor[Any], a: Alert) -> None:
+        ts = ns_to_datetime(a.ts_ns)
+        if a.state == "raised":
             cur.execute(
-                _INSERT_ALERT_MESSAGE,
+                _ALERT_RAISED,
                 (
                     a.gateway_id,
-                    a.seq,
                     a.alert_id,
                     a.asset_id,
-                    a.state,
                     a.severity,
                     ts,
                     a.score,
                     a.threshold,
                     a.model_version,
                     a.model_kind,
-                    top,
+                    _JSON.encode(a.top_features).decode(),
                     a.message,
                 ),
             )
-            if cur.rowcount != 1:
-                continue
-            inserted += 1
-            if a.state == "raised":
-                cur.execute(
-                    _ALERT_RAISED,
-                    (
-                        a.gateway_id,
-                        a.alert_id,
-                        a.asset_id,
-                        a.severity,
-                        ts,
-                        a.score,
-                        a.threshold,
-                        a.model_version,
-                        a.model_kind,
-                        top,
-                        a.message,
-                    ),
-                )
-                if a.diagnosis is not None:
-                    store_diagnosis(
-                        cur,
-                        gateway_id=a.gateway_id,
-                        alert_id=a.alert_id,
-                        asset_id=a.asset_id,
-                        ts_ns=a.ts_ns,
-                        diagnosis=a.diagnosis,
-                    )
-            else:
-                cur.execute(
-                    _ALERT_CLEARED,
-                    (
-                        a.gateway_id,
-                        a.alert_id,
-                        a.asset_id,
-                        a.severity,
-                        ts,
-                        a.score,
-                        a.threshold,
-                        a.model_version,
-                        a.model_kind,
-                        a.message,
-                    ),
-                )
-            record_edge_transition(
-                cur,
-                gateway_id=a.gateway_id,
-                alert_id=a.alert_id,
-                asset_id=a.asset_id,
-                rule=a.model_kind,
-                transition=Transition(a.state),
-                ts=ts,
+            if a.diagnosis is not None:
+                self._store_edge_diagnosis(cur, a, a.diagnosis)
+        else:
+            cur.execute(
+                _ALERT_CLEARED,
+                (
+                    a.gateway_id,
+                    a.alert_id,
+                    a.asset_id,
+                    a.severity,
+                    ts,
+                    a.score,
+                    a.threshold,
+                    a.model_version,
+                    a.model_kind,
+                    a.message,
+                ),
             )
-        self._count(result, "alert_messages", inserted, len(alerts))
+        record_edge_transition(
+            cur,
+            gateway_id=a.gateway_id,
+            alert_id=a.alert_id,
+            asset_id=a.asset_id,
+            rule=a.model_kind,
+            transition=Transition(a.state),
+            ts=ts,
+        )
 
     def _write_others(self, cur: psycopg.Cursor[Any], batch: _Sorted, result: WriteResult) -> None:
         kinds: list[tuple[str, str, list[tuple[Any, ...]]]] = [

@@ -6,6 +6,12 @@ one per `baseline_interval_s` of data time into a bounded healthy baseline of th
 (refitted every `refit_every` new windows), so its cost does not grow with the window rate. An
 alert raised by a held window carries that window's diagnosis (`diagnose`). The slow sensors come from
 the window's features (`<sensor>.mean`, `.min`, `.max`), so no slow samples are kept.
+
+While an alert stays raised (`follow` ... `unfollow`), `rediagnose` diagnoses again at most once per
+`rediagnose_every_s` of data time, on the latest anomalous window due, and says whether the result is
+worth sending: the mode changed or the confidence moved by more than `rediagnose_confidence_change`
+since the last diagnosis sent, or `rediagnose_resend_every` re-diagnoses went unsent. Its cost is one
+diagnosis per interval per raised alert; a batch with nothing due costs one comparison.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import collections
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -30,7 +37,7 @@ from shared.diagnosis import (
 )
 from shared.messages import AlertDiagnosis
 
-__all__ = ["DiagnosisMetrics", "DiagnosisRunner"]
+__all__ = ["DiagnosisMetrics", "DiagnosisRunner", "Rediagnosis"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +54,21 @@ class DiagnosisMetrics:
     learned: int = 0
     failed: int = 0
     modes: dict[str, int] = field(default_factory=dict)
+    rediagnoses: int = 0  # of `diagnoses`, those of an alert already raised
+    updates: int = 0  # of those, the ones worth sending
+
+
+_NEVER = 1 << 62
+
+
+@dataclass(frozen=True, slots=True)
+class Rediagnosis:
+    """A re-diagnosis of a raised alert worth sending: the window it read and why it is sent."""
+
+    ts_ns: int
+    diagnosis: AlertDiagnosis
+    reason: Literal["changed", "unchanged"]
+    previous: AlertDiagnosis | None  # the last diagnosis sent for this alert, if any
 
 
 class DiagnosisRunner:
@@ -83,6 +105,10 @@ class DiagnosisRunner:
         self._since_refit = 0
         self._baseline: DiagnosisBaseline | None = None
         self._held: tuple[FloatArray, FloatArray, npt.NDArray[np.int64]] | None = None
+        self._rediagnose_ns = round(config.rediagnose_every_s * 1e9)
+        self._next_rediagnosis_ns = _NEVER
+        self._last_sent: AlertDiagnosis | None = None
+        self._unsent = 0
 
     def _window(self, samples: FloatArray, features: FloatArray) -> WindowSignals:
         levels = {
@@ -121,9 +147,68 @@ class DiagnosisRunner:
             self._healthy.append(measure(self._window(windows[i], features[i]), self.config))
             self.metrics.learned += 1
             self._since_refit += 1
-        if self._since_refit >= self.refit_every or (self._baseline is None and self._since_refit):
+        # While the baseline is young every new window refits it: fitted once on its first window and then
+        # only every `refit_every`, it would judge nothing against the asset for `refit_every` intervals
+        # (a level needs MIN_BASELINE_WINDOWS windows).
+        is_young = len(self._healthy) <= self.refit_every
+        if self._since_refit >= self.refit_every or (is_young and self._since_refit):
             self._baseline = DiagnosisBaseline().fit(list(self._healthy))
             self._since_refit = 0
+
+    def follow(self, ts_ns: int, sent: AlertDiagnosis | None) -> None:
+        """An alert was raised at `ts_ns` carrying `sent`: re-diagnose it from `rediagnose_every_s` on."""
+        self._last_sent = sent
+        self._unsent = 0
+        self._next_rediagnosis_ns = ts_ns + self._rediagnose_ns if self._rediagnose_ns > 0 else _NEVER
+
+    def unfollow(self) -> None:
+        """The alert cleared: no more re-diagnoses."""
+        self._next_rediagnosis_ns = _NEVER
+        self._last_sent = None
+
+    def rediagnose(
+        self, end_ns: npt.NDArray[np.int64], is_anomalous: npt.NDArray[np.bool_]
+    ) -> Rediagnosis | None:
+        """Re-diagnose the followed alert on the latest anomalous held window due, if one is.
+
+        Args:
+            end_ns: end times of scored windows of the held batch, rising, all while the alert is raised.
+            is_anomalous: which of them scored above the threshold.
+
+        Returns:
+            The re-diagnosis when it is worth sending; None when nothing is due, no anomalous window is
+            due (a normal window says nothing about the fault), the diagnosis failed, or nothing changed.
+        """
+        if end_ns.size == 0 or int(end_ns[-1]) < self._next_rediagnosis_ns:
+            return None  # the common case
+        due = np.flatnonzero(is_anomalous & (end_ns >= self._next_rediagnosis_ns))
+        if due.size == 0:
+            return None
+        ts_ns = int(end_ns[due[-1]])
+        self._next_rediagnosis_ns = ts_ns + self._rediagnose_ns
+        diagnosis = self.diagnose(ts_ns)
+        if diagnosis is None:
+            return None
+        self.metrics.rediagnoses += 1
+        reason = self._reason(diagnosis)
+        if reason is None:
+            self._unsent += 1
+            return None
+        previous, self._last_sent, self._unsent = self._last_sent, diagnosis, 0
+        self.metrics.updates += 1
+        return Rediagnosis(ts_ns=ts_ns, diagnosis=diagnosis, reason=reason, previous=previous)
+
+    def _reason(self, diagnosis: AlertDiagnosis) -> Literal["changed", "unchanged"] | None:
+        last = self._last_sent
+        if (
+            last is None
+            or last.mode != diagnosis.mode
+            or abs(last.confidence - diagnosis.confidence) > self.config.rediagnose_confidence_change
+        ):
+            return "changed"
+        if self._unsent + 1 >= self.config.rediagnose_resend_every:
+            return "unchanged"
+        return None
 
     def diagnose(self, ts_ns: int) -> AlertDiagnosis | None:
         """The diagnosis of the held window that ended at `ts_ns`; None if it is not held or fails."""

@@ -41,7 +41,7 @@ import msgspec
 
 from shared import topics
 from shared.errors import StorageError
-from shared.messages import Aggregate, Alert, DeploymentAck, Snapshot, encode
+from shared.messages import Aggregate, Alert, AlertUpdate, DeploymentAck, Snapshot, encode
 
 __all__ = [
     "KINDS",
@@ -57,7 +57,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-Outbound = Aggregate | Alert | Snapshot
+Outbound = Aggregate | Alert | AlertUpdate | Snapshot
 Enqueueable = Outbound | DeploymentAck  # everything the queue stores: the pipeline's output and acks
 _M = TypeVar("_M", bound=Enqueueable)
 Kind = Literal["aggregate", "snapshot", "alert", "deploy_ack"]

@@ -25,7 +25,9 @@ windows:
    warm-up is decided by `baseline_learning.BaselineLearner`. Each unscored window carries its reason
    (`ScoredWindows.unscored`).
 5. Alerts are debounced k-of-n (`alerts.AlertDebouncer`); a raised alert may bring a raw snapshot of the
-   driving sensor around it (`snapshots.SnapshotRecorder`). Aggregates summarise each asset per period
+   driving sensor around it (`snapshots.SnapshotRecorder`). While it stays raised, an asset with a
+   diagnosis section re-diagnoses it at a bounded rate and sends an `AlertUpdate` when the diagnosis
+   changed or is due to be confirmed (`diagnosis_runner`). Aggregates summarise each asset per period
    of data time.
 """
 
@@ -43,7 +45,7 @@ import numpy.typing as npt
 from edge_agent.aggregation import UNSCORED_REASONS, PeriodAggregator, ScoredWindows
 from edge_agent.alerts import AlertDebouncer, Transition, severity
 from edge_agent.baseline_learning import BaselineLearner
-from edge_agent.diagnosis_runner import DiagnosisRunner
+from edge_agent.diagnosis_runner import DiagnosisMetrics, DiagnosisRunner, Rediagnosis
 from edge_agent.disk_queue import Outbound
 from edge_agent.model_compatibility import ModelCompatibility, ModelSource, check_compatibility
 from edge_agent.operating_state import SPIKE_SIGMAS, asset_operating_state, spiky_windows
@@ -53,7 +55,7 @@ from edge_agent.settings import AssetSettings, PipelineSettings, SensorSettings
 from edge_agent.snapshots import SnapshotRecorder
 from edge_agent.windowing import JoinedHistory, StreamChecker, Verdict, Windower, Windows
 from shared.features import FeatureSpec, SensorKind, SensorSpec
-from shared.messages import Aggregate, Alert, ModelKind, Snapshot
+from shared.messages import Aggregate, Alert, AlertUpdate, ModelKind, Snapshot
 from shared.rate_limited_log import RateLimitedLog
 from shared.raw_batch import RawBatch
 from shared.timebase import NS_PER_S
@@ -257,6 +259,11 @@ class Pipeline:
     def metrics(self) -> PipelineMetrics:
         """The live counters."""
         return self._metrics
+
+    def diagnosis_metrics(self, asset_id: str) -> DiagnosisMetrics | None:
+        """The diagnosis counters of one configured asset; None if it has no diagnosis section."""
+        runner = self._assets[asset_id].diagnosis
+        return None if runner is None else runner.metrics
 
     def feature_names(self, asset_id: str) -> tuple[str, ...]:
         """The feature vector's column names for one configured asset."""
@@ -599,17 +606,29 @@ class Pipeline:
         end_ns: npt.NDArray[np.int64],
         out: list[Outbound],
     ) -> None:
-        if asset.diagnosis is not None:
-            asset.diagnosis.learn(end_ns, scores <= scorer.threshold)
-        for transition in asset.debouncer.update(scores > scorer.threshold):
+        anomalous = scores > scorer.threshold
+        runner = asset.diagnosis
+        if runner is not None:
+            runner.learn(end_ns, ~anomalous)
+        transitions = asset.debouncer.update(anomalous)
+        for transition in transitions:
             alert = self._alert(asset, scorer, transition, rows, scores, end_ns)
             out.append(alert)
             if transition.state == "raised":
                 self._metrics.alerts_raised += 1
+                if runner is not None:
+                    runner.follow(alert.ts_ns, alert.diagnosis)
                 if asset.snapshots is not None:
                     self._send_snapshots(asset.snapshots.request(alert), out)
             else:
                 self._metrics.alerts_cleared += 1
+                if runner is not None:
+                    runner.unfollow()
+        if runner is not None and asset.debouncer.is_raised:
+            first = transitions[-1].index + 1 if transitions else 0  # windows after the raise
+            update = runner.rediagnose(end_ns[first:], anomalous[first:])
+            if update is not None:
+                out.append(self._update(asset, scorer, update, scores, end_ns))
 
     def _alert(  # noqa: PLR0917 - private helper over parallel arrays of one batch
         self,
@@ -648,6 +667,38 @@ class Pipeline:
             top_features=top,
             message=message,
             diagnosis=diagnosis,
+        )
+
+    def _update(
+        self,
+        asset: _Asset,
+        scorer: Scorer,
+        update: Rediagnosis,
+        scores: FloatArray,
+        end_ns: npt.NDArray[np.int64],
+    ) -> AlertUpdate:
+        """The message of a raised alert's re-diagnosis (also logged: the gateway's local record of it)."""
+        i = int(np.searchsorted(end_ns, update.ts_ns))
+        score = float(scores[i])
+        new, old = update.diagnosis, update.previous
+        was = "none" if old is None else f"{old.mode} ({old.confidence:.2f})"
+        message = f"diagnosis {update.reason}: {new.mode} ({new.confidence:.2f}), was {was}"
+        self._metrics.alert_updates += 1
+        logger.info("alert %s of %s: %s", asset.alert_id, asset.asset_id, message)
+        return AlertUpdate(
+            gateway_id=self.gateway_id,
+            asset_id=asset.asset_id,
+            seq=0,
+            alert_id=asset.alert_id,
+            ts_ns=update.ts_ns,
+            reason=update.reason,
+            severity=severity(score, scorer.threshold, self.settings.alerts),
+            score=_clip(score),
+            threshold=_clip(scorer.threshold),
+            model_version=scorer.version,
+            model_kind=_kind(scorer),
+            diagnosis=new,
+            message=message,
         )
 
     # ----------------------------------------------------------------------------------- snapshots

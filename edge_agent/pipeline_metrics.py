@@ -32,6 +32,7 @@ class PipelineMetrics:
     stream_rejected: dict[str, dict[str, int]] = field(default_factory=dict)
     alerts_raised: int = 0
     alerts_cleared: int = 0
+    alert_updates: int = 0  # re-diagnoses of raised alerts sent (`AlertUpdate`)
     snapshots: int = 0
     aggregates: int = 0
     model_versions: dict[str, str] = field(default_factory=dict)
@@ -51,6 +52,7 @@ class PipelineMetrics:
                 "windows_scored",
                 "alerts_raised",
                 "alerts_cleared",
+                "alert_updates",
                 "snapshots",
                 "aggregates",
                 "baseline_learned",

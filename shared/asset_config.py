@@ -157,6 +157,24 @@ class AssetDiagnosisConfig(BaseModel):
         lt=0.1,
         description="Chance that one evidence test passes on a healthy machine (sets every threshold).",
     )
+    rediagnose_every_s: float = Field(
+        default=600.0,
+        ge=0,
+        le=86_400,
+        description="On the gateway, re-diagnose a raised alert once per this much data time; 0: never.",
+    )
+    rediagnose_confidence_change: float = Field(
+        default=0.2,
+        gt=0,
+        le=1,
+        description="A re-diagnosis of the same mode is sent when its confidence moved by more than this.",
+    )
+    rediagnose_resend_every: int = Field(
+        default=6,
+        ge=1,
+        le=10_000,
+        description="An unchanged re-diagnosis is still sent every this many re-diagnoses (it still holds).",
+    )
 
     @model_validator(mode="after")
     def _ranges_ordered(self) -> Self:

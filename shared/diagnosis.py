@@ -602,7 +602,8 @@ def _cavitation(judge: _Judge) -> Finding | None:
 
 def _overheating(judge: _Judge) -> Finding | None:
     """The temperature rise over ambient exceeds the healthy rise at the same operating point, beyond the
-    Student-t prediction bound of those baseline windows."""
+    Student-t prediction bound of those baseline windows and by at least a quarter of it
+    (`SIGNIFICANT_CHANGE`)."""
     thermal = judge.baseline.thermal_ if judge.baseline is not None else None
     rise = judge.measurements.scalars.get("temperature_rise")
     if thermal is None or rise is None:
@@ -616,7 +617,12 @@ def _overheating(judge: _Judge) -> Finding | None:
     )
     bound = float(scipy.stats.t.isf(judge.false_alarm_probability, same_point.size - 1)) * error
     excess = rise - expected
-    if excess <= bound:
+    # Significant twice over, as a vibration level must be: beyond the bound, and by a quarter of the
+    # healthy rise. The bound alone is too narrow: the baseline's windows are minutes apart (strongly
+    # correlated, so far fewer than `size` independent ones), and the rise is taken over the ambient of
+    # the moment while the machine follows ambient with a thermal time constant, so an ambient that
+    # falls (evening) leaves a healthy machine a degree or so above a baseline learned while it rose.
+    if excess <= bound or rise < SIGNIFICANT_CHANGE * expected:
         return None
     evidence = Evidence("temperature_rise_c", rise, baseline=expected, is_found=True)
     return Finding("overheating", min(1.0, excess / (2.0 * bound)), (evidence,))

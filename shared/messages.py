@@ -31,6 +31,7 @@ __all__ = [
     "AggregateBlock",
     "Alert",
     "AlertDiagnosis",
+    "AlertUpdate",
     "ConnectorStatus",
     "Contribution",
     "DeploymentAck",
@@ -146,6 +147,9 @@ class AlertDiagnosis(Struct, frozen=True, kw_only=True):
     iso_zone: Literal["A", "B", "C", "D"] | None = None
 
 
+AlertId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
+
+
 class Alert(Struct, frozen=True, kw_only=True, tag_field="kind", tag="alert/1"):
     """An alert raised for, or cleared on, one asset.
 
@@ -156,7 +160,7 @@ class Alert(Struct, frozen=True, kw_only=True, tag_field="kind", tag="alert/1"):
     gateway_id: Ident
     asset_id: Ident
     seq: Seq
-    alert_id: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
+    alert_id: AlertId
     state: Literal["raised", "cleared"]
     severity: Literal["info", "warning", "critical"]
     ts_ns: TimestampNs
@@ -167,6 +171,32 @@ class Alert(Struct, frozen=True, kw_only=True, tag_field="kind", tag="alert/1"):
     top_features: Annotated[list[Contribution], Meta(max_length=32)] = []
     message: ShortText = ""
     diagnosis: AlertDiagnosis | None = None
+
+
+class AlertUpdate(Struct, frozen=True, kw_only=True, tag_field="kind", tag="alert-update/1"):
+    """A new diagnosis of an alert that is still raised: the same `alert_id`, not a new alert.
+
+    A kind of its own rather than a third `Alert.state`: `alert/1`'s `state` keeps its type, so every
+    reader of raised and cleared alerts (annunciators, older clouds) is unchanged, and a reader that does
+    not know this kind refuses it as an unknown kind instead of mistaking it for a raise or a clear.
+    `reason` is `changed` (the mode changed, or the confidence moved by more than the asset's
+    `rediagnose_confidence_change`) or `unchanged` (the periodic confirmation that the diagnosis holds).
+    `ts_ns`, `score` and `severity` are those of the re-diagnosed window.
+    """
+
+    gateway_id: Ident
+    asset_id: Ident
+    seq: Seq
+    alert_id: AlertId
+    ts_ns: TimestampNs
+    reason: Literal["changed", "unchanged"]
+    severity: Literal["info", "warning", "critical"]
+    score: FiniteFloat
+    threshold: FiniteFloat
+    model_version: ShortText
+    model_kind: ModelKind
+    diagnosis: AlertDiagnosis
+    message: ShortText = ""
 
 
 class Snapshot(Struct, frozen=True, kw_only=True, tag_field="kind", tag="snapshot/1"):
@@ -340,7 +370,7 @@ class ConnectorStatus(Struct, frozen=True, kw_only=True, tag_field="kind", tag="
     last_error_ns: TimestampNs = 0
 
 
-Uplink = Aggregate | AggregateBlock | Alert | Snapshot | Status | DeploymentAck
+Uplink = Aggregate | AggregateBlock | Alert | AlertUpdate | Snapshot | Status | DeploymentAck
 MAX_BATCH_MESSAGES = 10_000
 
 
@@ -474,6 +504,7 @@ def uplink_rows(message: object) -> int:
 _TIME_FIELDS: dict[type, tuple[str, ...]] = {
     Aggregate: ("period_start_ns", "period_end_ns"),
     Alert: ("ts_ns",),
+    AlertUpdate: ("ts_ns",),
     Snapshot: ("start_ns",),
     Status: ("ts_ns",),
     DeploymentAck: ("ts_ns",),

@@ -24,6 +24,7 @@ from shared.messages import (
     Aggregate,
     AggregateBlock,
     Alert,
+    AlertUpdate,
     DeploymentAck,
     FeatureStats,
     ScoreStats,
@@ -39,7 +40,8 @@ from simulators.assets import FAST_SENSOR
 from simulators.engine import fleet_units
 from simulators.scenario import Scenario
 
-Row = Aggregate | Alert | Snapshot | Status | DeploymentAck  # an uplink message, blocks unpacked
+# An uplink message, blocks unpacked.
+Row = Aggregate | Alert | AlertUpdate | Snapshot | Status | DeploymentAck
 
 
 class Collector:

@@ -19,7 +19,7 @@ from edge_agent.settings import (
     SensorSettings,
 )
 from shared.features import SensorKind
-from shared.messages import Aggregate, Alert, Contribution, Snapshot
+from shared.messages import Aggregate, Alert, AlertUpdate, Contribution, Snapshot
 from shared.raw_batch import RawBatch
 from shared.timebase import NS_PER_S
 
@@ -137,6 +137,10 @@ class Run:
     @property
     def alerts(self) -> list[Alert]:
         return [m for m in self.out if isinstance(m, Alert)]
+
+    @property
+    def updates(self) -> list[AlertUpdate]:
+        return [m for m in self.out if isinstance(m, AlertUpdate)]
 
     @property
     def aggregates(self) -> list[Aggregate]:

@@ -21,7 +21,8 @@ One module per table family:
   `storage_use`, `job_durations`);
 * `diagnoses`: the diagnoses of each alert (mode, confidence, evidence), from the edge as the alert arrives
   and from the cloud's re-diagnosis of its snapshot (`alert_diagnoses`, `latest_diagnoses`,
-  `best_diagnoses`, `fleet_diagnoses`, `pending_snapshots`);
+  `best_diagnoses`, `fleet_diagnoses`, `pending_snapshots`), and the edge's diagnoses of an alert in
+  the order sent (`diagnosis_history`);
 * `forecasts`: the stored forecasts' history per asset and the fleet's risk per day (`forecast_history`,
   `risk_history`);
 * `ingest_stats`: what ingest stored and how it is doing (`ingest_status`, `stored_counts`,
@@ -133,9 +134,11 @@ from cloud_service.queries.costs import (
 )
 from cloud_service.queries.diagnoses import (
     DiagnosisRecord,
+    DiagnosisStep,
     PendingSnapshot,
     alert_diagnoses,
     best_diagnoses,
+    diagnosis_history,
     fleet_diagnoses,
     latest_diagnoses,
     mark_snapshot_diagnosed,
@@ -188,6 +191,7 @@ __all__ = [
     "AlertRecord",
     "AssetStatus",
     "DiagnosisRecord",
+    "DiagnosisStep",
     "EventRecord",
     "FeatureBaseline",
     "FeatureMatrix",
@@ -227,6 +231,7 @@ __all__ = [
     "best_diagnoses",
     "close_advice_after_maintenance",
     "closed_advice",
+    "diagnosis_history",
     "expire_shelves",
     "feature_baselines",
     "feature_matrix",

@@ -20,9 +20,11 @@ from shared.timebase import ns_to_datetime
 
 __all__ = [
     "DiagnosisRecord",
+    "DiagnosisStep",
     "PendingSnapshot",
     "alert_diagnoses",
     "best_diagnoses",
+    "diagnosis_history",
     "fleet_diagnoses",
     "latest_diagnoses",
     "mark_snapshot_diagnosed",
@@ -31,6 +33,7 @@ __all__ = [
 ]
 
 _JSON = msgspec.json.Encoder()
+_DIAGNOSIS = msgspec.json.Decoder(AlertDiagnosis)
 _EVIDENCE = msgspec.json.Decoder(list[DiagnosisEvidence])
 
 _UPSERT = """
@@ -41,6 +44,7 @@ ON CONFLICT (gateway_id, alert_id, source) DO UPDATE SET
     ts = EXCLUDED.ts, mode = EXCLUDED.mode, confidence = EXCLUDED.confidence, evidence = EXCLUDED.evidence,
     shaft_hz = EXCLUDED.shaft_hz, velocity_rms_mm_s = EXCLUDED.velocity_rms_mm_s,
     iso_zone = EXCLUDED.iso_zone, stored_at = now()
+WHERE alert_diagnoses.ts <= EXCLUDED.ts
 """
 _COLUMNS = """gateway_id, alert_id, source, asset_id, ts, mode, confidence, evidence::text AS evidence_json,
               shaft_hz, velocity_rms_mm_s, iso_zone"""
@@ -129,7 +133,8 @@ def store_diagnosis(
     diagnosis: AlertDiagnosis,
     source: Literal["edge", "cloud"] = "edge",
 ) -> None:
-    """Store (or replace) the diagnosis of one alert from one source."""
+    """Store the diagnosis of one alert from one source, replacing an earlier one of that source (a
+    re-diagnosis of a raised alert); one of an earlier window than the stored one changes nothing."""
     cur.execute(
         _UPSERT,
         (
@@ -146,6 +151,29 @@ def store_diagnosis(
             diagnosis.iso_zone,
         ),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class DiagnosisStep:
+    """One diagnosis a gateway sent for an alert: with its raise (`raised`) or as a re-diagnosis
+    (`updated`), at the time of the window it read."""
+
+    seq: int
+    state: str
+    ts: datetime
+    diagnosis: AlertDiagnosis
+
+
+def diagnosis_history(
+    conn: psycopg.Connection[Any], *, gateway_id: str, alert_id: str
+) -> list[DiagnosisStep]:
+    """The edge's diagnoses of one alert in the order sent: the raise's, then each update's."""
+    rows = conn.execute(
+        "SELECT seq, state, ts, diagnosis::text FROM alert_messages "
+        "WHERE gateway_id = %s AND alert_id = %s AND diagnosis IS NOT NULL ORDER BY seq",
+        (gateway_id, alert_id),
+    ).fetchall()
+    return [DiagnosisStep(seq, state, ts, _DIAGNOSIS.decode(text)) for seq, state, ts, text in rows]
 
 
 def alert_diagnoses(

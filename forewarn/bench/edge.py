@@ -17,6 +17,10 @@ Three measurements in one run, on whatever machine this is (a shared 2-core box 
 * **bandwidth** (`upstream_bytes_per_raw_byte`): bytes the forwarder published upstream (topic + payload
   of aggregates, alerts, snapshots and status) over raw payload bytes received, in the throughput run.
 
+`forewarn.bench.edge_rediagnosis` adds the cost of re-diagnosing a sustained alert (`rediagnosis_*`:
+windows/s of the pipeline in process with re-diagnosis off, at the default rate and at stress rates,
+beside the pipeline without diagnosis, its ceiling).
+
 The model is a real int8 model from `cloud_service.modeling.build_anomaly_model`, trained on healthy
 windows of the same synthetic signal; E1's `forewarn.bench.edge_models.measure` adds the per-window model
 latencies (int8 vs float vs scikit-learn).
@@ -49,6 +53,7 @@ from edge_agent.settings import (
     SensorSettings,
     SnapshotSettings,
 )
+from forewarn.bench import edge_rediagnosis
 from forewarn.bench.timing import percentile
 from forewarn.localservices import MosquittoServer, running, temporary_directory, wait_until
 from shared import topics
@@ -375,4 +380,5 @@ def run(*, quick: bool = False) -> dict[str, object]:
         }
     )
     figures.update(_edge_models(quick))
+    figures.update(edge_rediagnosis.run(quick=quick))
     return figures
