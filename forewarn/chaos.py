@@ -20,7 +20,6 @@ holds everything the gateways had queued by then.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import sys
 import tempfile
@@ -37,6 +36,9 @@ from cloud_service.service import prepare_database
 from cloud_service.settings import CloudSettings
 from edge_agent.agent import QUEUE_FILE
 from edge_agent.disk_queue import read_counters
+from forewarn.chaos_disk import DiskFull
+from forewarn.chaos_fault import LOAD_SPEED, Durations, Fault, Rig, ScenarioSkipped
+from forewarn.chaos_partition import Partition
 from forewarn.demo.configs import split_assets, write_gateway_config
 from forewarn.localservices import MosquittoServer, PostgresServer, running, temporary_directory, wait_until
 from forewarn.processes import ForewarnProcess, wait_for_ingest
@@ -48,37 +50,6 @@ from simulators import Publisher, Scenario, iter_messages, load_scenario, publis
 __all__ = ["SCENARIOS", "Durations", "run_scenario"]
 
 _DB = "forewarn_chaos"
-_LOAD_SPEED = 10.0  # simulated seconds per wall second: one burst per asset per second
-
-
-@dataclasses.dataclass(frozen=True)
-class Durations:
-    """How long faults last and how often they repeat (the issue's full form, or `--quick`)."""
-
-    outage_s: float
-    repeats: int
-    kill_every_s: float
-    kill_for_s: float
-    settle_s: float
-
-    @classmethod
-    def for_run(cls, *, quick: bool) -> Durations:
-        if quick:
-            return cls(outage_s=5.0, repeats=2, kill_every_s=4.0, kill_for_s=12.0, settle_s=4.0)
-        return cls(outage_s=60.0, repeats=5, kill_every_s=10.0, kill_for_s=300.0, settle_s=15.0)
-
-
-@dataclasses.dataclass
-class _Rig:
-    """The running system a scenario attacks."""
-
-    plant: MosquittoServer
-    upstream: MosquittoServer
-    postgres: PostgresServer
-    conninfo: str
-    ingest: ForewarnProcess
-    edges: dict[str, ForewarnProcess]
-    state_dirs: dict[str, Path]
 
 
 def _write(path: Path, settings: ComponentSettings) -> Path:
@@ -106,10 +77,11 @@ def _stored(conninfo: str, gateway_id: str) -> tuple[int, int]:
 
 
 @contextlib.contextmanager
-def _rig(workdir: Path, scenario: Scenario) -> Iterator[_Rig]:
+def _rig(workdir: Path, scenario: Scenario, fault: Fault) -> Iterator[Rig]:
     with contextlib.ExitStack() as stack:
         plant = stack.enter_context(running(MosquittoServer(workdir / "plant-broker")))
         upstream = stack.enter_context(running(MosquittoServer(workdir / "upstream-broker")))
+        changes = fault.prepare(workdir, upstream, stack)
         pg_dir = stack.enter_context(temporary_directory("forewarn-chaos-pg-"))
         postgres = stack.enter_context(running(PostgresServer(pg_dir)))
         conninfo = postgres.create_database(_DB)
@@ -143,15 +115,26 @@ def _rig(workdir: Path, scenario: Scenario) -> Iterator[_Rig]:
                 asset_ids=assets,
                 aggregation_period_s=1.0,
                 heartbeat_interval_s=1.0,
+                changes=changes.get(gateway_id),
             )
             edges[gateway_id] = stack.enter_context(
                 ForewarnProcess(gateway_id, ["edge", "--config", str(config)], workdir / f"{gateway_id}.log")
             )
             state_dirs[gateway_id] = workdir / gateway_id
-        yield _Rig(plant, upstream, postgres, conninfo, ingest, edges, state_dirs)
+        yield Rig(plant, upstream, postgres, conninfo, ingest, edges, state_dirs)
 
 
-def _broker_outage(rig: _Rig, durations: Durations) -> None:
+class _Simple(Fault):
+    """A fault that changes nothing in the rig: only `cause`."""
+
+    def __init__(self, cause: Callable[[Rig, Durations], None]) -> None:
+        self._cause = cause
+
+    def cause(self, rig: Rig, durations: Durations) -> None:
+        self._cause(rig, durations)
+
+
+def _broker_outage(rig: Rig, durations: Durations) -> None:
     for _ in range(durations.repeats):
         rig.upstream.stop()  # SIGTERM: the broker saves its persistent sessions
         time.sleep(durations.outage_s)
@@ -159,13 +142,13 @@ def _broker_outage(rig: _Rig, durations: Durations) -> None:
         time.sleep(durations.settle_s)
 
 
-def _db_outage(rig: _Rig, durations: Durations) -> None:
+def _db_outage(rig: Rig, durations: Durations) -> None:
     rig.postgres.stop(mode="fast")
     time.sleep(durations.outage_s)
     rig.postgres.start()
 
 
-def _edge_kill(rig: _Rig, durations: Durations) -> None:
+def _edge_kill(rig: Rig, durations: Durations) -> None:
     victim = next(iter(rig.edges.values()))
     deadline = time.monotonic() + durations.kill_for_s
     while time.monotonic() < deadline:
@@ -174,7 +157,7 @@ def _edge_kill(rig: _Rig, durations: Durations) -> None:
         victim.start()
 
 
-def _ingest_kill(rig: _Rig, durations: Durations) -> None:
+def _ingest_kill(rig: Rig, durations: Durations) -> None:
     for _ in range(durations.repeats):
         time.sleep(durations.settle_s)
         rig.ingest.kill()
@@ -182,23 +165,37 @@ def _ingest_kill(rig: _Rig, durations: Durations) -> None:
         rig.ingest.start()
 
 
-SCENARIOS: dict[str, Callable[[_Rig, Durations], None]] = {
-    "broker-outage": _broker_outage,
-    "db-outage": _db_outage,
-    "edge-kill": _edge_kill,
-    "ingest-kill": _ingest_kill,
+# Each name makes a fresh `Fault` per run (a fault may hold state: a proxy, a mount).
+SCENARIOS: dict[str, Callable[[], Fault]] = {
+    "broker-outage": lambda: _Simple(_broker_outage),
+    "db-outage": lambda: _Simple(_db_outage),
+    "disk-full": DiskFull,
+    "edge-kill": lambda: _Simple(_edge_kill),
+    "ingest-kill": lambda: _Simple(_ingest_kill),
+    "partition": Partition,
 }
 
 
-def _caught_up(rig: _Rig, queued_at_end: dict[str, int]) -> bool:
-    return all(_stored(rig.conninfo, g)[0] >= queued_at_end[g] for g in rig.edges)
+def _caught_up(rig: Rig, queued_at_end: dict[str, int]) -> bool:
+    """Whether the database holds every seq queued by then that the queue did not drop by its policy."""
+    return all(_stored(rig.conninfo, g)[0] + _dropped(rig.conninfo, g) >= queued_at_end[g] for g in rig.edges)
+
+
+def _dropped(conninfo: str, gateway_id: str) -> int:
+    """Rows the gateway's queue dropped by its policy, as its newest heartbeat tells; 0 while unknown."""
+    try:
+        with psycopg.connect(conninfo, connect_timeout=2) as conn:
+            metrics = latest_gateway_metrics(conn, gateway_id)
+    except psycopg.OperationalError:
+        return 0
+    return _sum_prefixed(metrics, "queue.dropped.")
 
 
 def _publish_live(scenario: Scenario, plant: MosquittoServer, stop: threading.Event) -> threading.Thread:
     def publish() -> None:
         settings = MqttSettings(host=plant.host, port=plant.port)
         with Publisher(settings=settings, client_id=f"forewarn-chaos-sim-{os.getpid()}") as publisher:
-            publish_stream(iter_messages(scenario), publisher, speed=_LOAD_SPEED, stop=stop)
+            publish_stream(iter_messages(scenario), publisher, speed=LOAD_SPEED, stop=stop)
 
     thread = threading.Thread(target=publish, name="chaos-simulator", daemon=True)
     thread.start()
@@ -206,21 +203,31 @@ def _publish_live(scenario: Scenario, plant: MosquittoServer, stop: threading.Ev
 
 
 def run_scenario(name: str, *, quick: bool = False, workdir: Path | None = None) -> dict[str, Any]:
-    """Run one scenario and return its figures (`sent`, `stored`, `lost`, `duplicated`, ...)."""
+    """Run one scenario and return its figures (`sent`, `stored`, `lost`, `duplicated`, ...); a scenario
+    that cannot run on this machine returns `{"skipped": reason}`."""
     if name not in SCENARIOS:
         raise ConfigError("chaos --scenario", name, f"one of {', '.join(sorted(SCENARIOS))}")
+    fault = SCENARIOS[name]()
+    try:
+        return _run(name, fault, quick=quick, workdir=workdir)
+    except ScenarioSkipped as skipped:
+        print(f"chaos: {name}: skipped: {skipped}", file=sys.stderr)
+        return {"skipped": str(skipped)}
+
+
+def _run(name: str, fault: Fault, *, quick: bool, workdir: Path | None) -> dict[str, Any]:
     durations = Durations.for_run(quick=quick)
-    base = load_scenario("smoke")
+    base = fault.scenario(load_scenario("smoke"))
     scenario = base.with_changes(start_ns=now_ns() - NS_PER_S)
     with contextlib.ExitStack() as stack:
         root = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="forewarn-chaos-")))
-        rig = stack.enter_context(_rig(root, scenario))
+        rig = stack.enter_context(_rig(root, scenario, fault))
         wait_for_ingest(rig.conninfo)
         stop = threading.Event()
         publisher = _publish_live(scenario, rig.plant, stop)
         wait_until(lambda: all(_stored(rig.conninfo, g)[0] > 0 for g in rig.edges), timeout_s=120)
         print(f"chaos: {name}: load running, causing the fault", file=sys.stderr)
-        SCENARIOS[name](rig, durations)
+        fault.cause(rig, durations)
         fault_end = time.monotonic()
         queued_at_end = {g: _queue_counters(rig.state_dirs[g])[0] for g in rig.edges}
         recovery_s: float | None = None
@@ -236,11 +243,13 @@ def run_scenario(name: str, *, quick: bool = False, workdir: Path | None = None)
         assigned = {g: _queue_counters(rig.state_dirs[g])[0] for g in rig.edges}
         with contextlib.suppress(TimeoutError):  # the broker has them all; ingest may still be writing
             wait_until(lambda: _caught_up(rig, assigned), timeout_s=60, interval_s=0.2)
-        return _figures(rig, recovery_s)
+        return _figures(rig, recovery_s) | fault.figures(rig)
 
 
-def _figures(rig: _Rig, recovery_s: float | None) -> dict[str, Any]:
-    sent = stored = duplicated = left = dropped = 0
+def _figures(rig: Rig, recovery_s: float | None) -> dict[str, Any]:
+    """The common figures. A message the in-memory write hold shed never got a `seq`: it counts in
+    `dropped_by_policy` but not against `sent`."""
+    sent = stored = duplicated = left = dropped = held_dropped = 0
     missing: dict[str, list[int]] = {}
     with psycopg.connect(rig.conninfo) as conn:
         for gateway_id, state_dir in rig.state_dirs.items():
@@ -251,7 +260,8 @@ def _figures(rig: _Rig, recovery_s: float | None) -> dict[str, Any]:
             left += depth
             stored += account.distinct_seqs
             duplicated += account.duplicated
-            dropped += int(sum(v for k, v in metrics.items() if k.startswith("queue.dropped.")))
+            dropped += _sum_prefixed(metrics, "queue.dropped.")
+            held_dropped += _sum_prefixed(metrics, "queue.hold_dropped.")
             if account.distinct_seqs < assigned:
                 missing[gateway_id] = missing_sequences(conn, gateway_id, below=assigned)
     return {
@@ -259,8 +269,12 @@ def _figures(rig: _Rig, recovery_s: float | None) -> dict[str, Any]:
         "stored": stored,
         "lost": max(0, sent - stored - left - dropped),
         "duplicated": duplicated,
-        "dropped_by_policy": dropped,
+        "dropped_by_policy": dropped + held_dropped,
         "still_queued": left,
         "recovery_s": recovery_s,
         "missing_seqs": missing,
     }
+
+
+def _sum_prefixed(metrics: dict[str, float], prefix: str) -> int:
+    return int(sum(v for k, v in metrics.items() if k.startswith(prefix)))
