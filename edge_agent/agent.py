@@ -61,6 +61,7 @@ QUEUE_FILE = "outbox.sqlite"
 _OUTBOX_SIZE = 1024  # hand-overs (lists of messages) waiting for the queue writer
 _WRITE_BATCH_MAX = 512  # messages per disk-queue transaction
 _HOLD_RETRY_S = 1.0  # while messages are held, the writer retries the disk queue this often
+_HELD_CHUNK = 32  # held messages per disk-queue transaction once it takes writes again
 
 
 class PipelineLike(Protocol):
@@ -412,20 +413,26 @@ class EdgeAgent:
                 return
 
     def _write(self, outbound: list[Outbound], *, is_last: bool = False) -> None:
-        """Commit the held messages, then `outbound`; on failure hold them all (bounded, counted)."""
-        pending = self.write_hold.take() + outbound
-        if not pending:
-            return
-        try:
-            self.disk_queue.put_many(pending)
-        except Exception as exc:  # noqa: BLE001  # StorageError (disk full, I/O) or a bug: hold them
-            self._hold(pending, exc, is_last=is_last)
-            return
-        if self.metrics.queue_write_failing:
+        """Commit the held messages, then `outbound`; on failure hold what is left (bounded, counted).
+
+        Held messages go in small transactions: one commit of a long hold can need more room than a
+        nearly full disk has, and would then fail for ever.
+        """
+        held = self.write_hold.take()
+        pending = held + outbound
+        step = _HELD_CHUNK if held else max(len(pending), 1)
+        for start in range(0, len(pending), step):
+            chunk = pending[start : start + step]
+            try:
+                self.disk_queue.put_many(chunk)
+            except Exception as exc:  # noqa: BLE001  # StorageError (disk full, I/O) or a bug: hold them
+                self._hold(pending[start:], exc, is_last=is_last)
+                return
+            self.metrics.outbound_enqueued += len(chunk)
+            self.forwarder.notify()
+        if pending and self.metrics.queue_write_failing:
             self.metrics.queue_write_failing = 0
             logger.warning("disk queue writable again: %d message(s) committed", len(pending))
-        self.metrics.outbound_enqueued += len(pending)
-        self.forwarder.notify()
 
     def _hold(self, pending: list[Outbound], exc: Exception, *, is_last: bool) -> None:
         self.metrics.queue_write_failing = 1

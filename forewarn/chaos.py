@@ -243,7 +243,9 @@ def _run(name: str, fault: Fault, *, quick: bool, workdir: Path | None) -> dict[
         assigned = {g: _queue_counters(rig.state_dirs[g])[0] for g in rig.edges}
         with contextlib.suppress(TimeoutError):  # the broker has them all; ingest may still be writing
             wait_until(lambda: _caught_up(rig, assigned), timeout_s=60, interval_s=0.2)
-        return _figures(rig, recovery_s) | fault.figures(rig)
+        figures = _figures(rig, recovery_s) | fault.figures(rig)
+        figures["lost"] += figures.get("still_held", 0)  # held in memory, without a seq, lost at the stop
+        return figures
 
 
 def _figures(rig: Rig, recovery_s: float | None) -> dict[str, Any]:

@@ -6,7 +6,8 @@ e.g. without root). The fault writes a filler file until the filesystem is full,
 `Durations.disk_full_s` (2 minutes; 15 s with `--quick`), then deletes the filler. Meanwhile the agent
 must report it (`agent.queue_write_failing` and `queue.held` in the heartbeat, and a rate-limited log
 line), keep scoring and raising alerts on the plant broker, keep what it could not write in its
-in-memory hold (`queue.hold_max_messages`) and write it once there is room again: nothing lost.
+in-memory hold (`queue.hold_max_messages`) and write it once there is room again: nothing lost. What is
+still held 10 s after the filler is gone (`still_held`) counts as lost.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ _IMAGE_BYTES = 4 << 20
 _FILL_CHUNK = 64 * 1024
 _TOP_UP_EVERY_S = 0.2
 _WRITE_WARNING = "disk queue cannot write"
+_HOLD_FLUSH_WAIT_S = 10.0
 
 
 def _run(*command: str) -> subprocess.CompletedProcess[str]:
@@ -137,15 +139,31 @@ class DiskFull(Fault):
                 held_max = max(held_max, int(metrics.get("queue.held", 0)))
             filler.unlink()
             end = time.monotonic()
+            still_held = self._wait_for_the_hold_to_empty(rig.conninfo)
             self._figures = {
                 "disk_full_s": round(end - start, 1),
                 "filler_bytes": filled,
                 "alerts_raised_during_fault": alerts.raised_between(start, end),
                 "write_failing_reported": bool(reported),
                 "held_max": held_max,
+                "still_held": still_held,
             }
         finally:
             alerts.close()
+
+    @staticmethod
+    def _wait_for_the_hold_to_empty(conninfo: str) -> int:
+        """Messages still held in memory `_HOLD_FLUSH_WAIT_S` after the disk has room (the heartbeat's
+        `queue.held`): the agent's stop would lose them, and they have no seq to be counted by."""
+        held = 0
+        deadline = time.monotonic() + _HOLD_FLUSH_WAIT_S
+        while time.monotonic() < deadline:
+            time.sleep(1.0)
+            metrics = _metrics(conninfo)
+            held = int(metrics.get("queue.held", 0))
+            if not held and not metrics.get("agent.queue_write_failing", 0):
+                break
+        return held
 
     def figures(self, rig: Rig) -> dict[str, Any]:
         log = rig.edges[ALERTING_GATEWAY].log_path.read_text(errors="replace")

@@ -60,6 +60,7 @@ def test_a_full_disk_is_reported_alerts_go_on_and_nothing_is_lost(
     assert 1 <= figures["write_warnings_logged"] <= 2, "one rate-limited log line per minute"
     assert figures["alerts_raised_during_fault"] > 0, "local alerts went on"
     assert not figures["write_failing_at_end"]
+    assert figures["still_held"] == 0, "the hold was written once there was room"
     assert figures["stored"] == figures["sent"]
     assert (figures["lost"], figures["duplicated"], figures["still_queued"]) == (0, 0, 0)
     assert figures["recovery_s"] is not None
