@@ -1,7 +1,7 @@
 """`forewarn chaos --scenario disk-full`: the filesystem of one gateway's disk queue fills up.
 
-`gw-chaos-1`'s queue directory is a small filesystem of its own: a 2 MiB tmpfs, or, where tmpfs cannot
-be mounted, a loop-mounted 4 MiB ext4 image (the scenario is skipped, saying why, when neither works,
+`gw-chaos-1`'s queue directory is a small filesystem of its own: an 8 MiB tmpfs, or, where tmpfs cannot
+be mounted, a loop-mounted 16 MiB ext4 image (the scenario is skipped, saying why, when neither works,
 e.g. without root). The fault writes a filler file until the filesystem is full, keeps it full for
 `Durations.disk_full_s` (2 minutes; 15 s with `--quick`), then deletes the filler. Meanwhile the agent
 must report it (`agent.queue_write_failing` and `queue.held` in the heartbeat, and a rate-limited log
@@ -41,8 +41,8 @@ from simulators import Scenario
 
 __all__ = ["DiskFull", "mount_small_filesystem"]
 
-_TMPFS_SIZE = "2m"
-_IMAGE_BYTES = 4 << 20
+_TMPFS_SIZE = "8m"
+_IMAGE_BYTES = 16 << 20
 _FILL_CHUNK = 64 * 1024
 _TOP_UP_EVERY_S = 0.2
 _WRITE_WARNING = "disk queue cannot write"

@@ -377,7 +377,7 @@ def test_counters_read_beside_the_open_queue_match_its_stats(workdir: Path) -> N
 
 @contextlib.contextmanager
 def _tiny_filesystem(directory: Path) -> Iterator[Path]:
-    """A real 2 MiB filesystem (tmpfs, or a loop-mounted ext4 image) on `directory`, or the test skips."""
+    """A real 8 MiB filesystem (tmpfs, or a loop-mounted ext4 image) on `directory`, or the test skips."""
     try:
         with mount_small_filesystem(directory) as mounted:
             yield mounted
