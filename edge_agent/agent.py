@@ -44,9 +44,11 @@ from edge_agent.pipeline import Pipeline
 from edge_agent.pipeline_metrics import PipelineMetrics
 from edge_agent.quarantine import Quarantine
 from edge_agent.settings import EdgeSettings
+from edge_agent.write_hold import WriteHold
 from shared import topics
 from shared.errors import ContractError, StorageError
 from shared.messages import Aggregate, Alert, DeploymentAck, encode
+from shared.rate_limited_log import RateLimitedLog
 from shared.raw_batch import RawBatch, decode_raw_batch, encode_raw_batch
 
 __all__ = ["AgentMetrics", "EdgeAgent", "PipelineLike", "RejectCallback"]
@@ -58,6 +60,8 @@ _GET_TIMEOUT_S = 0.1
 QUEUE_FILE = "outbox.sqlite"
 _OUTBOX_SIZE = 1024  # hand-overs (lists of messages) waiting for the queue writer
 _WRITE_BATCH_MAX = 512  # messages per disk-queue transaction
+_HOLD_RETRY_S = 1.0  # while messages are held, the writer retries the disk queue this often
+_HELD_CHUNK = 32  # held messages per disk-queue transaction once it takes writes again
 
 
 class PipelineLike(Protocol):
@@ -92,7 +96,8 @@ class AgentMetrics:
     samples_in: int = 0
     outbound_enqueued: int = 0
     alerts_out: int = 0
-    enqueue_failed: int = 0
+    enqueue_failed: int = 0  # disk-queue commits that failed (their messages held; each retry counts)
+    queue_write_failing: int = 0  # 1 while the disk queue's last commit failed
     scorer_errors: int = 0
     alert_latency_ms_max: float = 0.0  # raw batch received -> its alert handed to the plant client
 
@@ -180,6 +185,8 @@ class EdgeAgent:
         # the disk cannot keep up, the scorer waits (and raw batches are shed at the intake, counted).
         self._outbox: queue.Queue[list[Outbound] | None] = queue.Queue(maxsize=_OUTBOX_SIZE)
         self._writer: threading.Thread | None = None
+        self.write_hold = WriteHold(max_messages=settings.queue.hold_max_messages)
+        self._write_warnings = RateLimitedLog(logger)
         self._started = False
 
     def _deployment_client(self) -> DeploymentClient:
@@ -395,10 +402,16 @@ class EdgeAgent:
     # --- the queue writer thread ---------------------------------------------------------------------
 
     def _write_loop(self) -> None:
-        """Commit what the scorer hands over, several hand-overs per transaction, in order."""
+        """Commit what the scorer hands over, several hand-overs per transaction, in order; while the
+        disk queue fails, retry the held messages every `_HOLD_RETRY_S` even when nothing new arrives."""
         while True:
-            first = self._outbox.get()
+            try:
+                first = self._outbox.get(timeout=_HOLD_RETRY_S if len(self.write_hold) else None)
+            except queue.Empty:
+                self._write([])
+                continue
             if first is None:
+                self._write([], is_last=True)
                 return
             pending = list(first)
             is_last = False
@@ -411,23 +424,50 @@ class EdgeAgent:
                     is_last = True
                     break
                 pending.extend(more)
-            self._write(pending)
+            self._write(pending, is_last=is_last)
             if is_last:
                 return
 
-    def _write(self, outbound: list[Outbound]) -> None:
-        try:
-            self.disk_queue.put_many(outbound)
-        except StorageError:
-            self.metrics.enqueue_failed += len(outbound)
-            logger.exception("could not enqueue %d upstream message(s)", len(outbound))
+    def _write(self, outbound: list[Outbound], *, is_last: bool = False) -> None:
+        """Commit the held messages, then `outbound`; on failure hold what is left (bounded, counted).
+
+        Held messages go in small transactions: one commit of a long hold can need more room than a
+        nearly full disk has, and would then fail for ever.
+        """
+        held = self.write_hold.take()
+        pending = held + outbound
+        step = _HELD_CHUNK if held else max(len(pending), 1)
+        for start in range(0, len(pending), step):
+            chunk = pending[start : start + step]
+            try:
+                self.disk_queue.put_many(chunk)
+            except Exception as exc:  # noqa: BLE001  # StorageError (disk full, I/O) or a bug: hold them
+                self._hold(pending[start:], exc, is_last=is_last)
+                return
+            self.metrics.outbound_enqueued += len(chunk)
+            self.forwarder.notify()
+        if pending and self.metrics.queue_write_failing:
+            self.metrics.queue_write_failing = 0
+            logger.warning("disk queue writable again: %d message(s) committed", len(pending))
+
+    def _hold(self, pending: list[Outbound], exc: Exception, *, is_last: bool) -> None:
+        self.metrics.queue_write_failing = 1
+        self.metrics.enqueue_failed += 1
+        if is_last:
+            logger.error(
+                "stopping: %d message(s) the disk queue could not take are lost: %s", len(pending), exc
+            )
             return
-        except Exception:  # the writer must survive; logged with the traceback and counted
-            self.metrics.enqueue_failed += len(outbound)
-            logger.exception("unexpected error enqueuing %d upstream message(s)", len(outbound))
-            return
-        self.metrics.outbound_enqueued += len(outbound)
-        self.forwarder.notify()
+        self.write_hold.keep(pending)
+        if not isinstance(exc, StorageError):
+            logger.exception("unexpected error enqueuing %d upstream message(s)", len(pending))
+        self._write_warnings.warn(
+            "write",
+            "disk queue cannot write (%s): %d message(s) held in memory, %d shed so far",
+            exc,
+            len(self.write_hold),
+            sum(self.write_hold.dropped.values()),
+        )
 
     def _on_pipeline_reject(self, reason: str, batch: RawBatch, detail: str) -> None:
         """The pipeline's reject callback: count and sample the batch (re-encoded: a memory copy)."""
@@ -466,10 +506,14 @@ class EdgeAgent:
         metrics["queue.next_seq"] = float(stats.next_seq)
         for kind, count in stats.dropped.items():
             metrics[f"queue.dropped.{kind}"] = float(count)
+        metrics["queue.held"] = float(len(self.write_hold))
+        for kind, count in self.write_hold.dropped.items():
+            metrics[f"queue.hold_dropped.{kind}"] = float(count)
         forwarder = self.forwarder.metrics
         metrics["uplink.published"] = float(forwarder.published)
         metrics["uplink.acked"] = float(forwarder.acked)
         metrics["uplink.unacked"] = float(self.forwarder.unacked)
+        metrics["uplink.acked_not_deleted"] = float(self.forwarder.acked_not_deleted)
         metrics["uplink.refused"] = float(forwarder.refused)
         metrics["uplink.bytes_out"] = float(forwarder.bytes_out)
         metrics["uplink.connected"] = float(self.forwarder.is_connected)

@@ -9,6 +9,8 @@ or restart. Rows leave the queue only when the forwarder saw the broker's PUBACK
 queue is full and room must be made (`_make_room`): then the oldest aggregates go first, then snapshots,
 then alerts, and deployment acknowledgements last; every drop is counted by kind, in the same transaction
 (`meta` keys `dropped.<kind>`), so the counts are totals over the queue file's life, kept across restarts.
+Rows already published and waiting for their PUBACK are never dropped: the MQTT session re-sends them
+after a reconnect anyway.
 
 Durability (the `synchronous` setting):
 
@@ -50,6 +52,7 @@ __all__ = [
     "Outbound",
     "QueueStats",
     "QueuedMessage",
+    "kind_of",
     "read_bytes",
     "read_counters",
     "read_dropped",
@@ -69,6 +72,10 @@ _PRIORITY: Final[dict[str, int]] = {kind: i for i, kind in enumerate(KINDS)}
 _ROW_OVERHEAD_BYTES: Final = 64  # per-row bookkeeping counted against `max_bytes` besides the payload
 _DROP_WARNING_INTERVAL_S: Final = 60.0
 _SQL_CHUNK: Final = 500  # bound on the number of `?` parameters in one statement
+# The WAL is checkpointed every this many pages and cut back to this size after: left to SQLite's
+# defaults (1000 pages, never truncated) it grew to the whole of a 2 MiB filesystem on its own.
+_WAL_AUTOCHECKPOINT_PAGES: Final = 256
+_WAL_SIZE_LIMIT_BYTES: Final = 1 << 20
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -104,7 +111,8 @@ class QueueStats:
     dropped: dict[str, int]
 
 
-def _kind_of(message: Enqueueable) -> Kind:
+def kind_of(message: Enqueueable) -> Kind:
+    """The message's kind, as counted in `queue.dropped.<kind>` (`KINDS`)."""
     if isinstance(message, Aggregate):
         return "aggregate"
     if isinstance(message, Snapshot):
@@ -208,11 +216,14 @@ class DiskQueue:
         self._enqueued = 0
         self._last_drop_warning_s = -_DROP_WARNING_INTERVAL_S
         self._deleted = 0
+        self._published_through = -1  # rows up to this seq are in the uplink's MQTT session: never dropped
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
+            self._db.execute(f"PRAGMA wal_autocheckpoint={_WAL_AUTOCHECKPOINT_PAGES}")
+            self._db.execute(f"PRAGMA journal_size_limit={_WAL_SIZE_LIMIT_BYTES}")
             self._db.executescript(_SCHEMA)
             row = self._db.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()
             self._next_seq: int = int(row[0]) if row else 0
@@ -249,7 +260,7 @@ class DiskQueue:
             rows = []
             seq = self._next_seq
             for message in messages:
-                kind = _kind_of(message)
+                kind = kind_of(message)
                 with_seq = msgspec.structs.replace(message, seq=seq)
                 payload = encode(with_seq)
                 rows.append((seq, _PRIORITY[kind], _topic_of(kind, self._gateway_id), payload))
@@ -289,13 +300,22 @@ class DiskQueue:
         return stored
 
     def _rollback(self) -> None:
+        if not self._db.in_transaction:  # SQLite already rolled back (e.g. SQLITE_FULL at COMMIT)
+            return
         try:
             self._db.execute("ROLLBACK")
         except sqlite3.Error:
             logger.exception("disk queue rollback failed")
 
+    def mark_published(self, through_seq: int) -> None:
+        """Rows up to `through_seq` were published: paho re-sends them after a reconnect whatever the queue
+        does, so `_make_room` no longer drops them (it would count a drop that then arrives)."""
+        with self._lock:
+            self._published_through = max(self._published_through, through_seq)
+
     def _make_room(self, excess: int) -> tuple[int, dict[str, int]]:
-        """Inside a transaction, delete the lowest-priority, oldest rows until `excess` bytes are freed.
+        """Inside a transaction, delete the lowest-priority, oldest rows until `excess` bytes are freed
+        (never a published row waiting for its acknowledgement).
 
         Returns:
             Bytes freed, and rows deleted per kind (only kinds with deletions).
@@ -306,7 +326,8 @@ class DiskQueue:
             if freed >= excess:
                 break
             cursor = self._db.execute(
-                "SELECT seq, size FROM outbox WHERE priority = ? ORDER BY seq", (_PRIORITY[kind],)
+                "SELECT seq, size FROM outbox WHERE priority = ? AND seq > ? ORDER BY seq",
+                (_PRIORITY[kind], self._published_through),
             )
             victims = []
             for seq, size in cursor:

@@ -45,6 +45,7 @@ from shared.errors import ContractError, StorageError
 from shared.messages import MAX_BATCH_MESSAGES as _CONTRACT_MAX_BATCH_MESSAGES
 from shared.messages import MAX_MESSAGE_BYTES, Aggregate, deflate_batch, encode
 from shared.mqtt import LastWill, connect, make_client
+from shared.rate_limited_log import RateLimitedLog
 
 __all__ = [
     "DEFAULT_COMPRESSION_LEVEL",
@@ -188,6 +189,8 @@ class Forwarder:
         self._inflight: dict[int, tuple[int, ...]] = {}  # paho mid -> seqs it carries; forwarder thread only
         self._inflight_rows = 0
         self._last_sent_seq = -1
+        self._acked_not_deleted: list[int] = []  # acknowledged rows whose delete failed: retried
+        self._warnings = RateLimitedLog(logger)
         self._acks: queue.SimpleQueue[_Ack] = queue.SimpleQueue()
         self._wake = threading.Event()
         self._connected = threading.Event()
@@ -244,6 +247,11 @@ class Forwarder:
         return self._inflight_rows
 
     @property
+    def acked_not_deleted(self) -> int:
+        """Acknowledged rows whose delete from the disk queue failed and waits for a retry."""
+        return len(self._acked_not_deleted)
+
+    @property
     def unacked_messages(self) -> int:
         """MQTT messages (batches and single rows) published and not yet acknowledged."""
         return len(self._inflight)
@@ -264,7 +272,7 @@ class Forwarder:
         deadline = time.monotonic() + timeout_s
         pause = threading.Event()  # never set: a bounded pause between checks
         while time.monotonic() < deadline:
-            if self._queue.stats().depth == 0 and not self._inflight:
+            if self._queue.stats().depth == 0 and not self._inflight and not self._acked_not_deleted:
                 return True
             self._wake.set()
             pause.wait(0.05)
@@ -317,9 +325,9 @@ class Forwarder:
                 self._handle_acks()
                 if self._connected.is_set():
                     self._fill_window()
-            except StorageError:
+            except StorageError as exc:
                 self._count_error("storage")
-                logger.exception("disk queue error in the forwarder; retrying")
+                self._warnings.warn("storage", "disk queue error in the forwarder (%s); retrying", exc)
                 self._stop.wait(1.0)
             except Exception:  # the loop must survive anything; logged with the traceback and counted
                 self._count_error("unexpected")
@@ -344,9 +352,19 @@ class Forwarder:
                     "upstream broker refused seq=%d..%d: %s; dropping them", seqs[0], seqs[-1], ack.reason
                 )
             done.extend(seqs)
-        if done:
-            self._queue.delete(done)
-            self.metrics.acked += len(done)
+            self.metrics.acked += len(seqs)
+        self._acked_not_deleted.extend(done)
+        if not self._acked_not_deleted:
+            return
+        try:
+            self._queue.delete(self._acked_not_deleted)
+        except StorageError as exc:
+            # Disk full: the rows stay listed and the next pass deletes them, so an acknowledged row never
+            # lingers in the queue until a restart; publishing goes on meanwhile.
+            self._count_error("delete")
+            self._warnings.warn("delete", "acknowledged rows not deleted yet (%s); retrying", exc)
+            return
+        self._acked_not_deleted = []
 
     def _fill_window(self) -> None:
         room = self._window - self._inflight_rows
@@ -402,6 +420,7 @@ class Forwarder:
         self._inflight[info.mid] = tuple(row.seq for row in group)
         self._inflight_rows += len(group)
         self._last_sent_seq = group[-1].seq
+        self._queue.mark_published(self._last_sent_seq)
         self.metrics.published += len(group)
         if len(group) > 1:
             self.metrics.batches += 1

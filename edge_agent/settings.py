@@ -430,6 +430,16 @@ class QueueSettings(BaseModel, frozen=True, extra="forbid"):
         le=100_000,
         description="Most raw batches scored before their outbound messages are committed.",
     )
+    hold_max_messages: int = Field(
+        default=5000,
+        ge=0,
+        le=1_000_000,
+        description=(
+            "Most outbound messages kept in memory while the disk queue cannot write (disk full, I/O "
+            "error); written first once it can. Beyond it the oldest aggregates go first, alerts last, "
+            "counted as queue.hold_dropped.<kind>."
+        ),
+    )
 
 
 class QuarantineSettings(BaseModel, frozen=True, extra="forbid"):

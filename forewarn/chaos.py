@@ -10,6 +10,9 @@ One fault is caused for real while the load runs:
 - `db-outage`: PostgreSQL stopped under load, then restarted;
 - `edge-kill`: an edge agent SIGKILLed and restarted, again and again (power loss);
 - `ingest-kill`: the cloud ingest process SIGKILLed under load and restarted;
+- `partition` (`forewarn.chaos_partition`): one gateway's uplink cut through a TCP proxy, with a queue
+  bound smaller than what accumulates;
+- `disk-full` (`forewarn.chaos_disk`): the edge queue's filesystem (a small tmpfs) filled, then freed;
 - `model-push-during-outage` (`forewarn.chaos_model_push`): a signed model pushed while a gateway is
   stopped, and a flooding model rolled back by probation with the uplink down and the queue full.
 
@@ -25,7 +28,6 @@ had queued by then (or dropped by the policy).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import sys
 import tempfile
@@ -37,12 +39,15 @@ from typing import Any
 
 import psycopg
 
-from cloud_service.queries import missing_sequences, sequence_account
+from cloud_service.queries import latest_gateway_metrics, missing_sequences, sequence_account
 from cloud_service.service import prepare_database
 from cloud_service.settings import CloudSettings
 from edge_agent.agent import QUEUE_FILE
 from edge_agent.disk_queue import read_counters, read_dropped
+from forewarn.chaos_disk import DiskFull
+from forewarn.chaos_fault import LOAD_SPEED, Durations, Fault, Rig, ScenarioSkipped
 from forewarn.chaos_model_push import model_push_during_outage
+from forewarn.chaos_partition import Partition
 from forewarn.demo.configs import split_assets, write_gateway_config
 from forewarn.localservices import MosquittoServer, PostgresServer, running, temporary_directory, wait_until
 from forewarn.processes import ForewarnProcess, wait_for_ingest
@@ -54,37 +59,6 @@ from simulators import Publisher, Scenario, iter_messages, load_scenario, publis
 __all__ = ["SCENARIOS", "Durations", "run_scenario"]
 
 _DB = "forewarn_chaos"
-_LOAD_SPEED = 10.0  # simulated seconds per wall second: one burst per asset per second
-
-
-@dataclasses.dataclass(frozen=True)
-class Durations:
-    """How long faults last and how often they repeat (the issue's full form, or `--quick`)."""
-
-    outage_s: float
-    repeats: int
-    kill_every_s: float
-    kill_for_s: float
-    settle_s: float
-
-    @classmethod
-    def for_run(cls, *, quick: bool) -> Durations:
-        if quick:
-            return cls(outage_s=5.0, repeats=2, kill_every_s=4.0, kill_for_s=12.0, settle_s=4.0)
-        return cls(outage_s=60.0, repeats=5, kill_every_s=10.0, kill_for_s=300.0, settle_s=15.0)
-
-
-@dataclasses.dataclass
-class _Rig:
-    """The running system a scenario attacks."""
-
-    plant: MosquittoServer
-    upstream: MosquittoServer
-    postgres: PostgresServer
-    conninfo: str
-    ingest: ForewarnProcess
-    edges: dict[str, ForewarnProcess]
-    state_dirs: dict[str, Path]
 
 
 def _write(path: Path, settings: ComponentSettings) -> Path:
@@ -101,11 +75,6 @@ def _queue_counters(state_dir: Path) -> tuple[int, int]:
     return read_counters(state_dir / "queue" / QUEUE_FILE)
 
 
-def _dropped(state_dir: Path) -> int:
-    """Messages a gateway's queue dropped by its declared policy (full queue), since it was created."""
-    return sum(read_dropped(state_dir / "queue" / QUEUE_FILE).values())
-
-
 def _stored(conninfo: str, gateway_id: str) -> tuple[int, int]:
     """(distinct sequence numbers stored, rows holding them); (-1, -1) while the database is down."""
     try:
@@ -117,10 +86,11 @@ def _stored(conninfo: str, gateway_id: str) -> tuple[int, int]:
 
 
 @contextlib.contextmanager
-def _rig(workdir: Path, scenario: Scenario) -> Iterator[_Rig]:
+def _rig(workdir: Path, scenario: Scenario, fault: Fault) -> Iterator[Rig]:
     with contextlib.ExitStack() as stack:
         plant = stack.enter_context(running(MosquittoServer(workdir / "plant-broker")))
         upstream = stack.enter_context(running(MosquittoServer(workdir / "upstream-broker")))
+        changes = fault.prepare(workdir, upstream, stack)
         pg_dir = stack.enter_context(temporary_directory("forewarn-chaos-pg-"))
         postgres = stack.enter_context(running(PostgresServer(pg_dir)))
         conninfo = postgres.create_database(_DB)
@@ -154,15 +124,31 @@ def _rig(workdir: Path, scenario: Scenario) -> Iterator[_Rig]:
                 asset_ids=assets,
                 aggregation_period_s=1.0,
                 heartbeat_interval_s=1.0,
+                changes=changes.get(gateway_id),
             )
             edges[gateway_id] = stack.enter_context(
                 ForewarnProcess(gateway_id, ["edge", "--config", str(config)], workdir / f"{gateway_id}.log")
             )
             state_dirs[gateway_id] = workdir / gateway_id
-        yield _Rig(plant, upstream, postgres, conninfo, ingest, edges, state_dirs)
+        yield Rig(plant, upstream, postgres, conninfo, ingest, edges, state_dirs)
 
 
-def _broker_outage(rig: _Rig, durations: Durations) -> None:
+class _Simple(Fault):
+    """A fault that changes nothing in the rig: only `cause`, whose figures (if any) are the scenario's."""
+
+    def __init__(self, cause: Callable[[Rig, Durations], dict[str, Any] | None]) -> None:
+        self._cause = cause
+        self._figures: dict[str, Any] = {}
+
+    def cause(self, rig: Rig, durations: Durations) -> None:
+        self._figures = self._cause(rig, durations) or {}
+
+    def figures(self, rig: Rig) -> dict[str, Any]:
+        del rig
+        return self._figures
+
+
+def _broker_outage(rig: Rig, durations: Durations) -> None:
     for _ in range(durations.repeats):
         rig.upstream.stop()  # SIGTERM: the broker saves its persistent sessions
         time.sleep(durations.outage_s)
@@ -170,13 +156,13 @@ def _broker_outage(rig: _Rig, durations: Durations) -> None:
         time.sleep(durations.settle_s)
 
 
-def _db_outage(rig: _Rig, durations: Durations) -> None:
+def _db_outage(rig: Rig, durations: Durations) -> None:
     rig.postgres.stop(mode="fast")
     time.sleep(durations.outage_s)
     rig.postgres.start()
 
 
-def _edge_kill(rig: _Rig, durations: Durations) -> None:
+def _edge_kill(rig: Rig, durations: Durations) -> None:
     victim = next(iter(rig.edges.values()))
     deadline = time.monotonic() + durations.kill_for_s
     while time.monotonic() < deadline:
@@ -185,7 +171,7 @@ def _edge_kill(rig: _Rig, durations: Durations) -> None:
         victim.start()
 
 
-def _ingest_kill(rig: _Rig, durations: Durations) -> None:
+def _ingest_kill(rig: Rig, durations: Durations) -> None:
     for _ in range(durations.repeats):
         time.sleep(durations.settle_s)
         rig.ingest.kill()
@@ -193,26 +179,36 @@ def _ingest_kill(rig: _Rig, durations: Durations) -> None:
         rig.ingest.start()
 
 
-SCENARIOS: dict[str, Callable[[_Rig, Durations], dict[str, Any] | None]] = {
-    "broker-outage": _broker_outage,
-    "db-outage": _db_outage,
-    "edge-kill": _edge_kill,
-    "ingest-kill": _ingest_kill,
-    "model-push-during-outage": model_push_during_outage,
+# Each name makes a fresh `Fault` per run (a fault may hold state: a proxy, a mount).
+SCENARIOS: dict[str, Callable[[], Fault]] = {
+    "broker-outage": lambda: _Simple(_broker_outage),
+    "db-outage": lambda: _Simple(_db_outage),
+    "disk-full": DiskFull,
+    "edge-kill": lambda: _Simple(_edge_kill),
+    "ingest-kill": lambda: _Simple(_ingest_kill),
+    "model-push-during-outage": lambda: _Simple(model_push_during_outage),
+    "partition": Partition,
 }
 
 
-def _caught_up(rig: _Rig, queued_at_end: dict[str, int]) -> bool:
+def _caught_up(rig: Rig, queued_at_end: dict[str, int]) -> bool:
+    """Whether the database holds every seq queued by then that the queue did not drop by its policy."""
     return all(
         _stored(rig.conninfo, g)[0] + _dropped(rig.state_dirs[g]) >= queued_at_end[g] for g in rig.edges
     )
+
+
+def _dropped(state_dir: Path) -> int:
+    """Messages a gateway's queue dropped by its declared policy (full queue), since it was created: the
+    queue file's own counts, which survive restarts (a heartbeat's may be older than the last drop)."""
+    return sum(read_dropped(state_dir / "queue" / QUEUE_FILE).values())
 
 
 def _publish_live(scenario: Scenario, plant: MosquittoServer, stop: threading.Event) -> threading.Thread:
     def publish() -> None:
         settings = MqttSettings(host=plant.host, port=plant.port)
         with Publisher(settings=settings, client_id=f"forewarn-chaos-sim-{os.getpid()}") as publisher:
-            publish_stream(iter_messages(scenario), publisher, speed=_LOAD_SPEED, stop=stop)
+            publish_stream(iter_messages(scenario), publisher, speed=LOAD_SPEED, stop=stop)
 
     thread = threading.Thread(target=publish, name="chaos-simulator", daemon=True)
     thread.start()
@@ -220,21 +216,31 @@ def _publish_live(scenario: Scenario, plant: MosquittoServer, stop: threading.Ev
 
 
 def run_scenario(name: str, *, quick: bool = False, workdir: Path | None = None) -> dict[str, Any]:
-    """Run one scenario and return its figures (`sent`, `stored`, `lost`, `duplicated`, ...)."""
+    """Run one scenario and return its figures (`sent`, `stored`, `lost`, `duplicated`, ...); a scenario
+    that cannot run on this machine returns `{"skipped": reason}`."""
     if name not in SCENARIOS:
         raise ConfigError("chaos --scenario", name, f"one of {', '.join(sorted(SCENARIOS))}")
+    fault = SCENARIOS[name]()
+    try:
+        return _run(name, fault, quick=quick, workdir=workdir)
+    except ScenarioSkipped as skipped:
+        print(f"chaos: {name}: skipped: {skipped}", file=sys.stderr)
+        return {"skipped": str(skipped)}
+
+
+def _run(name: str, fault: Fault, *, quick: bool, workdir: Path | None) -> dict[str, Any]:
     durations = Durations.for_run(quick=quick)
-    base = load_scenario("smoke")
+    base = fault.scenario(load_scenario("smoke"))
     scenario = base.with_changes(start_ns=now_ns() - NS_PER_S)
     with contextlib.ExitStack() as stack:
         root = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="forewarn-chaos-")))
-        rig = stack.enter_context(_rig(root, scenario))
+        rig = stack.enter_context(_rig(root, scenario, fault))
         wait_for_ingest(rig.conninfo)
         stop = threading.Event()
         publisher = _publish_live(scenario, rig.plant, stop)
         wait_until(lambda: all(_stored(rig.conninfo, g)[0] > 0 for g in rig.edges), timeout_s=120)
         print(f"chaos: {name}: load running, causing the fault", file=sys.stderr)
-        own_figures = SCENARIOS[name](rig, durations) or {}
+        fault.cause(rig, durations)
         fault_end = time.monotonic()
         queued_at_end = {g: _queue_counters(rig.state_dirs[g])[0] for g in rig.edges}
         recovery_s: float | None = None
@@ -250,21 +256,27 @@ def run_scenario(name: str, *, quick: bool = False, workdir: Path | None = None)
         assigned = {g: _queue_counters(rig.state_dirs[g])[0] for g in rig.edges}
         with contextlib.suppress(TimeoutError):  # the broker has them all; ingest may still be writing
             wait_until(lambda: _caught_up(rig, assigned), timeout_s=60, interval_s=0.2)
-        return {**_figures(rig, recovery_s), **own_figures}
+        figures = _figures(rig, recovery_s) | fault.figures(rig)
+        figures["lost"] += figures.get("still_held", 0)  # held in memory, without a seq, lost at the stop
+        return figures
 
 
-def _figures(rig: _Rig, recovery_s: float | None) -> dict[str, Any]:
-    sent = stored = duplicated = left = dropped = 0
+def _figures(rig: Rig, recovery_s: float | None) -> dict[str, Any]:
+    """The common figures. A message the in-memory write hold shed never got a `seq`: it counts in
+    `dropped_by_policy` but not against `sent`."""
+    sent = stored = duplicated = left = dropped = held_dropped = 0
     missing: dict[str, list[int]] = {}
     with psycopg.connect(rig.conninfo) as conn:
         for gateway_id, state_dir in rig.state_dirs.items():
             assigned, depth = _queue_counters(state_dir)
             account = sequence_account(conn, gateway_id)
+            metrics = latest_gateway_metrics(conn, gateway_id)
             sent += assigned
             left += depth
             stored += account.distinct_seqs
             duplicated += account.duplicated
             dropped += _dropped(state_dir)
+            held_dropped += _sum_prefixed(metrics, "queue.hold_dropped.")
             if account.distinct_seqs < assigned:
                 missing[gateway_id] = missing_sequences(conn, gateway_id, below=assigned)
     return {
@@ -272,8 +284,12 @@ def _figures(rig: _Rig, recovery_s: float | None) -> dict[str, Any]:
         "stored": stored,
         "lost": max(0, sent - stored - left - dropped),
         "duplicated": duplicated,
-        "dropped_by_policy": dropped,
+        "dropped_by_policy": dropped + held_dropped,
         "still_queued": left,
         "recovery_s": recovery_s,
         "missing_seqs": missing,
     }
+
+
+def _sum_prefixed(metrics: dict[str, float], prefix: str) -> int:
+    return int(sum(v for k, v in metrics.items() if k.startswith(prefix)))

@@ -22,7 +22,7 @@ def _chaos(args: argparse.Namespace) -> int:
     results = {name: run_scenario(name, quick=args.quick, workdir=args.workdir) for name in names}
     document = {"scenarios": results}
     print(json.dumps(document) if args.json else json.dumps(document, indent=2))
-    failed = [n for n, r in results.items() if r["lost"] or r["duplicated"]]
+    failed = [n for n, r in results.items() if r.get("lost") or r.get("duplicated")]
     return 1 if failed else 0
 
 

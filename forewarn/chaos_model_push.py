@@ -48,7 +48,7 @@ from shared.config import MqttSettings, load_settings, render_settings
 from shared.messages import ModelManifest, encode
 
 if TYPE_CHECKING:
-    from forewarn.chaos import Durations, _Rig
+    from forewarn.chaos_fault import Durations, Rig
 
 __all__ = ["QUEUE_MAX_BYTES", "model_push_during_outage"]
 
@@ -73,7 +73,7 @@ def _timed(condition: Callable[[], _T], timeout_s: float) -> tuple[_T | None, fl
 class _Victim:
     """The gateway the scenario works on: its configuration, state files and model target."""
 
-    def __init__(self, rig: _Rig, gateway_id: str) -> None:
+    def __init__(self, rig: Rig, gateway_id: str) -> None:
         self.gateway_id = gateway_id
         self.process = rig.edges[gateway_id]
         self.state_dir = rig.state_dirs[gateway_id]
@@ -144,7 +144,7 @@ def _register(
     conn.commit()
 
 
-def _push(rig: _Rig, victim: _Victim, key: Ed25519PrivateKey, *, threshold: float) -> int:
+def _push(rig: Rig, victim: _Victim, key: Ed25519PrivateKey, *, threshold: float) -> int:
     """Register a new version of the victim's target scoring at `threshold`, and deploy it (the cloud's
     path: signed, chunks and order retained on the upstream broker). Returns the version."""
     rows = synthetic_features(200, spec=victim.spec, seed=3)
@@ -164,7 +164,7 @@ def _push(rig: _Rig, victim: _Victim, key: Ed25519PrivateKey, *, threshold: floa
     return version
 
 
-def _state(rig: _Rig, victim: _Victim, version: int) -> str:
+def _state(rig: Rig, victim: _Victim, version: int) -> str:
     """The cloud's state of `version` on the victim (`active`, `refused`, `rolled_back`), or ''."""
     try:
         with psycopg.connect(rig.conninfo, connect_timeout=2) as conn:
@@ -174,13 +174,13 @@ def _state(rig: _Rig, victim: _Victim, version: int) -> str:
     return next((s.state for s in states if s.gateway_id == victim.gateway_id), "")
 
 
-def _has_deployments(rig: _Rig, victim: _Victim) -> bool:
+def _has_deployments(rig: Rig, victim: _Victim) -> bool:
     """Whether the victim's newest stored heartbeat carries the deployment receiver's counters."""
     with psycopg.connect(rig.conninfo, connect_timeout=2) as conn:
         return "deploy.installed" in latest_gateway_metrics(conn, victim.gateway_id)
 
 
-def model_push_during_outage(rig: _Rig, durations: Durations) -> dict[str, Any]:
+def model_push_during_outage(rig: Rig, durations: Durations) -> dict[str, Any]:
     """Run the scenario on the last gateway of the rig; returns its own figures."""
     victim = _Victim(rig, sorted(rig.edges)[-1])
     key_dir = victim.state_dir.parent / "signing-keys"
@@ -229,7 +229,7 @@ def model_push_during_outage(rig: _Rig, durations: Durations) -> dict[str, Any]:
     }
 
 
-def _serving(rig: _Rig, victim: _Victim, version: int) -> str | None:
+def _serving(rig: Rig, victim: _Victim, version: int) -> str | None:
     """The model the victim's newest stored aggregate was scored with, once it is `version` (or after
     a while, whatever it is)."""
     label = f"{victim.target}:v{version}"

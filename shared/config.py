@@ -75,7 +75,12 @@ class MqttSettings(BaseModel, frozen=True, extra="forbid"):
     reconnect_min_s: float = Field(
         0.5, gt=0, le=60, description="First reconnect delay; doubles per failure."
     )
-    reconnect_max_s: float = Field(30.0, gt=0, le=3600, description="Longest reconnect delay.")
+    reconnect_max_s: float = Field(
+        5.0,
+        gt=0,
+        le=3600,
+        description="Longest reconnect delay: a link back after a long outage is used within this time.",
+    )
     receive_maximum: int = Field(
         512, ge=1, le=65535, description="Unacknowledged QoS 1 messages the broker may send us at once."
     )

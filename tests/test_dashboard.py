@@ -43,7 +43,6 @@ from tests.dashboard_support import (
 pytestmark = pytest.mark.slow
 
 
-
 def _acknowledge(session: requests.Session, url: str, alert_id: str, **kwargs: object) -> requests.Response:
     return dash_callback(
         session,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -23,10 +24,13 @@ from edge_agent.disk_queue import (
 )
 from edge_agent.forwarder import Forwarder, batch_payload
 from edge_agent.quarantine import Quarantine
+from edge_agent.write_hold import WriteHold
+from forewarn.chaos_disk import mount_small_filesystem
+from forewarn.chaos_fault import ScenarioSkipped
 from forewarn.localservices import MosquittoServer, wait_until
 from shared import topics
 from shared.config import MqttSettings
-from shared.errors import ContractError
+from shared.errors import ContractError, StorageError
 from shared.messages import (
     Aggregate,
     AggregateBlock,
@@ -395,3 +399,87 @@ def test_drop_counts_survive_a_restart_and_are_read_beside_the_open_queue(workdi
         reopened.stats().dropped["aggregate"] == dropped["aggregate"] + 1 == read_dropped(path)["aggregate"]
     )
     reopened.close()
+
+
+@contextlib.contextmanager
+def _tiny_filesystem(directory: Path) -> Iterator[Path]:
+    """A real 8 MiB filesystem (tmpfs, or a loop-mounted ext4 image) on `directory`, or the test skips."""
+    try:
+        with mount_small_filesystem(directory) as mounted:
+            yield mounted
+    except ScenarioSkipped as skipped:
+        pytest.skip(str(skipped))
+
+
+def _fill(directory: Path) -> Path:
+    filler = directory / "filler"
+    with filler.open("wb", buffering=0) as file, contextlib.suppress(OSError):
+        while True:
+            file.write(bytes(4096))
+    return filler
+
+
+def _put_until_refused(queue: DiskQueue) -> str:
+    """Enqueue until the disk refuses (the WAL's spare room goes first); the error's text."""
+    for i in range(10_000):
+        try:
+            queue.put_many([aggregate("gw1", n=100 + i) for _ in range(20)])
+        except StorageError as exc:
+            return str(exc)
+    return "never refused"
+
+
+def test_a_full_filesystem_fails_the_commit_cleanly_and_the_queue_goes_on_once_there_is_room(
+    workdir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with _tiny_filesystem(workdir / "fs") as fs:
+        queue = DiskQueue(path=fs / "q.sqlite", gateway_id="gw1", max_bytes=10_000_000, synchronous="NORMAL")
+        queue.put_many([aggregate("gw1", n=i) for i in range(5)])
+        filler = _fill(fs)
+        assert "database or disk is full" in _put_until_refused(queue)
+        assert "rollback failed" not in caplog.text  # SQLite had rolled back already: no spurious error
+        before = queue.stats()
+        assert read_counters(fs / "q.sqlite") == (before.next_seq, before.depth)  # nothing half-written
+        filler.unlink()
+        stored = queue.put_many([alert("gw1")])
+        assert stored[0].seq == before.next_seq  # no seq skipped or reused across the failure
+        queue.close()
+
+
+def test_the_write_ahead_log_stays_bounded_under_churn(workdir: Path) -> None:
+    queue = DiskQueue(path=workdir / "q.sqlite", gateway_id="gw1", max_bytes=10_000_000, synchronous="NORMAL")
+    for i in range(600):  # SQLite's defaults let the WAL grow past 2 MiB here
+        stored = queue.put_many([aggregate("gw1", n=3 * i + j) for j in range(3)])
+        queue.delete([m.seq for m in stored])
+    assert (workdir / "q.sqlite-wal").stat().st_size <= 1.2 * (1 << 20)
+    queue.close()
+
+
+def test_a_published_row_is_never_dropped_to_make_room(workdir: Path) -> None:
+    """paho re-sends a published row after a reconnect: dropping it would count a drop that arrives."""
+    queue = _queue(workdir, max_bytes=20_000)
+    first = queue.put_many([aggregate("gw1", n=i) for i in range(5)])
+    queue.mark_published(first[-1].seq)
+    for i in range(200):
+        queue.put_many([aggregate("gw1", n=100 + i)])
+    kept = {row.seq for row in queue.peek(after_seq=-1, limit=1000)}
+    assert {m.seq for m in first} <= kept
+    assert queue.stats().dropped["aggregate"] > 0  # the unpublished ones went
+    queue.close()
+
+
+def test_the_write_hold_sheds_the_oldest_aggregates_first_keeps_alerts_and_counts() -> None:
+    hold = WriteHold(max_messages=4)
+    old, new = aggregate("gw1", n=1), aggregate("gw1", n=2)
+    raised = alert("gw1")
+    assert hold.keep([old, raised, new]) == 0
+    assert hold.keep([snapshot("gw1"), aggregate("gw1", n=3)]) == 1
+    assert hold.dropped["aggregate"] == 1
+    kept = hold.take()
+    assert old not in kept
+    assert kept[:2] == [raised, new]  # order kept
+    assert len(hold) == 0
+    alerts = [alert("gw1", n=i) for i in range(6)]
+    assert hold.keep(alerts) == 2  # only alerts left: the oldest two go, counted
+    assert hold.dropped == {"aggregate": 1, "snapshot": 0, "alert": 2, "deploy_ack": 0}
+    assert hold.take() == alerts[2:]

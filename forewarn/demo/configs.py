@@ -7,7 +7,7 @@ Secrets (the database password) never go into these files; they reach the childr
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -42,6 +42,18 @@ def demo_scenario(scenario: Scenario, *, step_s: float, end_ns: int) -> Scenario
         scenario = replace(scenario, spec=spec, step_ns=round(step_s * NS_PER_S), n_steps=n_steps)
     span_ns = scenario.n_steps * scenario.step_ns
     return scenario.with_changes(start_ns=end_ns - span_ns)
+
+
+def _merged(base: Mapping[str, object], changes: Mapping[str, object]) -> dict[str, object]:
+    """`base` with `changes` laid over it, key by key into nested mappings."""
+    merged = dict(base)
+    for key, value in changes.items():
+        below = merged.get(key)
+        if isinstance(value, Mapping) and isinstance(below, Mapping):
+            merged[key] = _merged(below, value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def split_assets(scenario: Scenario, n_gateways: int) -> list[list[str]]:
@@ -123,13 +135,15 @@ def write_gateway_config(
     upstream_mqtt: MqttSettings | None = None,
     aggregation_period_s: float | None = None,
     heartbeat_interval_s: float = 2.0,
+    changes: Mapping[str, object] | None = None,
 ) -> Path:
     """An edge agent configuration serving `asset_ids` (default: every asset) of `scenario`.
 
     It reads raw data from `mqtt_settings` and sends upstream to `upstream_mqtt` (default: the same
     broker). Its state goes under `workdir/GATEWAY_ID`. Each asset's model target is its type, so one model
     trained on the fleet's assets of a type serves them on every gateway. With `public_key`, the agent
-    accepts models signed by its private key.
+    accepts models signed by its private key. `changes` (section -> key -> value, nested for
+    sub-sections) override what this function sets.
     """
     wanted = set(scenario.asset_ids if asset_ids is None else asset_ids)
     rates = {"vibration": scenario.spec.signals.vibration_rate_hz}
@@ -167,7 +181,7 @@ def write_gateway_config(
     }
     if public_key is not None:
         overrides["deployment"] = {"public_key": public_key, "state_file": state / "deployments.json"}
-    settings = load_settings(EdgeSettings, environ={}, overrides=overrides)
+    settings = load_settings(EdgeSettings, environ={}, overrides=_merged(overrides, changes or {}))
     return _write_settings(path, settings)
 
 
