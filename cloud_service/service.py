@@ -315,7 +315,7 @@ class IngestWorker:
         if self._writer is None or self._conn is None or self._conn.closed:
             self._close_db()
             self._conn = psycopg.connect(self.settings.db.conninfo())
-            self._writer = BatchWriter(self._conn)
+            self._writer = BatchWriter(self._conn, max_clock_skew_s=self.settings.ingest.max_clock_skew_s)
         return self._writer
 
     def _close_db(self) -> None:

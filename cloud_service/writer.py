@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -24,6 +24,7 @@ import msgspec
 import numpy as np
 import psycopg
 
+from cloud_service.clock_skew import ClockSkewEstimator, SkewWarnings
 from cloud_service.copy_encoding import (
     AGGREGATE_BULK_COLUMNS,
     AGGREGATE_COLUMNS,
@@ -33,6 +34,7 @@ from cloud_service.copy_encoding import (
 from cloud_service.deadletter import DeadLetter, write_dead_letters
 from cloud_service.ingest import Accepted
 from cloud_service.queries.alarm_management import Transition, record_edge_transition
+from cloud_service.queries.assets import recent_clock_skews
 from cloud_service.queries.diagnoses import store_diagnosis
 from cloud_service.schema import Backend, current_backend
 from shared.aggregate_block import pack_aggregates
@@ -45,7 +47,7 @@ from shared.messages import (
     Snapshot,
     Status,
 )
-from shared.timebase import ns_to_datetime
+from shared.timebase import datetime_to_ns, ns_to_datetime
 
 __all__ = [
     "AGGREGATE_COPY_COLUMNS",
@@ -89,10 +91,13 @@ ON CONFLICT (gateway_id) DO UPDATE SET
     status_received_at = EXCLUDED.status_received_at
 WHERE gateways.status_ts IS NULL OR gateways.status_ts < EXCLUDED.status_ts
 """
+_RECORD_CLOCK_SKEW = """
+UPDATE gateways SET clock_skew_s = %s, clock_skew_measured_at = now() WHERE gateway_id = %s
+"""
 _INSERT_ALERT_MESSAGE = """
 INSERT INTO alert_messages (gateway_id, seq, alert_id, asset_id, state, severity, ts, score, threshold,
-                            model_version, model_kind, top_features, message)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s)
+                            model_version, model_kind, top_features, message, clock_skew_s)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s)
 ON CONFLICT (gateway_id, seq) DO NOTHING
 """
 _ALERT_RAISED = """
@@ -203,11 +208,16 @@ class BatchWriter:
 
     Args:
         conn: an open connection (not in autocommit mode) to a migrated database.
+        max_clock_skew_s: a gateway whose clock is further off the cloud's (measured from its heartbeats)
+            has its aggregates and alerts stored with `clock_skew_s` set.
     """
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], *, max_clock_skew_s: float = 5.0) -> None:
         self._conn = conn
         self._backend = current_backend(conn)
+        self._skews = ClockSkewEstimator()
+        self._skew_warnings = SkewWarnings(max_skew_s=max_clock_skew_s)
+        self._seed_clock_skews()
         conn.commit()
         self._feature_sets: dict[tuple[str, tuple[str, ...]], int] = {}
         self._partitions: set[tuple[str, int]] = set()
@@ -228,6 +238,12 @@ class BatchWriter:
         """
         batch = _Sorted.of(messages)
         feature_set_ids = self._prepare(batch)
+        received_ns = time.time_ns()
+        for status in batch.statuses:
+            if status.state == "online":  # an "offline" last will carries the time its gateway connected
+                self._skews.observe(status.gateway_id, sent_ns=status.ts_ns, received_ns=received_ns)
+        skews = self._skews.skews_s(now_ns=received_ns)
+        flagged = self._skew_warnings.flagged(skews)
         result = WriteResult()
         gateways = self._new_gateways(messages)
         assets = self._new_assets(messages)
@@ -237,14 +253,26 @@ class BatchWriter:
             if assets:
                 ids = sorted(assets)
                 cur.execute(_REGISTER_ASSETS, (ids, [assets[asset_id] for asset_id in ids]))
-            self._write_aggregates(cur, batch.blocks, feature_set_ids, result)
+            self._write_aggregates(cur, batch.blocks, feature_set_ids, flagged, result)
             self._write_statuses(cur, batch.statuses, result)
-            self._write_alerts(cur, batch.alerts, result)
+            if batch.statuses:
+                measured = sorted({s.gateway_id for s in batch.statuses} & skews.keys())
+                cur.executemany(_RECORD_CLOCK_SKEW, [(skews[g], g) for g in measured])
+            self._write_alerts(cur, batch.alerts, flagged, result)
             self._write_others(cur, batch, result)
             result.dead_lettered = write_dead_letters(cur, dead_letters)
         self._gateways.update(gateways)
         self._assets.update(assets)
         return result
+
+    def _seed_clock_skews(self) -> None:
+        """Start from the skews measured recently (by this worker before a restart, or by another)."""
+        since = ns_to_datetime(time.time_ns() - int(self._skews.window_s * 1e9))
+        for gateway_id, (skew_s, measured_at) in recent_clock_skews(self._conn, since=since).items():
+            measured_ns = datetime_to_ns(measured_at)
+            self._skews.observe(
+                gateway_id, sent_ns=measured_ns + round(skew_s * 1e9), received_ns=measured_ns
+            )
 
     # -- preparation, in short transactions of their own -------------------------------------------
 
@@ -305,6 +333,7 @@ class BatchWriter:
         cur: psycopg.Cursor[Any],
         blocks: Sequence[AggregateBlock],
         ids: Sequence[int],
+        flagged: Mapping[str, float],
         result: WriteResult,
     ) -> None:
         """Optimistic binary COPY straight into `aggregates` inside a savepoint; if any row is already
@@ -314,7 +343,9 @@ class BatchWriter:
         if not blocks:
             return
         rows = sum(len(block) for block in blocks)
-        data = aggregate_copy_data(blocks, ids, received_us=time.time_ns() // 1000 - PG_EPOCH_US)
+        data = aggregate_copy_data(
+            blocks, ids, received_us=time.time_ns() // 1000 - PG_EPOCH_US, clock_skew_s=flagged
+        )
         try:
             with self._conn.transaction(), cur.copy(_COPY_DIRECT) as copy:
                 copy.write(data)
@@ -357,7 +388,13 @@ class BatchWriter:
         cur.executemany(_UPSERT_GATEWAY_STATUS, [_status_row(row) for row in rows])
         self._count(result, "heartbeats", inserted, len(rows))
 
-    def _write_alerts(self, cur: psycopg.Cursor[Any], alerts: Sequence[Alert], result: WriteResult) -> None:
+    def _write_alerts(
+        self,
+        cur: psycopg.Cursor[Any],
+        alerts: Sequence[Alert],
+        flagged: Mapping[str, float],
+        result: WriteResult,
+    ) -> None:
         if not alerts:
             return
         inserted = 0
@@ -380,6 +417,7 @@ class BatchWriter:
                     a.model_kind,
                     top,
                     a.message,
+                    flagged.get(a.gateway_id),
                 ),
             )
             if cur.rowcount != 1:

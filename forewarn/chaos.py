@@ -9,7 +9,9 @@ One fault is caused for real while the load runs:
 - `broker-outage`: the upstream broker stopped and restarted, several times;
 - `db-outage`: PostgreSQL stopped under load, then restarted;
 - `edge-kill`: an edge agent SIGKILLed and restarted, again and again (power loss);
-- `ingest-kill`: the cloud ingest process SIGKILLed under load and restarted.
+- `ingest-kill`: the cloud ingest process SIGKILLed under load and restarted;
+- `clock-skew`: one edge agent restarted with its wall clock 5 minutes ahead (libfaketime,
+  `forewarn.chaos_clock`); adds the measured skew and the flagged rows to the figures.
 
 At the end the agents drain; a gateway's `sent` is every sequence number it assigned, `stored` the distinct
 ones the database holds. `lost` = sent - stored - still queued - dropped by the declared policy;
@@ -37,6 +39,7 @@ from cloud_service.service import prepare_database
 from cloud_service.settings import CloudSettings
 from edge_agent.agent import QUEUE_FILE
 from edge_agent.disk_queue import read_counters
+from forewarn.chaos_clock import clock_skew
 from forewarn.demo.configs import split_assets, write_gateway_config
 from forewarn.localservices import MosquittoServer, PostgresServer, running, temporary_directory, wait_until
 from forewarn.processes import ForewarnProcess, wait_for_ingest
@@ -182,11 +185,14 @@ def _ingest_kill(rig: _Rig, durations: Durations) -> None:
         rig.ingest.start()
 
 
-SCENARIOS: dict[str, Callable[[_Rig, Durations], None]] = {
+# A scenario may return a function giving extra figures, called once everything is stored.
+ScenarioFigures = Callable[[psycopg.Connection[Any]], dict[str, Any]]
+SCENARIOS: dict[str, Callable[[_Rig, Durations], ScenarioFigures | None]] = {
     "broker-outage": _broker_outage,
     "db-outage": _db_outage,
     "edge-kill": _edge_kill,
     "ingest-kill": _ingest_kill,
+    "clock-skew": clock_skew,
 }
 
 
@@ -220,7 +226,7 @@ def run_scenario(name: str, *, quick: bool = False, workdir: Path | None = None)
         publisher = _publish_live(scenario, rig.plant, stop)
         wait_until(lambda: all(_stored(rig.conninfo, g)[0] > 0 for g in rig.edges), timeout_s=120)
         print(f"chaos: {name}: load running, causing the fault", file=sys.stderr)
-        SCENARIOS[name](rig, durations)
+        extra_figures = SCENARIOS[name](rig, durations)
         fault_end = time.monotonic()
         queued_at_end = {g: _queue_counters(rig.state_dirs[g])[0] for g in rig.edges}
         recovery_s: float | None = None
@@ -236,10 +242,10 @@ def run_scenario(name: str, *, quick: bool = False, workdir: Path | None = None)
         assigned = {g: _queue_counters(rig.state_dirs[g])[0] for g in rig.edges}
         with contextlib.suppress(TimeoutError):  # the broker has them all; ingest may still be writing
             wait_until(lambda: _caught_up(rig, assigned), timeout_s=60, interval_s=0.2)
-        return _figures(rig, recovery_s)
+        return _figures(rig, recovery_s, extra_figures)
 
 
-def _figures(rig: _Rig, recovery_s: float | None) -> dict[str, Any]:
+def _figures(rig: _Rig, recovery_s: float | None, extra: ScenarioFigures | None = None) -> dict[str, Any]:
     sent = stored = duplicated = left = dropped = 0
     missing: dict[str, list[int]] = {}
     with psycopg.connect(rig.conninfo) as conn:
@@ -254,6 +260,7 @@ def _figures(rig: _Rig, recovery_s: float | None) -> dict[str, Any]:
             dropped += int(sum(v for k, v in metrics.items() if k.startswith("queue.dropped.")))
             if account.distinct_seqs < assigned:
                 missing[gateway_id] = missing_sequences(conn, gateway_id, below=assigned)
+        extras = extra(conn) if extra else {}
     return {
         "sent": sent,
         "stored": stored,
@@ -263,4 +270,5 @@ def _figures(rig: _Rig, recovery_s: float | None) -> dict[str, Any]:
         "still_queued": left,
         "recovery_s": recovery_s,
         "missing_seqs": missing,
+        **extras,
     }

@@ -15,7 +15,7 @@ One module per table family:
 * `asset_history`: an asset's feature series and model periods, from the aggregates or their hourly
   rollups (`feature_series`, `model_periods`, `asset_feature_names`);
 * `assets`: assets, sites and gateways (`fleet_status`, `asset_status`, `gateway_health`, `register_asset`,
-  `update_asset`, `upsert_site`);
+  `update_asset`, `upsert_site`, `recent_clock_skews`, `clock_skew_flags`);
 * `costs`: bandwidth per gateway, storage per table, lifecycle job durations (`gateway_traffic`,
   `storage_use`, `job_durations`);
 * `diagnoses`: the diagnoses of each alert (mode, confidence, evidence), from the edge as the alert arrives
@@ -113,8 +113,10 @@ from cloud_service.queries.assets import (
     AssetStatus,
     GatewayHealth,
     asset_status,
+    clock_skew_flags,
     fleet_status,
     gateway_health,
+    recent_clock_skews,
     register_asset,
     update_asset,
     upsert_site,
@@ -221,6 +223,7 @@ __all__ = [
     "asset_status",
     "asset_types",
     "best_diagnoses",
+    "clock_skew_flags",
     "close_advice_after_maintenance",
     "expire_shelves",
     "feature_baselines",
@@ -249,6 +252,7 @@ __all__ = [
     "out_of_service_assets",
     "pending_snapshots",
     "raises_per_hour",
+    "recent_clock_skews",
     "record_edge_transition",
     "register_asset",
     "return_to_service",
