@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import UTC, datetime
 
 import psycopg
 import pytest
+from dash import html
 
 from cloud_service.clock_skew import ClockSkewEstimator, SkewWarnings
-from cloud_service.queries import gateway_health
+from cloud_service.queries import GatewayHealth, gateway_health
 from cloud_service.writer import BatchWriter
+from dashboard.pages import gateways_table
 from forewarn.bench.messages import aggregate, one_of_each
 from shared.messages import Status
 from shared.timebase import NS_PER_S
@@ -103,3 +106,28 @@ def test_an_offline_last_will_is_not_a_clock_reading(db: str) -> None:
         BatchWriter(conn).write([Status(gateway_id="gw-gone", ts_ns=hour_ago_ns, state="offline")])
         (health,) = gateway_health(conn)
     assert health.clock_skew_s is None
+
+
+def test_the_gateways_page_shows_each_gateways_skew() -> None:
+    def gateway(gateway_id: str, skew_s: float | None) -> GatewayHealth:
+        return GatewayHealth(
+            gateway_id=gateway_id,
+            site_id=None,
+            state="online",
+            status_ts=None,
+            status_received_at=None,
+            is_stale=False,
+            uptime_s=None,
+            cpu_percent=None,
+            memory_bytes=None,
+            metrics={},
+            model_versions={},
+            clock_skew_s=skew_s,
+        )
+
+    table = gateways_table([gateway("gw-ahead", 299.96), gateway("gw-new", None)], now=datetime.now(UTC))
+    assert isinstance(table, html.Table)
+    header, body = table.children
+    columns = [th.children for th in header.children.children]
+    skew_column = columns.index("clock skew (s)")
+    assert [row.children[skew_column].children for row in body.children] == ["+300.0", "–"]
