@@ -5,8 +5,12 @@ that is the transport delay minus the skew, so the observed offset `ts_ns - rece
 delay. The delay is never negative, and a heartbeat that waited in a queue (a broker's session, the ingest
 queue, a database outage) only adds to it: every observation is at or below the true skew. Like NTP, which
 trusts the sample with the smallest round-trip delay, the estimate is therefore the largest observed offset
-over the recent heartbeats (a minimum-delay filter). Observations age out after `window_s`, so a clock that
-was fixed stops counting within that time.
+over the recent heartbeats (a minimum-delay filter). Observations age out after `window_s`.
+
+A maximum alone would hide a clock set back (fixed, or stepped behind) for a whole window, so the
+observations of a gateway start over when its clock is seen to step: when the gateway restarted (its
+`uptime_s`, from its monotonic clock, went down) or when its wall clock moved more than `step_s` apart
+from its uptime between two heartbeats.
 """
 
 from __future__ import annotations
@@ -29,17 +33,36 @@ class ClockSkewEstimator:
     Args:
         window_s: how long an observation counts, in seconds of the cloud's clock.
         max_samples: observations kept per gateway (the oldest go first).
+        step_s: a wall clock moving this much more or less than the uptime between two heartbeats stepped.
     """
 
-    def __init__(self, *, window_s: float = 300.0, max_samples: int = 256) -> None:
+    def __init__(self, *, window_s: float = 300.0, max_samples: int = 256, step_s: float = 1.0) -> None:
         self.window_s = window_s
         self.max_samples = max_samples
+        self.step_s = step_s
         self._samples: dict[str, collections.deque[tuple[int, int]]] = {}
+        self._last_beat: dict[str, tuple[int, float]] = {}
 
-    def observe(self, gateway_id: str, *, sent_ns: int, received_ns: int) -> None:
-        """Add one heartbeat: the gateway's send time and the cloud's receive time (epoch ns)."""
+    def observe(
+        self, gateway_id: str, *, sent_ns: int, received_ns: int, uptime_s: float | None = None
+    ) -> None:
+        """Add one heartbeat: the gateway's send time and the cloud's receive time (epoch ns), and the
+        gateway's uptime when it sent it (None: unknown, no step detection)."""
         samples = self._samples.setdefault(gateway_id, collections.deque(maxlen=self.max_samples))
+        if uptime_s is not None:
+            if self._clock_stepped(gateway_id, sent_ns, uptime_s):
+                samples.clear()
+            self._last_beat[gateway_id] = (sent_ns, uptime_s)
         samples.append((received_ns, sent_ns - received_ns))
+
+    def _clock_stepped(self, gateway_id: str, sent_ns: int, uptime_s: float) -> bool:
+        last = self._last_beat.get(gateway_id)
+        if last is None:
+            return False
+        last_sent_ns, last_uptime_s = last
+        if uptime_s < last_uptime_s:  # restarted: its clock may have been set meanwhile
+            return True
+        return abs((sent_ns - last_sent_ns) / NS_PER_S - (uptime_s - last_uptime_s)) > self.step_s
 
     def skew_s(self, gateway_id: str, *, now_ns: int | None = None) -> float | None:
         """The gateway's estimated skew in seconds, or None without a recent heartbeat."""

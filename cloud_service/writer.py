@@ -241,7 +241,12 @@ class BatchWriter:
         received_ns = time.time_ns()
         for status in batch.statuses:
             if status.state == "online":  # an "offline" last will carries the time its gateway connected
-                self._skews.observe(status.gateway_id, sent_ns=status.ts_ns, received_ns=received_ns)
+                self._skews.observe(
+                    status.gateway_id,
+                    sent_ns=status.ts_ns,
+                    received_ns=received_ns,
+                    uptime_s=status.uptime_s or None,  # 0: a sender that does not report it
+                )
         skews = self._skews.skews_s(now_ns=received_ns)
         flagged = self._skew_warnings.flagged(skews)
         result = WriteResult()

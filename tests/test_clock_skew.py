@@ -131,3 +131,34 @@ def test_the_gateways_page_shows_each_gateways_skew() -> None:
     columns = [th.children for th in header.children.children]
     skew_column = columns.index("clock skew (s)")
     assert [row.children[skew_column].children for row in body.children] == ["+300.0", "–"]
+
+
+def _beat(estimator: ClockSkewEstimator, at_s: float, *, skew_s: float, uptime_s: float) -> None:
+    received_ns = NOW_NS + int(at_s * NS_PER_S)
+    sent_ns = received_ns + int(skew_s * NS_PER_S) - NS_PER_S // 20  # 50 ms on the way
+    estimator.observe("gw", sent_ns=sent_ns, received_ns=received_ns, uptime_s=uptime_s)
+
+
+def test_a_clock_set_back_while_running_counts_at_once() -> None:
+    estimator = ClockSkewEstimator()
+    for i in range(5):
+        _beat(estimator, i, skew_s=0.0, uptime_s=100.0 + i)
+    _beat(estimator, 5, skew_s=-300.0, uptime_s=105.0)  # NTP stepped it, or someone set it
+    assert estimator.skew_s("gw", now_ns=NOW_NS + 5 * NS_PER_S) == pytest.approx(-300.05)
+
+
+def test_a_restart_with_the_clock_behind_counts_at_once() -> None:
+    estimator = ClockSkewEstimator()
+    for i in range(5):
+        _beat(estimator, i, skew_s=0.0, uptime_s=100.0 + i)
+    _beat(estimator, 9, skew_s=-300.0, uptime_s=1.0)
+    assert estimator.skew_s("gw", now_ns=NOW_NS + 9 * NS_PER_S) == pytest.approx(-300.05)
+
+
+def test_heartbeats_that_waited_do_not_look_like_a_step() -> None:
+    estimator = ClockSkewEstimator()
+    _beat(estimator, 0, skew_s=300.0, uptime_s=10.0)
+    for i in range(1, 4):  # sent a second apart, all received after a 60 s outage
+        sent_ns = NOW_NS + i * NS_PER_S + 300 * NS_PER_S
+        estimator.observe("gw", sent_ns=sent_ns, received_ns=NOW_NS + 64 * NS_PER_S, uptime_s=10.0 + i)
+    assert estimator.skew_s("gw", now_ns=NOW_NS + 64 * NS_PER_S) == pytest.approx(299.95)
