@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -40,6 +40,7 @@ AGGREGATE_COLUMNS = (
     ("model_version", "text"),
     ("model_kind", "text"),
     ("received_at", "timestamptz"),
+    ("clock_skew_s", "float4"),
 )
 _FLOAT4_OID = 700
 PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z, PostgreSQL's binary timestamp origin, in Unix µs
@@ -60,11 +61,14 @@ _BULK_ORDER = (
     "n_above",
     "received_at",
     *_TEXT_COLUMNS,
+    "clock_skew_s",  # nullable, after the text columns: one value per block, NULL unless flagged
 )
 AGGREGATE_BULK_COLUMNS = ", ".join(_BULK_ORDER)
 _COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + bytes(8)  # signature, flags, header extension length
 _COPY_TRAILER = b"\xff\xff"
 _INT4 = struct.Struct(">i")
+_FLOAT4_FIELD = struct.Struct(">if")
+_NULL_FIELD = _INT4.pack(-1)
 
 
 def _fixed_dtype(n: int) -> np.dtype[Any]:
@@ -129,14 +133,26 @@ def _text(value: str) -> bytes:
     return _INT4.pack(len(raw)) + raw
 
 
-def aggregate_copy_data(blocks: Sequence[AggregateBlock], ids: Sequence[int], *, received_us: int) -> bytes:
+def _skew_field(skew_s: float | None) -> bytes:
+    return _NULL_FIELD if skew_s is None else _FLOAT4_FIELD.pack(4, skew_s)
+
+
+def aggregate_copy_data(
+    blocks: Sequence[AggregateBlock],
+    ids: Sequence[int],
+    *,
+    received_us: int,
+    clock_skew_s: Mapping[str, float] | None = None,
+) -> bytes:
     """A complete binary COPY stream of every row of `blocks` in `AGGREGATE_BULK_COLUMNS` order.
 
     Args:
         blocks: the rows, block by block.
         ids: each block's `feature_set_id`.
         received_us: `received_at`, in microseconds since 2000-01-01 UTC.
+        clock_skew_s: the flagged gateways' clock skews; other gateways' rows get NULL.
     """
+    skews = clock_skew_s or {}
     parts: list[Any] = [_COPY_SIGNATURE]
     for block, feature_set_id in zip(blocks, ids, strict=True):
         fixed = memoryview(_fixed_part(block, feature_set_id, received_us).tobytes())
@@ -144,7 +160,14 @@ def aggregate_copy_data(blocks: Sequence[AggregateBlock], ids: Sequence[int], *,
         gateway = _text(block.gateway_id)
         assets = [_text(asset_id) for asset_id in block.assets]
         models = [_text(m.version) + _text(m.kind) for m in block.models]
+        skew = _skew_field(skews.get(block.gateway_id))
         for index, (asset, model) in enumerate(zip(block.asset, block.model, strict=True)):
-            parts += (fixed[index * stride : (index + 1) * stride], gateway, assets[asset], models[model])
+            parts += (
+                fixed[index * stride : (index + 1) * stride],
+                gateway,
+                assets[asset],
+                models[model],
+                skew,
+            )
     parts.append(_COPY_TRAILER)
     return b"".join(parts)

@@ -317,7 +317,9 @@ class IngestWorker:
             self._close_db()
             self._conn = psycopg.connect(self.settings.db.conninfo())
             self._writer = BatchWriter(
-                self._conn, rollup_lookback=timedelta(hours=self.settings.storage.rollup_lookback_h)
+                self._conn,
+                max_clock_skew_s=self.settings.ingest.max_clock_skew_s,
+                rollup_lookback=timedelta(hours=self.settings.storage.rollup_lookback_h),
             )
         return self._writer
 

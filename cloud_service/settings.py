@@ -54,6 +54,15 @@ class IngestSettings(BaseModel, frozen=True, extra="forbid"):
         ),
     )
     batch_max_s: float = Field(0.1, gt=0, le=60, description="Longest wait to fill a batch, in seconds.")
+    max_clock_skew_s: float = Field(
+        5.0,
+        gt=0,
+        le=86_400,
+        description=(
+            "A gateway whose clock is further off the cloud's (measured from its heartbeats) has its "
+            "aggregates and alerts stored with `clock_skew_s` set; timestamps are never shifted."
+        ),
+    )
     db_retry_min_s: float = Field(0.5, gt=0, le=60, description="First delay after a database error.")
     db_retry_max_s: float = Field(10.0, gt=0, le=600, description="Longest delay between database retries.")
     metrics_interval_s: float = Field(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -24,6 +24,7 @@ import msgspec
 import numpy as np
 import psycopg
 
+from cloud_service.clock_skew import ClockSkewEstimator, SkewWarnings
 from cloud_service.copy_encoding import (
     AGGREGATE_BULK_COLUMNS,
     AGGREGATE_COLUMNS,
@@ -33,6 +34,7 @@ from cloud_service.copy_encoding import (
 from cloud_service.deadletter import DeadLetter, write_dead_letters
 from cloud_service.ingest import Accepted
 from cloud_service.queries.alarm_management import Transition, record_edge_transition
+from cloud_service.queries.assets import recent_clock_skews
 from cloud_service.queries.diagnoses import store_diagnosis
 from cloud_service.schema import Backend, current_backend
 from cloud_service.settings import StorageSettings
@@ -48,7 +50,7 @@ from shared.messages import (
     Snapshot,
     Status,
 )
-from shared.timebase import NS_PER_S, ns_to_datetime
+from shared.timebase import NS_PER_S, datetime_to_ns, ns_to_datetime
 
 __all__ = [
     "AGGREGATE_COPY_COLUMNS",
@@ -104,10 +106,13 @@ ON CONFLICT (gateway_id) DO UPDATE SET
     status_received_at = EXCLUDED.status_received_at
 WHERE gateways.status_ts IS NULL OR gateways.status_ts < EXCLUDED.status_ts
 """
+_RECORD_CLOCK_SKEW = """
+UPDATE gateways SET clock_skew_s = %s, clock_skew_measured_at = now() WHERE gateway_id = %s
+"""
 _INSERT_ALERT_MESSAGE = """
 INSERT INTO alert_messages (gateway_id, seq, alert_id, asset_id, state, severity, ts, score, threshold,
-                            model_version, model_kind, top_features, message, diagnosis)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s::jsonb)
+                            model_version, model_kind, top_features, message, diagnosis, clock_skew_s)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s::jsonb, %s)
 ON CONFLICT (gateway_id, seq) DO NOTHING
 """
 _ALERT_RAISED = """
@@ -218,16 +223,25 @@ class BatchWriter:
 
     Args:
         conn: an open connection (not in autocommit mode) to a migrated database.
+        max_clock_skew_s: a gateway whose clock is further off the cloud's (measured from its heartbeats)
+            has its aggregates and alerts stored with `clock_skew_s` set.
         rollup_lookback: how far back the upkeep's rollup refresh reaches (`storage.rollup_lookback_h`);
             aggregates of older days mark their day for the next refresh (`rollup_pending_days`).
     """
 
     def __init__(
-        self, conn: psycopg.Connection[Any], *, rollup_lookback: timedelta = DEFAULT_ROLLUP_LOOKBACK
+        self,
+        conn: psycopg.Connection[Any],
+        *,
+        max_clock_skew_s: float = 5.0,
+        rollup_lookback: timedelta = DEFAULT_ROLLUP_LOOKBACK,
     ) -> None:
         self._conn = conn
         self._rollup_lookback = rollup_lookback
         self._backend = current_backend(conn)
+        self._skews = ClockSkewEstimator()
+        self._skew_warnings = SkewWarnings(max_skew_s=max_clock_skew_s)
+        self._seed_clock_skews()
         conn.commit()
         self._feature_sets: dict[tuple[str, tuple[str, ...]], int] = {}
         self._partitions: set[tuple[str, int]] = set()
@@ -248,6 +262,17 @@ class BatchWriter:
         """
         batch = _Sorted.of(messages)
         feature_set_ids = self._prepare(batch)
+        received_ns = time.time_ns()
+        for status in batch.statuses:
+            if status.state == "online":  # an "offline" last will carries the time its gateway connected
+                self._skews.observe(
+                    status.gateway_id,
+                    sent_ns=status.ts_ns,
+                    received_ns=received_ns,
+                    uptime_s=status.uptime_s or None,  # 0: a sender that does not report it
+                )
+        skews = self._skews.skews_s(now_ns=received_ns)
+        flagged = self._skew_warnings.flagged(skews)
         result = WriteResult()
         gateways = self._new_gateways(messages)
         assets = self._new_assets(messages)
@@ -257,15 +282,27 @@ class BatchWriter:
             if assets:
                 ids = sorted(assets)
                 cur.execute(_REGISTER_ASSETS, (ids, [assets[asset_id] for asset_id in ids]))
-            self._write_aggregates(cur, batch.blocks, feature_set_ids, result)
+            self._write_aggregates(cur, batch.blocks, feature_set_ids, flagged, result)
             self._mark_late_days(cur, batch.blocks)
             self._write_statuses(cur, batch.statuses, result)
-            self._write_alerts(cur, batch.alerts, result)
+            if batch.statuses:
+                measured = sorted({s.gateway_id for s in batch.statuses} & skews.keys())
+                cur.executemany(_RECORD_CLOCK_SKEW, [(skews[g], g) for g in measured])
+            self._write_alerts(cur, batch.alerts, flagged, result)
             self._write_others(cur, batch, result)
             result.dead_lettered = write_dead_letters(cur, dead_letters)
         self._gateways.update(gateways)
         self._assets.update(assets)
         return result
+
+    def _seed_clock_skews(self) -> None:
+        """Start from the skews measured recently (by this worker before a restart, or by another)."""
+        since = ns_to_datetime(time.time_ns() - int(self._skews.window_s * 1e9))
+        for gateway_id, (skew_s, measured_at) in recent_clock_skews(self._conn, since=since).items():
+            measured_ns = datetime_to_ns(measured_at)
+            self._skews.observe(
+                gateway_id, sent_ns=measured_ns + round(skew_s * 1e9), received_ns=measured_ns
+            )
 
     # -- preparation, in short transactions of their own -------------------------------------------
 
@@ -326,6 +363,7 @@ class BatchWriter:
         cur: psycopg.Cursor[Any],
         blocks: Sequence[AggregateBlock],
         ids: Sequence[int],
+        flagged: Mapping[str, float],
         result: WriteResult,
     ) -> None:
         """Optimistic binary COPY straight into `aggregates` inside a savepoint; if any row is already
@@ -335,7 +373,9 @@ class BatchWriter:
         if not blocks:
             return
         rows = sum(len(block) for block in blocks)
-        data = aggregate_copy_data(blocks, ids, received_us=time.time_ns() // 1000 - PG_EPOCH_US)
+        data = aggregate_copy_data(
+            blocks, ids, received_us=time.time_ns() // 1000 - PG_EPOCH_US, clock_skew_s=flagged
+        )
         try:
             with self._conn.transaction(), cur.copy(_COPY_DIRECT) as copy:
                 copy.write(data)
@@ -392,24 +432,32 @@ class BatchWriter:
         self._count(result, "heartbeats", inserted, len(rows))
 
     def _write_alerts(
-        self, cur: psycopg.Cursor[Any], alerts: Sequence[Alert | AlertUpdate], result: WriteResult
+        self,
+        cur: psycopg.Cursor[Any],
+        alerts: Sequence[Alert | AlertUpdate],
+        flagged: Mapping[str, float],
+        result: WriteResult,
     ) -> None:
         if not alerts:
             return
         inserted = 0
         for a in alerts:
-            if not self._log_alert_message(cur, a):
+            clock_skew_s = flagged.get(a.gateway_id)
+            if not self._log_alert_message(cur, a, clock_skew_s):
                 continue  # a replay: stored the first time
             inserted += 1
             if isinstance(a, AlertUpdate):
                 self._write_update(cur, a)
             else:
-                self._write_transition(cur, a)
+                self._write_transition(cur, a, clock_skew_s)
         self._count(result, "alert_messages", inserted, len(alerts))
 
     @staticmethod
-    def _log_alert_message(cur: psycopg.Cursor[Any], a: Alert | AlertUpdate) -> bool:
-        """Record the message as received; False if its `seq` was recorded before."""
+    def _log_alert_message(
+        cur: psycopg.Cursor[Any], a: Alert | AlertUpdate, clock_skew_s: float | None
+    ) -> bool:
+        """Record the message as received (with its gateway's clock skew when flagged); False if its `seq`
+        was recorded before."""
         if isinstance(a, AlertUpdate):
             state, top = "updated", "[]"
         else:
@@ -432,6 +480,7 @@ class BatchWriter:
                 top,
                 a.message,
                 None if diagnosis is None else _JSON.encode(diagnosis).decode(),
+                clock_skew_s,
             ),
         )
         return cur.rowcount == 1
@@ -448,7 +497,7 @@ class BatchWriter:
         nothing is annunciated again; the message itself stays in `alert_messages`."""
         self._store_edge_diagnosis(cur, a, a.diagnosis)
 
-    def _write_transition(self, cur: psycopg.Cursor[Any], a: Alert) -> None:
+    def _write_transition(self, cur: psycopg.Cursor[Any], a: Alert, clock_skew_s: float | None) -> None:
         ts = ns_to_datetime(a.ts_ns)
         if a.state == "raised":
             cur.execute(
@@ -465,6 +514,7 @@ class BatchWriter:
                     a.model_kind,
                     _JSON.encode(a.top_features).decode(),
                     a.message,
+                    clock_skew_s,
                 ),
             )
             if a.diagnosis is not None:

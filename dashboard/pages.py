@@ -311,7 +311,10 @@ def gateways_layout() -> html.Div:
         [
             html.H2("Gateways"),
             html.P(
-                "Online when a heartbeat arrived recently; counters are the gateway's own.", className="hint"
+                "Online when a heartbeat arrived recently; counters are the gateway's own. Clock skew: the "
+                "gateway's clock minus the cloud's, measured from its heartbeats; past "
+                "ingest.max_clock_skew_s its data is stored flagged.",
+                className="hint",
             ),
             html.Div(id="gateways-table"),
         ]
@@ -327,8 +330,14 @@ def _count_text(value: float | None) -> str:
     return "–" if value is None else f"{value:,.0f}"
 
 
+def _skew_text(skew_s: float | None) -> str:
+    """The gateway's clock minus the cloud's, measured from its heartbeats (positive: ahead)."""
+    return "–" if skew_s is None else f"{skew_s:+.1f}"
+
+
 def gateways_table(gateways: Sequence[GatewayHealth], *, now: datetime) -> html.Div | html.Table:
-    """Every gateway: online or offline, heartbeat age, queue depth, dropped and rejected, model versions."""
+    """Every gateway: online or offline, heartbeat age, queue depth, dropped and rejected, clock skew, model
+    versions."""
     if not gateways:
         return empty_state(
             "No gateway has reported yet: start one with `forewarn edge run --config edge.toml` "
@@ -346,6 +355,7 @@ def gateways_table(gateways: Sequence[GatewayHealth], *, now: datetime) -> html.
                 "dropped (messages)",
                 "rejected (payloads)",
                 "sent upstream (bytes)",
+                "clock skew (s)",
                 "model versions",
             )
         ]
@@ -373,6 +383,7 @@ def gateways_table(gateways: Sequence[GatewayHealth], *, now: datetime) -> html.
                     html.Td(_count_text(float(dropped) if gateway.metrics else None)),
                     html.Td(_count_text(_metric(gateway, "rejected.total"))),
                     html.Td(_count_text(_metric(gateway, "uplink.bytes_out"))),
+                    html.Td(_skew_text(gateway.clock_skew_s)),
                     html.Td(versions or "–"),
                 ]
             )

@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 
 from forewarn.chaos import SCENARIOS
+from forewarn.chaos_clock import APPLIED_SKEW_S
 from forewarn.cli import main
 
 # scenarios with tests of their own below (their queue bound drops by policy, or they check more)
-_OWN_TESTS = {"disk-full", "model-push-during-outage", "partition"}
+_OWN_TESTS = {"clock-skew", "disk-full", "model-push-during-outage", "partition"}
 
 
 def _quick(scenario: str, workdir: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
@@ -84,6 +85,23 @@ def test_a_full_disk_is_reported_alerts_go_on_and_nothing_is_lost(
     assert (figures["lost"], figures["duplicated"], figures["still_queued"]) == (0, 0, 0)
     assert figures["recovery_s"] is not None
     assert figures["recovery_s"] < 10.0
+
+
+@pytest.mark.slow
+def test_a_gateway_clock_minutes_ahead_is_measured_and_its_rows_flagged(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    figures = _quick("clock-skew", tmp_path, capsys)
+    assert (figures["lost"], figures["duplicated"], figures["still_queued"]) == (0, 0, 0)
+    assert figures["skew_applied_s"] == {"gw-chaos-1": APPLIED_SKEW_S, "gw-chaos-2": 0}
+    measured = figures["skew_measured_s"]
+    assert abs(measured["gw-chaos-1"] - APPLIED_SKEW_S) < 3.0, measured
+    assert abs(measured["gw-chaos-2"]) < 3.0, measured
+    skewed, normal = figures["flagged_rows"]["gw-chaos-1"], figures["flagged_rows"]["gw-chaos-2"]
+    assert skewed["rows"] > 5, "the skewed gateway sent rows under the skew"
+    assert skewed["flagged"] == skewed["rows"]
+    assert normal["rows"] > 5
+    assert normal["flagged"] == 0
 
 
 def test_chaos_needs_a_scenario(capsys: pytest.CaptureFixture[str]) -> None:

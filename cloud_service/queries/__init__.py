@@ -16,7 +16,7 @@ One module per table family:
 * `asset_history`: an asset's feature series and model periods, from the aggregates or their hourly
   rollups (`feature_series`, `model_periods`, `asset_feature_names`);
 * `assets`: assets, sites and gateways (`fleet_status`, `asset_status`, `gateway_health`, `register_asset`,
-  `update_asset`, `upsert_site`);
+  `update_asset`, `upsert_site`, `recent_clock_skews`, `clock_skew_flags`);
 * `costs`: bandwidth per gateway, storage per table, lifecycle job durations (`gateway_traffic`,
   `storage_use`, `job_durations`);
 * `diagnoses`: the diagnoses of each alert (mode, confidence, evidence), from the edge as the alert arrives
@@ -116,8 +116,10 @@ from cloud_service.queries.assets import (
     AssetStatus,
     GatewayHealth,
     asset_status,
+    clock_skew_flags,
     fleet_status,
     gateway_health,
+    recent_clock_skews,
     register_asset,
     update_asset,
     upsert_site,
@@ -229,6 +231,7 @@ __all__ = [
     "asset_status",
     "asset_types",
     "best_diagnoses",
+    "clock_skew_flags",
     "close_advice_after_maintenance",
     "closed_advice",
     "diagnosis_history",
@@ -261,6 +264,7 @@ __all__ = [
     "out_of_service_assets",
     "pending_snapshots",
     "raises_per_hour",
+    "recent_clock_skews",
     "record_edge_transition",
     "register_asset",
     "return_to_service",

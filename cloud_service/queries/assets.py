@@ -19,8 +19,10 @@ __all__ = [
     "AssetStatus",
     "GatewayHealth",
     "asset_status",
+    "clock_skew_flags",
     "fleet_status",
     "gateway_health",
+    "recent_clock_skews",
     "register_asset",
     "update_asset",
     "upsert_site",
@@ -104,6 +106,8 @@ class GatewayHealth:
     memory_bytes: int | None
     metrics: dict[str, float]
     model_versions: dict[str, str]
+    clock_skew_s: float | None = None  # the gateway's clock minus the cloud's, from its heartbeats
+    clock_skew_measured_at: datetime | None = None
 
 
 def gateway_health(
@@ -119,9 +123,30 @@ def gateway_health(
             "SELECT gateway_id, site_id, state, status_ts, status_received_at, "
             "(status_received_at IS NULL OR status_received_at < %s) AS is_stale, uptime_s, "
             "cpu_percent::double precision AS cpu_percent, memory_bytes::bigint AS memory_bytes, metrics, "
-            "model_versions FROM gateways ORDER BY gateway_id",
+            "model_versions, clock_skew_s, clock_skew_measured_at FROM gateways ORDER BY gateway_id",
             (now - stale_after,),
         ).fetchall()
+
+
+def recent_clock_skews(
+    conn: psycopg.Connection[Any], *, since: datetime
+) -> dict[str, tuple[float, datetime]]:
+    """Each gateway's clock skew (seconds) and when it was measured, if measured at or after `since`."""
+    rows = conn.execute(
+        "SELECT gateway_id, clock_skew_s, clock_skew_measured_at FROM gateways "
+        "WHERE clock_skew_s IS NOT NULL AND clock_skew_measured_at >= %s",
+        (since,),
+    ).fetchall()
+    return {str(gateway_id): (float(skew_s), measured_at) for gateway_id, skew_s, measured_at in rows}
+
+
+def clock_skew_flags(conn: psycopg.Connection[Any], gateway_id: str, *, from_seq: int = 0) -> tuple[int, int]:
+    """(aggregate rows, those of them flagged with `clock_skew_s`) of a gateway, from seq `from_seq` on."""
+    row = conn.execute(
+        "SELECT count(*), count(clock_skew_s) FROM aggregates WHERE gateway_id = %s AND seq >= %s",
+        (gateway_id, from_seq),
+    ).fetchone()
+    return (0, 0) if row is None else (int(row[0]), int(row[1]))
 
 
 def update_asset(
