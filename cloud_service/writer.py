@@ -449,7 +449,7 @@ class BatchWriter:
             if isinstance(a, AlertUpdate):
                 self._write_update(cur, a)
             else:
-                self._write_transition(cur, a, clock_skew_s)
+                self._write_transition(cur, a)
         self._count(result, "alert_messages", inserted, len(alerts))
 
     @staticmethod
@@ -497,7 +497,7 @@ class BatchWriter:
         nothing is annunciated again; the message itself stays in `alert_messages`."""
         self._store_edge_diagnosis(cur, a, a.diagnosis)
 
-    def _write_transition(self, cur: psycopg.Cursor[Any], a: Alert, clock_skew_s: float | None) -> None:
+    def _write_transition(self, cur: psycopg.Cursor[Any], a: Alert) -> None:
         ts = ns_to_datetime(a.ts_ns)
         if a.state == "raised":
             cur.execute(
@@ -514,7 +514,6 @@ class BatchWriter:
                     a.model_kind,
                     _JSON.encode(a.top_features).decode(),
                     a.message,
-                    clock_skew_s,
                 ),
             )
             if a.diagnosis is not None:
