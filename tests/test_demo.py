@@ -104,6 +104,7 @@ def _check_the_pages(browser: WebDriver, url: str, user: str, password: str, sho
     browser.get(f"{url}{href}")
     _wait(browser, "#asset-score .main-svg", timeout_s=60)
     WebDriverWait(browser, 60).until(lambda d: "threshold" in d.find_element(By.ID, "asset-score").text)
+    assert "No data in this range" not in browser.find_element(By.TAG_NAME, "body").text  # scores drawn
     _screenshot(browser, shots, "asset")
     for page, filled in (
         ("alerts", "#alerts-active-unacknowledged"),
