@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 BUCKET_ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)
 _LOCK_KEY = 0x466F_7265_526F_6C6C  # "ForeRoll": one refresh at a time
 
-_THROUGH_KEY = "rollups_refreshed_through"  # forewarn_meta: the end of the latest lookback refresh
+_THROUGH_KEY = "rollups_refreshed_through"  # forewarn_meta: the start of the latest lookback refresh
 _PENDING_DAYS = "SELECT day, marked_at FROM rollup_pending_days ORDER BY day LIMIT %s"
 # A mark newer than the one read (aggregates of that day written since) keeps the day pending.
 _DONE_DAY = "DELETE FROM rollup_pending_days WHERE day = %s AND marked_at <= %s"
@@ -98,8 +98,9 @@ def refresh_rollups(
 
 
 def record_refreshed_through(conn: psycopg.Connection[Any], through: datetime) -> None:
-    """Record that the rollups hold every aggregate stored before `through` (the end of a lookback
-    refresh); a later time only."""
+    """Record that readers may take the hours before `through` from the rollups (`run_upkeep` gives the
+    start of its lookback: older late data is refreshed within one round, `rollup_pending_days`); a later
+    time only."""
     conn.execute(
         "INSERT INTO forewarn_meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value ="
         " greatest(forewarn_meta.value::timestamptz, excluded.value::timestamptz)::text",
@@ -108,8 +109,8 @@ def record_refreshed_through(conn: psycopg.Connection[Any], through: datetime) -
 
 
 def rollups_refreshed_through(conn: psycopg.Connection[Any]) -> datetime | None:
-    """Up to when the rollups were last refreshed (None: never); readers take newer hours from the raw
-    aggregates."""
+    """Before when readers take hours from the rollups (None: never refreshed); newer hours come from the
+    raw aggregates."""
     row = conn.execute("SELECT value FROM forewarn_meta WHERE key = %s", (_THROUGH_KEY,)).fetchone()
     return datetime.fromisoformat(row[0]) if row else None
 

@@ -61,8 +61,11 @@ def run_upkeep(
             row = conn.execute("SELECT forewarn_drop_partitions_before(%s, %s)", (table, cutoff)).fetchone()
             if row and row[0]:
                 logger.info("dropped %d partitions of %s older than %s", row[0], table, cutoff)
-    refresh_rollups(conn, start=now - timedelta(hours=storage.rollup_lookback_h), end=now)
-    record_refreshed_through(conn, now)
+    lookback_start = now - timedelta(hours=storage.rollup_lookback_h)
+    refresh_rollups(conn, start=lookback_start, end=now)
+    # Readers take the lookback's hours from the raw aggregates: data still arrives there (a gateway's
+    # backlog, the seconds since this refresh), and reading it raw is exact whatever the refresh lag.
+    record_refreshed_through(conn, lookback_start)
     refresh_pending_days(conn)
 
 

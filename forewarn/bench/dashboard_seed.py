@@ -32,6 +32,7 @@ import psycopg
 from cloud_service.copy_encoding import AGGREGATE_BULK_COLUMNS, PG_EPOCH_US, aggregate_copy_data
 from cloud_service.forecasting.repository import ForecasterRecord, insert_forecaster
 from cloud_service.rollups import record_refreshed_through
+from cloud_service.settings import StorageSettings
 from shared.features import DEFAULT_SPEC
 from shared.messages import AggregateBlock, ModelRef
 
@@ -660,7 +661,8 @@ def seed_fleet(conn: psycopg.Connection[Any], fleet: Fleet) -> SeedReport:
         "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
         (fleet.end.isoformat(),),
     )
-    record_refreshed_through(conn, fleet.end)
+    # as `run_upkeep` records it: the pages read the lookback's hours raw
+    record_refreshed_through(conn, fleet.end - timedelta(hours=StorageSettings().rollup_lookback_h))
     alerts = _alert_rows(fleet, crossings)
     rows["alerts"] = _write_alerts(conn, alerts)
     rows["alert_diagnoses"] = _write_diagnoses(conn, alerts)
