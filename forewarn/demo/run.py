@@ -323,8 +323,18 @@ def _finish(
         collect(report, conn, shares=plan.shares, queued=queued)
 
 
-def run_demo(settings: DemoSettings, *, out: TextIO = sys.stdout, as_json: bool = False) -> DemoReport:
-    """Run the demo end to end and return what it saw (also printed to `out`)."""
+def run_demo(
+    settings: DemoSettings,
+    *,
+    out: TextIO = sys.stdout,
+    as_json: bool = False,
+    stop: threading.Event | None = None,
+) -> DemoReport:
+    """Run the demo end to end and return what it saw (also printed to `out`).
+
+    Without `duration_s` it keeps serving the dashboard after its report until Ctrl-C, SIGTERM, or `stop`
+    is set (for a caller that runs it from a thread or needs no signal).
+    """
     started = time.monotonic()
     plan = _Plan.from_settings(settings)
     report = DemoReport(scenario=plan.scenario.name, speed=plan.speed)
@@ -373,5 +383,5 @@ def run_demo(settings: DemoSettings, *, out: TextIO = sys.stdout, as_json: bool 
             print(
                 f"demo: the dashboard keeps serving at {report.dashboard_url}; Ctrl-C stops", file=sys.stderr
             )
-            threading.Event().wait()
+            (stop or threading.Event()).wait()
     return report
