@@ -8,6 +8,7 @@ local alert path), which keeps working whatever happens upstream.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import dataclasses
 import os
@@ -98,8 +99,8 @@ class Rig:
     state_dirs: dict[str, Path]
 
 
-class Fault:
-    """One scenario's hooks; the defaults change nothing."""
+class Fault(abc.ABC):
+    """One scenario's hooks: `cause` is each scenario's own; the other defaults change nothing."""
 
     def scenario(self, base: Scenario) -> Scenario:
         """The simulated fleet to run (default: `base`, the `smoke` fleet)."""
@@ -116,9 +117,9 @@ class Fault:
         del workdir, upstream, stack
         return {}
 
+    @abc.abstractmethod
     def cause(self, rig: Rig, durations: Durations) -> None:
         """Cause the fault, for real, and return when it is over."""
-        raise NotImplementedError
 
     def figures(self, rig: Rig) -> dict[str, Any]:
         """Figures of this scenario's own, added to the common ones."""
