@@ -94,6 +94,7 @@ main { padding: 1rem 1.5rem; } .hint { color: #555; margin-top: -.5rem; }
 .state-offline { background: #6b6b6b; color: #fff; } .state-normal { background: #009E73; color: #fff; }
 .state-no-data { background: #ddd; color: #333; }
 .state-out-of-service { background: #fff; color: #1d1d1f; border: 2px dashed #56B4E9; }
+.advice-overdue { border-left: 6px solid #D55E00; } .advice-overdue th { background: #fde3d3; }
 .meter { height: 5px; background: #e3e5e8; border-radius: 3px; margin-top: 3px; width: 7rem; }
 .meter-fill { height: 5px; background: #0072B2; border-radius: 3px; }
 .over .meter-fill { background: #D55E00; }
@@ -474,11 +475,7 @@ def _register_diagnosis(app: dash.Dash, reads: _Reads) -> None:
                 data = asset_diagnosis_data(conn, asset_id)
         except _DatabaseDownError as exc:
             return exc.banner, None, None
-        return (
-            diagnosis_panel.service_note(data.out_of_service_since),
-            diagnosis_panel.diagnosis_panel(data.diagnoses, data.alert),
-            diagnosis_panel.advice_panel(data.open_advice, data.closed_advice),
-        )
+        return diagnosis_panel.panels(data)
 
 
 def _register_acknowledge(app: dash.Dash, reads: _Reads) -> None:

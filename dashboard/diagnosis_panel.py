@@ -17,9 +17,10 @@ from typing import Any
 from dash import html
 from dash.development.base_component import Component
 
-from cloud_service.queries import AdviceRecord, AlertDetail, DiagnosisRecord
+from cloud_service.queries import AdviceRecord, AlertDetail, DiagnosisRecord, MaintenanceFinding
 from dashboard.fleet import probable_mode
-from dashboard.pages import empty_state, time_text
+from dashboard.page_data import AssetDiagnosisData
+from dashboard.pages import elapsed_text, empty_state, time_text
 from shared.messages import DiagnosisEvidence
 
 __all__ = [
@@ -29,8 +30,11 @@ __all__ = [
     "NO_DIAGNOSIS",
     "advice_panel",
     "diagnosis_panel",
+    "due_text",
     "panel_layout",
+    "panels",
     "service_note",
+    "what_followed",
     "why_advice",
 ]
 
@@ -87,9 +91,9 @@ def service_note(out_of_service_since: datetime | None) -> html.Div | None:
     )
 
 
-def _facts(rows: Sequence[tuple[str, str]], table_id: str) -> html.Table:
+def _facts(rows: Sequence[tuple[str, str]], table_id: str, *, class_name: str = "table") -> html.Table:
     return html.Table(
-        html.Tbody([html.Tr([html.Th(k), html.Td(v)]) for k, v in rows]), className="table", id=table_id
+        html.Tbody([html.Tr([html.Th(k), html.Td(v)]) for k, v in rows]), className=class_name, id=table_id
     )
 
 
@@ -155,8 +159,23 @@ def _evidence_table(evidence: Sequence[DiagnosisEvidence]) -> html.Div | html.Ta
     return html.Table([html.Thead(header), html.Tbody(rows)], className="table", id="diagnosis-evidence")
 
 
-def _earlier_table(diagnoses: Sequence[DiagnosisRecord]) -> html.Table:
-    header = html.Tr([html.Th(n) for n in ("alert", "at", "probable mode", "confidence", "ISO zone", "by")])
+def what_followed(diagnosis: DiagnosisRecord, events: Sequence[MaintenanceFinding]) -> str:
+    """The first maintenance or failure recorded at or after a diagnosis (`events` oldest first), with the
+    mode found and the note; says so when nothing was recorded."""
+    event = next((e for e in events if e.ts >= diagnosis.ts), None)
+    if event is None:
+        return "nothing recorded since"
+    found = f"found {event.mode}" if event.mode else "no mode recorded"
+    return f"{event.event} {time_text(event.ts)}, {found}" + (f": {event.note}" if event.note else "")
+
+
+def _earlier_table(diagnoses: Sequence[DiagnosisRecord], events: Sequence[MaintenanceFinding]) -> html.Table:
+    header = html.Tr(
+        [
+            html.Th(n)
+            for n in ("alert", "at", "probable mode", "confidence", "ISO zone", "by", "maintenance since")
+        ]
+    )
     rows = [
         html.Tr(
             [
@@ -166,6 +185,7 @@ def _earlier_table(diagnoses: Sequence[DiagnosisRecord]) -> html.Table:
                 html.Td(f"{100 * d.confidence:.0f} %"),
                 html.Td(d.iso_zone or "–"),
                 html.Td(d.source),
+                html.Td(what_followed(d, events)),
             ]
         )
         for d in diagnoses
@@ -173,9 +193,15 @@ def _earlier_table(diagnoses: Sequence[DiagnosisRecord]) -> html.Table:
     return html.Table([html.Thead(header), html.Tbody(rows)], className="table", id="diagnosis-earlier")
 
 
-def diagnosis_panel(diagnoses: Sequence[DiagnosisRecord], alert: AlertDetail | None) -> html.Div:
+def diagnosis_panel(
+    diagnoses: Sequence[DiagnosisRecord],
+    alert: AlertDetail | None,
+    *,
+    events: Sequence[MaintenanceFinding] = (),
+) -> html.Div:
     """The newest diagnosed alert's best diagnosis (`diagnoses` newest first, as `best_diagnoses` gives
-    them), its evidence, its zone beside the alert's anomaly score, and the earlier ones."""
+    them), its evidence, its zone beside the alert's anomaly score, and the earlier ones; each with the
+    maintenance or failure that followed it (`events`, oldest first)."""
     if not diagnoses:
         return html.Div(empty_state(NO_DIAGNOSIS), id="diagnosis-panel")
     newest = diagnoses[0]
@@ -188,10 +214,11 @@ def diagnosis_panel(diagnoses: Sequence[DiagnosisRecord], alert: AlertDetail | N
         ("anomaly score at the alert", _score_text(alert)),
         ("ISO 20816-3 zone", _zone_text(newest)),
         ("shaft speed", "–" if newest.shaft_hz is None else f"{newest.shaft_hz:.2f} Hz"),
+        ("maintenance since", what_followed(newest, events)),
     ]
     parts: list[Component] = [_facts(facts, "diagnosis-facts"), _evidence_table(newest.evidence)]
     if len(diagnoses) > 1:
-        parts += [html.H4("Earlier diagnoses"), _earlier_table(diagnoses[1:])]
+        parts += [html.H4("Earlier diagnoses"), _earlier_table(diagnoses[1:], events)]
     return html.Div(parts, id="diagnosis-panel")
 
 
@@ -251,12 +278,19 @@ def why_advice(inputs: Mapping[str, Any]) -> list[tuple[str, str]]:
     return lines
 
 
-def _open_advice(advice: AdviceRecord) -> list[Component]:
+def due_text(advice: AdviceRecord, now: datetime) -> str:
+    """When an open advice is due, and by how long it is overdue once that time has passed."""
+    if advice.due_by >= now:
+        return f"{time_text(advice.due_by)} (in {elapsed_text((advice.due_by - now).total_seconds())})"
+    return f"{time_text(advice.due_by)}: OVERDUE by {elapsed_text((now - advice.due_by).total_seconds())}"
+
+
+def _open_advice(advice: AdviceRecord, now: datetime) -> list[Component]:
     facts = [
         ("what to do", advice.action),
         ("for the failure mode", advice.mode),
         ("urgency", advice.urgency),
-        ("by", time_text(advice.due_by)),
+        ("by", due_text(advice, now)),
         ("advised", f"{time_text(advice.created_at)}, last refreshed {time_text(advice.updated_at)}"),
     ]
     try:
@@ -265,8 +299,9 @@ def _open_advice(advice: AdviceRecord) -> list[Component]:
         inputs = None
     # Inputs that are not a JSON object are shown as stored.
     why = why_advice(inputs) if isinstance(inputs, Mapping) else [("inputs", advice.inputs_json)]
+    overdue = " advice-overdue" if advice.due_by < now else ""
     return [
-        _facts(facts, f"advice-{advice.advice_id}"),
+        _facts(facts, f"advice-{advice.advice_id}", class_name=f"table{overdue}"),
         html.H4("Why this advice"),
         _facts(why or [("inputs", "none stored")], f"advice-why-{advice.advice_id}"),
     ]
@@ -294,12 +329,24 @@ def _closed_table(closed: Sequence[AdviceRecord]) -> html.Div | html.Table:
     return html.Table([html.Thead(header), html.Tbody(rows)], className="table", id="advice-closed")
 
 
-def advice_panel(open_advice: Sequence[AdviceRecord], closed: Sequence[AdviceRecord]) -> html.Div:
-    """The asset's open advice, soonest due first, each with why; then its recently closed advice."""
+def advice_panel(
+    open_advice: Sequence[AdviceRecord], closed: Sequence[AdviceRecord], *, now: datetime
+) -> html.Div:
+    """The asset's open advice, soonest due first, each with why and overdue ones marked (due before
+    `now`); then its recently closed advice."""
     parts: list[Component] = []
     for advice in open_advice:
-        parts += _open_advice(advice)
+        parts += _open_advice(advice, now)
     if not open_advice:
         parts.append(empty_state(NO_ADVICE))
     parts += [html.H4("Recently closed advice"), _closed_table(closed)]
     return html.Div(parts, id="advice-panel")
+
+
+def panels(data: AssetDiagnosisData) -> tuple[html.Div | None, html.Div, html.Div]:
+    """The asset page's out-of-service note, diagnosis panel and advice panel, from one read."""
+    return (
+        service_note(data.out_of_service_since),
+        diagnosis_panel(data.diagnoses, data.alert, events=data.events),
+        advice_panel(data.open_advice, data.closed_advice, now=data.now),
+    )

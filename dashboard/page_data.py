@@ -5,7 +5,7 @@ runs against the database before drawing. No SQL here: every read is a `cloud_se
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -20,6 +20,7 @@ from cloud_service.queries import (
     FeaturePoint,
     GatewayTraffic,
     JobDuration,
+    MaintenanceFinding,
     ModelPeriod,
     RiskDay,
     Series,
@@ -40,6 +41,7 @@ from cloud_service.queries import (
     gateway_traffic,
     job_durations,
     last_alerts,
+    maintenance_findings,
     model_periods,
     open_advice,
     open_alerts,
@@ -153,19 +155,27 @@ class AssetDiagnosisData:
     open_advice: list[AdviceRecord]
     closed_advice: list[AdviceRecord]
     out_of_service_since: datetime | None
+    events: list[MaintenanceFinding]  # since the oldest diagnosis shown, oldest first
+    now: datetime  # when it was read: advice due before it is overdue
 
 
-def asset_diagnosis_data(conn: psycopg.Connection[Any], asset_id: str) -> AssetDiagnosisData:
-    """The asset's newest diagnoses (whatever the page's range), its advice, and whether it is out of
-    service."""
+def asset_diagnosis_data(
+    conn: psycopg.Connection[Any], asset_id: str, *, now: datetime | None = None
+) -> AssetDiagnosisData:
+    """The asset's newest diagnoses (whatever the page's range) with the maintenance that followed them,
+    its advice, and whether it is out of service."""
+    now = now or datetime.now(UTC)
     diagnoses = best_diagnoses(conn, asset_id=asset_id, limit=DIAGNOSES_SHOWN)
     newest = diagnoses[0] if diagnoses else None
+    events = maintenance_findings(conn, asset_id=asset_id, since=diagnoses[-1].ts) if diagnoses else []
     return AssetDiagnosisData(
         diagnoses=diagnoses,
         alert=alert_detail(conn, newest.gateway_id, newest.alert_id) if newest is not None else None,
         open_advice=open_advice(conn, asset_id=asset_id),
         closed_advice=closed_advice(conn, asset_id=asset_id, limit=CLOSED_ADVICE_SHOWN),
         out_of_service_since=out_of_service_assets(conn).get(asset_id),
+        events=events,
+        now=now,
     )
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "asset_alerts_table",
     "asset_layout",
     "banner",
+    "elapsed_text",
     "empty_state",
     "fleet_layout",
     "fleet_table",
@@ -54,17 +55,21 @@ def time_text(ts: datetime | None) -> str:
     return "–" if ts is None else ts.astimezone(display_zone()).strftime("%Y-%m-%d %H:%M %Z")
 
 
+def elapsed_text(seconds: float) -> str:
+    """A span of time as the pages say it: seconds under 2 min, minutes under 2 h, hours under 2 days,
+    then days."""
+    whole = max(0, int(seconds))
+    if whole < 120:
+        return f"{whole} s"
+    if whole < 7200:
+        return f"{whole // 60} min"
+    if whole < 172800:
+        return f"{whole // 3600} h"
+    return f"{whole // 86400} d"
+
+
 def _age_text(ts: datetime | None, now: datetime) -> str:
-    if ts is None:
-        return "never"
-    seconds = max(0, int((now - ts).total_seconds()))
-    if seconds < 120:
-        return f"{seconds} s ago"
-    if seconds < 7200:
-        return f"{seconds // 60} min ago"
-    if seconds < 172800:
-        return f"{seconds // 3600} h ago"
-    return f"{seconds // 86400} d ago"
+    return "never" if ts is None else f"{elapsed_text((now - ts).total_seconds())} ago"
 
 
 def banner(text: str) -> html.Div:

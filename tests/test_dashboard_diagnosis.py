@@ -24,6 +24,7 @@ from cloud_service.queries import (
     AlertDetail,
     AssetStatus,
     DiagnosisRecord,
+    MaintenanceFinding,
     closed_advice,
     fleet_diagnoses,
     set_out_of_service,
@@ -192,6 +193,7 @@ def test_the_advice_panel_says_what_by_when_and_why_and_what_was_found() -> None
     panel = diagnosis_panel.advice_panel(
         [_advice(state="open", action=HOSTILE + " inspect the bearing", inputs=inputs)],
         [_advice(state="closed", action="x", inputs={}, note=HOSTILE)],
+        now=NOW,
     )
     text = " | ".join(_texts(panel))
     for expected in (
@@ -202,16 +204,47 @@ def test_the_advice_panel_says_what_by_when_and_why_and_what_was_found() -> None
         "RUL 30 h (18 h to 45 h), p(fail) 80 % within 72 h",
         "84 h (asset type pump and this mode",
         json.dumps(HOSTILE),
+        "(in 3 d)",  # due 84 h after NOW
         "Recently closed advice",
     ):
         assert expected in text, expected
-    assert _texts(diagnosis_panel.advice_panel([], [])) == [
+    assert "OVERDUE" not in text
+    assert _texts(diagnosis_panel.advice_panel([], [], now=NOW)) == [
         diagnosis_panel.NO_ADVICE,
         "Recently closed advice",
         diagnosis_panel.NO_CLOSED_ADVICE,
     ]
     listed = dataclasses.replace(_advice(state="open", action="a", inputs={}), inputs_json="[1, 2]")
-    assert "[1, 2]" in _texts(diagnosis_panel.advice_panel([listed], []))  # not an object: shown as stored
+    assert "[1, 2]" in _texts(diagnosis_panel.advice_panel([listed], [], now=NOW))  # shown as stored
+
+
+def test_advice_past_its_due_time_is_marked_overdue() -> None:
+    advice = _advice(state="open", action="inspect the bearing", inputs={})  # due NOW + 84 h
+    late = diagnosis_panel.advice_panel([advice], [], now=NOW + timedelta(hours=100))
+    assert any(t.endswith(": OVERDUE by 16 h") for t in _texts(late))
+    assert [
+        getattr(c, "className", None) for c in _components(late) if getattr(c, "id", "") == "advice-1"
+    ] == ["table advice-overdue"]
+    on_time = diagnosis_panel.advice_panel([advice], [], now=NOW + timedelta(hours=83))
+    assert [
+        getattr(c, "className", None) for c in _components(on_time) if getattr(c, "id", "") == "advice-1"
+    ] == ["table"]
+
+
+def test_each_diagnosis_shows_the_maintenance_that_followed_it() -> None:
+    older = dataclasses.replace(_diagnosis("imbalance", [BPFO]), alert_id="p1-a0", ts=NOW - timedelta(days=3))
+    events = [
+        MaintenanceFinding("p1", NOW - timedelta(days=4), "maintenance", "looseness", "before both"),
+        MaintenanceFinding("p1", NOW - timedelta(days=2), "maintenance", "imbalance", HOSTILE),
+        MaintenanceFinding("p1", NOW - timedelta(days=1), "failure", "", ""),
+    ]
+    panel = diagnosis_panel.diagnosis_panel([_diagnosis("outer_race", [BPFO]), older], None, events=events)
+    facts = [c for c in _components(panel) if getattr(c, "id", "") == "diagnosis-facts"]
+    assert "nothing recorded since" in _texts(facts)  # the newest: nothing after it
+    earlier = [c for c in _components(panel) if getattr(c, "id", "") == "diagnosis-earlier"]
+    (followed,) = [t for t in _texts(earlier) if t.startswith("maintenance 2026")]
+    assert followed.endswith(f", found imbalance: {HOSTILE}")  # the first after it, not the one before
+    assert diagnosis_panel.what_followed(older, events[2:]).endswith(", no mode recorded")
 
 
 @pytest.mark.slow
@@ -350,6 +383,9 @@ def test_failure_mode_out_of_service_and_the_asset_panels_in_a_real_browser(
         assert "Why this advice" in advice
         assert f"of alert {DEGRADING}-a2" in advice
         assert "rotor balanced " + HOSTILE in browser.find_element(By.ID, "advice-closed").text
+        earlier = browser.find_element(By.ID, "diagnosis-earlier").text  # what the maintenance found
+        assert f"found imbalance: rotor balanced {HOSTILE}" in earlier
+        assert "nothing recorded since" in facts
         assert browser.find_elements(By.CSS_SELECTOR, "#asset-diagnosis-panels img") == []
         _element_screenshot(browser, "asset-diagnosis-panels", shots / "asset-diagnosis.png")
 

@@ -108,13 +108,10 @@ def _asset_page(conn: psycopg.Connection[Any], asset_id: str) -> str:
         figures.feature_figure(data.feature_points, feature=data.feature or "", revision=asset_id),
         figures.forecast_figure(data.forecasts, revision=asset_id),
     ]
-    diagnosed = asset_diagnosis_data(conn, asset_id)
     tables = [
         pages.asset_alerts_table(data.alerts),
         pages.model_periods_table(data.periods),
-        diagnosis_panel.service_note(diagnosed.out_of_service_since),
-        diagnosis_panel.diagnosis_panel(diagnosed.diagnoses, diagnosed.alert),
-        diagnosis_panel.advice_panel(diagnosed.open_advice, diagnosed.closed_advice),
+        *diagnosis_panel.panels(asset_diagnosis_data(conn, asset_id)),
     ]
     if data.alerts:  # the "why this alert" panel, on the newest alert, as the page opens it
         newest = data.alerts[-1]
