@@ -418,6 +418,9 @@ def health_table(sites: Sequence[SiteAlarmHealth]) -> html.Div | html.Table:
     return html.Table([html.Thead(header), html.Tbody(rows)], className="table", id="alarm-health")
 
 
+_HOUR_MS = 3_600_000
+
+
 def rate_figure(
     per_hour: dict[str, list[tuple[datetime, int]]], *, window: tuple[datetime, datetime]
 ) -> go.Figure:
@@ -427,7 +430,12 @@ def rate_figure(
     for site, counts in sorted(per_hour.items()):
         figure.add_trace(
             go.Bar(
-                x=[to_display(hour) for hour, _ in counts], y=[n for _, n in counts], name=site or "no site"
+                x=[to_display(hour) for hour, _ in counts],
+                y=[n for _, n in counts],
+                # an hour wide, in the date axis' milliseconds: Plotly draws a lone bar 1 ms wide (invisible)
+                width=[_HOUR_MS] * len(counts),
+                offset=0,  # the bar covers its hour, from the hour's start
+                name=site or "no site",
             )
         )
     days = round((window[1] - window[0]) / timedelta(days=1))

@@ -4,7 +4,7 @@ inside the action callback, the states listed, hostile strings sent as text, and
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,8 @@ import pytest
 import requests
 
 from cloud_service.queries import AlarmState, Transition, alert_history, list_alerts
-from dashboard.alerts_page import parse_duration
+from dashboard.alerts_page import parse_duration, rate_figure
+from dashboard.timezones import to_display
 from forewarn.localservices import PostgresServer, wait_until
 from tests.dashboard_support import (
     DEGRADING,
@@ -191,3 +192,12 @@ def test_a_database_that_is_down_shows_a_banner_on_the_alerts_page(
             timeout_s=30,
             interval_s=0.5,
         )
+
+
+def test_a_lone_hour_of_raises_is_drawn_an_hour_wide_within_the_whole_window() -> None:
+    end = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
+    hour = end - timedelta(days=2, hours=5)
+    figure = rate_figure({"": [(hour, 1)]}, window=(end - timedelta(days=7), end))
+    (bar,) = figure.data
+    assert (list(bar.width), bar.offset, list(bar.y)) == ([3_600_000], 0, [1])  # not Plotly's lone 1 ms
+    assert figure.layout.xaxis.range == (to_display(end - timedelta(days=7)), to_display(end))
