@@ -381,7 +381,9 @@ def run_demo(
         print_report(report, out, as_json=as_json)
         if deadline is None and settings.dashboard:
             print(
-                f"demo: the dashboard keeps serving at {report.dashboard_url}; Ctrl-C stops", file=sys.stderr
+                f"demo: the dashboard keeps serving at {report.dashboard_url} (the gateways stopped when the "
+                "scenario ended, so it shows them and their assets offline); Ctrl-C stops",
+                file=sys.stderr,
             )
             (stop or threading.Event()).wait()
     return report
