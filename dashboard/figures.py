@@ -72,13 +72,20 @@ def score_figure(
     revision: str,
     x_range: tuple[datetime, datetime] | None = None,
 ) -> go.Figure:
-    """The anomaly score (mean and max per bucket) with the threshold and the alerts raised."""
+    """The anomaly score (mean and max per bucket) with the threshold and the alerts raised.
+
+    A bucket in which no window was scored (the machine stopped, the baseline warming up) is a gap, not
+    a score of 0: its aggregates carry 0 as a placeholder, which would read as perfectly healthy.
+    """
     times = [p.bucket for p in series.points]
+    scored = [p.n_windows > 0 for p in series.points]
     figure = go.Figure()
     figure.add_trace(
         go.Scatter(
             x=times,
-            y=[p.score_max for p in series.points],
+            y=[
+                p.score_max if is_scored else None for p, is_scored in zip(series.points, scored, strict=True)
+            ],
             name="score, max",
             mode="lines",
             line={"color": PALETTE["sky"], "width": 1},
@@ -87,7 +94,10 @@ def score_figure(
     figure.add_trace(
         go.Scatter(
             x=times,
-            y=[p.score_mean for p in series.points],
+            y=[
+                p.score_mean if is_scored else None
+                for p, is_scored in zip(series.points, scored, strict=True)
+            ],
             name="score, mean",
             mode="lines",
             line={"color": PALETTE["blue"], "width": 2},
@@ -130,6 +140,8 @@ def score_figure(
                 )
             )
     title = f"Anomaly score ({series.source.replace('_', ' ')}, {_resolution_text(series)} buckets)"
+    if not all(scored):
+        title += "; gaps: no window scored (stopped or warming up)"
     return _layout(
         figure, title=title, y_title="anomaly score (dimensionless)", revision=revision, x_range=x_range
     )

@@ -9,6 +9,7 @@ import signal
 import stat
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -16,9 +17,10 @@ import psycopg.conninfo
 import pytest
 import requests
 
-from cloud_service.queries import open_alerts
+from cloud_service.queries import Series, SeriesPoint, open_alerts
 from cloud_service.users import set_password
 from dashboard.app import create_app
+from dashboard.figures import score_figure
 from dashboard.fleet import rul_text
 from dashboard.security import read_secret_key
 from forewarn.cli import build_parser
@@ -294,3 +296,19 @@ def test_a_database_without_the_schema_says_to_migrate(
         postgres.drop_database("t_dashboard_bare")
     assert response.status_code == 200
     assert "forewarn cloud migrate" in response.text
+
+
+def test_buckets_with_no_scored_window_are_gaps_in_the_score_chart_not_zeros() -> None:
+    start = datetime(2026, 7, 1, tzinfo=UTC)
+    points = [
+        SeriesPoint(start + timedelta(hours=i), 6, mean, mean * 1.5, windows, 0)
+        for i, (mean, windows) in enumerate([(0.4, 60), (0.0, 0), (0.5, 60)])  # the machine stopped an hour
+    ]
+    series = Series("p1", start, start + timedelta(hours=3), timedelta(hours=1), "raw", points)
+    figure = score_figure(series, threshold=1.0, alerts=[], revision="p1")
+    score_max, score_mean = figure.data[0], figure.data[1]
+    assert list(score_mean.y) == [0.4, None, 0.5]
+    assert list(score_max.y) == [0.4 * 1.5, None, 0.5 * 1.5]
+    assert "gaps: no window scored" in figure.layout.title.text
+    scored = Series("p1", start, start + timedelta(hours=3), timedelta(hours=1), "raw", [points[0]])
+    assert "gaps" not in score_figure(scored, threshold=1.0, alerts=[], revision="p1").layout.title.text

@@ -17,6 +17,7 @@ import traceback
 from pathlib import Path
 
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
@@ -26,6 +27,7 @@ from forewarn.demo import run_demo
 from forewarn.localservices import MosquittoServer, running
 from forewarn.settings import DemoSettings
 from shared.config import load_settings
+from tests.test_dashboard_alerts_browser import _choose, _result
 from tests.test_dashboard_browser import _screenshot, _wait
 from tests.test_dashboard_browser import browser as browser  # noqa: PLC0414 - the fixture, re-exported
 
@@ -116,8 +118,8 @@ def _check_the_pages(browser: WebDriver, url: str, user: str, password: str, sho
     WebDriverWait(browser, 60).until(lambda d: "threshold" in d.find_element(By.ID, "asset-score").text)
     assert "No data in this range" not in browser.find_element(By.TAG_NAME, "body").text  # scores drawn
     _screenshot(browser, shots, "asset")
+    _acknowledge_an_alert(browser, url, shots)
     for page, filled in (
-        ("alerts", "#alerts-active-unacknowledged"),
         ("gateways", "#gateways tbody tr"),
         ("models", "#models tbody tr"),
         ("cost", "#cost-traffic-table tbody tr"),
@@ -126,6 +128,30 @@ def _check_the_pages(browser: WebDriver, url: str, user: str, password: str, sho
         _wait(browser, filled, timeout_s=60)
         _screenshot(browser, shots, page)
     assert "database unavailable" not in browser.page_source
+
+
+def _acknowledge_an_alert(browser: WebDriver, url: str, shots: Path) -> None:
+    """Acknowledge the first unacknowledged alert (active or returned) with a comment; the asset's page,
+    read back from the database, shows who acknowledged it and the comment."""
+    browser.get(f"{url}/alerts")
+    _wait(browser, "#alerts-active-unacknowledged, #alerts-returned-unacknowledged", timeout_s=60)
+    _screenshot(browser, shots, "alerts")
+    asset_id: str = browser.execute_script(
+        "return document.querySelector('#alerts-active-unacknowledged tbody tr td:nth-child(2) a, "
+        "#alerts-returned-unacknowledged tbody tr td:nth-child(2) a').innerText"
+    )
+    _choose(browser, "alerts-target", asset_id)
+    comment = f"checked {asset_id} on site"
+    browser.find_element(By.ID, "alerts-comment").send_keys(comment)
+    browser.find_element(By.ID, "alerts-acknowledge").click()
+    _result(browser, "Acknowledged")
+    # an acknowledged alert that had returned leaves the alerts page's tables: its asset's page keeps it
+    browser.get(f"{url}/asset/{asset_id}")
+    _wait(browser, "#asset-score .main-svg", timeout_s=60)
+    _choose(browser, "asset-range", "last 90 days")
+    WebDriverWait(browser, 60, ignored_exceptions=(StaleElementReferenceException,)).until(
+        lambda d: re.search(r"demo, [^,]+: " + re.escape(comment), d.find_element(By.ID, "asset-alerts").text)
+    )
 
 
 class _ReportOut(io.StringIO):
