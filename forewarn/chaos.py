@@ -46,7 +46,7 @@ from cloud_service.service import prepare_database
 from cloud_service.settings import CloudSettings
 from edge_agent.agent import QUEUE_FILE
 from edge_agent.disk_queue import read_counters, read_dropped
-from forewarn.chaos_clock import clock_skew
+from forewarn.chaos_clock import ClockSkew
 from forewarn.chaos_disk import DiskFull
 from forewarn.chaos_fault import LOAD_SPEED, Durations, Fault, Rig, ScenarioSkipped
 from forewarn.chaos_model_push import model_push_during_outage
@@ -151,25 +151,6 @@ class _Simple(Fault):
         return self._figures
 
 
-class _FiguresWhenStored(Fault):
-    """A fault whose `cause` returns how to read its own figures once everything is stored."""
-
-    def __init__(
-        self, cause: Callable[[Rig, Durations], Callable[[psycopg.Connection[Any]], dict[str, Any]]]
-    ) -> None:
-        self._cause = cause
-        self._read: Callable[[psycopg.Connection[Any]], dict[str, Any]] | None = None
-
-    def cause(self, rig: Rig, durations: Durations) -> None:
-        self._read = self._cause(rig, durations)
-
-    def figures(self, rig: Rig) -> dict[str, Any]:
-        if self._read is None:
-            return {}
-        with psycopg.connect(rig.conninfo) as conn:
-            return self._read(conn)
-
-
 def _broker_outage(rig: Rig, durations: Durations) -> None:
     for _ in range(durations.repeats):
         rig.upstream.stop()  # SIGTERM: the broker saves its persistent sessions
@@ -204,7 +185,7 @@ def _ingest_kill(rig: Rig, durations: Durations) -> None:
 # Each name makes a fresh `Fault` per run (a fault may hold state: a proxy, a mount).
 SCENARIOS: dict[str, Callable[[], Fault]] = {
     "broker-outage": lambda: _Simple(_broker_outage),
-    "clock-skew": lambda: _FiguresWhenStored(clock_skew),
+    "clock-skew": ClockSkew,
     "db-outage": lambda: _Simple(_db_outage),
     "disk-full": DiskFull,
     "edge-kill": lambda: _Simple(_edge_kill),
