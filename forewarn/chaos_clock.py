@@ -23,7 +23,6 @@ from typing import Any
 import psycopg
 
 from cloud_service.queries import clock_skew_flags, gateway_health
-from edge_agent.agent import QUEUE_FILE
 from edge_agent.disk_queue import read_counters
 from forewarn.chaos_fault import Durations, Fault, Rig
 from shared.errors import ConfigError
@@ -78,7 +77,7 @@ class ClockSkew(Fault):
         victim_id = next(iter(rig.edges))
         victim = rig.edges[victim_id]
         victim.stop()  # drains its queue: every row from here on was made under the skewed clock
-        skewed_from_seq = read_counters(rig.state_dirs[victim_id] / "queue" / QUEUE_FILE)[0]
+        skewed_from_seq = read_counters(rig.queue_file(victim_id))[0]
         victim.environment.update(
             faketime_environment(
                 rig.state_dirs[victim_id].parent / "faketime-shim",

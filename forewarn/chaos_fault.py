@@ -24,6 +24,7 @@ import paho.mqtt.client as mqtt
 import psycopg
 
 from cloud_service.queries import latest_gateway_metrics
+from edge_agent.agent import QUEUE_FILE
 from forewarn.localservices import MosquittoServer, PostgresServer
 from forewarn.processes import ForewarnProcess
 from shared import topics
@@ -100,6 +101,10 @@ class Rig:
     ingest: ForewarnProcess
     edges: dict[str, ForewarnProcess]
     state_dirs: dict[str, Path]
+
+    def queue_file(self, gateway_id: str) -> Path:
+        """The gateway's disk queue file, read beside its running agent."""
+        return self.state_dirs[gateway_id] / "queue" / QUEUE_FILE
 
 
 class Fault(abc.ABC):
