@@ -94,7 +94,7 @@ ON CONFLICT (gateway_id, ts) DO NOTHING
 # A status without counters (the last will an offline gateway leaves) keeps the last counters and model
 # versions known: what a gateway had queued when it went away is what its administrator needs to see.
 _UPSERT_GATEWAY_STATUS = """
-INSERT INTO gateways (gateway_id, state, status_ts, status_seq, uptime_s, cpu_percent, memory_bytes, metrics,
+INSERT INTO gateways (gateway_id, status_ts, state, status_seq, uptime_s, cpu_percent, memory_bytes, metrics,
                       model_versions, status_received_at)
 VALUES (%s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, now())
 ON CONFLICT (gateway_id) DO UPDATE SET
@@ -109,16 +109,17 @@ WHERE gateways.status_ts IS NULL OR gateways.status_ts < EXCLUDED.status_ts
 _RECORD_CLOCK_SKEW = """
 UPDATE gateways SET clock_skew_s = %s, clock_skew_measured_at = now() WHERE gateway_id = %s
 """
+# The three alert statements list first the columns `_alert_values` gives, in its order.
 _INSERT_ALERT_MESSAGE = """
-INSERT INTO alert_messages (gateway_id, seq, alert_id, asset_id, state, severity, ts, score, threshold,
-                            model_version, model_kind, top_features, message, diagnosis, clock_skew_s)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s, %s::jsonb, %s)
+INSERT INTO alert_messages (gateway_id, alert_id, asset_id, severity, ts, score, threshold, model_version,
+                            model_kind, message, seq, state, top_features, diagnosis, clock_skew_s)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s)
 ON CONFLICT (gateway_id, seq) DO NOTHING
 """
 _ALERT_RAISED = """
-INSERT INTO alerts (gateway_id, alert_id, asset_id, state, severity, raised_at, score, threshold,
-                    model_version, model_kind, top_features, message)
-VALUES (%s, %s, %s, 'open', %s, %s, %s, %s, %s, %s, %s::jsonb, %s)
+INSERT INTO alerts (gateway_id, alert_id, asset_id, severity, raised_at, score, threshold, model_version,
+                    model_kind, message, top_features, state)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, 'open')
 ON CONFLICT (gateway_id, alert_id) DO UPDATE SET
     raised_at = EXCLUDED.raised_at, severity = EXCLUDED.severity, score = EXCLUDED.score,
     threshold = EXCLUDED.threshold, model_version = EXCLUDED.model_version,
@@ -127,9 +128,9 @@ ON CONFLICT (gateway_id, alert_id) DO UPDATE SET
 WHERE alerts.raised_at IS NULL
 """
 _ALERT_CLEARED = """
-INSERT INTO alerts (gateway_id, alert_id, asset_id, state, severity, cleared_at, score, threshold,
-                    model_version, model_kind, message)
-VALUES (%s, %s, %s, 'cleared', %s, %s, %s, %s, %s, %s, %s)
+INSERT INTO alerts (gateway_id, alert_id, asset_id, severity, cleared_at, score, threshold, model_version,
+                    model_kind, message, state)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'cleared')
 ON CONFLICT (gateway_id, alert_id) DO UPDATE SET
     state = 'cleared', cleared_at = EXCLUDED.cleared_at, updated_at = now()
 """
@@ -424,11 +425,8 @@ class BatchWriter:
             )
             for s in sorted(statuses, key=lambda s: (s.gateway_id, s.ts_ns))
         ]
-        inserted = 0
-        for row in rows:
-            cur.execute(_INSERT_HEARTBEAT, row)
-            inserted += max(cur.rowcount, 0)
-        cur.executemany(_UPSERT_GATEWAY_STATUS, [_status_row(row) for row in rows])
+        inserted = _execute_each(cur, _INSERT_HEARTBEAT, rows)
+        cur.executemany(_UPSERT_GATEWAY_STATUS, rows)
         self._count(result, "heartbeats", inserted, len(rows))
 
     def _write_alerts(
@@ -462,27 +460,8 @@ class BatchWriter:
             state, top = "updated", "[]"
         else:
             state, top = a.state, _JSON.encode(a.top_features).decode()
-        diagnosis = a.diagnosis
-        cur.execute(
-            _INSERT_ALERT_MESSAGE,
-            (
-                a.gateway_id,
-                a.seq,
-                a.alert_id,
-                a.asset_id,
-                state,
-                a.severity,
-                ns_to_datetime(a.ts_ns),
-                a.score,
-                a.threshold,
-                a.model_version,
-                a.model_kind,
-                top,
-                a.message,
-                None if diagnosis is None else _JSON.encode(diagnosis).decode(),
-                clock_skew_s,
-            ),
-        )
+        diagnosis = None if a.diagnosis is None else _JSON.encode(a.diagnosis).decode()
+        cur.execute(_INSERT_ALERT_MESSAGE, (*_alert_values(a), a.seq, state, top, diagnosis, clock_skew_s))
         return cur.rowcount == 1
 
     @staticmethod
@@ -500,40 +479,11 @@ class BatchWriter:
     def _write_transition(self, cur: psycopg.Cursor[Any], a: Alert) -> None:
         ts = ns_to_datetime(a.ts_ns)
         if a.state == "raised":
-            cur.execute(
-                _ALERT_RAISED,
-                (
-                    a.gateway_id,
-                    a.alert_id,
-                    a.asset_id,
-                    a.severity,
-                    ts,
-                    a.score,
-                    a.threshold,
-                    a.model_version,
-                    a.model_kind,
-                    _JSON.encode(a.top_features).decode(),
-                    a.message,
-                ),
-            )
+            cur.execute(_ALERT_RAISED, (*_alert_values(a), _JSON.encode(a.top_features).decode()))
             if a.diagnosis is not None:
                 self._store_edge_diagnosis(cur, a, a.diagnosis)
         else:
-            cur.execute(
-                _ALERT_CLEARED,
-                (
-                    a.gateway_id,
-                    a.alert_id,
-                    a.asset_id,
-                    a.severity,
-                    ts,
-                    a.score,
-                    a.threshold,
-                    a.model_version,
-                    a.model_kind,
-                    a.message,
-                ),
-            )
+            cur.execute(_ALERT_CLEARED, _alert_values(a))
         record_edge_transition(
             cur,
             gateway_id=a.gateway_id,
@@ -582,12 +532,8 @@ class BatchWriter:
             ),
         ]
         for table, statement, rows in kinds:
-            inserted = 0
-            for row in rows:
-                cur.execute(statement, row)
-                inserted += max(cur.rowcount, 0)
             if rows:
-                self._count(result, table, inserted, len(rows))
+                self._count(result, table, _execute_each(cur, statement, rows), len(rows))
 
     @staticmethod
     def _count(result: WriteResult, table: str, inserted: int, offered: int) -> None:
@@ -595,6 +541,27 @@ class BatchWriter:
         result.duplicates += offered - inserted
 
 
-def _status_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    gateway_id, ts, state, seq, uptime_s, cpu_percent, memory_bytes, metrics, model_versions = row
-    return (gateway_id, state, ts, seq, uptime_s, cpu_percent, memory_bytes, metrics, model_versions)
+def _alert_values(a: Alert | AlertUpdate) -> tuple[Any, ...]:
+    """The columns every alert statement stores first: gateway, alert, asset, severity, the message's
+    time, score, threshold, model version and kind, message."""
+    return (
+        a.gateway_id,
+        a.alert_id,
+        a.asset_id,
+        a.severity,
+        ns_to_datetime(a.ts_ns),
+        a.score,
+        a.threshold,
+        a.model_version,
+        a.model_kind,
+        a.message,
+    )
+
+
+def _execute_each(cur: psycopg.Cursor[Any], statement: str, rows: Iterable[tuple[Any, ...]]) -> int:
+    """Run `statement` once a row; returns the rows it inserted (a conflict inserts none)."""
+    inserted = 0
+    for row in rows:
+        cur.execute(statement, row)
+        inserted += max(cur.rowcount, 0)
+    return inserted

@@ -44,9 +44,8 @@ import psycopg
 from cloud_service.queries import latest_gateway_metrics, missing_sequences, sequence_account
 from cloud_service.service import prepare_database
 from cloud_service.settings import CloudSettings
-from edge_agent.agent import QUEUE_FILE
 from edge_agent.disk_queue import read_counters, read_dropped
-from forewarn.chaos_clock import clock_skew
+from forewarn.chaos_clock import ClockSkew
 from forewarn.chaos_disk import DiskFull
 from forewarn.chaos_fault import LOAD_SPEED, Durations, Fault, Rig, ScenarioSkipped
 from forewarn.chaos_model_push import model_push_during_outage
@@ -71,11 +70,6 @@ def _write(path: Path, settings: ComponentSettings) -> Path:
 
 def _mqtt(server: MosquittoServer) -> dict[str, object]:
     return {"host": server.host, "port": server.port}
-
-
-def _queue_counters(state_dir: Path) -> tuple[int, int]:
-    """(sequence numbers assigned, messages still queued) of a gateway, read beside the running agent."""
-    return read_counters(state_dir / "queue" / QUEUE_FILE)
 
 
 def _stored(conninfo: str, gateway_id: str) -> tuple[int, int]:
@@ -151,25 +145,6 @@ class _Simple(Fault):
         return self._figures
 
 
-class _FiguresWhenStored(Fault):
-    """A fault whose `cause` returns how to read its own figures once everything is stored."""
-
-    def __init__(
-        self, cause: Callable[[Rig, Durations], Callable[[psycopg.Connection[Any]], dict[str, Any]]]
-    ) -> None:
-        self._cause = cause
-        self._read: Callable[[psycopg.Connection[Any]], dict[str, Any]] | None = None
-
-    def cause(self, rig: Rig, durations: Durations) -> None:
-        self._read = self._cause(rig, durations)
-
-    def figures(self, rig: Rig) -> dict[str, Any]:
-        if self._read is None:
-            return {}
-        with psycopg.connect(rig.conninfo) as conn:
-            return self._read(conn)
-
-
 def _broker_outage(rig: Rig, durations: Durations) -> None:
     for _ in range(durations.repeats):
         rig.upstream.stop()  # SIGTERM: the broker saves its persistent sessions
@@ -204,7 +179,7 @@ def _ingest_kill(rig: Rig, durations: Durations) -> None:
 # Each name makes a fresh `Fault` per run (a fault may hold state: a proxy, a mount).
 SCENARIOS: dict[str, Callable[[], Fault]] = {
     "broker-outage": lambda: _Simple(_broker_outage),
-    "clock-skew": lambda: _FiguresWhenStored(clock_skew),
+    "clock-skew": ClockSkew,
     "db-outage": lambda: _Simple(_db_outage),
     "disk-full": DiskFull,
     "edge-kill": lambda: _Simple(_edge_kill),
@@ -217,14 +192,14 @@ SCENARIOS: dict[str, Callable[[], Fault]] = {
 def _caught_up(rig: Rig, queued_at_end: dict[str, int]) -> bool:
     """Whether the database holds every seq queued by then that the queue did not drop by its policy."""
     return all(
-        _stored(rig.conninfo, g)[0] + _dropped(rig.state_dirs[g]) >= queued_at_end[g] for g in rig.edges
+        _stored(rig.conninfo, g)[0] + _dropped(rig.queue_file(g)) >= queued_at_end[g] for g in rig.edges
     )
 
 
-def _dropped(state_dir: Path) -> int:
+def _dropped(queue_file: Path) -> int:
     """Messages a gateway's queue dropped by its declared policy (full queue), since it was created: the
     queue file's own counts, which survive restarts (a heartbeat's may be older than the last drop)."""
-    return sum(read_dropped(state_dir / "queue" / QUEUE_FILE).values())
+    return sum(read_dropped(queue_file).values())
 
 
 def _publish_live(scenario: Scenario, plant: MosquittoServer, stop: threading.Event) -> threading.Thread:
@@ -265,7 +240,7 @@ def _run(name: str, fault: Fault, *, quick: bool, workdir: Path | None) -> dict[
         print(f"chaos: {name}: load running, causing the fault", file=sys.stderr)
         fault.cause(rig, durations)
         fault_end = time.monotonic()
-        queued_at_end = {g: _queue_counters(rig.state_dirs[g])[0] for g in rig.edges}
+        queued_at_end = {g: read_counters(rig.queue_file(g))[0] for g in rig.edges}
         recovery_s: float | None = None
         with contextlib.suppress(TimeoutError):
             wait_until(lambda: _caught_up(rig, queued_at_end), timeout_s=120, interval_s=0.2)
@@ -275,8 +250,8 @@ def _run(name: str, fault: Fault, *, quick: bool, workdir: Path | None) -> dict[
         publisher.join(timeout=30)
         for edge in rig.edges.values():
             edge.stop()  # flushes and drains its queue upstream
-        wait_until(lambda: all(_queue_counters(d)[1] == 0 for d in rig.state_dirs.values()), timeout_s=60)
-        assigned = {g: _queue_counters(rig.state_dirs[g])[0] for g in rig.edges}
+        wait_until(lambda: all(read_counters(rig.queue_file(g))[1] == 0 for g in rig.edges), timeout_s=60)
+        assigned = {g: read_counters(rig.queue_file(g))[0] for g in rig.edges}
         with contextlib.suppress(TimeoutError):  # the broker has them all; ingest may still be writing
             wait_until(lambda: _caught_up(rig, assigned), timeout_s=60, interval_s=0.2)
         figures = _figures(rig, recovery_s) | fault.figures(rig)
@@ -290,15 +265,15 @@ def _figures(rig: Rig, recovery_s: float | None) -> dict[str, Any]:
     sent = stored = duplicated = left = dropped = held_dropped = 0
     missing: dict[str, list[int]] = {}
     with psycopg.connect(rig.conninfo) as conn:
-        for gateway_id, state_dir in rig.state_dirs.items():
-            assigned, depth = _queue_counters(state_dir)
+        for gateway_id in rig.state_dirs:
+            assigned, depth = read_counters(rig.queue_file(gateway_id))  # seqs assigned, still queued
             account = sequence_account(conn, gateway_id)
             metrics = latest_gateway_metrics(conn, gateway_id)
             sent += assigned
             left += depth
             stored += account.distinct_seqs
             duplicated += account.duplicated
-            dropped += _dropped(state_dir)
+            dropped += _dropped(rig.queue_file(gateway_id))
             held_dropped += _sum_prefixed(metrics, "queue.hold_dropped.")
             if account.distinct_seqs < assigned:
                 missing[gateway_id] = missing_sequences(conn, gateway_id, below=assigned)

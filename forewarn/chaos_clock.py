@@ -17,21 +17,17 @@ sleeps on the same real monotonic clock. The wall clock, the thing under test, s
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import psycopg
 
 from cloud_service.queries import clock_skew_flags, gateway_health
-from edge_agent.agent import QUEUE_FILE
 from edge_agent.disk_queue import read_counters
+from forewarn.chaos_fault import Durations, Fault, Rig
 from shared.errors import ConfigError
 
-if TYPE_CHECKING:  # forewarn.chaos imports this module to register the scenario
-    from forewarn.chaos_fault import Durations, Rig
-
-__all__ = ["APPLIED_SKEW_S", "clock_skew", "faketime_environment"]
+__all__ = ["APPLIED_SKEW_S", "ClockSkew", "faketime_environment"]
 
 APPLIED_SKEW_S = 300
 _LIBFAKETIME_GLOBS = ("*/faketime/libfaketime.so.1", "faketime/libfaketime.so.1")  # under /usr/lib
@@ -70,31 +66,38 @@ def faketime_environment(shim_dir: Path, *, offset_s: int, python_path: str) -> 
     }
 
 
-def clock_skew(rig: Rig, durations: Durations) -> Callable[[psycopg.Connection[Any]], dict[str, Any]]:
+class ClockSkew(Fault):
     """Restart the first gateway with its clock `APPLIED_SKEW_S` ahead; run the load on it for a while."""
-    victim_id = next(iter(rig.edges))
-    victim = rig.edges[victim_id]
-    victim.stop()  # drains its queue: every row from here on was made under the skewed clock
-    skewed_from_seq = read_counters(rig.state_dirs[victim_id] / "queue" / QUEUE_FILE)[0]
-    victim.environment.update(
-        faketime_environment(
-            rig.state_dirs[victim_id].parent / "faketime-shim",
-            offset_s=APPLIED_SKEW_S,
-            python_path=victim.environment.get("PYTHONPATH", ""),
-        )
-    )
-    victim.start()
-    time.sleep(durations.kill_for_s)
-    applied = {g: (APPLIED_SKEW_S if g == victim_id else 0) for g in rig.edges}
-    from_seq = {g: (skewed_from_seq if g == victim_id else 0) for g in rig.edges}
 
-    def figures(conn: psycopg.Connection[Any]) -> dict[str, Any]:
-        measured = {h.gateway_id: h.clock_skew_s for h in gateway_health(conn) if h.gateway_id in rig.edges}
-        flags = {g: clock_skew_flags(conn, g, from_seq=from_seq[g]) for g in rig.edges}
+    def __init__(self) -> None:
+        self._applied_s: dict[str, int] = {}
+        self._from_seq: dict[str, int] = {}  # per gateway: the first seq made under its present clock
+
+    def cause(self, rig: Rig, durations: Durations) -> None:
+        victim_id = next(iter(rig.edges))
+        victim = rig.edges[victim_id]
+        victim.stop()  # drains its queue: every row from here on was made under the skewed clock
+        skewed_from_seq = read_counters(rig.queue_file(victim_id))[0]
+        victim.environment.update(
+            faketime_environment(
+                rig.state_dirs[victim_id].parent / "faketime-shim",
+                offset_s=APPLIED_SKEW_S,
+                python_path=victim.environment.get("PYTHONPATH", ""),
+            )
+        )
+        victim.start()
+        time.sleep(durations.kill_for_s)
+        self._applied_s = {g: (APPLIED_SKEW_S if g == victim_id else 0) for g in rig.edges}
+        self._from_seq = {g: (skewed_from_seq if g == victim_id else 0) for g in rig.edges}
+
+    def figures(self, rig: Rig) -> dict[str, Any]:
+        """Read once everything is stored: the skew the cloud measured and the rows it flagged."""
+        with psycopg.connect(rig.conninfo) as conn:
+            health = gateway_health(conn)
+            flags = {g: clock_skew_flags(conn, g, from_seq=self._from_seq[g]) for g in rig.edges}
+        measured = {h.gateway_id: h.clock_skew_s for h in health if h.gateway_id in rig.edges}
         return {
-            "skew_applied_s": applied,
+            "skew_applied_s": self._applied_s,
             "skew_measured_s": {g: None if s is None else round(s, 3) for g, s in measured.items()},
             "flagged_rows": {g: {"rows": rows, "flagged": flagged} for g, (rows, flagged) in flags.items()},
         }
-
-    return figures

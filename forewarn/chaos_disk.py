@@ -17,27 +17,19 @@ import errno
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
-from cloud_service.queries import latest_gateway_metrics
 from forewarn.chaos_fault import (
     ALERTING_GATEWAY,
-    ALERTING_SETTINGS,
+    AlertingFault,
     Durations,
-    Fault,
-    GatewayChanges,
-    PlantAlerts,
     Rig,
     ScenarioSkipped,
-    alerting_scenario,
-    start_spanning_a_raise,
+    alerting_gateway_metrics,
 )
 from forewarn.localservices import MosquittoServer
-from simulators import Scenario
 
 __all__ = ["DiskFull", "mount_small_filesystem"]
 
@@ -101,55 +93,43 @@ def _fill(path: Path) -> int:
     return added  # the filler was deleted meanwhile
 
 
-class DiskFull(Fault):
+class DiskFull(AlertingFault):
     """Fill the filesystem of one gateway's disk queue, for real, then free it."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._queue_dir: Path | None = None
-        self._figures: dict[str, Any] = {}
+        self._filled = self._reported = self._held_max = self._still_held = 0
 
-    def scenario(self, base: Scenario) -> Scenario:
-        return alerting_scenario(base)
-
-    def prepare(
+    def prepare_gateway(
         self, workdir: Path, upstream: MosquittoServer, stack: contextlib.ExitStack
-    ) -> GatewayChanges:
+    ) -> Mapping[str, object]:
         del upstream
         if shutil.which("mount") is None:
             raise ScenarioSkipped("no `mount` command")
         # The directory `write_gateway_config` gives the gateway's queue, and that the campaign reads.
         self._queue_dir = stack.enter_context(mount_small_filesystem(workdir / ALERTING_GATEWAY / "queue"))
-        return {ALERTING_GATEWAY: ALERTING_SETTINGS}
+        return {}
 
-    def cause(self, rig: Rig, durations: Durations) -> None:
+    def fault_length_s(self, durations: Durations) -> float:
+        return durations.disk_full_s
+
+    def hold(self, rig: Rig, length_s: float) -> None:
         assert self._queue_dir is not None, "prepare() runs first"
         filler = self._queue_dir / "filler"
-        alerts = PlantAlerts(rig.plant)
-        reported = held_max = 0
-        try:
-            start_spanning_a_raise(alerts, durations.disk_full_s)
-            start = time.monotonic()
-            deadline = start + durations.disk_full_s
-            filled = _fill(filler)
-            while time.monotonic() < deadline:
-                time.sleep(_TOP_UP_EVERY_S)
-                filled += _fill(filler)  # room SQLite gave back (a WAL truncated) is taken again
-                metrics = _metrics(rig.conninfo)
-                reported = max(reported, int(metrics.get("agent.queue_write_failing", 0)))
-                held_max = max(held_max, int(metrics.get("queue.held", 0)))
-            filler.unlink()
-            end = time.monotonic()
-            still_held = self._wait_for_the_hold_to_empty(rig.conninfo)
-            self._figures = {
-                "disk_full_s": round(end - start, 1),
-                "filler_bytes": filled,
-                "alerts_raised_during_fault": alerts.raised_between(start, end),
-                "write_failing_reported": bool(reported),
-                "held_max": held_max,
-                "still_held": still_held,
-            }
-        finally:
-            alerts.close()
+        deadline = time.monotonic() + length_s
+        self._filled = _fill(filler)
+        while time.monotonic() < deadline:
+            time.sleep(_TOP_UP_EVERY_S)
+            self._filled += _fill(filler)  # room SQLite gave back (a WAL truncated) is taken again
+            metrics = alerting_gateway_metrics(rig.conninfo)
+            self._reported = max(self._reported, int(metrics.get("agent.queue_write_failing", 0)))
+            self._held_max = max(self._held_max, int(metrics.get("queue.held", 0)))
+        filler.unlink()
+
+    def cause(self, rig: Rig, durations: Durations) -> None:
+        super().cause(rig, durations)
+        self._still_held = self._wait_for_the_hold_to_empty(rig.conninfo)
 
     @staticmethod
     def _wait_for_the_hold_to_empty(conninfo: str) -> int:
@@ -159,7 +139,7 @@ class DiskFull(Fault):
         deadline = time.monotonic() + _HOLD_FLUSH_WAIT_S
         while time.monotonic() < deadline:
             time.sleep(1.0)
-            metrics = _metrics(conninfo)
+            metrics = alerting_gateway_metrics(conninfo)
             held = int(metrics.get("queue.held", 0))
             if not held and not metrics.get("agent.queue_write_failing", 0):
                 break
@@ -167,17 +147,14 @@ class DiskFull(Fault):
 
     def figures(self, rig: Rig) -> dict[str, Any]:
         log = rig.edges[ALERTING_GATEWAY].log_path.read_text(errors="replace")
-        metrics = _metrics(rig.conninfo)
+        metrics = alerting_gateway_metrics(rig.conninfo)
         return {
-            **self._figures,
+            "disk_full_s": self.fault_s,
+            "filler_bytes": self._filled,
+            "alerts_raised_during_fault": self.alerts_raised_during_fault,
+            "write_failing_reported": bool(self._reported),
+            "held_max": self._held_max,
+            "still_held": self._still_held,
             "write_warnings_logged": log.count(_WRITE_WARNING),
             "write_failing_at_end": bool(metrics.get("agent.queue_write_failing", 0)),
         }
-
-
-def _metrics(conninfo: str) -> dict[str, float]:
-    try:
-        with psycopg.connect(conninfo, connect_timeout=2) as conn:
-            return latest_gateway_metrics(conn, ALERTING_GATEWAY)
-    except psycopg.OperationalError:
-        return {}

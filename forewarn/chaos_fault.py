@@ -3,7 +3,9 @@
 A scenario is a `Fault`: it may change the simulated fleet (`scenario`) and a gateway's settings before
 the rig starts (`prepare`), then causes its fault while the load runs (`cause`), and may add figures of
 its own (`figures`). `PlantAlerts` records the alerts the gateways raise on the plant broker (their
-local alert path), which keeps working whatever happens upstream.
+local alert path), which keeps working whatever happens upstream. An `AlertingFault` is a fault on
+`ALERTING_GATEWAY` while its pump raises alerts again and again, timed to span a raise, with those alerts
+counted: what the `partition` and `disk-full` scenarios share.
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+import psycopg
 
+from cloud_service.queries import latest_gateway_metrics
+from edge_agent.agent import QUEUE_FILE
 from forewarn.localservices import MosquittoServer, PostgresServer
 from forewarn.processes import ForewarnProcess
 from shared import topics
@@ -31,16 +36,15 @@ from simulators import Scenario, parse_scenario
 __all__ = [
     "ALERTING_ASSET",
     "ALERTING_GATEWAY",
-    "ALERTING_SETTINGS",
     "LOAD_SPEED",
+    "AlertingFault",
     "Durations",
     "Fault",
     "GatewayChanges",
     "PlantAlerts",
     "Rig",
     "ScenarioSkipped",
-    "alerting_scenario",
-    "start_spanning_a_raise",
+    "alerting_gateway_metrics",
 ]
 
 ALERTING_GATEWAY = "gw-chaos-1"  # serves pump-001 (assets are dealt to the gateways in turn)
@@ -98,6 +102,10 @@ class Rig:
     edges: dict[str, ForewarnProcess]
     state_dirs: dict[str, Path]
 
+    def queue_file(self, gateway_id: str) -> Path:
+        """The gateway's disk queue file, read beside its running agent."""
+        return self.state_dirs[gateway_id] / "queue" / QUEUE_FILE
+
 
 class Fault(abc.ABC):
     """One scenario's hooks: `cause` is each scenario's own; the other defaults change nothing."""
@@ -133,7 +141,7 @@ ALERT_CYCLE_S = _WEAR_CYCLE_H * 3600.0 / LOAD_SPEED  # wall seconds between two 
 ALERTING_ASSET = "pump-001"
 
 
-def alerting_scenario(base: Scenario) -> Scenario:
+def _alerting_scenario(base: Scenario) -> Scenario:
     """`base` with pump-001 wearing out again and again, one cycle every `ALERT_CYCLE_S` of wall time
     (wear to failure, repair, then healthy long enough for its alert to clear), so a fault can be timed
     to span a raise (`PlantAlerts.first_raised`)."""
@@ -154,7 +162,7 @@ def alerting_scenario(base: Scenario) -> Scenario:
     return parse_scenario(data, source=f"{base.source}+alerting")
 
 
-def start_spanning_a_raise(alerts: PlantAlerts, fault_s: float) -> None:
+def _start_spanning_a_raise(alerts: PlantAlerts, fault_s: float) -> None:
     """Return when a fault of `fault_s` started now would span the pump's next alert: after its first
     raise, half the fault before the next one (a longer fault spans one anyway)."""
     first = alerts.first_raised(timeout_s=90.0)
@@ -163,7 +171,7 @@ def start_spanning_a_raise(alerts: PlantAlerts, fault_s: float) -> None:
     time.sleep(max(0.0, first + ALERT_CYCLE_S - fault_s / 2 - time.monotonic()))
 
 
-ALERTING_SETTINGS: GatewayChanges = {
+_ALERTING_SETTINGS: Mapping[str, object] = {
     "pipeline": {"baseline": {"warmup_windows": 10}, "alerts": {"clear_after": 3}},
 }
 
@@ -222,3 +230,62 @@ class PlantAlerts:
         """Disconnect."""
         self._client.disconnect()
         self._client.loop_stop()
+
+
+def alerting_gateway_metrics(conninfo: str) -> dict[str, float]:
+    """The metrics of `ALERTING_GATEWAY`'s newest stored heartbeat; {} while the database is unreachable."""
+    try:
+        with psycopg.connect(conninfo, connect_timeout=2) as conn:
+            return latest_gateway_metrics(conn, ALERTING_GATEWAY)
+    except psycopg.OperationalError:
+        return {}
+
+
+class AlertingFault(Fault):
+    """A fault on `ALERTING_GATEWAY` while its pump wears out again and again, started so that it spans
+    one of the pump's alerts; it counts the alerts raised on the plant broker meanwhile.
+
+    A subclass gives the fault's length (`fault_length_s`), the gateway's own setup (`prepare_gateway`)
+    and the fault itself (`hold`); its figures read `fault_s` and `alerts_raised_during_fault`.
+    """
+
+    def __init__(self) -> None:
+        self.fault_s = 0.0  # how long `hold` took, measured
+        self.alerts_raised_during_fault = 0
+
+    def scenario(self, base: Scenario) -> Scenario:
+        return _alerting_scenario(base)
+
+    def prepare(
+        self, workdir: Path, upstream: MosquittoServer, stack: contextlib.ExitStack
+    ) -> GatewayChanges:
+        return {ALERTING_GATEWAY: {**_ALERTING_SETTINGS, **self.prepare_gateway(workdir, upstream, stack)}}
+
+    def prepare_gateway(
+        self, workdir: Path, upstream: MosquittoServer, stack: contextlib.ExitStack
+    ) -> Mapping[str, object]:
+        """As `Fault.prepare` (and may raise `ScenarioSkipped` as it does), but returns the alerting
+        gateway's own setting changes alone, added to those that make its pump's alerts raise and clear."""
+        del workdir, upstream, stack
+        return {}
+
+    @abc.abstractmethod
+    def fault_length_s(self, durations: Durations) -> float:
+        """How long `hold` keeps the fault."""
+
+    @abc.abstractmethod
+    def hold(self, rig: Rig, length_s: float) -> None:
+        """Cause the fault, for real, keep it for `length_s`, end it, and return."""
+
+    def cause(self, rig: Rig, durations: Durations) -> None:
+        length_s = self.fault_length_s(durations)
+        alerts = PlantAlerts(rig.plant)
+        try:
+            _start_spanning_a_raise(alerts, length_s)
+            start = time.monotonic()
+            self.hold(rig, length_s)
+            end = time.monotonic()
+            self.fault_s = round(end - start, 1)
+            self.alerts_raised_during_fault = alerts.raised_between(start, end)
+        finally:
+            alerts.close()

@@ -39,7 +39,6 @@ from cloud_service.lifecycle.signing import (
 )
 from cloud_service.modeling import build_anomaly_model, synthetic_features
 from cloud_service.queries import latest_gateway_metrics, latest_gateway_model
-from edge_agent.agent import QUEUE_FILE
 from edge_agent.deployment import DeploymentSettings
 from edge_agent.disk_queue import read_bytes, read_dropped
 from edge_agent.settings import EdgeSettings
@@ -77,15 +76,12 @@ class _Victim:
         self.gateway_id = gateway_id
         self.process = rig.edges[gateway_id]
         self.state_dir = rig.state_dirs[gateway_id]
+        self.queue_file = rig.queue_file(gateway_id)
         self.config = self.state_dir.parent / f"{gateway_id}.toml"
         self.settings = load_settings(EdgeSettings, toml_path=self.config, environ={})
         asset = self.settings.pipeline.assets[0]
         self.target = asset.model_target or asset.asset_id
         self.spec = self.settings.pipeline.feature_spec(asset)
-
-    @property
-    def queue_file(self) -> Path:
-        return self.state_dir / "queue" / QUEUE_FILE
 
     @property
     def state_file(self) -> Path:
