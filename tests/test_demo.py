@@ -65,6 +65,7 @@ def test_the_plant_demo_alerts_forecasts_and_retrains_both_gateways(tmp_path: Pa
     assert json.loads(out.getvalue()) == json.loads(json.dumps(summary))
     assert summary["assets"] == 60
     assert summary["alerts"] > 0
+    assert summary["alerts_diagnosed"] == summary["alerts_stored"], "every raised alert carries a diagnosis"
     assert summary["assets_with_forecast"] == summary["assets"]
     assert summary["gateways"] == summary["gateways_on_retrained_model"] == 2
     assert (summary["lost"], summary["duplicated"], summary["dead_letters"]) == (0, 0, 0)
