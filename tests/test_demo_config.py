@@ -35,14 +35,17 @@ def test_gateway_config_serves_every_scenario_asset_and_loads_back(tmp_path: Pat
     assert vibration == {scenario.spec.signals.vibration_rate_hz}
 
 
-def _assets(tmp_path: Path, scenario: Scenario, *, diagnosis: bool) -> dict[str, AssetSettings]:
+def _assets(
+    tmp_path: Path, scenario: Scenario, *, diagnosis: bool, interval_s: float | None = None
+) -> dict[str, AssetSettings]:
     path = write_gateway_config(
-        tmp_path / f"gateway-{diagnosis}.toml",
+        tmp_path / f"gateway-{diagnosis}-{interval_s}.toml",
         scenario=scenario,
         gateway_id="gw-demo",
         mqtt_settings=MqttSettings(),
         workdir=tmp_path,
         diagnosis=diagnosis,
+        diagnosis_baseline_interval_s=interval_s,
     )
     assets = load_settings(EdgeSettings, toml_path=path, environ={}).pipeline.assets
     return {a.asset_id: a for a in assets}
@@ -70,6 +73,9 @@ def test_gateway_config_diagnoses_every_asset_from_its_type_datasheet(tmp_path: 
         else:
             assert config.speed_range_rpm is None
     assert all(a.diagnosis is None for a in _assets(tmp_path, scenario, diagnosis=False).values())
+    sparse = _assets(tmp_path, scenario, diagnosis=True, interval_s=21_600.0)
+    assert {a.diagnosis.baseline_interval_s for a in sparse.values() if a.diagnosis} == {21_600.0}
+    assert all(a.diagnosis is not None for a in sparse.values())
 
 
 def test_cloud_config_keeps_the_password_out_of_the_file(tmp_path: Path) -> None:

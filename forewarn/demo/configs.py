@@ -14,10 +14,11 @@ from pathlib import Path
 from cloud_service.settings import CloudSettings
 from dashboard.settings import DashboardSettings
 from edge_agent.settings import EdgeSettings
+from shared.asset_config import AssetDiagnosisConfig
 from shared.config import ComponentSettings, DatabaseSettings, MqttSettings, load_settings, render_settings
 from shared.timebase import NS_PER_S
 from simulators import Scenario, fleet_units
-from simulators.assets import asset_config_for_type
+from simulators.assets import AssetType, asset_config_for_type
 
 __all__ = [
     "demo_scenario",
@@ -131,6 +132,17 @@ def write_cloud_config(
     return _write_settings(path, settings)
 
 
+def _diagnosis(
+    asset_type: AssetType, scenario: Scenario, baseline_interval_s: float | None
+) -> AssetDiagnosisConfig:
+    config = asset_config_for_type(asset_type, scenario.spec.operation.speed_factors)
+    if baseline_interval_s is None:
+        return config
+    return AssetDiagnosisConfig.model_validate(
+        config.model_dump() | {"baseline_interval_s": baseline_interval_s}
+    )
+
+
 def write_gateway_config(
     path: Path,
     *,
@@ -146,6 +158,7 @@ def write_gateway_config(
     heartbeat_interval_s: float = 2.0,
     changes: Mapping[str, object] | None = None,
     diagnosis: bool = False,
+    diagnosis_baseline_interval_s: float | None = None,
 ) -> Path:
     """An edge agent configuration serving `asset_ids` (default: every asset) of `scenario`.
 
@@ -155,8 +168,8 @@ def write_gateway_config(
     accepts models signed by its private key. With `diagnosis`, each asset has a diagnosis section from its
     type's datasheet (`simulators.assets.asset_config_for_type`: nominal speed, the drive's speed range
     over the scenario's speed setpoints, the bearing's geometry, ISO group and foundation), so its alerts
-    carry a diagnosis. `changes` (section -> key -> value, nested for sub-sections) override what this
-    function sets.
+    carry a diagnosis; `diagnosis_baseline_interval_s` replaces its `baseline_interval_s`. `changes`
+    (section -> key -> value, nested for sub-sections) override what this function sets.
     """
     wanted = set(scenario.asset_ids if asset_ids is None else asset_ids)
     rates = {"vibration": scenario.spec.signals.vibration_rate_hz}
@@ -173,11 +186,7 @@ def write_gateway_config(
                 for sensor in unit.type.sensors
             ],
         }
-        | (
-            {"diagnosis": asset_config_for_type(unit.type, scenario.spec.operation.speed_factors)}
-            if diagnosis
-            else {}
-        )
+        | ({"diagnosis": _diagnosis(unit.type, scenario, diagnosis_baseline_interval_s)} if diagnosis else {})
         for unit in fleet_units(scenario)
         if unit.asset_id in wanted
     ]

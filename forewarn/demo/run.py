@@ -242,6 +242,7 @@ def _write_configs(
             public_key=keys.public_key,
             warmup_windows=settings.warmup_windows,
             diagnosis=True,
+            diagnosis_baseline_interval_s=settings.diagnosis_baseline_interval_s,
         )
         for gateway_id in plan.gateway_ids
     }
