@@ -44,6 +44,16 @@ class DemoSettings(ComponentSettings):
     warmup_windows: int = Field(
         48, ge=1, description="Windows each asset's statistical baseline learns before it scores."
     )
+    diagnosis_baseline_interval_s: float = Field(
+        21_600.0,
+        ge=0.0,
+        le=86_400.0,
+        description=(
+            "Simulated seconds between the healthy windows each asset's diagnosis baseline learns on its "
+            "gateway (`baseline_interval_s`, 60 s by default): at the demo's speed 60 s would measure "
+            "every burst, and those measurements, not the scoring, would bound what a gateway keeps up with."
+        ),
+    )
     duration_s: float = Field(
         0.0,
         ge=0.0,

@@ -4,6 +4,10 @@ Each type has a nominal shaft speed, a rolling bearing (defect frequencies as mu
 type-specific tone (vane, blade or lobe pass, or twice line frequency for a motor), a thermal time constant
 and the sensors it carries. Units of one type differ a little (noise level, balance, temperature offset),
 drawn once from the scenario seed, so that "a different unit" is never mistaken for "a fault".
+
+`asset_config_for_type` is what a plant engineer would copy from a type's datasheet into its diagnosis
+configuration (nominal speed, the drive's speed range, the bearing's geometry, ISO group, foundation):
+the bench and the demo's gateways diagnose with it, never with the simulator's signal constants.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from shared.asset_config import AssetDiagnosisConfig, BearingGeometry, BearingSettings
+
 __all__ = [
     "ASSET_TYPES",
     "FAST_SENSOR",
@@ -20,6 +26,7 @@ __all__ = [
     "AssetType",
     "FailureMode",
     "Unit",
+    "asset_config_for_type",
     "draw_unit",
 ]
 
@@ -210,4 +217,43 @@ def draw_unit(asset_id: str, asset_type: AssetType, rng: np.random.Generator) ->
         balance_scale=float(rng.lognormal(0.0, 0.2)),
         temp_offset_c=float(rng.normal(0.0, 1.5)),
         current_scale=float(rng.normal(1.0, 0.03)),
+    )
+
+
+_SPEED_MARGIN = 0.03  # a drive's range is quoted around its setpoints: 3 % for slip and setpoint tolerance
+_PITCH_MM = 50.0  # any pitch diameter: the defect orders depend only on the ratio d / D and the ball count
+
+
+def _bearing_geometry(asset_type: AssetType) -> BearingGeometry:
+    """The bearing geometry behind a type's defect orders (ball count bpfo + bpfi, zero contact angle)."""
+    ball_count = round(asset_type.bpfo_order + asset_type.bpfi_order)
+    ratio = (asset_type.bpfi_order - asset_type.bpfo_order) / (asset_type.bpfi_order + asset_type.bpfo_order)
+    return BearingGeometry(
+        ball_count=ball_count, ball_diameter_mm=ratio * _PITCH_MM, pitch_diameter_mm=_PITCH_MM
+    )
+
+
+def asset_config_for_type(asset_type: AssetType, speed_factors: tuple[float, ...]) -> AssetDiagnosisConfig:
+    """A unit's diagnosis configuration from its type's datasheet: speed (range), bearing, ISO group 2.
+
+    `speed_factors` are the drive's setpoints as fractions of nominal speed (the scenario's
+    `operation.speed_factors`); a type without a variable-speed drive keeps the default search range,
+    5 % around its nominal speed.
+
+    >>> config = asset_config_for_type(ASSET_TYPES["fan"], (0.8, 1.0))
+    >>> config.shaft_rpm, [round(v) for v in config.speed_range_rpm or ()]
+    (985.0, [764, 1015])
+    >>> round(config.bearings[0].defect_orders().bpfo, 3)
+    3.28
+    """
+    speed_range = None
+    if asset_type.has_vfd:
+        low, high = min(speed_factors) * (1 - _SPEED_MARGIN), max(speed_factors) * (1 + _SPEED_MARGIN)
+        speed_range = (asset_type.rpm * low, asset_type.rpm * high)
+    return AssetDiagnosisConfig(
+        shaft_rpm=asset_type.rpm,
+        speed_range_rpm=speed_range,
+        bearings=(BearingSettings(name="drive-end", geometry=_bearing_geometry(asset_type)),),
+        machine_group=2,
+        foundation="rigid",
     )

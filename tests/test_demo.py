@@ -212,6 +212,7 @@ def test_the_plant_demo_alerts_forecasts_retrains_both_gateways_and_shows_it_all
     summary = json.loads(out.getvalue())
     assert summary["assets"] == 60
     assert summary["alerts"] > 0
+    assert summary["alerts_diagnosed"] == summary["alerts_stored"], "every raised alert carries a diagnosis"
     assert summary["assets_with_forecast"] == summary["assets"]
     assert summary["gateways"] == summary["gateways_on_retrained_model"] == 2
     assert (summary["lost"], summary["duplicated"], summary["dead_letters"]) == (0, 0, 0)

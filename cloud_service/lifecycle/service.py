@@ -162,9 +162,13 @@ class LifecycleService:
             return forecast_live.recompute(conn, self.settings.forecast, now=self.reference_now(conn))
 
     def refresh_advice(self) -> advice.AdviceRefresh:
-        """Close advice after maintenance, then create or refresh every asset's advice, in one transaction."""
+        """Close advice after maintenance, then create or refresh every asset's advice, in one transaction.
+
+        Now is the jobs' reference time (`reference_now`), the one the forecasts it reads were made at: with
+        `latest_data`, a replay's diagnoses are fresh and its maintenance closes the advice it answered.
+        """
         with self._connection() as conn:
-            return advice.refresh_advice(conn, settings=self.settings.advice, now=datetime.now(UTC))
+            return advice.refresh_advice(conn, settings=self.settings.advice, now=self.reference_now(conn))
 
     def diagnose_snapshots(self) -> snapshot_diagnosis.SnapshotDiagnosisRun:
         """Diagnose the stored snapshots without a cloud diagnosis, one committed batch at a time."""

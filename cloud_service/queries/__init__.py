@@ -3,7 +3,7 @@
 One module per table family:
 
 * `advice`: the stored maintenance advice per asset, with the inputs it came from (`open_advice`,
-  `closed_advice`);
+  `closed_advice`, `advised_modes`);
 * `aggregates`: the time-series aggregates and their rollups (`asset_series`, `feature_matrix`,
   `window_spread`, `latest_period_end`);
 * `alarm_health`: the alarm-system health per site computed from the alert event log (`alarm_health`);
@@ -38,6 +38,7 @@ public names of the modules are re-exported here.
 from cloud_service.queries.advice import (
     AdviceRecord,
     MaintenanceFinding,
+    advised_modes,
     asset_types,
     close_advice_after_maintenance,
     closed_advice,
@@ -223,6 +224,7 @@ __all__ = [
     "WindowSpread",
     "acknowledge",
     "acknowledge_alert",
+    "advised_modes",
     "alarm_health",
     "alert_detail",
     "alert_diagnoses",

@@ -16,6 +16,7 @@ from psycopg.rows import class_row
 __all__ = [
     "AdviceRecord",
     "MaintenanceFinding",
+    "advised_modes",
     "asset_types",
     "close_advice_after_maintenance",
     "closed_advice",
@@ -162,3 +163,12 @@ def last_maintenance(conn: psycopg.Connection[Any]) -> dict[str, datetime]:
 def asset_types(conn: psycopg.Connection[Any]) -> dict[str, str]:
     """Every known asset's type (empty when not set)."""
     return {row[0]: row[1] for row in conn.execute("SELECT asset_id, asset_type FROM assets")}
+
+
+def advised_modes(conn: psycopg.Connection[Any]) -> dict[str, list[str]]:
+    """Per advised asset, the modes of its advice (open and closed), oldest first."""
+    modes: dict[str, list[str]] = {}
+    rows = conn.execute("SELECT asset_id, mode FROM asset_advice ORDER BY asset_id, advice_id")
+    for asset_id, mode in rows:
+        modes.setdefault(asset_id, []).append(mode)
+    return modes

@@ -42,16 +42,16 @@ from sklearn.preprocessing import StandardScaler
 
 from edge_agent.pipeline import Pipeline
 from edge_agent.settings import AssetSettings, PipelineSettings, SensorSettings, SnapshotSettings
-from shared.asset_config import AssetDiagnosisConfig, BearingGeometry, BearingSettings
+from shared.asset_config import AssetDiagnosisConfig
 from shared.diagnosis import MACHINE_MODES, DiagnosisBaseline, Measurements, WindowSignals, diagnose, measure
 from shared.features import SensorKind, vibration_features
 from shared.raw_batch import RawBatch
 from shared.timebase import NS_PER_S
 from simulators import Step, fleet_units, parse_scenario, simulate
-from simulators.assets import ASSET_TYPES, FAST_SENSOR, AssetType, FailureMode
+from simulators.assets import ASSET_TYPES, FAST_SENSOR, FailureMode, asset_config_for_type
 from simulators.scenario import Scenario
 
-__all__ = ["asset_config_for_type", "plant_ambient_c", "run", "window_signals"]
+__all__ = ["plant_ambient_c", "run", "window_signals"]
 
 _HEALTHY = "unknown"
 _SLOW = ("temperature", "current", "pressure", "flow")
@@ -60,34 +60,8 @@ _TTF_H = 14.0
 _BASELINE_H = (0.5, 11.5)  # long enough to see several load and speed regimes
 _LATE_FRACTION = 0.75
 _DEBOUNCE = (3, 5)
-_SPEED_MARGIN = 0.03
-_PITCH_MM = 50.0
 _N_BANDS = 16
 _KNN_NEIGHBOURS = 5
-
-
-def _bearing_of(asset_type: AssetType) -> BearingGeometry:
-    """The bearing geometry behind a type's defect orders (ball count bpfo + bpfi, zero contact angle)."""
-    ball_count = round(asset_type.bpfo_order + asset_type.bpfi_order)
-    ratio = (asset_type.bpfi_order - asset_type.bpfo_order) / (asset_type.bpfi_order + asset_type.bpfo_order)
-    return BearingGeometry(
-        ball_count=ball_count, ball_diameter_mm=ratio * _PITCH_MM, pitch_diameter_mm=_PITCH_MM
-    )
-
-
-def asset_config_for_type(asset_type: AssetType, speed_factors: tuple[float, ...]) -> AssetDiagnosisConfig:
-    """A unit's diagnosis configuration from its type's datasheet: speed (range), bearing, ISO group 2."""
-    speed_range = None
-    if asset_type.has_vfd:
-        low, high = min(speed_factors) * (1 - _SPEED_MARGIN), max(speed_factors) * (1 + _SPEED_MARGIN)
-        speed_range = (asset_type.rpm * low, asset_type.rpm * high)
-    return AssetDiagnosisConfig(
-        shaft_rpm=asset_type.rpm,
-        speed_range_rpm=speed_range,
-        bearings=(BearingSettings(name="drive-end", geometry=_bearing_of(asset_type)),),
-        machine_group=2,
-        foundation="rigid",
-    )
 
 
 def plant_ambient_c(scenario: Scenario, t_ns: int) -> float:

@@ -38,12 +38,11 @@ from edge_agent.settings import (
     SensorSettings,
     SnapshotSettings,
 )
-from forewarn.bench.diagnosis import asset_config_for_type
 from shared.asset_config import AssetDiagnosisConfig
 from shared.features import SensorKind
 from shared.raw_batch import RawBatch
 from shared.timebase import NS_PER_S
-from simulators.assets import ASSET_TYPES
+from simulators.assets import ASSET_TYPES, asset_config_for_type
 
 __all__ = ["TARGET_SAMPLES_PER_S", "run"]
 

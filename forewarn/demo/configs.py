@@ -14,9 +14,11 @@ from pathlib import Path
 from cloud_service.settings import CloudSettings
 from dashboard.settings import DashboardSettings
 from edge_agent.settings import EdgeSettings
+from shared.asset_config import AssetDiagnosisConfig
 from shared.config import ComponentSettings, DatabaseSettings, MqttSettings, load_settings, render_settings
 from shared.timebase import NS_PER_S
 from simulators import Scenario, fleet_units
+from simulators.assets import AssetType, asset_config_for_type
 
 __all__ = [
     "demo_scenario",
@@ -99,9 +101,9 @@ def write_cloud_config(
     """A cloud service configuration for the demo: one ingest worker on the demo's broker and database.
 
     With a signing key and targets, the scheduler retrains each target every minute and pushes a winner
-    at once (auto approval), and refits and recomputes the forecasts every minute, all measured from the
-    newest stored data (`reference_time = "latest_data"`): the demo's time runs thousands of times faster
-    than the clock.
+    at once (auto approval), refits and recomputes the forecasts every minute, refreshes the advice every
+    5 s and diagnoses the alerts' snapshots every 20 s, all measured from the newest stored data
+    (`reference_time = "latest_data"`): the demo's time runs thousands of times faster than the clock.
     """
     overrides: dict[str, object] = {
         "mqtt": _mqtt_values(mqtt_settings),
@@ -121,8 +123,24 @@ def write_cloud_config(
             "reference_time": "latest_data",
         }
         overrides["forecast"] = {"refit_cron": "* * * * *", "recompute_interval_s": 20.0}
+        # A day of data arrives every 2 s or so: the advice is refreshed every 5 s, within the 72 h
+        # (`diagnosis_max_age_h`) that a diagnosis is acted on; the alerts' snapshots are diagnosed
+        # every 20 s.
+        overrides["advice"] = {"refresh_interval_s": 5.0}
+        overrides["diagnosis"] = {"interval_s": 20.0}
     settings = load_settings(CloudSettings, environ={}, overrides=overrides)
     return _write_settings(path, settings)
+
+
+def _diagnosis(
+    asset_type: AssetType, scenario: Scenario, baseline_interval_s: float | None
+) -> AssetDiagnosisConfig:
+    config = asset_config_for_type(asset_type, scenario.spec.operation.speed_factors)
+    if baseline_interval_s is None:
+        return config
+    return AssetDiagnosisConfig.model_validate(
+        config.model_dump() | {"baseline_interval_s": baseline_interval_s}
+    )
 
 
 def write_gateway_config(
@@ -139,14 +157,19 @@ def write_gateway_config(
     aggregation_period_s: float | None = None,
     heartbeat_interval_s: float = 2.0,
     changes: Mapping[str, object] | None = None,
+    diagnosis: bool = False,
+    diagnosis_baseline_interval_s: float | None = None,
 ) -> Path:
     """An edge agent configuration serving `asset_ids` (default: every asset) of `scenario`.
 
     It reads raw data from `mqtt_settings` and sends upstream to `upstream_mqtt` (default: the same
     broker). Its state goes under `workdir/GATEWAY_ID`. Each asset's model target is its type, so one model
     trained on the fleet's assets of a type serves them on every gateway. With `public_key`, the agent
-    accepts models signed by its private key. `changes` (section -> key -> value, nested for
-    sub-sections) override what this function sets.
+    accepts models signed by its private key. With `diagnosis`, each asset has a diagnosis section from its
+    type's datasheet (`simulators.assets.asset_config_for_type`: nominal speed, the drive's speed range
+    over the scenario's speed setpoints, the bearing's geometry, ISO group and foundation), so its alerts
+    carry a diagnosis; `diagnosis_baseline_interval_s` replaces its `baseline_interval_s`. `changes`
+    (section -> key -> value, nested for sub-sections) override what this function sets.
     """
     wanted = set(scenario.asset_ids if asset_ids is None else asset_ids)
     rates = {"vibration": scenario.spec.signals.vibration_rate_hz}
@@ -163,6 +186,7 @@ def write_gateway_config(
                 for sensor in unit.type.sensors
             ],
         }
+        | ({"diagnosis": _diagnosis(unit.type, scenario, diagnosis_baseline_interval_s)} if diagnosis else {})
         for unit in fleet_units(scenario)
         if unit.asset_id in wanted
     ]

@@ -11,18 +11,34 @@ import psycopg
 
 from cloud_service.forecasting.repository import latest_forecasts
 from cloud_service.lifecycle import registry
-from cloud_service.queries import latest_gateway_metrics, missing_sequences, sequence_account, stored_counts
+from cloud_service.queries import (
+    advised_modes,
+    best_diagnoses,
+    latest_gateway_metrics,
+    missing_sequences,
+    sequence_account,
+    stored_counts,
+)
 from forewarn.demo.watcher import AlertSeen
-from shared.timebase import NS_PER_S, iso_time
+from shared.timebase import NS_PER_S, datetime_to_ns, iso_time, parse_time_ns
 from simulators import TruthRecord
 
-__all__ = ["AssetOutcome", "DemoReport", "GatewayOutcome", "collect", "counted", "print_report"]
-
+__all__ = [
+    "AssetOutcome",
+    "DemoReport",
+    "DiagnosisScore",
+    "GatewayOutcome",
+    "collect",
+    "counted",
+    "faults_at",
+    "print_report",
+]
 
 
 def counted(count: int, noun: str) -> str:
     """`1 alert`, `3 alerts`: a count with its noun in the right number."""
     return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"
+
 
 @dataclasses.dataclass
 class AssetOutcome:
@@ -40,6 +56,8 @@ class AssetOutcome:
     rul_high_h: float | None = None
     p_fail: float | None = None
     horizon_h: float | None = None
+    diagnosed_modes: dict[str, int] = dataclasses.field(default_factory=dict)  # mode -> alerts
+    advice_modes: list[str] = dataclasses.field(default_factory=list)
 
     def describe(self) -> str:
         """One line: failed or not, alerted or not, and the forecast."""
@@ -56,6 +74,11 @@ class AssetOutcome:
             parts.append(f"{counted(self.alerts_raised, 'alert')} raised{cleared}")
         elif not self.failures:
             parts.append("healthy, no alert")
+        if self.diagnosed_modes:
+            ranked = sorted(self.diagnosed_modes.items(), key=lambda item: (-item[1], item[0]))
+            parts.append("diagnosed " + ", ".join(f"{mode} x{n}" for mode, n in ranked))
+        if self.advice_modes:
+            parts.append("advice: " + ", ".join(dict.fromkeys(self.advice_modes)))
         if self.rul_h is None:
             parts.append("no forecast")
         else:
@@ -89,6 +112,51 @@ class GatewayOutcome:
 
 
 @dataclasses.dataclass
+class DiagnosisScore:
+    """Each stored alert's best diagnosis (edge or cloud) against the simulator's ground truth at the
+    diagnosed window's time (`faults_at`)."""
+
+    correct: int = 0  # named a mode the asset then had
+    wrong: int = 0  # named another mode while the asset had a fault
+    unknown: int = 0  # `unknown` while the asset had a fault
+    mode_without_fault: int = 0  # named a mode while the asset had none
+    unknown_without_fault: int = 0  # `unknown` while the asset had none (right)
+
+    def add(self, mode: str, faults: set[str]) -> None:
+        """Count one diagnosis naming `mode` (`outer_race:drive-end` counts as `outer_race`)."""
+        mode = mode.split(":", maxsplit=1)[0]
+        if faults:
+            if mode == "unknown":
+                self.unknown += 1
+            elif mode in faults:
+                self.correct += 1
+            else:
+                self.wrong += 1
+        elif mode == "unknown":
+            self.unknown_without_fault += 1
+        else:
+            self.mode_without_fault += 1
+
+
+def faults_at(truth: Sequence[TruthRecord], asset_id: str, ts_ns: int) -> set[str]:
+    """The failure modes an asset had at `ts_ns` (onset on or before it, no maintenance since), and
+    `sensor_fault` while one of its sensors was faulty."""
+    faults: set[str] = set()
+    for record in sorted(truth, key=lambda r: r.ts_ns):
+        if record.asset_id != asset_id or record.ts_ns > ts_ns:
+            continue
+        if record.event == "onset":
+            faults.add(record.mode)
+        elif record.event == "maintenance":  # a repair or a preventive maintenance ends every degradation
+            faults -= {mode for mode in faults if mode != "sensor_fault"}
+        elif record.event == "sensor_fault":
+            until = dict(part.split("=", 1) for part in record.detail.split(";") if "=" in part).get("until")
+            if until is None or ts_ns <= parse_time_ns(until):
+                faults.add("sensor_fault")
+    return faults
+
+
+@dataclasses.dataclass
 class DemoReport:
     """What the demo saw."""
 
@@ -105,6 +173,9 @@ class DemoReport:
     gateways: list[GatewayOutcome] = dataclasses.field(default_factory=list)
     aggregates_stored: int = 0
     alerts_stored: int = 0
+    alerts_diagnosed: int = 0
+    alerts_with_mode: int = 0
+    diagnosis_vs_truth: DiagnosisScore = dataclasses.field(default_factory=DiagnosisScore)
     dead_letters: int = 0
 
     def summary(self) -> dict[str, Any]:
@@ -119,6 +190,13 @@ class DemoReport:
             "raw_samples": self.raw_samples,
             "alerts": sum(1 for seen in self.plant_alerts if seen.alert.state == "raised"),
             "alerts_stored": self.alerts_stored,
+            "alerts_diagnosed": self.alerts_diagnosed,
+            "alerts_with_diagnosis": self.alerts_with_mode,
+            "diagnosis_vs_truth": dataclasses.asdict(self.diagnosis_vs_truth),
+            "assets_with_advice": sum(1 for a in self.assets if a.advice_modes),
+            "assets_with_diagnosed_advice": sum(
+                1 for a in self.assets if any(mode != "forecast" for mode in a.advice_modes)
+            ),
             "failures": sum(a.failures for a in self.assets),
             "failures_alerted_before": sum(
                 1 for a in self.assets if a.failures and a.first_alert_lead_h is not None
@@ -147,8 +225,23 @@ def _first_lead_h(alerts: Sequence[AlertSeen], asset_id: str, failure_ns: int) -
     return (failure_ns - min(raised)) / NS_PER_S / 3600 if raised else None
 
 
+def _diagnoses(report: DemoReport, conn: psycopg.Connection[Any]) -> dict[str, dict[str, int]]:
+    """Score each stored alert's best diagnosis against the truth; per asset, alerts per diagnosed mode."""
+    per_asset: dict[str, dict[str, int]] = {}
+    for record in best_diagnoses(conn, limit=1_000_000):
+        report.alerts_diagnosed += 1
+        report.alerts_with_mode += record.mode != "unknown"
+        modes = per_asset.setdefault(record.asset_id, {})
+        modes[record.mode] = modes.get(record.mode, 0) + 1
+        ts_ns = datetime_to_ns(record.ts)
+        report.diagnosis_vs_truth.add(record.mode, faults_at(report.truth, record.asset_id, ts_ns))
+    return per_asset
+
+
 def _asset_outcomes(report: DemoReport, shares: dict[str, str], conn: psycopg.Connection[Any]) -> None:
     forecasts = {f.asset_id: f for f in latest_forecasts(conn)}
+    diagnosed = _diagnoses(report, conn)
+    advised = advised_modes(conn)
     for asset_id, gateway_id in shares.items():
         outcome = AssetOutcome(asset_id, gateway_id)
         failures = [r for r in report.truth if r.asset_id == asset_id and r.event == "failure"]
@@ -159,6 +252,8 @@ def _asset_outcomes(report: DemoReport, shares: dict[str, str], conn: psycopg.Co
         mine = [seen.alert for seen in report.plant_alerts if seen.alert.asset_id == asset_id]
         outcome.alerts_raised = sum(1 for a in mine if a.state == "raised")
         outcome.alerts_cleared = sum(1 for a in mine if a.state == "cleared")
+        outcome.diagnosed_modes = diagnosed.get(asset_id, {})
+        outcome.advice_modes = advised.get(asset_id, [])
         forecast = forecasts.get(asset_id)
         if forecast is not None:
             outcome.rul_h, outcome.rul_low_h = forecast.rul_h, forecast.rul_low_h
@@ -230,6 +325,16 @@ def print_report(report: DemoReport, out: TextIO, *, as_json: bool = False) -> N
             + (f"; first missing sequence numbers {gateway.missing_seqs}" if gateway.missing_seqs else ""),
             file=out,
         )
+    score = report.diagnosis_vs_truth
+    print(
+        f"\n== Diagnosis: {report.alerts_diagnosed:,} of {counted(report.alerts_stored, 'stored alert')} "
+        f"diagnosed, {report.alerts_with_mode:,} naming a mode; against the ground truth, while a fault was "
+        f"active: {score.correct} right, {score.wrong} wrong, {score.unknown} unknown; with no fault: "
+        f"{score.mode_without_fault} naming a mode, {score.unknown_without_fault} unknown; "
+        f"{counted(summary['assets_with_advice'], 'asset')} with advice, "
+        f"{summary['assets_with_diagnosed_advice']} of them naming a diagnosed mode",
+        file=out,
+    )
     failures = [r for r in report.truth if r.event == "failure"]
     print(f"\n== Ground truth: {len(failures)} failures", file=out)
     for record in failures:

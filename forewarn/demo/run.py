@@ -176,13 +176,16 @@ def _progress(watcher: BrokerWatcher, report: DemoReport, start_ns: int) -> Any:
     return show
 
 
-def _final_forecast(cloud_toml: Path, secrets_env: dict[str, str]) -> None:
-    """Refit and recompute the forecasts on everything stored, as the scheduler's jobs do every minute."""
+def _final_jobs(cloud_toml: Path, secrets_env: dict[str, str]) -> None:
+    """On everything stored, what the scheduler's jobs do every minute: refit and recompute the forecasts,
+    diagnose the snapshots still waiting, and refresh the advice from both."""
     service = LifecycleService(load_settings(CloudSettings, toml_path=cloud_toml, environ=secrets_env))
     refit = service.refit_forecaster()
     if refit.skipped_reason:
         print(f"demo: forecast refit skipped: {refit.skipped_reason}", file=sys.stderr)
     service.recompute_forecasts()
+    service.diagnose_snapshots()
+    service.refresh_advice()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -238,6 +241,8 @@ def _write_configs(
             asset_ids=[a for a, g in plan.shares.items() if g == gateway_id],
             public_key=keys.public_key,
             warmup_windows=settings.warmup_windows,
+            diagnosis=True,
+            diagnosis_baseline_interval_s=settings.diagnosis_baseline_interval_s,
         )
         for gateway_id in plan.gateway_ids
     }
@@ -311,13 +316,13 @@ def _finish(
     watcher: BrokerWatcher,
     report: DemoReport,
 ) -> None:
-    """Drain the gateways, forecast on everything stored, and read back what happened."""
+    """Drain the gateways, forecast and advise on everything stored, and read back what happened."""
     for gateway_id, edge in edges.items():
         stop_child(edge, gateway_id)  # flushes its pipeline and drains its queue upstream
     conninfo = db.conninfo()
     queued = {g: read_counters(workdir / g / "queue" / QUEUE_FILE) for g in plan.gateway_ids}
     _drain(conninfo, queued, 120.0)
-    _final_forecast(configs.cloud, configs.secrets_env)
+    _final_jobs(configs.cloud, configs.secrets_env)
     report.plant_alerts.extend(watcher.drain())
     with psycopg.connect(conninfo, autocommit=True) as conn:
         collect(report, conn, shares=plan.shares, queued=queued)
