@@ -28,9 +28,11 @@ import psycopg
 from cloud_service.advice_settings import AdviceSettings
 from cloud_service.forecasting.repository import ForecastRecord, latest_forecasts
 from cloud_service.queries.advice import (
+    AdviceRecord,
     asset_types,
     close_advice_after_maintenance,
     last_maintenance,
+    open_advice,
     upsert_open_advice,
 )
 from cloud_service.queries.diagnoses import DiagnosisRecord, best_diagnoses
@@ -90,9 +92,17 @@ def build_advice(
     forecast: ForecastRecord | None,
     now: datetime,
     settings: AdviceSettings,
+    is_advised: bool = False,
 ) -> Advice | None:
-    """The advice for one asset, or None when neither a diagnosed mode nor the forecast calls for one."""
-    fresh = diagnosis is not None and now - diagnosis.ts <= timedelta(hours=settings.diagnosis_max_age_h)
+    """The advice for one asset, or None when neither a diagnosed mode nor the forecast calls for one.
+
+    A diagnosis older than `diagnosis_max_age_h` starts no advice, but one an open advice was already
+    built from (`is_advised`) is still acted on: a diagnosed fault does not heal by itself, so its advice
+    stands until a maintenance answers it.
+    """
+    fresh = diagnosis is not None and (
+        is_advised or now - diagnosis.ts <= timedelta(hours=settings.diagnosis_max_age_h)
+    )
     mode = diagnosis.mode if diagnosis is not None and fresh and diagnosis.mode != "unknown" else None
     p_fail = forecast.p_fail if forecast is not None else None
     if mode is None and (p_fail is None or p_fail < settings.plan_p_fail):
@@ -112,6 +122,7 @@ def build_advice(
     inputs: dict[str, Any] = {"asset_type": asset_type, "lead_time_h": lead_h}
     if diagnosis is not None and fresh:
         inputs["diagnosis"] = {
+            "gateway_id": diagnosis.gateway_id,
             "alert_id": diagnosis.alert_id,
             "mode": diagnosis.mode,
             "confidence": diagnosis.confidence,
@@ -146,6 +157,7 @@ def refresh_advice(
     forecasts = {f.asset_id: f for f in latest_forecasts(conn)}
     types = asset_types(conn)
     maintained = last_maintenance(conn)
+    advised = {a.asset_id: _advised_alert(a) for a in open_advice(conn)}
     created = updated = 0
     for asset_id in sorted(set(diagnoses) | set(forecasts)):
         diagnosis = diagnoses.get(asset_id)
@@ -158,6 +170,8 @@ def refresh_advice(
             forecast=forecasts.get(asset_id),
             now=now,
             settings=settings,
+            is_advised=diagnosis is not None
+            and advised.get(asset_id) == (diagnosis.gateway_id, diagnosis.alert_id),
         )
         if advice is None:
             continue
@@ -174,3 +188,15 @@ def refresh_advice(
         created += is_new
         updated += not is_new
     return AdviceRefresh(created=created, updated=updated, closed=len(closed))
+
+
+def _advised_alert(advice: AdviceRecord) -> tuple[str, str] | None:
+    """The (gateway, alert) whose diagnosis an open advice was built from; None for forecast advice."""
+    try:
+        inputs: Any = advice.inputs
+    except ValueError:  # not JSON: stored by hand
+        return None
+    diagnosis = inputs.get("diagnosis") if isinstance(inputs, dict) else None
+    if not isinstance(diagnosis, dict):
+        return None
+    return str(diagnosis.get("gateway_id", "")), str(diagnosis.get("alert_id", ""))

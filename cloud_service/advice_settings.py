@@ -37,7 +37,11 @@ class AdviceSettings(BaseModel, frozen=True, extra="forbid"):
     plan_p_fail: float = Field(
         default=0.2, gt=0, le=1, description="p(fail) from which a forecast alone is advised."
     )
-    diagnosis_max_age_h: float = Field(default=72.0, gt=0, description="Older diagnoses are not acted on.")
+    diagnosis_max_age_h: float = Field(
+        default=72.0,
+        gt=0,
+        description="Older diagnoses start no advice (one already advised stands until maintenance).",
+    )
     refresh_interval_s: float = Field(
         default=900.0,
         gt=0,

@@ -147,3 +147,38 @@ def test_the_scheduler_refreshes_advice_when_given_the_job() -> None:
     without = lifecycle_jobs(settings, retrain=noop, drift=noop, refresh_rollups=None)
     assert "advice" in {job.job_id for job in with_advice}
     assert "advice" not in {job.job_id for job in without}
+
+
+@pytest.mark.slow
+def test_a_diagnosed_fault_stays_advised_past_the_age_limit_until_a_maintenance_answers_it(db: str) -> None:
+    settings = AdviceSettings()
+    age_limit = timedelta(hours=settings.diagnosis_max_age_h)
+    with psycopg.connect(db) as conn:
+        store_diagnosis(
+            conn,
+            gateway_id="gw",
+            alert_id="a1",
+            asset_id="pump-v",
+            ts_ns=datetime_to_ns(NOW),
+            diagnosis=AlertDiagnosis(mode="outer_race", confidence=0.8),
+        )
+        store_diagnosis(  # too old when first seen: starts no advice
+            conn,
+            gateway_id="gw",
+            alert_id="b1",
+            asset_id="fan-v",
+            ts_ns=datetime_to_ns(NOW - age_limit - timedelta(hours=1)),
+            diagnosis=AlertDiagnosis(mode="imbalance", confidence=0.8),
+        )
+        refresh_advice(conn, settings=settings, now=NOW)
+        later = refresh_advice(conn, settings=settings, now=NOW + 2 * age_limit)
+        assert later.updated == 1
+        (advice,) = open_advice(conn)
+        assert (advice.asset_id, advice.mode) == ("pump-v", "outer_race")  # not "forecast", not dropped
+        assert advice.inputs["diagnosis"]["alert_id"] == "a1"
+        BatchWriter(conn).write(
+            [MaintenanceEvent(asset_id="pump-v", ts_ns=datetime_to_ns(NOW + age_limit), event="maintenance")]
+        )
+        answered = refresh_advice(conn, settings=settings, now=NOW + 2 * age_limit + timedelta(minutes=1))
+        assert (answered.closed, answered.created) == (1, 0)
+        assert open_advice(conn) == []
