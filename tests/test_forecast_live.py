@@ -85,6 +85,10 @@ def test_refit_then_recompute_stores_a_versioned_forecast_for_every_asset(
         assert stored.horizon_h == 168.0
         assert stored.n_assets == len(assets)
         assert "rmse" in stored.cv_metrics
+        # The failure probability's out-of-fold skill is stored with the forecaster, beside the base rate.
+        assert 0.0 < stored.cv_metrics["p_fail_base_rate"] < 1.0
+        assert stored.cv_metrics["p_fail_base_rate_brier"] > 0.0
+        assert isinstance(stored.cv_metrics["p_fail_shrunk_to_base_rate"], bool)
 
         done = live.recompute(conn, settings, now=NOW)
         assert done.forecaster_version == report.version
@@ -277,3 +281,11 @@ def test_bench_forecast_live_quick_stores_a_consistent_forecast_for_every_asset(
     assert figures["forecasts_stored"] == figures["forecasts_consistent"] == figures["assets"]
     assert figures["dropped_assets"] == []
     assert figures["import_rows"] > 0
+    # The live p(fail) scored against what happened: refit and recompute as of two earlier cutoffs.
+    assert figures["rolling_cutoffs"] == 2
+    assert figures["rolling_forecasts"] == 2 * figures["assets"]
+    assert sum(row["forecasts"] for row in figures["rolling_reliability"]) == figures["rolling_forecasts"]
+    rate = figures["rolling_failure_rate"]
+    assert figures["rolling_hindsight_base_rate_brier"] == pytest.approx(rate * (1 - rate), abs=1e-4)
+    assert 0.0 <= figures["rolling_brier"] <= 1.0
+    assert figures["rolling_p_fail_quantiles"] == sorted(figures["rolling_p_fail_quantiles"])

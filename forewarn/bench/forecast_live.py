@@ -54,7 +54,7 @@ from cloud_service.forecasting.synthetic import make_fleet
 from cloud_service.migrate import migrate
 from forewarn.localservices import PostgresServer, running, temporary_directory
 
-__all__ = ["run"]
+__all__ = ["rolling_scores", "run"]
 
 logger = logging.getLogger(__name__)
 
@@ -154,26 +154,39 @@ def _reliability(p_fail: np.ndarray, outcome: np.ndarray) -> list[dict[str, floa
     ]
 
 
-def _rolling(
-    conninfo: str,
-    settings: ForecastSettings,
-    history: History,
-    *,
-    shift_h: int,
-    end_hour: int,
-    n_cutoffs: int,
-) -> dict[str, Any]:
-    """Refit and recompute as of cutoffs a horizon apart; score each forecast against the truth."""
-    horizon = settings.horizon_h
+def _truth(history: History, shift_h: int) -> dict[str, np.ndarray]:
+    """Each asset's failure hours (since 1970, as stored) in the history shifted by `shift_h`."""
     failures: dict[str, list[float]] = {}
     for event in history.events:
         if event.kind is EventKind.FAILURE:
             failures.setdefault(event.asset_id, []).append(float(np.floor(event.time)) + shift_h)
-    truth = {asset_id: np.asarray(times) for asset_id, times in failures.items()}
-    start_hour = min(int(np.floor(asset.time[0])) for asset in history.assets) + shift_h
-    last_cutoff = end_hour - int(np.ceil(horizon))
-    first_cutoff = max((start_hour + end_hour) // 2, last_cutoff - (n_cutoffs - 1) * int(np.ceil(horizon)))
-    cutoffs = list(range(last_cutoff, first_cutoff - 1, -int(np.ceil(horizon))))[::-1]
+    return {asset_id: np.asarray(times) for asset_id, times in failures.items()}
+
+
+def rolling_scores(
+    conninfo: str,
+    settings: ForecastSettings,
+    truth: dict[str, np.ndarray],
+    *,
+    start_hour: int,
+    end_hour: int,
+    n_cutoffs: int,
+) -> dict[str, Any]:
+    """Refit and recompute as of cutoffs a horizon apart; score each forecast against the truth.
+
+    Args:
+        conninfo: a database holding the history (aggregates and events) from `start_hour` to `end_hour`.
+        settings: the forecast settings the jobs run with.
+        truth: per asset, its failure hours (since 1970 UTC).
+        start_hour, end_hour: the stored history's first and last hour (since 1970 UTC).
+        n_cutoffs: at most this many cutoffs, the last a horizon before `end_hour`, none before the
+            middle of the history.
+    """
+    horizon = settings.horizon_h
+    step = int(np.ceil(horizon))
+    last_cutoff = end_hour - step
+    first_cutoff = max((start_hour + end_hour) // 2, last_cutoff - (n_cutoffs - 1) * step)
+    cutoffs = list(range(last_cutoff, first_cutoff - 1, -step))[::-1]
     p_fail: list[float] = []
     outcome: list[float] = []
     base: list[float] = []
@@ -238,8 +251,13 @@ def run(*, quick: bool = False) -> dict[str, Any]:
             recompute_s = time.perf_counter() - started
             stored = latest_forecasts(conn)
         started = time.perf_counter()
-        rolling = _rolling(
-            conninfo, settings, history, shift_h=shift_h, end_hour=end_hour, n_cutoffs=2 if quick else 6
+        rolling = rolling_scores(
+            conninfo,
+            settings,
+            _truth(history, shift_h),
+            start_hour=min(int(np.floor(asset.time[0])) for asset in history.assets) + shift_h,
+            end_hour=end_hour,
+            n_cutoffs=2 if quick else 6,
         )
         rolling["rolling_s"] = round(time.perf_counter() - started, 1)
     consistent = [f for f in stored if 0 <= f.rul_low_h <= f.rul_h <= f.rul_high_h and 0 <= f.p_fail <= 1]
