@@ -85,10 +85,13 @@ def test_refit_then_recompute_stores_a_versioned_forecast_for_every_asset(
         assert stored.horizon_h == 168.0
         assert stored.n_assets == len(assets)
         assert "rmse" in stored.cv_metrics
-        # The failure probability's out-of-fold skill is stored with the forecaster, beside the base rate.
-        assert 0.0 < stored.cv_metrics["p_fail_base_rate"] < 1.0
-        assert stored.cv_metrics["p_fail_base_rate_brier"] > 0.0
-        assert isinstance(stored.cv_metrics["p_fail_shrunk_to_base_rate"], bool)
+        # The failure probability's base rate and out-of-fold skill are stored with the forecaster. Every
+        # life here (about 80 h) is shorter than the 168 h horizon, so each known row is followed by a
+        # failure; the censored assets' rows are not known (not counted as survivals).
+        assert stored.cv_metrics["p_fail_base_rate"] == 1.0
+        assert {"p_fail_brier", "p_fail_base_rate_brier", "p_fail_shrunk_to_base_rate"} <= set(
+            stored.cv_metrics
+        )
 
         done = live.recompute(conn, settings, now=NOW)
         assert done.forecaster_version == report.version

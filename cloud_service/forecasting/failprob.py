@@ -22,8 +22,10 @@ asset, against about 3 % observed).
    fitted on the out-of-fold rows. A slope of 0 is the base rate itself, so a model without skill is
    pulled towards r by the data, not by a constant.
 5. Skill, out of fold twice over: each fold's rows recalibrated by a fit on the other folds' rows and
-   scored (Brier) beside the other folds' base rate. Without skill (Brier not below the base rate's), the
-   forecaster predicts r for every asset: no pattern the data does not support.
+   scored (Brier) beside the other folds' base rate. The gain counts as skill only if it is significant
+   (one-sided 5 %, z > 1.645, with a cluster-robust standard error over assets: rows of one asset are
+   nearly copies of each other). Without skill the forecaster predicts r for every asset: no pattern the
+   data do not support (on pure noise a gain below the base rate's Brier turns up by chance).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
 _EPS = 1e-6  # probabilities are clipped to [eps, 1 - eps] before taking logits
+SKILL_Z = 1.645  # one-sided 5 % test of "the model's Brier is below the base rate's", assets as units
 _RIDGE = 1e-3  # a tiny L2 penalty on the Platt slope: keeps Newton's method finite on separable folds
 
 
@@ -158,7 +161,8 @@ def fit_failure_probability(
         cv_base[mine] = y[~mine].mean() if (~mine).any() else base_rate
     brier = float(np.mean((cv_p - y) ** 2)) if scored.size else float("nan")
     base_brier = float(np.mean((cv_base - y) ** 2)) if scored.size else float("nan")
-    skilled = bool(scored.size and y.any() and brier < base_brier)
+    z_skill = _skill_z(table.asset[scored], (cv_base - y) ** 2 - (cv_p - y) ** 2)
+    skilled = bool(scored.size and y.any() and z_skill > SKILL_Z)
     intercept, slope = platt(z, y) if skilled else (float(_logit(np.array([base_rate]))[0]), 0.0)
     report = {
         "method": "gradient-boosted classifier of 'a failure within the horizon' on every row whose outcome "
@@ -171,6 +175,7 @@ def fit_failure_probability(
         "cv_brier": round(brier, 6),
         "cv_base_rate_brier": round(base_brier, 6),
         "cv_brier_skill": round(1.0 - brier / base_brier, 4) if base_brier > 0 else None,
+        "cv_skill_z": round(z_skill, 3),
         "platt": [round(intercept, 6), round(slope, 6)],
         "shrunk_to_base_rate": not skilled,
     }
@@ -205,6 +210,25 @@ def platt(z: FloatArray, y: FloatArray, *, iterations: int = 50) -> tuple[float,
     return a, b
 
 
+def _skill_z(asset: IntArray, gain: FloatArray) -> float:
+    """z statistic of the mean Brier gain per row (base rate's squared error - the model's), assets as units.
+
+    Rows of one asset are strongly correlated, so the standard error is the cluster-robust one over assets
+    (their summed gains), not over rows: a gain a few lucky assets carry is not skill.
+    """
+    if gain.size == 0:
+        return 0.0
+    ids, index = np.unique(asset, return_inverse=True)
+    if ids.size < 2:
+        return 0.0
+    sums = np.bincount(index, weights=gain)
+    counts = np.bincount(index).astype(np.float64)
+    mean = float(gain.sum() / counts.sum())
+    residual = sums - counts * mean
+    se = float(np.sqrt(ids.size / (ids.size - 1) * np.sum(residual**2)) / counts.sum())
+    return mean / se if se > 0 else (np.inf if mean > 0 else 0.0)
+
+
 def _new_classifier(seed: int, params: dict[str, float]) -> HistGradientBoostingClassifier:
     from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: PLC0415  # keeps the import cheap
 
@@ -229,4 +253,5 @@ def _logit(p: FloatArray) -> FloatArray:
 
 
 def _sigmoid(z: FloatArray | float) -> FloatArray:
-    return np.asarray(1.0 / (1.0 + np.exp(-np.asarray(z, dtype=np.float64))), dtype=np.float64)
+    clipped = np.clip(np.asarray(z, dtype=np.float64), -500.0, 500.0)  # exp overflows beyond
+    return np.asarray(1.0 / (1.0 + np.exp(-clipped)), dtype=np.float64)
