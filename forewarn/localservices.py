@@ -1,7 +1,8 @@
 """Throwaway local services for tests, benchmarks and the demo: Mosquitto and PostgreSQL on free ports.
 
 Each runs from a temporary directory, binds 127.0.0.1 only, never touches the standard ports, can be
-stopped and started again (for fault tests), and is always killed at the end.
+stopped and started again (for fault tests), and is always killed at the end: a command that starts them
+calls `unwind_on_sigterm` first, so SIGTERM (what `timeout`, systemd and `kill` send) stops them too.
 
 We write these two small controllers rather than use pytest-postgresql's process fixture because the
 demo and the benchmarks need them outside pytest, and because the tests run as root here and in CI while
@@ -15,6 +16,7 @@ import contextlib
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -279,6 +281,17 @@ def timescaledb_installed(initdb: str) -> bool:
     if result.returncode != 0:
         return False
     return (Path(result.stdout.strip()) / "extension" / "timescaledb.control").exists()
+
+
+def unwind_on_sigterm() -> None:
+    """Make SIGTERM raise KeyboardInterrupt in the main thread, as Ctrl-C does.
+
+    Python's default for SIGTERM ends the process at once, skipping every `finally` and context manager:
+    the local services a command started (PostgreSQL, Mosquitto, which run as their own processes) would
+    keep running with their temporary directories. Unwinding stops them on the way out. Call it from the
+    main thread of a command's handler.
+    """
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 @contextlib.contextmanager

@@ -212,11 +212,13 @@ def test_model_directory_round_trip_and_version_check(
     metadata = save_model(model, tmp_path / "m")  # type: ignore[arg-type]
     loaded = load_model(tmp_path / "m")
     assert [f.rul for f in predict(loaded, history)] == [f.rul for f in predict(model, history)]  # type: ignore[arg-type]
+    assert [f.p_fail for f in predict(loaded, history)] == [f.p_fail for f in predict(model, history)]  # type: ignore[arg-type]
     assert f'"format_version": {FORMAT_VERSION}' in metadata.read_text()
     metadata.write_text(
         metadata.read_text().replace(f'"format_version": {FORMAT_VERSION}', '"format_version": 1')
     )
-    with pytest.raises(ModelFormatError, match="format version 1; this Forewarn reads version 3"):
+    old_format = f"format version 1; this Forewarn reads version {FORMAT_VERSION}"
+    with pytest.raises(ModelFormatError, match=old_format):
         load_model(tmp_path / "m")  # a model of an old format
     metadata.write_text(metadata.read_text().replace('"format_version": 1', '"format_version": 99'))
     with pytest.raises(ModelFormatError, match="format version 99"):

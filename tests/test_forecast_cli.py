@@ -60,7 +60,7 @@ def test_fit_predict_evaluate_beats_the_constant_baseline(
     assert figures["brier"] < figures["brier_base_rate"]
     assert {"rmse", "mae", "prognostic_score", "coverage", "n_assets"} <= figures.keys()
     assert metadata["format"] == "forewarn-forecaster"
-    assert metadata["format_version"] == 3
+    assert metadata["format_version"] == 4
 
 
 def test_too_short_assets_are_predicted_wide_and_flagged(fitted: dict[str, Path]) -> None:

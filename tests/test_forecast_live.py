@@ -85,6 +85,13 @@ def test_refit_then_recompute_stores_a_versioned_forecast_for_every_asset(
         assert stored.horizon_h == 168.0
         assert stored.n_assets == len(assets)
         assert "rmse" in stored.cv_metrics
+        # The failure probability's base rate and out-of-fold skill are stored with the forecaster. Every
+        # life here (about 80 h) is shorter than the 168 h horizon, so each known row is followed by a
+        # failure; the censored assets' rows are not known (not counted as survivals).
+        assert stored.cv_metrics["p_fail_base_rate"] == 1.0
+        assert {"p_fail_brier", "p_fail_base_rate_brier", "p_fail_shrunk_to_base_rate"} <= set(
+            stored.cv_metrics
+        )
 
         done = live.recompute(conn, settings, now=NOW)
         assert done.forecaster_version == report.version
@@ -277,3 +284,11 @@ def test_bench_forecast_live_quick_stores_a_consistent_forecast_for_every_asset(
     assert figures["forecasts_stored"] == figures["forecasts_consistent"] == figures["assets"]
     assert figures["dropped_assets"] == []
     assert figures["import_rows"] > 0
+    # The live p(fail) scored against what happened: refit and recompute as of two earlier cutoffs.
+    assert figures["rolling_cutoffs"] == 2
+    assert figures["rolling_forecasts"] == 2 * figures["assets"]
+    assert sum(row["forecasts"] for row in figures["rolling_reliability"]) == figures["rolling_forecasts"]
+    rate = figures["rolling_failure_rate"]
+    assert figures["rolling_hindsight_base_rate_brier"] == pytest.approx(rate * (1 - rate), abs=1e-4)
+    assert 0.0 <= figures["rolling_brier"] <= 1.0
+    assert figures["rolling_p_fail_quantiles"] == sorted(figures["rolling_p_fail_quantiles"])

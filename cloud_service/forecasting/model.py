@@ -12,8 +12,12 @@ Method (see docs/forecasting.md for the reasoning and the figures):
    where their capped target is known (time left >= cap).
 5. Gradient-boosted trees with fixed settings (no search), fitted once per fold of whole assets; the
    forecast is the mean of the fold models, clipped to [0, cap].
-6. Interval and P(failure within horizon): cross-conformal over the same folds, lives as the exchangeable
-   units, conformalised bin quantiles with one finite-sample correction (`conformal`).
+6. Interval: cross-conformal over the same folds, lives as the exchangeable units, conformalised bin
+   quantiles with one finite-sample correction (`conformal`).
+7. P(failure within horizon): a classifier of "a failure within the horizon" on every row whose outcome
+   is known (censored rows included), fitted per fold, Platt-recalibrated out of fold, and the fleet's base
+   rate when it has no out-of-fold skill (`failprob`). Not derived from the RUL residuals: those come from
+   run-to-failure lives only, and conditioned on a coming failure most rows are near one.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]  # n
 from cloud_service.forecasting.conformal import ConformalBins, calibrate
 from cloud_service.forecasting.data import Event, History, Life, PredictionRow, TimeKind, split_lives
 from cloud_service.forecasting.errors import ForecastDataError
+from cloud_service.forecasting.failprob import FailureProbability, fit_failure_probability
 from cloud_service.forecasting.features import FeatureSpec, feature_names
 from cloud_service.forecasting.regimes import RegimeNormalizer
 from cloud_service.forecasting.table import (
@@ -66,7 +71,9 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 Progress = Callable[[str], None]
 
-FORMAT_VERSION = 3  # 3: regime BIC, data-derived cap, fold-model ensemble with cross-conformal bins
+# 3: regime BIC, data-derived cap, fold-model ensemble with cross-conformal bins; 4: p_fail from a
+# censoring-aware classifier calibrated out of fold (`failprob`), not from the conformal residuals
+FORMAT_VERSION = 4
 MIN_FAILURES = 3
 HOURS_PER_WEEK = 168.0
 PREDICT_CHUNK_ASSETS = 64  # assets forecast together: bounded arrays (fresh large arrays cost page faults)
@@ -129,6 +136,7 @@ class Forecaster:
     normalizer: RegimeNormalizer
     regressors: list[HistGradientBoostingRegressor]
     conformal: ConformalBins
+    failure: FailureProbability
     max_life: float
     feature_names: list[str]
     feature_spec: FeatureSpec
@@ -283,6 +291,24 @@ def _fit(history: History, config: ForecastConfig, progress: Progress | None) ->
         regressors.append(model)
         oof[held_out] = np.clip(model.predict(table.x[held_out]), 0.0, cap)
         _say(progress, "fit: fold model %d of %d on %d rows", number, len(folds), train.size)
+    failure = fit_failure_probability(
+        table,
+        prepared.lives,
+        horizon=config.horizon,
+        folds=_folds(table, np.arange(table.x.shape[0]), config.cv_folds),
+        params=REGRESSOR_PARAMS,
+        max_fit_rows=config.max_fit_rows,
+        seed=config.seed,
+    )
+    _say(
+        progress,
+        "fit: p(failure within %g): base rate %.4f, out-of-fold Brier %.4f vs %.4f for the base rate%s",
+        config.horizon,
+        failure.base_rate,
+        failure.report["cv_brier"],
+        failure.report["cv_base_rate_brier"],
+        " (no skill: the base rate is used)" if failure.report["shrunk_to_base_rate"] else "",
+    )
     calibration = np.flatnonzero(table.failed & ~np.isnan(oof))
     conformal = calibrate(
         oof[calibration], table.time_left[calibration], table.life[calibration], config.interval
@@ -302,11 +328,15 @@ def _fit(history: History, config: ForecastConfig, progress: Progress | None) ->
         "rmse_capped": round(float(np.sqrt(np.sum(weight * capped_error**2) / np.sum(weight))), 4),
         "interval_coverage": round(float(np.sum(weight * inside) / np.sum(weight)), 4),
         "interval_bins": len(conformal.low),
+        "p_fail_base_rate": failure.report["base_rate"],
+        "p_fail_brier": failure.report["cv_brier"],
+        "p_fail_base_rate_brier": failure.report["cv_base_rate_brier"],
+        "p_fail_shrunk_to_base_rate": failure.report["shrunk_to_base_rate"],
     }
     summary = {
         "method": "gradient-boosted trees on regime-normalised window means, drift and age; fold-model "
-        "mean; cross-conformal intervals (lives as units, conformalised bin quantiles) and failure "
-        "probability",
+        "mean; cross-conformal intervals (lives as units, conformalised bin quantiles); failure "
+        "probability from a censoring-aware classifier calibrated out of fold against the base rate",
         "n_assets": len(prepared.history.assets),
         "n_rows": prepared.history.n_rows,
         "n_failures": len(prepared.failed_lives),
@@ -320,6 +350,7 @@ def _fit(history: History, config: ForecastConfig, progress: Progress | None) ->
         "regime_criterion": prepared.normalizer.criterion,
         "constant_sensors": [s for s in prepared.sensors if s not in prepared.used_sensors],
         "cv": cv,
+        "p_fail": failure.report,
         "fit_s": round(_time.monotonic() - started, 2),
     }
     _say(
@@ -343,6 +374,7 @@ def _fit(history: History, config: ForecastConfig, progress: Progress | None) ->
         normalizer=prepared.normalizer,
         regressors=regressors,
         conformal=conformal,
+        failure=failure,
         max_life=float(lengths.max()),
         feature_names=feature_names(prepared.used_sensors, reference=False),
         feature_spec=prepared.spec,
@@ -460,7 +492,7 @@ def _predict_chunk(model: Forecaster, history: History, *, all_times: bool) -> l
         np.mean([regressor.predict(x) for regressor in model.regressors], axis=0), 0.0, model.rul_cap
     )
     low, high = model.conformal.interval(rul, upper_limit=model.max_life)
-    p_fail = model.conformal.p_fail(rul, model.horizon)
+    p_fail = model.failure.predict(x)
     short = is_short[table.asset[rows]]
     low = np.where(short, 0.0, low)
     high = np.where(short, np.maximum(high, model.max_life), high)

@@ -29,6 +29,7 @@ __all__ = [
     "active_forecaster",
     "delete_forecasts_before",
     "delete_hourly_before",
+    "forecasts_computed_at",
     "hourly_history",
     "hourly_refreshed_through",
     "import_hourly_history",
@@ -355,6 +356,15 @@ def latest_forecasts(conn: psycopg.Connection[Any]) -> list[ForecastRecord]:
         return cur.execute(
             f"SELECT DISTINCT ON (asset_id) {_FORECAST_COLUMNS} FROM forecasts "
             "ORDER BY asset_id, computed_at DESC"
+        ).fetchall()
+
+
+def forecasts_computed_at(conn: psycopg.Connection[Any], computed_at: datetime) -> list[ForecastRecord]:
+    """The forecasts of the recompute run at `computed_at`, by asset id."""
+    with conn.cursor(row_factory=class_row(ForecastRecord)) as cur:
+        return cur.execute(
+            f"SELECT {_FORECAST_COLUMNS} FROM forecasts WHERE computed_at = %s ORDER BY asset_id",
+            (computed_at,),
         ).fetchall()
 
 

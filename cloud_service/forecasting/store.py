@@ -1,9 +1,11 @@
 """The model directory: `model.joblib` (the fitted estimators) plus `metadata.json` (documented format).
 
 `metadata.json` holds `format` ("forewarn-forecaster"), `format_version`, the columns (and the sensors
-used), time kind, horizon, interval, the RUL cap and why, the regimes, the conformal bins, the feature
-windows (`feature_spec`), the training summary (with the cross-conformal report) and the SHA-256 of
-`model.joblib`. Loading checks the format, the version and the digest before unpickling.
+used), time kind, horizon, interval, the RUL cap and why, the regimes, the conformal bins, the failure
+probability's calibration (`failure`: Platt intercept and slope, base rate, fold base rates), the feature
+windows (`feature_spec`), the training summary (with the cross-conformal and failure-probability reports)
+and the SHA-256 of `model.joblib` (the regime normaliser, the fold regressors and the fold classifiers).
+Loading checks the format, the version and the digest before unpickling.
 Unpickling runs code: load only model directories you trust (ones you or your own job wrote).
 """
 
@@ -22,6 +24,7 @@ import joblib  # type: ignore[import-untyped]  # no stubs
 from cloud_service.forecasting.conformal import ConformalBins
 from cloud_service.forecasting.data import TimeKind
 from cloud_service.forecasting.errors import ModelFormatError
+from cloud_service.forecasting.failprob import FailureProbability
 from cloud_service.forecasting.features import FeatureSpec
 from cloud_service.forecasting.model import FORMAT_VERSION, Forecaster
 
@@ -49,7 +52,11 @@ def save_model(model: Forecaster, directory: str | Path) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
         estimators = directory / _ESTIMATORS
         joblib.dump(
-            {"normalizer": model.normalizer, "regressors": model.regressors},
+            {
+                "normalizer": model.normalizer,
+                "regressors": model.regressors,
+                "classifiers": model.failure.classifiers,
+            },
             estimators,
             compress=3,
         )
@@ -67,6 +74,13 @@ def save_model(model: Forecaster, directory: str | Path) -> Path:
             "rul_cap_reason": model.cap_reason,
             "min_history_rows": model.min_history_rows,
             "conformal": dataclasses.asdict(model.conformal),
+            "failure": {
+                "intercept": model.failure.intercept,
+                "slope": model.failure.slope,
+                "base_rate": model.failure.base_rate,
+                "fold_rates": model.failure.fold_rates,
+                "report": model.failure.report,
+            },
             "max_life": model.max_life,
             "feature_names": model.feature_names,
             "feature_spec": dataclasses.asdict(model.feature_spec),
@@ -111,6 +125,7 @@ def load_model(directory: str | Path) -> Forecaster:
             normalizer=estimators["normalizer"],
             regressors=list(estimators["regressors"]),
             conformal=_conformal(metadata["conformal"]),
+            failure=_failure(metadata["failure"], estimators["classifiers"]),
             max_life=float(metadata["max_life"]),
             feature_names=list(metadata["feature_names"]),
             feature_spec=_feature_spec(metadata["feature_spec"]),
@@ -136,6 +151,20 @@ def _conformal(value: Any) -> ConformalBins:
         high=tuple(float(v) for v in value["high"]),
         grid=tuple(tuple(float(v) for v in row) for row in value["grid"]),
         lives=tuple(int(v) for v in value["lives"]),
+    )
+
+
+def _failure(value: Any, classifiers: Any) -> FailureProbability:
+    rates = [float(v) for v in value["fold_rates"]]
+    if len(classifiers) != len(rates):
+        raise ValueError(f"{len(classifiers)} fold classifiers but {len(rates)} fold base rates")
+    return FailureProbability(
+        classifiers=list(classifiers),
+        fold_rates=rates,
+        intercept=float(value["intercept"]),
+        slope=float(value["slope"]),
+        base_rate=float(value["base_rate"]),
+        report=dict(value["report"]),
     )
 
 

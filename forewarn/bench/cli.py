@@ -13,6 +13,7 @@ from typing import Any
 from forewarn.bench import SUITES
 from forewarn.bench.all_suites import render_table, run_all, update_document
 from forewarn.bench.machine import describe_machine
+from forewarn.localservices import unwind_on_sigterm
 from shared.errors import ConfigError
 
 __all__ = ["register", "run_suite"]
@@ -42,6 +43,7 @@ def _bench_all(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    unwind_on_sigterm()  # SIGTERM unwinds like Ctrl-C: the suites' throwaway PostgreSQL and Mosquitto stop
     if args.suite == "all":
         return _bench_all(args)
     print(f"machine: {describe_machine()}", file=sys.stderr)

@@ -12,6 +12,18 @@ Figures: `import_rows`, `import_s`, `refit_s` (the whole job, wall clock), `refi
 `refit_failures`, `forecaster_version`, `recompute_s`, `forecasts_stored`, `forecasts_consistent` (with
 `rul_low_h <= rul_h <= rul_high_h` and `0 <= p_fail <= 1`), `forecasts_p_fail_above_half`, `as_of_lag_h`
 (most hours between `computed_at` and an asset's `as_of`). `--quick`: a small synthetic fleet instead.
+
+Then the live p(fail within the horizon) against what happened (`rolling_*`): the same two jobs run as of
+earlier times (cutoffs a horizon apart, from the middle of the data to a horizon before its end, each
+refit reading only the hours and events before its cutoff), and each stored forecast is scored against
+the failure events of the fleet's ground truth in [its asset's last hour, + horizon]:
+`rolling_cutoffs`, `rolling_forecasts` (scored), `rolling_failure_rate` (the share that failed),
+`rolling_brier` beside `rolling_training_base_rate_brier` (every forecast the base rate of the history
+before its cutoff: the fleet's failures per asset-hour as a probability over the horizon, censored hours
+handled as the forecaster handles them) and `rolling_hindsight_base_rate_brier` (the scored set's own
+failure rate, p (1 - p), known only afterwards); `rolling_p_fail_quantiles` (0, 10, 25, 50, 75, 90,
+100 %) over the scored forecasts and `rolling_reliability` (per p_fail bin: forecasts, mean p_fail,
+failure rate).
 """
 
 from __future__ import annotations
@@ -29,18 +41,27 @@ import psycopg
 from cloud_service.forecasting import History
 from cloud_service.forecasting import live as forecast_live
 from cloud_service.forecasting.csvio import read_events, read_telemetry
-from cloud_service.forecasting.repository import import_hourly_history, latest_forecasts
+from cloud_service.forecasting.data import EventKind, split_lives
+from cloud_service.forecasting.failprob import horizon_labels
+from cloud_service.forecasting.repository import (
+    ForecastRecord,
+    forecasts_computed_at,
+    import_hourly_history,
+    latest_forecasts,
+)
 from cloud_service.forecasting.settings import ForecastSettings
 from cloud_service.forecasting.synthetic import make_fleet
 from cloud_service.migrate import migrate
 from forewarn.localservices import PostgresServer, running, temporary_directory
 
-__all__ = ["run"]
+__all__ = ["rolling_scores", "run"]
 
 logger = logging.getLogger(__name__)
 
 PLANT_CONDITIONS = ("load", "speed_rpm", "running")
 _SECONDS_PER_HOUR = 3600
+_QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
+_RELIABILITY_EDGES = (0.0, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 
 def _plant_history() -> tuple[History, tuple[str, ...]]:
@@ -71,8 +92,9 @@ def _hourly(times_h: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.nda
         return unique, np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
-def _store(conninfo: str, history: History, end_hour: int) -> int:
-    """The history as one-hour aggregates ending at `end_hour` (hours since 1970), with its events.
+def _store(conninfo: str, history: History, end_hour: int) -> tuple[int, int]:
+    """The history as one-hour aggregates ending at `end_hour` (hours since 1970), with its events;
+    the rows stored and the shift (hours added to the history's times).
 
     Each asset is stored with the features it has (the columns not empty for it), as its gateway would
     send them: machine types differ in their sensors.
@@ -97,7 +119,107 @@ def _store(conninfo: str, history: History, end_hour: int) -> int:
                 ],
                 gateway_id=f"import-{asset.asset_id}",
             )
-    return stored
+    return stored, shift
+
+
+def _training_base_rate(conn: psycopg.Connection[Any], settings: ForecastSettings, end: datetime) -> float:
+    """The share of the known asset-hours before `end` followed by a failure within the horizon."""
+    history = forecast_live.build_history(conn, settings, end=end).history
+    asset = np.repeat(np.arange(len(history.assets)), [len(a) for a in history.assets])
+    time_h = np.concatenate([a.time for a in history.assets]) if history.assets else np.empty(0)
+    known, positive = horizon_labels(asset, time_h, split_lives(history), settings.horizon_h)
+    return float(positive[known].mean()) if known.any() else 0.0
+
+
+def _failed_within(forecast: ForecastRecord, failures: dict[str, np.ndarray], horizon_h: float) -> bool:
+    """Did the asset fail within the horizon from its last stored hour (as the labels are defined)?"""
+    last_hour = forecast.as_of.timestamp() / _SECONDS_PER_HOUR - 1.0
+    times = failures.get(forecast.asset_id, np.empty(0))
+    return bool(np.any((times >= np.floor(last_hour)) & (times <= np.floor(last_hour) + horizon_h)))
+
+
+def _reliability(p_fail: np.ndarray, outcome: np.ndarray) -> list[dict[str, float | int]]:
+    edges = np.asarray(_RELIABILITY_EDGES)
+    bins = np.clip(np.searchsorted(edges, p_fail, side="right") - 1, 0, edges.size - 2)
+    return [
+        {
+            "p_from": float(edges[b]),
+            "p_to": float(edges[b + 1]),
+            "forecasts": int((bins == b).sum()),
+            "mean_p_fail": round(float(p_fail[bins == b].mean()), 4),
+            "failure_rate": round(float(outcome[bins == b].mean()), 4),
+        }
+        for b in range(edges.size - 1)
+        if (bins == b).any()
+    ]
+
+
+def _truth(history: History, shift_h: int) -> dict[str, np.ndarray]:
+    """Each asset's failure hours (since 1970, as stored) in the history shifted by `shift_h`."""
+    failures: dict[str, list[float]] = {}
+    for event in history.events:
+        if event.kind is EventKind.FAILURE:
+            failures.setdefault(event.asset_id, []).append(float(np.floor(event.time)) + shift_h)
+    return {asset_id: np.asarray(times) for asset_id, times in failures.items()}
+
+
+def rolling_scores(
+    conninfo: str,
+    settings: ForecastSettings,
+    truth: dict[str, np.ndarray],
+    *,
+    start_hour: int,
+    end_hour: int,
+    n_cutoffs: int,
+) -> dict[str, Any]:
+    """Refit and recompute as of cutoffs a horizon apart; score each forecast against the truth.
+
+    Args:
+        conninfo: a database holding the history (aggregates and events) from `start_hour` to `end_hour`.
+        settings: the forecast settings the jobs run with.
+        truth: per asset, its failure hours (since 1970 UTC).
+        start_hour, end_hour: the stored history's first and last hour (since 1970 UTC).
+        n_cutoffs: at most this many cutoffs, the last a horizon before `end_hour`, none before the
+            middle of the history.
+    """
+    horizon = settings.horizon_h
+    step = int(np.ceil(horizon))
+    last_cutoff = end_hour - step
+    first_cutoff = max((start_hour + end_hour) // 2, last_cutoff - (n_cutoffs - 1) * step)
+    cutoffs = list(range(last_cutoff, first_cutoff - 1, -step))[::-1]
+    p_fail: list[float] = []
+    outcome: list[float] = []
+    base: list[float] = []
+    used = 0
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        for cutoff in cutoffs:
+            now = datetime.fromtimestamp(cutoff * _SECONDS_PER_HOUR, tz=UTC)
+            refit = forecast_live.refit(conn, settings, now=now)
+            recompute = forecast_live.recompute(conn, settings, now=now)
+            if refit.version is None or recompute.forecaster_version is None:
+                continue  # too few failures before this cutoff: nothing new to score
+            used += 1
+            rate = _training_base_rate(conn, settings, now)
+            for forecast in forecasts_computed_at(conn, now):
+                p_fail.append(forecast.p_fail)
+                outcome.append(float(_failed_within(forecast, truth, horizon)))
+                base.append(rate)
+    if not p_fail:
+        return {"rolling_cutoffs": used, "rolling_forecasts": 0}
+    p, y, b = np.asarray(p_fail), np.asarray(outcome), np.asarray(base)
+    rate = float(y.mean())
+    return {
+        "rolling_cutoffs": used,
+        "rolling_forecasts": int(p.size),
+        "rolling_failure_rate": round(rate, 4),
+        "rolling_brier": round(float(np.mean((p - y) ** 2)), 5),
+        "rolling_training_base_rate_brier": round(float(np.mean((b - y) ** 2)), 5),
+        "rolling_hindsight_base_rate_brier": round(rate * (1.0 - rate), 5),
+        "rolling_training_base_rate_mean": round(float(b.mean()), 4),
+        "rolling_p_fail_mean": round(float(p.mean()), 4),
+        "rolling_p_fail_quantiles": [round(float(q), 4) for q in np.quantile(p, _QUANTILES)],
+        "rolling_reliability": _reliability(p, y),
+    }
 
 
 def run(*, quick: bool = False) -> dict[str, Any]:
@@ -117,7 +239,8 @@ def run(*, quick: bool = False) -> dict[str, Any]:
         conninfo = pg.conninfo("bench")
         migrate(conninfo)
         started = time.perf_counter()
-        imported = _store(conninfo, history, int(now.timestamp()) // _SECONDS_PER_HOUR - 1)
+        end_hour = int(now.timestamp()) // _SECONDS_PER_HOUR - 1
+        imported, shift_h = _store(conninfo, history, end_hour)
         import_s = time.perf_counter() - started
         with psycopg.connect(conninfo, autocommit=True) as conn:
             started = time.perf_counter()
@@ -127,6 +250,16 @@ def run(*, quick: bool = False) -> dict[str, Any]:
             recompute = forecast_live.recompute(conn, settings, now=now)
             recompute_s = time.perf_counter() - started
             stored = latest_forecasts(conn)
+        started = time.perf_counter()
+        rolling = rolling_scores(
+            conninfo,
+            settings,
+            _truth(history, shift_h),
+            start_hour=min(int(np.floor(asset.time[0])) for asset in history.assets) + shift_h,
+            end_hour=end_hour,
+            n_cutoffs=2 if quick else 6,
+        )
+        rolling["rolling_s"] = round(time.perf_counter() - started, 1)
     consistent = [f for f in stored if 0 <= f.rul_low_h <= f.rul_h <= f.rul_high_h and 0 <= f.p_fail <= 1]
     lags = [(f.computed_at - f.as_of).total_seconds() / 3600 for f in stored]
     return {
@@ -147,5 +280,9 @@ def run(*, quick: bool = False) -> dict[str, Any]:
         "forecasts_short_history": recompute.n_short_history,
         "dropped_assets": list(recompute.dropped_assets),
         "as_of_lag_h": round(max(lags), 2) if lags else None,
+        "p_fail_quantiles": [round(float(q), 4) for q in np.quantile([f.p_fail for f in stored], _QUANTILES)]
+        if stored
+        else None,
+        **rolling,
         "note": "2-core machine: timings are noisy",
     }

@@ -8,13 +8,13 @@ orchestration).
 from __future__ import annotations
 
 import argparse
-import signal
 from pathlib import Path
 from typing import Any
 
 from forewarn.demo.configs import secret_environment, write_cloud_config, write_gateway_config
 from forewarn.demo.report import DemoReport
 from forewarn.demo.run import run_demo
+from forewarn.localservices import unwind_on_sigterm
 from forewarn.settings import DemoSettings
 from shared.config import load_settings
 
@@ -47,8 +47,7 @@ def _demo(args: argparse.Namespace) -> int:
     if args.no_dashboard:
         overrides["dashboard"] = False
     settings = load_settings(DemoSettings, toml_path=args.config, overrides=overrides)
-    # SIGTERM (what `timeout` and systemd send) unwinds like Ctrl-C, so every child and local service stops.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    unwind_on_sigterm()  # SIGTERM unwinds like Ctrl-C, so every child and local service stops
     run_demo(settings, as_json=args.json)
     return 0
 

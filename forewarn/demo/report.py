@@ -202,6 +202,7 @@ class DemoReport:
                 1 for a in self.assets if a.failures and a.first_alert_lead_h is not None
             ),
             "assets_with_forecast": sum(1 for a in self.assets if a.rul_h is not None),
+            "forecast_p_fail_quantiles": _quantiles([a.p_fail for a in self.assets if a.p_fail is not None]),
             "gateways": len(self.gateways),
             "gateways_on_retrained_model": sum(1 for g in self.gateways if g.retrained_models_active),
             "upstream_bytes_per_raw_byte": (
@@ -214,6 +215,17 @@ class DemoReport:
             "dropped_by_policy": sum(g.dropped_by_policy for g in self.gateways),
             "dashboard_url": self.dashboard_url,
         }
+
+
+_QUANTILES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
+
+
+def _quantiles(values: Sequence[float]) -> list[float] | None:
+    """The 0, 10, 25, 50, 75, 90 and 100 % quantiles (nearest rank), or None without values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return [round(ordered[round(q * (len(ordered) - 1))], 4) for q in _QUANTILES]
 
 
 def _first_lead_h(alerts: Sequence[AlertSeen], asset_id: str, failure_ns: int) -> float | None:
