@@ -726,7 +726,7 @@ def _cavitation(judge: _Judge) -> Finding | None:
 def _overheating(judge: _Judge) -> Finding | None:
     """The temperature rise over ambient exceeds the healthy rise at the same operating point, beyond the
     Student-t prediction bound of those baseline windows and by at least a quarter of it
-    (`SIGNIFICANT_CHANGE`)."""
+    (`SIGNIFICANT_CHANGE`), and exceeds every healthy rise of the baseline (thermal lag)."""
     thermal = judge.baseline.thermal_ if judge.baseline is not None else None
     rise = judge.measurements.scalars.get("temperature_rise")
     if thermal is None or rise is None:
@@ -746,6 +746,12 @@ def _overheating(judge: _Judge) -> Finding | None:
     # the moment while the machine follows ambient with a thermal time constant, so an ambient that
     # falls (evening) leaves a healthy machine a degree or so above a baseline learned while it rose.
     if excess <= bound or rise < SIGNIFICANT_CHANGE * expected:
+        return None
+    # A rise no higher than the hottest healthy one the baseline saw (at any operating point) may be the
+    # thermal lag of a heavier load or a warmer hour shortly before: the machine cools with its time
+    # constant, so a window just after a load drop is hot for its operating point and healthy. Only a
+    # rise beyond what the machine ever reaches healthy is read as overheating from one window.
+    if rise <= float(thermal.rises.max()):
         return None
     evidence = Evidence("temperature_rise_c", rise, baseline=expected, is_found=True)
     return Finding("overheating", min(1.0, excess / (2.0 * bound)), (evidence,))

@@ -336,6 +336,18 @@ def test_a_rise_beyond_the_bound_but_not_by_a_quarter_is_not_overheating(
     assert diagnose(warm, CONFIG, slow_baseline).mode == "unknown"
 
 
+def test_heat_left_over_from_a_heavier_load_is_not_overheating(slow_baseline: DiagnosisBaseline) -> None:
+    # Just after the load fell from 45 A to 30 A the bearing is still as warm as at 45 A: a third above the
+    # healthy rise at 30 A, but no warmer than the machine runs healthy at a heavier load (thermal lag).
+    lagging = measure(
+        _slow_window(Machine(), 306, current_a=30.0, excess_c=0.004 * (45.0**2 - 30.0**2)), CONFIG
+    )
+    assert diagnose(lagging, CONFIG, slow_baseline).mode == "unknown"
+    # Hotter than any healthy window at any load is overheating, at a light load too.
+    hot = measure(_slow_window(Machine(), 307, current_a=30.0, excess_c=12.0), CONFIG)
+    assert diagnose(hot, CONFIG, slow_baseline).mode == "overheating"
+
+
 def test_broadband_noise_with_pressure_fluctuation_is_cavitation(slow_baseline: DiagnosisBaseline) -> None:
     noisy = Machine(noise_g=0.08)
     window = _slow_window(noisy, 302, current_a=40.0, pressure_noise=0.5)
