@@ -52,6 +52,8 @@ __all__ = [
 F64 = npt.NDArray[np.float64]
 STANDARD_GRAVITY = 9.80665
 _FLOOR_BINS = 24  # bins each side of a peak's search zone that estimate its local noise floor
+_COMB_GUARD_BINS = 1.5  # a comb's floor leaves out the Hann main lobe (+/- 2 bins) of its lines
+_MIN_FLOOR_BINS = 8
 _MIN_BAND_HZ_FRACTION = 0.02  # narrowest candidate envelope band, as a fraction of the sample rate
 
 
@@ -229,14 +231,19 @@ def harmonic_comb(
     whose nearest bins carry the most power over their local floors (see `Comb`).
 
     The candidates step by a fraction of a bin at the highest harmonic, so every harmonic's nearest bin
-    is tried. None when a harmonic or its floor lies outside the spectrum.
+    is tried; each harmonic's floor leaves out the bins near any multiple of the candidate. None when a
+    harmonic lies outside the spectrum, or the lines are too dense to leave a floor between them.
 
     >>> rate, n = 10_000.0, 4096
     >>> t = np.arange(n) / rate
     >>> rng = np.random.default_rng(0)
-    >>> x = sum(0.05 * np.sin(2 * np.pi * k * 7.3 * t) for k in range(1, 9)) + rng.standard_normal(n)
-    >>> comb = harmonic_comb(amplitude_spectrum(x, rate), 7.4, (1, 2, 3, 4, 5, 6, 7, 8), 0.03)
-    >>> comb is not None and comb.power > comb.noise_limit(1e-4)
+    >>> x = sum(0.08 * np.sin(2 * np.pi * k * 17.3 * t) for k in range(1, 9)) + rng.standard_normal(n)
+    >>> comb = harmonic_comb(amplitude_spectrum(x, rate), 17.4, (1, 2, 3, 4, 5, 6, 7, 8), 0.03)
+    >>> comb is not None and (round(comb.fundamental_hz, 1), comb.power > comb.noise_limit(1e-4))
+    (17.3, True)
+    >>> noise = amplitude_spectrum(rng.standard_normal(n), rate)
+    >>> comb = harmonic_comb(noise, 17.4, (1, 2, 3, 4, 5, 6, 7, 8), 0.03)
+    >>> comb is not None and comb.power < comb.noise_limit(1e-4)
     True
     """
     if not harmonics:
@@ -250,18 +257,25 @@ def harmonic_comb(
     steps = np.linspace(-1.0, 1.0, count) if count > 1 else np.zeros(1)
     fundamentals = fundamental_hz * (1.0 + tolerance * steps)
     bins = np.rint(np.outer(fundamentals, orders) / resolution).astype(np.int64)
-    if bins.min() < 1 or bins.max() + _FLOOR_BINS >= amplitudes.size:
+    if bins.min() < 1 or bins.max() + 2 * _FLOOR_BINS >= amplitudes.size:
         return None
-    floors = np.empty(orders.size)
-    for j, centre in enumerate(np.rint(fundamental_hz * orders / resolution).astype(np.int64).tolist()):
-        half = max(1, math.ceil(tolerance * fundamental_hz * orders[j] / resolution)) + 1
-        low, high = centre - half, centre + half + 1
-        left = amplitudes[max(1, low - _FLOOR_BINS) : max(1, low)]
-        right = amplitudes[high : high + 2 * _FLOOR_BINS - left.size]
-        floors[j] = float(np.median(np.concatenate((left, right))))
+    # Each harmonic's floor: the median of the bins within 2 `_FLOOR_BINS` of it that lie at least
+    # `_COMB_GUARD_BINS` from every multiple of the candidate (the comb's own lines, used or not, would
+    # otherwise raise the floor of a fundamental a few bins wide by their own height).
+    offsets = np.arange(-2 * _FLOOR_BINS, 2 * _FLOOR_BINS + 1)
+    beside = bins[:, :, None] + offsets[None, None, :]  # candidates x harmonics x floor bins
+    in_range = (beside >= 1) & (beside < amplitudes.size)
+    cycles = beside * resolution / fundamentals[:, None, None]
+    is_line = np.abs(cycles - np.rint(cycles)) * fundamentals[:, None, None] < _COMB_GUARD_BINS * resolution
+    usable = in_range & ~is_line & (cycles > 0.5)
+    if int(usable.sum(axis=2).min()) < _MIN_FLOOR_BINS:
+        return None  # the lines are too dense for this resolution: no floor between them
+    floors = np.nanmedian(
+        np.where(usable, amplitudes[np.clip(beside, 0, amplitudes.size - 1)], np.nan), axis=2
+    )
     if not np.all(floors > 0):
         return None
-    power = math.log(2.0) * np.mean((amplitudes[bins] / floors[None, :]) ** 2, axis=1)
+    power = math.log(2.0) * np.mean((amplitudes[bins] / floors) ** 2, axis=1)
     best = int(np.argmax(power))
     distinct = len({tuple(row) for row in bins.tolist()})
     return Comb(
