@@ -270,8 +270,14 @@ def harmonic_comb(
     usable = in_range & ~is_line & (cycles > 0.5)
     if int(usable.sum(axis=2).min()) < _MIN_FLOOR_BINS:
         return None  # the lines are too dense for this resolution: no floor between them
-    floors = np.nanmedian(
-        np.where(usable, amplitudes[np.clip(beside, 0, amplitudes.size - 1)], np.nan), axis=2
+    values = np.sort(np.where(usable, amplitudes[np.clip(beside, 0, amplitudes.size - 1)], np.inf), axis=2)
+    count = usable.sum(axis=2, keepdims=True)  # the usable bins sort first: the median of those
+    floors = (
+        0.5
+        * (
+            np.take_along_axis(values, (count - 1) // 2, axis=2)
+            + np.take_along_axis(values, count // 2, axis=2)
+        )[:, :, 0]
     )
     if not np.all(floors > 0):
         return None
