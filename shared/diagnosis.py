@@ -3,7 +3,8 @@
 The rules read vibration physics and the slow signals (docs/diagnosis.md):
 
 - bearing outer race (BPFO and harmonics), inner race (BPFI with shaft-speed sidebands), rolling element
-  (2 x BSF with cage sidebands) and cage (FTF) in the envelope spectrum;
+  (2 x BSF with cage sidebands) and cage (the comb of FTF harmonics the window resolves from the shaft
+  orders) in the envelope spectrum;
 - imbalance (1x rose, more than 2x), misalignment (2x and 3x rose, more than 1x), looseness (half orders,
   or many harmonics risen) in the spectrum;
 - cavitation (broadband high-frequency floor and pressure or flow fluctuation risen), overheating
