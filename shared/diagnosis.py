@@ -3,7 +3,8 @@
 The rules read vibration physics and the slow signals (docs/diagnosis.md):
 
 - bearing outer race (BPFO and harmonics), inner race (BPFI with shaft-speed sidebands), rolling element
-  (2 x BSF with cage sidebands) and cage (FTF) in the envelope spectrum;
+  (2 x BSF with cage sidebands) and cage (the comb of FTF harmonics the window resolves from the shaft
+  orders) in the envelope spectrum;
 - imbalance (1x rose, more than 2x), misalignment (2x and 3x rose, more than 1x), looseness (half orders,
   or many harmonics risen) in the spectrum;
 - cavitation (broadband high-frequency floor and pressure or flow fluctuation risen), overheating
@@ -34,11 +35,13 @@ from shared.asset_config import AssetDiagnosisConfig, DefectOrders
 from shared.messages import AlertDiagnosis, DiagnosisEvidence
 from shared.vibration import (
     STANDARD_GRAVITY,
+    Comb,
     Peak,
     Spectrum,
     amplitude_spectrum,
     envelope_spectrum,
     estimate_shaft_hz,
+    harmonic_comb,
     iso_zone,
     iso_zone_boundaries,
     peak_near,
@@ -83,6 +86,11 @@ _RANK_TOLERANCE = (
 )
 _MIN_TEMPERATURE_STD_C = 0.05  # a sensor's resolution: a few identical readings do not have zero spread
 _SPIKES = "spikes"  # the one sensor fault a bearing's periodic impacts can mimic
+_BEARING_TOLERANCE = 0.02  # rolling elements and the cage slip: a defect frequency is known to 2 %
+_SHAFT_TOLERANCE = 0.005  # shaft orders follow the measured speed to its estimate's error
+_CLEARANCE_BINS = 1.0  # a harmonic counts for one comb only this far from every line of the other
+_MIN_COMB_HARMONICS = 3
+_COMB = " comb"  # envelope scalars `env:<bearing>:ftf comb` and `env:<bearing>:orders comb`
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +249,9 @@ def _levels(m: Measurements) -> dict[str, float]:
     out = {name: peak.amplitude for name, peak in m.peaks.items() if not name.startswith("env:")}
     out |= {name: peak.prominence for name, peak in m.peaks.items() if name.startswith("env:")}
     out |= {
-        name: value for name, value in m.scalars.items() if name in ("broadband", "pressure_p2p", "flow_p2p")
+        name: value
+        for name, value in m.scalars.items()
+        if name in ("broadband", "pressure_p2p", "flow_p2p") or name.endswith(_COMB)
     }
     return out
 
@@ -347,6 +357,74 @@ def _bearing_targets(name: str, orders: DefectOrders, shaft_hz: float) -> dict[s
     return targets
 
 
+def _is_clear(
+    freq_hz: float, sweep_hz: float, lines: Sequence[tuple[float, float]], resolution: float
+) -> bool:
+    """A frequency known to +/- `sweep_hz` stays `_CLEARANCE_BINS` from every line (frequency, sweep)."""
+    return all(
+        abs(freq_hz - line) - sweep_hz - line_sweep >= _CLEARANCE_BINS * resolution
+        for line, line_sweep in lines
+    )
+
+
+def _cage_combs(
+    name: str, orders: DefectOrders, shaft_hz: float, envelope: Spectrum, false_alarm_probability: float
+) -> tuple[dict[str, float], dict[str, float]]:
+    """The FTF comb and the shaft-order comb of one bearing in the envelope spectrum (scalars, targets).
+
+    A cage defect repeats once per cage turn (FTF, below 0.5x): a window holds too few impacts for one
+    line to stand out of the noise, but they make a row of harmonics. A harmonic k FTF counts only where
+    this window resolves it from the other lines of the range (up to twice BPFO): the half and integer
+    shaft orders (the shaft's faults and looseness) and the multiples of BPFO (= n FTF), BPFI and 2 x BSF,
+    each at least `_CLEARANCE_BINS` away from every frequency the tolerances sweep. The shaft-order comb
+    (half orders in the same range, clear of the FTF harmonics) is what looseness raises instead, and the
+    cage rule needs its comb to rise more than that one. Fewer than `_MIN_COMB_HARMONICS` resolved
+    harmonics: no cage comb (the window is too short for this FTF).
+    """
+    if orders.ftf is None:
+        return {}, {}
+    resolution = envelope.resolution_hz
+    ftf = orders.ftf * shaft_hz
+    top_hz = 2.0 * orders.bpfo * shaft_hz
+    half = 0.5 * shaft_hz
+    shaft_lines = [(j * half, j * half * _SHAFT_TOLERANCE) for j in range(1, math.ceil(top_hz / half) + 2)]
+    defects = [orders.bpfo, orders.bpfi] + ([2.0 * orders.bsf] if orders.bsf is not None else [])
+    defect_lines = [
+        (m * order * shaft_hz, m * order * shaft_hz * _BEARING_TOLERANCE)
+        for order in defects
+        for m in range(1, math.ceil(top_hz / (order * shaft_hz)) + 2)
+    ]
+    cage = tuple(
+        k
+        for k in range(1, math.floor(top_hz / ftf) + 1)
+        if _is_clear(k * ftf, k * ftf * _BEARING_TOLERANCE, shaft_lines + defect_lines, resolution)
+    )
+    if len(cage) < _MIN_COMB_HARMONICS:
+        return {}, {}
+    comb = harmonic_comb(envelope, ftf, cage, _BEARING_TOLERANCE)
+    if comb is None:
+        return {}, {}
+    prefix = f"env:{name}:"
+    scalars = {
+        f"{prefix}ftf{_COMB}": comb.power,
+        f"{prefix}ftf{_COMB} limit": _limit(comb, false_alarm_probability),
+    }
+    cage_lines = [(k * ftf, k * ftf * _BEARING_TOLERANCE) for k in cage]
+    shaft = tuple(
+        j
+        for j in range(1, math.floor(top_hz / half) + 1)
+        if _is_clear(j * half, j * half * _SHAFT_TOLERANCE, cage_lines, resolution)
+    )
+    orders_comb = harmonic_comb(envelope, half, shaft, _SHAFT_TOLERANCE) if shaft else None
+    if orders_comb is not None:
+        scalars[f"{prefix}orders{_COMB}"] = orders_comb.power
+    return scalars, {f"{prefix}ftf{_COMB}": comb.fundamental_hz}
+
+
+def _limit(comb: Comb, false_alarm_probability: float) -> float:
+    return comb.noise_limit(false_alarm_probability)
+
+
 def _shaft_targets(shaft_hz: float) -> dict[str, float]:
     targets = {f"{k}x": k * shaft_hz for k in range(1, _HARMONICS + 1)}
     return targets | {f"{h:g}x": h * shaft_hz for h in _HALF_ORDERS}
@@ -445,9 +523,15 @@ def measure(
             envelope = envelope_spectrum(vibration, rate, band)
             targets |= bearing_targets
             for name, freq in bearing_targets.items():
-                peak = peak_near(envelope, freq, max(1.5 * envelope.resolution_hz, 0.02 * freq))
+                peak = peak_near(envelope, freq, max(1.5 * envelope.resolution_hz, _BEARING_TOLERANCE * freq))
                 if peak is not None:
                     peaks[name] = peak
+            for bearing in config.bearings:
+                combs, comb_targets = _cage_combs(
+                    bearing.name, bearing.defect_orders(), shaft_hz, envelope, p_fa
+                )
+                scalars |= combs
+                targets |= comb_targets
     return Measurements(
         shaft_hz=shaft_hz,
         velocity_rms_mm_s=velocity,
@@ -481,13 +565,16 @@ class _Judge:
     baseline: DiagnosisBaseline | None
     false_alarm_probability: float
 
-    def rise(self, name: str, value: float) -> tuple[float | None, bool]:
-        """The baseline median of a level, and whether `value` rose significantly above it."""
+    def rise(
+        self, name: str, value: float, *, change: float = SIGNIFICANT_CHANGE
+    ) -> tuple[float | None, bool]:
+        """The baseline median of a level, and whether `value` rose significantly above it (beyond the
+        prediction bound and by `change`: `SIGNIFICANT_CHANGE` for an amplitude, its square for a power)."""
         level = self.baseline.level(name) if self.baseline is not None else None
         if level is None or value <= 0:
             return None, False
         is_risen = math.log(value) > level.upper_bound(self.false_alarm_probability)
-        return level.median, is_risen and value >= SIGNIFICANT_CHANGE * level.median
+        return level.median, is_risen and value >= change * level.median
 
     def peak(self, name: str, *, needs_baseline: bool = False) -> Evidence | None:
         """A peak's evidence: prominent over the floor and (with a baseline) risen above it."""
@@ -522,10 +609,13 @@ def _bearing_findings(judge: _Judge, config: AssetDiagnosisConfig) -> list[Findi
         "outer_race": ("bpfo x1", ("bpfo x2", "bpfo x3")),
         "inner_race": ("bpfi x1", ("bpfi-1x", "bpfi+1x", "bpfi x2")),
         "rolling_element": ("2bsf x1", ("2bsf-ftf", "2bsf+ftf", "2bsf x2")),
-        "cage": ("ftf x1", ("ftf x2", "ftf x3")),
     }
     findings = []
     for bearing in config.bearings:
+        cage = _cage(judge, bearing.name)
+        if cage is not None:
+            label = "cage" if len(config.bearings) == 1 else f"cage:{bearing.name}"
+            findings.append(Finding(label, cage.confidence, cage.evidence))
         for mode, (main, support) in patterns.items():
             first = judge.peak(f"env:{bearing.name}:{main}")
             others = [e for name in support if (e := judge.peak(f"env:{bearing.name}:{name}")) is not None]
@@ -536,6 +626,40 @@ def _bearing_findings(judge: _Judge, config: AssetDiagnosisConfig) -> list[Findi
             label = mode if len(config.bearings) == 1 else f"{mode}:{bearing.name}"
             findings.append(Finding(label, found / len(evidence), evidence))
     return findings
+
+
+def _cage(judge: _Judge, bearing: str) -> Finding | None:
+    """A cage defect: the FTF comb of the envelope spectrum over the noise's limit, risen above the
+    baseline's bound and by `SIGNIFICANT_CHANGE` squared (a power), risen more than the shaft-order comb
+    (else the energy is looseness's or the shaft's), and no ball-spin line (2 x BSF found: a ball defect,
+    which the cage modulates)."""
+    prefix = f"env:{bearing}:"
+    m = judge.measurements
+    power, limit = m.scalars.get(f"{prefix}ftf{_COMB}"), m.scalars.get(f"{prefix}ftf{_COMB} limit")
+    if power is None or limit is None or power <= limit:
+        return None
+    baseline, is_risen = judge.rise(f"{prefix}ftf{_COMB}", power, change=SIGNIFICANT_CHANGE**2)
+    if baseline is not None and not is_risen:
+        return None
+    orders = m.scalars.get(f"{prefix}orders{_COMB}")
+    orders_baseline = judge.rise(f"{prefix}orders{_COMB}", orders)[0] if orders is not None else None
+    orders_ratio = 0.0 if orders is None else orders / (orders_baseline or 1.0)  # noise's mean is 1
+    if orders_ratio >= power / (baseline or 1.0):
+        return None
+    spin = judge.peak(f"{prefix}2bsf x1")
+    if spin is not None and spin.is_found:
+        return None
+    comb = Evidence(
+        "ftf comb",
+        power,
+        freq_hz=m.targets_hz.get(f"{prefix}ftf{_COMB}"),
+        floor=limit,
+        baseline=baseline,
+        is_found=True,
+    )
+    lines = tuple(e for k in (1, 2, 3) if (e := judge.peak(f"{prefix}ftf x{k}")) is not None)
+    expected = max(limit, SIGNIFICANT_CHANGE**2 * baseline if baseline is not None else 0.0)
+    return Finding("cage", 1.0 - expected / power, (comb, *lines))
 
 
 def _tone_velocity_mm_s(peak: Peak | None, config: AssetDiagnosisConfig) -> float:
@@ -603,7 +727,7 @@ def _cavitation(judge: _Judge) -> Finding | None:
 def _overheating(judge: _Judge) -> Finding | None:
     """The temperature rise over ambient exceeds the healthy rise at the same operating point, beyond the
     Student-t prediction bound of those baseline windows and by at least a quarter of it
-    (`SIGNIFICANT_CHANGE`)."""
+    (`SIGNIFICANT_CHANGE`), and exceeds every healthy rise of the baseline (thermal lag)."""
     thermal = judge.baseline.thermal_ if judge.baseline is not None else None
     rise = judge.measurements.scalars.get("temperature_rise")
     if thermal is None or rise is None:
@@ -623,6 +747,12 @@ def _overheating(judge: _Judge) -> Finding | None:
     # the moment while the machine follows ambient with a thermal time constant, so an ambient that
     # falls (evening) leaves a healthy machine a degree or so above a baseline learned while it rose.
     if excess <= bound or rise < SIGNIFICANT_CHANGE * expected:
+        return None
+    # A rise no higher than the hottest healthy one the baseline saw (at any operating point) may be the
+    # thermal lag of a heavier load or a warmer hour shortly before: the machine cools with its time
+    # constant, so a window just after a load drop is hot for its operating point and healthy. Only a
+    # rise beyond what the machine ever reaches healthy is read as overheating from one window.
+    if rise <= float(thermal.rises.max()):
         return None
     evidence = Evidence("temperature_rise_c", rise, baseline=expected, is_found=True)
     return Finding("overheating", min(1.0, excess / (2.0 * bound)), (evidence,))

@@ -11,6 +11,9 @@
   in the frequency domain (divide by j 2 pi f, Parseval).
 - `iso_zone`: the ISO 20816-3 zone A/B/C/D from the boundaries shipped in `iso20816_zones.toml`.
 - `peak_near`: a tone's amplitude near a frequency and the local noise floor beside it.
+- `harmonic_comb`: the mean power of a row of harmonics over their local floors, searched over a
+  fundamental's tolerance: a repetition too slow, or with too few impacts per window, for any one line
+  to stand out is still seen in the sum of its harmonics (the cage's FTF).
 """
 
 from __future__ import annotations
@@ -26,16 +29,19 @@ import numpy as np
 import numpy.typing as npt
 import scipy.fft
 import scipy.signal
+import scipy.stats
 
 from shared.errors import ContractError
 
 __all__ = [
     "STANDARD_GRAVITY",
+    "Comb",
     "Peak",
     "Spectrum",
     "amplitude_spectrum",
     "envelope_spectrum",
     "estimate_shaft_hz",
+    "harmonic_comb",
     "iso_zone",
     "iso_zone_boundaries",
     "peak_near",
@@ -46,6 +52,8 @@ __all__ = [
 F64 = npt.NDArray[np.float64]
 STANDARD_GRAVITY = 9.80665
 _FLOOR_BINS = 24  # bins each side of a peak's search zone that estimate its local noise floor
+_COMB_GUARD_BINS = 1.5  # a comb's floor leaves out the Hann main lobe (+/- 2 bins) of its lines
+_MIN_FLOOR_BINS = 8
 _MIN_BAND_HZ_FRACTION = 0.02  # narrowest candidate envelope band, as a fraction of the sample rate
 
 
@@ -192,6 +200,95 @@ def peak_near(spectrum: Spectrum, freq_hz: float, tolerance_hz: float) -> Peak |
         amplitude=float(zone[top]),
         floor=float(np.median(beside)),
         bins_searched=int(zone.size),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Comb:
+    """A row of harmonics k f of the best fundamental f: their mean normalised power.
+
+    `power` is the mean over the harmonics of ln 2 (A_k / floor_k)^2, where floor_k is the median of the
+    bins beside harmonic k: each term is exponentially distributed with mean 1 on noise (a Rayleigh
+    amplitude over its median), so on noise `power` is Gamma(K, 1/K) for one fundamental. `candidates`
+    fundamentals were searched (the best is kept), so the noise test is Bonferroni over them.
+    """
+
+    fundamental_hz: float
+    harmonics: tuple[int, ...]
+    power: float
+    candidates: int
+
+    def noise_limit(self, false_alarm_probability: float) -> float:
+        """The `power` noise alone exceeds with the given chance over the candidates searched."""
+        k = len(self.harmonics)
+        return float(scipy.stats.gamma.isf(false_alarm_probability / self.candidates, k, scale=1.0 / k))
+
+
+def harmonic_comb(
+    spectrum: Spectrum, fundamental_hz: float, harmonics: tuple[int, ...], tolerance: float
+) -> Comb | None:
+    """The harmonics `harmonics` of the fundamental within `tolerance` (a fraction) of `fundamental_hz`
+    whose nearest bins carry the most power over their local floors (see `Comb`).
+
+    The candidates step by a fraction of a bin at the highest harmonic, so every harmonic's nearest bin
+    is tried; each harmonic's floor leaves out the bins near any multiple of the candidate. None when a
+    harmonic lies outside the spectrum, or the lines are too dense to leave a floor between them.
+
+    >>> rate, n = 10_000.0, 4096
+    >>> t = np.arange(n) / rate
+    >>> rng = np.random.default_rng(0)
+    >>> x = sum(0.08 * np.sin(2 * np.pi * k * 17.3 * t) for k in range(1, 9)) + rng.standard_normal(n)
+    >>> comb = harmonic_comb(amplitude_spectrum(x, rate), 17.4, (1, 2, 3, 4, 5, 6, 7, 8), 0.03)
+    >>> comb is not None and (round(comb.fundamental_hz, 1), comb.power > comb.noise_limit(1e-4))
+    (17.3, True)
+    >>> noise = amplitude_spectrum(rng.standard_normal(n), rate)
+    >>> comb = harmonic_comb(noise, 17.4, (1, 2, 3, 4, 5, 6, 7, 8), 0.03)
+    >>> comb is not None and comb.power < comb.noise_limit(1e-4)
+    True
+    """
+    if not harmonics:
+        return None
+    resolution = spectrum.resolution_hz
+    orders = np.asarray(harmonics, dtype=np.float64)
+    amplitudes = spectrum.amplitudes
+    top = max(harmonics)
+    span = 2.0 * tolerance * fundamental_hz * top / resolution  # bins the highest harmonic sweeps
+    count = max(1, math.ceil(2.0 * span) + 1)
+    steps = np.linspace(-1.0, 1.0, count) if count > 1 else np.zeros(1)
+    fundamentals = fundamental_hz * (1.0 + tolerance * steps)
+    bins = np.rint(np.outer(fundamentals, orders) / resolution).astype(np.int64)
+    if bins.min() < 1 or bins.max() + 2 * _FLOOR_BINS >= amplitudes.size:
+        return None
+    # Each harmonic's floor: the median of the bins within 2 `_FLOOR_BINS` of it that lie at least
+    # `_COMB_GUARD_BINS` from every multiple of the candidate (the comb's own lines, used or not, would
+    # otherwise raise the floor of a fundamental a few bins wide by their own height).
+    offsets = np.arange(-2 * _FLOOR_BINS, 2 * _FLOOR_BINS + 1)
+    beside = bins[:, :, None] + offsets[None, None, :]  # candidates x harmonics x floor bins
+    in_range = (beside >= 1) & (beside < amplitudes.size)
+    cycles = beside * resolution / fundamentals[:, None, None]
+    is_line = np.abs(cycles - np.rint(cycles)) * fundamentals[:, None, None] < _COMB_GUARD_BINS * resolution
+    usable = in_range & ~is_line & (cycles > 0.5)
+    if int(usable.sum(axis=2).min()) < _MIN_FLOOR_BINS:
+        return None  # the lines are too dense for this resolution: no floor between them
+    values = np.sort(np.where(usable, amplitudes[np.clip(beside, 0, amplitudes.size - 1)], np.inf), axis=2)
+    count = usable.sum(axis=2, keepdims=True)  # the usable bins sort first: the median of those
+    floors = (
+        0.5
+        * (
+            np.take_along_axis(values, (count - 1) // 2, axis=2)
+            + np.take_along_axis(values, count // 2, axis=2)
+        )[:, :, 0]
+    )
+    if not np.all(floors > 0):
+        return None
+    power = math.log(2.0) * np.mean((amplitudes[bins] / floors) ** 2, axis=1)
+    best = int(np.argmax(power))
+    distinct = len({tuple(row) for row in bins.tolist()})
+    return Comb(
+        fundamental_hz=float(fundamentals[best]),
+        harmonics=tuple(harmonics),
+        power=float(power[best]),
+        candidates=distinct,
     )
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 import pytest
+import scipy.signal
 
 from shared.asset_config import AssetDiagnosisConfig, BearingGeometry, BearingSettings, parse_asset_config
 from shared.diagnosis import MACHINE_MODES, DiagnosisBaseline, WindowSignals, diagnose, measure
@@ -178,6 +179,57 @@ def test_ball_impacts_at_twice_bsf_modulated_at_the_cage_are_a_rolling_element_d
     assert _mode(machine, baseline, seed=9) == "rolling_element"
 
 
+def _cage_rub(seed: int, rub_g: float, *, duty: float = 0.2) -> F64:
+    """A healthy window plus resonance-band noise gated on for a fifth of each cage turn (a broken cage
+    rubbing once per turn): the envelope is amplitude-modulated at FTF by a pulse, a row of harmonics."""
+    rng = np.random.default_rng(seed + 7)
+    t = np.arange(N) / RATE_HZ
+    sos = scipy.signal.butter(4, (3000.0, 4000.0), btype="bandpass", fs=RATE_HZ, output="sos")
+    noise = np.asarray(scipy.signal.sosfilt(sos, rng.standard_normal(N)), dtype=np.float64)
+    gate = ((t * (ORDERS.ftf or 0) * SHAFT_HZ + rng.uniform()) % 1.0) < duty
+    rub: F64 = rub_g * gate * noise / float(noise.std())
+    return Machine().window(seed) + rub
+
+
+@pytest.mark.slow
+def test_impacts_once_per_cage_turn_are_a_cage_defect(baseline: DiagnosisBaseline) -> None:
+    ftf_hz = (ORDERS.ftf or 0) * SHAFT_HZ  # 11.9 Hz, 0.4x: eight impacts per window, no line stands out
+    machine = Machine(impact_hz=ftf_hz, impact_g=0.3)
+    for seed in (1000, 1002, 1004):
+        diagnosis = diagnose(measure(_signals(machine.window(seed)), CONFIG), CONFIG, baseline)
+        assert diagnosis.mode == "cage"
+        comb = diagnosis.evidence[0]
+        assert comb.name == "ftf comb"
+        assert comb.is_found
+        assert comb.freq_hz == pytest.approx(ftf_hz, rel=0.02)
+
+
+@pytest.mark.slow
+def test_a_cage_rub_amplitude_modulated_at_ftf_is_a_cage_defect(baseline: DiagnosisBaseline) -> None:
+    modes = [
+        diagnose(measure(_signals(_cage_rub(seed, 0.03)), CONFIG), CONFIG, baseline).mode
+        for seed in range(1000, 1010)
+    ]
+    assert modes == ["cage"] * 10
+
+
+@pytest.mark.slow
+def test_looseness_and_shaft_rate_impacts_are_not_a_cage_defect(baseline: DiagnosisBaseline) -> None:
+    # Impacts every second turn put lines at every half order, 0.5x near FTF (0.4x) among them; impacts
+    # once per turn put them at the shaft orders; raised half orders are looseness. None is the cage.
+    machines = [
+        Machine(impact_hz=0.5 * SHAFT_HZ, impact_g=0.3),
+        Machine(impact_hz=SHAFT_HZ, impact_g=0.3, modulation_hz=0.5 * SHAFT_HZ),
+        Machine(half_orders=0.03),
+    ]
+    for machine in machines:
+        for seed in range(1000, 1006):
+            diagnosis = diagnose(measure(_signals(machine.window(seed)), CONFIG), CONFIG, baseline)
+            assert not any(f.mode == "cage" for f in diagnosis.findings)
+    healthy = [_mode(Machine(), baseline, seed) for seed in range(1100, 1120)]
+    assert "cage" not in healthy
+
+
 def test_impacts_at_no_defect_frequency_are_not_a_bearing_defect(baseline: DiagnosisBaseline) -> None:
     machine = Machine(impact_hz=4.1 * SHAFT_HZ, impact_g=0.3)  # between BPFO (3.58x) and BPFI (5.42x)
     mode = _mode(machine, baseline, seed=10)
@@ -282,6 +334,18 @@ def test_a_rise_beyond_the_bound_but_not_by_a_quarter_is_not_overheating(
     # thermal lag behind a falling ambient gives a healthy machine, not a fault (under 25 % of the rise).
     warm = measure(_slow_window(Machine(), 305, current_a=40.0, excess_c=1.5), CONFIG)
     assert diagnose(warm, CONFIG, slow_baseline).mode == "unknown"
+
+
+def test_heat_left_over_from_a_heavier_load_is_not_overheating(slow_baseline: DiagnosisBaseline) -> None:
+    # Just after the load fell from 45 A to 30 A the bearing is still as warm as at 45 A: a third above the
+    # healthy rise at 30 A, but no warmer than the machine runs healthy at a heavier load (thermal lag).
+    lagging = measure(
+        _slow_window(Machine(), 306, current_a=30.0, excess_c=0.004 * (45.0**2 - 30.0**2)), CONFIG
+    )
+    assert diagnose(lagging, CONFIG, slow_baseline).mode == "unknown"
+    # Hotter than any healthy window at any load is overheating, at a light load too.
+    hot = measure(_slow_window(Machine(), 307, current_a=30.0, excess_c=12.0), CONFIG)
+    assert diagnose(hot, CONFIG, slow_baseline).mode == "overheating"
 
 
 def test_broadband_noise_with_pressure_fluctuation_is_cavitation(slow_baseline: DiagnosisBaseline) -> None:
