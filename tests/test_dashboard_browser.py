@@ -74,9 +74,12 @@ def _screenshot(driver: WebDriver, directory: Path, name: str) -> None:
 
 
 def _log_in(driver: WebDriver, url: str, username: str) -> None:
+    """Log in on the open login page and wait until the login has gone through (the password hash is slow
+    under load: a page requested before the redirect would abort the login and land on it again)."""
     driver.find_element(By.ID, "username").send_keys(username)
     driver.find_element(By.ID, "password").send_keys(PASSWORD)
     driver.find_element(By.ID, "login").click()
+    WebDriverWait(driver, 60).until(lambda d: "/login" not in d.current_url)
 
 
 @pytest.mark.slow
