@@ -4,6 +4,7 @@ maintenance with the mode found."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 import pytest
@@ -96,18 +97,24 @@ def test_nothing_to_advise_without_a_mode_or_a_worrying_forecast() -> None:
     assert (forecast_only.mode, forecast_only.urgency) == ("forecast", "urgent")
 
 
+def _store(
+    conn: psycopg.Connection[Any], alert_id: str, asset_id: str, ts: datetime, diagnosis: AlertDiagnosis
+) -> None:
+    store_diagnosis(
+        conn,
+        gateway_id="gw",
+        alert_id=alert_id,
+        asset_id=asset_id,
+        ts_ns=datetime_to_ns(ts),
+        diagnosis=diagnosis,
+    )
+
+
 @pytest.mark.slow
 def test_advice_is_stored_refreshed_and_closed_by_maintenance(db: str) -> None:
     diagnosis = AlertDiagnosis(mode="misalignment", confidence=0.7, iso_zone="C")
     with psycopg.connect(db) as conn:
-        store_diagnosis(
-            conn,
-            gateway_id="gw",
-            alert_id="a1",
-            asset_id="pump-v",
-            ts_ns=datetime_to_ns(NOW - timedelta(hours=2)),
-            diagnosis=diagnosis,
-        )
+        _store(conn, "a1", "pump-v", NOW - timedelta(hours=2), diagnosis)
         first = refresh_advice(conn, settings=AdviceSettings(), now=NOW)
         again = refresh_advice(conn, settings=AdviceSettings(), now=NOW + timedelta(minutes=10))
         assert (first.created, again.created, again.updated) == (1, 0, 1)
@@ -154,22 +161,9 @@ def test_a_diagnosed_fault_stays_advised_past_the_age_limit_until_a_maintenance_
     settings = AdviceSettings()
     age_limit = timedelta(hours=settings.diagnosis_max_age_h)
     with psycopg.connect(db) as conn:
-        store_diagnosis(
-            conn,
-            gateway_id="gw",
-            alert_id="a1",
-            asset_id="pump-v",
-            ts_ns=datetime_to_ns(NOW),
-            diagnosis=AlertDiagnosis(mode="outer_race", confidence=0.8),
-        )
-        store_diagnosis(  # too old when first seen: starts no advice
-            conn,
-            gateway_id="gw",
-            alert_id="b1",
-            asset_id="fan-v",
-            ts_ns=datetime_to_ns(NOW - age_limit - timedelta(hours=1)),
-            diagnosis=AlertDiagnosis(mode="imbalance", confidence=0.8),
-        )
+        _store(conn, "a1", "pump-v", NOW, AlertDiagnosis(mode="outer_race", confidence=0.8))
+        too_old = NOW - age_limit - timedelta(hours=1)  # when first seen: starts no advice
+        _store(conn, "b1", "fan-v", too_old, AlertDiagnosis(mode="imbalance", confidence=0.8))
         refresh_advice(conn, settings=settings, now=NOW)
         later = refresh_advice(conn, settings=settings, now=NOW + 2 * age_limit)
         assert later.updated == 1
