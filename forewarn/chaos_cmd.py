@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 from pathlib import Path
 from typing import Any
 
 from forewarn.chaos import SCENARIOS, run_scenario
+from forewarn.localservices import unwind_on_sigterm
 from shared.errors import ConfigError
 
 __all__ = ["register"]
@@ -18,7 +18,7 @@ def _chaos(args: argparse.Namespace) -> int:
     if not args.all and not args.scenario:
         raise ConfigError("chaos", "", "--scenario NAME or --all")
     names = sorted(SCENARIOS) if args.all else [args.scenario]
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # unwind: stop every service started
+    unwind_on_sigterm()  # SIGTERM stops every service started, as Ctrl-C does
     results = {name: run_scenario(name, quick=args.quick, workdir=args.workdir) for name in names}
     document = {"scenarios": results}
     print(json.dumps(document) if args.json else json.dumps(document, indent=2))
