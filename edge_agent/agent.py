@@ -180,6 +180,7 @@ class EdgeAgent:
         # Model deployments from the cloud (edge_agent.deployment), when a public key is configured.
         self.deployments = self._deployment_client() if settings.deployment.public_key else None
         self._stop_scoring = threading.Event()
+        self._abandon_scoring = threading.Event()  # shutdown_drain_s passed: stop before the intake is empty
         self._scorer: threading.Thread | None = None
         # Outbound messages from the scorer to the queue writer: fsyncs never stall scoring. Bounded: if
         # the disk cannot keep up, the scorer waits (and raw batches are shed at the intake, counted).
@@ -259,10 +260,7 @@ class EdgeAgent:
         self._started = False
         self.intake.pause()
         self._stop_scoring.set()
-        if self._scorer is not None:
-            self._scorer.join(join_timeout_s)
-            if self._scorer.is_alive():
-                logger.warning("edge-scorer did not stop within %.1f s", join_timeout_s)
+        self._join_scorer(join_timeout_s)
         self._outbox.put(None)  # after everything the scorer handed over
         if self._writer is not None:
             self._writer.join(join_timeout_s)
@@ -281,6 +279,25 @@ class EdgeAgent:
         self.disk_queue.close()
         logger.info("edge agent stopped")
 
+    def _join_scorer(self, join_timeout_s: float) -> None:
+        """Let the scorer score what the intake holds for up to `shutdown_drain_s`; count what is left."""
+        if self._scorer is None:
+            return
+        self._scorer.join(self.settings.shutdown_drain_s)
+        if self._scorer.is_alive():
+            self._abandon_scoring.set()
+            self._scorer.join(join_timeout_s)
+            if self._scorer.is_alive():
+                logger.warning("edge-scorer did not stop within %.1f s", join_timeout_s)
+        left = self.intake.queue.qsize()
+        if left:
+            self.intake.metrics.dropped_at_shutdown += left
+            logger.warning(
+                "stopping with %d raw batch(es) not scored within shutdown_drain_s (%.1f s)",
+                left,
+                self.settings.shutdown_drain_s,
+            )
+
     def run(self, stop_event: threading.Event) -> None:
         """Start, run until `stop_event` is set (e.g. by SIGTERM), then stop in order."""
         self.start()
@@ -296,7 +313,7 @@ class EdgeAgent:
         batch_max = self.settings.queue.batch_max
         intake = self.intake.queue
         idle_wait_s = min(_GET_TIMEOUT_S, max(self.settings.pipeline.score_max_delay_ms / 1000.0, 0.001))
-        while True:
+        while not self._abandon_scoring.is_set():
             try:
                 first = intake.get(timeout=idle_wait_s)
             except queue.Empty:

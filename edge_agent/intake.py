@@ -45,6 +45,7 @@ class IntakeMetrics:
     received: int = 0
     received_bytes: int = 0
     dropped_queue_full: int = 0
+    dropped_at_shutdown: int = 0
     plant_alerts_published: int = 0
     plant_alerts_skipped_offline: int = 0
     connects: int = 0

@@ -490,6 +490,16 @@ class EdgeSettings(ComponentSettings):
             "were 30x slower on a busy 2-core gateway (threads spinning against each other)."
         ),
     )
+    shutdown_drain_s: float = Field(
+        default=30.0,
+        ge=0.0,
+        le=3600.0,
+        description=(
+            "On SIGTERM, how long the scorer may take to score the raw batches already received; those "
+            "left after it are counted (`intake_dropped_at_shutdown`) and logged. Keep it, with "
+            "`shutdown_ack_wait_s`, below the service manager's stop timeout."
+        ),
+    )
     shutdown_ack_wait_s: float = Field(
         default=3.0,
         ge=0.0,

@@ -13,6 +13,7 @@ import pytest
 
 from cloud_service.modeling import build_anomaly_model
 from edge_agent.agent import EdgeAgent
+from edge_agent.intake import Received
 from edge_agent.settings import AlertSettings, BaselineSettings, PipelineSettings, SnapshotSettings
 from forewarn.localservices import MosquittoServer, wait_until
 from shared import topics
@@ -389,3 +390,52 @@ def test_hot_swap_under_load_drops_no_window(
     switch = kinds.index("onnx")
     assert set(kinds[switch:]) == {"onnx"}  # one switch, never back
     assert agent.model_versions() == {asset_id: f"{asset_id}:v1"}
+
+
+def _backlogged_agent(
+    workdir: Path, broker: MosquittoServer, gateway_id: str, *, n_batches: int, shutdown_drain_s: float
+) -> EdgeAgent:
+    """An agent whose intake already holds `n_batches` raw batches when it starts (a scorer backlog)."""
+    asset_id = f"{gateway_id}-pump"
+    pipeline = PipelineSettings(
+        assets=(vibration_asset(asset_id),),
+        baseline=BaselineSettings(warmup_windows=50, learn_interval_s=0.0),
+        snapshots=SnapshotSettings(enabled=False),
+    )
+    settings = edge_settings(
+        workdir,
+        gateway_id=gateway_id,
+        plant=broker,
+        upstream=broker,
+        pipeline=pipeline,
+        shutdown_drain_s=shutdown_drain_s,
+        shutdown_ack_wait_s=0.0,
+    )
+    agent = EdgeAgent(settings)
+    for batch in vibration_batches(asset_id, n_batches=n_batches):
+        topic = topics.raw(batch.asset_id, batch.sensor)
+        agent.intake.queue.put(Received(topic=topic, payload=encode_raw_batch(batch), received_mono_ns=0))
+    return agent
+
+
+@pytest.mark.slow
+def test_stop_scores_the_backlog_already_received(
+    broker: MosquittoServer, workdir: Path, unique_id: Callable[[str], str]
+) -> None:
+    agent = _backlogged_agent(workdir, broker, unique_id("gw"), n_batches=400, shutdown_drain_s=60.0)
+    agent.start()
+    agent.stop()
+    assert agent.pipeline.metrics.batches_in == 400
+    assert agent.intake.metrics.dropped_at_shutdown == 0
+
+
+@pytest.mark.slow
+def test_stop_after_shutdown_drain_s_counts_the_batches_left_unscored(
+    broker: MosquittoServer, workdir: Path, unique_id: Callable[[str], str]
+) -> None:
+    agent = _backlogged_agent(workdir, broker, unique_id("gw"), n_batches=400, shutdown_drain_s=0.0)
+    agent.start()
+    agent.stop()
+    dropped = agent.intake.metrics.dropped_at_shutdown
+    assert dropped > 0  # 400 batches take far longer to score than a stop takes to begin
+    assert agent.pipeline.metrics.batches_in + dropped == 400

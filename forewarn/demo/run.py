@@ -45,6 +45,7 @@ from cloud_service.settings import CloudSettings
 from cloud_service.users import add_user
 from edge_agent.agent import QUEUE_FILE
 from edge_agent.disk_queue import read_counters
+from edge_agent.settings import EdgeSettings
 from forewarn.demo.configs import (
     demo_scenario,
     secret_environment,
@@ -77,6 +78,13 @@ logger = logging.getLogger(__name__)
 
 _DEMO_DB = "forewarn_demo"
 _DEMO_USER = "demo"
+# A stopping gateway first scores the raw batches it holds (shutdown_drain_s), then waits for its queue's
+# acknowledgements (shutdown_ack_wait_s): it is only killed after both, with a margin.
+_EDGE_STOP_TIMEOUT_S = (
+    float(EdgeSettings.model_fields["shutdown_drain_s"].default)
+    + float(EdgeSettings.model_fields["shutdown_ack_wait_s"].default)
+    + 30.0
+)
 
 
 def _broker(stack: contextlib.ExitStack, settings: DemoSettings, workdir: Path) -> MqttSettings:
@@ -318,7 +326,7 @@ def _finish(
 ) -> None:
     """Drain the gateways, forecast and advise on everything stored, and read back what happened."""
     for gateway_id, edge in edges.items():
-        stop_child(edge, gateway_id)  # flushes its pipeline and drains its queue upstream
+        stop_child(edge, gateway_id, _EDGE_STOP_TIMEOUT_S)  # scores its backlog, drains its queue upstream
     conninfo = db.conninfo()
     queued = {g: read_counters(workdir / g / "queue" / QUEUE_FILE) for g in plan.gateway_ids}
     _drain(conninfo, queued, 120.0)
