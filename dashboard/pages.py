@@ -182,11 +182,24 @@ def fleet_top(rows: Sequence[FleetRow], *, limit: int) -> html.Div:
     return html.Div([html.P(note, className="muted", id="fleet-count"), fleet_table(shown)])
 
 
+# The two forecasts answer different questions, so a healthy asset may show an interval reaching under
+# the horizon beside a small p(fail) (docs/forecasting.md): the headers say which question each answers.
+_COLUMN_MEANING = {
+    "RUL (interval)": (
+        "Remaining useful life if this life ends in a failure, with its interval "
+        "(calibrated on the fleet's run-to-failure lives)"
+    ),
+    "p(fail)": (
+        "Probability of a failure within the forecast horizon (calibrated on every asset, healthy ones too)"
+    ),
+}
+
+
 def fleet_table(rows: Sequence[FleetRow]) -> html.Table:
     """The fleet table (rows already sorted and filtered)."""
     header = html.Tr(
         [
-            html.Th(name)
+            html.Th(name, title=_COLUMN_MEANING.get(name))
             for name in (
                 "asset",
                 "site",

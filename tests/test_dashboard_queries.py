@@ -198,3 +198,10 @@ def test_the_fleet_table_shows_the_most_at_risk_rows_and_says_how_many_more() ->
     assert "100 most at risk of 250" in note.children
     assert len(table.children[1].children) == 100
     assert "250 assets." in pages.fleet_top(rows, limit=300).children[0].children
+
+
+def test_the_fleet_tables_forecast_headers_say_which_question_each_answers() -> None:
+    header = pages.fleet_table([]).children[0].children.children
+    titles = {th.children: str(getattr(th, "title", "")) for th in header}
+    assert "if this life ends in a failure" in titles["RUL (interval)"]
+    assert "healthy ones too" in titles["p(fail)"]
