@@ -17,7 +17,7 @@ from typing import Any
 from dash import html
 from dash.development.base_component import Component
 
-from cloud_service.queries import AdviceRecord, AlertDetail, DiagnosisRecord, MaintenanceFinding
+from cloud_service.queries import AdviceRecord, AlertDetail, DiagnosisRecord, EventRecord
 from dashboard.fleet import probable_mode
 from dashboard.page_data import AssetDiagnosisData
 from dashboard.pages import elapsed_text, empty_state, time_text
@@ -159,7 +159,7 @@ def _evidence_table(evidence: Sequence[DiagnosisEvidence]) -> html.Div | html.Ta
     return html.Table([html.Thead(header), html.Tbody(rows)], className="table", id="diagnosis-evidence")
 
 
-def what_followed(diagnosis: DiagnosisRecord, events: Sequence[MaintenanceFinding]) -> str:
+def what_followed(diagnosis: DiagnosisRecord, events: Sequence[EventRecord]) -> str:
     """The first maintenance or failure recorded at or after a diagnosis (`events` oldest first), with the
     mode found and the note; says so when nothing was recorded."""
     event = next((e for e in events if e.ts >= diagnosis.ts), None)
@@ -169,7 +169,7 @@ def what_followed(diagnosis: DiagnosisRecord, events: Sequence[MaintenanceFindin
     return f"{event.event} {time_text(event.ts)}, {found}" + (f": {event.note}" if event.note else "")
 
 
-def _earlier_table(diagnoses: Sequence[DiagnosisRecord], events: Sequence[MaintenanceFinding]) -> html.Table:
+def _earlier_table(diagnoses: Sequence[DiagnosisRecord], events: Sequence[EventRecord]) -> html.Table:
     header = html.Tr(
         [
             html.Th(n)
@@ -197,7 +197,7 @@ def diagnosis_panel(
     diagnoses: Sequence[DiagnosisRecord],
     alert: AlertDetail | None,
     *,
-    events: Sequence[MaintenanceFinding] = (),
+    events: Sequence[EventRecord] = (),
 ) -> html.Div:
     """The newest diagnosed alert's best diagnosis (`diagnoses` newest first, as `best_diagnoses` gives
     them), its evidence, its zone beside the alert's anomaly score, and the earlier ones; each with the

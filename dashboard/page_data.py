@@ -17,10 +17,10 @@ from cloud_service.queries import (
     AlertRecord,
     AssetStatus,
     DiagnosisRecord,
+    EventRecord,
     FeaturePoint,
     GatewayTraffic,
     JobDuration,
-    MaintenanceFinding,
     ModelPeriod,
     RiskDay,
     Series,
@@ -41,7 +41,7 @@ from cloud_service.queries import (
     gateway_traffic,
     job_durations,
     last_alerts,
-    maintenance_findings,
+    maintenance_events,
     model_periods,
     open_advice,
     open_alerts,
@@ -155,7 +155,7 @@ class AssetDiagnosisData:
     open_advice: list[AdviceRecord]
     closed_advice: list[AdviceRecord]
     out_of_service_since: datetime | None
-    events: list[MaintenanceFinding]  # since the oldest diagnosis shown, oldest first
+    events: list[EventRecord]  # since the oldest diagnosis shown, oldest first
     now: datetime  # when it was read: advice due before it is overdue
 
 
@@ -167,7 +167,7 @@ def asset_diagnosis_data(
     now = now or datetime.now(UTC)
     diagnoses = best_diagnoses(conn, asset_id=asset_id, limit=DIAGNOSES_SHOWN)
     newest = diagnoses[0] if diagnoses else None
-    events = maintenance_findings(conn, asset_id=asset_id, since=diagnoses[-1].ts) if diagnoses else []
+    events = maintenance_events(conn, start=diagnoses[-1].ts, asset_ids=[asset_id]) if diagnoses else []
     return AssetDiagnosisData(
         diagnoses=diagnoses,
         alert=alert_detail(conn, newest.gateway_id, newest.alert_id) if newest is not None else None,

@@ -24,7 +24,7 @@ from cloud_service.queries import (
     AlertDetail,
     AssetStatus,
     DiagnosisRecord,
-    MaintenanceFinding,
+    EventRecord,
     closed_advice,
     fleet_diagnoses,
     set_out_of_service,
@@ -234,9 +234,9 @@ def test_advice_past_its_due_time_is_marked_overdue() -> None:
 def test_each_diagnosis_shows_the_maintenance_that_followed_it() -> None:
     older = dataclasses.replace(_diagnosis("imbalance", [BPFO]), alert_id="p1-a0", ts=NOW - timedelta(days=3))
     events = [
-        MaintenanceFinding("p1", NOW - timedelta(days=4), "maintenance", "looseness", "before both"),
-        MaintenanceFinding("p1", NOW - timedelta(days=2), "maintenance", "imbalance", HOSTILE),
-        MaintenanceFinding("p1", NOW - timedelta(days=1), "failure", "", ""),
+        EventRecord("p1", NOW - timedelta(days=4), "maintenance", "looseness", "before both"),
+        EventRecord("p1", NOW - timedelta(days=2), "maintenance", "imbalance", HOSTILE),
+        EventRecord("p1", NOW - timedelta(days=1), "failure", "", ""),
     ]
     panel = diagnosis_panel.diagnosis_panel([_diagnosis("outer_race", [BPFO]), older], None, events=events)
     facts = [c for c in _components(panel) if getattr(c, "id", "") == "diagnosis-facts"]

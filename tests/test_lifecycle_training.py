@@ -24,6 +24,7 @@ from cloud_service.lifecycle.retraining import (
 from cloud_service.lifecycle.settings import LifecycleSettings
 from cloud_service.lifecycle.signing import init_keys, load_private_key, verify_manifest
 from cloud_service.migrate import migrate
+from cloud_service.queries import EventRecord
 from forewarn.bench.retrain import seed_fleet
 
 # The seeded failing pump shows its fault in its last 1000 s: exclude (and label as faults) the 18 min before.
@@ -62,7 +63,9 @@ def test_rows_near_events_are_excluded_and_rows_before_a_failure_are_faults() ->
     times = np.arange(0, 200 * hour, hour, dtype=np.int64)
     assets = ["a"] * 100 + ["b"] * 100
     failure = datetime.fromtimestamp(50 * 3600, UTC)
-    healthy, fault = label_rows(assets, times, [("a", failure, "failure")], before_h=10, after_h=5)
+    healthy, fault = label_rows(
+        assets, times, [EventRecord("a", failure, "failure", "", "")], before_h=10, after_h=5
+    )
     assert not healthy[40:56].any()
     assert healthy[:40].all()
     assert healthy[56:].all()  # asset b at the same hours is untouched

@@ -211,9 +211,9 @@ def build_history(
             dropped[0],
         )
     events = [
-        Event(asset_id, ts.timestamp() / _SECONDS_PER_HOUR, EventKind(kind))
-        for asset_id, ts, kind in maintenance_events(conn, start=start, end=end)
-        if asset_id in as_of
+        Event(event.asset_id, event.ts.timestamp() / _SECONDS_PER_HOUR, EventKind(event.event))
+        for event in maintenance_events(conn, start=start, end=end)
+        if event.asset_id in as_of
     ]
     values = np.vstack(blocks) if blocks else np.empty((0, len(columns)))
     flat_times = np.concatenate(times) if times else np.empty(0)

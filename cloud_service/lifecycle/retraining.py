@@ -123,7 +123,7 @@ class TrainingData:
 def label_rows(
     asset_ids: Sequence[str],
     times_ns: npt.NDArray[np.int64],
-    events: Sequence[tuple[str, datetime, str]],
+    events: Sequence[queries.EventRecord],
     *,
     before_h: float,
     after_h: float,
@@ -136,16 +136,16 @@ def label_rows(
     assets = np.asarray(asset_ids)
     healthy = np.ones(len(times_ns), dtype=bool)
     fault = np.zeros(len(times_ns), dtype=bool)
-    for asset_id, ts, kind in events:
-        event_ns = datetime_to_ns(ts)
-        on_asset = assets == asset_id
+    for event in events:
+        event_ns = datetime_to_ns(event.ts)
+        on_asset = assets == event.asset_id
         near = (
             on_asset
             & (times_ns >= event_ns - before_h * _NS_PER_H)
             & (times_ns <= event_ns + after_h * _NS_PER_H)
         )
         healthy &= ~near
-        if kind == "failure":
+        if event.event == "failure":
             fault |= on_asset & (times_ns >= event_ns - before_h * _NS_PER_H) & (times_ns < event_ns)
     return healthy, fault
 

@@ -37,13 +37,11 @@ public names of the modules are re-exported here.
 
 from cloud_service.queries.advice import (
     AdviceRecord,
-    MaintenanceFinding,
     advised_modes,
     asset_types,
     close_advice_after_maintenance,
     closed_advice,
     last_maintenance,
-    maintenance_findings,
     open_advice,
     upsert_open_advice,
 )
@@ -205,7 +203,6 @@ __all__ = [
     "GatewayTraffic",
     "IngestStatus",
     "JobDuration",
-    "MaintenanceFinding",
     "ManagedAlert",
     "ModelPeriod",
     "PendingSnapshot",
@@ -261,7 +258,6 @@ __all__ = [
     "latest_period_end",
     "list_alerts",
     "maintenance_events",
-    "maintenance_findings",
     "mark_snapshot_diagnosed",
     "missing_sequences",
     "model_periods",

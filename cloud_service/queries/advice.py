@@ -15,13 +15,11 @@ from psycopg.rows import class_row
 
 __all__ = [
     "AdviceRecord",
-    "MaintenanceFinding",
     "advised_modes",
     "asset_types",
     "close_advice_after_maintenance",
     "closed_advice",
     "last_maintenance",
-    "maintenance_findings",
     "open_advice",
     "upsert_open_advice",
 ]
@@ -126,29 +124,6 @@ def closed_advice(conn: psycopg.Connection[Any], *, asset_id: str, limit: int = 
             f"SELECT {_COLUMNS} FROM asset_advice WHERE state = 'closed' AND asset_id = %s "
             "ORDER BY closed_at DESC NULLS LAST, advice_id DESC LIMIT %s",
             (asset_id, limit),
-        ).fetchall()
-
-
-@dataclass(frozen=True, slots=True)
-class MaintenanceFinding:
-    """A recorded maintenance or failure of an asset: what was found and the technician's note."""
-
-    asset_id: str
-    ts: datetime
-    event: str  # `maintenance` or `failure`
-    mode: str  # the failure mode found; "" when not recorded
-    note: str
-
-
-def maintenance_findings(
-    conn: psycopg.Connection[Any], *, asset_id: str, since: datetime
-) -> list[MaintenanceFinding]:
-    """An asset's maintenance and failure events at or after `since`, oldest first."""
-    with conn.cursor(row_factory=class_row(MaintenanceFinding)) as cur:
-        return cur.execute(
-            "SELECT asset_id, ts, event, mode, note FROM maintenance_events "
-            "WHERE asset_id = %s AND ts >= %s ORDER BY ts",
-            (asset_id, since),
         ).fetchall()
 
 

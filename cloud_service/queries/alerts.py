@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 import psycopg
 from psycopg.rows import class_row
@@ -99,19 +99,22 @@ def acknowledge_alert(
     return acknowledge(conn, gateway_id=gateway_id, alert_id=alert_id, by=by, comment=comment)
 
 
-class EventRecord(NamedTuple):
-    """A failure or maintenance event of an asset (`event` is e.g. `failure` or `maintenance`)."""
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """A recorded failure or maintenance of an asset, with what was found and the technician's note."""
 
     asset_id: str
     ts: datetime
-    event: str
+    event: str  # `failure` or `maintenance`
+    mode: str  # the failure mode found; "" when not recorded
+    note: str
 
 
 def maintenance_events(
     conn: psycopg.Connection[Any],
     *,
     start: datetime,
-    end: datetime,
+    end: datetime | None = None,
     asset_ids: Sequence[str] | None = None,
 ) -> list[EventRecord]:
     """Failure and maintenance events within `[start, end)`, by asset and time.
@@ -119,17 +122,17 @@ def maintenance_events(
     Args:
         conn: an open connection.
         start: the first time included.
-        end: the first time excluded.
+        end: the first time excluded; None: no end.
         asset_ids: only these assets' events; None reads every asset's.
 
     Returns:
         The events, ordered by asset, then time.
     """
-    rows = conn.execute(
-        "SELECT asset_id, ts, event FROM maintenance_events "
-        "WHERE (%(assets)s::text[] IS NULL OR asset_id = ANY(%(assets)s)) "
-        "AND ts >= %(start)s AND ts < %(end)s "
-        "ORDER BY asset_id, ts",
-        {"assets": None if asset_ids is None else list(asset_ids), "start": start, "end": end},
-    ).fetchall()
-    return [EventRecord(str(asset_id), ts, str(event)) for asset_id, ts, event in rows]
+    with conn.cursor(row_factory=class_row(EventRecord)) as cur:
+        return cur.execute(
+            "SELECT asset_id, ts, event, mode, note FROM maintenance_events "
+            "WHERE (%(assets)s::text[] IS NULL OR asset_id = ANY(%(assets)s)) "
+            "AND ts >= %(start)s AND (%(end)s::timestamptz IS NULL OR ts < %(end)s) "
+            "ORDER BY asset_id, ts",
+            {"assets": None if asset_ids is None else list(asset_ids), "start": start, "end": end},
+        ).fetchall()
