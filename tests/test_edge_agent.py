@@ -419,23 +419,18 @@ def _backlogged_agent(
 
 
 @pytest.mark.slow
-def test_stop_scores_the_backlog_already_received(
-    broker: MosquittoServer, workdir: Path, unique_id: Callable[[str], str]
+@pytest.mark.parametrize("shutdown_drain_s", [60.0, 0.0])
+def test_stop_scores_the_backlog_within_shutdown_drain_s_and_counts_the_rest(
+    broker: MosquittoServer, workdir: Path, unique_id: Callable[[str], str], shutdown_drain_s: float
 ) -> None:
-    agent = _backlogged_agent(workdir, broker, unique_id("gw"), n_batches=400, shutdown_drain_s=60.0)
-    agent.start()
-    agent.stop()
-    assert agent.pipeline.metrics.batches_in == 400
-    assert agent.intake.metrics.dropped_at_shutdown == 0
-
-
-@pytest.mark.slow
-def test_stop_after_shutdown_drain_s_counts_the_batches_left_unscored(
-    broker: MosquittoServer, workdir: Path, unique_id: Callable[[str], str]
-) -> None:
-    agent = _backlogged_agent(workdir, broker, unique_id("gw"), n_batches=400, shutdown_drain_s=0.0)
+    agent = _backlogged_agent(
+        workdir, broker, unique_id("gw"), n_batches=400, shutdown_drain_s=shutdown_drain_s
+    )
     agent.start()
     agent.stop()
     dropped = agent.intake.metrics.dropped_at_shutdown
-    assert dropped > 0  # 400 batches take far longer to score than a stop takes to begin
     assert agent.pipeline.metrics.batches_in + dropped == 400
+    if shutdown_drain_s:
+        assert dropped == 0  # the whole backlog was scored
+    else:
+        assert dropped > 0  # 400 batches take far longer to score than a stop takes to begin
