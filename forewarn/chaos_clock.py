@@ -16,6 +16,7 @@ sleeps on the same real monotonic clock. The wall clock, the thing under test, s
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -25,11 +26,13 @@ import psycopg
 from cloud_service.queries import clock_skew_flags, gateway_health
 from edge_agent.disk_queue import read_counters
 from forewarn.chaos_fault import Durations, Fault, Rig
+from forewarn.localservices import wait_until
 from shared.errors import ConfigError
 
 __all__ = ["APPLIED_SKEW_S", "ClockSkew", "faketime_environment"]
 
 APPLIED_SKEW_S = 300
+_MIN_SKEWED_MESSAGES = 20
 _LIBFAKETIME_GLOBS = ("*/faketime/libfaketime.so.1", "faketime/libfaketime.so.1")  # under /usr/lib
 _SLEEP_SHIM = '''"""Chaos rig: time.sleep on an Event, as libfaketime breaks it (see forewarn.chaos_clock)."""
 import threading
@@ -87,6 +90,14 @@ class ClockSkew(Fault):
         )
         victim.start()
         time.sleep(durations.kill_for_s)
+        # A restart on a loaded machine can take most of that time: run on until it has made messages
+        # under the skewed clock (bounded, so a victim that never comes back still ends the scenario).
+        with contextlib.suppress(TimeoutError):
+            wait_until(
+                lambda: read_counters(rig.queue_file(victim_id))[0] >= skewed_from_seq + _MIN_SKEWED_MESSAGES,
+                timeout_s=120,
+                interval_s=0.5,
+            )
         self._applied_s = {g: (APPLIED_SKEW_S if g == victim_id else 0) for g in rig.edges}
         self._from_seq = {g: (skewed_from_seq if g == victim_id else 0) for g in rig.edges}
 
