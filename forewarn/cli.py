@@ -61,12 +61,7 @@ def _register_unavailable(subparsers: Any, command: str, extra: str) -> None:
     parser.set_defaults(handler=refuse)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every built subcommand registered."""
-    parser = argparse.ArgumentParser(
-        prog="forewarn",
-        description="Forewarn: predictive maintenance from the sensor to the failure forecast.",
-    )
+def _add_global_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-level",
         default="WARNING",
@@ -74,8 +69,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="Log verbosity (default: WARNING, quiet).",
     )
     parser.add_argument("--log-format", default="text", choices=["text", "json"], help="Log line format.")
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser with every built subcommand registered, or only the subcommand `only`.
+
+    With `only`, the other subcommands' modules are not imported: every subcommand's imports together take
+    seconds and load the cloud's libraries (scikit-learn, ONNX, SciPy's statistics), which a gateway's
+    `forewarn edge` has no use for.
+    """
+    parser = argparse.ArgumentParser(
+        prog="forewarn",
+        description="Forewarn: predictive maintenance from the sensor to the failure forecast.",
+    )
+    _add_global_options(parser)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command, module_name in COMMAND_MODULES:
+        if only is not None and command != only:
+            continue
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
@@ -88,10 +99,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_named(argv: Sequence[str]) -> str | None:
+    """The known subcommand `argv` names after its global options, or None (help, a typo, nothing).
+
+    >>> command_named(["--log-level", "INFO", "edge", "--config", "gateway.toml"])
+    'edge'
+    >>> command_named(["--help"]) is None and command_named(["edgy"]) is None
+    True
+    """
+    options = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    _add_global_options(options)
+    try:
+        _, rest = options.parse_known_args(argv)
+    except argparse.ArgumentError:
+        return None  # the full parser reports it
+    known = {command for command, _ in COMMAND_MODULES}
+    return rest[0] if rest and rest[0] in known else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(only=command_named(arguments))
+    args = parser.parse_args(arguments)
     configure_logging(args.log_level, args.log_format)
     try:
         return int(args.handler(args))

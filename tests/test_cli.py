@@ -41,6 +41,39 @@ def test_help_lists_every_subcommand() -> None:
     assert set(commands) <= listed, set(commands) - listed
 
 
+_LOADED_AFTER_EDGE_HELP = """
+import sys
+from forewarn.cli import main
+try:
+    main(["--log-level", "INFO", "edge", "--help"])
+except SystemExit:
+    pass
+heavy = ("sklearn", "onnx", "dash", "psycopg", "apscheduler", "cloud_service")
+print(" ".join(m for m in heavy if m in sys.modules))
+"""
+
+
+def test_a_subcommand_imports_only_its_own_module() -> None:
+    # A gateway's `forewarn edge` must not load the cloud's libraries (seconds of imports, and memory).
+    result = subprocess.run(
+        [sys.executable, "-c", _LOADED_AFTER_EDGE_HELP],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert "usage: forewarn edge" in result.stdout
+    assert result.stdout.splitlines()[-1].strip() == "", result.stdout.splitlines()[-1]
+
+
+def test_the_subcommand_parser_alone_parses_as_the_full_one() -> None:
+    arguments = ["--log-format", "json", "edge", "score", "--csv", "x.csv", "--out", "y.csv"]
+    assert (
+        vars(build_parser(only="edge").parse_args(arguments)).keys()
+        == vars(build_parser().parse_args(arguments)).keys()
+    )
+
+
 def test_each_subcommand_help_lists_its_actions() -> None:
     for name, subparser in _subcommands(build_parser()).items():
         help_text = subparser.format_help()
