@@ -283,16 +283,22 @@ class _ThermalModel:
         rises = np.array([m.scalars["temperature_rise"] for m in with_rise])
         return _ThermalModel(points, rises, tolerances)
 
-    def neighbours(self, m: Measurements) -> F64:
-        """The baseline rises at this window's operating point (current and speed within their tolerances)."""
+    def neighbours(self, m: Measurements, *, is_heavier: bool = False) -> F64:
+        """The baseline rises at this window's operating point (current and speed within their
+        tolerances), or, `is_heavier`, at every point with at least its current and speed (less those)."""
         point = np.array(self._point(m))
         close = np.ones(self.rises.size, dtype=np.bool_)
         for column in range(2):
             known = self.points[:, column]
             if math.isnan(point[column]) != bool(np.isnan(known).all()):
                 return np.empty(0)  # the window and the baseline do not measure the same things
-            if not math.isnan(point[column]):
-                close &= np.abs(known - point[column]) <= self.tolerances[column] * abs(point[column])
+            if math.isnan(point[column]):
+                continue
+            margin = self.tolerances[column] * abs(point[column])
+            if is_heavier:
+                close &= known >= point[column] - margin
+            else:
+                close &= np.abs(known - point[column]) <= margin
         return self.rises[close]
 
 
@@ -727,14 +733,21 @@ def _cavitation(judge: _Judge) -> Finding | None:
 def _overheating(judge: _Judge) -> Finding | None:
     """The temperature rise over ambient exceeds the healthy rise at the same operating point, beyond the
     Student-t prediction bound of those baseline windows and by at least a quarter of it
-    (`SIGNIFICANT_CHANGE`), and exceeds every healthy rise of the baseline (thermal lag)."""
+    (`SIGNIFICANT_CHANGE`), and exceeds the hottest healthy rise of the baseline by a quarter too.
+
+    At an operating point the baseline has not seen, the windows at every heavier one (at least this
+    current and this speed) stand in for it: heat grows with load (copper losses with the current,
+    friction with the speed), so their rises bound the healthy one from above. At a load beyond every
+    one the baseline saw, nothing bounds it, and the mode is left `unknown`."""
     thermal = judge.baseline.thermal_ if judge.baseline is not None else None
     rise = judge.measurements.scalars.get("temperature_rise")
     if thermal is None or rise is None:
         return None
     same_point = thermal.neighbours(judge.measurements)
     if same_point.size < MIN_BASELINE_WINDOWS:
-        return None  # an operating point the baseline has not seen: nothing to compare with
+        same_point = thermal.neighbours(judge.measurements, is_heavier=True)
+    if same_point.size < MIN_BASELINE_WINDOWS:
+        return None  # a load beyond every one the baseline has seen: nothing to compare with
     expected = float(np.mean(same_point))
     error = max(float(np.std(same_point, ddof=1)), _MIN_TEMPERATURE_STD_C) * math.sqrt(
         1.0 + 1.0 / same_point.size
@@ -751,8 +764,12 @@ def _overheating(judge: _Judge) -> Finding | None:
     # A rise no higher than the hottest healthy one the baseline saw (at any operating point) may be the
     # thermal lag of a heavier load or a warmer hour shortly before: the machine cools with its time
     # constant, so a window just after a load drop is hot for its operating point and healthy. Only a
-    # rise beyond what the machine ever reaches healthy is read as overheating from one window.
-    if rise <= float(thermal.rises.max()):
+    # rise significantly beyond what the machine reaches healthy is read as overheating from one window:
+    # that hottest rise is one extreme of a baseline that saw a part of the day (a healthy machine held
+    # at its heaviest load while ambient falls stays a few per cent above it), and the current alone
+    # does not pin the load down (power factor, a drive's speed), nor do a few baseline windows taken
+    # while the machine still warmed up after a load change pin down the rise of their operating point.
+    if rise < SIGNIFICANT_CHANGE * float(thermal.rises.max()):
         return None
     evidence = Evidence("temperature_rise_c", rise, baseline=expected, is_found=True)
     return Finding("overheating", min(1.0, excess / (2.0 * bound)), (evidence,))

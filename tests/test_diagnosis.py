@@ -318,7 +318,7 @@ def slow_baseline() -> DiagnosisBaseline:
 def test_temperature_above_what_load_and_ambient_explain_is_overheating(
     slow_baseline: DiagnosisBaseline,
 ) -> None:
-    hot = measure(_slow_window(Machine(), 300, current_a=40.0, excess_c=8.0), CONFIG)
+    hot = measure(_slow_window(Machine(), 300, current_a=40.0, excess_c=10.0), CONFIG)
     assert diagnose(hot, CONFIG, slow_baseline).mode == "overheating"
     # The same temperature explained by a higher load is not, nor one at a load the baseline never saw.
     loaded = measure(_slow_window(Machine(), 301, current_a=50.0), CONFIG)
@@ -334,6 +334,30 @@ def test_a_rise_beyond_the_bound_but_not_by_a_quarter_is_not_overheating(
     # thermal lag behind a falling ambient gives a healthy machine, not a fault (under 25 % of the rise).
     warm = measure(_slow_window(Machine(), 305, current_a=40.0, excess_c=1.5), CONFIG)
     assert diagnose(warm, CONFIG, slow_baseline).mode == "unknown"
+
+
+def test_a_rise_just_above_the_hottest_healthy_one_is_not_overheating(
+    slow_baseline: DiagnosisBaseline,
+) -> None:
+    # 4.6 C over the healthy 16.4 C at 40 A (28 %, far beyond the t bound) puts the rise about 5 % above the
+    # hottest healthy one (20 C at 50 A): what a healthy machine held at a heavy load while ambient falls
+    # shows, or one whose few baseline windows at this point were taken while it still warmed up.
+    warm = measure(_slow_window(Machine(), 308, current_a=40.0, excess_c=4.6), CONFIG)
+    hottest = float(slow_baseline.thermal_.rises.max())  # type: ignore[union-attr]  # fitted with rises
+    assert hottest < warm.scalars["temperature_rise"] < 1.1 * hottest
+    assert diagnose(warm, CONFIG, slow_baseline).mode == "unknown"
+
+
+def test_overheating_at_a_lighter_load_than_the_baseline_saw_is_found(
+    slow_baseline: DiagnosisBaseline,
+) -> None:
+    # No baseline window ran near 22 A (30-50 A), but heat grows with load: the healthy rise at 22 A is
+    # at most what the heavier points show, so 15 C over the healthy 11.9 C is overheating...
+    hot = measure(_slow_window(Machine(), 309, current_a=22.0, excess_c=15.0), CONFIG)
+    assert diagnose(hot, CONFIG, slow_baseline).mode == "overheating"
+    # ... and the healthy rise at that light load is not.
+    healthy = measure(_slow_window(Machine(), 310, current_a=22.0), CONFIG)
+    assert diagnose(healthy, CONFIG, slow_baseline).mode == "unknown"
 
 
 def test_heat_left_over_from_a_heavier_load_is_not_overheating(slow_baseline: DiagnosisBaseline) -> None:
