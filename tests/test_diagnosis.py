@@ -213,6 +213,30 @@ def test_a_cage_rub_amplitude_modulated_at_ftf_is_a_cage_defect(baseline: Diagno
     assert modes == ["cage"] * 10
 
 
+def _cage_tone(seed: int, tone_g: float, order: float) -> F64:
+    """A healthy window plus a tone at `order` x shaft speed (a damaged cage, off-centre or rubbing,
+    shakes the shaft once per cage turn: a line at FTF in the spectrum itself)."""
+    t = np.arange(N) / RATE_HZ
+    phase = np.random.default_rng(seed + 11).uniform(0, 2 * np.pi)
+    return Machine().window(seed) + tone_g * np.sin(2 * np.pi * order * SHAFT_HZ * t + phase)
+
+
+def test_a_line_at_ftf_risen_over_the_baseline_is_a_cage_defect(baseline: DiagnosisBaseline) -> None:
+    # 3 mg at FTF (0.4x, 11.9 Hz): no impacts, so no envelope comb; the spectrum's line is 2 bins clear of
+    # 0.5x (1.46 Hz bins) and stands about 8 times its floor.
+    for seed in (1000, 1001, 1002):
+        diagnosis = diagnose(
+            measure(_signals(_cage_tone(seed, 0.003, ORDERS.ftf or 0)), CONFIG), CONFIG, baseline
+        )
+        assert diagnosis.mode == "cage"
+        assert diagnosis.evidence[0].name == "ftf line"
+    # The same tone at 0.5x is not the cage (a half order, looseness's), nor is the line without a baseline.
+    half = diagnose(measure(_signals(_cage_tone(1003, 0.003, 0.5)), CONFIG), CONFIG, baseline)
+    assert not any(f.mode == "cage" for f in half.findings)
+    alone = diagnose(measure(_signals(_cage_tone(1004, 0.003, ORDERS.ftf or 0)), CONFIG), CONFIG, None)
+    assert not any(f.mode == "cage" for f in alone.findings)
+
+
 @pytest.mark.slow
 def test_looseness_and_shaft_rate_impacts_are_not_a_cage_defect(baseline: DiagnosisBaseline) -> None:
     # Impacts every second turn put lines at every half order, 0.5x near FTF (0.4x) among them; impacts
