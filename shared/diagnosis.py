@@ -4,7 +4,7 @@ The rules read vibration physics and the slow signals (docs/diagnosis.md):
 
 - bearing outer race (BPFO and harmonics), inner race (BPFI with shaft-speed sidebands), rolling element
   (2 x BSF with cage sidebands) and cage (the comb of FTF harmonics the window resolves from the shaft
-  orders) in the envelope spectrum;
+  orders) in the envelope spectrum, and the cage's own line at FTF in the spectrum;
 - imbalance (1x rose, more than 2x), misalignment (2x and 3x rose, more than 1x), looseness (half orders,
   or many harmonics risen) in the spectrum;
 - cavitation (broadband high-frequency floor and pressure or flow fluctuation risen), overheating
@@ -15,8 +15,9 @@ The rules read vibration physics and the slow signals (docs/diagnosis.md):
 
 Every test is statistical, set by one false-alarm probability per test (`false_alarm_probability`):
 a peak counts when it stands over the local noise floor beyond the Rayleigh quantile for the bins
-searched, and, with a baseline, when it rose beyond the baseline's Student-t prediction bound and by
-at least 25 % (ISO 20816-1's significant change). When nothing passes, the mode is `unknown`.
+searched, and, with a baseline, when it rose beyond the baseline's Student-t prediction bound (a comb's
+power: its exact F bound) and by at least 25 % (ISO 20816-1's significant change). When nothing passes,
+the mode is `unknown`.
 """
 
 from __future__ import annotations
