@@ -4,7 +4,7 @@ The rules read vibration physics and the slow signals (docs/diagnosis.md):
 
 - bearing outer race (BPFO and harmonics), inner race (BPFI with shaft-speed sidebands), rolling element
   (2 x BSF with cage sidebands) and cage (the comb of FTF harmonics the window resolves from the shaft
-  orders) in the envelope spectrum;
+  orders) in the envelope spectrum, and the cage's own line at FTF in the spectrum;
 - imbalance (1x rose, more than 2x), misalignment (2x and 3x rose, more than 1x), looseness (half orders,
   or many harmonics risen) in the spectrum;
 - cavitation (broadband high-frequency floor and pressure or flow fluctuation risen), overheating
@@ -15,8 +15,9 @@ The rules read vibration physics and the slow signals (docs/diagnosis.md):
 
 Every test is statistical, set by one false-alarm probability per test (`false_alarm_probability`):
 a peak counts when it stands over the local noise floor beyond the Rayleigh quantile for the bins
-searched, and, with a baseline, when it rose beyond the baseline's Student-t prediction bound and by
-at least 25 % (ISO 20816-1's significant change). When nothing passes, the mode is `unknown`.
+searched, and, with a baseline, when it rose beyond the baseline's Student-t prediction bound (a comb's
+power: its exact F bound) and by at least 25 % (ISO 20816-1's significant change). When nothing passes,
+the mode is `unknown`.
 """
 
 from __future__ import annotations
@@ -187,11 +188,23 @@ class _Level:
     std: float
     count: int
     median: float
+    linear_mean: float
 
     def upper_bound(self, false_alarm_probability: float) -> float:
         """The one-sided Student-t prediction bound of one new healthy log value."""
         t = float(scipy.stats.t.isf(false_alarm_probability, self.count - 1))
         return self.mean + t * self.std * math.sqrt(1.0 + 1.0 / self.count)
+
+    def power_bound(self, false_alarm_probability: float, *, terms: int) -> float:
+        """The prediction bound of one new healthy comb power (a mean of `terms` normalised line powers).
+
+        On noise a comb's power is Gamma(K, mu / K): 2K power / mu is chi-squared with 2K degrees of
+        freedom and 2Kn mean / mu over n baseline windows with 2Kn, so their ratio is F(2K, 2Kn), the
+        exact bound where the log-normal one (`upper_bound`) is far too wide for a few terms (the log of
+        one line's exponential power spreads over decades).
+        """
+        ratio = float(scipy.stats.f.isf(false_alarm_probability, 2 * terms, 2 * terms * self.count))
+        return self.linear_mean * ratio
 
 
 class DiagnosisBaseline:
@@ -232,6 +245,7 @@ class DiagnosisBaseline:
                 std=max(statistics.stdev(logs), 1e-6),
                 count=len(logs),
                 median=math.exp(statistics.median(logs)),
+                linear_mean=statistics.fmean(math.exp(v) for v in logs),
             )
             for name, logs in values.items()
             if len(logs) >= self.min_windows
@@ -283,16 +297,22 @@ class _ThermalModel:
         rises = np.array([m.scalars["temperature_rise"] for m in with_rise])
         return _ThermalModel(points, rises, tolerances)
 
-    def neighbours(self, m: Measurements) -> F64:
-        """The baseline rises at this window's operating point (current and speed within their tolerances)."""
+    def neighbours(self, m: Measurements, *, is_heavier: bool = False) -> F64:
+        """The baseline rises at this window's operating point (current and speed within their
+        tolerances), or, `is_heavier`, at every point with at least its current and speed (less those)."""
         point = np.array(self._point(m))
         close = np.ones(self.rises.size, dtype=np.bool_)
         for column in range(2):
             known = self.points[:, column]
             if math.isnan(point[column]) != bool(np.isnan(known).all()):
                 return np.empty(0)  # the window and the baseline do not measure the same things
-            if not math.isnan(point[column]):
-                close &= np.abs(known - point[column]) <= self.tolerances[column] * abs(point[column])
+            if math.isnan(point[column]):
+                continue
+            margin = self.tolerances[column] * abs(point[column])
+            if is_heavier:
+                close &= known >= point[column] - margin
+            else:
+                close &= np.abs(known - point[column]) <= margin
         return self.rises[close]
 
 
@@ -405,10 +425,7 @@ def _cage_combs(
     if comb is None:
         return {}, {}
     prefix = f"env:{name}:"
-    scalars = {
-        f"{prefix}ftf{_COMB}": comb.power,
-        f"{prefix}ftf{_COMB} limit": _limit(comb, false_alarm_probability),
-    }
+    scalars = _comb_scalars(f"{prefix}ftf{_COMB}", comb, false_alarm_probability)
     cage_lines = [(k * ftf, k * ftf * _BEARING_TOLERANCE) for k in cage]
     shaft = tuple(
         j
@@ -421,8 +438,61 @@ def _cage_combs(
     return scalars, {f"{prefix}ftf{_COMB}": comb.fundamental_hz}
 
 
-def _limit(comb: Comb, false_alarm_probability: float) -> float:
-    return comb.noise_limit(false_alarm_probability)
+def _cage_line(
+    name: str, orders: DefectOrders, shaft_hz: float, spectrum: Spectrum, false_alarm_probability: float
+) -> tuple[dict[str, float], dict[str, float]]:
+    """The FTF line of one bearing in the spectrum (a cage's imbalance or rub turns with the cage), as a
+    comb of one harmonic, beside the comb of the half orders 0.5x, 1.5x and 2.5x (what looseness raises).
+
+    Measured only where this window resolves FTF from the half and integer shaft orders below it and
+    above it (`_CLEARANCE_BINS` beyond both lines' tolerances).
+    """
+    if orders.ftf is None:
+        return {}, {}
+    ftf = orders.ftf * shaft_hz
+    shaft_lines = [(j * 0.5 * shaft_hz, j * 0.5 * shaft_hz * _SHAFT_TOLERANCE) for j in (1, 2)]
+    if not _is_clear(ftf, ftf * _BEARING_TOLERANCE, shaft_lines, spectrum.resolution_hz):
+        return {}, {}
+    line = harmonic_comb(spectrum, ftf, (1,), _BEARING_TOLERANCE)
+    if line is None:
+        return {}, {}
+    prefix = f"spec:{name}:"
+    scalars = _comb_scalars(f"{prefix}ftf{_COMB}", line, false_alarm_probability)
+    halves = harmonic_comb(spectrum, 0.5 * shaft_hz, (1, 3, 5), _SHAFT_TOLERANCE)
+    if halves is not None:
+        scalars[f"{prefix}orders{_COMB}"] = halves.power
+    return scalars, {f"{prefix}ftf{_COMB}": line.fundamental_hz}
+
+
+def _cage_measurements(
+    config: AssetDiagnosisConfig,
+    shaft_hz: float,
+    envelope: Spectrum,
+    spectrum: Spectrum,
+    false_alarm_probability: float,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Every bearing's cage evidence: its envelope's FTF comb and its spectrum's FTF line."""
+    scalars: dict[str, float] = {}
+    targets: dict[str, float] = {}
+    for bearing in config.bearings:
+        orders = bearing.defect_orders()
+        for combs, comb_targets in (
+            _cage_combs(bearing.name, orders, shaft_hz, envelope, false_alarm_probability),
+            _cage_line(bearing.name, orders, shaft_hz, spectrum, false_alarm_probability),
+        ):
+            scalars |= combs
+            targets |= comb_targets
+    return scalars, targets
+
+
+def _comb_scalars(name: str, comb: Comb, false_alarm_probability: float) -> dict[str, float]:
+    """A comb's power, its noise limit, and what its baseline test needs: its terms and candidates."""
+    return {
+        name: comb.power,
+        f"{name} limit": comb.noise_limit(false_alarm_probability),
+        f"{name} terms": float(len(comb.harmonics)),
+        f"{name} candidates": float(comb.candidates),
+    }
 
 
 def _shaft_targets(shaft_hz: float) -> dict[str, float]:
@@ -526,12 +596,9 @@ def measure(
                 peak = peak_near(envelope, freq, max(1.5 * envelope.resolution_hz, _BEARING_TOLERANCE * freq))
                 if peak is not None:
                     peaks[name] = peak
-            for bearing in config.bearings:
-                combs, comb_targets = _cage_combs(
-                    bearing.name, bearing.defect_orders(), shaft_hz, envelope, p_fa
-                )
-                scalars |= combs
-                targets |= comb_targets
+            combs, comb_targets = _cage_measurements(config, shaft_hz, envelope, spectrum, p_fa)
+            scalars |= combs
+            targets |= comb_targets
     return Measurements(
         shaft_hz=shaft_hz,
         velocity_rms_mm_s=velocity,
@@ -575,6 +642,18 @@ class _Judge:
             return None, False
         is_risen = math.log(value) > level.upper_bound(self.false_alarm_probability)
         return level.median, is_risen and value >= change * level.median
+
+    def comb_rise(self, name: str, power: float) -> tuple[float | None, bool]:
+        """The baseline median of a comb's power, and whether `power` rose significantly above it: beyond
+        the comb's F prediction bound (Bonferroni over the fundamentals searched, as its noise limit) and
+        by `SIGNIFICANT_CHANGE` squared (a power)."""
+        level = self.baseline.level(name) if self.baseline is not None else None
+        terms = self.measurements.scalars.get(f"{name} terms")
+        candidates = self.measurements.scalars.get(f"{name} candidates")
+        if level is None or terms is None or candidates is None:
+            return None, False
+        bound = level.power_bound(self.false_alarm_probability / candidates, terms=round(terms))
+        return level.median, power > bound and power >= SIGNIFICANT_CHANGE**2 * level.median
 
     def peak(self, name: str, *, needs_baseline: bool = False) -> Evidence | None:
         """A peak's evidence: prominent over the floor and (with a baseline) risen above it."""
@@ -629,35 +708,46 @@ def _bearing_findings(judge: _Judge, config: AssetDiagnosisConfig) -> list[Findi
 
 
 def _cage(judge: _Judge, bearing: str) -> Finding | None:
-    """A cage defect: the FTF comb of the envelope spectrum over the noise's limit, risen above the
-    baseline's bound and by `SIGNIFICANT_CHANGE` squared (a power), risen more than the shaft-order comb
-    (else the energy is looseness's or the shaft's), and no ball-spin line (2 x BSF found: a ball defect,
-    which the cage modulates)."""
-    prefix = f"env:{bearing}:"
+    """A cage defect, from the envelope's FTF comb or, with a baseline, from the spectrum's FTF line
+    (the more confident of the two; see `_cage_from`)."""
+    findings = [
+        f
+        for source, needs_baseline in (("env", False), ("spec", True))
+        if (f := _cage_from(judge, f"{source}:{bearing}:", needs_baseline=needs_baseline)) is not None
+    ]
+    return max(findings, key=lambda f: f.confidence) if findings else None
+
+
+def _cage_from(judge: _Judge, prefix: str, *, needs_baseline: bool) -> Finding | None:
+    """A cage defect: the FTF comb (or line) over the noise's limit, risen above the baseline's bound and
+    by `SIGNIFICANT_CHANGE` squared (a power), risen more than the shaft-order comb beside it (else the
+    energy is looseness's or the shaft's), and no ball-spin line (2 x BSF found: a ball defect, which the
+    cage modulates)."""
     m = judge.measurements
     power, limit = m.scalars.get(f"{prefix}ftf{_COMB}"), m.scalars.get(f"{prefix}ftf{_COMB} limit")
     if power is None or limit is None or power <= limit:
         return None
-    baseline, is_risen = judge.rise(f"{prefix}ftf{_COMB}", power, change=SIGNIFICANT_CHANGE**2)
-    if baseline is not None and not is_risen:
+    baseline, is_risen = judge.comb_rise(f"{prefix}ftf{_COMB}", power)
+    if (baseline is None and needs_baseline) or (baseline is not None and not is_risen):
         return None
     orders = m.scalars.get(f"{prefix}orders{_COMB}")
     orders_baseline = judge.rise(f"{prefix}orders{_COMB}", orders)[0] if orders is not None else None
     orders_ratio = 0.0 if orders is None else orders / (orders_baseline or 1.0)  # noise's mean is 1
     if orders_ratio >= power / (baseline or 1.0):
         return None
-    spin = judge.peak(f"{prefix}2bsf x1")
+    bearing_prefix = "env:" + prefix.split(":", maxsplit=1)[1]
+    spin = judge.peak(f"{bearing_prefix}2bsf x1")
     if spin is not None and spin.is_found:
         return None
     comb = Evidence(
-        "ftf comb",
+        "ftf comb" if prefix.startswith("env:") else "ftf line",
         power,
         freq_hz=m.targets_hz.get(f"{prefix}ftf{_COMB}"),
         floor=limit,
         baseline=baseline,
         is_found=True,
     )
-    lines = tuple(e for k in (1, 2, 3) if (e := judge.peak(f"{prefix}ftf x{k}")) is not None)
+    lines = tuple(e for k in (1, 2, 3) if (e := judge.peak(f"{bearing_prefix}ftf x{k}")) is not None)
     expected = max(limit, SIGNIFICANT_CHANGE**2 * baseline if baseline is not None else 0.0)
     return Finding("cage", 1.0 - expected / power, (comb, *lines))
 
@@ -727,14 +817,21 @@ def _cavitation(judge: _Judge) -> Finding | None:
 def _overheating(judge: _Judge) -> Finding | None:
     """The temperature rise over ambient exceeds the healthy rise at the same operating point, beyond the
     Student-t prediction bound of those baseline windows and by at least a quarter of it
-    (`SIGNIFICANT_CHANGE`), and exceeds every healthy rise of the baseline (thermal lag)."""
+    (`SIGNIFICANT_CHANGE`), and exceeds the hottest healthy rise of the baseline by a quarter too.
+
+    At an operating point the baseline has not seen, the windows at every heavier one (at least this
+    current and this speed) stand in for it: heat grows with load (copper losses with the current,
+    friction with the speed), so their rises bound the healthy one from above. At a load beyond every
+    one the baseline saw, nothing bounds it, and the mode is left `unknown`."""
     thermal = judge.baseline.thermal_ if judge.baseline is not None else None
     rise = judge.measurements.scalars.get("temperature_rise")
     if thermal is None or rise is None:
         return None
     same_point = thermal.neighbours(judge.measurements)
     if same_point.size < MIN_BASELINE_WINDOWS:
-        return None  # an operating point the baseline has not seen: nothing to compare with
+        same_point = thermal.neighbours(judge.measurements, is_heavier=True)
+    if same_point.size < MIN_BASELINE_WINDOWS:
+        return None  # a load beyond every one the baseline has seen: nothing to compare with
     expected = float(np.mean(same_point))
     error = max(float(np.std(same_point, ddof=1)), _MIN_TEMPERATURE_STD_C) * math.sqrt(
         1.0 + 1.0 / same_point.size
@@ -751,8 +848,12 @@ def _overheating(judge: _Judge) -> Finding | None:
     # A rise no higher than the hottest healthy one the baseline saw (at any operating point) may be the
     # thermal lag of a heavier load or a warmer hour shortly before: the machine cools with its time
     # constant, so a window just after a load drop is hot for its operating point and healthy. Only a
-    # rise beyond what the machine ever reaches healthy is read as overheating from one window.
-    if rise <= float(thermal.rises.max()):
+    # rise significantly beyond what the machine reaches healthy is read as overheating from one window:
+    # that hottest rise is one extreme of a baseline that saw a part of the day (a healthy machine held
+    # at its heaviest load while ambient falls stays a few per cent above it), and the current alone
+    # does not pin the load down (power factor, a drive's speed), nor do a few baseline windows taken
+    # while the machine still warmed up after a load change pin down the rise of their operating point.
+    if rise < SIGNIFICANT_CHANGE * float(thermal.rises.max()):
         return None
     evidence = Evidence("temperature_rise_c", rise, baseline=expected, is_found=True)
     return Finding("overheating", min(1.0, excess / (2.0 * bound)), (evidence,))

@@ -213,6 +213,30 @@ def test_a_cage_rub_amplitude_modulated_at_ftf_is_a_cage_defect(baseline: Diagno
     assert modes == ["cage"] * 10
 
 
+def _cage_tone(seed: int, tone_g: float, order: float) -> F64:
+    """A healthy window plus a tone at `order` x shaft speed (a damaged cage, off-centre or rubbing,
+    shakes the shaft once per cage turn: a line at FTF in the spectrum itself)."""
+    t = np.arange(N) / RATE_HZ
+    phase = np.random.default_rng(seed + 11).uniform(0, 2 * np.pi)
+    return Machine().window(seed) + tone_g * np.sin(2 * np.pi * order * SHAFT_HZ * t + phase)
+
+
+def test_a_line_at_ftf_risen_over_the_baseline_is_a_cage_defect(baseline: DiagnosisBaseline) -> None:
+    # 3 mg at FTF (0.4x, 11.9 Hz): no impacts, so no envelope comb; the spectrum's line is 2 bins clear of
+    # 0.5x (1.46 Hz bins) and stands about 8 times its floor.
+    for seed in (1000, 1001, 1002):
+        diagnosis = diagnose(
+            measure(_signals(_cage_tone(seed, 0.003, ORDERS.ftf or 0)), CONFIG), CONFIG, baseline
+        )
+        assert diagnosis.mode == "cage"
+        assert diagnosis.evidence[0].name == "ftf line"
+    # The same tone at 0.5x is not the cage (a half order, looseness's), nor is the line without a baseline.
+    half = diagnose(measure(_signals(_cage_tone(1003, 0.003, 0.5)), CONFIG), CONFIG, baseline)
+    assert not any(f.mode == "cage" for f in half.findings)
+    alone = diagnose(measure(_signals(_cage_tone(1004, 0.003, ORDERS.ftf or 0)), CONFIG), CONFIG, None)
+    assert not any(f.mode == "cage" for f in alone.findings)
+
+
 @pytest.mark.slow
 def test_looseness_and_shaft_rate_impacts_are_not_a_cage_defect(baseline: DiagnosisBaseline) -> None:
     # Impacts every second turn put lines at every half order, 0.5x near FTF (0.4x) among them; impacts
@@ -318,7 +342,7 @@ def slow_baseline() -> DiagnosisBaseline:
 def test_temperature_above_what_load_and_ambient_explain_is_overheating(
     slow_baseline: DiagnosisBaseline,
 ) -> None:
-    hot = measure(_slow_window(Machine(), 300, current_a=40.0, excess_c=8.0), CONFIG)
+    hot = measure(_slow_window(Machine(), 300, current_a=40.0, excess_c=10.0), CONFIG)
     assert diagnose(hot, CONFIG, slow_baseline).mode == "overheating"
     # The same temperature explained by a higher load is not, nor one at a load the baseline never saw.
     loaded = measure(_slow_window(Machine(), 301, current_a=50.0), CONFIG)
@@ -334,6 +358,30 @@ def test_a_rise_beyond_the_bound_but_not_by_a_quarter_is_not_overheating(
     # thermal lag behind a falling ambient gives a healthy machine, not a fault (under 25 % of the rise).
     warm = measure(_slow_window(Machine(), 305, current_a=40.0, excess_c=1.5), CONFIG)
     assert diagnose(warm, CONFIG, slow_baseline).mode == "unknown"
+
+
+def test_a_rise_just_above_the_hottest_healthy_one_is_not_overheating(
+    slow_baseline: DiagnosisBaseline,
+) -> None:
+    # 4.6 C over the healthy 16.4 C at 40 A (28 %, far beyond the t bound) puts the rise about 5 % above the
+    # hottest healthy one (20 C at 50 A): what a healthy machine held at a heavy load while ambient falls
+    # shows, or one whose few baseline windows at this point were taken while it still warmed up.
+    warm = measure(_slow_window(Machine(), 308, current_a=40.0, excess_c=4.6), CONFIG)
+    hottest = float(slow_baseline.thermal_.rises.max())  # type: ignore[union-attr]  # fitted with rises
+    assert hottest < warm.scalars["temperature_rise"] < 1.1 * hottest
+    assert diagnose(warm, CONFIG, slow_baseline).mode == "unknown"
+
+
+def test_overheating_at_a_lighter_load_than_the_baseline_saw_is_found(
+    slow_baseline: DiagnosisBaseline,
+) -> None:
+    # No baseline window ran near 22 A (30-50 A), but heat grows with load: the healthy rise at 22 A is
+    # at most what the heavier points show, so 15 C over the healthy 11.9 C is overheating...
+    hot = measure(_slow_window(Machine(), 309, current_a=22.0, excess_c=15.0), CONFIG)
+    assert diagnose(hot, CONFIG, slow_baseline).mode == "overheating"
+    # ... and the healthy rise at that light load is not.
+    healthy = measure(_slow_window(Machine(), 310, current_a=22.0), CONFIG)
+    assert diagnose(healthy, CONFIG, slow_baseline).mode == "unknown"
 
 
 def test_heat_left_over_from_a_heavier_load_is_not_overheating(slow_baseline: DiagnosisBaseline) -> None:

@@ -12,7 +12,9 @@ windows of healthy units after their baseline):
 - `accuracy`: share of those windows whose mode is right (`unknown` is right for a healthy unit);
 - `per_mode_recall`: per simulated failure mode, the share of its windows named that mode;
 - `unknown_rate`: share of failing-unit windows diagnosed `unknown`;
-- `false_mode_rate_on_healthy`: share of healthy windows that named a machine mode;
+- `false_mode_rate_on_healthy`: share of healthy windows that named a machine mode, beside
+  `false_mode_rate_on_healthy_by_type` (per asset type) and `false_modes_on_healthy` (window counts per
+  `asset_type:mode`, the modes named);
 - `lead_time_h_median`: from the first time 3 of 5 consecutive windows named the right mode to the failure;
 - `edge_diagnosis_us_per_window`: median time to measure and diagnose one window, beside
   `fft_floor_us_per_window`, the spectra it needs at least (one rFFT, one band-pass, one Hilbert transform);
@@ -118,6 +120,7 @@ class _Unit:
     """What the bench keeps per simulated unit."""
 
     asset_id: str
+    asset_type: str
     config: AssetDiagnosisConfig
     mode: str = _HEALTHY
     onset_ns: int | None = None
@@ -132,6 +135,7 @@ class _Row:
 
     seed: int
     asset_id: str
+    asset_type: str
     truth: str
     predicted: str
     is_late: bool
@@ -151,7 +155,7 @@ def _diagnose_seed(seed: int, *, duration_h: float, step_s: float, timings: list
     rate_hz = scenario.spec.signals.vibration_rate_hz
     speed_factors = scenario.spec.operation.speed_factors
     units = [
-        _Unit(unit.asset_id, asset_config_for_type(unit.type, speed_factors))
+        _Unit(unit.asset_id, unit.type.name, asset_config_for_type(unit.type, speed_factors))
         for unit in fleet_units(scenario)
     ]
     by_id = {u.asset_id: u for u in units}
@@ -189,6 +193,7 @@ def _diagnose_seed(seed: int, *, duration_h: float, step_s: float, timings: list
             yield _Row(
                 seed,
                 unit.asset_id,
+                unit.asset_type,
                 truth,
                 diagnosis.mode,
                 is_late,
@@ -212,8 +217,27 @@ def _scores(rows: list[_Row], predicted: list[str]) -> dict[str, Any]:
         "false_mode_rate_on_healthy": round(
             sum(p in MACHINE_MODES for _, p in healthy) / max(1, len(healthy)), 4
         ),
+        **_healthy_breakdown(healthy),
         "windows_failing": len(failing),
         "windows_healthy": len(healthy),
+    }
+
+
+def _healthy_breakdown(healthy: list[tuple[_Row, str]]) -> dict[str, Any]:
+    """Where healthy windows' false modes come from: the rate per asset type, the count per type and mode."""
+    by_type: dict[str, list[bool]] = {}
+    named: dict[str, int] = {}
+    for row, mode in healthy:
+        is_false = mode in MACHINE_MODES
+        by_type.setdefault(row.asset_type, []).append(is_false)
+        if is_false:
+            key = f"{row.asset_type}:{mode}"
+            named[key] = named.get(key, 0) + 1
+    return {
+        "false_mode_rate_on_healthy_by_type": {
+            name: round(sum(flags) / len(flags), 4) for name, flags in sorted(by_type.items())
+        },
+        "false_modes_on_healthy": dict(sorted(named.items(), key=lambda item: -item[1])),
     }
 
 
@@ -324,7 +348,9 @@ def run(*, quick: bool = False) -> dict[str, Any]:
     )
     reference_scores = _scores(rows, reference)
     figures |= {
-        f"reference_{key}": value for key, value in reference_scores.items() if not key.startswith("windows")
+        f"reference_{key}": value
+        for key, value in reference_scores.items()
+        if not key.startswith("windows") and key != "false_modes_on_healthy"
     }
     figures["reference_lead_time_h_median"] = (
         round(statistics.median(reference_leads), 2) if reference_leads else None
