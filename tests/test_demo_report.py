@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from forewarn.demo.report import DiagnosisScore, faults_at
+from forewarn.demo.report import DiagnosisScore, failure_leads, failures_alerted, faults_at
+from forewarn.demo.watcher import AlertSeen
+from shared.messages import Alert
 from shared.timebase import NS_PER_S, iso_time
 from simulators import TruthRecord
 
@@ -38,3 +40,44 @@ def test_diagnosis_score_counts_right_wrong_and_unknown_apart_from_healthy_asset
     score.add("unknown", set())
     assert (score.correct, score.wrong, score.unknown) == (1, 1, 1)
     assert (score.mode_without_fault, score.unknown_without_fault) == (1, 2)
+
+
+def _raised(asset_id: str, ts_ns: int) -> AlertSeen:
+    alert = Alert(
+        gateway_id="gw",
+        asset_id=asset_id,
+        seq=0,
+        alert_id=f"{asset_id}:{ts_ns}",
+        state="raised",
+        severity="warning",
+        ts_ns=ts_ns,
+        score=2.0,
+        threshold=1.0,
+        model_version="baseline",
+        model_kind="baseline",
+    )
+    return AlertSeen(alert, 0.0)
+
+
+def test_each_failure_is_alerted_only_by_an_alert_between_its_onset_and_it() -> None:
+    truth = [
+        TruthRecord("pump-1", 10 * H, "onset", "outer_race"),
+        TruthRecord("pump-1", 30 * H, "failure", "outer_race"),
+        TruthRecord("pump-1", 54 * H, "maintenance", "outer_race"),
+        TruthRecord("pump-1", 60 * H, "onset", "imbalance"),
+        TruthRecord("pump-1", 90 * H, "failure", "imbalance"),  # its second failure: no alert after 60 h
+        TruthRecord("fan-1", 40 * H, "failure", "cage"),  # no onset, and the fan's alert came before
+    ]
+    alerts = [
+        _raised("pump-1", 5 * H),
+        _raised("pump-1", 20 * H),
+        _raised("pump-1", 40 * H),
+        _raised("fan-1", 39 * H),
+    ]
+    leads = failure_leads(truth, alerts)
+    assert [(record.asset_id, lead) for record, lead in leads] == [
+        ("pump-1", 10.0),  # the alert at 20 h: the one at 5 h came before the onset
+        ("fan-1", None),
+        ("pump-1", None),  # the alerts at 20 and 40 h came before this failure's onset
+    ]
+    assert failures_alerted(truth, alerts) == 1

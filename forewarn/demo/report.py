@@ -30,6 +30,8 @@ __all__ = [
     "GatewayOutcome",
     "collect",
     "counted",
+    "failure_leads",
+    "failures_alerted",
     "faults_at",
     "print_report",
 ]
@@ -198,9 +200,7 @@ class DemoReport:
                 1 for a in self.assets if any(mode != "forecast" for mode in a.advice_modes)
             ),
             "failures": sum(a.failures for a in self.assets),
-            "failures_alerted_before": sum(
-                1 for a in self.assets if a.failures and a.first_alert_lead_h is not None
-            ),
+            "failures_alerted_before": failures_alerted(self.truth, self.plant_alerts),
             "assets_with_forecast": sum(1 for a in self.assets if a.rul_h is not None),
             "forecast_p_fail_quantiles": _quantiles([a.p_fail for a in self.assets if a.p_fail is not None]),
             "gateways": len(self.gateways),
@@ -226,6 +226,36 @@ def _quantiles(values: Sequence[float]) -> list[float] | None:
         return None
     ordered = sorted(values)
     return [round(ordered[round(q * (len(ordered) - 1))], 4) for q in _QUANTILES]
+
+
+def failure_leads(
+    truth: Sequence[TruthRecord], alerts: Sequence[AlertSeen]
+) -> list[tuple[TruthRecord, float | None]]:
+    """Each failure with the hours from its first alert to it, or None when none was raised in time.
+
+    An alert counts when its asset raised it between the failure's onset (the asset's latest one at or
+    before the failure and after its previous failure) and the failure; a failure without an onset
+    (nothing degraded first) counts only with an alert at the failure itself.
+    """
+    raised: dict[str, list[int]] = {}
+    for seen in alerts:
+        if seen.alert.state == "raised":
+            raised.setdefault(seen.alert.asset_id, []).append(seen.alert.ts_ns)
+    onsets: dict[str, int] = {}
+    leads: list[tuple[TruthRecord, float | None]] = []
+    for record in sorted(truth, key=lambda r: r.ts_ns):
+        if record.event == "onset":
+            onsets[record.asset_id] = record.ts_ns
+        elif record.event == "failure":
+            start = onsets.pop(record.asset_id, record.ts_ns)
+            in_time = [ts for ts in raised.get(record.asset_id, ()) if start <= ts <= record.ts_ns]
+            leads.append((record, (record.ts_ns - min(in_time)) / NS_PER_S / 3600 if in_time else None))
+    return leads
+
+
+def failures_alerted(truth: Sequence[TruthRecord], alerts: Sequence[AlertSeen]) -> int:
+    """How many failures had an alert raised between their onset and the failure (`failure_leads`)."""
+    return sum(1 for _, lead in failure_leads(truth, alerts) if lead is not None)
 
 
 def _first_lead_h(alerts: Sequence[AlertSeen], asset_id: str, failure_ns: int) -> float | None:
@@ -347,10 +377,14 @@ def print_report(report: DemoReport, out: TextIO, *, as_json: bool = False) -> N
         f"{summary['assets_with_diagnosed_advice']} of them naming a diagnosed mode",
         file=out,
     )
-    failures = [r for r in report.truth if r.event == "failure"]
-    print(f"\n== Ground truth: {len(failures)} failures", file=out)
-    for record in failures:
-        print(f"  {iso_time(record.ts_ns)} {record.asset_id} failed ({record.mode})", file=out)
+    leads = failure_leads(report.truth, report.plant_alerts)
+    print(
+        f"\n== Ground truth: {len(leads)} failures, {summary['failures_alerted_before']} alerted before",
+        file=out,
+    )
+    for record, lead in leads:
+        alerted = "no alert since its onset" if lead is None else f"first alert {lead:.0f} h before"
+        print(f"  {iso_time(record.ts_ns)} {record.asset_id} failed ({record.mode}): {alerted}", file=out)
     print(
         f"\n== Totals: {counted(summary['alerts'], 'alert')} raised, {summary['assets_with_forecast']} of "
         f"{counted(summary['assets'], 'asset')} forecast, {summary['gateways_on_retrained_model']} of "
