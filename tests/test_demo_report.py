@@ -1,12 +1,14 @@
-"""The demo's report scores each alert's diagnosis against the simulator's ground truth at that time."""
+"""The demo's report: alerts' diagnoses against the ground truth, and failures alerted in time."""
 
 from __future__ import annotations
 
+import msgspec
+
 from forewarn.demo.report import DiagnosisScore, failure_leads, failures_alerted, faults_at
 from forewarn.demo.watcher import AlertSeen
-from shared.messages import Alert
 from shared.timebase import NS_PER_S, iso_time
 from simulators import TruthRecord
+from tests.test_edge_agent_helpers import alert
 
 H = 3600 * NS_PER_S
 
@@ -43,20 +45,7 @@ def test_diagnosis_score_counts_right_wrong_and_unknown_apart_from_healthy_asset
 
 
 def _raised(asset_id: str, ts_ns: int) -> AlertSeen:
-    alert = Alert(
-        gateway_id="gw",
-        asset_id=asset_id,
-        seq=0,
-        alert_id=f"{asset_id}:{ts_ns}",
-        state="raised",
-        severity="warning",
-        ts_ns=ts_ns,
-        score=2.0,
-        threshold=1.0,
-        model_version="baseline",
-        model_kind="baseline",
-    )
-    return AlertSeen(alert, 0.0)
+    return AlertSeen(msgspec.structs.replace(alert("gw", asset_id, ts_ns), ts_ns=ts_ns), 0.0)
 
 
 def test_each_failure_is_alerted_only_by_an_alert_between_its_onset_and_it() -> None:
