@@ -13,7 +13,7 @@ from typing import Literal
 
 import psycopg
 import pytest
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
@@ -112,9 +112,14 @@ def _choose(driver: WebDriver, dropdown_id: str, text: str) -> None:
 
 
 def _result(driver: WebDriver, expected: str) -> None:
-    WebDriverWait(driver, 10, ignored_exceptions=(StaleElementReferenceException,)).until(
-        lambda d: expected in d.find_element(By.ID, "alerts-action-result").text
-    )
+    # A liveness wait, generous: under load the action's callback can queue behind the 2 s refreshes.
+    try:
+        WebDriverWait(driver, 30, ignored_exceptions=(StaleElementReferenceException,)).until(
+            lambda d: expected in d.find_element(By.ID, "alerts-action-result").text
+        )
+    except TimeoutException:
+        shown = driver.find_element(By.ID, "alerts-action-result").text
+        raise AssertionError(f"{expected!r} not shown within 30 s; the result line reads {shown!r}") from None
 
 
 def test_the_alerts_page_in_a_real_browser(db: str, tmp_path: Path, browser: WebDriver) -> None:
