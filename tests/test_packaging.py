@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 import tomllib
@@ -60,7 +61,12 @@ def test_the_wheel_with_only_the_edge_extra_scores_a_recording(tmp_path: Path) -
     environment = tmp_path / "venv"
     venv.create(environment, with_pip=True)
     python = str(environment / "bin" / "python")
-    subprocess.run([python, "-m", "pip", "install", "-q", f"{wheel}[edge]"], check=True, timeout=600)
+    # Without PYTHONPATH: a checkout on it (with its egg-info) would make pip skip the wheel as installed
+    # and the commands below import the checkout instead of the wheel.
+    clean = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    subprocess.run(
+        [python, "-m", "pip", "install", "-q", f"{wheel}[edge]"], check=True, timeout=600, env=clean
+    )
     installed = subprocess.run(
         [
             python,
@@ -72,6 +78,7 @@ def test_the_wheel_with_only_the_edge_extra_scores_a_recording(tmp_path: Path) -
         text=True,
         check=True,
         cwd=tmp_path,
+        env=clean,
     )
     assert installed.stdout.strip() == "[]", "the edge extra pulled in a cloud or dashboard package"
     forewarn = str(environment / "bin" / "forewarn")
@@ -83,11 +90,12 @@ def test_the_wheel_with_only_the_edge_extra_scores_a_recording(tmp_path: Path) -
         text=True,
         timeout=300,
         cwd=tmp_path,
+        env=clean,
     )
     assert scored.returncode == 0, scored.stderr
     assert (tmp_path / "scores.csv").stat().st_size > 0
     refused = subprocess.run(
-        [forewarn, "cloud", "status"], check=False, capture_output=True, text=True, cwd=tmp_path
+        [forewarn, "cloud", "status"], check=False, capture_output=True, text=True, cwd=tmp_path, env=clean
     )
     assert refused.returncode == 2
     assert "pip install 'forewarn[cloud]'" in refused.stderr
