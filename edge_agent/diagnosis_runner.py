@@ -1,14 +1,20 @@
 """Diagnosis on the gateway: the failure mode of the window that raises an alert, where the raw signal is.
 
-One `DiagnosisRunner` per asset configured with a `diagnosis` section. The pipeline hands it every batch
+One `DiagnosisRunner` per asset configured with a `diagnosis` section. A diagnosis reads more than the
+scoring window: the last `window_samples` contiguous samples of the driving sensor up to a window's end
+(`shared.diagnosis.diagnosis_window_samples`: long enough to resolve the bearings' cage harmonics), so the
+runner keeps that much of the stream (`append`, `restart` after a gap). The pipeline hands it every batch
 of windows as their features are computed (`hold`), then the windows scored normal (`learn`): it measures
 one per `baseline_interval_s` of data time into a bounded healthy baseline of the last `baseline_windows`
-(refitted every `refit_every` new windows), so its cost does not grow with the window rate. An
-alert raised by a held window carries that window's diagnosis (`diagnose`). The slow sensors come from
-the window's features (`<sensor>.mean`, `.min`, `.max`), so no slow samples are kept.
+(refitted every `refit_every` new windows), so its cost does not grow with the window rate. Only a full
+`window_samples` span is learned: the baseline's comb and line levels depend on the span's length. An
+alert raised by a held window carries that window's diagnosis (`diagnose`); a span cut short by a recent
+restart is diagnosed without the baseline. The slow sensors come from the window's features
+(`<sensor>.mean`, `.min`, `.max`), so no slow samples are kept.
 
 While an alert stays raised (`follow` ... `unfollow`), `rediagnose` diagnoses again at most once per
-`rediagnose_every_s` of data time, on the latest anomalous window due, and says whether the result is
+`rediagnose_every_s` of data time (the first time as soon as the span holds only samples from the raise
+on, if that is sooner), on the latest anomalous window due, and says whether the result is
 worth sending: the mode changed or the confidence moved by more than `rediagnose_confidence_change`
 since the last diagnosis sent, or `rediagnose_resend_every` re-diagnoses went unsent. Its cost is one
 diagnosis per interval per raised alert; a batch with nothing due costs one comparison.
@@ -25,6 +31,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from edge_agent.windowing import SampleBuffer
 from shared.asset_config import AssetDiagnosisConfig
 from shared.diagnosis import (
     DiagnosisBaseline,
@@ -32,6 +39,7 @@ from shared.diagnosis import (
     SlowLevel,
     WindowSignals,
     diagnose,
+    diagnosis_window_samples,
     measure,
     to_alert_diagnosis,
 )
@@ -56,6 +64,7 @@ class DiagnosisMetrics:
     modes: dict[str, int] = field(default_factory=dict)
     rediagnoses: int = 0  # of `diagnoses`, those of an alert already raised
     updates: int = 0  # of those, the ones worth sending
+    short_spans: int = 0  # windows due to be learned or diagnosed with fewer contiguous samples than wanted
 
 
 _NEVER = 1 << 62
@@ -78,6 +87,8 @@ class DiagnosisRunner:
         config: the asset's diagnosis settings.
         sample_rate_hz: the driving (vibration) sensor's rate.
         feature_names: the columns of the asset's feature rows.
+        scoring_window: samples per scoring window (the shortest span a diagnosis reads).
+        scoring_lag_samples: most samples that can arrive between a window's end and its scoring.
         refit_every: refit the baseline after this many new healthy windows.
     """
 
@@ -87,10 +98,15 @@ class DiagnosisRunner:
         config: AssetDiagnosisConfig,
         sample_rate_hz: float,
         feature_names: tuple[str, ...],
+        scoring_window: int,
+        scoring_lag_samples: int,
         refit_every: int = 16,
     ) -> None:
         self.config = config
         self.sample_rate_hz = sample_rate_hz
+        self.window_samples = diagnosis_window_samples(config, sample_rate_hz, shortest=scoring_window)
+        self._keep = self.window_samples + scoring_lag_samples
+        self._history = SampleBuffer(sample_rate_hz=sample_rate_hz, capacity=self._keep + 4096)
         self._interval_ns = round(config.baseline_interval_s * 1e9)
         self.refit_every = refit_every
         self.metrics = DiagnosisMetrics()
@@ -104,11 +120,38 @@ class DiagnosisRunner:
         self._next_learn_ns = -(1 << 62)
         self._since_refit = 0
         self._baseline: DiagnosisBaseline | None = None
-        self._held: tuple[FloatArray, FloatArray, npt.NDArray[np.int64]] | None = None
+        self._held: tuple[FloatArray, npt.NDArray[np.int64]] | None = None
         self._rediagnose_ns = round(config.rediagnose_every_s * 1e9)
         self._next_rediagnosis_ns = _NEVER
         self._last_sent: AlertDiagnosis | None = None
         self._unsent = 0
+
+    def append(self, samples: FloatArray, start_ns: int) -> None:
+        """Keep a run of the driving sensor's samples (contiguous with the ones before it)."""
+        self._history.append(samples, start_ns)
+        # A window scored after this run may end where the run starts: keep its span too.
+        self._history.keep_last(self._keep + len(samples))
+
+    def restart(self) -> None:
+        """The driving stream restarted (a gap, a clock step): the samples before it do not join."""
+        self._history.restart()
+
+    def _span(self, ts_ns: int) -> FloatArray:
+        """The last `window_samples` held samples before `ts_ns` (fewer after a recent restart)."""
+        history = self._history
+        end = int(history.index_before(np.array([ts_ns], dtype=np.int64))[0])
+        span = history.slice(end - self.window_samples, end)
+        if span.size < self.window_samples:
+            self.metrics.short_spans += 1
+            if self.metrics.short_spans in (1, 100, 10_000):  # a stream of short runs says so, not per window
+                logger.warning(
+                    "diagnosis wants %d contiguous samples but has %d (%d times so far): a gap restarted "
+                    "the stream, or its runs are shorter than that; diagnosis.window_s sets the span",
+                    self.window_samples,
+                    span.size,
+                    self.metrics.short_spans,
+                )
+        return span
 
     def _window(self, samples: FloatArray, features: FloatArray) -> WindowSignals:
         levels = {
@@ -120,14 +163,14 @@ class DiagnosisRunner:
             vibration=samples.astype(np.float64), sample_rate_hz=self.sample_rate_hz, slow_levels=levels
         )
 
-    def hold(self, windows: FloatArray, features: FloatArray, end_ns: npt.NDArray[np.int64]) -> None:
-        """Keep the batch being scored: raw driver windows, full feature rows, window end times."""
-        self._held = (windows, features, end_ns)
+    def hold(self, features: FloatArray, end_ns: npt.NDArray[np.int64]) -> None:
+        """Keep the batch being scored: full feature rows and window end times."""
+        self._held = (features, end_ns)
 
     def _index(self, ts_ns: int) -> int | None:
         if self._held is None:
             return None
-        end_ns = self._held[2]
+        end_ns = self._held[1]
         i = int(np.searchsorted(end_ns, ts_ns))
         return i if i < end_ns.size and int(end_ns[i]) == ts_ns else None
 
@@ -135,7 +178,7 @@ class DiagnosisRunner:
         """Learn from the held windows that ended at `end_ns` and scored normal (one per interval)."""
         if self._held is None:
             return
-        windows, features, _ = self._held
+        features, _ = self._held
         normal = end_ns[is_normal]
         if normal.size == 0 or int(normal[-1]) < self._next_learn_ns:
             return  # the common case: no window of this batch is due
@@ -143,8 +186,11 @@ class DiagnosisRunner:
             i = self._index(ts_ns)
             if ts_ns < self._next_learn_ns or i is None:
                 continue
+            span = self._span(ts_ns)
+            if span.size < self.window_samples:
+                continue  # just after a restart: a later window will have the full span
             self._next_learn_ns = ts_ns + self._interval_ns
-            self._healthy.append(measure(self._window(windows[i], features[i]), self.config))
+            self._healthy.append(measure(self._window(span, features[i]), self.config))
             self.metrics.learned += 1
             self._since_refit += 1
         # While the baseline is young every new window refits it: fitted once on its first window and then
@@ -156,10 +202,16 @@ class DiagnosisRunner:
             self._since_refit = 0
 
     def follow(self, ts_ns: int, sent: AlertDiagnosis | None) -> None:
-        """An alert was raised at `ts_ns` carrying `sent`: re-diagnose it from `rediagnose_every_s` on."""
+        """An alert was raised at `ts_ns` carrying `sent`: re-diagnose it from `rediagnose_every_s` on.
+
+        The first re-diagnosis comes sooner if the span a diagnosis reads is shorter than that interval:
+        once the span holds only samples from the raise on (the raise's span may end in the fault's onset).
+        """
         self._last_sent = sent
         self._unsent = 0
-        self._next_rediagnosis_ns = ts_ns + self._rediagnose_ns if self._rediagnose_ns > 0 else _NEVER
+        span_ns = round(self.window_samples / self.sample_rate_hz * 1e9)
+        first_ns = ts_ns + min(self._rediagnose_ns, span_ns)
+        self._next_rediagnosis_ns = first_ns if self._rediagnose_ns > 0 else _NEVER
 
     def unfollow(self) -> None:
         """The alert cleared: no more re-diagnoses."""
@@ -215,11 +267,13 @@ class DiagnosisRunner:
         index = self._index(ts_ns)
         if self._held is None or index is None:
             return None
-        windows, features, _ = self._held
+        features, _ = self._held
         started = time.perf_counter()
         try:
-            measured = measure(self._window(windows[index], features[index]), self.config)
-            result = diagnose(measured, self.config, self._baseline)
+            span = self._span(ts_ns)
+            baseline = self._baseline if span.size == self.window_samples else None
+            measured = measure(self._window(span, features[index]), self.config)
+            result = diagnose(measured, self.config, baseline)
         except Exception:  # a diagnosis must never stop the alert it belongs to
             logger.exception("diagnosis failed for window %d", index)
             self.metrics.failed += 1

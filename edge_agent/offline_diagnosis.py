@@ -21,7 +21,15 @@ import numpy.typing as npt
 from edge_agent.offline import VIBRATION_MIN_RATE_HZ
 from edge_agent.samples_csv import CsvCounts, csv_batches, csv_files
 from shared.asset_config import AssetDiagnosisConfig
-from shared.diagnosis import Diagnosis, DiagnosisBaseline, Measurements, WindowSignals, diagnose, measure
+from shared.diagnosis import (
+    Diagnosis,
+    DiagnosisBaseline,
+    Measurements,
+    WindowSignals,
+    diagnose,
+    diagnosis_window_samples,
+    measure,
+)
 from shared.errors import ContractError
 from shared.raw_batch import RawBatch
 from shared.timebase import NS_PER_S
@@ -102,8 +110,17 @@ def _default_window_len(rate_hz: float) -> int:
     return int(2 ** max(10, round(math.log2(rate_hz))))
 
 
-def read_windows(csv_path: Path, *, asset_id: str | None = None, window_len: int | None = None) -> _Recording:
+def read_windows(
+    csv_path: Path,
+    *,
+    asset_id: str | None = None,
+    window_len: int | None = None,
+    config: AssetDiagnosisConfig | None = None,
+) -> _Recording:
     """One asset's half-overlapping windows of a samples CSV (file or directory of `raw_*.csv`).
+
+    Windows are `window_len` long; empty: the window `config` wants (`diagnosis_window_samples`), at
+    least about a second (a power of two).
 
     Raises:
         FileNotFoundError: if there is no CSV at `csv_path`.
@@ -127,6 +144,8 @@ def read_windows(csv_path: Path, *, asset_id: str | None = None, window_len: int
     vibration = "vibration" if "vibration" in fast else fast[0]
     rate = sensors[vibration][0][1]
     length = window_len or _default_window_len(rate)
+    if window_len is None and config is not None:
+        length = diagnosis_window_samples(config, rate, shortest=length)
     slow = {s: runs for s, runs in sensors.items() if s not in fast}
     windows = []
     for start_ns, run_rate, samples in sensors[vibration]:
@@ -165,7 +184,9 @@ def diagnose_recording(
     window_len: int | None = None,
 ) -> RecordingDiagnosis:
     """Diagnose every window of a recording against the asset's baseline; see the module docstring."""
-    recording = read_windows(csv_path, asset_id=asset_id or config.asset_id or None, window_len=window_len)
+    recording = read_windows(
+        csv_path, asset_id=asset_id or config.asset_id or None, window_len=window_len, config=config
+    )
     windows = recording.windows
     baseline_measured: list[Measurements] = []
     source = "none"

@@ -172,10 +172,14 @@ class _Asset:
         )
         self.diagnosis: DiagnosisRunner | None = None
         if settings.diagnosis is not None:
+            driver = self.driver.settings
             self.diagnosis = DiagnosisRunner(
                 config=settings.diagnosis,
-                sample_rate_hz=self.driver.settings.sample_rate_hz,
+                sample_rate_hz=driver.sample_rate_hz,
                 feature_names=self.feature_names,
+                scoring_window=pipeline.sensor_window_len(driver),
+                scoring_lag_samples=pipeline.sensor_window_len(driver)
+                + pipeline.sensor_hop(driver) * pipeline.score_batch_windows,
             )
         self.snapshots: SnapshotRecorder | None = None
         if pipeline.snapshots.enabled:
@@ -388,7 +392,11 @@ class Pipeline:
             windower.restart()
             if asset.snapshots is not None:
                 self._send_snapshots(asset.snapshots.restart(), out)
+            if asset.diagnosis is not None:
+                asset.diagnosis.restart()
         windows = windower.push(samples, start_ns)
+        if asset.diagnosis is not None:
+            asset.diagnosis.append(samples, start_ns)
         if asset.snapshots is not None:
             snapshots = asset.snapshots.append(samples, start_ns)
             if snapshots:
@@ -461,8 +469,8 @@ class Pipeline:
                     matrix[:, columns] = features
                 else:
                     matrix[np.flatnonzero(valid), columns] = features
-        if asset.diagnosis is not None:  # keeps the raw windows an alert's diagnosis reads
-            asset.diagnosis.hold(driver_windows, matrix, end_ns)
+        if asset.diagnosis is not None:  # keeps the feature rows an alert's diagnosis reads
+            asset.diagnosis.hold(matrix, end_ns)
         return matrix, end_ns, spiky
 
     # ------------------------------------------------------------------------------------- scoring

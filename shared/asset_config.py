@@ -142,6 +142,22 @@ class AssetDiagnosisConfig(BaseModel):
     ambient_c: float | None = Field(
         default=None, ge=-60, le=80, description="Ambient temperature when no `ambient` sensor is recorded."
     )
+    window_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=600,
+        description=(
+            "Seconds of contiguous vibration one diagnosis reads; empty: the shortest power-of-two window "
+            "that resolves each bearing's cage (FTF) harmonics from the shaft's half orders at the lowest "
+            "speed searched (without a cage order: the scoring window)."
+        ),
+    )
+    max_window_s: float = Field(
+        default=8.0,
+        gt=0,
+        le=600,
+        description="The longest window the empty `window_s` chooses (a slower cage is not measured).",
+    )
     baseline_interval_s: float = Field(
         default=60.0,
         ge=0,

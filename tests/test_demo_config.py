@@ -58,7 +58,11 @@ def test_gateway_config_diagnoses_every_asset_from_its_type_datasheet(tmp_path: 
     for unit in fleet_units(scenario):
         config = assets[unit.asset_id].diagnosis
         assert config is not None, unit.asset_id
-        assert config == asset_config_for_type(unit.type, speed_factors), "the TOML reads back unchanged"
+        signals = scenario.spec.signals
+        burst_s = signals.burst_samples / signals.vibration_rate_hz  # the longest contiguous run it gets
+        assert config.window_s == burst_s
+        datasheet_config = asset_config_for_type(unit.type, speed_factors)
+        assert config == datasheet_config.model_copy(update={"window_s": burst_s}), "the TOML reads back"
         datasheet = unit.type
         assert config.shaft_rpm == datasheet.rpm
         (bearing,) = config.bearings

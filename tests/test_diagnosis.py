@@ -11,8 +11,21 @@ import numpy.typing as npt
 import pytest
 import scipy.signal
 
-from shared.asset_config import AssetDiagnosisConfig, BearingGeometry, BearingSettings, parse_asset_config
-from shared.diagnosis import MACHINE_MODES, DiagnosisBaseline, WindowSignals, diagnose, measure
+from shared.asset_config import (
+    AssetDiagnosisConfig,
+    BearingGeometry,
+    BearingSettings,
+    DefectOrders,
+    parse_asset_config,
+)
+from shared.diagnosis import (
+    MACHINE_MODES,
+    DiagnosisBaseline,
+    WindowSignals,
+    diagnose,
+    diagnosis_window_samples,
+    measure,
+)
 from shared.errors import ConfigError
 from shared.vibration import (
     amplitude_spectrum,
@@ -417,3 +430,43 @@ def test_a_stuck_slow_sensor_is_a_sensor_fault_when_nothing_else_is_found(
     diagnosis = diagnose(measure(stuck, CONFIG), CONFIG, slow_baseline)
     assert diagnosis.mode == "sensor_fault"
     assert diagnosis.sensor_faults == {"temperature": "flat"}
+
+
+def test_the_diagnosis_window_resolves_the_cage_at_the_lowest_speed_searched() -> None:
+    samples = diagnosis_window_samples(CONFIG, RATE_HZ, shortest=1024)
+    assert samples & (samples - 1) == 0  # a power of two
+    assert samples >= 1024
+    lowest_hz = CONFIG.speed_search_hz()[0]
+    ftf_hz = (ORDERS.ftf or 0.0) * lowest_hz
+    t = np.arange(samples) / RATE_HZ
+    since = np.mod(t, 1.0 / ftf_hz)
+    impacts = 0.3 * np.exp(-since / 0.0004) * np.sin(2 * np.pi * 3500.0 * since)
+    window = WindowSignals(
+        vibration=0.05 * np.sin(2 * np.pi * lowest_hz * t) + impacts,
+        sample_rate_hz=RATE_HZ,
+        shaft_hz=lowest_hz,
+    )
+    assert "env:drive-end:ftf comb" in measure(window, CONFIG).scalars
+    half = WindowSignals(
+        vibration=window.vibration[: samples // 4], sample_rate_hz=RATE_HZ, shaft_hz=lowest_hz
+    )
+    assert "env:drive-end:ftf comb" not in measure(half, CONFIG).scalars  # too short to resolve it
+
+
+def test_a_slower_machine_needs_a_longer_diagnosis_window_up_to_the_longest_allowed() -> None:
+    fast = diagnosis_window_samples(CONFIG, RATE_HZ, shortest=1024)
+    slow_config = CONFIG.model_copy(update={"shaft_rpm": 600.0, "speed_range_rpm": (500.0, 700.0)})
+    slow = diagnosis_window_samples(slow_config, RATE_HZ, shortest=1024)
+    assert slow > fast
+    capped = slow_config.model_copy(update={"max_window_s": 0.5})
+    assert diagnosis_window_samples(capped, RATE_HZ, shortest=1024) <= 0.5 * RATE_HZ
+
+
+def test_a_set_diagnosis_window_or_no_cage_order_keeps_the_given_length() -> None:
+    assert (
+        diagnosis_window_samples(CONFIG.model_copy(update={"window_s": 0.25}), RATE_HZ, shortest=1024) == 3000
+    )
+    no_cage = CONFIG.model_copy(
+        update={"bearings": (BearingSettings(name="de", orders=DefectOrders(bpfo=3.58, bpfi=5.42)),)}
+    )
+    assert diagnosis_window_samples(no_cage, RATE_HZ, shortest=2048) == 2048

@@ -66,7 +66,51 @@ def test_a_raised_alert_carries_the_diagnosis_of_its_window() -> None:
     runner = pipeline._assets["pump-1"].diagnosis
     assert runner is not None
     assert runner.metrics.learned >= 5
-    assert runner.metrics.diagnoses == len(raised)
+    assert runner.metrics.diagnoses == len(raised) + runner.metrics.rediagnoses
+
+
+def _cage_machine(rng: np.random.Generator) -> Signal:
+    """A 30 Hz shaft with impacts once per cage turn (FTF, 0.4x) from `DEFECT_FROM_S` on."""
+    ftf_hz = (GEOMETRY.orders().ftf or 0.0) * SHAFT_HZ
+
+    def signal(t: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        x = 0.05 * np.sin(2 * np.pi * SHAFT_HZ * t) + 0.015 * np.sin(2 * np.pi * 2 * SHAFT_HZ * t)
+        x = x + rng.normal(0.0, 0.02, len(t))
+        since = np.mod(t, 1.0 / ftf_hz)
+        ring = np.exp(-since / 0.0004) * np.sin(2 * np.pi * 3000.0 * since)
+        defect: npt.NDArray[np.float64] = np.where(t >= DEFECT_FROM_S, 0.3, 0.0) * ring
+        return x + defect
+
+    return signal
+
+
+@pytest.mark.slow
+def test_a_cage_defect_is_diagnosed_from_a_span_longer_than_the_scoring_window() -> None:
+    # A 1,024-sample window at 8,192 Hz holds 1.5 cage turns and resolves no cage harmonic from the shaft's
+    # half orders; the diagnosis reads the longer span the cage needs, from the stream the gateway keeps.
+    config = AssetDiagnosisConfig(
+        shaft_rpm=60 * SHAFT_HZ, bearings=(BearingSettings(geometry=GEOMETRY),), baseline_interval_s=5.0
+    )
+    asset = asset_settings(with_temperature=False).model_copy(update={"diagnosis": config})
+    pipeline_settings = settings([asset], warmup=40, window_len=1024, hop=1024, batch_windows=16)
+    run = Run()
+    pipeline = Pipeline(settings=pipeline_settings, gateway_id="gw-1", models=None, on_reject=run.on_reject)
+    stream = Stream("pump-1", "vibration", VIB_RATE, _cage_machine(np.random.default_rng(6)), batch_len=4096)
+    run.feed(pipeline, interleave([stream], until_s=110.0))
+    runner = pipeline._assets["pump-1"].diagnosis
+    assert runner is not None
+    assert runner.window_samples > 1024
+    raised = [a for a in run.alerts if a.state == "raised"]
+    assert raised, "the defect raised no alert"
+    # The raise's span ends 0.4 s into the fault and is mostly healthy; the first re-diagnosis comes once
+    # the span holds only samples from the raise on, well before `rediagnose_every_s` (600 s).
+    span_ns = round(runner.window_samples / VIB_RATE * 1e9)
+    update = run.updates[0]
+    assert update.ts_ns - raised[0].ts_ns <= span_ns + 2 * 10**9
+    assert update.diagnosis.mode == "cage"
+    comb = update.diagnosis.evidence[0]
+    assert comb.freq_hz == pytest.approx((GEOMETRY.orders().ftf or 0.0) * SHAFT_HZ, rel=0.02)
+    assert runner.metrics.learned >= 5
 
 
 def test_the_alert_contract_keeps_its_version_and_round_trips_the_diagnosis() -> None:

@@ -1,23 +1,27 @@
 """`forewarn bench diagnosis`: how often the physics-based diagnosis names the right failure mode.
 
-A fleet with every asset type, one healthy unit per type and one unit per failure mode the type can have
-(scripted onset, exponential wear to failure), is simulated for several seeds. Each unit's diagnosis
-configuration comes from its type's datasheet values (nominal speed, the VFD's speed range, the bearing's
-geometry derived from its defect orders), never from the simulator's signal constants. Each unit's
-baseline is learned from its first healthy hours; then every running window is diagnosed.
+Per asset type, a fleet of one healthy unit and one unit per failure mode the type can have (scripted
+onset, exponential wear to failure) is simulated for several seeds. Each unit's diagnosis configuration
+comes from its type's datasheet values (nominal speed, the VFD's speed range, the bearing's geometry
+derived from its defect orders), never from the simulator's signal constants. Each burst is as long as
+the window a gateway with the default scoring window diagnoses for that type
+(`shared.diagnosis.diagnosis_window_samples`, `window_samples_by_type`). Each unit's baseline is learned
+from its first healthy hours; then every running window is diagnosed.
 
 Figures (windows of a failing unit in the last quarter of its time to failure, where an alert stands;
 windows of healthy units after their baseline):
 
 - `accuracy`: share of those windows whose mode is right (`unknown` is right for a healthy unit);
-- `per_mode_recall`: per simulated failure mode, the share of its windows named that mode;
+- `per_mode_recall`: per simulated failure mode, the share of its windows named that mode, beside
+  `per_mode_recall_by_type` (per `asset_type:mode`);
 - `unknown_rate`: share of failing-unit windows diagnosed `unknown`;
 - `false_mode_rate_on_healthy`: share of healthy windows that named a machine mode, beside
   `false_mode_rate_on_healthy_by_type` (per asset type) and `false_modes_on_healthy` (window counts per
   `asset_type:mode`, the modes named);
 - `lead_time_h_median`: from the first time 3 of 5 consecutive windows named the right mode to the failure;
 - `edge_diagnosis_us_per_window`: median time to measure and diagnose one window, beside
-  `fft_floor_us_per_window`, the spectra it needs at least (one rFFT, one band-pass, one Hilbert transform);
+  `fft_floor_us_per_window`, the spectra it needs at least (one rFFT, one band-pass, one Hilbert transform
+  of the same length; the median over the same windows);
 - `pipeline_samples_per_s_with_diagnosis` beside `..._without_diagnosis`: the edge pipeline in process
   (25.6 kHz pump stream, baseline scorer) with and without a diagnosis section, whose healthy baseline
   then learns one window per `baseline_interval_s` (the ceiling is the pipeline without it);
@@ -45,13 +49,21 @@ from sklearn.preprocessing import StandardScaler
 from edge_agent.pipeline import Pipeline
 from edge_agent.settings import AssetSettings, PipelineSettings, SensorSettings, SnapshotSettings
 from shared.asset_config import AssetDiagnosisConfig
-from shared.diagnosis import MACHINE_MODES, DiagnosisBaseline, Measurements, WindowSignals, diagnose, measure
+from shared.diagnosis import (
+    MACHINE_MODES,
+    DiagnosisBaseline,
+    Measurements,
+    WindowSignals,
+    diagnose,
+    diagnosis_window_samples,
+    measure,
+)
 from shared.features import SensorKind, vibration_features
 from shared.raw_batch import RawBatch
 from shared.timebase import NS_PER_S
 from simulators import Step, fleet_units, parse_scenario, simulate
 from simulators.assets import ASSET_TYPES, FAST_SENSOR, FailureMode, asset_config_for_type
-from simulators.scenario import Scenario
+from simulators.scenario import OperationSection, Scenario, SignalsSection
 
 __all__ = ["plant_ambient_c", "run", "window_signals"]
 
@@ -88,27 +100,35 @@ def window_signals(step: Step, index: int, rate_hz: float, ambient_c: float | No
     return WindowSignals(vibration=vibration, sample_rate_hz=rate_hz, slow=slow)
 
 
-def _scenario(seed: int, duration_h: float, step_s: float) -> Scenario:
-    assets, failures = [], []
-    for name, asset_type in ASSET_TYPES.items():
-        modes = sorted(asset_type.scriptable_modes)
-        prefix = name.replace("_", "-")
-        assets.append({"type": name, "count": 1 + len(modes), "id_prefix": prefix})
-        for k, mode in enumerate(modes):
-            failures.append(
-                {
-                    "asset": f"{prefix}-{k + 2:03d}",
-                    "mode": mode.value,
-                    "onset_h": _ONSET_H,
-                    "time_to_failure_h": _TTF_H,
-                }
-            )
+def _burst_samples(name: str) -> int:
+    """The samples one diagnosis of this type reads on a gateway scoring the default windows (the
+    simulator's bursts are that long)."""
+    config = asset_config_for_type(ASSET_TYPES[name], OperationSection().speed_factors)
+    return diagnosis_window_samples(
+        config, SignalsSection().vibration_rate_hz, shortest=PipelineSettings().window_len
+    )
+
+
+def _scenario(seed: int, duration_h: float, step_s: float, name: str) -> Scenario:
+    """One type's fleet: a healthy unit and a unit per failure mode, bursts as long as one diagnosis."""
+    modes = sorted(ASSET_TYPES[name].scriptable_modes)
+    prefix = name.replace("_", "-")
+    failures = [
+        {
+            "asset": f"{prefix}-{k + 2:03d}",
+            "mode": mode.value,
+            "onset_h": _ONSET_H,
+            "time_to_failure_h": _TTF_H,
+        }
+        for k, mode in enumerate(modes)
+    ]
     return parse_scenario(
         {
-            "name": f"diagnosis-bench-{seed}",
+            "name": f"diagnosis-bench-{name}-{seed}",
             "seed": seed,
             "time": {"duration_h": duration_h, "step_s": step_s},
-            "assets": assets,
+            "signals": {"burst_samples": _burst_samples(name)},
+            "assets": [{"type": name, "count": 1 + len(modes), "id_prefix": prefix}],
             "failures": failures,
         },
         source="bench",
@@ -150,8 +170,10 @@ def _reference_features(window: WindowSignals, samples: npt.NDArray[np.float64])
     return np.concatenate((vibration.astype(np.float64), np.array(slow)))
 
 
-def _diagnose_seed(seed: int, *, duration_h: float, step_s: float, timings: list[float]) -> Iterator[_Row]:
-    scenario = _scenario(seed, duration_h, step_s)
+def _diagnose_seed(
+    seed: int, name: str, *, duration_h: float, step_s: float, timings: list[tuple[int, float]]
+) -> Iterator[_Row]:
+    scenario = _scenario(seed, duration_h, step_s, name)
     rate_hz = scenario.spec.signals.vibration_rate_hz
     speed_factors = scenario.spec.operation.speed_factors
     units = [
@@ -184,7 +206,7 @@ def _diagnose_seed(seed: int, *, duration_h: float, step_s: float, timings: list
                 continue
             started = time.perf_counter()
             diagnosis = diagnose(measure(window, unit.config), unit.config, unit.baseline)
-            timings.append(time.perf_counter() - started)
+            timings.append((samples.size, time.perf_counter() - started))
             is_late = unit.onset_ns is None or (
                 unit.failure_ns is not None
                 and step.t_ns >= unit.onset_ns + _LATE_FRACTION * (unit.failure_ns - unit.onset_ns)
@@ -210,9 +232,13 @@ def _scores(rows: list[_Row], predicted: list[str]) -> dict[str, Any]:
     for mode in sorted({r.truth for r, _ in failing}):
         of_mode = [p == mode for r, p in failing if r.truth == mode]
         recall[mode] = round(sum(of_mode) / len(of_mode), 4)
+    by_type: dict[str, list[bool]] = {}
+    for r, p in failing:
+        by_type.setdefault(f"{r.asset_type}:{r.truth}", []).append(p == r.truth)
     return {
         "accuracy": round(sum(r.truth == p for r, p in pairs) / max(1, len(pairs)), 4),
         "per_mode_recall": recall,
+        "per_mode_recall_by_type": {k: round(sum(v) / len(v), 4) for k, v in sorted(by_type.items())},
         "unknown_rate": round(sum(p == _HEALTHY for _, p in failing) / max(1, len(failing)), 4),
         "false_mode_rate_on_healthy": round(
             sum(p in MACHINE_MODES for _, p in healthy) / max(1, len(healthy)), 4
@@ -324,25 +350,30 @@ def run(*, quick: bool = False) -> dict[str, Any]:
     """Simulate, diagnose and score; see the module docstring for the figures."""
     seeds = (11,) if quick else (11, 12, 13)
     duration_h, step_s = (_ONSET_H + _TTF_H, 300.0) if quick else (_ONSET_H + _TTF_H, 120.0)
-    timings: list[float] = []
+    timings: list[tuple[int, float]] = []
     rows: list[_Row] = []
     failures_ns: dict[tuple[int, str], int] = {}
     for seed in seeds:
-        rows.extend(_diagnose_seed(seed, duration_h=duration_h, step_s=step_s, timings=timings))
-        scenario = _scenario(seed, duration_h, step_s)
-        for failure in scenario.spec.failures:
-            onset_ns = scenario.start_ns + round(failure.onset_h * 3600 * NS_PER_S)
-            failures_ns[(seed, failure.asset)] = onset_ns + round(failure.time_to_failure_h * 3600 * NS_PER_S)
+        for name in ASSET_TYPES:
+            rows.extend(_diagnose_seed(seed, name, duration_h=duration_h, step_s=step_s, timings=timings))
+            scenario = _scenario(seed, duration_h, step_s, name)
+            for failure in scenario.spec.failures:
+                onset_ns = scenario.start_ns + round(failure.onset_h * 3600 * NS_PER_S)
+                failures_ns[(seed, failure.asset)] = onset_ns + round(
+                    failure.time_to_failure_h * 3600 * NS_PER_S
+                )
     predicted = [r.predicted for r in rows]
     reference = _reference_predictions(rows)
     leads = _lead_times_h(rows, predicted, failures_ns)
     reference_leads = _lead_times_h(rows, reference, failures_ns)
     figures: dict[str, Any] = {"seeds": list(seeds), "asset_types": sorted(ASSET_TYPES), "step_s": step_s}
+    figures["window_samples_by_type"] = {name: _burst_samples(name) for name in sorted(ASSET_TYPES)}
     figures |= _scores(rows, predicted)
     figures["lead_time_h_median"] = round(statistics.median(leads), 2) if leads else None
     figures["failures_diagnosed_before_failure"] = f"{len(leads)}/{len(failures_ns)}"
-    figures["edge_diagnosis_us_per_window"] = round(statistics.median(timings) * 1e6, 1)
-    figures["fft_floor_us_per_window"] = round(_floor_us(10_000.0, 4096), 1)
+    figures["edge_diagnosis_us_per_window"] = round(statistics.median(t for _, t in timings) * 1e6, 1)
+    floors = {n: _floor_us(SignalsSection().vibration_rate_hz, n) for n in {n for n, _ in timings}}
+    figures["fft_floor_us_per_window"] = round(statistics.median(floors[n] for n, _ in timings), 1)
     figures["diagnosis_to_floor_ratio"] = round(
         figures["edge_diagnosis_us_per_window"] / figures["fft_floor_us_per_window"], 2
     )
@@ -350,7 +381,7 @@ def run(*, quick: bool = False) -> dict[str, Any]:
     figures |= {
         f"reference_{key}": value
         for key, value in reference_scores.items()
-        if not key.startswith("windows") and key != "false_modes_on_healthy"
+        if not key.startswith("windows") and key not in ("false_modes_on_healthy", "per_mode_recall_by_type")
     }
     figures["reference_lead_time_h_median"] = (
         round(statistics.median(reference_leads), 2) if reference_leads else None

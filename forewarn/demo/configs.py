@@ -135,12 +135,14 @@ def write_cloud_config(
 def _diagnosis(
     asset_type: AssetType, scenario: Scenario, baseline_interval_s: float | None
 ) -> AssetDiagnosisConfig:
+    """The type's datasheet configuration. A diagnosis reads one simulator burst: the longest contiguous
+    run of samples the gateway receives (the simulator sends bursts `time.step_s` apart)."""
     config = asset_config_for_type(asset_type, scenario.spec.operation.speed_factors)
-    if baseline_interval_s is None:
-        return config
-    return AssetDiagnosisConfig.model_validate(
-        config.model_dump() | {"baseline_interval_s": baseline_interval_s}
-    )
+    signals = scenario.spec.signals
+    changes: dict[str, float] = {"window_s": signals.burst_samples / signals.vibration_rate_hz}
+    if baseline_interval_s is not None:
+        changes["baseline_interval_s"] = baseline_interval_s
+    return AssetDiagnosisConfig.model_validate(config.model_dump() | changes)
 
 
 def write_gateway_config(
