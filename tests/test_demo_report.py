@@ -70,3 +70,15 @@ def test_each_failure_is_alerted_only_by_an_alert_between_its_onset_and_it() -> 
         ("pump-1", None),  # the alerts at 20 and 40 h came before this failure's onset
     ]
     assert failures_alerted(truth, alerts) == 1
+
+
+def test_a_maintenance_between_onset_and_failure_ends_that_degradation() -> None:
+    truth = [
+        TruthRecord("pump-1", 10 * H, "onset", "outer_race"),
+        TruthRecord("pump-1", 20 * H, "maintenance", "outer_race"),  # repaired: the onset no longer leads
+        TruthRecord("pump-1", 50 * H, "failure", "outer_race"),  # nothing degraded first
+    ]
+    before_the_repair = [_raised("pump-1", 15 * H)]
+    assert [lead for _, lead in failure_leads(truth, before_the_repair)] == [None]
+    at_the_failure = [_raised("pump-1", 50 * H)]
+    assert [lead for _, lead in failure_leads(truth, at_the_failure)] == [0.0]

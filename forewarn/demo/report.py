@@ -234,8 +234,9 @@ def failure_leads(
     """Each failure with the hours from its first alert to it, or None when none was raised in time.
 
     An alert counts when its asset raised it between the failure's onset (the asset's latest one at or
-    before the failure and after its previous failure) and the failure; a failure without an onset
-    (nothing degraded first) counts only with an alert at the failure itself.
+    before the failure, after its previous failure and its last maintenance, which ends a degradation as
+    in `faults_at`) and the failure; a failure without an onset (nothing degraded first) counts only with
+    an alert at the failure itself.
     """
     raised: dict[str, list[int]] = {}
     for seen in alerts:
@@ -246,6 +247,8 @@ def failure_leads(
     for record in sorted(truth, key=lambda r: r.ts_ns):
         if record.event == "onset":
             onsets[record.asset_id] = record.ts_ns
+        elif record.event == "maintenance":
+            onsets.pop(record.asset_id, None)
         elif record.event == "failure":
             start = onsets.pop(record.asset_id, record.ts_ns)
             in_time = [ts for ts in raised.get(record.asset_id, ()) if start <= ts <= record.ts_ns]
@@ -256,15 +259,6 @@ def failure_leads(
 def failures_alerted(truth: Sequence[TruthRecord], alerts: Sequence[AlertSeen]) -> int:
     """How many failures had an alert raised between their onset and the failure (`failure_leads`)."""
     return sum(1 for _, lead in failure_leads(truth, alerts) if lead is not None)
-
-
-def _first_lead_h(alerts: Sequence[AlertSeen], asset_id: str, failure_ns: int) -> float | None:
-    raised = [
-        seen.alert.ts_ns
-        for seen in alerts
-        if seen.alert.asset_id == asset_id and seen.alert.state == "raised" and seen.alert.ts_ns <= failure_ns
-    ]
-    return (failure_ns - min(raised)) / NS_PER_S / 3600 if raised else None
 
 
 def _diagnoses(report: DemoReport, conn: psycopg.Connection[Any]) -> dict[str, dict[str, int]]:
@@ -284,13 +278,16 @@ def _asset_outcomes(report: DemoReport, shares: dict[str, str], conn: psycopg.Co
     forecasts = {f.asset_id: f for f in latest_forecasts(conn)}
     diagnosed = _diagnoses(report, conn)
     advised = advised_modes(conn)
+    leads: dict[str, list[tuple[TruthRecord, float | None]]] = {}
+    for failure, lead in failure_leads(report.truth, report.plant_alerts):
+        leads.setdefault(failure.asset_id, []).append((failure, lead))
     for asset_id, gateway_id in shares.items():
         outcome = AssetOutcome(asset_id, gateway_id)
-        failures = [r for r in report.truth if r.asset_id == asset_id and r.event == "failure"]
+        failures = leads.get(asset_id, [])
         outcome.failures = len(failures)
-        outcome.failure_modes = [r.mode for r in failures]
+        outcome.failure_modes = [failure.mode for failure, _ in failures]
         if failures:
-            outcome.first_alert_lead_h = _first_lead_h(report.plant_alerts, asset_id, failures[0].ts_ns)
+            outcome.first_alert_lead_h = failures[0][1]
         mine = [seen.alert for seen in report.plant_alerts if seen.alert.asset_id == asset_id]
         outcome.alerts_raised = sum(1 for a in mine if a.state == "raised")
         outcome.alerts_cleared = sum(1 for a in mine if a.state == "cleared")
