@@ -95,6 +95,7 @@ _MIN_COMB_HARMONICS = 3
 # Cage recall on the simulated motor (bench diagnosis, seed 11): 0.57 with 6 of its 9 resolvable
 # harmonics resolved (4,096 samples at 10 kHz), 0.84 with 7 (8,192).
 _CAGE_RESOLVED_SHARE = 0.75
+_ENVELOPE_RESOLUTION = "envelope resolution_hz"
 _COMB = " comb"  # envelope scalars `env:<bearing>:ftf comb` and `env:<bearing>:orders comb`
 
 
@@ -641,6 +642,7 @@ def measure(
                 vibration, rate, lowest_hz=3.0 * max(bearing_targets.values())
             )
             envelope = envelope_spectrum(vibration, rate, band)
+            scalars[_ENVELOPE_RESOLUTION] = envelope.resolution_hz
             targets |= bearing_targets
             for name, freq in bearing_targets.items():
                 peak = peak_near(envelope, freq, max(1.5 * envelope.resolution_hz, _BEARING_TOLERANCE * freq))
@@ -746,6 +748,10 @@ def _bearing_findings(judge: _Judge, config: AssetDiagnosisConfig) -> list[Findi
             label = "cage" if len(config.bearings) == 1 else f"cage:{bearing.name}"
             findings.append(Finding(label, cage.confidence, cage.evidence))
         for mode, (main, support) in patterns.items():
+            if mode == "outer_race" and cage is not None:
+                # BPFO = n FTF: the cage's comb holds the BPFO lines, while an outer-race defect leaves
+                # the clear harmonics the cage comb reads (never multiples of BPFO) at the noise
+                continue
             first = judge.peak(f"env:{bearing.name}:{main}")
             others = [e for name in support if (e := judge.peak(f"env:{bearing.name}:{name}")) is not None]
             if first is None or not first.is_found or not any(e.is_found for e in others):
@@ -768,6 +774,16 @@ def _cage(judge: _Judge, bearing: str) -> Finding | None:
     return max(findings, key=lambda f: f.confidence) if findings else None
 
 
+def _is_harmonic(freq_hz: float | None, fundamental_hz: float | None, m: Measurements) -> bool:
+    """A peak within `_CLEARANCE_BINS` of a harmonic of a comb's fundamental: where 2 x BSF lies within
+    its tolerance of a cage harmonic (the pump's 6205: 11.8 FTF), the peak found there is the cage's."""
+    resolution = m.scalars.get(_ENVELOPE_RESOLUTION)
+    if freq_hz is None or fundamental_hz is None or resolution is None or fundamental_hz <= 0:
+        return False
+    k = round(freq_hz / fundamental_hz)
+    return k >= 1 and abs(freq_hz - k * fundamental_hz) <= _CLEARANCE_BINS * resolution
+
+
 def _cage_from(judge: _Judge, prefix: str, *, needs_baseline: bool) -> Finding | None:
     """A cage defect: the FTF comb (or line) over the noise's limit, risen above the baseline's bound and
     by `SIGNIFICANT_CHANGE` squared (a power), risen more than the shaft-order comb beside it (else the
@@ -787,7 +803,8 @@ def _cage_from(judge: _Judge, prefix: str, *, needs_baseline: bool) -> Finding |
         return None
     bearing_prefix = "env:" + prefix.split(":", maxsplit=1)[1]
     spin = judge.peak(f"{bearing_prefix}2bsf x1")
-    if spin is not None and spin.is_found:
+    fundamental = m.targets_hz.get(f"{prefix}ftf{_COMB}")
+    if spin is not None and spin.is_found and not _is_harmonic(spin.freq_hz, fundamental, m):
         return None
     comb = Evidence(
         "ftf comb" if prefix.startswith("env:") else "ftf line",

@@ -61,10 +61,10 @@ class Machine:
     modulation_hz: float = 0.0
     resonance_hz: float = 3500.0
 
-    def window(self, seed: int) -> F64:
+    def window(self, seed: int, samples: int = N) -> F64:
         rng = np.random.default_rng(seed)
-        t = np.arange(N) / RATE_HZ
-        x = self.noise_g * rng.standard_normal(N)
+        t = np.arange(samples) / RATE_HZ
+        x = self.noise_g * rng.standard_normal(samples)
         for k, amplitude in enumerate(self.tones, start=1):
             x += amplitude * np.sin(2 * np.pi * k * self.shaft_hz * t + rng.uniform(0, 2 * np.pi))
         for order in (0.5, 1.5, 2.5):
@@ -215,6 +215,21 @@ def test_impacts_once_per_cage_turn_are_a_cage_defect(baseline: DiagnosisBaselin
         assert comb.name == "ftf comb"
         assert comb.is_found
         assert comb.freq_hz == pytest.approx(ftf_hz, rel=0.02)
+
+
+@pytest.mark.slow
+def test_cage_impacts_in_a_long_window_are_neither_a_ball_nor_an_outer_race_defect() -> None:
+    # 2 x BSF of the 6205 is 11.84 FTF: within its 2 % tolerance of the cage's 12th harmonic, which a long
+    # window resolves into a line; BPFO is exactly 9 FTF. Both lines belong to the cage's comb.
+    samples = 32_768
+    healthy = [measure(_signals(Machine().window(seed, samples)), CONFIG) for seed in range(8)]
+    long_baseline = DiagnosisBaseline().fit(healthy)
+    machine = Machine(impact_hz=(ORDERS.ftf or 0) * SHAFT_HZ, impact_g=0.3)
+    modes = [
+        diagnose(measure(_signals(machine.window(seed, samples)), CONFIG), CONFIG, long_baseline).mode
+        for seed in range(1000, 1006)
+    ]
+    assert modes == ["cage"] * 6
 
 
 @pytest.mark.slow
