@@ -9,6 +9,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from edge_agent.diagnosis_runner import DiagnosisRunner
 from edge_agent.pipeline import Pipeline
 from shared.asset_config import AssetDiagnosisConfig, BearingGeometry, BearingSettings
 from shared.errors import ContractError
@@ -158,3 +159,39 @@ def test_a_diagnosis_confidence_out_of_range_is_rejected() -> None:
     )
     with pytest.raises(ContractError, match="confidence"):
         decode_uplink(payload)
+
+
+def test_the_runner_learns_only_whole_spans_and_counts_the_short_ones() -> None:
+    config = AssetDiagnosisConfig(
+        shaft_rpm=60 * SHAFT_HZ, bearings=(BearingSettings(geometry=GEOMETRY),), baseline_interval_s=0.0
+    )
+    runner = DiagnosisRunner(
+        config=config, sample_rate_hz=VIB_RATE, feature_names=(), scoring_window=1024, scoring_lag_samples=0
+    )
+    span = runner.window_samples
+    assert span > 1024
+    rng = np.random.default_rng(3)
+    start_ns = 1_790_000_000 * 10**9
+    ns_per_sample = 10**9 / VIB_RATE
+
+    def window_end(samples_so_far: int) -> npt.NDArray[np.int64]:
+        return np.array([start_ns + round(samples_so_far * ns_per_sample)], dtype=np.int64)
+
+    def learn_at(samples_so_far: int) -> None:
+        end = window_end(samples_so_far)
+        runner.hold(np.zeros((1, 0), dtype=np.float32), end)
+        runner.learn(end, np.array([True]))
+
+    runner.append(rng.normal(0.0, 0.02, span // 2).astype(np.float32), start_ns)
+    learn_at(span // 2)
+    assert (runner.metrics.learned, runner.metrics.short_spans) == (0, 1)
+    runner.append(rng.normal(0.0, 0.02, span).astype(np.float32), int(window_end(span // 2)[0]))
+    learn_at(span // 2 + span)
+    assert (runner.metrics.learned, runner.metrics.short_spans) == (1, 1)
+    runner.restart()  # a gap: what came before does not join what follows
+    restart_ns = int(window_end(3 * span)[0])
+    runner.append(rng.normal(0.0, 0.02, 1024).astype(np.float32), restart_ns)
+    end = np.array([restart_ns + round(1024 * ns_per_sample)], dtype=np.int64)
+    runner.hold(np.zeros((1, 0), dtype=np.float32), end)
+    assert runner.diagnose(int(end[0])) is not None  # diagnosed on the short span, without the baseline
+    assert runner.metrics.short_spans == 2
