@@ -29,14 +29,14 @@ SHAFT_HZ = 30.0
 DEFECT_FROM_S = 80.0
 
 
-def _machine(rng: np.random.Generator) -> Signal:
-    """A 30 Hz shaft with outer-race impacts at BPFO from `DEFECT_FROM_S` on."""
-    bpfo_hz = GEOMETRY.orders().bpfo * SHAFT_HZ
+def _machine(rng: np.random.Generator, impact_hz: float = GEOMETRY.orders().bpfo * SHAFT_HZ) -> Signal:
+    """A 30 Hz shaft with bearing impacts at `impact_hz` (default BPFO: an outer race) from
+    `DEFECT_FROM_S` on."""
 
     def signal(t: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         x = 0.05 * np.sin(2 * np.pi * SHAFT_HZ * t) + 0.015 * np.sin(2 * np.pi * 2 * SHAFT_HZ * t)
         x = x + rng.normal(0.0, 0.02, len(t))
-        since = np.mod(t, 1.0 / bpfo_hz)  # time since the last impact
+        since = np.mod(t, 1.0 / impact_hz)  # time since the last impact
         ring = np.exp(-since / 0.0004) * np.sin(2 * np.pi * 3000.0 * since)
         defect: npt.NDArray[np.float64] = np.where(t >= DEFECT_FROM_S, 0.3, 0.0) * ring
         return x + defect
@@ -70,21 +70,6 @@ def test_a_raised_alert_carries_the_diagnosis_of_its_window() -> None:
     assert runner.metrics.diagnoses == len(raised) + runner.metrics.rediagnoses
 
 
-def _cage_machine(rng: np.random.Generator) -> Signal:
-    """A 30 Hz shaft with impacts once per cage turn (FTF, 0.4x) from `DEFECT_FROM_S` on."""
-    ftf_hz = (GEOMETRY.orders().ftf or 0.0) * SHAFT_HZ
-
-    def signal(t: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        x = 0.05 * np.sin(2 * np.pi * SHAFT_HZ * t) + 0.015 * np.sin(2 * np.pi * 2 * SHAFT_HZ * t)
-        x = x + rng.normal(0.0, 0.02, len(t))
-        since = np.mod(t, 1.0 / ftf_hz)
-        ring = np.exp(-since / 0.0004) * np.sin(2 * np.pi * 3000.0 * since)
-        defect: npt.NDArray[np.float64] = np.where(t >= DEFECT_FROM_S, 0.3, 0.0) * ring
-        return x + defect
-
-    return signal
-
-
 @pytest.mark.slow
 def test_a_cage_defect_is_diagnosed_from_a_span_longer_than_the_scoring_window() -> None:
     # A 1,024-sample window at 8,192 Hz holds 1.5 cage turns and resolves no cage harmonic from the shaft's
@@ -96,7 +81,13 @@ def test_a_cage_defect_is_diagnosed_from_a_span_longer_than_the_scoring_window()
     pipeline_settings = settings([asset], warmup=40, window_len=1024, hop=1024, batch_windows=16)
     run = Run()
     pipeline = Pipeline(settings=pipeline_settings, gateway_id="gw-1", models=None, on_reject=run.on_reject)
-    stream = Stream("pump-1", "vibration", VIB_RATE, _cage_machine(np.random.default_rng(6)), batch_len=4096)
+    stream = Stream(
+        "pump-1",
+        "vibration",
+        VIB_RATE,
+        _machine(np.random.default_rng(6), (GEOMETRY.orders().ftf or 0.0) * SHAFT_HZ),
+        batch_len=4096,
+    )
     run.feed(pipeline, interleave([stream], until_s=110.0))
     runner = pipeline._assets["pump-1"].diagnosis
     assert runner is not None
