@@ -2,15 +2,18 @@
 
 One `DiagnosisRunner` per asset configured with a `diagnosis` section. A diagnosis reads more than the
 scoring window: the last `window_samples` contiguous samples of the driving sensor up to a window's end
-(`shared.diagnosis.diagnosis_window_samples`: long enough to resolve the bearings' cage harmonics), so the
-runner keeps that much of the stream (`append`, `restart` after a gap). The pipeline hands it every batch
-of windows as their features are computed (`hold`), then the windows scored normal (`learn`): it measures
-one per `baseline_interval_s` of data time into a bounded healthy baseline of the last `baseline_windows`
-(refitted every `refit_every` new windows), so its cost does not grow with the window rate. Only a full
-`window_samples` span is learned: the baseline's comb and line levels depend on the span's length. An
-alert raised by a held window carries that window's diagnosis (`diagnose`); a span cut short by a recent
-restart is diagnosed without the baseline. The slow sensors come from the window's features
-(`<sensor>.mean`, `.min`, `.max`), so no slow samples are kept.
+(`shared.diagnosis.diagnosis_window_samples`: long enough to resolve the bearings' cage harmonics), so
+the runner keeps that much of the stream (`append`, `restart` after a gap). A window near the start of a
+run (a burst, or the stream just after a gap) reads the run's first `window_samples` instead. The
+pipeline hands it every batch of windows as their features are computed (`hold`), then the windows
+scored normal (`learn`): it measures one per `baseline_interval_s` of data time into a bounded healthy
+baseline of the last `baseline_windows` (refitted every `refit_every` new windows), so its cost does not
+grow with the window rate. Only a whole `window_samples` span is learned: the baseline's comb and line
+levels depend on the span's length. An alert raised by a held window carries that window's diagnosis
+(`diagnose`); a span cut short (a run shorter than the window so far) is diagnosed without the baseline
+(`short_diagnoses`), and runs that end shorter than the window are counted (`short_runs`) and logged.
+The slow sensors come from the window's features (`<sensor>.mean`, `.min`, `.max`), so no slow samples
+are kept.
 
 While an alert stays raised (`follow` ... `unfollow`), `rediagnose` diagnoses again at most once per
 `rediagnose_every_s` of data time (the first time as soon as the span holds only samples from the raise
@@ -64,7 +67,8 @@ class DiagnosisMetrics:
     modes: dict[str, int] = field(default_factory=dict)
     rediagnoses: int = 0  # of `diagnoses`, those of an alert already raised
     updates: int = 0  # of those, the ones worth sending
-    short_spans: int = 0  # windows due to be learned or diagnosed with fewer contiguous samples than wanted
+    short_runs: int = 0  # contiguous runs of the stream that ended shorter than the diagnosis window
+    short_diagnoses: int = 0  # of `diagnoses`, those read on fewer samples than the window (no baseline)
 
 
 _NEVER = 1 << 62
@@ -134,24 +138,28 @@ class DiagnosisRunner:
 
     def restart(self) -> None:
         """The driving stream restarted (a gap, a clock step): the samples before it do not join."""
+        held = self._history.end_index  # samples since the last restart
+        if 0 < held < self.window_samples:
+            self.metrics.short_runs += 1
+            if self.metrics.short_runs in (1, 100, 10_000):  # a stream of short runs says so, not per run
+                logger.warning(
+                    "diagnosis reads %d contiguous samples but the stream's run held %d (%d such runs): "
+                    "its windows are learned from no baseline span; diagnosis.window_s sets the span",
+                    self.window_samples,
+                    held,
+                    self.metrics.short_runs,
+                )
         self._history.restart()
 
     def _span(self, ts_ns: int) -> FloatArray:
-        """The last `window_samples` held samples before `ts_ns` (fewer after a recent restart)."""
+        """The `window_samples` held samples ending at `ts_ns`; if that would reach back past the last
+        restart, the first `window_samples` of the run instead (they hold the window; fewer if the run is
+        shorter so far)."""
         history = self._history
         end = int(history.index_before(np.array([ts_ns], dtype=np.int64))[0])
-        span = history.slice(end - self.window_samples, end)
-        if span.size < self.window_samples:
-            self.metrics.short_spans += 1
-            if self.metrics.short_spans in (1, 100, 10_000):  # a stream of short runs says so, not per window
-                logger.warning(
-                    "diagnosis wants %d contiguous samples but has %d (%d times so far): a gap restarted "
-                    "the stream, or its runs are shorter than that; diagnosis.window_s sets the span",
-                    self.window_samples,
-                    span.size,
-                    self.metrics.short_spans,
-                )
-        return span
+        if end < self.window_samples:  # indices count from the last restart
+            end = min(self.window_samples, history.end_index)
+        return history.slice(end - self.window_samples, end)
 
     def _window(self, samples: FloatArray, features: FloatArray) -> WindowSignals:
         levels = {
@@ -271,7 +279,9 @@ class DiagnosisRunner:
         started = time.perf_counter()
         try:
             span = self._span(ts_ns)
-            baseline = self._baseline if span.size == self.window_samples else None
+            is_whole = span.size == self.window_samples
+            baseline = self._baseline if is_whole else None
+            self.metrics.short_diagnoses += not is_whole
             measured = measure(self._window(span, features[index]), self.config)
             result = diagnose(measured, self.config, baseline)
         except Exception:  # a diagnosis must never stop the alert it belongs to

@@ -152,7 +152,7 @@ def test_a_diagnosis_confidence_out_of_range_is_rejected() -> None:
         decode_uplink(payload)
 
 
-def test_the_runner_learns_only_whole_spans_and_counts_the_short_ones() -> None:
+def test_the_runner_learns_whole_spans_and_counts_short_runs() -> None:
     config = AssetDiagnosisConfig(
         shaft_rpm=60 * SHAFT_HZ, bearings=(BearingSettings(geometry=GEOMETRY),), baseline_interval_s=0.0
     )
@@ -175,14 +175,17 @@ def test_the_runner_learns_only_whole_spans_and_counts_the_short_ones() -> None:
 
     runner.append(rng.normal(0.0, 0.02, span // 2).astype(np.float32), start_ns)
     learn_at(span // 2)
-    assert (runner.metrics.learned, runner.metrics.short_spans) == (0, 1)
+    assert runner.metrics.learned == 0  # half a span so far: a later window learns
     runner.append(rng.normal(0.0, 0.02, span).astype(np.float32), int(window_end(span // 2)[0]))
-    learn_at(span // 2 + span)
-    assert (runner.metrics.learned, runner.metrics.short_spans) == (1, 1)
+    learn_at(span // 4)  # early in the run: it reads the run's first span, which holds it
+    assert runner.metrics.learned == 1
     runner.restart()  # a gap: what came before does not join what follows
+    assert runner.metrics.short_runs == 0  # that run held a whole span
     restart_ns = int(window_end(3 * span)[0])
     runner.append(rng.normal(0.0, 0.02, 1024).astype(np.float32), restart_ns)
     end = np.array([restart_ns + round(1024 * ns_per_sample)], dtype=np.int64)
     runner.hold(np.zeros((1, 0), dtype=np.float32), end)
     assert runner.diagnose(int(end[0])) is not None  # diagnosed on the short span, without the baseline
-    assert runner.metrics.short_spans == 2
+    assert runner.metrics.short_diagnoses == 1
+    runner.restart()
+    assert runner.metrics.short_runs == 1
