@@ -170,28 +170,28 @@ class _Asset:
             feature_spec=self.spec_id,
             period_s=pipeline.aggregation.period_s,
         )
+        driver = self.driver.settings
+        window_len = pipeline.sensor_window_len(driver)
+        # most samples that arrive between a window's end and its scoring: the window and a batch of hops
+        scoring_lag = window_len + pipeline.sensor_hop(driver) * pipeline.score_batch_windows
         self.diagnosis: DiagnosisRunner | None = None
         if settings.diagnosis is not None:
-            driver = self.driver.settings
             self.diagnosis = DiagnosisRunner(
                 config=settings.diagnosis,
                 sample_rate_hz=driver.sample_rate_hz,
                 feature_names=self.feature_names,
-                scoring_window=pipeline.sensor_window_len(driver),
-                scoring_lag_samples=pipeline.sensor_window_len(driver)
-                + pipeline.sensor_hop(driver) * pipeline.score_batch_windows,
+                scoring_window=window_len,
+                scoring_lag_samples=scoring_lag,
             )
         self.snapshots: SnapshotRecorder | None = None
         if pipeline.snapshots.enabled:
-            driver = self.driver.settings
             self.snapshots = SnapshotRecorder(
                 settings=pipeline.snapshots,
                 gateway_id=gateway_id,
                 asset_id=self.asset_id,
                 sensor=driver.name,
                 sample_rate_hz=driver.sample_rate_hz,
-                scoring_lag_samples=pipeline.sensor_window_len(driver)
-                + pipeline.sensor_hop(driver) * pipeline.score_batch_windows,
+                scoring_lag_samples=scoring_lag,
                 diagnosis_config=settings.diagnosis,
             )
 
